@@ -1,0 +1,185 @@
+"""Feature pipeline: scaled numerics, integer-coded categoricals and two crossed columns.
+
+Mirrors the reference design's feature columns (numeric columns standardised, categoricals
+encoded, crosses education x occupation and native_country x occupation) in a form built for a
+streaming predictor: ``transform`` works on whole columns with NumPy (no pandas, no per-row
+``apply``), unseen categories and missing values become NaN (LightGBM's "missing"), and the
+fitted state is plain lists and floats that round-trip through JSON.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
+
+CROSSES: tuple[tuple[str, str], ...] = (
+    ("education", "occupation"),
+    ("native_country", "occupation"),
+)
+
+Columns = Mapping[str, Sequence[Any] | np.ndarray]
+
+
+class FeaturePipeline:
+    """Fit on a batch of raw Adult columns, then transform batches into a float matrix.
+
+    >>> pipe = FeaturePipeline().fit({"age": [20.0, 40.0], "education": ["HS-grad", "Masters"]})
+    >>> pipe.transform({"age": [30.0], "education": ["Doctorate"]})[0, :1].tolist()
+    [0.0]
+    """
+
+    STATE_VERSION = 1
+
+    def __init__(self, min_cross_count: int = 5) -> None:
+        if min_cross_count < 1:
+            raise ValueError(f"min_cross_count must be at least 1, got {min_cross_count}")
+        self.min_cross_count = min_cross_count
+        # Fitted state: plain attributes, JSON-serialisable.
+        self.numeric: dict[str, tuple[float, float]] = {}  # column -> (mean, std)
+        self.categories: dict[str, list[str]] = {}  # column -> categories, code = index
+        self.crosses: dict[str, list[tuple[str, str]]] = {}  # "a*b" -> kept (a, b) pairs
+        self._index: dict[str, dict[Any, float]] = {}
+        self._cross_tables: dict[str, np.ndarray] = {}
+
+    # -- fitting --------------------------------------------------------------------------------
+    def fit(self, columns: Columns) -> FeaturePipeline:
+        present = set(columns)
+        for name in NUMERIC_COLUMNS:
+            values = _as_float(columns[name]) if name in present else np.array([np.nan])
+            mean = float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
+            std = float(np.nanstd(values)) if np.isfinite(values).any() else 1.0
+            self.numeric[name] = (mean, std if std > 0 else 1.0)
+        for name in CATEGORICAL_COLUMNS:
+            values = columns[name] if name in present else []
+            counts: dict[str, int] = {}
+            for value in values:
+                if isinstance(value, str):
+                    counts[value] = counts.get(value, 0) + 1
+            # Most frequent first, ties by name: a stable, readable code assignment.
+            self.categories[name] = sorted(counts, key=lambda v: (-counts[v], v))
+        self._build_index()
+        for left, right in CROSSES:
+            a, b = self._codes(left, columns), self._codes(right, columns)
+            ok = ~(np.isnan(a) | np.isnan(b))
+            pairs, counts = np.unique(
+                np.stack([a[ok], b[ok]], axis=1).astype(np.int64), axis=0, return_counts=True
+            )
+            kept = pairs[counts >= self.min_cross_count]
+            self.crosses[f"{left}*{right}"] = [
+                (self.categories[left][i], self.categories[right][j]) for i, j in kept
+            ]
+        self._build_cross_tables()
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS, *(f"{a}*{b}" for a, b in CROSSES)]
+
+    @property
+    def categorical_features(self) -> list[int]:
+        """Indices of the columns LightGBM must treat as categorical."""
+        start = len(NUMERIC_COLUMNS)
+        return list(range(start, start + len(CATEGORICAL_COLUMNS) + len(CROSSES)))
+
+    # -- transforming ---------------------------------------------------------------------------
+    def transform(self, columns: Columns) -> np.ndarray:
+        """Raw columns (a DataFrame, or a dict of lists/arrays) -> float64 matrix.
+
+        A column that is absent counts as missing everywhere.
+        """
+        if not self.numeric:
+            raise RuntimeError("FeaturePipeline is not fitted: call fit() or from_dict() first")
+        rows = _row_count(columns)
+        out = np.empty((rows, len(self.feature_names)), dtype=np.float64)
+        for i, name in enumerate(NUMERIC_COLUMNS):
+            mean, std = self.numeric[name]
+            values = _as_float(columns[name]) if name in columns else np.full(rows, np.nan)
+            np.subtract(values, mean, out=out[:, i])
+            out[:, i] /= std
+        start = len(NUMERIC_COLUMNS)
+        codes = {name: self._codes(name, columns, rows) for name in CATEGORICAL_COLUMNS}
+        for offset, name in enumerate(CATEGORICAL_COLUMNS):
+            out[:, start + offset] = codes[name]
+        start += len(CATEGORICAL_COLUMNS)
+        for offset, (left, right) in enumerate(CROSSES):
+            table = self._cross_tables[f"{left}*{right}"]
+            # Missing codes (NaN) map to the table's last row/column, which holds NaN.
+            a = np.nan_to_num(codes[left], nan=table.shape[0] - 1).astype(np.intp)
+            b = np.nan_to_num(codes[right], nan=table.shape[1] - 1).astype(np.intp)
+            out[:, start + offset] = table[a, b]
+        return out
+
+    def transform_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Transform a batch of JSON-like dicts (the predictor's hot path)."""
+        names = (*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS)
+        return self.transform({name: [r.get(name) for r in records] for name in names})
+
+    def _codes(self, name: str, columns: Columns, rows: int | None = None) -> np.ndarray:
+        if name not in columns:
+            return np.full(rows if rows is not None else _row_count(columns), np.nan)
+        index = self._index[name]
+        values = columns[name]
+        return np.fromiter((index.get(v, math.nan) for v in values), np.float64, len(values))
+
+    def _build_index(self) -> None:
+        self._index = {
+            name: {value: float(code) for code, value in enumerate(values)}
+            for name, values in self.categories.items()
+        }
+
+    def _build_cross_tables(self) -> None:
+        """A dense (codes of a + 1) x (codes of b + 1) lookup; the extra row/column is 'missing'."""
+        self._cross_tables = {}
+        for left, right in CROSSES:
+            key = f"{left}*{right}"
+            table = np.full(
+                (len(self.categories[left]) + 1, len(self.categories[right]) + 1), np.nan
+            )
+            for code, (a, b) in enumerate(self.crosses[key]):
+                table[int(self._index[left][a]), int(self._index[right][b])] = code
+            self._cross_tables[key] = table
+
+    # -- persistence ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "state_version": self.STATE_VERSION,
+            "min_cross_count": self.min_cross_count,
+            "numeric": {k: list(v) for k, v in self.numeric.items()},
+            "categories": self.categories,
+            "crosses": {k: [list(p) for p in v] for k, v in self.crosses.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> FeaturePipeline:
+        if state.get("state_version") != cls.STATE_VERSION:
+            raise ValueError(f"unsupported pipeline state version {state.get('state_version')!r}")
+        pipe = cls(min_cross_count=int(state["min_cross_count"]))
+        pipe.numeric = {k: (float(m), float(s)) for k, (m, s) in state["numeric"].items()}
+        pipe.categories = {k: [str(v) for v in vs] for k, vs in state["categories"].items()}
+        pipe.crosses = {k: [(str(a), str(b)) for a, b in v] for k, v in state["crosses"].items()}
+        missing = set(NUMERIC_COLUMNS) - set(pipe.numeric) | set(CATEGORICAL_COLUMNS) - set(
+            pipe.categories
+        )
+        if missing:
+            raise ValueError(f"pipeline state lacks columns: {sorted(missing)}")
+        pipe._build_index()
+        pipe._build_cross_tables()
+        return pipe
+
+
+def _as_float(values: Sequence[Any] | np.ndarray) -> np.ndarray:
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        return values.astype(np.float64, copy=False)
+    # None -> NaN; validation upstream guarantees numbers or None here.
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _row_count(columns: Columns) -> int:
+    for name in columns:  # works for a dict and for a DataFrame alike
+        return len(columns[name])
+    return 0
