@@ -51,7 +51,7 @@ ALL_COLUMNS = (*FEATURE_COLUMNS, LABEL_COLUMN)
 
 
 def label_to_int(value: object) -> int | None:
-    """Map a raw income bracket (``'>50K'``, ``'<=50K.'``) or a 0/1 label to 0/1; None if unknown."""
+    """Map a raw income bracket (``'>50K'``, ``'<=50K.'``) or a 0/1 label to 0/1, else None."""
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int) and value in (0, 1):
@@ -72,17 +72,17 @@ def load_adult(split: Literal["train", "test"] = "train") -> pd.DataFrame:
     Returns the 14 feature columns plus ``income_bracket`` and an integer ``label`` column.
     """
     name = {"train": "adult.data.gz", "test": "adult.test.gz"}[split]
-    with resources.files("streamfit.datasets").joinpath(name).open("rb") as raw:
-        with gzip.open(raw, "rt") as text:
-            frame = pd.read_csv(
-                text,
-                names=list(ALL_COLUMNS),
-                skiprows=1 if split == "test" else 0,
-                sep=",",
-                skipinitialspace=True,
-                na_values="?",
-                skip_blank_lines=True,
-            )
+    source = resources.files("streamfit.datasets").joinpath(name)
+    with source.open("rb") as raw, gzip.open(raw, "rt") as text:
+        frame = pd.read_csv(
+            text,
+            names=list(ALL_COLUMNS),
+            skiprows=1 if split == "test" else 0,
+            sep=",",
+            skipinitialspace=True,
+            na_values="?",
+            skip_blank_lines=True,
+        )
     frame = frame.dropna(subset=[LABEL_COLUMN]).reset_index(drop=True)
     frame[LABEL_COLUMN] = frame[LABEL_COLUMN].str.rstrip(".")
     frame["label"] = (frame[LABEL_COLUMN] == POSITIVE_LABEL).astype("int8")

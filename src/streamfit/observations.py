@@ -153,7 +153,8 @@ def _count_labelled(db: sqlite3.Connection, ids: list[str]) -> int:
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
         total += db.execute(
-            f"SELECT COUNT(*) FROM observations WHERE label IS NOT NULL AND request_id IN ({marks})",
+            "SELECT COUNT(*) FROM observations"
+            f" WHERE label IS NOT NULL AND request_id IN ({marks})",
             chunk,
         ).fetchone()[0]
     return total
