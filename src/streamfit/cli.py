@@ -1,0 +1,290 @@
+"""The `streamfit` command line. Thin: parse, build Settings, call one library function."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import GUARANTEES, OPTIMIZERS, ConfigError, Settings
+
+log = logging.getLogger("streamfit")
+
+# CLI option dest -> Settings field, for the options that map one to one.
+_SETTING_OPTIONS = (
+    "data_dir",
+    "bus",
+    "tracking_uri",
+    "experiment",
+    "retrain_every",
+    "keep_models",
+    "max_batch",
+    "linger_ms",
+    "guarantee",
+    "group",
+    "max_evals",
+    "init_max_evals",
+    "optimizer",
+    "seed",
+    "gate_tolerance",
+    "train_threads",
+    "request_partitions",
+)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("common settings (flags > STREAMFIT_* env > config file)")
+    group.add_argument("--config", type=Path, help="TOML config file ([streamfit] table)")
+    group.add_argument("--data-dir", type=Path, help="data directory (default ./streamfit-data)")
+    group.add_argument("--bus", help="memory:// (default, in-process) or kafka://host:port")
+    group.add_argument(
+        "--bus-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Kafka client setting passed through (SASL/TLS...); repeatable",
+    )
+    group.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite in data dir)")
+    group.add_argument("--experiment", help="MLflow experiment name (default streamfit)")
+    group.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+
+
+def _training(parser: argparse.ArgumentParser, budget_dest: str) -> None:
+    parser.add_argument(
+        "--max-evals", dest=budget_dest, type=int, help="hyper-parameter search budget (trials)"
+    )
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, help="search backend (default hyperopt)")
+    parser.add_argument("--seed", type=int, help="random seed (default 42)")
+    parser.add_argument(
+        "--train-threads",
+        type=int,
+        help="LightGBM threads for training (default 1: leave a core to serving)",
+    )
+
+
+def _serving(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--retrain-every",
+        type=int,
+        help="ask for a retrain every N labelled observations (default 50)",
+    )
+    parser.add_argument("--keep-models", type=int, help="model bundles kept on disk (default 2)")
+    parser.add_argument("--max-batch", type=int, help="largest micro-batch (default 1000)")
+    parser.add_argument(
+        "--linger-ms", type=float, help="extra wait to fill a micro-batch (default 5 ms)"
+    )
+    parser.add_argument("--guarantee", choices=GUARANTEES, help="delivery (default at-least-once)")
+    parser.add_argument("--group", help="consumer group of the predictors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamfit",
+        description="Real-time LightGBM predictions on an event stream, retrained as labels come.",
+    )
+    parser.add_argument("--version", action="version", version=f"streamfit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = commands.add_parser("init", help="train and promote the initial model")
+    _training(init, "init_max_evals")
+    init.add_argument("--force", action="store_true", help="train even if a champion exists")
+
+    predictor = commands.add_parser("predictor", help="run the prediction service")
+    _serving(predictor)
+    predictor.add_argument(
+        "--wait-for-model",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for a first model instead of failing",
+    )
+
+    trainer = commands.add_parser("trainer", help="run the retraining service")
+    _training(trainer, "max_evals")
+    trainer.add_argument(
+        "--gate-tolerance",
+        type=float,
+        help="how much worse (log loss) a challenger may be and still win",
+    )
+
+    app = commands.add_parser("app", help="send Adult test rows as requests, read predictions")
+    app.add_argument("--count", type=int, default=200, help="requests to send (default 200)")
+    app.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
+    app.add_argument(
+        "--label-delay",
+        type=float,
+        metavar="SECONDS",
+        help="send true labels separately after this delay (default: inside request)",
+    )
+    app.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for missing answers after the last request",
+    )
+    app.add_argument("--summary-json", type=Path, help="write the summary to this file")
+
+    demo = commands.add_parser("demo", help="initial model + predictor + trainer + app in one go")
+    _serving(demo)
+    _training(demo, "max_evals")
+    demo.add_argument("--init-max-evals", type=int, help="budget of the initial training")
+    demo.add_argument("--count", type=int, default=200, help="requests to send (default 200)")
+    demo.add_argument("--rate", type=float, default=2.0, help="requests per second (default 2)")
+    demo.add_argument(
+        "--label-delay",
+        type=float,
+        metavar="SECONDS",
+        help="send true labels separately after this delay",
+    )
+    demo.add_argument("--summary-json", type=Path, help="write the summary to this file")
+
+    for command in (init, predictor, trainer, app, demo):
+        _common(command)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        name: getattr(args, name) for name in _SETTING_OPTIONS if hasattr(args, name)
+    }
+    options = dict(item.split("=", 1) for item in args.bus_option if "=" in item)
+    if len(options) != len(args.bus_option):
+        raise ConfigError("--bus-option takes KEY=VALUE")
+    if options:
+        overrides["bus_options"] = options
+    return Settings.load(overrides, config_file=args.config)
+
+
+def _run_service(service: Any) -> None:
+    """Run a service loop; SIGINT/SIGTERM only ask it to stop (it then flushes and commits)."""
+
+    def _stop(signum: int, frame: object) -> None:
+        log.info("signal %d: stopping after the current batch", signum)
+        service.stop()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    service.run()
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    from .bundle import ModelStore
+    from .demo import ensure_initial_model
+
+    if args.force and ModelStore(settings.models_dir).champion() is not None:
+        from .training.round import run_round
+
+        outcome = run_round(
+            settings, trigger="manual", max_evals=settings.init_max_evals, progress=print
+        )
+        print(
+            f"v{outcome.version} {'promoted' if outcome.promoted else 'refused'}: {outcome.reason}"
+        )
+        return 0
+    ensure_initial_model(settings, print)
+    return 0
+
+
+def cmd_predictor(settings: Settings, args: argparse.Namespace) -> int:
+    from .bus import get_bus
+    from .demo import _partitions
+    from .serving import Predictor
+
+    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus.ensure_topics(_partitions(settings))
+    _run_service(Predictor(settings, bus, wait_for_model_s=args.wait_for_model))
+    return 0
+
+
+def cmd_trainer(settings: Settings, args: argparse.Namespace) -> int:
+    from .bus import get_bus
+    from .demo import _partitions
+    from .training.service import TrainerService
+
+    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus.ensure_topics(_partitions(settings))
+    _run_service(TrainerService(settings, bus))
+    return 0
+
+
+def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
+    from .app import run_app
+    from .bus import get_bus
+
+    bus = get_bus(settings.bus, dict(settings.bus_options))
+    summary = run_app(
+        settings,
+        bus,
+        count=args.count,
+        rate=args.rate,
+        label_delay=args.label_delay,
+        timeout=args.timeout,
+        progress=print,
+    )
+    print(summary.render())
+    _write_json(args.summary_json, summary.as_dict())
+    return 0 if summary.lost == 0 else 1
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    summary = run_demo(
+        settings, count=args.count, rate=args.rate, label_delay=args.label_delay, progress=print
+    )
+    print("\ndemo summary:\n" + json.dumps(summary, indent=2))
+    _write_json(args.summary_json, summary)
+    print(
+        f"\nopen the experiments in the MLflow UI:\n"
+        f"  .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_uri}\n"
+        f"then browse http://127.0.0.1:5000"
+    )
+    return 0 if summary["lost"] == 0 else 1
+
+
+def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2))
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "init": cmd_init,
+    "predictor": cmd_predictor,
+    "trainer": cmd_trainer,
+    "app": cmd_app,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    from .bundle import BundleError
+    from .bus import BusError
+
+    try:
+        settings = settings_from(args)
+        log.debug("settings: %s", settings)
+        return COMMANDS[args.command](settings, args)
+    except (ConfigError, BundleError, BusError, ValueError, FileNotFoundError) as exc:
+        print(f"streamfit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())

@@ -1,0 +1,97 @@
+"""`streamfit demo`: initial model, predictor, trainer and sample app together, on any bus."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .app import run_app
+from .bundle import ModelStore
+from .bus import get_bus
+from .config import Settings
+from .serving import Predictor
+from .training.service import TrainerService
+
+log = logging.getLogger("streamfit.demo")
+
+
+def ensure_initial_model(settings: Settings, progress: Callable[[str], None]) -> int:
+    """Train and promote the first model unless a champion exists; return the champion."""
+    store = ModelStore(settings.models_dir, settings.keep_models)
+    champion = store.champion()
+    if champion is not None:
+        progress(f"champion model v{champion} found in {store.root}")
+        return champion
+    from .training.round import run_round
+
+    progress(f"training the initial model ({settings.init_max_evals} trials, {settings.optimizer})")
+    outcome = run_round(
+        settings, trigger="initial", max_evals=settings.init_max_evals, progress=progress
+    )
+    progress(f"initial model v{outcome.version}: {outcome.metrics}")
+    return outcome.version
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    count: int,
+    rate: float,
+    label_delay: float | None = None,
+    progress: Callable[[str], None] = print,
+    settle_timeout: float = 900.0,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    ensure_initial_model(settings, progress)
+    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus.ensure_topics(_partitions(settings))
+    predictor = Predictor(settings, bus)
+    trainer = TrainerService(settings, bus)
+    threads = [
+        threading.Thread(target=service.run, name=name, daemon=True)
+        for name, service in (("predictor", predictor), ("trainer", trainer))
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for service in (predictor, trainer):
+            if not service.ready.wait(60):
+                raise RuntimeError(f"{type(service).__name__} did not start within 60 s")
+        progress(
+            f"streaming {count} requests at {rate}/s; retrain every "
+            f"{settings.retrain_every} labelled, {settings.max_evals} trials per retrain"
+        )
+        summary = run_app(
+            settings, bus, count=count, rate=rate, label_delay=label_delay, progress=progress
+        ).as_dict()
+        # Let the retrains the stream asked for finish, so the summary counts them.
+        deadline = time.monotonic() + settle_timeout
+        while time.monotonic() < deadline and (
+            trainer.commands_seen < predictor.stats.retrains_requested or not trainer.idle.is_set()
+        ):
+            time.sleep(0.2)
+    finally:
+        predictor.stop()
+        trainer.stop()
+        for thread in threads:
+            thread.join(timeout=30)
+        bus.close()
+    summary.update(
+        retrains=trainer.rounds,
+        promotions=trainer.promotions,
+        retrains_requested=predictor.stats.retrains_requested,
+        serving_version=predictor.model_version,
+        wall_s=round(time.monotonic() - started, 1),
+    )
+    return summary
+
+
+def _partitions(settings: Settings) -> dict[str, int]:
+    topics = settings.topics
+    partitions = {name: 1 for name in vars(topics).values()}
+    partitions[topics.requests] = settings.request_partitions
+    partitions[topics.predictions] = settings.request_partitions
+    return partitions

@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+
+from streamfit import messages
+from tests.serving.conftest import train_bundle
+
+
+def _wait_for(condition, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def _predictions(batch, topic="predictions"):
+    return [orjson.loads(m.value) for m in batch if m.topic == topic]
+
+
+def test_every_request_is_answered_with_a_probability(running, requests_data, store):
+    for i, row in enumerate(requests_data[:30]):
+        running.send("requests", messages.request(f"r{i}", row))
+    answers = _predictions(running.collect(30))
+    assert sorted(a["request_id"] for a in answers) == sorted(f"r{i}" for i in range(30))
+    expected = store.load(store.champion()).predict_records(requests_data[:30])
+    by_id = {a["request_id"]: a for a in answers}
+    for i, probability in enumerate(expected):
+        answer = by_id[f"r{i}"]
+        assert answer["probability"] == pytest.approx(probability)
+        assert answer["label"] == int(probability >= 0.5)
+        assert answer["model_version"] == 1
+
+
+def test_hot_swap_switches_the_version_predictions_carry(running, requests_data, store):
+    running.send("requests", messages.request("before", requests_data[0]))
+    assert _predictions(running.collect(1))[0]["model_version"] == 1
+    new_version = store.save(train_bundle(rounds=30, seed=1))
+    running.send("models", messages.model_ready(new_version, "promoted"))
+    _wait_for(lambda: running.predictor.model_version == new_version)
+    running.send("requests", messages.request("after", requests_data[1]))
+    answer = _predictions(running.collect(1))[0]
+    assert answer["request_id"] == "after" and answer["model_version"] == new_version
+    # the new model really is the one predicting, not just its number
+    assert answer["probability"] == pytest.approx(
+        store.load(new_version).predict_records([requests_data[1]])[0]
+    )
+
+
+def test_corrupt_bundle_is_refused_and_old_model_keeps_serving(running, requests_data, store):
+    bad = store.save(train_bundle(rounds=5))
+    (store.path(bad) / "model.txt").write_text("this is not a LightGBM model")
+    running.send("models", messages.model_ready(bad, "promoted"))
+    _wait_for(lambda: running.predictor.stats.refused_models == 1)
+    running.send("requests", messages.request("still-served", requests_data[0]))
+    answer = _predictions(running.collect(1))[0]
+    assert answer["model_version"] == 1
+
+
+def test_bundle_whose_features_do_not_match_is_refused(running, store):
+    bundle = train_bundle(rounds=5)
+    bundle.pipeline.numeric.pop("age")  # pipeline now disagrees with the model's feature count
+    bad = store.save(bundle)
+    running.send("models", messages.model_ready(bad, "promoted"))
+    _wait_for(lambda: running.predictor.stats.refused_models == 1)
+    assert running.predictor.model_version == 1
+
+
+BAD_INPUTS = [
+    (b"{not json", None, "invalid JSON"),
+    (b'{"request_id": "no-data"}', "no-data", "missing 'data'"),
+    (b'{"data": {"age": 30}}', None, "request_id"),
+    (b'{"request_id": "wrong-type", "data": {"age": "thirty"}}', "wrong-type", "must be a number"),
+    (b'{"request_id": "unknown", "data": {"shoe_size": 44}}', "unknown", "unknown column"),
+    (b'{"request_id": "not-object", "data": [1, 2]}', "not-object", "must be an object"),
+    (b"[]", None, "JSON object"),
+]
+
+
+def test_bad_input_is_dead_lettered_and_neighbours_still_answered(running, requests_data):
+    for i, (payload, _, _) in enumerate(BAD_INPUTS):
+        running.send("requests", messages.request(f"good{i}", requests_data[i]))
+        running.send("requests", payload)
+    batch = running.collect(2 * len(BAD_INPUTS))
+    answered = {a["request_id"] for a in _predictions(batch)}
+    assert answered == {f"good{i}" for i in range(len(BAD_INPUTS))}
+    dead = _predictions(batch, "dead_letter")
+    assert len(dead) == len(BAD_INPUTS)
+    for record, (payload, request_id, reason) in zip(dead, BAD_INPUTS, strict=True):
+        assert reason in record["error"]
+        assert record.get("request_id") == request_id
+        assert record["payload"] == payload.decode()
+
+
+def test_retrain_is_requested_every_n_labelled(running, requests_data, settings):
+    # labels ride inside the request (demo mode); retrain_every is 20
+    def send(start: int, stop: int) -> list[dict]:
+        for i in range(start, stop):
+            running.send("requests", messages.request(f"l{i}", requests_data[i]))
+        batch = running.collect(stop - start + 1, timeout=2)
+        return [orjson.loads(m.value) for m in batch if m.topic == "retrain"]
+
+    assert send(0, 19) == []
+    assert [c["labelled"] for c in send(19, 45)] == [45]  # crossed 20 and 40: one command
+    assert send(45, 59) == []  # 45 + 14 = 59: the remainder 5 carried over, 19 now
+    assert [c["labelled"] for c in send(59, 60)] == [60]
+
+
+def test_label_is_stored_but_never_fed_to_the_model(running, requests_data, store):
+    row = dict(requests_data[0], income_bracket=">50K")
+    flipped = dict(row, income_bracket="<=50K")
+    running.send("requests", messages.request("a", row))
+    running.send("requests", messages.request("b", flipped))
+    answers = {a["request_id"]: a for a in _predictions(running.collect(2))}
+    assert answers["a"]["probability"] == answers["b"]["probability"]
+    frame = running.predictor.observations.labelled_frame()
+    assert dict(zip(frame["request_id"], frame["label"], strict=True)) == {"a": 1, "b": 0}
+
+
+def test_late_labels_join_duplicates_and_unknown_ids(running, requests_data):
+    row = {k: v for k, v in requests_data[0].items() if k != "income_bracket"}
+    running.send("requests", messages.request("late", row))
+    running.collect(1)
+    running.send("labels", orjson.dumps({"request_id": "late", "label": 1}))
+    running.send("labels", orjson.dumps({"request_id": "late", "income_bracket": "<=50K."}))
+    running.send("labels", orjson.dumps({"request_id": "nobody", "label": 0}))
+    dead = _predictions(running.collect(1), "dead_letter")
+    assert dead[0]["request_id"] == "nobody" and "unknown request_id" in dead[0]["error"]
+    frame = running.predictor.observations.labelled_frame()
+    assert frame["request_id"].tolist() == ["late"]
+    assert frame["label"].tolist() == [1]  # the first label wins; the duplicate changes nothing
