@@ -126,11 +126,7 @@ class Predictor:
             )
             watcher.start()
             consumer = stack.enter_context(
-                self.bus.consumer(
-                    [self.topics.requests, self.topics.labels],
-                    group=settings.group,
-                    **({"read_committed": True} if exactly_once else {}),
-                )
+                self.bus.consumer([self.topics.requests, self.topics.labels], group=settings.group)
             )
             producer: Producer
             if exactly_once:
