@@ -1,0 +1,29 @@
+"""Monitoring: input drift (per-feature tests and a domain classifier), realised and estimated
+performance, and the background monitor that publishes drift events."""
+
+from __future__ import annotations
+
+from ._base import DriftTest, TestResult
+from ._classifier import CLASSIFIERS, DomainClassifier, auc_with_z, drift_score
+from ._univariate import ChiSquaredTest, KSTest, PSITest, drift_test_from_dict, get_drift_test
+from .drift import CORRECTIONS, DriftDetector, drifting_features
+from .report import DriftReport, FeatureDrift
+
+__all__ = [
+    "CLASSIFIERS",
+    "CORRECTIONS",
+    "ChiSquaredTest",
+    "DomainClassifier",
+    "DriftDetector",
+    "DriftReport",
+    "DriftTest",
+    "FeatureDrift",
+    "KSTest",
+    "PSITest",
+    "TestResult",
+    "auc_with_z",
+    "drift_score",
+    "drift_test_from_dict",
+    "drifting_features",
+    "get_drift_test",
+]
