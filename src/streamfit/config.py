@@ -60,6 +60,24 @@ class Settings:
     seed: int = 42
     gate_tolerance: float = 0.005
     warm_start_top_k: int = 5
+    # Gate holdout: this share of adult.data is never trained on (same rows every round), and
+    # the newest gate_recent_fraction of the labelled observations is held out of each round.
+    holdout_fraction: float = 0.1
+    gate_recent_fraction: float = 0.2
+    pruning: bool = True  # Optuna only: stop unpromising CV runs early
+
+    # Monitor: drift and performance, computed off the predictor's hot path.
+    drift_window: int = 1000  # most recent requests scored per drift check
+    drift_every: int = 250  # new observations between two checks
+    drift_reference_rows: int = 5000  # reference sample the domain classifier sees
+    drift_alpha: float = 0.01  # significance after the correction across features
+    drift_correction: str = "bonferroni"  # or "bh" (Benjamini-Hochberg)
+    drift_psi_floor: float = 0.1  # a feature drifts only if its PSI reaches this too
+    drift_score_floor: float = 0.1  # the classifier alarms only if its drift score does too
+    drift_folds: int = 3
+    drift_classifier: str = "lightgbm"  # or "random_forest" (MLBox's choice)
+    performance_window: int = 1000  # last W labelled observations for realised metrics
+    monitor_poll_seconds: float = 1.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -75,6 +93,29 @@ class Settings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("holdout_fraction", "gate_recent_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.gate_tolerance < 0 or self.warm_start_top_k < 0:
+            raise ConfigError("gate_tolerance and warm_start_top_k must be >= 0")
+        for name in ("drift_window", "drift_every", "drift_reference_rows", "performance_window"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.drift_folds < 2:
+            raise ConfigError(f"drift_folds must be at least 2, got {self.drift_folds}")
+        if not 0.0 < self.drift_alpha < 1.0:
+            raise ConfigError(f"drift_alpha must be in (0, 1), got {self.drift_alpha}")
+        for name in ("drift_psi_floor", "drift_score_floor", "monitor_poll_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.drift_correction not in ("bonferroni", "bh"):
+            raise ConfigError(
+                f"drift_correction must be bonferroni or bh, got {self.drift_correction!r}"
+            )
+        if self.drift_classifier not in ("lightgbm", "random_forest"):
+            raise ConfigError(
+                f"drift_classifier must be lightgbm or random_forest: {self.drift_classifier!r}"
+            )
         if self.linger_ms < 0:
             raise ConfigError(f"linger_ms must be >= 0, got {self.linger_ms}")
         if self.guarantee not in GUARANTEES:
