@@ -7,6 +7,17 @@ from ._base import DriftTest, TestResult
 from ._classifier import CLASSIFIERS, DomainClassifier, auc_with_z, drift_score
 from ._univariate import ChiSquaredTest, KSTest, PSITest, drift_test_from_dict, get_drift_test
 from .drift import CORRECTIONS, DriftDetector, drifting_features
+from .monitor import Monitor, detector_from_settings
+from .offline import drift_command
+from .performance import (
+    ProbabilityCalibrator,
+    estimate_performance,
+    expected_calibration_error,
+    expected_roc_auc,
+    metrics_by_version,
+    realised_metrics,
+    window_metrics,
+)
 from .report import DriftReport, FeatureDrift
 
 __all__ = [
@@ -19,11 +30,21 @@ __all__ = [
     "DriftTest",
     "FeatureDrift",
     "KSTest",
+    "Monitor",
     "PSITest",
+    "ProbabilityCalibrator",
     "TestResult",
     "auc_with_z",
+    "detector_from_settings",
+    "drift_command",
     "drift_score",
     "drift_test_from_dict",
     "drifting_features",
+    "estimate_performance",
+    "expected_calibration_error",
+    "expected_roc_auc",
     "get_drift_test",
+    "metrics_by_version",
+    "realised_metrics",
+    "window_metrics",
 ]

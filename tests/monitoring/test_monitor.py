@@ -1,0 +1,109 @@
+"""The monitor reads the observation store and publishes drift events on the drift topic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, roc_auc_score
+
+from streamfit.bus import get_bus
+from streamfit.config import Settings
+from streamfit.data import FEATURE_COLUMNS
+from streamfit.monitoring.monitor import Monitor
+from streamfit.observations import ObservationStore
+
+
+def _observations(rows: pd.DataFrame, start: int, version: int, labelled: bool) -> list:
+    rng = np.random.default_rng(start)
+    # A weakly informative "model": the label plus noise, squashed to (0, 1).
+    proba = 1 / (1 + np.exp(-(2.0 * rows["label"].to_numpy() - 1 + rng.normal(0, 1.2, len(rows)))))
+    records = rows[list(FEATURE_COLUMNS)].astype(object).where(rows.notna(), None)
+    return [
+        (
+            f"r{start + i}",
+            orjson.dumps(record),
+            float(p),
+            version,
+            int(label) if labelled else None,
+        )
+        for i, (record, p, label) in enumerate(
+            zip(records.to_dict("records"), proba, rows["label"], strict=True)
+        )
+    ]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        drift_window=400,
+        drift_every=300,
+        drift_reference_rows=2000,
+        monitor_poll_seconds=0.05,
+    )
+
+
+def test_checks_publish_events_and_metrics(
+    settings: Settings, reference: pd.DataFrame, adult_test: pd.DataFrame
+) -> None:
+    bus = get_bus(None)
+    drift_topic = bus.consumer([settings.topics.drift], group="test")
+    store = ObservationStore(settings.observations_path)
+    logged: list[tuple[dict[str, float], int]] = []
+    monitor = Monitor(
+        settings,
+        bus,
+        reference,
+        store=store,
+        log_metrics=lambda metrics, step: logged.append((metrics, step)),
+        report_dir=settings.data_dir / "charts",
+    )
+    assert monitor.run_once() is None  # nothing to check yet
+
+    calm = adult_test.iloc[:400]
+    store.add(_observations(calm, 0, version=1, labelled=True))
+    report = monitor.run_once()
+    assert report is not None and not report.drifted, report.table()
+    assert monitor.run_once() is None  # no new observations since
+
+    shifted = adult_test.iloc[400:800].copy()
+    shifted["age"] = shifted["age"] + 25
+    store.add(_observations(shifted, 400, version=2, labelled=False))
+    report = monitor.run_once()
+    assert report is not None and report.drifted and report.ranking()[0] == "age"
+
+    events = [orjson.loads(m.value) for m in drift_topic.poll(10, timeout=1)]
+    assert [e["drifted"] for e in events] == [False, True]
+    assert events[1] == report.to_event()
+    assert events[1]["window_end"] == 800
+    assert set(events[1]["features"]["age"]) == {"score", "p_value", "drifted"}
+    assert (settings.data_dir / "charts" / "drift-800.png").exists()
+
+    metrics, step = logged[-1]
+    assert step == 2 and metrics["drift.drifted"] == 1.0
+    labelled = store.labelled_frame()
+    y, p = labelled["label"].to_numpy(int), labelled["probability"].to_numpy()
+    assert metrics["realised.accuracy"] == pytest.approx(accuracy_score(y, p >= 0.5))
+    assert metrics["version.1.auc"] == pytest.approx(roc_auc_score(y, p))
+    assert "version.2.auc" not in metrics  # version 2 has no labels yet
+    assert 0.5 < metrics["estimated.accuracy"] < 1.0  # from the unlabelled version-2 window
+
+
+def test_thread_publishes_and_stops(
+    settings: Settings, reference: pd.DataFrame, adult_test: pd.DataFrame
+) -> None:
+    bus = get_bus(None)
+    drift_topic = bus.consumer([settings.topics.drift], group="test")
+    store = ObservationStore(settings.observations_path)
+    with Monitor(settings, bus, reference, store=store) as monitor:
+        store.add(_observations(adult_test.iloc[:350], 0, version=1, labelled=False))
+        messages = drift_topic.poll(1, timeout=20)
+    assert not monitor.running and not monitor._thread.is_alive()
+    assert len(messages) == 1
+    event = orjson.loads(messages[0].value)
+    assert set(event) == {"window_end", "drift", "drifted", "features"}
+    assert monitor.snapshot()["event"] == event
