@@ -1,0 +1,201 @@
+"""One frozen settings object for every service.
+
+Precedence: CLI flags > ``STREAMFIT_*`` environment variables > a TOML config file > defaults.
+Nothing else in streamfit reads ``os.environ``; tests build ``Settings(...)`` directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "STREAMFIT_"
+GUARANTEES = ("at-least-once", "exactly-once")
+OPTIMIZERS = ("hyperopt", "skopt", "optuna")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    requests: str = "requests"
+    predictions: str = "predictions"
+    retrain: str = "retrain"
+    models: str = "models"
+    dead_letter: str = "dead_letter"
+    labels: str = "labels"
+    drift: str = "drift"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("streamfit-data")
+    bus: str = "memory://"
+    # Extra Kafka client settings (SASL/TLS...), e.g. {"security.protocol": "SASL_SSL"}.
+    bus_options: Mapping[str, str] = field(default_factory=dict)
+    request_partitions: int = 3
+    tracking_uri: str = ""  # empty: sqlite:///<data_dir>/mlflow.db
+    experiment: str = "streamfit"
+    registered_model: str = "streamfit-model"
+    topics: Topics = field(default_factory=Topics)
+    # Predictor
+    retrain_every: int = 50
+    keep_models: int = 2
+    max_batch: int = 1000
+    linger_ms: float = 5.0
+    guarantee: str = "at-least-once"
+    group: str = "streamfit-predictor"
+    # Trainer
+    max_evals: int = 10
+    init_max_evals: int = 30
+    optimizer: str = "hyperopt"
+    train_threads: int = 1
+    seed: int = 42
+    gate_tolerance: float = 0.005
+    warm_start_top_k: int = 5
+    # Gate holdout: this share of adult.data is never trained on (same rows every round), and
+    # the newest gate_recent_fraction of the labelled observations is held out of each round.
+    holdout_fraction: float = 0.1
+    gate_recent_fraction: float = 0.2
+    pruning: bool = True  # Optuna only: stop unpromising CV runs early
+
+    # Monitor: drift and performance, computed off the predictor's hot path.
+    drift_window: int = 1000  # most recent requests scored per drift check
+    drift_every: int = 250  # new observations between two checks
+    drift_reference_rows: int = 5000  # reference sample the domain classifier sees
+    drift_alpha: float = 0.01  # significance after the correction across features
+    drift_correction: str = "bonferroni"  # or "bh" (Benjamini-Hochberg)
+    drift_psi_floor: float = 0.1  # a feature drifts only if its PSI reaches this too
+    drift_score_floor: float = 0.1  # the classifier alarms only if its drift score does too
+    drift_folds: int = 3
+    drift_classifier: str = "lightgbm"  # or "random_forest" (MLBox's choice)
+    performance_window: int = 1000  # last W labelled observations for realised metrics
+    monitor_poll_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        positive = (
+            "request_partitions",
+            "retrain_every",
+            "keep_models",
+            "max_batch",
+            "max_evals",
+            "init_max_evals",
+            "train_threads",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("holdout_fraction", "gate_recent_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.gate_tolerance < 0 or self.warm_start_top_k < 0:
+            raise ConfigError("gate_tolerance and warm_start_top_k must be >= 0")
+        for name in ("drift_window", "drift_every", "drift_reference_rows", "performance_window"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.drift_folds < 2:
+            raise ConfigError(f"drift_folds must be at least 2, got {self.drift_folds}")
+        if not 0.0 < self.drift_alpha < 1.0:
+            raise ConfigError(f"drift_alpha must be in (0, 1), got {self.drift_alpha}")
+        for name in ("drift_psi_floor", "drift_score_floor", "monitor_poll_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.drift_correction not in ("bonferroni", "bh"):
+            raise ConfigError(
+                f"drift_correction must be bonferroni or bh, got {self.drift_correction!r}"
+            )
+        if self.drift_classifier not in ("lightgbm", "random_forest"):
+            raise ConfigError(
+                f"drift_classifier must be lightgbm or random_forest: {self.drift_classifier!r}"
+            )
+        if self.linger_ms < 0:
+            raise ConfigError(f"linger_ms must be >= 0, got {self.linger_ms}")
+        if self.guarantee not in GUARANTEES:
+            raise ConfigError(f"guarantee must be one of {GUARANTEES}, got {self.guarantee!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if not (self.bus.startswith("memory") or self.bus.startswith("kafka://")):
+            raise ConfigError(f"bus must be 'memory://' or 'kafka://host:port', got {self.bus!r}")
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{self.data_dir.resolve() / 'mlflow.db'}"
+
+    @property
+    def artifact_location(self) -> str:
+        return (self.data_dir.resolve() / "mlartifacts").as_uri()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def observations_path(self) -> Path:
+        return self.data_dir / "observations.db"
+
+    @property
+    def trials_url(self) -> str:
+        return f"sqlite:///{self.data_dir.resolve() / 'trials.db'}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        config_file: str | Path | None = None,
+    ) -> Settings:
+        """Merge defaults, the TOML file, ``STREAMFIT_*`` variables and ``overrides`` (CLI)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        config_file = config_file or environ.get(ENV_PREFIX + "CONFIG")
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise ConfigError(f"config file {path} does not exist")
+            with path.open("rb") as handle:
+                table = tomllib.load(handle)
+            values.update(table.get("streamfit", table))
+        for item in fields(cls):
+            raw = environ.get(ENV_PREFIX + item.name.upper())
+            if raw is not None:
+                values[item.name] = raw
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return cls(**{k: _coerce(k, v) for k, v in values.items()})
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn text from the environment or TOML into the field's type, with a clear error."""
+    kinds = {f.name: f for f in fields(Settings)}
+    if name not in kinds:
+        raise ConfigError(f"unknown setting {name!r}")
+    default = kinds[name].default
+    if default is dataclasses.MISSING:
+        default = kinds[name].default_factory()  # type: ignore[misc]
+    try:
+        if isinstance(default, Topics):
+            return value if isinstance(value, Topics) else Topics(**dict(value))
+        if isinstance(default, Mapping):
+            if isinstance(value, str):  # "key=value,key=value" from the environment
+                return dict(p.split("=", 1) for p in value.split(",") if p)
+            return dict(value)
+        if isinstance(default, bool):
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+        if isinstance(default, Path):
+            return Path(value)
+        return type(default)(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}={value!r} is invalid: {exc}") from exc
+
+
+__all__ = ["ConfigError", "GUARANTEES", "OPTIMIZERS", "Settings", "Topics"]
