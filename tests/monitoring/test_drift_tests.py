@@ -100,3 +100,12 @@ def test_categorical_bins_have_other_unseen_and_missing() -> None:
     codes = binning.encode(pd.Series(["a", "rare", "never-seen", None, "?"]))
     assert list(codes[1:]) == [2, 1, 0, 0]  # other, unseen, missing, '?' is missing
     assert binning.labels[codes[0]] == "a"
+
+
+def test_chi2_pools_sparse_bins_so_one_stray_value_is_not_drift() -> None:
+    reference = pd.Series(["a"] * 6000 + ["b"] * 3000 + ["c"] * 1000)
+    test = ChiSquaredTest().fit(reference)
+    calm = pd.Series(["a"] * 600 + ["b"] * 300 + ["c"] * 99 + ["never-seen"])
+    assert test.test(calm).p_value > 0.5
+    flood = pd.Series(["a"] * 500 + ["b"] * 270 + ["c"] * 80 + ["never-seen"] * 150)
+    assert test.test(flood).p_value < 1e-6

@@ -107,3 +107,13 @@ def test_thread_publishes_and_stops(
     event = orjson.loads(messages[0].value)
     assert set(event) == {"window_end", "drift", "drifted", "features"}
     assert monitor.snapshot()["event"] == event
+
+
+def test_drift_settings_are_validated() -> None:
+    from streamfit.config import ConfigError
+
+    with pytest.raises(ConfigError, match="drift_folds"):
+        Settings(drift_folds=1)
+    with pytest.raises(ConfigError, match="drift_classifier"):
+        Settings(drift_classifier="svm")
+    assert Settings.load(environ={"STREAMFIT_DRIFT_ALPHA": "0.05"}).drift_alpha == 0.05

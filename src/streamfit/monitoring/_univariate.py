@@ -96,12 +96,33 @@ class ChiSquaredTest(_CountTest):
 
     name: ClassVar[str] = "chi2"
 
-    def __init__(self, kind: str = "categorical", n_quantiles: int = 10, min_share: float = 0.005):
+    def __init__(
+        self,
+        kind: str = "categorical",
+        n_quantiles: int = 10,
+        min_share: float = 0.005,
+        min_expected: float = 5.0,
+    ):
         super().__init__(kind, n_quantiles, min_share)
+        if min_expected < 0:
+            raise ValueError(f"min_expected must be >= 0, got {min_expected}")
+        self.min_expected = min_expected
 
     def test(self, current: pd.Series) -> TestResult:
         reference, window = self._counts(current)
-        table = np.vstack([reference, window])
+        # Pool the bins the window is expected to fill least until the pool expects
+        # ``min_expected`` rows (Cochran's rule). Without it, one row of a country the reference
+        # never saw (expected ~0.03 rows) adds ~30 to the statistic; a flood of them still shows.
+        expected = window.sum() * reference / max(reference.sum(), 1.0)
+        order = np.argsort(expected, kind="stable")
+        pooled = order[: np.searchsorted(np.cumsum(expected[order]), self.min_expected) + 1]
+        keep = np.setdiff1d(np.arange(reference.size), pooled)
+        table = np.vstack(
+            [
+                np.r_[reference[keep], reference[pooled].sum()],
+                np.r_[window[keep], window[pooled].sum()],
+            ]
+        )
         table = table[:, table.sum(axis=0) > 0]
         if window.sum() == 0 or table.shape[1] < 2:
             return TestResult(0.0, 1.0)
