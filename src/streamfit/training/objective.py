@@ -57,7 +57,8 @@ class CVObjective:
         threads: int = 1,
         seed: int = 42,
         nfold: int = 3,
-        patience: int = 50,
+        patience: int = 40,
+        feature_names: Sequence[str] = (),
     ) -> None:
         if nfold < 2:
             raise ValueError(f"nfold must be at least 2, got {nfold}")
@@ -68,6 +69,7 @@ class CVObjective:
         self.seed = seed
         self.nfold = nfold
         self.patience = patience
+        self.feature_names = list(feature_names)
         self.dataset = lgb.Dataset(
             features,
             labels,
@@ -83,7 +85,13 @@ class CVObjective:
         params: Mapping[str, Any],
         callbacks: Sequence[Callable[[lgb.callback.CallbackEnv], None]] = (),
     ) -> CVResult:
-        full, cap = lightgbm_params(self.space, params, threads=self.threads, seed=self.seed)
+        full, cap = lightgbm_params(
+            self.space,
+            params,
+            threads=self.threads,
+            seed=self.seed,
+            feature_names=self.feature_names,
+        )
         started = time.perf_counter()
         try:
             history = lgb.cv(
@@ -119,9 +127,12 @@ def fit_final(
     *,
     threads: int = 1,
     seed: int = 42,
+    feature_names: Sequence[str] = (),
 ) -> lgb.Booster:
     """Refit on every training row with the winner's params for the rounds it reached in CV."""
-    full, _cap = lightgbm_params(space, params, threads=threads, seed=seed)
+    full, _cap = lightgbm_params(
+        space, params, threads=threads, seed=seed, feature_names=feature_names
+    )
     dataset = lgb.Dataset(
         features, labels, categorical_feature=list(categorical), params={"verbosity": -1}
     )

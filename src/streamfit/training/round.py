@@ -11,11 +11,14 @@ the current one. They are *re-evaluated* on this round's data rather than truste
 scores were measured on other data; their fresh results are told to the optimiser before it
 proposes anything, so its model starts informed. Warm-start trials count towards ``max_evals``.
 A change to the search space (ranges, dimensions, fixed params) changes the hash and starts cold.
+A cold round (nothing to warm-start from, or ``warm_start=False``) evaluates the space's
+``start`` point first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import tempfile
@@ -26,6 +29,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -33,11 +37,12 @@ from ..bundle import MANIFEST_FILE, BundleError, ModelBundle, ModelStore
 from ..config import Settings
 from ..data import FEATURE_COLUMNS, load_adult
 from ..features import FeaturePipeline
-from .gate import decide, split_fixed_holdout, split_recent
-from .objective import CVObjective, classification_metrics, fit_final
-from .optimizers import get_optimizer
+from .gate import GateDecision, decide, split_fixed_holdout, split_recent
+from .objective import CVObjective, CVResult, classification_metrics, fit_final
+from .optimizers import Optimizer, get_optimizer
 from .space import DEFAULT_SPACE, SearchSpace, params_key
-from .tracking import NullTracker, Tracker, get_tracker
+from .tracking import Tracker, get_tracker
+from .tracking._timed import TimedTracker
 from .trials import TrialStore, data_fingerprint
 
 TRIGGERS = ("initial", "retrain", "manual")
@@ -52,17 +57,17 @@ class RoundOutcome:
     version: int  # bundle version written by this round
     promoted: bool
     reason: str
-    metrics: dict[str, float]  # adult.test auc/log_loss/accuracy, cv_logloss, holdout_log_loss...
+    metrics: dict[str, float]  # adult.test auc/log_loss/accuracy, cv_logloss, holdout_log_loss
     champion_version: int | None  # after the gate
     duration_s: float
     n_trials: int
     round_id: int = 0
     params: dict[str, Any] = field(default_factory=dict)  # the winner's searched params
-    best_iteration: int = 0
+    best_iteration: int = 0  # boosting rounds of the winner, used by the refit
     warm_start_points: int = 0
     mlflow_run_id: str | None = None
     registry_version: int | None = None
-    tracking_s: float = 0.0  # time spent in the tracker (MLflow overhead)
+    tracking_s: float = 0.0  # time spent in the tracker: MLflow's overhead
 
 
 def run_round(
@@ -80,274 +85,358 @@ def run_round(
     """Run one round (see the module docstring) and return what happened.
 
     ``new_observations``: labelled observations (raw Adult columns + ``label``, oldest first),
-    added to adult.data; their newest share is held out for the gate. ``base_data`` replaces
-    adult.data (tests and benchmarks use a subsample); ``warm_start=False`` starts cold.
+    added to adult.data; their newest ``gate_recent_fraction`` is held out for the gate.
+    ``base_data`` replaces adult.data (tests and benchmarks use a subsample);
+    ``warm_start=False`` starts cold. LightGBM uses ``settings.train_threads`` threads
+    throughout, so a predictor on the same machine keeps its core.
     """
     if trigger not in TRIGGERS:
         raise ValueError(f"trigger must be one of {TRIGGERS}, got {trigger!r}")
     if max_evals < 1:
         raise ValueError(f"max_evals must be at least 1, got {max_evals}")
     started = time.perf_counter()
-    say = progress or (lambda _line: None)
-    timed = _TimedTracker(tracker if tracker is not None else get_tracker(settings))
-
-    # -- data: everything the gate scores on is kept out of training ---------------------------
-    original = base_data if base_data is not None else _adult("train")
-    original = original[[*FEATURE_COLUMNS, "label"]]
-    fixed_train, fixed_holdout = split_fixed_holdout(original, settings.holdout_fraction)
-    recent_train, recent_holdout = split_recent(new_observations, settings.gate_recent_fraction)
-    parts = [fixed_train, recent_train] if len(recent_train) else [fixed_train]
-    train = pd.concat(parts, ignore_index=True)
-    holdout_parts = [fixed_holdout, recent_holdout] if len(recent_holdout) else [fixed_holdout]
-    holdout = pd.concat(holdout_parts, ignore_index=True)
-    rows, data_hash = data_fingerprint(train)
-    labels = train["label"].to_numpy()
-    pipeline = FeaturePipeline().fit(train)
-    features = pipeline.transform(train)
-    objective = CVObjective(
-        features,
-        labels,
-        pipeline.categorical_features,
-        space,
-        threads=settings.train_threads,
-        seed=settings.seed,
-    )
-
-    store = ModelStore(settings.models_dir, settings.keep_models)
+    timed = TimedTracker(tracker if tracker is not None else get_tracker(settings))
+    data = _RoundData.build(settings, base_data, new_observations)
     trials = TrialStore(settings.trials_url)
-    points = _warm_points(settings, store, trials, space)[:max_evals] if warm_start else []
-    round_id = trials.begin_round(
-        trigger=trigger,
-        optimizer=settings.optimizer,
-        data_rows=rows,
-        data_hash=data_hash,
-        space_hash=space.hash,
-    )
-    # Seeded per round: the same seed every round would replay round 1's random start-up points.
-    optimizer = get_optimizer(
-        settings.optimizer, space, seed=settings.seed + round_id, pruning=settings.pruning
-    )
-    optimizer.warm_start(points)
-    say(
-        f"round {round_id} ({trigger}, {optimizer.name}, {max_evals} trials): {rows} training "
-        f"rows ({len(recent_train)} observed), {len(holdout)} holdout rows "
-        f"({len(recent_holdout)} observed), {len(points)} warm-start point(s)"
-    )
-    run_id = timed.start_round(
-        f"round-{round_id}",
-        {
-            "round": str(round_id),
-            "trigger": trigger,
-            "optimizer": optimizer.name,
-            "data_rows": str(rows),
-            "data_hash": data_hash,
-            "space_hash": space.hash,
-            "warm_start_points": str(len(points)),
-        },
-    )
     try:
-        outcome = _search_refit_gate(
-            settings, trigger, max_evals, timed, say, store, trials, optimizer, objective,
-            pipeline, features, labels, holdout, round_id, run_id, rows, data_hash, space,
-            len(points), started,
-        )  # fmt: skip
-    except BaseException:
-        timed.end_round("FAILED")
-        trials.finish_round(round_id, "failed")
+        outcome = _Round(
+            settings, trigger, max_evals, space, timed, trials, data, progress, warm_start
+        ).run(started)
+    finally:
         trials.close()
-        raise
-    timed.end_round("FINISHED")
-    trials.finish_round(
-        round_id,
-        "done",
-        model_version=outcome.version,
-        promoted=outcome.promoted,
-        mlflow_run_id=run_id,
+    return dataclasses.replace(
+        outcome, duration_s=time.perf_counter() - started, tracking_s=timed.seconds
     )
-    trials.close()
-    duration = time.perf_counter() - started
-    spent = ", ".join(f"{k} {v:.2f}s" for k, v in sorted(timed.breakdown.items()))
-    say(f"round {round_id} done in {duration:.1f}s (tracking {timed.seconds:.1f}s: {spent})")
-    return _replace(outcome, duration_s=duration, tracking_s=timed.seconds)
 
 
-def _search_refit_gate(
-    settings: Settings,
-    trigger: str,
-    max_evals: int,
-    tracker: _TimedTracker,
-    say: Callable[[str], None],
-    store: ModelStore,
-    trials: TrialStore,
-    optimizer: Any,
-    objective: CVObjective,
-    pipeline: FeaturePipeline,
-    features: np.ndarray,
-    labels: np.ndarray,
-    holdout: pd.DataFrame,
-    round_id: int,
-    run_id: str | None,
-    rows: int,
-    data_hash: str,
-    space: SearchSpace,
-    n_warm: int,
-    started: float,
-) -> RoundOutcome:
-    # -- search ---------------------------------------------------------------------------------
-    best: tuple[dict[str, Any], Any] | None = None
-    for _ in range(max_evals):
-        suggestion = optimizer.ask()
-        callback = optimizer.pruning_callback(suggestion)
-        result = objective(suggestion.params, [callback] if callback else [])
-        optimizer.tell(suggestion, result.loss, result.status)
-        trials.add_trial(
-            round_id,
-            suggestion.number,
-            suggestion.params,
-            loss=result.loss,
-            loss_std=result.loss_std,
-            rounds=result.rounds,
-            duration_s=result.duration_s,
-            status=result.status,
-            optimizer=optimizer.name,
-            data_rows=rows,
+@dataclass
+class _RoundData:
+    """Training rows, gate holdout rows, and the fitted pipeline's matrix."""
+
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    observed_train: int
+    observed_holdout: int
+    rows: int
+    data_hash: str
+    pipeline: FeaturePipeline
+    features: np.ndarray
+    labels: np.ndarray
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        base_data: pd.DataFrame | None,
+        new_observations: pd.DataFrame | None,
+    ) -> _RoundData:
+        # Everything the gate scores on is kept out of training (see gate.py).
+        original = base_data if base_data is not None else _adult("train")
+        original = original[[*FEATURE_COLUMNS, "label"]]
+        fixed_train, fixed_holdout = split_fixed_holdout(original, settings.holdout_fraction)
+        recent_train, recent_holdout = split_recent(new_observations, settings.gate_recent_fraction)
+        train = _concat(fixed_train, recent_train)
+        rows, data_hash = data_fingerprint(train)
+        pipeline = FeaturePipeline().fit(train)
+        return cls(
+            train=train,
+            holdout=_concat(fixed_holdout, recent_holdout),
+            observed_train=len(recent_train),
+            observed_holdout=len(recent_holdout),
+            rows=rows,
             data_hash=data_hash,
-            space_hash=space.hash,
-            warm=suggestion.warm,
+            pipeline=pipeline,
+            features=pipeline.transform(train),
+            labels=train["label"].to_numpy(),
         )
-        metrics = {"cv_logloss": result.loss, "rounds": result.rounds}
-        if result.loss_std is not None:
-            metrics["cv_logloss_std"] = result.loss_std
-        metrics["duration_s"] = result.duration_s
-        metrics["pruned"] = float(result.status == "pruned")
-        tracker.log_trial(suggestion.number, suggestion.params, metrics)
-        if result.status == "ok" and (best is None or result.loss < best[1].loss):
-            best = (suggestion.params, result)
-        say(_trial_line(suggestion.number, max_evals, suggestion.warm, result, best))
-    if best is None:
-        raise TrainingError(f"round {round_id}: none of {max_evals} trials completed")
-    params, winner = best
 
-    # -- refit on every training row with the winner's params and rounds -----------------------
-    booster = fit_final(
-        features,
-        labels,
-        pipeline.categorical_features,
-        space,
-        params,
-        winner.rounds,
-        threads=settings.train_threads,
-        seed=settings.seed,
-    )
-    test = _adult("test")
-    test_probabilities = booster.predict(
-        pipeline.transform(test), num_threads=settings.train_threads
-    )
-    test_metrics = classification_metrics(test["label"].to_numpy(), test_probabilities)
-    say(
-        f"refit: {winner.rounds} boosting rounds; adult.test AUC {test_metrics['auc']:.4f}, "
-        f"log loss {test_metrics['log_loss']:.4f}, accuracy {test_metrics['accuracy']:.4f}"
-    )
-    metrics = {
-        "auc": test_metrics["auc"],
-        "log_loss": test_metrics["log_loss"],
-        "accuracy": test_metrics["accuracy"],
-        "cv_logloss": float(winner.loss),
-        "cv_logloss_std": float(winner.loss_std or 0.0),
-    }
-    bundle = ModelBundle(
-        booster,
-        pipeline,
-        manifest={
+
+class _Round:
+    def __init__(
+        self,
+        settings: Settings,
+        trigger: str,
+        max_evals: int,
+        space: SearchSpace,
+        tracker: TimedTracker,
+        trials: TrialStore,
+        data: _RoundData,
+        progress: Callable[[str], None] | None,
+        warm_start: bool,
+    ) -> None:
+        self.settings = settings
+        self.trigger = trigger
+        self.max_evals = max_evals
+        self.space = space
+        self.tracker = tracker
+        self.trials = trials
+        self.data = data
+        self.say = progress or (lambda _line: None)
+        self.store = ModelStore(settings.models_dir, settings.keep_models)
+        points = _warm_points(settings, self.store, trials, space) if warm_start else []
+        if space.start is not None and not points:
+            points = [dict(space.start)]  # cold round: begin from the known-good point
+        self.points = points[:max_evals]
+        self.round_id = 0
+        self.run_id: str | None = None
+
+    def run(self, started: float) -> RoundOutcome:
+        data, settings = self.data, self.settings
+        self.round_id = self.trials.begin_round(
+            trigger=self.trigger,
+            optimizer=settings.optimizer,
+            data_rows=data.rows,
+            data_hash=data.data_hash,
+            space_hash=self.space.hash,
+        )
+        # Seeded per round: one seed for every round would replay round 1's random start-up.
+        optimizer = get_optimizer(
+            settings.optimizer,
+            self.space,
+            seed=settings.seed + self.round_id,
+            pruning=settings.pruning,
+        )
+        optimizer.warm_start(self.points)
+        self.say(
+            f"round {self.round_id} ({self.trigger}, {optimizer.name}, {self.max_evals} "
+            f"trials): {data.rows} training rows ({data.observed_train} observed), "
+            f"{len(data.holdout)} holdout rows ({data.observed_holdout} observed), "
+            f"{len(self.points)} warm-start point(s)"
+        )
+        self.run_id = self.tracker.start_round(
+            f"round-{self.round_id}",
+            {
+                "round": str(self.round_id),
+                "trigger": self.trigger,
+                "optimizer": optimizer.name,
+                "data_rows": str(data.rows),
+                "data_hash": data.data_hash,
+                "space_hash": self.space.hash,
+                "warm_start_points": str(len(self.points)),
+            },
+        )
+        try:
+            outcome = self._search_refit_gate(optimizer)
+        except BaseException:
+            self.tracker.end_round("FAILED")
+            self.trials.finish_round(self.round_id, "failed", mlflow_run_id=self.run_id)
+            raise
+        self.tracker.end_round("FINISHED")
+        self.trials.finish_round(
+            self.round_id,
+            "done",
+            model_version=outcome.version,
+            promoted=outcome.promoted,
+            mlflow_run_id=self.run_id,
+        )
+        self.say(
+            f"round {self.round_id} done in {time.perf_counter() - started:.1f}s; "
+            f"tracking took {self.tracker.summary()}"
+        )
+        return outcome
+
+    def _search_refit_gate(self, optimizer: Optimizer) -> RoundOutcome:
+        params, winner = self._search(optimizer)
+        booster, test_labels, test_probabilities, metrics = self._refit(params, winner)
+        bundle, version = self._save(booster, params, winner, metrics, optimizer.name)
+        registry_version = self._publish(bundle, version, test_labels, test_probabilities)
+        decision = self._gate(bundle, version, registry_version)
+        metrics["holdout_log_loss"] = decision.challenger["log_loss"]
+        if decision.champion is not None:
+            metrics["champion_holdout_log_loss"] = decision.champion["log_loss"]
+        self._log_round(params, winner, metrics, decision, version, registry_version)
+        return RoundOutcome(
+            version=version,
+            promoted=decision.promoted,
+            reason=decision.reason,
+            metrics=metrics,
+            champion_version=self.store.champion(),
+            duration_s=0.0,
+            n_trials=self.max_evals,
+            round_id=self.round_id,
+            params=params,
+            best_iteration=winner.rounds,
+            warm_start_points=len(self.points),
+            mlflow_run_id=self.run_id,
+            registry_version=registry_version,
+        )
+
+    def _search(self, optimizer: Optimizer) -> tuple[dict[str, Any], CVResult]:
+        data = self.data
+        objective = CVObjective(
+            data.features,
+            data.labels,
+            data.pipeline.categorical_features,
+            self.space,
+            threads=self.settings.train_threads,
+            seed=self.settings.seed,
+            feature_names=data.pipeline.feature_names,
+        )
+        best: tuple[dict[str, Any], CVResult] | None = None
+        for _ in range(self.max_evals):
+            suggestion = optimizer.ask()
+            callback = optimizer.pruning_callback(suggestion)
+            result = objective(suggestion.params, [callback] if callback else [])
+            optimizer.tell(suggestion, result.loss, result.status)
+            self.trials.add_trial(
+                self.round_id,
+                suggestion.number,
+                suggestion.params,
+                loss=result.loss,
+                loss_std=result.loss_std,
+                rounds=result.rounds,
+                duration_s=result.duration_s,
+                status=result.status,
+                optimizer=optimizer.name,
+                data_rows=data.rows,
+                data_hash=data.data_hash,
+                space_hash=self.space.hash,
+                warm=suggestion.warm,
+            )
+            metrics = {
+                "cv_logloss": result.loss,
+                "cv_logloss_std": result.loss_std,
+                "rounds": result.rounds,
+                "duration_s": result.duration_s,
+                "pruned": float(result.status == "pruned"),
+            }
+            self.tracker.log_trial(
+                suggestion.number,
+                suggestion.params,
+                {k: v for k, v in metrics.items() if v is not None},
+            )
+            if result.status == "ok" and (best is None or result.loss < best[1].loss):
+                best = (suggestion.params, result)
+            self.say(_trial_line(suggestion.number, self.max_evals, suggestion.warm, result, best))
+        if best is None:
+            raise TrainingError(f"round {self.round_id}: none of {self.max_evals} trials completed")
+        return best
+
+    def _refit(
+        self, params: dict[str, Any], winner: CVResult
+    ) -> tuple[lgb.Booster, np.ndarray, np.ndarray, dict[str, float]]:
+        data, threads = self.data, self.settings.train_threads
+        booster = fit_final(
+            data.features,
+            data.labels,
+            data.pipeline.categorical_features,
+            self.space,
+            params,
+            winner.rounds,
+            threads=threads,
+            seed=self.settings.seed,
+            feature_names=data.pipeline.feature_names,
+        )
+        test = _adult("test")
+        labels = test["label"].to_numpy()
+        probabilities = booster.predict(data.pipeline.transform(test), num_threads=threads)
+        test_metrics = classification_metrics(labels, probabilities)
+        self.say(
+            f"refit: {winner.rounds} boosting rounds; adult.test AUC {test_metrics['auc']:.4f}, "
+            f"log loss {test_metrics['log_loss']:.4f}, accuracy {test_metrics['accuracy']:.4f}"
+        )
+        metrics = {
+            **test_metrics,
+            "cv_logloss": float(winner.loss),
+            "cv_logloss_std": float(winner.loss_std or 0.0),
+        }
+        return booster, labels, probabilities, metrics
+
+    def _save(
+        self,
+        booster: lgb.Booster,
+        params: dict[str, Any],
+        winner: CVResult,
+        metrics: dict[str, float],
+        optimizer: str,
+    ) -> tuple[ModelBundle, int]:
+        manifest = {
             "metrics": dict(metrics),
-            "data_rows": rows,
-            "data_hash": data_hash,
+            "data_rows": self.data.rows,
+            "data_hash": self.data.data_hash,
             "params": params,
             "best_iteration": winner.rounds,
-            "trigger": trigger,
-            "optimizer": optimizer.name,
-            "round_id": round_id,
-            "space_hash": space.hash,
-            "mlflow_run_id": run_id,
-            "registry_version": None,
-        },
-    )
-    version = store.save(bundle)
+            "trigger": self.trigger,
+            "optimizer": optimizer,
+            "round_id": self.round_id,
+            "space_hash": self.space.hash,
+            "mlflow_run_id": self.run_id,
+            "registry_version": None,  # filled in once the registry has answered
+        }
+        bundle = ModelBundle(booster, self.data.pipeline, manifest)
+        return bundle, self.store.save(bundle)
 
-    # -- MLflow: artifacts, the model (once), alias challenger ---------------------------------
-    if tracker.wants_artifacts:
-        with tempfile.TemporaryDirectory(prefix="streamfit-artifacts-") as scratch:
+    def _publish(
+        self, bundle: ModelBundle, version: int, labels: np.ndarray, probabilities: np.ndarray
+    ) -> int | None:
+        """Artifacts, the model (logged once) and the ``challenger`` alias."""
+        tracker = self.tracker
+        if tracker.wants_artifacts:
             from .artifacts import write_round_artifacts
 
-            with tracker.timing("plots"):
-                write_round_artifacts(
-                    Path(scratch),
-                    trials.trials(round_id),
-                    space,
-                    test["label"].to_numpy(),
-                    test_probabilities,
-                )
-            tracker.log_artifacts(Path(scratch))
-    example = test[list(FEATURE_COLUMNS)].dropna().head(5).reset_index(drop=True)
-    registry_version = tracker.log_model(
-        store.path(version), example, booster.predict(pipeline.transform(example))
-    )
-    if registry_version is not None:
-        tracker.set_alias("challenger", registry_version)
-        bundle.manifest["registry_version"] = registry_version
-        _write_manifest(store, version, bundle.manifest)
-
-    # -- gate -----------------------------------------------------------------------------------
-    decision = decide(bundle, store, holdout, settings.gate_tolerance)
-    if decision.promoted:
-        store.set_champion(version)
-        trials.record_champion(version, decision.reason)
+            with tempfile.TemporaryDirectory(prefix="streamfit-artifacts-") as scratch:
+                with tracker.timing("plots"):
+                    write_round_artifacts(
+                        Path(scratch),
+                        self.trials.trials(self.round_id),
+                        self.space,
+                        labels,
+                        probabilities,
+                    )
+                tracker.log_artifacts(Path(scratch))
+        test = _adult("test")
+        example = test[list(FEATURE_COLUMNS)].dropna().head(5).reset_index(drop=True)
+        output = bundle.predict_matrix(bundle.pipeline.transform(example))
+        registry_version = tracker.log_model(self.store.path(version), example, output)
         if registry_version is not None:
-            tracker.set_alias("champion", registry_version)
-    say(f"gate: v{version} {decision.reason}")
-    metrics["holdout_log_loss"] = decision.challenger["log_loss"]
-    if decision.champion is not None:
-        metrics["champion_holdout_log_loss"] = decision.champion["log_loss"]
-    tracker.log_round(
-        params=params,
-        metrics={
+            tracker.set_alias("challenger", registry_version)
+            bundle.manifest["registry_version"] = registry_version
+            _write_manifest(self.store, version, bundle.manifest)
+        return registry_version
+
+    def _gate(
+        self, bundle: ModelBundle, version: int, registry_version: int | None
+    ) -> GateDecision:
+        decision = decide(bundle, self.store, self.data.holdout, self.settings.gate_tolerance)
+        if decision.promoted:
+            self.store.set_champion(version)
+            self.trials.record_champion(version, decision.reason)
+            if registry_version is not None:
+                self.tracker.set_alias("champion", registry_version)
+        self.say(f"gate: v{version} {decision.reason}")
+        return decision
+
+    def _log_round(
+        self,
+        params: dict[str, Any],
+        winner: CVResult,
+        metrics: dict[str, float],
+        decision: GateDecision,
+        version: int,
+        registry_version: int | None,
+    ) -> None:
+        logged = {
             "best_cv_logloss": metrics["cv_logloss"],
             "test_auc": metrics["auc"],
             "test_log_loss": metrics["log_loss"],
             "test_accuracy": metrics["accuracy"],
             "holdout_log_loss": metrics["holdout_log_loss"],
-            **(
-                {"champion_holdout_log_loss": metrics["champion_holdout_log_loss"]}
-                if decision.champion is not None
-                else {}
-            ),
             "best_iteration": winner.rounds,
-            "n_trials": max_evals,
-            "search_s": time.perf_counter() - started,
-        },
-        tags={
-            "gate": "promoted" if decision.promoted else "refused",
-            "gate_reason": decision.reason,
-            "model_version": str(version),
-            "registry_version": str(registry_version),
-            "compared_with": str(decision.champion_version),
-        },
-    )
-    return RoundOutcome(
-        version=version,
-        promoted=decision.promoted,
-        reason=decision.reason,
-        metrics=metrics,
-        champion_version=store.champion(),
-        duration_s=0.0,
-        n_trials=max_evals,
-        round_id=round_id,
-        params=params,
-        best_iteration=winner.rounds,
-        warm_start_points=n_warm,
-        mlflow_run_id=run_id,
-        registry_version=registry_version,
-    )
+            "n_trials": self.max_evals,
+        }
+        if "champion_holdout_log_loss" in metrics:
+            logged["champion_holdout_log_loss"] = metrics["champion_holdout_log_loss"]
+        self.tracker.log_round(
+            params=params,
+            metrics=logged,
+            tags={
+                "gate": "promoted" if decision.promoted else "refused",
+                "gate_reason": decision.reason,
+                "compared_with": str(decision.champion_version),
+                "model_version": str(version),
+                "registry_version": str(registry_version),
+            },
+        )
 
 
 def _warm_points(
@@ -366,14 +455,18 @@ def _warm_points(
                 points.append(space.snap(manifest["params"]))
     seen = {params_key(p) for p in points}
     for candidate in trials.warm_start_points(space.hash, settings.warm_start_top_k, seen):
-        try:
+        with contextlib.suppress(KeyError, TypeError, ValueError):
             points.append(space.snap(candidate))
-        except (KeyError, TypeError, ValueError):
-            continue
     return points
 
 
-def _trial_line(number: int, total: int, warm: bool, result: Any, best: Any) -> str:
+def _trial_line(
+    number: int,
+    total: int,
+    warm: bool,
+    result: CVResult,
+    best: tuple[dict[str, Any], CVResult] | None,
+) -> str:
     origin = " [warm start]" if warm else ""
     best_text = f"{best[1].loss:.4f}" if best else "-"
     if result.status == "ok":
@@ -395,6 +488,11 @@ def _write_manifest(store: ModelStore, version: int, manifest: Mapping[str, Any]
     os.replace(temporary, directory / MANIFEST_FILE)
 
 
+def _concat(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    # Skipping empty frames keeps pandas from warning about all-NA columns changing dtypes.
+    return pd.concat([f for f in (first, second) if len(f)] or [first], ignore_index=True)
+
+
 @cache
 def _adult_cached(split: str) -> pd.DataFrame:
     return load_adult(split)  # type: ignore[arg-type]
@@ -402,67 +500,6 @@ def _adult_cached(split: str) -> pd.DataFrame:
 
 def _adult(split: str) -> pd.DataFrame:
     return _adult_cached(split).copy()
-
-
-def _replace(outcome: RoundOutcome, **changes: Any) -> RoundOutcome:
-    import dataclasses
-
-    return dataclasses.replace(outcome, **changes)
-
-
-class _TimedTracker(Tracker):
-    """Forwards to a tracker and adds up the time spent in it (MLflow's overhead)."""
-
-    def __init__(self, inner: Tracker) -> None:
-        self.inner = inner
-        self.seconds = 0.0
-        self.breakdown: dict[str, float] = {}
-        self.wants_artifacts = not isinstance(inner, NullTracker)
-
-    def timing(self, what: str = "artifacts") -> _Timer:
-        return _Timer(self, what)
-
-    def start_round(self, name: str, tags: Mapping[str, str]) -> str | None:
-        with self.timing("start_round"):
-            return self.inner.start_round(name, tags)
-
-    def log_trial(self, number: int, params: Mapping[str, Any], metrics: Mapping[str, float]):
-        with self.timing("log_trial"):
-            self.inner.log_trial(number, params, metrics)
-
-    def end_round(self, status: str = "FINISHED") -> None:
-        with self.timing("end_round"):
-            self.inner.end_round(status)
-
-    def log_round(self, params=None, metrics=None, tags=None) -> None:
-        with self.timing("log_round"):
-            self.inner.log_round(params, metrics, tags)
-
-    def log_artifacts(self, directory: Path, path: str | None = None) -> None:
-        with self.timing("log_artifacts"):
-            self.inner.log_artifacts(directory, path)
-
-    def log_model(self, bundle_dir: Path, input_example: Any, output_example: Any) -> int | None:
-        with self.timing("log_model"):
-            return self.inner.log_model(bundle_dir, input_example, output_example)
-
-    def set_alias(self, alias: str, registry_version: int) -> None:
-        with self.timing("set_alias"):
-            self.inner.set_alias(alias, registry_version)
-
-
-class _Timer:
-    def __init__(self, owner: _TimedTracker, what: str) -> None:
-        self.owner = owner
-        self.what = what
-
-    def __enter__(self) -> None:
-        self._start = time.perf_counter()
-
-    def __exit__(self, *_exc: object) -> None:
-        elapsed = time.perf_counter() - self._start
-        self.owner.seconds += elapsed
-        self.owner.breakdown[self.what] = self.owner.breakdown.get(self.what, 0.0) + elapsed
 
 
 __all__ = ["TRIGGERS", "RoundOutcome", "TrainingError", "run_round"]

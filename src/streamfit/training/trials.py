@@ -21,6 +21,7 @@ import io
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -101,7 +102,10 @@ class TrialStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine = sa.create_engine(url, future=True)
+        parsed = sa.engine.make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = sa.create_engine(url)
         if self.engine.dialect.name == "sqlite":
             # The CLI may read while the trainer writes: wait for the lock instead of failing.
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -252,16 +256,14 @@ class TrialStore:
             return [dict(r._mapping) for r in rows]
 
     def mark_rolled_back(self, version: int) -> None:
-        """Retire the latest in-force promotion of ``version``."""
+        """Retire every in-force promotion of ``version`` (so rollback never returns to it)."""
         c = champions_table
         with self.engine.begin() as db:
-            latest = db.execute(
-                sa.select(sa.func.max(c.c.id)).where(
-                    c.c.version == version, c.c.rolled_back.is_(False)
-                )
-            ).scalar()
-            if latest is not None:
-                db.execute(c.update().where(c.c.id == latest).values(rolled_back=True))
+            db.execute(
+                c.update()
+                .where(c.c.version == version, c.c.rolled_back.is_(False))
+                .values(rolled_back=True)
+            )
 
     def close(self) -> None:
         self.engine.dispose()

@@ -73,6 +73,7 @@ class HyperoptOptimizer(Optimizer):
             self._trials,
             int(self._rng.integers(2**31 - 1)),
             n_startup_jobs=self.n_startup,
+            verbose=False,  # else INFO lines per suggestion in the trainer log
         )
         doc = docs[0]
         vals = {k: v[0] for k, v in doc["misc"]["vals"].items() if v}

@@ -15,6 +15,7 @@ Decisions:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,6 +53,9 @@ class MlflowTracker(Tracker):
         self.registered_model = registered_model
         # The fluent API (log_model, register_model) reads the process-wide URI.
         mlflow.set_tracking_uri(uri)
+        # log_model validates the input example by reloading the model, which draws a
+        # download progress bar per round into the trainer's log otherwise.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.client = MlflowClient(tracking_uri=uri)
         self.run_id: str | None = None
         self._experiment_id: str | None = None

@@ -1,0 +1,296 @@
+"""Training benchmark on UCI Adult: initial champion quality, warm versus cold rounds, 50-trial
+round times per optimiser (with and without pruning), and MLflow's overhead on a round.
+
+    python benchmarks/training.py [--quick] [--only init,warm,speed,mlflow]
+
+Prints a table per part and writes benchmarks/results/training.json (``--quick``:
+training-quick.json, tiny budgets on a subsample, a smoke test only). Everything goes through
+``run_round``, the services' entry point. LightGBM uses one thread (``train_threads=1``), as in
+production; the machine's two cores may be shared with other work, so wall times are upper
+bounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from streamfit.config import Settings
+from streamfit.data import load_adult
+from streamfit.training.round import RoundOutcome, run_round
+from streamfit.training.tracking import NullTracker
+from streamfit.training.trials import TrialStore
+
+RESULTS = Path(__file__).parent / "results"
+ALL_PARTS = {"init", "warm", "speed", "mlflow"}
+TOLERANCE = 0.001  # "reached the cold round's best": within this much CV log loss
+
+
+def _settings(directory: Path, **changes: Any) -> Settings:
+    return Settings(data_dir=directory, **changes)
+
+
+def _round(settings: Settings, data: pd.DataFrame | None, evals: int, **kw: Any) -> RoundOutcome:
+    kw.setdefault("tracker", NullTracker())
+    return run_round(
+        settings, trigger=kw.pop("trigger", "manual"), max_evals=evals, base_data=data, **kw
+    )
+
+
+def _curve(settings: Settings, round_id: int) -> list[float | None]:
+    """Best CV log loss so far after each trial of a round."""
+    best, curve = None, []
+    for trial in TrialStore(settings.trials_url).trials(round_id):
+        if trial["status"] == "ok":
+            best = trial["cv_logloss"] if best is None else min(best, trial["cv_logloss"])
+        curve.append(best)
+    return curve
+
+
+def _trials_to_reach(curve: list[float | None], target: float) -> int | None:
+    for number, best in enumerate(curve, start=1):
+        if best is not None and best <= target:
+            return number
+    return None
+
+
+# -- parts ---------------------------------------------------------------------------------------
+def part_init(work: Path, data: pd.DataFrame | None, budget: int) -> dict[str, Any]:
+    settings = _settings(work / "init")
+    outcome = _round(settings, data, budget, trigger="initial")
+    return {
+        "budget": budget,
+        "optimizer": settings.optimizer,
+        "auc": outcome.metrics["auc"],
+        "log_loss": outcome.metrics["log_loss"],
+        "accuracy": outcome.metrics["accuracy"],
+        "cv_logloss": outcome.metrics["cv_logloss"],
+        "best_iteration": outcome.best_iteration,
+        "wall_s": outcome.duration_s,
+        "params": outcome.params,
+    }
+
+
+def part_warm(
+    work: Path, data: pd.DataFrame, seeds: list[int], budget: int, prior_budget: int
+) -> dict[str, Any]:
+    """Per seed: an earlier round on 80% of the data, then on the full data a warm round (from
+    the earlier round's champion and top-k) and a cold round (no history) with equal budgets."""
+    runs = []
+    for seed in seeds:
+        earlier = data.groupby("label", group_keys=False).sample(frac=0.8, random_state=seed)
+        warm_settings = _settings(work / f"warm-{seed}", seed=seed)
+        # The earlier round gets its own seed: with the cold round's, its optimiser would draw
+        # the very points the cold round draws, and warm start would replay them.
+        earlier_settings = warm_settings.replace(seed=seed + 1000)
+        _round(earlier_settings, earlier, prior_budget, trigger="initial")
+        warm = _round(warm_settings, data, budget, trigger="retrain")
+        cold_settings = _settings(work / f"cold-{seed}", seed=seed)
+        cold = _round(cold_settings, data, budget, warm_start=False)
+        warm_curve = _curve(warm_settings, warm.round_id)
+        cold_curve = _curve(cold_settings, cold.round_id)
+        target = min(c for c in cold_curve if c is not None) + TOLERANCE
+        runs.append(
+            {
+                "seed": seed,
+                "target": target,
+                "warm_trials": _trials_to_reach(warm_curve, target),
+                "cold_trials": _trials_to_reach(cold_curve, target),
+                "warm_points": warm.warm_start_points,
+                "warm_curve": warm_curve,
+                "cold_curve": cold_curve,
+                "warm_best": min(c for c in warm_curve if c is not None),
+                "cold_best": min(cold_curve),
+            }
+        )
+        print(
+            f"  seed {seed}: warm reached in {runs[-1]['warm_trials']} trials, "
+            f"cold in {runs[-1]['cold_trials']}",
+            flush=True,
+        )
+    return {"budget": budget, "prior_budget": prior_budget, "tolerance": TOLERANCE, "runs": runs}
+
+
+def part_speed(work: Path, data: pd.DataFrame | None, budget: int) -> list[dict[str, Any]]:
+    variants = [
+        ("hyperopt", True),
+        ("skopt", True),
+        ("optuna", True),
+        ("optuna", False),
+    ]
+    rows = []
+    for name, pruning in variants:
+        label = f"{name}{'' if name != 'optuna' else (' +pruning' if pruning else ' no pruning')}"
+        settings = _settings(work / f"speed-{name}-{pruning}", optimizer=name, pruning=pruning)
+        outcome = _round(settings, data, budget, warm_start=False)
+        trials = TrialStore(settings.trials_url).trials(outcome.round_id)
+        rows.append(
+            {
+                "optimizer": label,
+                "trials": budget,
+                "wall_s": outcome.duration_s,
+                "search_s": sum(t["duration_s"] for t in trials),
+                "pruned": sum(t["status"] == "pruned" for t in trials),
+                "cv_logloss": outcome.metrics["cv_logloss"],
+                "auc": outcome.metrics["auc"],
+                "log_loss": outcome.metrics["log_loss"],
+            }
+        )
+        print(f"  {label}: {outcome.duration_s:.0f}s", flush=True)
+    return rows
+
+
+def part_mlflow(work: Path, data: pd.DataFrame | None, budget: int) -> dict[str, Any]:
+    """The same round (same seed, data and trials) without and with MLflow."""
+    null = _round(_settings(work / "null"), data, budget, warm_start=False)
+    started = time.perf_counter()
+    from streamfit.training.tracking import get_tracker
+
+    settings = _settings(work / "mlflow")
+    tracker = get_tracker(settings)  # imports MLflow: once per trainer process
+    startup = time.perf_counter() - started
+    tracked = _round(settings, data, budget, warm_start=False, tracker=tracker)
+    return {
+        "trials": budget,
+        "round_without_s": null.duration_s,
+        "round_with_s": tracked.duration_s,
+        "tracking_s": tracked.tracking_s,
+        "overhead_ratio": tracked.tracking_s / (tracked.duration_s - tracked.tracking_s),
+        "wall_ratio": tracked.duration_s / null.duration_s - 1,
+        "mlflow_startup_s": startup,
+    }
+
+
+# -- report --------------------------------------------------------------------------------------
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def report(results: dict[str, Any]) -> None:
+    if "init" in results:
+        r = results["init"]
+        print(
+            f"\nInitial champion ({r['budget']} trials, {r['optimizer']}): adult.test AUC "
+            f"{r['auc']:.4f}, log loss {r['log_loss']:.4f}, accuracy {r['accuracy']:.4f}; "
+            f"CV {r['cv_logloss']:.4f}; {r['wall_s']:.0f}s"
+        )
+    if "warm" in results:
+        w = results["warm"]
+        print(
+            f"\nWarm vs cold, {w['budget']} trials each (earlier round: {w['prior_budget']} "
+            f"trials on 80% of the rows); trials to reach cold best + {w['tolerance']}:"
+        )
+        print(
+            f"{'seed':>5} {'target':>8} {'warm':>5} {'cold':>5} {'warm best':>10} {'cold best':>10}"
+        )
+        for run in w["runs"]:
+            print(
+                f"{run['seed']:>5} {run['target']:>8.4f} {_fmt(run['warm_trials']):>5} "
+                f"{_fmt(run['cold_trials']):>5} {run['warm_best']:>10.4f} "
+                f"{run['cold_best']:>10.4f}"
+            )
+        print("best-so-far curves (CV log loss after each trial):")
+        for run in w["runs"]:
+            for kind in ("warm", "cold"):
+                points = " ".join(_fmt(v) for v in run[f"{kind}_curve"])
+                print(f"  seed {run['seed']} {kind}: {points}")
+    if "speed" in results:
+        print(
+            f"\n{'optimiser':<20} {'trials':>6} {'wall s':>7} {'pruned':>6} {'CV':>7} "
+            f"{'AUC':>7} {'logloss':>7}"
+        )
+        for r in results["speed"]:
+            print(
+                f"{r['optimizer']:<20} {r['trials']:>6} {r['wall_s']:>7.0f} {r['pruned']:>6} "
+                f"{r['cv_logloss']:>7.4f} {r['auc']:>7.4f} {r['log_loss']:>7.4f}"
+            )
+    if "mlflow" in results:
+        m = results["mlflow"]
+        print(
+            f"\nMLflow on a {m['trials']}-trial round: {m['tracking_s']:.2f}s of "
+            f"{m['round_with_s']:.1f}s = {100 * m['overhead_ratio']:.1f}% overhead "
+            f"(wall clock without MLflow {m['round_without_s']:.1f}s, "
+            f"{100 * m['wall_ratio']:+.1f}%); MLflow import/start-up "
+            f"{m['mlflow_startup_s']:.1f}s once per process"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny budgets on a subsample")
+    parser.add_argument("--only", default=",".join(sorted(ALL_PARTS)), help="parts to run")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the warm/cold part")
+    args = parser.parse_args(argv)
+    parts = set(args.only.split(","))
+    full = load_adult("train")
+    if args.quick:
+        data: pd.DataFrame | None = full.groupby("label", group_keys=False).sample(
+            n=1500, random_state=0
+        )
+        budgets = {"init": 4, "warm": 5, "prior": 4, "speed": 6, "mlflow": 3}
+    else:
+        data = None
+        budgets = {
+            "init": Settings().init_max_evals,
+            "warm": 20,
+            "prior": 20,
+            "speed": 50,
+            "mlflow": 10,
+        }
+    results: dict[str, Any] = {
+        "quick": args.quick,
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
+        "train_threads": 1,
+    }
+    with tempfile.TemporaryDirectory(prefix="streamfit-bench-") as scratch:
+        work = Path(scratch)
+        started = time.perf_counter()
+        if "init" in parts:
+            print("initial round...", flush=True)
+            results["init"] = part_init(work, data, budgets["init"])
+        if "warm" in parts:
+            print("warm vs cold...", flush=True)
+            seeds = list(range(1, args.seeds + 1))
+            warm_data = data if data is not None else full
+            results["warm"] = part_warm(work, warm_data, seeds, budgets["warm"], budgets["prior"])
+        if "speed" in parts:
+            print("round times...", flush=True)
+            results["speed"] = part_speed(work, data, budgets["speed"])
+        if "mlflow" in parts:
+            print("MLflow overhead...", flush=True)
+            results["mlflow"] = part_mlflow(work, data, budgets["mlflow"])
+        results["wall_s"] = time.perf_counter() - started
+    if "warm" in results:
+        runs = results["warm"]["runs"]
+        reached = [r for r in runs if r["warm_trials"] is not None]
+        results["warm"]["summary"] = {
+            "warm_median_trials": statistics.median(
+                r["warm_trials"] or results["warm"]["budget"] + 1 for r in runs
+            ),
+            "cold_median_trials": statistics.median(r["cold_trials"] for r in runs),
+            "warm_faster_seeds": sum(1 for r in reached if r["warm_trials"] < r["cold_trials"]),
+            "seeds": len(runs),
+        }
+    report(results)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / ("training-quick.json" if args.quick else "training.json")
+    if parts != ALL_PARTS and out.exists():  # a partial run updates its parts only
+        results = {**json.loads(out.read_text()), **results}
+    out.write_text(json.dumps(results, indent=2, default=float))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

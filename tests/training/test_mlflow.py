@@ -1,0 +1,177 @@
+"""Rounds against the real MLflow (SQLite store in a temp dir): runs, artifacts, the registry,
+the pyfunc model, promote/rollback and the leaderboard command."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from streamfit.bundle import BundleError, ModelStore
+from streamfit.config import Settings
+from streamfit.data import FEATURE_COLUMNS, load_adult
+from streamfit.training import leaderboard_command, promote, rollback, run_round
+from streamfit.training.round import RoundOutcome
+from streamfit.training.trials import TrialStore
+
+
+@dataclass
+class Rounds:
+    settings: Settings
+    first: RoundOutcome
+    second: RoundOutcome
+    client: MlflowClient
+
+
+@pytest.fixture(scope="module")
+def rounds(tmp_path_factory: pytest.TempPathFactory, adult_small: pd.DataFrame) -> Rounds:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("mlflow") / "data", seed=5)
+    first = run_round(settings, trigger="initial", max_evals=3, base_data=adult_small)
+    observations = load_adult("test").head(30).drop(columns="income_bracket")
+    second = run_round(
+        settings,
+        trigger="retrain",
+        max_evals=3,
+        base_data=adult_small,
+        new_observations=observations,
+    )
+    return Rounds(settings, first, second, MlflowClient(tracking_uri=settings.mlflow_uri))
+
+
+def test_parent_and_child_runs(rounds: Rounds) -> None:
+    client = rounds.client
+    experiment = client.get_experiment_by_name("streamfit")
+    assert experiment.artifact_location == rounds.settings.artifact_location
+    # The empty Default experiment SQLite creates is not left listed in front of ours.
+    assert [e.name for e in client.search_experiments()] == ["streamfit"]
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert {p.info.run_id for p in parents} == {
+        rounds.first.mlflow_run_id,
+        rounds.second.mlflow_run_id,
+    }
+    assert len(children) == 6
+    parent = client.get_run(rounds.second.mlflow_run_id)
+    tags = parent.data.tags
+    assert tags["trigger"] == "retrain" and tags["optimizer"] == "hyperopt"
+    assert tags["round"] == str(rounds.second.round_id)
+    assert int(tags["data_rows"]) == TrialStore(rounds.settings.trials_url).rounds()[1]["data_rows"]
+    assert tags["gate"] in ("promoted", "refused")
+    metrics = parent.data.metrics
+    for name in ("best_cv_logloss", "test_auc", "test_log_loss", "test_accuracy"):
+        assert name in metrics
+    assert metrics["test_auc"] == pytest.approx(rounds.second.metrics["auc"])
+    assert parent.data.params["num_leaves"] == str(rounds.second.params["num_leaves"])
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {
+        "optimization_history.png",
+        "parallel_coordinates.png",
+        "roc_curve.png",
+        "calibration_curve.png",
+        "leaderboard.csv",
+    } <= artifacts
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert {"cv_logloss", "rounds"} <= set(child.data.metrics)
+        assert "learning_rate" in child.data.params
+        assert client.list_artifacts(child.info.run_id) == []
+    # One logged model per round, none per trial.
+    models = mlflow.search_logged_models(
+        experiment_ids=[experiment.experiment_id], output_format="list"
+    )
+    assert sorted(m.source_run_id for m in models) == sorted(
+        [rounds.first.mlflow_run_id, rounds.second.mlflow_run_id]
+    )
+
+
+def test_registry_versions_aliases_and_manifest(rounds: Rounds) -> None:
+    name = rounds.settings.registered_model
+    versions = rounds.client.search_model_versions(f"name='{name}'")
+    assert sorted(int(v.version) for v in versions) == [1, 2]
+    assert int(rounds.client.get_model_version_by_alias(name, "challenger").version) == 2
+    champion = ModelStore(rounds.settings.models_dir).champion()
+    bundle = ModelStore(rounds.settings.models_dir).load(champion)
+    registry = bundle.manifest["registry_version"]
+    assert int(rounds.client.get_model_version_by_alias(name, "champion").version) == registry
+    assert bundle.manifest["mlflow_run_id"] in (
+        rounds.first.mlflow_run_id,
+        rounds.second.mlflow_run_id,
+    )
+
+
+def test_pyfunc_champion_predicts_raw_rows_like_the_bundle(rounds: Rounds) -> None:
+    mlflow.set_tracking_uri(rounds.settings.mlflow_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{rounds.settings.registered_model}@champion")
+    raw = load_adult("test").iloc[100:160][list(FEATURE_COLUMNS)].reset_index(drop=True)
+    assert raw.isna().any().any()  # missing values must pass through the signature too
+    predicted = np.asarray(model.predict(raw))
+    store = ModelStore(rounds.settings.models_dir)
+    bundle = store.load(store.champion())
+    expected = bundle.predict_records(
+        raw.astype(object).where(raw.notna(), None).to_dict("records")
+    )
+    np.testing.assert_allclose(predicted, expected, rtol=1e-12)
+    assert ((predicted > 0) & (predicted < 1)).all()
+
+
+def test_promote_and_rollback_move_pointer_and_alias(rounds: Rounds) -> None:
+    settings, client = rounds.settings, rounds.client
+    store = ModelStore(settings.models_dir)
+    name = settings.registered_model
+
+    def alias() -> int:
+        return int(client.get_model_version_by_alias(name, "champion").version)
+
+    assert promote(settings, 2) == 2
+    assert store.champion() == 2 and alias() == 2
+    assert rollback(settings) == 1
+    assert store.champion() == 1 and alias() == 1
+    with pytest.raises(BundleError, match="no earlier champion"):
+        rollback(settings)
+    assert promote(settings, 2) == 2
+    assert store.champion() == 2 and alias() == 2
+    with pytest.raises(BundleError):
+        promote(settings, 99)
+    assert store.champion() == 2
+
+
+def test_leaderboard_command_matches_the_store(rounds: Rounds) -> None:
+    settings = rounds.settings
+    store = TrialStore(settings.trials_url)
+    best = store.leaderboard(limit=4)
+    rows = list(csv.DictReader(io.StringIO(leaderboard_command(settings, limit=4, fmt="csv"))))
+    assert [float(r["cv_logloss"]) for r in rows] == [t["cv_logloss"] for t in best]
+    assert [int(r["rounds"]) for r in rows] == [t["rounds"] for t in best]
+    assert [json.loads(r["params"]) for r in rows] == [t["params"] for t in best]
+    as_json = json.loads(
+        leaderboard_command(settings, round_id=rounds.first.round_id, limit=10, fmt="json")
+    )
+    assert {r["round_id"] for r in as_json} == {rounds.first.round_id}
+    assert len(as_json) == len(store.leaderboard(round_id=rounds.first.round_id))
+    assert leaderboard_command(settings, optimizer="skopt") == "no trials recorded"
+    table = leaderboard_command(settings, limit=2)
+    assert table.splitlines()[0].split()[:4] == ["round_id", "number", "optimizer", "cv_logloss"]
+    assert f"{best[0]['cv_logloss']:.5f}" in table.splitlines()[1]
+    with pytest.raises(ValueError, match="format"):
+        leaderboard_command(settings, fmt="xml")
+
+
+def test_round_progress_and_mlflow_overhead_are_reported(
+    tmp_path: Path, adult_small: pd.DataFrame
+) -> None:
+    lines: list[str] = []
+    settings = Settings(data_dir=tmp_path / "d", seed=1)
+    outcome = run_round(
+        settings, trigger="manual", max_evals=2, base_data=adult_small, progress=lines.append
+    )
+    assert any(line.startswith("trial 2/2: cv logloss") for line in lines)
+    assert 0 < outcome.tracking_s < outcome.duration_s
