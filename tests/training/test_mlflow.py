@@ -121,6 +121,11 @@ def test_pyfunc_champion_predicts_raw_rows_like_the_bundle(rounds: Rounds) -> No
     )
     np.testing.assert_allclose(predicted, expected, rtol=1e-12)
     assert ((predicted > 0) & (predicted < 1)).all()
+    # Raw Adult as pandas reads the CSV: whole numbers are int64, which must be accepted too.
+    integers = raw.dropna(subset=["age"]).astype({"age": "int64", "fnlwgt": "int64"})
+    np.testing.assert_allclose(
+        np.asarray(model.predict(integers)), predicted[integers.index], rtol=1e-12
+    )
 
 
 def test_promote_and_rollback_move_pointer_and_alias(rounds: Rounds) -> None:

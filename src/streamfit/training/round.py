@@ -32,6 +32,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from ..bundle import MANIFEST_FILE, BundleError, ModelBundle, ModelStore
 from ..config import Settings
@@ -96,14 +97,17 @@ def run_round(
         raise ValueError(f"max_evals must be at least 1, got {max_evals}")
     started = time.perf_counter()
     timed = TimedTracker(tracker if tracker is not None else get_tracker(settings))
-    data = _RoundData.build(settings, base_data, new_observations)
     trials = TrialStore(settings.trials_url)
-    try:
-        outcome = _Round(
-            settings, trigger, max_evals, space, timed, trials, data, progress, warm_start
-        ).run(started)
-    finally:
-        trials.close()
+    # LightGBM gets train_threads explicitly; this bounds the BLAS pools too (scikit-optimize's
+    # GP fits, sklearn metrics), so a predictor on the same machine keeps its core.
+    with threadpool_limits(limits=settings.train_threads):
+        try:
+            data = _RoundData.build(settings, base_data, new_observations)
+            outcome = _Round(
+                settings, trigger, max_evals, space, timed, trials, data, progress, warm_start
+            ).run(started)
+        finally:
+            trials.close()
     return dataclasses.replace(
         outcome, duration_s=time.perf_counter() - started, tracking_s=timed.seconds
     )

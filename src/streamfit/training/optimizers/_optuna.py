@@ -21,7 +21,7 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
-from ..objective import METRIC_KEY, TrialPruned
+from ..objective import TrialPruned
 from ..space import Categorical, Dimension, IntStep, LogUniform, SearchSpace, Uniform
 from ._base import Optimizer, Suggestion
 
@@ -52,10 +52,8 @@ class _PruningCallback:
         if step % self.interval:
             return
         for item in env.evaluation_result_list:
-            # lgb.cv entries: (dataset, metric, mean, is_higher_better, stdv)
-            if f"{item[0]} {item[1]}-mean" == METRIC_KEY or (
-                item[0] == "valid" and item[1] == "binary_logloss"
-            ):
+            # lgb.cv entries: ("valid", metric, mean, is_higher_better, stdv)
+            if item[1] == "binary_logloss":
                 loss = float(item[2])
                 break
         else:

@@ -161,7 +161,7 @@ class MlflowTracker(Tracker):
 
         from ... import __version__
 
-        signature = infer_signature(input_example, output_example)
+        signature = _lenient_numbers(infer_signature(input_example, output_example))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(MODEL_CODE),
@@ -183,6 +183,20 @@ class MlflowTracker(Tracker):
 
     def set_alias(self, alias: str, registry_version: int) -> None:
         self.client.set_registered_model_alias(self.registered_model, alias, str(registry_version))
+
+
+def _lenient_numbers(signature: Any) -> Any:
+    """Numeric columns typed Any: raw Adult read by pandas has int64 columns, and MLflow refuses
+    int64 -> double as unsafe; the feature pipeline converts any number (or None) itself."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
+
+    numeric = {DataType.double, DataType.float, DataType.long, DataType.integer}
+    columns = [
+        ColSpec(AnyType(), spec.name) if spec.type in numeric else spec
+        for spec in signature.inputs.inputs
+    ]
+    return ModelSignature(inputs=Schema(columns), outputs=signature.outputs)
 
 
 def _text(value: Any) -> str:

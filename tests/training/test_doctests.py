@@ -1,0 +1,20 @@
+"""The seeded examples in the training modules' docstrings stay true."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+
+import pytest
+
+MODULES = [
+    "streamfit.training.space",
+    "streamfit.training.trials",
+    "streamfit.training.optimizers",
+]
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_doctests(name: str) -> None:
+    result = doctest.testmod(importlib.import_module(name))
+    assert result.attempted > 0 and result.failed == 0
