@@ -11,6 +11,9 @@ Semantics (identical for every implementation, checked by tests/bus/test_contrac
   at most ``timeout`` seconds for the first one (adaptive micro-batching builds on this).
 * ``commit()`` marks every message returned by ``poll`` so far as done for the group. A consumer
   that closes or dies without committing has its uncommitted messages delivered again.
+* Consumers are ``read_committed`` by default: messages of a transaction become visible when it
+  commits and never if it aborts. ``read_committed=False`` lets Kafka return them before that
+  (the memory bus publishes a transaction only on commit, so it is the same either way).
 """
 
 from __future__ import annotations
@@ -109,7 +112,9 @@ class Bus(ABC):
     def producer(self) -> Producer: ...
 
     @abstractmethod
-    def consumer(self, topics: list[str], group: str | None) -> Consumer: ...
+    def consumer(
+        self, topics: list[str], group: str | None, *, read_committed: bool = True
+    ) -> Consumer: ...
 
     def transactional_producer(self, transactional_id: str) -> TransactionalProducer:
         raise BusError(f"{type(self).__name__} does not support transactions")

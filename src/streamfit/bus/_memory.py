@@ -45,7 +45,10 @@ class MemoryBus(Bus):
     def transactional_producer(self, transactional_id: str) -> TransactionalProducer:
         return _MemoryTransactionalProducer(self)
 
-    def consumer(self, topics: list[str], group: str | None) -> Consumer:
+    def consumer(
+        self, topics: list[str], group: str | None, *, read_committed: bool = True
+    ) -> Consumer:
+        # Transactions are published only when they commit: every consumer is read_committed.
         return _MemoryConsumer(self, topics, group)
 
     # -- internals used by the clients --------------------------------------------------------

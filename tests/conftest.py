@@ -1,0 +1,31 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """The local broker of ``scripts/kafka``, started once if it is not running (left running).
+
+    ``STREAMFIT_KAFKA_PORT`` picks another broker, as it does for the script.
+    """
+    script = REPO / "scripts" / "kafka"
+    port = os.environ.get("STREAMFIT_KAFKA_PORT", "9092")
+    status = subprocess.run([script, "status"], capture_output=True, text=True)
+    if status.returncode != 0:
+        up = subprocess.run([script, "up"], capture_output=True, text=True)
+        if up.returncode != 0:
+            pytest.fail(
+                f"scripts/kafka up failed ({up.stderr.strip() or up.stdout.strip()}); "
+                'skip the Kafka tests with -m "not kafka"',
+                pytrace=False,
+            )
+    return f"127.0.0.1:{port}"
