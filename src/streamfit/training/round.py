@@ -69,6 +69,7 @@ class RoundOutcome:
     mlflow_run_id: str | None = None
     registry_version: int | None = None
     tracking_s: float = 0.0  # time spent in the tracker: MLflow's overhead
+    tracking_breakdown: dict[str, float] = field(default_factory=dict)  # per tracker call
 
 
 def run_round(
@@ -109,7 +110,10 @@ def run_round(
         finally:
             trials.close()
     return dataclasses.replace(
-        outcome, duration_s=time.perf_counter() - started, tracking_s=timed.seconds
+        outcome,
+        duration_s=time.perf_counter() - started,
+        tracking_s=timed.seconds,
+        tracking_breakdown=dict(timed.breakdown),
     )
 
 
