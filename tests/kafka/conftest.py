@@ -1,0 +1,123 @@
+"""Multi-process tests over the real broker: each service is a `streamfit` process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from streamfit.bus import get_bus
+from streamfit.config import Settings, Topics
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.kafka
+
+
+@pytest.fixture(scope="session")
+def trained_data_dir(tmp_path_factory) -> Path:
+    """One initial model for the whole session (2 trials: the model's quality is not the point)."""
+    data_dir = tmp_path_factory.mktemp("initial")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "streamfit.cli",
+            "init",
+            "--data-dir",
+            str(data_dir),
+            "--max-evals",
+            "2",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    return data_dir
+
+
+class Deployment:
+    """A data dir + config with topic names of its own, and the processes started on it."""
+
+    def __init__(self, root: Path, bootstrap: str, template: Path) -> None:
+        self.root = root
+        self.data_dir = root / "data"
+        shutil.copytree(template / "models", self.data_dir / "models")
+        suffix = uuid.uuid4().hex[:8]
+        self.topics = Topics(**{name: f"{name}-{suffix}" for name in vars(Topics())})
+        self.bootstrap = bootstrap
+        self.config = root / "streamfit.toml"
+        topic_lines = "\n".join(f'{k} = "{v}"' for k, v in vars(self.topics).items())
+        self.config.write_text(
+            f'data_dir = "{self.data_dir}"\nbus = "kafka://{bootstrap}"\n'
+            f'group = "predictors-{suffix}"\n[topics]\n{topic_lines}\n'
+        )
+        self.settings = Settings.load(config_file=self.config, environ={})
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, command: str, *args: str, name: str | None = None) -> subprocess.Popen:
+        log = (self.root / f"{name or command}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamfit.cli", command, "--config", str(self.config), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        process.log_path = log.name  # type: ignore[attr-defined]
+        self.processes.append(process)
+        return process
+
+    def run_app(self, *args: str, timeout: float = 300) -> dict:
+        summary = self.root / f"app-{uuid.uuid4().hex[:6]}.json"
+        app = self.start("app", "--summary-json", str(summary), *args, name="app")
+        app.wait(timeout=timeout)
+        return json.loads(summary.read_text())
+
+    def log(self, process: subprocess.Popen) -> str:
+        return Path(process.log_path).read_text()  # type: ignore[attr-defined]
+
+    def wait_for_log(self, process: subprocess.Popen, text: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log(process):
+            if process.poll() is not None:
+                raise AssertionError(f"process exited: {self.log(process)[-3000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{text!r} not logged in {timeout}s: {self.log(process)[-3000:]}"
+                )
+            time.sleep(0.2)
+
+    def bus(self):
+        return get_bus(self.settings.bus)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def deployment(tmp_path, kafka_bootstrap, trained_data_dir):
+    deployment = Deployment(tmp_path, kafka_bootstrap, trained_data_dir)
+    get_bus(deployment.settings.bus).ensure_topics(
+        {
+            **{t: 1 for t in vars(deployment.topics).values()},
+            deployment.topics.requests: 3,
+            deployment.topics.predictions: 3,
+        }
+    )
+    yield deployment
+    deployment.stop_all()

@@ -1,0 +1,197 @@
+"""Separate `streamfit` processes meeting only on the real Kafka broker."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import orjson
+import pytest
+
+from streamfit import messages
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.kafka
+
+
+def _champion(deployment) -> int:
+    from streamfit.bundle import ModelStore
+
+    return ModelStore(deployment.settings.models_dir).champion() or 0
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_end_to_end_with_separate_processes(deployment):
+    predictor = deployment.start("predictor", "--retrain-every", "100")
+    trainer = deployment.start("trainer", "--max-evals", "2")
+    deployment.wait_for_log(predictor, "predictor consuming")
+    deployment.wait_for_log(trainer, "trainer waiting")
+    first = deployment.run_app("--count", "300", "--rate", "150")
+    assert first["sent"] == 300
+    assert first["answered"] == 300 and first["lost"] == 0
+    assert set(first["model_versions"]) == {"1"}
+    # 300 labelled observations asked for retrains; a new champion is announced and served
+    _wait(lambda: _champion(deployment) > 1, 300, "a promoted retrained model")
+    deployment.wait_for_log(predictor, f"now serving model v{_champion(deployment)}")
+    second = deployment.run_app("--count", "50", "--rate", "50")
+    assert second["answered"] == 50 and second["lost"] == 0
+    assert all(int(v) > 1 for v in second["model_versions"])
+
+
+def test_two_predictors_share_partitions_and_both_follow_a_new_model(deployment):
+    first = deployment.start("predictor", "--retrain-every", "100000", name="predictor-1")
+    second = deployment.start("predictor", "--retrain-every", "100000", name="predictor-2")
+    for process in (first, second):
+        deployment.wait_for_log(process, "predictor consuming")
+    summary = deployment.run_app("--count", "600", "--rate", "300")
+    assert summary["answered"] == 600 and summary["lost"] == 0
+    # both processes answered a share: each logs its partitions and predicted something
+    members = _group_members(deployment)
+    assert len(members) == 2 and all(members.values()), members
+    # a retrain's model-ready event reaches every predictor instance
+    trainer = deployment.start("trainer", "--max-evals", "1")
+    deployment.wait_for_log(trainer, "trainer waiting")
+    with deployment.bus().producer() as producer:
+        producer.produce(deployment.topics.retrain, messages.retrain("test", 0))
+    _wait(lambda: _champion(deployment) > 1, 300, "a promoted model")
+    for process in (first, second):
+        deployment.wait_for_log(process, f"now serving model v{_champion(deployment)}")
+
+
+def _group_members(deployment) -> dict[str, int]:
+    """member id -> partitions assigned, from Kafka's own consumer-groups tool."""
+    out = subprocess.run(
+        [
+            REPO / "scripts" / "kafka",
+            "tool",
+            "consumer-groups",
+            "--bootstrap-server",
+            deployment.bootstrap,
+            "--describe",
+            "--members",
+            "--group",
+            deployment.settings.group,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    members = {}
+    for line in out.splitlines():
+        fields = line.split()
+        if fields and fields[0] == deployment.settings.group:
+            members[fields[1]] = int(fields[-1])
+    return members
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_predictor_killed_mid_stream_loses_nothing(deployment, guarantee):
+    args = ("--retrain-every", "1000000", "--guarantee", guarantee)
+    predictor = deployment.start("predictor", *args, name="predictor-a")
+    deployment.wait_for_log(predictor, "predictor consuming")
+    app = deployment.start(
+        "app",
+        "--count",
+        "4000",
+        "--rate",
+        "800",
+        "--summary-json",
+        str(deployment.root / "kill.json"),
+        "--timeout",
+        "180",
+    )
+    time.sleep(2.5)  # mid-stream
+    predictor.send_signal(signal.SIGKILL)
+    predictor.wait()
+    replacement = deployment.start("predictor", *args, name="predictor-b")
+    deployment.wait_for_log(replacement, "predictor consuming")
+    app.wait(timeout=300)
+    summary = orjson.loads((deployment.root / "kill.json").read_bytes())
+    assert summary["sent"] == 4000
+    assert summary["answered"] == 4000 and summary["lost"] == 0
+    if guarantee == "exactly-once":
+        assert summary["duplicates"] == 0  # the app reads predictions read_committed
+    print(f"{guarantee}: duplicates after SIGKILL = {summary['duplicates']}")
+
+
+def test_broker_restart_mid_stream_loses_nothing(deployment):
+    predictor = deployment.start("predictor", "--retrain-every", "1000000")
+    deployment.wait_for_log(predictor, "predictor consuming")
+    app = deployment.start(
+        "app",
+        "--count",
+        "3000",
+        "--rate",
+        "300",
+        "--summary-json",
+        str(deployment.root / "restart.json"),
+        "--timeout",
+        "240",
+    )
+    time.sleep(3)
+    kafka = REPO / "scripts" / "kafka"
+    subprocess.run([kafka, "down"], check=True, timeout=120)
+    time.sleep(3)
+    subprocess.run([kafka, "up"], check=True, timeout=300)
+    app.wait(timeout=400)
+    summary = orjson.loads((deployment.root / "restart.json").read_bytes())
+    assert summary["sent"] == 3000
+    assert summary["answered"] == 3000 and summary["lost"] == 0
+    assert predictor.poll() is None  # the predictor rode it out
+
+
+def test_plain_kafka_clients_get_predictions(deployment):
+    """Kafka's own console tools, not streamfit code, send a request and read the answer."""
+    predictor = deployment.start("predictor")
+    deployment.wait_for_log(predictor, "predictor consuming")
+    kafka = REPO / "scripts" / "kafka"
+    request = {
+        "request_id": "console-1",
+        "data": {"age": 52, "workclass": "Private", "education": "Masters", "hours_per_week": 50},
+    }
+    subprocess.run(
+        [
+            kafka,
+            "tool",
+            "console-producer",
+            "--bootstrap-server",
+            deployment.bootstrap,
+            "--topic",
+            deployment.topics.requests,
+        ],
+        input=orjson.dumps(request).decode() + "\n",
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    out = subprocess.run(
+        [
+            kafka,
+            "tool",
+            "console-consumer",
+            "--bootstrap-server",
+            deployment.bootstrap,
+            "--topic",
+            deployment.topics.predictions,
+            "--from-beginning",
+            "--max-messages",
+            "1",
+            "--timeout-ms",
+            "60000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    answer = orjson.loads(out.strip().splitlines()[0])
+    assert answer["request_id"] == "console-1"
+    assert 0.0 <= answer["probability"] <= 1.0 and answer["model_version"] == 1
