@@ -148,17 +148,29 @@ class ModelStore:
         except (OSError, ValueError, KeyError):
             return None
 
-    def set_champion(self, version: int) -> None:
+    def set_champion(self, version: int, *, rollback: bool = False) -> None:
+        """Point at ``version``; the champion it replaces is remembered (unless rolled back)."""
         if not self.path(version).is_dir():
             raise BundleError(f"no bundle version {version} in {self.root}")
+        previous = None if rollback else self.champion()
+        if previous == version:
+            previous = self.previous_champion()
         handle, temporary = tempfile.mkstemp(dir=self.root, prefix=".champion-")
         with os.fdopen(handle, "w") as out:
-            json.dump({"version": version, "since": time.time()}, out)
+            json.dump({"version": version, "previous": previous, "since": time.time()}, out)
         os.replace(temporary, self.root / CHAMPION_FILE)
         self.prune()
 
+    def previous_champion(self) -> int | None:
+        """The champion before the current one: kept on disk so a rollback always has a target."""
+        try:
+            previous = json.loads((self.root / CHAMPION_FILE).read_text()).get("previous")
+        except (OSError, ValueError):
+            return None
+        return int(previous) if previous is not None else None
+
     def prune(self) -> None:
-        champion = self.champion()
-        old = [v for v in self.versions()[: -self.keep] if v != champion]
+        protected = {self.champion(), self.previous_champion()}
+        old = [v for v in self.versions()[: -self.keep] if v not in protected]
         for version in old:
             shutil.rmtree(self.path(version), ignore_errors=True)

@@ -145,7 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--summary-json", type=Path, help="write the summary to this file")
 
-    for command in (init, predictor, trainer, app, demo):
+    leaderboard = commands.add_parser("leaderboard", help="the best trials of every round so far")
+    leaderboard.add_argument("--round", dest="round_id", type=int, help="only this round")
+    leaderboard.add_argument("--optimizer", choices=OPTIMIZERS, help="only this optimiser")
+    leaderboard.add_argument("--limit", type=int, default=10, help="rows (default 10)")
+    leaderboard.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    promote = commands.add_parser(
+        "promote", help="make a model version the champion; predictors follow"
+    )
+    promote.add_argument("version", type=int, help="bundle version, as in `now serving model vN`")
+    rollback = commands.add_parser(
+        "rollback", help="go back to the previous champion; predictors follow"
+    )
+
+    for command in (init, predictor, trainer, app, demo, leaderboard, promote, rollback):
         _common(command)
     return parser
 
@@ -249,6 +263,43 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if summary["lost"] == 0 else 1
 
 
+def cmd_leaderboard(settings: Settings, args: argparse.Namespace) -> int:
+    from .training.trials import leaderboard_command
+
+    print(leaderboard_command(settings, args.round_id, args.optimizer, args.limit, args.format))
+    return 0
+
+
+def cmd_promote(settings: Settings, args: argparse.Namespace) -> int:
+    from .training.gate import promote
+
+    _announce(settings, promote(settings, args.version), "promoted")
+    return 0
+
+
+def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
+    from .training.gate import rollback
+
+    _announce(settings, rollback(settings), "rolled_back")
+    return 0
+
+
+def _announce(settings: Settings, version: int, event: str) -> None:
+    """Tell running predictors (over the bus) that the champion changed."""
+    from . import messages
+    from .bus import get_bus
+
+    bus = get_bus(settings.bus, dict(settings.bus_options))
+    # An in-process bus has no other process to tell; predictors started later read the
+    # champion pointer on disk anyway.
+    if not settings.bus.startswith("memory"):
+        producer = bus.producer()
+        producer.produce(settings.topics.models, messages.model_ready(version, event, by="cli"))
+        producer.flush()
+        producer.close()
+    print(f"champion is now v{version} ({event.replace('_', ' ')})")
+
+
 def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -261,6 +312,9 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "trainer": cmd_trainer,
     "app": cmd_app,
     "demo": cmd_demo,
+    "leaderboard": cmd_leaderboard,
+    "promote": cmd_promote,
+    "rollback": cmd_rollback,
 }
 
 

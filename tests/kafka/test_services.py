@@ -65,6 +65,31 @@ def test_two_predictors_share_partitions_and_both_follow_a_new_model(deployment)
         deployment.wait_for_log(process, f"now serving model v{_champion(deployment)}")
 
 
+def test_promote_and_rollback_from_the_cli_are_followed_by_a_running_predictor(deployment):
+    from streamfit.bundle import ModelStore
+
+    store = ModelStore(deployment.settings.models_dir, keep=5)
+    original = store.champion()
+    copy = store.save(store.load(original))  # a second, valid version to switch to
+    predictor = deployment.start("predictor")
+    deployment.wait_for_log(predictor, f"now serving model v{original}")
+
+    promoted = deployment.start("promote", str(copy), name="promote")
+    assert promoted.wait(timeout=120) == 0, deployment.log(promoted)
+    deployment.wait_for_log(predictor, f"now serving model v{copy}")
+    summary = deployment.run_app("--count", "20", "--rate", "100")
+    assert summary["lost"] == 0 and set(summary["model_versions"]) == {str(copy)}
+
+    rolled_back = deployment.start("rollback", name="rollback")
+    assert rolled_back.wait(timeout=120) == 0, deployment.log(rolled_back)
+    assert store.champion() == original
+    deployment.wait_for_log(predictor, f"now serving model v{original} (was v{copy})")
+
+    missing = deployment.start("promote", "999", name="promote-missing")
+    assert missing.wait(timeout=120) == 2
+    assert "no bundle version 999" in deployment.log(missing)
+
+
 def _group_members(deployment) -> dict[str, int]:
     """member id -> partitions assigned, from Kafka's own consumer-groups tool."""
     out = subprocess.run(

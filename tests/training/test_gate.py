@@ -85,3 +85,18 @@ def test_recent_observations_newest_share_is_held_out() -> None:
     assert "request_id" not in holdout.columns
     empty_train, empty_holdout = split_recent(None, 0.2)
     assert empty_train.empty and empty_holdout.empty
+
+
+def test_pruning_keeps_the_previous_champion_so_rollback_has_a_target(tmp_path, split) -> None:
+    train, _ = split
+    store = ModelStore(tmp_path / "models", keep=2)
+    bundle = _bundle(train, 2)
+    first = store.save(bundle)
+    store.set_champion(first)
+    second = store.save(bundle)
+    store.set_champion(second)
+    for _ in range(3):  # refused challengers push the old versions out of the newest two
+        store.save(bundle)
+    assert store.previous_champion() == first
+    assert first in store.versions() and second in store.versions()
+    assert len(store.versions()) == 4  # two newest + champion + previous champion

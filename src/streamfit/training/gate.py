@@ -17,6 +17,7 @@ promoted.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,6 +33,8 @@ from .trials import TrialStore
 if TYPE_CHECKING:
     from ..config import Settings
     from .tracking import Tracker
+
+log = logging.getLogger("streamfit.gate")
 
 # Never change: a new seed would move rows that earlier champions trained on into the holdout.
 HOLDOUT_SEED = 20_240_601
@@ -143,6 +146,10 @@ def rollback(settings: Settings, *, tracker: Tracker | None = None) -> int:
         on_disk = set(store.versions())
         candidates = [h["version"] for h in history if h["version"] != current]
         candidates = [v for v in candidates if v in on_disk]
+        previous = store.previous_champion()
+        if not candidates and previous in on_disk:
+            # Promotions made before this trial store existed still left their pointer.
+            candidates = [previous]
         if not candidates:
             raise BundleError(
                 f"no earlier champion on disk to roll back to (current v{current}, "
@@ -151,7 +158,7 @@ def rollback(settings: Settings, *, tracker: Tracker | None = None) -> int:
         target = candidates[-1]
         bundle = store.load(target)
         bundle.validate()
-        store.set_champion(target)
+        store.set_champion(target, rollback=True)
         if current is not None:
             trials.mark_rolled_back(current)
     finally:
@@ -168,7 +175,14 @@ def _set_champion_alias(settings: Settings, bundle: ModelBundle, tracker: Tracke
         from .tracking import get_tracker
 
         tracker = get_tracker(settings)
-    tracker.set_alias("champion", int(registry_version))
+    try:
+        tracker.set_alias("champion", int(registry_version))
+    except Exception as exc:  # the pointer on disk is what predictors follow; say, don't fail
+        log.warning(
+            "champion is v%s on disk, but the MLflow alias could not be moved: %s",
+            bundle.version,
+            exc,
+        )
 
 
 __all__ = [
