@@ -5,6 +5,9 @@ encoded, crosses education x occupation and native_country x occupation) in a fo
 streaming predictor: ``transform`` works on whole columns with NumPy (no pandas, no per-row
 ``apply``), unseen categories and missing values become NaN (LightGBM's "missing"), and the
 fitted state is plain lists and floats that round-trip through JSON.
+
+``drop`` leaves raw columns out (with every cross built on them): a drift-aware retrain drops the
+features that drifted, and the state records them, so serving drops exactly the same columns.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from ..data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS
+from ..data import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, NUMERIC_COLUMNS
 
 CROSSES: tuple[tuple[str, str], ...] = (
     ("education", "occupation"),
     ("native_country", "occupation"),
 )
+# Every output column, before any is dropped.
+_ALL_FEATURE_NAMES = (*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS, *(f"{a}*{b}" for a, b in CROSSES))
 
 Columns = Mapping[str, Sequence[Any] | np.ndarray]
 
@@ -33,18 +38,26 @@ class FeaturePipeline:
     [0.0]
     """
 
-    STATE_VERSION = 1
+    STATE_VERSION = 2  # 2 added "dropped"; version 1 states (nothing dropped) still load
 
-    def __init__(self, min_cross_count: int = 5) -> None:
+    def __init__(self, min_cross_count: int = 5, drop: Sequence[str] = ()) -> None:
         if min_cross_count < 1:
             raise ValueError(f"min_cross_count must be at least 1, got {min_cross_count}")
+        unknown = sorted(set(drop) - set(FEATURE_COLUMNS))
+        if unknown:
+            raise ValueError(f"cannot drop unknown feature column(s) {unknown}")
         self.min_cross_count = min_cross_count
+        self.dropped = [name for name in FEATURE_COLUMNS if name in set(drop)]
         # Fitted state: plain attributes, JSON-serialisable.
         self.numeric: dict[str, tuple[float, float]] = {}  # column -> (mean, std)
         self.categories: dict[str, list[str]] = {}  # column -> categories, code = index
         self.crosses: dict[str, list[tuple[str, str]]] = {}  # "a*b" -> kept (a, b) pairs
         self._index: dict[str, dict[Any, float]] = {}
         self._cross_tables: dict[str, np.ndarray] = {}
+        # Output columns kept from the full matrix; None when nothing is dropped (no copy).
+        full = _ALL_FEATURE_NAMES
+        kept = self.feature_names
+        self._keep = np.array([full.index(n) for n in kept]) if len(kept) < len(full) else None
 
     # -- fitting --------------------------------------------------------------------------------
     def fit(self, columns: Columns) -> FeaturePipeline:
@@ -78,13 +91,13 @@ class FeaturePipeline:
 
     @property
     def feature_names(self) -> list[str]:
-        return [*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS, *(f"{a}*{b}" for a, b in CROSSES)]
+        dropped = set(self.dropped)
+        return [n for n in _ALL_FEATURE_NAMES if not dropped & set(n.split("*"))]
 
     @property
     def categorical_features(self) -> list[int]:
         """Indices of the columns LightGBM must treat as categorical."""
-        start = len(NUMERIC_COLUMNS)
-        return list(range(start, start + len(CATEGORICAL_COLUMNS) + len(CROSSES)))
+        return [i for i, n in enumerate(self.feature_names) if n not in NUMERIC_COLUMNS]
 
     # -- transforming ---------------------------------------------------------------------------
     def transform(self, columns: Columns) -> np.ndarray:
@@ -95,7 +108,7 @@ class FeaturePipeline:
         if not self.numeric:
             raise RuntimeError("FeaturePipeline is not fitted: call fit() or from_dict() first")
         rows = _row_count(columns)
-        out = np.empty((rows, len(self.feature_names)), dtype=np.float64)
+        out = np.empty((rows, len(_ALL_FEATURE_NAMES)), dtype=np.float64)
         for i, name in enumerate(NUMERIC_COLUMNS):
             mean, std = self.numeric[name]
             values = _as_float(columns[name]) if name in columns else np.full(rows, np.nan)
@@ -112,7 +125,7 @@ class FeaturePipeline:
             a = np.nan_to_num(codes[left], nan=table.shape[0] - 1).astype(np.intp)
             b = np.nan_to_num(codes[right], nan=table.shape[1] - 1).astype(np.intp)
             out[:, start + offset] = table[a, b]
-        return out
+        return out if self._keep is None else out[:, self._keep]
 
     def transform_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Transform a batch of JSON-like dicts (the predictor's hot path)."""
@@ -149,6 +162,7 @@ class FeaturePipeline:
         return {
             "state_version": self.STATE_VERSION,
             "min_cross_count": self.min_cross_count,
+            "dropped": list(self.dropped),
             "numeric": {k: list(v) for k, v in self.numeric.items()},
             "categories": self.categories,
             "crosses": {k: [list(p) for p in v] for k, v in self.crosses.items()},
@@ -156,9 +170,9 @@ class FeaturePipeline:
 
     @classmethod
     def from_dict(cls, state: Mapping[str, Any]) -> FeaturePipeline:
-        if state.get("state_version") != cls.STATE_VERSION:
+        if state.get("state_version") not in (1, cls.STATE_VERSION):
             raise ValueError(f"unsupported pipeline state version {state.get('state_version')!r}")
-        pipe = cls(min_cross_count=int(state["min_cross_count"]))
+        pipe = cls(min_cross_count=int(state["min_cross_count"]), drop=state.get("dropped", ()))
         pipe.numeric = {k: (float(m), float(s)) for k, (m, s) in state["numeric"].items()}
         pipe.categories = {k: [str(v) for v in vs] for k, vs in state["categories"].items()}
         pipe.crosses = {k: [(str(a), str(b)) for a, b in v] for k, v in state["crosses"].items()}

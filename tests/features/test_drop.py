@@ -1,0 +1,51 @@
+"""Dropped features (drift-aware retraining): left out at fit and at serving, recorded in state."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from streamfit.data import load_adult
+from streamfit.features import FeaturePipeline
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return load_adult("test").head(500)
+
+
+def test_dropping_a_column_removes_it_and_its_crosses(rows) -> None:
+    full = FeaturePipeline().fit(rows)
+    pipe = FeaturePipeline(drop=["occupation", "age"]).fit(rows)
+    assert pipe.dropped == ["age", "occupation"]  # canonical column order
+    kept = [n for n in full.feature_names if n != "age" and "occupation" not in n.split("*")]
+    assert pipe.feature_names == kept
+    assert [pipe.feature_names[i] for i in pipe.categorical_features] == [
+        n for n in kept if n in full.categories
+    ]
+    columns = [full.feature_names.index(n) for n in kept]
+    np.testing.assert_array_equal(pipe.transform(rows), full.transform(rows)[:, columns])
+    records = rows.head(20).astype(object).where(rows.head(20).notna(), None).to_dict("records")
+    assert pipe.transform_records(records).shape == (20, len(kept))
+
+
+def test_state_records_the_dropped_features(rows) -> None:
+    pipe = FeaturePipeline(drop=["hours_per_week"]).fit(rows)
+    state = json.loads(json.dumps(pipe.to_dict()))
+    assert state["dropped"] == ["hours_per_week"]
+    restored = FeaturePipeline.from_dict(state)
+    np.testing.assert_array_equal(restored.transform(rows), pipe.transform(rows))
+
+
+def test_version_one_state_loads_with_nothing_dropped(rows) -> None:
+    state = FeaturePipeline().fit(rows).to_dict()
+    del state["dropped"]
+    state["state_version"] = 1
+    assert FeaturePipeline.from_dict(state).dropped == []
+
+
+def test_unknown_column_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown feature"):
+        FeaturePipeline(drop=["shoe_size"])
