@@ -78,6 +78,10 @@ class Settings:
     drift_classifier: str = "lightgbm"  # or "random_forest" (MLBox's choice)
     performance_window: int = 1000  # last W labelled observations for realised metrics
     monitor_poll_seconds: float = 1.0
+    # Drift-aware retraining: leave out features whose drift score (recent requests against the
+    # training data) reaches this, 0 = keep all; and let a drifted=true event trigger a retrain.
+    drop_drifting_features: float = 0.0
+    retrain_on_drift: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -108,6 +112,10 @@ class Settings:
         for name in ("drift_psi_floor", "drift_score_floor", "monitor_poll_seconds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.drop_drifting_features <= 1.0:
+            raise ConfigError(
+                f"drop_drifting_features must be in [0, 1], got {self.drop_drifting_features}"
+            )
         if self.drift_correction not in ("bonferroni", "bh"):
             raise ConfigError(
                 f"drift_correction must be bonferroni or bh, got {self.drift_correction!r}"
