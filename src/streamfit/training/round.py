@@ -13,6 +13,13 @@ proposes anything, so its model starts informed. Warm-start trials count towards
 A change to the search space (ranges, dimensions, fixed params) changes the hash and starts cold.
 A cold round (nothing to warm-start from, or ``warm_start=False``) evaluates the space's
 ``start`` point first.
+
+**Drift-aware rounds.** With ``settings.drop_drifting_features`` above 0, the round first scores
+each feature's drift (MLBox's per-feature score, see ``monitoring.drifting_features``) between the
+original training data and the recent requests, and leaves out every feature whose score reaches
+the threshold, as MLBox's drift thresholder does. The fitted feature pipeline records what it
+dropped, so serving drops the same columns; so do the bundle manifest, the MLflow run's tags and
+the round's log line.
 """
 
 from __future__ import annotations
@@ -46,7 +53,8 @@ from .tracking import Tracker, get_tracker
 from .tracking._timed import TimedTracker
 from .trials import TrialStore, data_fingerprint
 
-TRIGGERS = ("initial", "retrain", "manual")
+TRIGGERS = ("initial", "retrain", "manual", "drift")
+MIN_DRIFT_ROWS = 100  # fewer recent rows than this: too noisy to drop features on
 
 
 class TrainingError(RuntimeError):
@@ -70,6 +78,7 @@ class RoundOutcome:
     registry_version: int | None = None
     tracking_s: float = 0.0  # time spent in the tracker: MLflow's overhead
     tracking_breakdown: dict[str, float] = field(default_factory=dict)  # per tracker call
+    dropped_features: list[str] = field(default_factory=list)  # left out for drifting
 
 
 def run_round(
@@ -83,13 +92,16 @@ def run_round(
     base_data: pd.DataFrame | None = None,
     space: SearchSpace = DEFAULT_SPACE,
     warm_start: bool = True,
+    recent: pd.DataFrame | None = None,
 ) -> RoundOutcome:
     """Run one round (see the module docstring) and return what happened.
 
     ``new_observations``: labelled observations (raw Adult columns + ``label``, oldest first),
     added to adult.data; their newest ``gate_recent_fraction`` is held out for the gate.
     ``base_data`` replaces adult.data (tests and benchmarks use a subsample);
-    ``warm_start=False`` starts cold. LightGBM uses ``settings.train_threads`` threads
+    ``warm_start=False`` starts cold. ``recent``: the latest requests, labelled or not, that a
+    drift-aware round compares with the training data (default: ``new_observations``).
+    LightGBM uses ``settings.train_threads`` threads
     throughout, so a predictor on the same machine keeps its core.
     """
     if trigger not in TRIGGERS:
@@ -103,7 +115,7 @@ def run_round(
     # GP fits, sklearn metrics), so a predictor on the same machine keeps its core.
     with threadpool_limits(limits=settings.train_threads):
         try:
-            data = _RoundData.build(settings, base_data, new_observations)
+            data = _RoundData.build(settings, base_data, new_observations, recent)
             outcome = _Round(
                 settings, trigger, max_evals, space, timed, trials, data, progress, warm_start
             ).run(started)
@@ -130,6 +142,7 @@ class _RoundData:
     pipeline: FeaturePipeline
     features: np.ndarray
     labels: np.ndarray
+    dropped: list[str] = field(default_factory=list)
 
     @classmethod
     def build(
@@ -137,6 +150,7 @@ class _RoundData:
         settings: Settings,
         base_data: pd.DataFrame | None,
         new_observations: pd.DataFrame | None,
+        recent: pd.DataFrame | None = None,
     ) -> _RoundData:
         # Everything the gate scores on is kept out of training (see gate.py).
         original = base_data if base_data is not None else _adult("train")
@@ -145,7 +159,9 @@ class _RoundData:
         recent_train, recent_holdout = split_recent(new_observations, settings.gate_recent_fraction)
         train = _concat(fixed_train, recent_train)
         rows, data_hash = data_fingerprint(train)
-        pipeline = FeaturePipeline().fit(train)
+        current = recent if recent is not None else new_observations
+        dropped = _drifting(settings, fixed_train, current)
+        pipeline = FeaturePipeline(drop=dropped).fit(train)
         return cls(
             train=train,
             holdout=_concat(fixed_holdout, recent_holdout),
@@ -156,7 +172,30 @@ class _RoundData:
             pipeline=pipeline,
             features=pipeline.transform(train),
             labels=train["label"].to_numpy(),
+            dropped=dropped,
         )
+
+
+def _drifting(
+    settings: Settings, reference: pd.DataFrame, current: pd.DataFrame | None
+) -> list[str]:
+    """Features to leave out: per-feature drift score >= ``drop_drifting_features``."""
+    threshold = settings.drop_drifting_features
+    if threshold <= 0 or current is None or len(current) < MIN_DRIFT_ROWS:
+        return []
+    from ..monitoring.drift import drifting_features  # the monitor's own scoring
+
+    dropped = drifting_features(
+        reference,
+        current,
+        threshold,
+        n_folds=settings.drift_folds,
+        reference_size=settings.drift_reference_rows,
+        current_size=max(settings.drift_window, 10),
+        seed=settings.seed,
+    )
+    # Never everything: a model needs a feature; keep the least drifting one.
+    return dropped[:-1] if len(dropped) == len(FEATURE_COLUMNS) else dropped
 
 
 class _Round:
@@ -211,6 +250,11 @@ class _Round:
             f"{len(data.holdout)} holdout rows ({data.observed_holdout} observed), "
             f"{len(self.points)} warm-start point(s)"
         )
+        if settings.drop_drifting_features > 0:
+            self.say(
+                f"drift-aware round (threshold {settings.drop_drifting_features}): dropped "
+                f"{', '.join(data.dropped) if data.dropped else 'no feature'}"
+            )
         self.run_id = self.tracker.start_round(
             f"round-{self.round_id}",
             {
@@ -221,6 +265,8 @@ class _Round:
                 "data_hash": data.data_hash,
                 "space_hash": self.space.hash,
                 "warm_start_points": str(len(self.points)),
+                "drop_drifting_features": str(settings.drop_drifting_features),
+                "dropped_features": ",".join(data.dropped),
             },
         )
         try:
@@ -267,6 +313,7 @@ class _Round:
             warm_start_points=len(self.points),
             mlflow_run_id=self.run_id,
             registry_version=registry_version,
+            dropped_features=list(self.data.dropped),
         )
 
     def _search(self, optimizer: Optimizer) -> tuple[dict[str, Any], CVResult]:
@@ -368,6 +415,8 @@ class _Round:
             "optimizer": optimizer,
             "round_id": self.round_id,
             "space_hash": self.space.hash,
+            "dropped_features": list(self.data.dropped),
+            "drop_drifting_features": self.settings.drop_drifting_features,
             "mlflow_run_id": self.run_id,
             "registry_version": None,  # filled in once the registry has answered
         }
