@@ -2,6 +2,12 @@
 
 Commands that pile up while a round runs are coalesced into one round: the newest labelled data
 already includes what the older commands asked for.
+
+With ``retrain_on_drift`` the trainer also listens to the ``drift`` topic: an event with
+``"drifted": true`` starts a round (trigger ``drift``). The drift event itself is the contract, so
+any detector can publish it. While drift lasts the monitor repeats its alarm every check, so a
+drift alarm is answered at most once per champion version: after a promotion a persisting drift
+may start one more round; after a refusal, nothing until the champion changes.
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ import logging
 import threading
 
 from .. import messages
-from ..bus import Bus
+from ..bundle import ModelStore
+from ..bus import Bus, Message
 from ..config import Settings
 from ..observations import ObservationStore
 
@@ -30,7 +37,9 @@ class TrainerService:
         self.rounds = 0
         self.promotions = 0
         self.failures = 0
-        self.commands_seen = 0
+        self.commands_seen = 0  # retrain commands
+        self.drift_alarms = 0  # drift events with drifted=true
+        self._drift_answered: int | None = -1  # champion version a drift round was started for
 
     def stop(self) -> None:
         self.running = False
@@ -41,32 +50,41 @@ class TrainerService:
         self.running = True
         topics = self.settings.topics
         with contextlib.ExitStack() as stack:
-            consumer = stack.enter_context(
-                self.bus.consumer([topics.retrain], group="streamfit-trainer")
-            )
+            subscribed = [topics.retrain]
+            if self.settings.retrain_on_drift:
+                subscribed.append(topics.drift)
+            consumer = stack.enter_context(self.bus.consumer(subscribed, group="streamfit-trainer"))
             producer = self.bus.producer()
             stack.callback(producer.close)
-            log.info("trainer waiting for retrain commands on %r", topics.retrain)
+            log.info("trainer waiting for retrain commands on %s", subscribed)
             self.ready.set()
             while self.running:
                 commands = consumer.poll(1000, timeout=0.5)
                 if not commands:
                     continue
+                trigger = self._trigger(commands)
+                if trigger is None:  # calm drift events, or an alarm already answered
+                    consumer.commit()
+                    continue
                 self.idle.clear()
-                self.commands_seen += len(commands)
                 try:
                     new_rows = self.observations.labelled_frame()
                     log.info(
-                        "retraining on %d new labelled observations (%d command(s))",
+                        "retraining (%s) on %d new labelled observations (%d message(s))",
+                        trigger,
                         len(new_rows),
                         len(commands),
                     )
+                    recent = None
+                    if self.settings.drop_drifting_features > 0:
+                        recent = self.observations.recent_frame(self.settings.drift_window)
                     outcome = run_round(
                         self.settings,
-                        trigger="retrain",
+                        trigger=trigger,
                         max_evals=self.settings.max_evals,
                         new_observations=new_rows,
                         progress=log.info,
+                        recent=recent,
                     )
                 except Exception:
                     # A failed round must not take the trainer down; the champion keeps serving.
@@ -91,3 +109,28 @@ class TrainerService:
                         producer.flush()
                 consumer.commit()
                 self.idle.set()
+
+    def _trigger(self, commands: list[Message]) -> str | None:
+        """Which round the messages ask for: ``retrain`` if any retrain command came, ``drift``
+        for a drift alarm not yet answered for the current champion, else None."""
+        drift_topic = self.settings.topics.drift
+        retrains = sum(1 for m in commands if m.topic != drift_topic)
+        self.commands_seen += retrains
+        alarms = 0
+        for message in commands:
+            if message.topic == drift_topic:
+                try:
+                    alarms += messages.decode(message.value).get("drifted") is True
+                except (ValueError, AttributeError):
+                    log.error("ignoring malformed drift event %r", message.value[:200])
+        self.drift_alarms += alarms
+        if retrains:
+            return "retrain"
+        if not alarms:
+            return None
+        champion = ModelStore(self.settings.models_dir).champion()
+        if champion == self._drift_answered:
+            log.info("drift alarm: a drift round already ran for champion v%s", champion)
+            return None
+        self._drift_answered = champion
+        return "drift"
