@@ -140,6 +140,10 @@ class ModelStore:
         return version
 
     def load(self, version: int) -> ModelBundle:
+        if not self.path(version).is_dir():
+            raise BundleError(
+                f"no bundle version {version} in {self.root} (on disk: {self.versions()})"
+            )
         return ModelBundle.load(self.path(version))
 
     def champion(self) -> int | None:
