@@ -84,7 +84,7 @@ def test_checks_publish_events_and_metrics(
     assert (settings.data_dir / "charts" / "drift-800.png").exists()
 
     metrics, step = logged[-1]
-    assert step == 2 and metrics["drift.drifted"] == 1.0
+    assert step == 800 and metrics["drift.drifted"] == 1.0  # step: observations in store
     labelled = store.labelled_frame()
     y, p = labelled["label"].to_numpy(int), labelled["probability"].to_numpy()
     assert metrics["realised.accuracy"] == pytest.approx(accuracy_score(y, p >= 0.5))

@@ -19,6 +19,7 @@ from .performance import (
     window_metrics,
 )
 from .report import DriftReport, FeatureDrift
+from .service import build_monitor
 
 __all__ = [
     "CLASSIFIERS",
@@ -35,6 +36,7 @@ __all__ = [
     "ProbabilityCalibrator",
     "TestResult",
     "auc_with_z",
+    "build_monitor",
     "detector_from_settings",
     "drift_command",
     "drift_score",

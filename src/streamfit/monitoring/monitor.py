@@ -59,9 +59,12 @@ def detector_from_settings(settings: Settings) -> DriftDetector:
 class Monitor:
     """Background drift and performance monitor.
 
-    ``log_metrics(metrics, step)`` receives one flat dict of floats per check (for example
-    ``mlflow.log_metrics`` bound to the serving model's run). ``report_dir``, when given, gets the
+    ``log_metrics(metrics, step)`` receives one flat dict of floats per check, ``step`` being the
+    number of observations in the store (so a restarted monitor continues the series); for example
+    MLflow step metrics of the serving model's run. ``report_dir``, when given, gets the
     per-feature chart of every drifted window, also passed to ``log_artifact`` if given.
+    ``refresh(monitor)``, when given, runs before each check, e.g. to refit the reference when the
+    served model changes (see :mod:`streamfit.monitoring.service`).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class Monitor:
         calibrator: ProbabilityCalibrator | None = None,
         report_dir: Path | None = None,
         history: int = 100_000,
+        refresh: Callable[[Monitor], None] | None = None,
     ) -> None:
         self.settings = settings
         self.bus = bus
@@ -85,6 +89,7 @@ class Monitor:
         self.calibrator = calibrator
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.history = history  # labelled rows kept for per-version metrics
+        self.refresh = refresh
         self.detector = detector_from_settings(settings).fit(reference_frame)
         self.running = False
         self.step = 0
@@ -105,6 +110,8 @@ class Monitor:
     # -- one check -------------------------------------------------------------------------------
     def run_once(self, force: bool = False) -> DriftReport | None:
         """Check if ``drift_every`` new observations arrived (or ``force``); return the report."""
+        if self.refresh is not None:
+            self.refresh(self)
         count = self.store.count()
         if not force and (count - self.last_count < self.settings.drift_every or count == 0):
             return None
@@ -120,7 +127,8 @@ class Monitor:
         top = ", ".join(f"{n}={report.features[n].score:.2f}" for n in report.ranking()[:3])
         logger.info(
             "drift check %d at %d observations: drifted=%s drift=%.3f (p=%.2g) features [%s] "
-            "drifted features %s; accuracy realised %.3f estimated %.3f (%.2fs)",
+            "drifted features %s; realised on last %d labelled: accuracy %.3f AUC %.3f; "
+            "estimated on %d unlabelled: accuracy %.3f AUC %.3f (%.2fs)",
             self.step,
             count,
             report.drifted,
@@ -128,8 +136,12 @@ class Monitor:
             report.p_value,
             top,
             report.drifted_features,
+            metrics.get("realised.n", 0),
             metrics.get("realised.accuracy", math.nan),
+            metrics.get("realised.auc", math.nan),
+            metrics.get("estimated.n", 0),
             metrics.get("estimated.accuracy", math.nan),
+            metrics.get("estimated.auc", math.nan),
             report.seconds,
         )
         if report.drifted and self.report_dir is not None:
@@ -139,7 +151,7 @@ class Monitor:
             if self.log_artifact is not None:
                 self.log_artifact(chart)
         if self.log_metrics is not None:
-            self.log_metrics(metrics, self.step)
+            self.log_metrics(metrics, count)
         self.latest, self.latest_metrics = report, metrics
         return report
 

@@ -50,3 +50,10 @@ class Tracker(ABC):
 
     def set_alias(self, alias: str, registry_version: int) -> None:
         """Point a registry alias ("challenger", "champion") at a registered version."""
+
+    def log_run_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        """Step metrics on an existing, possibly finished run: the monitor reports the served
+        model's realised performance and drift to the run that trained it."""
+
+    def log_run_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        """One file (a drift chart) to an existing run."""

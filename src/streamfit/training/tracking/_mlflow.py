@@ -184,6 +184,16 @@ class MlflowTracker(Tracker):
     def set_alias(self, alias: str, registry_version: int) -> None:
         self.client.set_registered_model_alias(self.registered_model, alias, str(registry_version))
 
+    # -- the served model's run (monitor) -------------------------------------------------------
+    def log_run_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for start in range(0, len(batch), 1000):  # log_batch takes at most 1000 metrics
+            self.client.log_batch(run_id, metrics=batch[start : start + 1000])
+
+    def log_run_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
 
 def _lenient_numbers(signature: Any) -> Any:
     """Numeric columns typed Any: raw Adult read by pandas has int64 columns, and MLflow refuses
