@@ -1,0 +1,778 @@
+"""Predictor benchmark: in-process hot path against the per-message design, end-to-end throughput
+through the real Kafka broker, request-to-prediction latency, a model swap under load, memory.
+
+    python benchmarks/predictor.py [--quick] [--only inprocess,e2e,latency,rss,tradeoff]
+
+Starts the local broker with ``scripts/kafka up`` if none answers (and stops it at exit only if
+it started it), trains one small initial model (``streamfit init --max-evals 2``) unless
+``--model-dir`` names a data directory that has one, then runs each part against real
+``streamfit predictor`` processes on topics and a consumer group of their own:
+
+(a) inprocess  rows/s of ``Predictor.process`` (decode, validate, transform, predict, encode,
+               produce to a null producer; observation store off, then on), interleaved in one run
+               with a per-message baseline that does what the source design did: one pandas
+               DataFrame per message, the transform on that one-row frame, ``predict`` on one row.
+(b) e2e        N requests already waiting on ``requests``; one predictor process; time from the
+               process being ready to the last prediction read back (acknowledged by the broker).
+               Once at-least-once, once exactly-once (Kafka transactions).
+(c) latency    paced sender at 1,000/s and 10,000/s; latency = prediction read back minus the
+               moment the app produced the request (both in this process, one clock).
+(d) swap       during the 1,000/s run a new model is saved and announced on ``models``; failed or
+               lost requests, p99 in the second around the swap and while the new model loads.
+(e) rss        the predictor's RSS after warm-up, after all M requests, and its peak (VmHWM).
+    tradeoff   max_batch x linger_ms: latency at 1,000/s and saturated throughput per setting.
+
+The machine has 2 shared cores and the broker runs on them too: figures are for this machine,
+and ratios are measured side by side in one run. ``--quick`` (about two minutes) runs fewer
+requests (the JSON says how many).
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+ALL_PARTS = ("inprocess", "e2e", "latency", "rss", "tradeoff")
+
+sys.path.insert(0, str(REPO / "src"))  # run from a fresh clone without installing
+
+from streamfit import messages  # noqa: E402
+from streamfit.app import adult_requests  # noqa: E402
+from streamfit.bundle import ModelStore  # noqa: E402
+from streamfit.bus import Message, Producer, get_bus  # noqa: E402
+from streamfit.config import Settings, Topics  # noqa: E402
+
+
+# -- the broker ------------------------------------------------------------------------------------
+def ensure_broker(port: str) -> str:
+    """Start ``scripts/kafka`` if it is not running; stop it at exit only if we started it."""
+    script = REPO / "scripts" / "kafka"
+    env = {**os.environ, "STREAMFIT_KAFKA_PORT": port}
+    if subprocess.run([script, "status"], capture_output=True, env=env).returncode != 0:
+        print("starting the broker (scripts/kafka up)...", flush=True)
+        subprocess.run([script, "up"], check=True, env=env)
+        atexit.register(subprocess.run, [script, "down"], env=env)
+    return f"127.0.0.1:{port}"
+
+
+def train_model(work: Path) -> Path:
+    """A data directory with a small initial model (2 trials: its quality is not the point)."""
+    data_dir = work / "template"
+    print("training the initial model (streamfit init --max-evals 2)...", flush=True)
+    subprocess.run(
+        [sys.executable, "-m", "streamfit.cli", "init", "--data-dir", str(data_dir)]
+        + ["--max-evals", "2", "--log-level", "WARNING"],
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+        env=_env(),
+    )
+    return data_dir
+
+
+def _env() -> dict[str, str]:
+    path = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+
+
+def _rss_mb(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of a process, in MiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("VmRSS:", "VmHWM:")):
+            name, amount, _unit = line.split()
+            values[name[:-1]] = int(amount) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+# -- one deployment: data dir, topics and group of its own, one predictor process ------------------
+class Deployment:
+    def __init__(self, work: Path, template: Path, bootstrap: str, name: str, **settings: Any):
+        self.root = work / f"{name}-{uuid.uuid4().hex[:6]}"
+        self.data_dir = self.root / "data"
+        shutil.copytree(template / "models", self.data_dir / "models")
+        suffix = uuid.uuid4().hex[:8]
+        self.topics = Topics(**{t: f"bench-{t}-{suffix}" for t in vars(Topics())})
+        lines = [
+            f'data_dir = "{self.data_dir}"',
+            f'bus = "kafka://{bootstrap}"',
+            f'group = "bench-predictors-{suffix}"',
+            "retrain_every = 1000000000",  # no retrain commands: no trainer listens
+            *(f"{k} = {json.dumps(v)}" for k, v in settings.items()),
+            "[topics]",
+            *(f'{k} = "{v}"' for k, v in vars(self.topics).items()),
+        ]
+        self.config = self.root / "streamfit.toml"
+        self.config.write_text("\n".join(lines) + "\n")
+        self.settings = Settings.load(config_file=self.config, environ={})
+        self.bus = get_bus(self.settings.bus)
+        partitions = {t: 1 for t in vars(self.topics).values()}
+        partitions[self.topics.requests] = self.settings.request_partitions
+        partitions[self.topics.predictions] = self.settings.request_partitions
+        self.bus.ensure_topics(partitions)
+        self.process: subprocess.Popen | None = None
+        self.log_path = self.root / "predictor.log"
+        self.rss_samples: list[tuple[float, float]] = []  # (time, RSS MiB)
+
+    def start(self) -> float:
+        """Start the predictor; return the monotonic time it logged that it consumes."""
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streamfit.cli", "predictor", "--config", str(self.config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=_env(),
+        )
+        return self.wait_for_log("predictor consuming")
+
+    def wait_for_log(self, text: str, timeout: float = 120.0) -> float:
+        deadline = time.monotonic() + timeout
+        while text not in self.log_path.read_text():
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"predictor exited:\n{self.log_path.read_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{text!r} not logged in {timeout:g}s")
+            time.sleep(0.005)
+        return time.monotonic()
+
+    def warm_up(self, receiver: Receiver, records: list[dict[str, Any]]) -> None:
+        """Send probes until one is answered: the group has joined and the model is warm."""
+        deadline = time.monotonic() + 60
+        with self.bus.producer() as producer:
+            for i in range(10**6):
+                request_id = f"probe-{i}"
+                producer.produce(self.topics.requests, messages.request(request_id, records[0]))
+                producer.flush()
+                until = time.monotonic() + 0.5
+                while time.monotonic() < until:
+                    if request_id in receiver.received:
+                        time.sleep(0.5)  # let the other partitions' fetches settle too
+                        return
+                    time.sleep(0.005)
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the predictor answered no probe in 60 s")
+
+    def rss(self) -> tuple[float, float]:
+        assert self.process is not None
+        return _rss_mb(self.process.pid)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _request_values(
+    count: int, prefix: str, rows: list[dict[str, Any]], start: int = 0
+) -> list[tuple[bytes, bytes]]:
+    """(key, value) of ``count`` requests with ids ``prefix0``, ``prefix1``..."""
+    out = []
+    for i in range(start, start + count):
+        request_id = f"{prefix}{i}"
+        out.append((request_id.encode(), messages.request(request_id, rows[i % len(rows)])))
+    return out
+
+
+def preload(deployment: Deployment, values: list[tuple[bytes, bytes]]) -> None:
+    with deployment.bus.producer() as producer:
+        for key, value in values:
+            producer.produce(deployment.topics.requests, value, key)
+        producer.flush(120)
+
+
+@dataclass
+class Receiver:
+    """Reads predictions and dead letters in a thread: receive time and model version per id."""
+
+    deployment: Deployment
+    received: dict[str, tuple[float, int]] = field(default_factory=dict)
+    dead: set[str] = field(default_factory=set)
+    duplicates: int = 0
+    answered: dict[str, int] = field(default_factory=dict)  # phase (id up to "-") -> count
+    first: float = 0.0
+    last: float = 0.0
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        topics = self.deployment.topics
+        self._consumer = self.deployment.bus.consumer(
+            [topics.predictions, topics.dead_letter], group=None
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        dead_letter = self.deployment.topics.dead_letter
+        received = self.received
+        while not self._stop.is_set():
+            batch = self._consumer.poll(10_000, timeout=0.1)
+            if not batch:
+                continue
+            now = time.monotonic()
+            for message in batch:
+                record = orjson.loads(message.value)
+                request_id = record.get("request_id")
+                if message.topic == dead_letter:
+                    self.dead.add(request_id)
+                elif request_id in received:
+                    self.duplicates += 1
+                    continue
+                else:
+                    received[request_id] = (now, record["model_version"])
+                phase = str(request_id).rpartition("-")[0]
+                self.answered[phase] = self.answered.get(phase, 0) + 1
+            self.count = len(received)
+            self.first = self.first or now
+            self.last = now
+
+    def wait_for(self, phase: str, count: int, timeout: float) -> bool:
+        """Wait until ``count`` requests ``phase-N`` are answered or dead-lettered."""
+        deadline = time.monotonic() + timeout
+        while self.answered.get(phase, 0) < count:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._consumer.close()
+
+
+def paced_send(
+    deployment: Deployment, values: list[tuple[bytes, bytes]], rate: float, sent_at: np.ndarray
+) -> None:
+    """Produce ``values`` at ``rate`` per second, recording each send time in ``sent_at``."""
+    topic = deployment.topics.requests
+    with deployment.bus.producer() as producer:
+        start = time.monotonic()
+        i, total = 0, len(values)
+        while i < total:
+            due = min(total, int((time.monotonic() - start) * rate) + 1)
+            while i < due:
+                key, value = values[i]
+                sent_at[i] = time.monotonic()
+                producer.produce(topic, value, key)
+                i += 1
+            time.sleep(0.0005)
+        producer.flush(60)
+
+
+def _percentiles(latencies_ms: np.ndarray) -> dict[str, float]:
+    if not len(latencies_ms):
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+    p50, p95, p99 = np.percentile(latencies_ms, [50, 95, 99])
+    return {"p50": round(p50, 2), "p95": round(p95, 2), "p99": round(p99, 2)}
+
+
+def _latencies(receiver: Receiver, prefix: str, sent_at: np.ndarray) -> np.ndarray:
+    """Latency in ms per request, NaN where no prediction came back."""
+    out = np.full(len(sent_at), np.nan)
+    for i in range(len(sent_at)):
+        got = receiver.received.get(f"{prefix}{i}")
+        if got is not None:
+            out[i] = (got[0] - sent_at[i]) * 1000
+    return out
+
+
+# -- (a) in-process --------------------------------------------------------------------------------
+class NullProducer(Producer):
+    def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        pass
+
+    def flush(self, timeout: float = 30.0) -> None:
+        pass
+
+
+class NullObservations:
+    """Stands in for the observation store: part (a) measures the hot path alone."""
+
+    def add(self, observations: Any) -> int:
+        return 0
+
+    def set_labels(self, labels: Any) -> tuple[int, list[str]]:
+        return 0, []
+
+    def count(self, labelled: bool = False) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def baseline_predict(bundle: Any, value: bytes) -> bytes:
+    """The source design, per message: a DataFrame, the transform on it, predict on one row."""
+    import pandas as pd
+
+    request = json.loads(value)
+    frame = pd.DataFrame([request["data"]])
+    features = bundle.pipeline.transform(frame)
+    probability = float(bundle.booster.predict(features)[0])
+    answer = {
+        "request_id": request["request_id"],
+        "probability": probability,
+        "label": int(probability >= 0.5),
+        "model_version": bundle.version,
+    }
+    return json.dumps(answer).encode()
+
+
+def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, batch: int) -> dict:
+    from streamfit.bus import MemoryBus
+    from streamfit.serving import Predictor
+
+    data_dir = work / "inprocess"
+    shutil.copytree(template / "models", data_dir / "models")
+    settings = Settings(data_dir=data_dir, retrain_every=10**9)
+    records = adult_requests(20_000, seed=7)
+    values = [v for _, v in _request_values(rows, "a", records)]
+    batches = [
+        [Message("requests", v, None, 0, i + j) for j, v in enumerate(values[i : i + batch])]
+        for i in range(0, len(values), batch)
+    ]
+    base_values = values[:baseline_rows]
+
+    def predictor(store: bool) -> Predictor:
+        p = Predictor(settings, MemoryBus())
+        p.swap_to(ModelStore(settings.models_dir).champion() or 1)
+        if not store:
+            p.observations.close()
+            p.observations = NullObservations()  # type: ignore[assignment]
+        return p
+
+    fast, stored = predictor(store=False), predictor(store=True)
+    bundle = fast._bundle
+    producer = NullProducer()
+    for value in base_values[:50]:  # warm both paths
+        baseline_predict(bundle, value)
+    fast.process(batches[0], producer)
+
+    # Interleaved rounds, so both see the same machine: five slices of each.
+    rounds = 5
+    fast_s = base_s = store_s = 0.0
+    for r in range(rounds):
+        part = batches[r::rounds]
+        start = time.perf_counter()
+        for b in part:
+            fast.process(b, producer)
+        fast_s += time.perf_counter() - start
+        start = time.perf_counter()
+        for value in base_values[r::rounds]:
+            baseline_predict(bundle, value)
+        base_s += time.perf_counter() - start
+        start = time.perf_counter()
+        for b in part:
+            stored.process(b, producer)
+        flush = getattr(stored.observations, "flush", None)
+        if flush:
+            flush()
+        store_s += time.perf_counter() - start
+    inprocess = rows / fast_s
+    baseline = len(base_values) / base_s
+    return {
+        "inprocess_rows_per_s": round(inprocess),
+        "inprocess_with_store_rows_per_s": round(rows / store_s),
+        "baseline_rows_per_s": round(baseline, 1),
+        "speedup_vs_baseline": round(inprocess / baseline, 1),
+        "inprocess_rows": rows,
+        "baseline_rows": len(base_values),
+        "inprocess_batch": batch,
+    }
+
+
+# -- (b) end to end through Kafka ------------------------------------------------------------------
+def part_e2e(
+    template: Path, work: Path, bootstrap: str, count: int, guarantee: str
+) -> dict[str, Any]:
+    deployment = Deployment(work, template, bootstrap, f"e2e-{guarantee}", guarantee=guarantee)
+    try:
+        records = adult_requests(20_000, seed=3)
+        preload(deployment, _request_values(count, "b-", records))
+        receiver = Receiver(deployment)
+        ready = deployment.start()
+        complete = receiver.wait_for("b", count, timeout=600)
+        rss, peak = deployment.rss()
+        receiver.close()
+        wall = receiver.last - ready
+        steady = (receiver.count - 1) / max(receiver.last - receiver.first, 1e-9)
+        return {
+            "guarantee": guarantee,
+            "requests": count,
+            "answered": receiver.count,
+            "complete": complete,
+            "duplicates": receiver.duplicates,
+            "wall_s": round(wall, 2),
+            "per_s": round(receiver.count / wall),
+            "steady_per_s": round(steady),
+            "rss_mb": round(rss, 1),
+            "peak_rss_mb": round(peak, 1),
+        }
+    finally:
+        deployment.stop()
+
+
+# -- (c) latency and (d) swap ---------------------------------------------------------------------
+def part_latency(
+    template: Path, work: Path, bootstrap: str, seconds_1k: float, seconds_10k: float
+) -> dict[str, Any]:
+    deployment = Deployment(work, template, bootstrap, "latency")
+    try:
+        records = adult_requests(20_000, seed=5)
+        new_model = challenger(deployment)
+        receiver = Receiver(deployment)
+        deployment.start()
+        deployment.warm_up(receiver, records)
+        results: dict[str, Any] = {}
+
+        # 1,000/s; after 30% of the run a new model is announced.
+        n = int(1000 * seconds_1k)
+        values = _request_values(n, "c1-", records)
+        sent_at = np.zeros(n)
+        sender = threading.Thread(
+            target=paced_send, args=(deployment, values, 1000, sent_at), daemon=True
+        )
+        sender.start()
+        time.sleep(seconds_1k * 0.3)
+        announced = time.monotonic()
+        version = promote(deployment, new_model)
+        sender.join()
+        receiver.wait_for("c1", n, timeout=30)
+        lat = _latencies(receiver, "c1-", sent_at)
+        swapped = [
+            receiver.received[f"c1-{i}"][0]
+            for i in range(n)
+            if f"c1-{i}" in receiver.received and receiver.received[f"c1-{i}"][1] == version
+        ]
+        swap_at = min(swapped) if swapped else float("nan")
+        before = sent_at < announced
+        around = np.abs(sent_at - swap_at) <= 0.5
+        loading = (sent_at >= announced) & (sent_at <= swap_at + 0.5)
+        answered = ~np.isnan(lat)
+        results["1k"] = {
+            "sent": n,
+            "answered": int(answered.sum()),
+            "dead_letters": len(receiver.dead),
+            "steady": _percentiles(lat[before & answered]),
+            "all": _percentiles(lat[answered]),
+        }
+        results["swap"] = {
+            "new_version": version,
+            "load_to_swap_s": round(swap_at - announced, 2),
+            "failed_requests": int(n - answered.sum()),
+            "dead_letters": len(receiver.dead),
+            "duplicates": receiver.duplicates,
+            "around": _percentiles(lat[around & answered]),
+            "while_loading": _percentiles(lat[loading & answered]),
+            "answered_by_version": _by_version(receiver, "c1-", n),
+        }
+
+        # 10,000/s
+        n = int(10_000 * seconds_10k)
+        values = _request_values(n, "c10-", records)
+        sent_at = np.zeros(n)
+        paced_send(deployment, values, 10_000, sent_at)
+        receiver.wait_for("c10", n, timeout=60)
+        lat = _latencies(receiver, "c10-", sent_at)
+        answered = ~np.isnan(lat)
+        achieved = n / (sent_at[-1] - sent_at[0])
+        # The first second includes the sender's own warm-up: measure the steady part.
+        steady = sent_at >= sent_at[0] + 1.0
+        results["10k"] = {
+            "sent": n,
+            "answered": int(answered.sum()),
+            "offered_per_s": round(achieved),
+            "steady": _percentiles(lat[steady & answered]),
+        }
+        receiver.close()
+        return results
+    finally:
+        deployment.stop()
+
+
+def _by_version(receiver: Receiver, prefix: str, n: int) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for i in range(n):
+        got = receiver.received.get(f"{prefix}{i}")
+        if got is not None:
+            counts[str(got[1])] = counts.get(str(got[1]), 0) + 1
+    return counts
+
+
+def challenger(deployment: Deployment) -> Any:
+    """A genuinely different model of the champion's size: its parameters, another seed.
+
+    Trained before the load starts, so the training does not disturb the paced sender.
+    """
+    import lightgbm as lgb
+
+    from streamfit.bundle import ModelBundle
+    from streamfit.data import load_adult
+    from streamfit.training.space import DEFAULT_SPACE, lightgbm_params
+
+    store = ModelStore(deployment.settings.models_dir)
+    champion = store.load(store.champion() or 1)
+    frame = load_adult("train")
+    params, _cap = lightgbm_params(
+        DEFAULT_SPACE,
+        champion.manifest["params"],
+        threads=1,
+        seed=99,
+        feature_names=champion.pipeline.feature_names,
+    )
+    data = lgb.Dataset(
+        champion.pipeline.transform(frame),
+        frame["label"],
+        categorical_feature=champion.pipeline.categorical_features,
+    )
+    rounds = int(champion.manifest.get("best_iteration") or champion.booster.num_trees())
+    booster = lgb.train({**params, "verbosity": -1}, data, num_boost_round=rounds)
+    return ModelBundle(booster, champion.pipeline, {"trigger": "benchmark"})
+
+
+def promote(deployment: Deployment, bundle: Any) -> int:
+    """What the trainer does after a winning round: save, point the champion, announce."""
+    store = ModelStore(deployment.settings.models_dir, keep=3)
+    version = store.save(bundle)
+    store.set_champion(version)
+    with deployment.bus.producer() as producer:
+        producer.produce(deployment.topics.models, messages.model_ready(version, "promoted"))
+    return version
+
+
+# -- (e) memory ------------------------------------------------------------------------------------
+def part_rss(template: Path, work: Path, bootstrap: str, count: int) -> dict[str, Any]:
+    deployment = Deployment(work, template, bootstrap, "rss")
+    try:
+        records = adult_requests(20_000, seed=11)
+        chunk = 100_000
+        for start in range(0, count, chunk):
+            preload(deployment, _request_values(min(chunk, count - start), "e-", records, start))
+        receiver = Receiver(deployment)
+        ready = deployment.start()
+        warm = None
+        samples = []
+        while not receiver.wait_for("e", count, timeout=0.25):
+            rss, _ = deployment.rss()
+            samples.append((receiver.count, round(rss, 1)))
+            if warm is None and receiver.count >= count // 10:
+                warm = (receiver.count, rss)
+            if time.monotonic() - ready > 900:
+                break
+        rss, peak = deployment.rss()
+        receiver.close()
+        warm = warm or (receiver.count, rss)
+        return {
+            "requests": count,
+            "answered": receiver.count,
+            "rss_after_warmup_mb": round(warm[1], 1),
+            "warmup_requests": warm[0],
+            "rss_after_all_mb": round(rss, 1),
+            "rss_growth_mb": round(rss - warm[1], 1),
+            "peak_rss_mb": round(peak, 1),
+            "per_s": round(receiver.count / (receiver.last - ready)),
+            "samples": samples[:: max(1, len(samples) // 20)],
+        }
+    finally:
+        deployment.stop()
+
+
+# -- batch size / linger ---------------------------------------------------------------------------
+def part_tradeoff(
+    template: Path,
+    work: Path,
+    bootstrap: str,
+    settings: list[tuple[int, float]],
+    seconds: float,
+    burst: int,
+) -> list[dict[str, Any]]:
+    rows = []
+    records = adult_requests(20_000, seed=13)
+    for max_batch, linger_ms in settings:
+        deployment = Deployment(
+            work, template, bootstrap, "tradeoff", max_batch=max_batch, linger_ms=linger_ms
+        )
+        try:
+            receiver = Receiver(deployment)
+            deployment.start()
+            deployment.warm_up(receiver, records)
+            n = int(1000 * seconds)
+            sent_at = np.zeros(n)
+            paced_send(deployment, _request_values(n, "t-", records), 1000, sent_at)
+            receiver.wait_for("t", n, timeout=30)
+            lat = _latencies(receiver, "t-", sent_at)
+            values = _request_values(burst, "u-", records)
+            start = time.monotonic()
+            preload(deployment, values)
+            receiver.wait_for("u", burst, timeout=300)
+            rows.append(
+                {
+                    "max_batch": max_batch,
+                    "linger_ms": linger_ms,
+                    **{f"{k}_ms_at_1k": v for k, v in _percentiles(lat[~np.isnan(lat)]).items()},
+                    "burst": burst,
+                    "burst_per_s": round(burst / (receiver.last - start)),
+                }
+            )
+            receiver.close()
+        finally:
+            deployment.stop()
+    return rows
+
+
+# -- report ----------------------------------------------------------------------------------------
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    """The flat keys the README and the issue quote, from the parts that ran."""
+    out: dict[str, Any] = {}
+    if "inprocess" in results:
+        a = results["inprocess"]
+        out |= {k: a[k] for k in ("inprocess_rows_per_s", "baseline_rows_per_s")}
+        out["speedup_vs_baseline"] = a["speedup_vs_baseline"]
+        out["inprocess_with_store_rows_per_s"] = a["inprocess_with_store_rows_per_s"]
+    if "e2e" in results:
+        e = results["e2e"]
+        out["e2e_kafka_per_s"] = e["at-least-once"]["per_s"]
+        out["e2e_kafka_steady_per_s"] = e["at-least-once"]["steady_per_s"]
+        out["e2e_exactly_once_per_s"] = e["exactly-once"]["per_s"]
+        out["exactly_once_vs_at_least_once"] = round(
+            e["exactly-once"]["per_s"] / e["at-least-once"]["per_s"], 2
+        )
+    if "latency" in results:
+        c = results["latency"]
+        for key, value in c["1k"]["steady"].items():
+            out[f"{key}_ms_at_1k"] = value
+        for key, value in c["10k"]["steady"].items():
+            out[f"{key}_ms_at_10k"] = value
+        out["offered_per_s_at_10k"] = c["10k"]["offered_per_s"]
+        out["swap_failed_requests"] = c["swap"]["failed_requests"] + c["swap"]["dead_letters"]
+        out["swap_p99_ms"] = c["swap"]["around"]["p99"]
+        out["swap_loading_p99_ms"] = c["swap"]["while_loading"]["p99"]
+        out["swap_load_s"] = c["swap"]["load_to_swap_s"]
+    if "rss" in results:
+        e = results["rss"]
+        out["peak_rss_mb"] = e["peak_rss_mb"]
+        out["rss_requests"] = e["requests"]
+        out["rss_after_warmup_mb"] = e["rss_after_warmup_mb"]
+        out["rss_after_all_mb"] = e["rss_after_all_mb"]
+        out["rss_growth_mb"] = e["rss_growth_mb"]
+    return out
+
+
+def report(summary: dict[str, Any], results: dict[str, Any]) -> None:
+    print("\n| measure | value | target |\n|---|---|---|")
+    targets = {
+        "inprocess_rows_per_s": ">= 100,000",
+        "speedup_vs_baseline": ">= 100x",
+        "e2e_kafka_per_s": ">= 30,000",
+        "p99_ms_at_1k": "<= 25",
+        "swap_failed_requests": "0",
+        "swap_p99_ms": "<= 2x p99 at 1k",
+        "rss_growth_mb": "~0",
+    }
+    for key, value in summary.items():
+        shown = f"{value:,}" if isinstance(value, int) else str(value)
+        print(f"| {key} | {shown} | {targets.get(key, '')} |")
+    if results.get("tradeoff"):
+        print("\n| max_batch | linger_ms | p50 ms @1k/s | p99 ms @1k/s | burst predictions/s |")
+        print("|---|---|---|---|---|")
+        for row in results["tradeoff"]:
+            print(
+                f"| {row['max_batch']} | {row['linger_ms']:g} | {row['p50_ms_at_1k']} "
+                f"| {row['p99_ms_at_1k']} | {row['burst_per_s']:,} |"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer requests, about 2 minutes")
+    parser.add_argument("--only", default=",".join(ALL_PARTS), help="parts to run")
+    parser.add_argument("--model-dir", type=Path, help="data dir with a champion (else trained)")
+    parser.add_argument("--port", default=os.environ.get("STREAMFIT_KAFKA_PORT", "9092"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "predictor.json")
+    args = parser.parse_args(argv)
+    parts = [p for p in args.only.split(",") if p]
+    unknown = set(parts) - set(ALL_PARTS)
+    if unknown:
+        parser.error(f"unknown parts {sorted(unknown)}; choose from {ALL_PARTS}")
+    q = args.quick
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "mode": "quick" if q else "full",
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+    }
+    with tempfile.TemporaryDirectory(prefix="streamfit-bench-") as tmp:
+        work = Path(tmp)
+        if args.model_dir and ModelStore(args.model_dir / "models").champion() is not None:
+            template = args.model_dir
+        else:
+            template = train_model(work)
+        bootstrap = ensure_broker(args.port) if set(parts) - {"inprocess"} else ""
+        if "inprocess" in parts:
+            print("(a) in-process hot path vs per-message baseline...", flush=True)
+            results["inprocess"] = part_inprocess(
+                template, work, 50_000 if q else 200_000, 1000 if q else 4000, 1000
+            )
+        if "e2e" in parts:
+            results["e2e"] = {}
+            for guarantee, count in (
+                ("at-least-once", 200_000),
+                ("exactly-once", 100_000 if q else 200_000),
+            ):
+                print(f"(b) {count:,} waiting requests, {guarantee}...", flush=True)
+                results["e2e"][guarantee] = part_e2e(template, work, bootstrap, count, guarantee)
+        if "latency" in parts:
+            print("(c, d) latency at 1,000/s with a model swap, then at 10,000/s...", flush=True)
+            results["latency"] = part_latency(
+                template, work, bootstrap, 15 if q else 40, 8 if q else 20
+            )
+        if "rss" in parts:
+            count = 300_000 if q else 1_000_000
+            print(f"(e) memory over {count:,} requests...", flush=True)
+            results["rss"] = part_rss(template, work, bootstrap, count)
+        if "tradeoff" in parts:
+            print("batch size / linger trade-off...", flush=True)
+            grid = [(100, 0.0), (1000, 5.0)]
+            if not q:
+                grid = [(1, 0.0), *grid, (5000, 20.0)]
+            results["tradeoff"] = part_tradeoff(
+                template, work, bootstrap, grid, 4 if q else 10, 50_000 if q else 200_000
+            )
+    summary = summarise(results)
+    report(summary, results)
+    results = {**summary, **results, "wall_s": round(time.monotonic() - started, 1)}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
+    print(f"\nwrote {args.out} ({results['wall_s']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
