@@ -36,6 +36,15 @@ _SETTING_OPTIONS = (
     "gate_tolerance",
     "train_threads",
     "request_partitions",
+    "drift_window",
+    "drift_every",
+    "drift_reference_rows",
+    "drift_alpha",
+    "drift_folds",
+    "drift_classifier",
+    "performance_window",
+    "drop_drifting_features",
+    "retrain_on_drift",
 )
 
 
@@ -82,6 +91,46 @@ def _serving(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--guarantee", choices=GUARANTEES, help="delivery (default at-least-once)")
     parser.add_argument("--group", help="consumer group of the predictors")
+
+
+def _drift_aware(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--drop-drifting-features",
+        type=float,
+        metavar="THRESHOLD",
+        help="leave out features whose drift score (0..1, recent requests vs training data) "
+        "reaches THRESHOLD, e.g. 0.6 as MLBox (default 0: keep all)",
+    )
+    parser.add_argument(
+        "--retrain-on-drift",
+        action="store_true",
+        default=None,
+        help="a drift event with drifted=true on the drift topic starts a retrain "
+        "(once per champion)",
+    )
+
+
+def _monitoring(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("monitor")
+    group.add_argument("--drift-window", type=int, help="recent requests per check (default 1000)")
+    group.add_argument("--drift-every", type=int, help="new requests between checks (default 250)")
+    group.add_argument(
+        "--drift-reference-rows", type=int, help="reference sample size (default 5000)"
+    )
+    group.add_argument(
+        "--drift-alpha", type=float, help="significance after correction (default 0.01)"
+    )
+    group.add_argument("--drift-folds", type=int, help="domain-classifier CV folds (default 3)")
+    group.add_argument(
+        "--drift-classifier",
+        choices=("lightgbm", "random_forest"),
+        help="domain classifier (default lightgbm)",
+    )
+    group.add_argument(
+        "--performance-window",
+        type=int,
+        help="last W labelled observations for realised metrics (default 1000)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,7 +208,45 @@ def build_parser() -> argparse.ArgumentParser:
         "rollback", help="go back to the previous champion; predictors follow"
     )
 
-    for command in (init, predictor, trainer, app, demo, leaderboard, promote, rollback):
+    _drift_aware(trainer)
+    _drift_aware(demo)
+    _monitoring(demo)
+    monitor = commands.add_parser(
+        "monitor",
+        help="watch the served model: drift events on the drift topic, realised and estimated "
+        "performance, MLflow metrics",
+    )
+    _monitoring(monitor)
+    monitor.add_argument(
+        "--no-tracking", action="store_true", help="do not log to the serving model's MLflow run"
+    )
+    drift = commands.add_parser(
+        "drift",
+        help="compare two CSV/Parquet files of Adult rows: per-feature table and verdict",
+        description="Exit code 0 whatever the verdict; 2 for input it cannot use.",
+    )
+    drift.add_argument("--reference", type=Path, required=True, help="reference rows (training)")
+    drift.add_argument("--current", type=Path, required=True, help="rows to compare with it")
+    drift.add_argument(
+        "--json", dest="json_out", type=Path, help="write the drift event (JSON) here"
+    )
+    drift.add_argument(
+        "--report", dest="report_out", type=Path, help="write an HTML report with the chart here"
+    )
+    drift.add_argument("--log-level", default="WARNING", help=argparse.SUPPRESS)
+    drift.set_defaults(config=None, bus_option=[])  # offline: no bus, no tracking
+
+    for command in (
+        init,
+        predictor,
+        trainer,
+        app,
+        demo,
+        leaderboard,
+        promote,
+        rollback,
+        monitor,
+    ):
         _common(command)
     return parser
 
@@ -300,6 +387,37 @@ def _announce(settings: Settings, version: int, event: str) -> None:
     print(f"champion is now v{version} ({event.replace('_', ' ')})")
 
 
+def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
+    from .bus import get_bus
+    from .demo import _partitions
+    from .monitoring import build_monitor
+
+    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus.ensure_topics(_partitions(settings))
+    monitor = build_monitor(settings, bus, track=not args.no_tracking)
+    log.info(
+        "monitor: checking the last %d requests every %d, realised metrics over the last %d "
+        "labelled; drift events on %r",
+        settings.drift_window,
+        settings.drift_every,
+        settings.performance_window,
+        settings.topics.drift,
+    )
+    _run_service(monitor)
+    return 0
+
+
+def cmd_drift(settings: Settings, args: argparse.Namespace) -> int:
+    from .monitoring.offline import drift_command
+
+    code, text = drift_command(args.reference, args.current, args.json_out, args.report_out)
+    if code:
+        print(f"streamfit drift: {text}", file=sys.stderr)
+    else:
+        print(text)
+    return code
+
+
 def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -315,6 +433,8 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "leaderboard": cmd_leaderboard,
     "promote": cmd_promote,
     "rollback": cmd_rollback,
+    "monitor": cmd_monitor,
+    "drift": cmd_drift,
 }
 
 
