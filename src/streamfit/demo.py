@@ -1,8 +1,10 @@
-"""`streamfit demo`: initial model, predictor, trainer and sample app together, on any bus."""
+"""`streamfit demo`: initial model, predictor, trainer, monitor and sample app together, on any
+bus."""
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +52,9 @@ def run_demo(
     bus.ensure_topics(_partitions(settings))
     predictor = Predictor(settings, bus)
     trainer = TrainerService(settings, bus)
+    from .monitoring import build_monitor
+
+    monitor = build_monitor(settings, bus)  # checks every drift_every requests, in its thread
     threads = [
         threading.Thread(target=service.run, name=name, daemon=True)
         for name, service in (("predictor", predictor), ("trainer", trainer))
@@ -60,6 +65,7 @@ def run_demo(
         for service in (predictor, trainer):
             if not service.ready.wait(60):
                 raise RuntimeError(f"{type(service).__name__} did not start within 60 s")
+        monitor.start()
         progress(
             f"streaming {count} requests at {rate}/s; retrain every "
             f"{settings.retrain_every} labelled, {settings.max_evals} trials per retrain"
@@ -73,12 +79,33 @@ def run_demo(
             trainer.commands_seen < predictor.stats.retrains_requested or not trainer.idle.is_set()
         ):
             time.sleep(0.2)
+        monitor.stop()
+        final = monitor.run_once(force=True)  # one last check over the end of the stream
     finally:
+        monitor.close()
         predictor.stop()
         trainer.stop()
         for thread in threads:
             thread.join(timeout=30)
         bus.close()
+    metrics = monitor.latest_metrics
+    summary["monitor"] = {
+        "checks": monitor.step,
+        "drifted": bool(final.drifted) if final else None,
+        "drift": round(final.drift, 3) if final and math.isfinite(final.drift) else None,
+        "drifted_features": final.drifted_features if final else [],
+        **{
+            name: round(metrics[key], 4)
+            for name, key in (
+                ("realised_accuracy", "realised.accuracy"),
+                ("realised_auc", "realised.auc"),
+                ("estimated_accuracy", "estimated.accuracy"),
+            )
+            if key in metrics
+        },
+    }
+    if final is not None:
+        progress("final drift check:\n" + final.table())
     summary.update(
         retrains=trainer.rounds,
         promotions=trainer.promotions,

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from ..bus import Bus, Producer
     from ..config import Settings
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("streamfit.monitor")
 
 LogMetrics = Callable[[dict[str, float], int], None]
 
@@ -215,6 +215,11 @@ class Monitor:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
+
+    def close(self) -> None:
+        """Stop, then release the producer (a check run after :meth:`stop` creates one)."""
+        self.stop()
+        self._close_producer()
 
     def _close_producer(self) -> None:
         if self._producer is not None:
