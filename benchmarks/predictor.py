@@ -186,6 +186,14 @@ class Deployment:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _records(seed: int) -> list[dict[str, Any]]:
+    """Adult test rows as request data, without the true label (that is a demo-mode extra)."""
+    return [
+        {k: v for k, v in row.items() if k != "income_bracket"}
+        for row in adult_requests(20_000, seed=seed)
+    ]
+
+
 def _request_values(
     count: int, prefix: str, rows: list[dict[str, Any]], start: int = 0
 ) -> list[tuple[bytes, bytes]]:
@@ -322,9 +330,6 @@ class NullObservations:
     def count(self, labelled: bool = False) -> int:
         return 0
 
-    def flush(self) -> None:
-        pass
-
     def close(self) -> None:
         pass
 
@@ -353,7 +358,7 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
     data_dir = work / "inprocess"
     shutil.copytree(template / "models", data_dir / "models")
     settings = Settings(data_dir=data_dir, retrain_every=10**9)
-    records = adult_requests(20_000, seed=7)
+    records = _records(7)
     values = [v for _, v in _request_values(rows, "a", records)]
     batches = [
         [Message("requests", v, None, 0, i + j) for j, v in enumerate(values[i : i + batch])]
@@ -392,9 +397,7 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
         start = time.perf_counter()
         for b in part:
             stored.process(b, producer)
-        flush = getattr(stored.observations, "flush", None)
-        if flush:
-            flush()
+        stored.flush_observations(producer)
         store_s += time.perf_counter() - start
     inprocess = rows / fast_s
     baseline = len(base_values) / base_s
@@ -415,7 +418,7 @@ def part_e2e(
 ) -> dict[str, Any]:
     deployment = Deployment(work, template, bootstrap, f"e2e-{guarantee}", guarantee=guarantee)
     try:
-        records = adult_requests(20_000, seed=3)
+        records = _records(3)
         preload(deployment, _request_values(count, "b-", records))
         receiver = Receiver(deployment)
         ready = deployment.start()
@@ -446,7 +449,7 @@ def part_latency(
 ) -> dict[str, Any]:
     deployment = Deployment(work, template, bootstrap, "latency")
     try:
-        records = adult_requests(20_000, seed=5)
+        records = _records(5)
         new_model = challenger(deployment)
         receiver = Receiver(deployment)
         deployment.start()
@@ -572,7 +575,7 @@ def promote(deployment: Deployment, bundle: Any) -> int:
 def part_rss(template: Path, work: Path, bootstrap: str, count: int) -> dict[str, Any]:
     deployment = Deployment(work, template, bootstrap, "rss")
     try:
-        records = adult_requests(20_000, seed=11)
+        records = _records(11)
         chunk = 100_000
         for start in range(0, count, chunk):
             preload(deployment, _request_values(min(chunk, count - start), "e-", records, start))
@@ -615,7 +618,7 @@ def part_tradeoff(
     burst: int,
 ) -> list[dict[str, Any]]:
     rows = []
-    records = adult_requests(20_000, seed=13)
+    records = _records(13)
     for max_batch, linger_ms in settings:
         deployment = Deployment(
             work, template, bootstrap, "tradeoff", max_batch=max_batch, linger_ms=linger_ms

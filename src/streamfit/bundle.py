@@ -67,6 +67,10 @@ class ModelBundle:
     def predict_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         return self.predict_matrix(self.pipeline.transform_records(records))
 
+    def predict_columns(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+        """Probabilities for a batch given as raw columns (the predictor's hot path)."""
+        return self.predict_matrix(self.pipeline.transform(columns))
+
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(directory / MODEL_FILE))

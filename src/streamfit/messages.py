@@ -11,9 +11,14 @@ labels        {"request_id": str, "label": 0|1 or an income_bracket string}
 from __future__ import annotations
 
 import time
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
+import msgspec
 import orjson
+
+from .features import RECORD_COLUMNS, Record, validate_record
 
 PAYLOAD_LIMIT = 2048  # bytes of the offending message kept in a dead-letter record
 
@@ -40,6 +45,73 @@ def parse_request(value: bytes) -> tuple[str, dict[str, Any]]:
     if "data" not in message:
         raise InvalidMessage("missing 'data'", request_id)
     return request_id, message["data"]
+
+
+class _Request(msgspec.Struct, gc=False):
+    request_id: Annotated[str, msgspec.Meta(min_length=1)]
+    data: Record
+
+
+class _Prediction(msgspec.Struct, gc=False):
+    request_id: str
+    probability: float
+    label: int
+    model_version: int
+
+
+_decode_request = msgspec.json.Decoder(_Request).decode
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class RequestBatch:
+    """A micro-batch of requests, decoded and validated, as columns ready for the pipeline."""
+
+    positions: list[int] = field(default_factory=list)  # index in the input of each valid one
+    ids: list[str] = field(default_factory=list)
+    columns: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # RECORD_COLUMNS -> values
+    rejected: list[tuple[int, InvalidMessage]] = field(default_factory=list)  # (index, reason)
+
+
+def parse_requests(values: Sequence[bytes]) -> RequestBatch:
+    """Decode and validate a batch in one pass; a bad message is rejected alone, with its reason.
+
+    msgspec checks each message against the schema while decoding it (no dict, no per-field
+    Python check); a message it refuses goes through :func:`parse_request` and
+    ``validate_record`` once more, only to word the reason.
+    """
+    batch = RequestBatch()
+    records = []
+    for position, value in enumerate(values):
+        try:
+            request = _decode_request(value)
+        except msgspec.DecodeError as exc:  # ValidationError included
+            batch.rejected.append((position, _explain(value, exc)))
+            continue
+        batch.positions.append(position)
+        batch.ids.append(request.request_id)
+        records.append(msgspec.structs.astuple(request.data))
+    columns = zip(*records, strict=True) if records else ((),) * len(RECORD_COLUMNS)
+    batch.columns = dict(zip(RECORD_COLUMNS, columns, strict=True))
+    return batch
+
+
+def _explain(value: bytes, error: Exception) -> InvalidMessage:
+    try:
+        request_id, data = parse_request(value)
+    except InvalidMessage as exc:
+        return exc
+    reason = validate_record(data)
+    # Should the two checks ever disagree, msgspec's own wording still says what is wrong.
+    return InvalidMessage(reason or str(error), request_id)
+
+
+def predictions(ids: Sequence[str], probabilities: Sequence[float], version: int) -> list[bytes]:
+    """Encode a batch of predictions (same JSON as :func:`prediction`, about 0.4 µs each)."""
+    return [
+        _encode(_Prediction(request_id, probability, int(probability >= 0.5), version))
+        for request_id, probability in zip(ids, probabilities, strict=True)
+    ]
 
 
 def request(request_id: str, data: dict[str, Any]) -> bytes:

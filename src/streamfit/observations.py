@@ -1,11 +1,14 @@
 """Durable store of every prediction the service made, joined with its true label when known.
 
 SQLite in WAL mode: predictors append, the trainer and the monitor read at the same time.
-The request is kept as the raw JSON it arrived in, so nothing is re-encoded on the hot path.
+The request is kept as the raw JSON message it arrived in (``{"request_id", "data"}``), so
+nothing is re-encoded on the hot path; older rows that hold the bare ``data`` object read the same.
+:class:`ObservationWriter` moves the writes to a thread of their own.
 """
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
 import time
@@ -147,6 +150,75 @@ class ObservationStore:
             self._local.db = None
 
 
+class ObservationWriter:
+    """Stores observation batches on a thread of its own, while the caller goes on.
+
+    sqlite3 lets go of the GIL while SQLite works, so the writes of a batch overlap with the
+    predictor encoding, producing and waiting for the broker's acknowledgements. ``submit``
+    queues a batch (it blocks while ``max_pending`` batches wait: back-pressure, bounded memory);
+    ``wait`` returns once every submitted batch is stored and re-raises a failed write. The
+    predictor calls ``wait`` before it commits a batch's offsets, so a request never counts as
+    done before its observation is stored, and before it attaches late labels.
+    """
+
+    def __init__(self, store: ObservationStore, max_pending: int = 4) -> None:
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be at least 1, got {max_pending}")
+        self.store = store
+        self._queue: queue.Queue[Sequence[Observation] | None] = queue.Queue(max_pending)
+        self._done = threading.Condition()
+        self._submitted = self._written = 0
+        self._labelled = 0  # new labelled observations stored, not yet taken
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="observation-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, observations: Sequence[Observation]) -> None:
+        if not self._thread.is_alive():
+            raise RuntimeError("the observation writer is closed")
+        with self._done:
+            self._submitted += 1
+        self._queue.put(observations)
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until every submitted batch is stored; raise the first write error, if any."""
+        with self._done:
+            if not self._done.wait_for(lambda: self._written >= self._submitted, timeout):
+                raise TimeoutError(f"observations not stored within {timeout} s")
+            error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def take_labelled(self) -> int:
+        """New labelled observations stored since the last call."""
+        with self._done:
+            count, self._labelled = self._labelled, 0
+        return count
+
+    def close(self) -> None:
+        """Store what is pending, then stop the thread. Raises a failed write."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        self.wait(timeout=0)
+
+    def _run(self) -> None:
+        while (batch := self._queue.get()) is not None:
+            try:
+                added = self.store.add(batch)
+            except BaseException as exc:  # handed to the caller by wait()
+                added, error = 0, exc
+            else:
+                error = None
+            with self._done:
+                self._written += 1
+                self._labelled += added
+                if error is not None and self._error is None:
+                    self._error = error
+                self._done.notify_all()
+        self.store.close()  # this thread's connection
+
+
 def _count_labelled(db: sqlite3.Connection, ids: list[str]) -> int:
     total = 0
     for start in range(0, len(ids), 500):  # SQLite caps bound parameters per statement
@@ -164,6 +236,8 @@ def _frame(rows: list[tuple], extra: list[str]) -> pd.DataFrame:
     records = []
     for request_id, data, *rest in rows:
         record = orjson.loads(data)
+        if isinstance(record.get("data"), dict):  # the whole request message, as it arrived
+            record = record["data"]
         record = {name: record.get(name) for name in FEATURE_COLUMNS}
         record["request_id"] = request_id
         record.update(zip(extra, rest, strict=True))

@@ -115,6 +115,8 @@ def test_label_is_stored_but_never_fed_to_the_model(running, requests_data, stor
     running.send("requests", messages.request("b", flipped))
     answers = {a["request_id"]: a for a in _predictions(running.collect(2))}
     assert answers["a"]["probability"] == answers["b"]["probability"]
+    # stored by the writer thread, at the latest before the batch's offsets are committed
+    _wait_for(lambda: running.predictor.observations.count(labelled=True) == 2)
     frame = running.predictor.observations.labelled_frame()
     assert dict(zip(frame["request_id"], frame["label"], strict=True)) == {"a": 1, "b": 0}
 

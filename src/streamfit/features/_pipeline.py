@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -137,7 +138,8 @@ class FeaturePipeline:
             return np.full(rows if rows is not None else _row_count(columns), np.nan)
         index = self._index[name]
         values = columns[name]
-        return np.fromiter((index.get(v, math.nan) for v in values), np.float64, len(values))
+        # map() with a second iterable calls index.get(v, nan) in C: no Python frame per value.
+        return np.fromiter(map(index.get, values, repeat(math.nan)), np.float64, len(values))
 
     def _build_index(self) -> None:
         self._index = {
@@ -189,8 +191,11 @@ class FeaturePipeline:
 def _as_float(values: Sequence[Any] | np.ndarray) -> np.ndarray:
     if isinstance(values, np.ndarray) and values.dtype.kind == "f":
         return values.astype(np.float64, copy=False)
-    # None -> NaN; validation upstream guarantees numbers or None here.
-    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    # None -> NaN (NumPy does it for float64); validation upstream guarantees numbers or None.
+    try:
+        return np.array(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def _row_count(columns: Columns) -> int:

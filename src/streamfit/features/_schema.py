@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from ..data import CATEGORICAL_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS
 
 _NUMERIC = frozenset(NUMERIC_COLUMNS)
@@ -32,3 +34,20 @@ def validate_record(data: Any) -> str | None:
         elif name != LABEL_COLUMN:
             return f"unknown column {name!r}"
     return None
+
+
+# The same schema for msgspec, which checks a whole request while decoding it (in C): numbers are
+# JSON numbers within float range (not booleans), categories strings, null or absent is missing,
+# any other column is refused. The predictor decodes with it and calls validate_record only to
+# word the reason of a message it refused.
+RECORD_COLUMNS: tuple[str, ...] = (*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS, LABEL_COLUMN)
+Record = msgspec.defstruct(
+    "Record",
+    [
+        *((name, int | float | None, None) for name in NUMERIC_COLUMNS),
+        *((name, str | None, None) for name in CATEGORICAL_COLUMNS),
+        (LABEL_COLUMN, Any, None),
+    ],
+    forbid_unknown_fields=True,
+    gc=False,  # scalars only: no reference cycles to collect
+)

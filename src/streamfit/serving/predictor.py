@@ -1,10 +1,12 @@
 """The predictor: requests in, predictions out, a retrain asked for every N labelled rows.
 
-Hot path per micro-batch: decode + validate each message (a bad one is dead-lettered, never
-fails its batch), transform the whole batch with NumPy, one LightGBM call, encode, produce,
-wait for the acks, then commit the consumed offsets (at-least-once) — or do all of it inside a
-Kafka transaction (exactly-once). New models are loaded and validated by a watcher thread and
-swapped in by a single reference assignment between batches.
+Hot path per micro-batch: decode and validate every message in one msgspec pass (a bad one is
+dead-lettered, never fails its batch), transform the whole batch as columns with NumPy, one
+LightGBM call, encode, produce; the observations are stored by a writer thread meanwhile. Then
+wait for the broker's acks and for the observations, and commit the consumed offsets
+(at-least-once) — or commit all of it as one Kafka transaction (exactly-once). New models are
+loaded and validated by a watcher thread and swapped in by a single reference assignment between
+batches.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 
 from .. import messages
@@ -23,10 +26,12 @@ from ..bundle import BundleError, ModelBundle, ModelStore
 from ..bus import Bus, Consumer, Message, Producer, TransactionalProducer
 from ..config import Settings
 from ..data import LABEL_COLUMN, label_to_int
-from ..features import validate_record
-from ..observations import Observation, ObservationStore
+from ..observations import Observation, ObservationStore, ObservationWriter
 
 log = logging.getLogger("streamfit.predictor")
+
+# How long a label for a request_id not (yet) in the store waits for a second look.
+_UNKNOWN_LABEL_RECHECK_S = 0.2
 
 
 @dataclass
@@ -59,6 +64,7 @@ class Predictor:
         self._bundle: ModelBundle | None = None
         self._labelled_since_retrain = 0
         self._wait_for_model_s = wait_for_model_s
+        self._writer: ObservationWriter | None = None  # started by the first batch
 
     # -- model management ---------------------------------------------------------------------
     @property
@@ -134,6 +140,7 @@ class Predictor:
             else:
                 producer = self.bus.producer()
             stack.callback(producer.close)
+            stack.callback(self._close_writer)  # first: stores what is pending
             log.info("predictor consuming %r (%s)", self.topics.requests, settings.guarantee)
             self.ready.set()
             while self.running:
@@ -145,64 +152,127 @@ class Predictor:
                 if isinstance(producer, TransactionalProducer):
                     producer.begin()
                     self.process(batch, producer)
+                    self.flush_observations(producer)
                     producer.commit_with(consumer)
                 else:
                     self.process(batch, producer)
-                    producer.flush()  # every prediction acknowledged ...
+                    producer.flush()  # every prediction acknowledged (SQLite writes meanwhile)
+                    if self.flush_observations(producer):  # ... every observation stored ...
+                        producer.flush()  # (and the retrain command it triggered)
                     consumer.commit()  # ... before the requests count as done
             watcher.join(timeout=2)
 
     def process(self, batch: list[Message], producer: Producer) -> None:
-        """Predict a micro-batch; dead-letter what cannot be predicted. Never raises on input."""
-        topics = self.topics
+        """Predict a micro-batch; dead-letter what cannot be predicted. Never raises on input.
+
+        The batch's observations are handed to the writer thread: call
+        :meth:`flush_observations` before the batch counts as done (``run`` does).
+        """
+        labels_topic = self.topics.labels
+        requests = [m for m in batch if m.topic != labels_topic]
+        if requests:
+            self._predict(requests, producer)
+        if len(requests) < len(batch):
+            late_labels: list[tuple[str, int]] = []
+            for message in batch:
+                if message.topic == labels_topic:
+                    self._read_label(message, late_labels, producer)
+            if late_labels:
+                self._join_labels(late_labels, producer)
+        self.stats.batches += 1
+        self._count_labelled(self.writer.take_labelled(), producer)
+
+    @property
+    def writer(self) -> ObservationWriter:
+        if self._writer is None:
+            self._writer = ObservationWriter(self.observations)
+        return self._writer
+
+    def _close_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+
+    def flush_observations(self, producer: Producer) -> bool:
+        """Wait until every observation is stored; True if that asked for a retrain."""
+        if self._writer is None:
+            return False
+        self._writer.wait()
+        return self._count_labelled(self._writer.take_labelled(), producer)
+
+    def _predict(self, requests: list[Message], producer: Producer) -> None:
         bundle = self._bundle  # one model per batch, even if a swap lands meanwhile
         assert bundle is not None
-        ids: list[str] = []
-        rows: list[dict[str, Any]] = []
-        labels: list[int | None] = []
-        late_labels: list[tuple[str, int]] = []
-        for message in batch:
-            if message.topic == topics.labels:
-                self._read_label(message, late_labels, producer)
-                continue
+        parsed = messages.parse_requests([m.value for m in requests])
+        for position, error in parsed.rejected:
+            self._dead_letter(producer, str(error), requests[position].value, error.request_id)
+        if not parsed.ids:
+            return
+        try:
+            probabilities = bundle.predict_columns(parsed.columns).tolist()
+        except (OverflowError, ValueError, TypeError):
+            # A value the schema let through but NumPy cannot take (an integer beyond float
+            # range): find it row by row, so only its own message fails.
+            probabilities = self._predict_one_by_one(bundle, parsed, requests, producer)
+        ids, positions, version = parsed.ids, parsed.positions, bundle.version
+        labels = parsed.columns[LABEL_COLUMN]
+        kept = [i for i, p in enumerate(probabilities) if p is not None]
+        if len(kept) < len(ids):
+            ids, positions = [ids[i] for i in kept], [positions[i] for i in kept]
+            labels = tuple(labels[i] for i in kept)
+            probabilities = [probabilities[i] for i in kept]
+        # The request as it arrived is the observation's data: nothing re-encoded.
+        observations: list[Observation] = [
+            (rid, requests[pos].value, p, version, None if raw is None else label_to_int(raw))
+            for rid, pos, p, raw in zip(ids, positions, probabilities, labels, strict=True)
+        ]
+        self.writer.submit(observations)
+        topic, produce = self.topics.predictions, producer.produce
+        for request_id, value in zip(
+            ids, messages.predictions(ids, probabilities, version), strict=True
+        ):
+            produce(topic, value, request_id.encode())
+        self.stats.predictions += len(ids)
+
+    def _predict_one_by_one(
+        self,
+        bundle: ModelBundle,
+        parsed: messages.RequestBatch,
+        requests: list[Message],
+        producer: Producer,
+    ) -> list[float | None]:
+        out: list[float | None] = []
+        for row, (request_id, position) in enumerate(
+            zip(parsed.ids, parsed.positions, strict=True)
+        ):
+            one = {name: values[row : row + 1] for name, values in parsed.columns.items()}
             try:
-                request_id, data = messages.parse_request(message.value)
-                error = validate_record(data)
-                if error:
-                    raise messages.InvalidMessage(error, request_id)
-            except messages.InvalidMessage as exc:
-                self._dead_letter(producer, str(exc), message.value, exc.request_id)
-                continue
-            ids.append(request_id)
-            rows.append(data)
-            labels.append(label_to_int(data.get(LABEL_COLUMN)))
-        new_labelled = 0
-        if rows:
-            probabilities = bundle.predict_records(rows).tolist()
-            version = bundle.version
-            # Stored before it is answered: whoever sees a prediction can attach its label.
-            observations: list[Observation] = [
-                (rid, orjson.dumps(row), p, version, label)
-                for rid, row, p, label in zip(ids, rows, probabilities, labels, strict=True)
-            ]
-            new_labelled += self.observations.add(observations)
-            produce = producer.produce
-            for request_id, probability in zip(ids, probabilities, strict=True):
-                produce(
-                    topics.predictions,
-                    messages.prediction(request_id, probability, version),
-                    request_id.encode(),
-                )
-            self.stats.predictions += len(rows)
-        if late_labels:
-            added, unknown = self.observations.set_labels(late_labels)
-            new_labelled += added
-            self.stats.labels += added
-            for request_id in unknown:
-                payload = orjson.dumps({"request_id": request_id})
-                self._dead_letter(producer, "label for an unknown request_id", payload, request_id)
-        self.stats.batches += 1
-        self._count_labelled(new_labelled, producer)
+                probability = float(bundle.predict_columns(one)[0])
+                if not np.isfinite(probability):
+                    raise ValueError("the model returned a non-finite probability")
+            except (OverflowError, ValueError, TypeError) as exc:
+                reason = f"cannot be predicted: {exc}"
+                self._dead_letter(producer, reason, requests[position].value, request_id)
+                out.append(None)
+            else:
+                out.append(probability)
+        return out
+
+    def _join_labels(self, late_labels: list[tuple[str, int]], producer: Producer) -> None:
+        self.writer.wait()  # a label may follow its request in the very same batch
+        added, unknown = self.observations.set_labels(late_labels)
+        if unknown:
+            # Another predictor of the group may still be storing that request (its writer
+            # stores a batch while the broker acknowledges it): look once more, a little later.
+            time.sleep(_UNKNOWN_LABEL_RECHECK_S)
+            by_id = dict(late_labels)
+            more, unknown = self.observations.set_labels([(r, by_id[r]) for r in unknown])
+            added += more
+        self.stats.labels += added
+        self._labelled_since_retrain += added
+        for request_id in unknown:
+            payload = orjson.dumps({"request_id": request_id})
+            self._dead_letter(producer, "label for an unknown request_id", payload, request_id)
 
     def _read_label(
         self, message: Message, into: list[tuple[str, int]], producer: Producer
@@ -229,13 +299,16 @@ class Predictor:
             request_id.encode() if request_id else None,
         )
 
-    def _count_labelled(self, new_labelled: int, producer: Producer) -> None:
+    def _count_labelled(self, new_labelled: int, producer: Producer) -> bool:
+        """Count newly labelled observations; ask for a retrain every N. True if it asked."""
         self._labelled_since_retrain += new_labelled
-        if self._labelled_since_retrain >= self.settings.retrain_every:
-            total = self.observations.count(labelled=True)
-            producer.produce(self.topics.retrain, messages.retrain("every_n_labelled", total))
-            # One command however many multiples of N a batch crossed (the trainer would coalesce
-            # them anyway); the remainder carries over so the count stays exact.
-            self._labelled_since_retrain %= self.settings.retrain_every
-            self.stats.retrains_requested += 1
-            log.info("asked for a retrain (%d labelled observations in store)", total)
+        if self._labelled_since_retrain < self.settings.retrain_every:
+            return False
+        total = self.observations.count(labelled=True)
+        producer.produce(self.topics.retrain, messages.retrain("every_n_labelled", total))
+        # One command however many multiples of N a batch crossed (the trainer would coalesce
+        # them anyway); the remainder carries over so the count stays exact.
+        self._labelled_since_retrain %= self.settings.retrain_every
+        self.stats.retrains_requested += 1
+        log.info("asked for a retrain (%d labelled observations in store)", total)
+        return True
