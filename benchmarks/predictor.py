@@ -58,7 +58,7 @@ sys.path.insert(0, str(REPO / "src"))  # run from a fresh clone without installi
 from streamfit import messages  # noqa: E402
 from streamfit.app import adult_requests  # noqa: E402
 from streamfit.bundle import ModelStore  # noqa: E402
-from streamfit.bus import Message, Producer, get_bus  # noqa: E402
+from streamfit.bus import BusError, Message, Producer, get_bus  # noqa: E402
 from streamfit.config import Settings, Topics  # noqa: E402
 
 
@@ -227,9 +227,18 @@ class Receiver:
 
     def __post_init__(self) -> None:
         topics = self.deployment.topics
-        self._consumer = self.deployment.bus.consumer(
-            [topics.predictions, topics.dead_letter], group=None
-        )
+        for attempt in range(10):
+            try:
+                self._consumer = self.deployment.bus.consumer(
+                    [topics.predictions, topics.dead_letter], group=None
+                )
+                break
+            except BusError as exc:
+                # Just-created topics can answer NOT_LEADER_FOR_PARTITION for a moment.
+                print(f"  receiver: {exc}; retrying", flush=True)
+                time.sleep(0.5 * (attempt + 1))
+        else:
+            raise RuntimeError("could not start the prediction reader")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -655,12 +664,17 @@ def part_tradeoff(
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
     """The flat keys the README and the issue quote, from the parts that ran."""
     out: dict[str, Any] = {}
+    results = {k: v for k, v in results.items() if not (isinstance(v, dict) and "error" in v)}
     if "inprocess" in results:
         a = results["inprocess"]
         out |= {k: a[k] for k in ("inprocess_rows_per_s", "baseline_rows_per_s")}
         out["speedup_vs_baseline"] = a["speedup_vs_baseline"]
         out["inprocess_with_store_rows_per_s"] = a["inprocess_with_store_rows_per_s"]
-    if "e2e" in results:
+    e2e = results.get("e2e", {})
+    if all(
+        isinstance(e2e.get(g), dict) and "error" not in e2e[g]
+        for g in ("at-least-once", "exactly-once")
+    ):
         e = results["e2e"]
         out["e2e_kafka_per_s"] = e["at-least-once"]["per_s"]
         out["e2e_kafka_steady_per_s"] = e["at-least-once"]["steady_per_s"]
@@ -703,7 +717,7 @@ def report(summary: dict[str, Any], results: dict[str, Any]) -> None:
     for key, value in summary.items():
         shown = f"{value:,}" if isinstance(value, int) else str(value)
         print(f"| {key} | {shown} | {targets.get(key, '')} |")
-    if results.get("tradeoff"):
+    if isinstance(results.get("tradeoff"), list):
         print("\n| max_batch | linger_ms | p50 ms @1k/s | p99 ms @1k/s | burst predictions/s |")
         print("|---|---|---|---|---|")
         for row in results["tradeoff"]:
@@ -731,6 +745,15 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "quick" if q else "full",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
     }
+
+    def attempt(name: str, part: Any, *part_args: Any) -> Any:
+        """Run one part; a failure is recorded in the results and the other parts still run."""
+        try:
+            return part(*part_args)
+        except Exception as exc:  # a benchmark reports what it could measure
+            print(f"  {name} failed: {exc!r}", flush=True)
+            return {"error": repr(exc)}
+
     with tempfile.TemporaryDirectory(prefix="streamfit-bench-") as tmp:
         work = Path(tmp)
         if args.model_dir and ModelStore(args.model_dir / "models").champion() is not None:
@@ -740,8 +763,14 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap = ensure_broker(args.port) if set(parts) - {"inprocess"} else ""
         if "inprocess" in parts:
             print("(a) in-process hot path vs per-message baseline...", flush=True)
-            results["inprocess"] = part_inprocess(
-                template, work, 50_000 if q else 200_000, 1000 if q else 4000, 1000
+            results["inprocess"] = attempt(
+                "inprocess",
+                part_inprocess,
+                template,
+                work,
+                50_000 if q else 200_000,
+                1000 if q else 4000,
+                1000,
             )
         if "e2e" in parts:
             results["e2e"] = {}
@@ -750,23 +779,32 @@ def main(argv: list[str] | None = None) -> int:
                 ("exactly-once", 100_000 if q else 200_000),
             ):
                 print(f"(b) {count:,} waiting requests, {guarantee}...", flush=True)
-                results["e2e"][guarantee] = part_e2e(template, work, bootstrap, count, guarantee)
+                results["e2e"][guarantee] = attempt(
+                    "e2e", part_e2e, template, work, bootstrap, count, guarantee
+                )
         if "latency" in parts:
             print("(c, d) latency at 1,000/s with a model swap, then at 10,000/s...", flush=True)
-            results["latency"] = part_latency(
-                template, work, bootstrap, 15 if q else 40, 8 if q else 20
+            results["latency"] = attempt(
+                "latency", part_latency, template, work, bootstrap, 15 if q else 40, 8 if q else 20
             )
         if "rss" in parts:
             count = 300_000 if q else 1_000_000
             print(f"(e) memory over {count:,} requests...", flush=True)
-            results["rss"] = part_rss(template, work, bootstrap, count)
+            results["rss"] = attempt("rss", part_rss, template, work, bootstrap, count)
         if "tradeoff" in parts:
             print("batch size / linger trade-off...", flush=True)
             grid = [(100, 0.0), (1000, 5.0)]
             if not q:
                 grid = [(1, 0.0), *grid, (5000, 20.0)]
-            results["tradeoff"] = part_tradeoff(
-                template, work, bootstrap, grid, 4 if q else 10, 50_000 if q else 200_000
+            results["tradeoff"] = attempt(
+                "tradeoff",
+                part_tradeoff,
+                template,
+                work,
+                bootstrap,
+                grid,
+                4 if q else 10,
+                50_000 if q else 200_000,
             )
     summary = summarise(results)
     report(summary, results)
