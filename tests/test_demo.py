@@ -1,0 +1,96 @@
+"""`streamfit demo` end to end, in-process, through the real command line and the real MLflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from streamfit.bundle import ModelStore
+from streamfit.cli import COMMANDS, main
+from streamfit.config import Settings
+from streamfit.data import FEATURE_COLUMNS, load_adult
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict]:
+    root = tmp_path_factory.mktemp("demo")
+    summary_path = root / "summary.json"
+    code = main(
+        [
+            "demo",
+            "--data-dir",
+            str(root / "data"),
+            "--init-max-evals",
+            "2",
+            "--max-evals",
+            "2",
+            "--count",
+            "120",
+            "--rate",
+            "100",
+            "--retrain-every",
+            "50",
+            "--summary-json",
+            str(summary_path),
+        ]
+    )
+    assert code == 0
+    return Settings(data_dir=root / "data"), json.loads(summary_path.read_text())
+
+
+def test_every_request_answered_exactly_once_and_a_retrained_model_served(demo) -> None:
+    settings, summary = demo
+    assert summary["sent"] == summary["answered"] == 120
+    assert summary["lost"] == 0 and summary["duplicates"] == 0
+    assert summary["retrains"] >= 1 and summary["promotions"] >= 1
+    assert summary["serving_version"] > 1
+    assert summary["serving_version"] == ModelStore(settings.models_dir).champion()
+    assert sum(summary["model_versions"].values()) == 120
+    assert 0.5 < summary["accuracy"] <= 1.0
+    assert set(summary["latency_ms"]) >= {"p50", "p99"}
+
+
+def test_mlflow_holds_the_rounds_trials_and_registered_versions(demo) -> None:
+    settings, summary = demo
+    client = MlflowClient(tracking_uri=settings.mlflow_uri)
+    experiments = client.search_experiments()
+    assert [e.name for e in experiments] == [settings.experiment]  # no stray "Default"
+    runs = client.search_runs([experiments[0].experiment_id], max_results=1000)
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 + summary["retrains"]
+    assert {p.data.tags["trigger"] for p in parents} == {"initial", "retrain"}
+    assert len(children) >= 2 * len(parents)
+    versions = client.search_model_versions(f"name='{settings.registered_model}'")
+    assert len(versions) == len(parents)
+
+
+def test_the_champion_pyfunc_predicts_raw_rows(demo) -> None:
+    settings, _ = demo
+    mlflow.set_tracking_uri(settings.mlflow_uri)
+    model = mlflow.pyfunc.load_model(f"models:/{settings.registered_model}@champion")
+    raw = load_adult("test").head(25)[list(FEATURE_COLUMNS)]
+    probabilities = model.predict(raw)
+    assert len(probabilities) == 25
+    assert all(0.0 < float(p) < 1.0 for p in probabilities)
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: streamfit " + command in capsys.readouterr().out
+
+
+def test_a_bad_setting_exits_non_zero_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('retrain_every = "often"\n')
+    assert main(["leaderboard", "--config", str(config)]) == 2
+    assert "retrain_every" in capsys.readouterr().err
