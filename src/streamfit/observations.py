@@ -130,6 +130,20 @@ class ObservationStore:
         rows = self._connection().execute(query).fetchall()[::-1]
         return _frame(rows, ["label", "probability", "model_version", "labelled_at"])
 
+    def labelled_outcomes(self, limit: int | None = None) -> pd.DataFrame:
+        """``label``, ``probability``, ``model_version`` of labelled observations, oldest first.
+
+        No request is decoded: the monitor's realised metrics read many rows every check.
+        """
+        query = (
+            "SELECT label, probability, model_version FROM observations "
+            "WHERE label IS NOT NULL ORDER BY labelled_at DESC, rowid DESC"
+        )
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        rows = self._connection().execute(query).fetchall()[::-1]
+        return pd.DataFrame(rows, columns=["label", "probability", "model_version"])
+
     def recent_frame(self, limit: int) -> pd.DataFrame:
         """The most recent observations, labelled or not, oldest first."""
         rows = (

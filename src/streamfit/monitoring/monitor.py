@@ -163,7 +163,7 @@ class Monitor:
             "drift.drifted_features": float(len(report.drifted_features)),
         }
         metrics.update({f"drift.feature.{n}": f.score for n, f in report.features.items()})
-        labelled = self.store.labelled_frame(self.history)
+        labelled = self.store.labelled_outcomes(self.history)
         recent = labelled.tail(self.settings.performance_window)
         realised = realised_metrics(recent["label"].to_numpy(), recent["probability"].to_numpy())
         metrics.update({f"realised.{k}": v for k, v in realised.items()})
