@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -392,6 +393,9 @@ def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import _partitions
     from .monitoring import build_monitor
 
+    # Background work: on a shared machine the predictors get the cores first.
+    with contextlib.suppress(OSError):
+        os.nice(10)
     bus = get_bus(settings.bus, dict(settings.bus_options))
     bus.ensure_topics(_partitions(settings))
     monitor = build_monitor(settings, bus, track=not args.no_tracking)
