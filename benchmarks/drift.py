@@ -1,18 +1,27 @@
 """Drift-monitoring benchmark on UCI Adult: false alarms, detection delay and attribution,
 scoring time, and the error of label-free (CBPE) accuracy estimates.
 
-    python benchmarks/drift.py [--quick]
+    python benchmarks/drift.py [--quick] [--overhead-only]
 
 Prints a table and writes benchmarks/results/drift.json. Everything runs through the library's
 public API; the delay part streams rows through the real ObservationStore and Monitor.
+
+The overhead part measures the predictor's throughput (the real ``Predictor`` loop on the
+in-process bus, observation store on) with no monitor, with the monitor as a thread in the same
+process (as ``streamfit demo`` runs it) and as its own process (``streamfit monitor``), side by
+side and interleaved in one run. ``--overhead-only`` runs just that part and updates the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,22 +30,35 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from streamfit.bus import get_bus
+from streamfit import messages
+from streamfit.app import adult_requests
+from streamfit.bundle import ModelBundle, ModelStore
+from streamfit.bus import MemoryBus, get_bus
 from streamfit.config import Settings
 from streamfit.data import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, load_adult
+from streamfit.features import FeaturePipeline
 from streamfit.monitoring import (
     DriftDetector,
     DriftReport,
     Monitor,
     ProbabilityCalibrator,
+    build_monitor,
     detector_from_settings,
     estimate_performance,
     realised_metrics,
 )
 from streamfit.observations import ObservationStore
+from streamfit.serving import Predictor
 
 RESULTS = Path(__file__).parent / "results" / "drift.json"
-TARGETS = {"false_alarm_rate": 0.05, "delay": 1000, "seconds_5000": 2.0, "accuracy_error": 0.02}
+TARGETS = {
+    "false_alarm_rate": 0.05,
+    "delay": 1000,
+    "seconds_5000": 2.0,
+    "accuracy_error": 0.02,
+    "throughput_ratio": 0.9,
+}
+STREAMFIT = Path(sys.executable).with_name("streamfit")
 
 
 # -- shifts built from adult.test ------------------------------------------------------------------
@@ -296,13 +318,157 @@ def estimation(
     }
 
 
+# -- the predictor's throughput with and without the monitor ---------------------------------------
+def champion_bundle(train: pd.DataFrame) -> ModelBundle:
+    """A model of the size a search picks (31 leaves, 300 rounds), trained without a search."""
+    pipeline = FeaturePipeline().fit(train)
+    data = lgb.Dataset(
+        pipeline.transform(train),
+        train["label"],
+        categorical_feature=pipeline.categorical_features,
+        free_raw_data=False,
+    )
+    params = {"objective": "binary", "learning_rate": 0.05, "num_leaves": 31, "verbose": -1}
+    booster = lgb.train(params | {"num_threads": 2, "seed": 0}, data, num_boost_round=300)
+    return ModelBundle(booster, pipeline, {"mlflow_run_id": None})
+
+
+def predictor_throughput(
+    settings: Settings, payloads: list[bytes], monitor: str
+) -> tuple[float, int]:
+    """Rows/s of the real predictor loop draining ``payloads`` already waiting on ``requests``;
+    with ``monitor`` "none", "thread" (same process) or "process" (``streamfit monitor``).
+    Returns (rows/s, drift checks the monitor ran meanwhile)."""
+    bus = MemoryBus()
+    topics = settings.topics
+    answers = bus.consumer([topics.predictions], group=None)
+    predictor = Predictor(settings, bus)
+    checker: Monitor | None = None
+    process: subprocess.Popen | None = None
+    log_path = settings.data_dir / f"monitor-{time.monotonic_ns()}.log"
+    if monitor == "thread":
+        checker = build_monitor(settings, bus, track=False)  # fitted before the clock starts
+    elif monitor == "process":
+        process = _monitor_process(settings, log_path)
+    producer = bus.producer()
+    for i, payload in enumerate(payloads):  # all waiting before the predictor starts
+        producer.produce(topics.requests, payload, str(i).encode())
+    if checker is not None:
+        checker.start()
+    thread = threading.Thread(target=predictor.run, daemon=True)
+    thread.start()
+    assert predictor.ready.wait(60)  # set once the model is loaded and the loop consumes
+    started = time.perf_counter()
+    answered = 0
+    while answered < len(payloads):
+        got = answers.poll(10_000, timeout=30)
+        if not got:
+            raise RuntimeError(f"predictor stalled after {answered} answers")
+        answered += len(got)
+    seconds = time.perf_counter() - started
+    checks = 0
+    if checker is not None:
+        checker.close()
+        checks = checker.step
+    if process is not None:
+        process.terminate()
+        process.wait(30)
+        checks = log_path.read_text().count("drift check ")
+    predictor.stop()
+    thread.join(30)
+    bus.close()
+    return len(payloads) / seconds, checks
+
+
+def _monitor_process(settings: Settings, log_path: Path) -> subprocess.Popen:
+    command = [
+        str(STREAMFIT),
+        "monitor",
+        "--data-dir",
+        str(settings.data_dir),
+        "--no-tracking",
+        "--log-level",
+        "INFO",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    handle = log_path.open("w")
+    process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
+    deadline = time.monotonic() + 120
+    while "monitor: checking" not in log_path.read_text():  # fitted and polling
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"streamfit monitor did not start: {log_path.read_text()[-2000:]}")
+        time.sleep(0.2)
+    return process
+
+
+def monitor_overhead(train: pd.DataFrame, rows: int, repeats: int) -> dict:
+    """Throughput without the monitor, with it in a thread and in its own process, interleaved."""
+    requests = adult_requests(rows, seed=5)  # labels ride along (demo mode): metrics have data
+    modes = ("none", "thread", "process")
+    rates: dict[str, list[float]] = {m: [] for m in modes}
+    checks: dict[str, list[int]] = {m: [] for m in modes}
+    bundle = champion_bundle(train)
+    with tempfile.TemporaryDirectory() as tmp:
+        for repeat in range(-1, repeats):  # -1: a warm-up round, not counted
+            # Rotated order: no mode always runs first (or right after the same one).
+            for mode in modes[repeat % 3 :] + modes[: repeat % 3]:
+                # A fresh store per run: every run pays the same SQLite inserts from row 1.
+                settings = Settings(data_dir=Path(tmp) / f"{mode}-{repeat}")
+                store = ModelStore(settings.models_dir)
+                store.set_champion(store.save(ModelBundle(bundle.booster, bundle.pipeline, {})))
+                payloads = [
+                    messages.request(f"{repeat}-{i}", data) for i, data in enumerate(requests)
+                ]
+                if repeat < 0 and mode != "none":
+                    continue
+                rate, ran = predictor_throughput(
+                    settings, payloads[: rows // 5] if repeat < 0 else payloads, mode
+                )
+                if repeat >= 0:
+                    rates[mode].append(rate)
+                    checks[mode].append(ran)
+    median = {m: statistics.median(r) for m, r in rates.items()}
+    # Paired: each repeat's ratio against the run without a monitor of the same repeat, so a
+    # load change on the (shared) machine between repeats cancels out; then the median.
+    paired = {
+        m: [r / base for r, base in zip(rates[m], rates["none"], strict=True)]
+        for m in ("thread", "process")
+    }
+    return {
+        "rows_per_run": rows,
+        "repeats": repeats,
+        "cores": os.cpu_count(),
+        "load_average_after": os.getloadavg(),
+        "rows_per_s": rates,
+        "median_rows_per_s": median,
+        "drift_checks_per_run": checks,
+        "paired_ratios": paired,
+        "ratio_thread": statistics.median(paired["thread"]),
+        "ratio_process": statistics.median(paired["process"]),
+        "settings": {"drift_window": 1000, "drift_every": 250, "monitor_poll_seconds": 1.0},
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer stream repetitions")
+    parser.add_argument(
+        "--overhead-only",
+        action="store_true",
+        help="only the predictor throughput with/without the monitor; updates the JSON",
+    )
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else 10
 
     train, test = load_adult("train"), load_adult("test")
+    overhead = monitor_overhead(train, 40_000 if args.quick else 120_000, 3 if args.quick else 5)
+    if args.overhead_only:
+        results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+        results["monitor_overhead"] = overhead
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        print("\n".join(overhead_lines(overhead)))
+        print(f"\nwrote {RESULTS}")
+        return 0
     # The model trains on 80 % of adult.data (its reference for drift); the rest calibrates.
     fit_rows = train.sample(frac=0.8, random_state=0)
     calibration_rows = train.drop(fit_rows.index)
@@ -341,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
         "delays": stream_delays(settings, reference, test, predict, repeats),
         "timing": timing(detector, test, reference),
         "estimation": estimation(test, predict, calibrator, 100, 2000),
+        "monitor_overhead": overhead,
         "model_seconds": model_seconds,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -390,7 +557,24 @@ def table(results: dict) -> str:
         f"{'  uncalibrated MAE; expected-AUC MAE':<52} "
         f"{est['accuracy_mae_raw'] * 100:>6.2f}pp / {est['auc_mae']:.3f}",
     ]
+    if "monitor_overhead" in results:
+        lines += overhead_lines(results["monitor_overhead"])
     return "\n".join(lines)
+
+
+def overhead_lines(overhead: dict) -> list[str]:
+    median = overhead["median_rows_per_s"]
+    checks = overhead["drift_checks_per_run"]
+    thread, process = (statistics.median(checks[m]) for m in ("thread", "process"))
+    return [
+        f"{'predictor rows/s: no monitor (median of ' + str(overhead['repeats']) + ')':<52} "
+        f"{median['none']:>14,.0f}",
+        f"{'  monitor thread in-process: rows/s, ratio':<52} "
+        f"{median['thread']:>7,.0f} {overhead['ratio_thread']:>6.0%}  >= 90%",
+        f"{'  monitor process (streamfit monitor): rows/s, ratio':<52} "
+        f"{median['process']:>7,.0f} {overhead['ratio_process']:>6.0%}  >= 90%",
+        f"{'  drift checks per run (thread / process)':<52} {thread:>6.0f} / {process:<5.0f}",
+    ]
 
 
 if __name__ == "__main__":
