@@ -49,3 +49,23 @@ def test_version_one_state_loads_with_nothing_dropped(rows) -> None:
 def test_unknown_column_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown feature"):
         FeaturePipeline(drop=["shoe_size"])
+
+
+def test_a_saved_bundle_serves_without_the_dropped_column(rows, tmp_path) -> None:
+    import lightgbm as lgb
+
+    from streamfit.bundle import ModelBundle
+
+    pipe = FeaturePipeline(drop=["age"]).fit(rows)
+    data = lgb.Dataset(
+        pipe.transform(rows), rows["label"], categorical_feature=pipe.categorical_features
+    )
+    booster = lgb.train({"objective": "binary", "verbose": -1}, data, num_boost_round=5)
+    ModelBundle(booster, pipe, {}).save(tmp_path)
+    bundle = ModelBundle.load(tmp_path)
+    bundle.validate()  # the model's width matches the restored pipeline's
+    records = rows.head(50).astype(object).where(rows.head(50).notna(), None).to_dict("records")
+    columns = {name: [r[name] for r in records] for name in records[0]}
+    np.testing.assert_array_equal(bundle.predict_records(records), bundle.predict_columns(columns))
+    older = [{**r, "age": 90} for r in records]
+    np.testing.assert_array_equal(bundle.predict_records(records), bundle.predict_records(older))
