@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -335,10 +336,11 @@ def champion_bundle(train: pd.DataFrame) -> ModelBundle:
 
 def predictor_throughput(
     settings: Settings, payloads: list[bytes], monitor: str
-) -> tuple[float, int]:
+) -> tuple[float, int, float | None]:
     """Rows/s of the real predictor loop draining ``payloads`` already waiting on ``requests``;
     with ``monitor`` "none", "thread" (same process) or "process" (``streamfit monitor``).
-    Returns (rows/s, drift checks the monitor ran meanwhile)."""
+    Returns (rows/s, drift checks the monitor ran meanwhile, the monitor process's CPU seconds
+    per second of the run: a share of one core that does not depend on other load)."""
     bus = MemoryBus()
     topics = settings.topics
     answers = bus.consumer([topics.predictions], group=None)
@@ -358,6 +360,7 @@ def predictor_throughput(
     thread = threading.Thread(target=predictor.run, daemon=True)
     thread.start()
     assert predictor.ready.wait(60)  # set once the model is loaded and the loop consumes
+    cpu_before = _cpu_seconds(process.pid) if process is not None else 0.0
     started = time.perf_counter()
     answered = 0
     while answered < len(payloads):
@@ -366,6 +369,7 @@ def predictor_throughput(
             raise RuntimeError(f"predictor stalled after {answered} answers")
         answered += len(got)
     seconds = time.perf_counter() - started
+    cpu_share = (_cpu_seconds(process.pid) - cpu_before) / seconds if process else None
     checks = 0
     if checker is not None:
         checker.close()
@@ -377,7 +381,13 @@ def predictor_throughput(
     predictor.stop()
     thread.join(30)
     bus.close()
-    return len(payloads) / seconds, checks
+    return len(payloads) / seconds, checks, cpu_share
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _monitor_process(settings: Settings, log_path: Path) -> subprocess.Popen:
@@ -407,6 +417,7 @@ def monitor_overhead(train: pd.DataFrame, rows: int, repeats: int) -> dict:
     modes = ("none", "thread", "process")
     rates: dict[str, list[float]] = {m: [] for m in modes}
     checks: dict[str, list[int]] = {m: [] for m in modes}
+    cpu_shares: list[float] = []
     bundle = champion_bundle(train)
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(-1, repeats):  # -1: a warm-up round, not counted
@@ -421,12 +432,14 @@ def monitor_overhead(train: pd.DataFrame, rows: int, repeats: int) -> dict:
                 ]
                 if repeat < 0 and mode != "none":
                     continue
-                rate, ran = predictor_throughput(
+                rate, ran, cpu_share = predictor_throughput(
                     settings, payloads[: rows // 5] if repeat < 0 else payloads, mode
                 )
                 if repeat >= 0:
                     rates[mode].append(rate)
                     checks[mode].append(ran)
+                    if cpu_share is not None:
+                        cpu_shares.append(cpu_share)
     median = {m: statistics.median(r) for m, r in rates.items()}
     # Paired: each repeat's ratio against the run without a monitor of the same repeat, so a
     # load change on the (shared) machine between repeats cancels out; then the median.
@@ -442,6 +455,7 @@ def monitor_overhead(train: pd.DataFrame, rows: int, repeats: int) -> dict:
         "rows_per_s": rates,
         "median_rows_per_s": median,
         "drift_checks_per_run": checks,
+        "monitor_process_cpu_share": cpu_shares,
         "paired_ratios": paired,
         "ratio_thread": statistics.median(paired["thread"]),
         "ratio_process": statistics.median(paired["process"]),
@@ -574,6 +588,8 @@ def overhead_lines(overhead: dict) -> list[str]:
         f"{'  monitor process (streamfit monitor): rows/s, ratio':<52} "
         f"{median['process']:>7,.0f} {overhead['ratio_process']:>6.0%}  >= 90%",
         f"{'  drift checks per run (thread / process)':<52} {thread:>6.0f} / {process:<5.0f}",
+        f"{'  monitor process CPU, share of one core (median)':<52} "
+        f"{statistics.median(overhead.get('monitor_process_cpu_share') or [math.nan]):>14.0%}",
     ]
 
 
