@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -34,10 +35,8 @@ from streamfit.training.trials import TrialStore
 
 RESULTS = Path(__file__).parent / "results"
 ALL_PARTS = {"init", "warm", "speed", "mlflow"}
-TOLERANCE = 0.001
-NO_START = dataclasses.replace(
-    DEFAULT_SPACE, start=None
-)  # same hash: start is not hashed  # "reached the cold round's best": within this much CV log loss
+TOLERANCE = 0.001  # "reached the cold round's best": within this much CV log loss
+NO_START = dataclasses.replace(DEFAULT_SPACE, start=None)  # same hash: start is not hashed
 
 
 def _settings(directory: Path, **changes: Any) -> Settings:
@@ -91,6 +90,13 @@ def part_warm(
     """Per seed: an earlier round on 80% of the data, then on the full data a warm round (from
     the earlier round's champion and top-k) and a cold round (no history) with equal budgets.
 
+    The earlier round has its own seed (``seed + 1000``): with the others' seed its optimiser
+    would draw the very points the cold round draws, and warm start would replay them. The
+    warm and the cold round each run on a copy of the data directory the earlier round left,
+    so both are round 2 of their store and share everything (rows, CV folds, LightGBM seed and
+    the optimiser's seed, which is the settings' seed plus the round id) except
+    ``warm_start``.
+
     All three run without the space's hand-picked start point: a cold round that begins with it
     usually has its best at trial 1 already, which would hide what warm starting contributes.
     The space hash ignores the start point, so warm start works exactly as in production.
@@ -99,28 +105,31 @@ def part_warm(
     runs = []
     for seed in seeds:
         earlier = data.groupby("label", group_keys=False).sample(frac=0.8, random_state=seed)
-        warm_settings = _settings(work / f"warm-{seed}", seed=seed)
-        # The earlier round gets its own seed: with the cold round's, its optimiser would draw
-        # the very points the cold round draws, and warm start would replay them.
-        earlier_settings = warm_settings.replace(seed=seed + 1000)
+        earlier_settings = _settings(work / f"earlier-{seed}", seed=seed + 1000)
         _round(earlier_settings, earlier, prior_budget, trigger="initial", space=space)
-        warm = _round(warm_settings, data, budget, trigger="retrain", space=space)
-        cold_settings = _settings(work / f"cold-{seed}", seed=seed)
-        cold = _round(cold_settings, data, budget, warm_start=False, space=space)
-        warm_curve = _curve(warm_settings, warm.round_id)
-        cold_curve = _curve(cold_settings, cold.round_id)
-        target = min(c for c in cold_curve if c is not None) + TOLERANCE
+        outcomes, curves = {}, {}
+        for kind in ("warm", "cold"):
+            settings = _settings(work / f"{kind}-{seed}", seed=seed)
+            shutil.copytree(earlier_settings.data_dir, settings.data_dir)
+            outcome = _round(
+                settings, data, budget, trigger="retrain", space=space, warm_start=kind == "warm"
+            )
+            outcomes[kind], curves[kind] = outcome, _curve(settings, outcome.round_id)
+        target = min(c for c in curves["cold"] if c is not None) + TOLERANCE
+        n_warm = outcomes["warm"].warm_start_points
         runs.append(
             {
                 "seed": seed,
                 "target": target,
-                "warm_trials": _trials_to_reach(warm_curve, target),
-                "cold_trials": _trials_to_reach(cold_curve, target),
-                "warm_points": warm.warm_start_points,
-                "warm_curve": warm_curve,
-                "cold_curve": cold_curve,
-                "warm_best": min(c for c in warm_curve if c is not None),
-                "cold_best": min(cold_curve),
+                "warm_trials": _trials_to_reach(curves["warm"], target),
+                "cold_trials": _trials_to_reach(curves["cold"], target),
+                "warm_points": n_warm,
+                # The curve is best-so-far: after the warm points, it is their best.
+                "warm_points_best": curves["warm"][n_warm - 1] if n_warm else None,
+                "warm_curve": curves["warm"],
+                "cold_curve": curves["cold"],
+                "warm_best": min(c for c in curves["warm"] if c is not None),
+                "cold_best": min(c for c in curves["cold"] if c is not None),
             }
         )
         print(
@@ -216,13 +225,14 @@ def report(results: dict[str, Any]) -> None:
             f"trials on 80% of the rows); trials to reach cold best + {w['tolerance']}:"
         )
         print(
-            f"{'seed':>5} {'target':>8} {'warm':>5} {'cold':>5} {'warm best':>10} {'cold best':>10}"
+            f"{'seed':>5} {'target':>8} {'warm':>5} {'cold':>5} {'warm pts best':>14} "
+            f"{'warm best':>10} {'cold best':>10}"
         )
         for run in w["runs"]:
             print(
                 f"{run['seed']:>5} {run['target']:>8.4f} {_fmt(run['warm_trials']):>5} "
-                f"{_fmt(run['cold_trials']):>5} {run['warm_best']:>10.4f} "
-                f"{run['cold_best']:>10.4f}"
+                f"{_fmt(run['cold_trials']):>5} {_fmt(run.get('warm_points_best')):>14} "
+                f"{run['warm_best']:>10.4f} {run['cold_best']:>10.4f}"
             )
         print("best-so-far curves (CV log loss after each trial):")
         for run in w["runs"]:
