@@ -70,6 +70,7 @@ _FATAL_FOR_CONSUMER = {
     KafkaError._SSL,
     KafkaError._INVALID_ARG,
 }
+_COMMIT_ATTEMPTS = 5
 # A commit refused because the group is rebalancing: its partitions get a new owner, who reads
 # the uncommitted messages again.
 _REBALANCING = {
@@ -424,10 +425,20 @@ class _KafkaConsumer(Consumer):
                     raise BusError(f"topic {topic!r} has no partitions the consumer can see")
                 time.sleep(0.1)
             for partition in sorted(metadata.partitions):
-                tp = TopicPartition(topic, partition)
-                _low, high = self._consumer.get_watermark_offsets(tp, timeout=10)
+                high = self._end_offset(TopicPartition(topic, partition), deadline)
                 assignment.append(TopicPartition(topic, partition, high))
         self._consumer.assign(assignment)
+
+    def _end_offset(self, tp: TopicPartition, deadline: float) -> int:
+        while True:  # a just-created partition may not have its leader yet
+            try:
+                return self._consumer.get_watermark_offsets(tp, timeout=10)[1]
+            except KafkaException as exc:
+                error = exc.args[0]
+                transient = error.retriable() or error.code() in _TRANSIENT
+                if not transient or time.monotonic() > deadline:
+                    raise _raise_from(exc, f"end offset of {tp.topic}[{tp.partition}]") from exc
+                time.sleep(0.1)
 
     def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
         # Not committed: the new owner gets these messages again (at-least-once).
@@ -485,17 +496,31 @@ class _KafkaConsumer(Consumer):
             self._offsets.clear()
             return
         offsets = self._pending_offsets()
-        try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() not in _REBALANCING:
-                raise _raise_from(exc, "offset commit failed") from exc
-            log.warning(
-                "Kafka offset commit refused during a rebalance (%s): "
-                "those messages will be delivered again",
-                _describe(error),
-            )
+        for attempt in range(_COMMIT_ATTEMPTS):
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+                break
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.code() in _REBALANCING:
+                    log.warning(
+                        "Kafka offset commit refused during a rebalance (%s): "
+                        "those messages will be delivered again",
+                        _describe(error),
+                    )
+                    break
+                if not (error.retriable() or error.code() in _TRANSIENT):
+                    raise _raise_from(exc, "offset commit failed") from exc
+                if attempt + 1 == _COMMIT_ATTEMPTS:
+                    # Nothing is lost by waiting: the offsets stay pending and go with the next
+                    # commit (a later offset covers the earlier ones of its partition).
+                    log.warning(
+                        "Kafka offset commit still failing (%s): kept for the next commit",
+                        _describe(error),
+                    )
+                    return
+                # A restarted broker moves the group coordinator: ask again shortly.
+                time.sleep(0.2 * 2**attempt)
         self._offsets.clear()
 
     def close(self) -> None:
