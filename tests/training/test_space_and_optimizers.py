@@ -74,27 +74,6 @@ def test_warm_start_points_come_first_and_inform_the_backend(backend: str) -> No
     assert optimizer.n_told == 2
 
 
-def test_warm_points_do_not_use_up_the_startup_exploration(backend: str) -> None:
-    optimizer = get_optimizer(backend, SPACE, seed=0, n_startup=3)
-    points = [
-        {"leaves": 31, "cap": 500, "lr": 0.05, "frac": 0.8, "unbalanced": False},
-        {"leaves": 31, "cap": 500, "lr": 0.06, "frac": 0.8, "unbalanced": False},
-    ]
-    optimizer.warm_start(points)
-    assert optimizer.startup_trials == 2 + 3
-    for _ in range(4):
-        suggestion = optimizer.ask()
-        optimizer.tell(suggestion, _loss(suggestion.params))
-    assert optimizer.n_warm == 2 and optimizer.startup_trials == 5
-    # Each backend's own start-up counter sees the warm points plus n_startup draws.
-    if backend == "hyperopt":
-        return  # passes startup_trials to every tpe.suggest call
-    if backend == "optuna":
-        assert optimizer._study.sampler._n_startup_trials == 5
-    else:
-        assert optimizer._optimizer._n_initial_points == 5 - 4
-
-
 def test_failed_and_pruned_trials_are_accepted(backend: str) -> None:
     optimizer = get_optimizer(backend, SPACE, seed=1, n_startup=2)
     statuses = ["failed", "ok", "pruned", "ok", "ok", "failed", "ok"]

@@ -3,13 +3,6 @@
 Warm-start points are queued with :meth:`Optimizer.warm_start` and come out of :meth:`ask` first,
 exactly as given (snapped onto the space); their results are told like any other, so the
 backend's model is informed by them before it proposes anything itself.
-
-Warm-start points do not use up the backend's own start-up exploration: after them it still
-draws ``n_startup`` points of its own at random before its model takes over
-(:attr:`Optimizer.startup_trials`), as scikit-optimize's ``base_minimize`` does with ``x0``.
-Warm points are the best of earlier rounds, so they sit close together; a TPE or GP fitted on
-them alone has seen one corner of the space and only searches near it, never finding a better
-region the earlier rounds missed.
 """
 
 from __future__ import annotations
@@ -48,7 +41,6 @@ class Optimizer(ABC):
         self.n_startup = n_startup
         self.n_asked = 0
         self.n_told = 0
-        self.n_warm = 0  # warm-start points asked so far
         self._queue: deque[dict[str, Any]] = deque()
 
     def warm_start(self, points: Iterable[Mapping[str, Any]]) -> None:
@@ -59,16 +51,9 @@ class Optimizer(ABC):
     def pending_warm(self) -> int:
         return len(self._queue)
 
-    @property
-    def startup_trials(self) -> int:
-        """Trials, warm ones included, before the backend's model proposes points: every warm
-        point, then ``n_startup`` random draws of the backend's own."""
-        return self.n_warm + len(self._queue) + self.n_startup
-
     def ask(self) -> Suggestion:
         if self._queue:
             params = self._queue.popleft()
-            self.n_warm += 1
             suggestion = Suggestion(self.n_asked, params, warm=True, handle=self._fix(params))
         else:
             params, handle = self._suggest()

@@ -72,7 +72,7 @@ class HyperoptOptimizer(Optimizer):
             self._domain,
             self._trials,
             int(self._rng.integers(2**31 - 1)),
-            n_startup_jobs=self.startup_trials,  # counts every trial, warm ones too
+            n_startup_jobs=self.n_startup,
             verbose=False,  # else INFO lines per suggestion in the trainer log
         )
         doc = docs[0]

@@ -88,22 +88,11 @@ class OptunaOptimizer(Optimizer):
             if pruning
             else optuna.pruners.NopPruner()
         )
-        self._pruner = pruner
-        self._created: optuna.Study | None = None
-
-    @property
-    def _study(self) -> optuna.Study:
-        # Created on first use, once the warm-start points are queued: the sampler's start-up
-        # count is fixed at creation and must not be used up by them (see _base).
-        if self._created is None:
-            self._created = optuna.create_study(
-                direction="minimize",
-                sampler=optuna.samplers.TPESampler(
-                    seed=self.seed, n_startup_trials=self.startup_trials
-                ),
-                pruner=self._pruner,
-            )
-        return self._created
+        self._study = optuna.create_study(
+            direction="minimize",
+            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup),
+            pruner=pruner,
+        )
 
     def _suggest(self) -> tuple[dict[str, Any], Any]:
         trial = self._study.ask(self._distributions)

@@ -36,23 +36,14 @@ class SkoptOptimizer(Optimizer):
 
     def __init__(self, space: SearchSpace, *, seed: int = 42, n_startup: int = 5) -> None:
         super().__init__(space, seed=seed, n_startup=n_startup)
-        self._created: GPOptimizer | None = None
+        self._optimizer = GPOptimizer(
+            [_dimension(d) for d in space],
+            base_estimator="GP",
+            n_initial_points=n_startup,
+            acq_func="gp_hedge",
+            random_state=seed,
+        )
         self._worst = 0.0
-
-    @property
-    def _optimizer(self) -> GPOptimizer:
-        # Created on first use, once the warm-start points are queued: skopt counts every told
-        # point against n_initial_points, so add the warm points, as its base_minimize does
-        # with x0 (see _base).
-        if self._created is None:
-            self._created = GPOptimizer(
-                [_dimension(d) for d in self.space],
-                base_estimator="GP",
-                n_initial_points=self.startup_trials,
-                acq_func="gp_hedge",
-                random_state=self.seed,
-            )
-        return self._created
 
     def _to_point(self, params: dict[str, Any]) -> list[Any]:
         point = []
