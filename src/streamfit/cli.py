@@ -30,6 +30,7 @@ _SETTING_OPTIONS = (
     "linger_ms",
     "guarantee",
     "group",
+    "compile_model",
     "max_evals",
     "init_max_evals",
     "optimizer",
@@ -92,6 +93,14 @@ def _serving(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--guarantee", choices=GUARANTEES, help="delivery (default at-least-once)")
     parser.add_argument("--group", help="consumer group of the predictors")
+    parser.add_argument(
+        "--no-compile-model",
+        dest="compile_model",
+        action="store_false",
+        default=None,
+        help="serve with LightGBM only; by default a compiled copy of the model (treelite + "
+        "tl2cgen, checked against LightGBM) takes over once built in the background",
+    )
 
 
 def _drift_aware(parser: argparse.ArgumentParser) -> None:

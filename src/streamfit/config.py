@@ -52,6 +52,9 @@ class Settings:
     linger_ms: float = 5.0
     guarantee: str = "at-least-once"
     group: str = "streamfit-predictor"
+    # Serve a compiled copy of the model (treelite + tl2cgen, built off the hot path and checked
+    # against LightGBM first); LightGBM serves meanwhile, and whenever there is no C compiler.
+    compile_model: bool = True
     # Trainer
     max_evals: int = 10
     init_max_evals: int = 30

@@ -1,0 +1,185 @@
+"""The compiled model (treelite + tl2cgen): same outputs as LightGBM, a cache that is never
+trusted blindly, and a predictor that swaps it in off the hot path."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import orjson
+import pytest
+
+from streamfit import messages
+from streamfit.bundle import ModelBundle
+from streamfit.data import load_adult
+from streamfit.serving import _compiled
+from streamfit.serving._compiled import (
+    LIBRARY_FILE,
+    SIDECAR_FILE,
+    CompileError,
+    compile_bundle,
+    compiled_bundle,
+)
+from tests.serving.conftest import Running, train_bundle
+
+pytestmark = pytest.mark.skipif(_compiled.compiler() is None, reason="no C compiler")
+
+
+def _wait_compiled(predictor, timeout: float = 120.0) -> None:
+    assert predictor.wait_for_compile(timeout), "the compiler thread did not finish in time"
+
+
+def _predictions(batch):
+    return [orjson.loads(m.value) for m in batch if m.topic == "predictions"]
+
+
+def test_compiled_model_equals_lightgbm_on_real_rows(store):
+    version = store.champion()
+    bundle = store.load(version)
+    compiled = compile_bundle(bundle, store.path(version))
+    assert compiled.compiled and compiled.max_abs_diff <= _compiled.TOLERANCE
+    assert compiled.checked_rows > 400  # canary, adult.test rows, and rows with holes
+    features = bundle.pipeline.transform(load_adult("test").head(3000))
+    assert np.isnan(features).any()  # adult.test has missing values of its own
+    served = compiled_bundle(bundle, compiled)
+    assert served.version == version
+    np.testing.assert_allclose(
+        served.predict_matrix(features), bundle.predict_matrix(features), rtol=0, atol=1e-12
+    )
+    # the library is cached in the bundle, beside a sidecar naming what it was built from
+    meta = json.loads((store.path(version) / SIDECAR_FILE).read_text())
+    assert meta["key"] == _compiled.cache_key(bundle) and meta["model_version"] == version
+    again = compile_bundle(store.load(version), store.path(version))
+    assert not again.compiled and again.max_abs_diff <= _compiled.TOLERANCE
+
+
+def test_corrupted_library_is_rebuilt(store):
+    version = store.champion()
+    bundle = store.load(version)
+    compile_bundle(bundle, store.path(version))
+    library = store.path(version) / LIBRARY_FILE
+    library.write_bytes(b"\x7fELF not really a library" * 100)
+    rebuilt = compile_bundle(bundle, store.path(version))
+    assert rebuilt.compiled and rebuilt.max_abs_diff <= _compiled.TOLERANCE
+
+
+def test_foreign_library_is_rebuilt_and_a_forged_one_refused(store):
+    first = store.champion()
+    compile_bundle(store.load(first), store.path(first))
+    # another model's library and sidecar, copied in: the key names the other model
+    other = store.save(train_bundle(rounds=12, seed=3))
+    for name in (LIBRARY_FILE, SIDECAR_FILE):
+        shutil.copy(store.path(first) / name, store.path(other) / name)
+    rebuilt = compile_bundle(store.load(other), store.path(other))
+    assert rebuilt.compiled and rebuilt.max_abs_diff <= _compiled.TOLERANCE
+    # the same, but with the sidecar rewritten to claim the third model: loaded, then refused
+    forged = store.save(train_bundle(rounds=14, seed=4))
+    bundle = store.load(forged)
+    shutil.copy(store.path(first) / LIBRARY_FILE, store.path(forged) / LIBRARY_FILE)
+    meta = json.loads((store.path(first) / SIDECAR_FILE).read_text())
+    meta["key"] = _compiled.cache_key(bundle)
+    (store.path(forged) / SIDECAR_FILE).write_text(json.dumps(meta))
+    with pytest.raises(CompileError, match="mismatch"):
+        compile_bundle(bundle, store.path(forged))
+
+
+def test_no_compiler_means_lightgbm_said_once(settings, store, monkeypatch, caplog):
+    from streamfit.bus import MemoryBus
+    from streamfit.serving import Predictor
+
+    monkeypatch.setenv("CC", "no-such-compiler-streamfit")
+    with pytest.raises(CompileError, match="no C compiler"):
+        compile_bundle(store.load(1), store.path(1))
+    predictor = Predictor(settings, MemoryBus())
+    newer = store.save(train_bundle(rounds=8, seed=6))
+    assert predictor.swap_to(1) and predictor.swap_to(newer)
+    assert predictor.wait_for_compile(0) and not predictor.serving_compiled
+    assert caplog.text.count("no C compiler found") == 1
+
+
+def test_predictor_serves_the_compiled_model_with_its_version(
+    settings, store, requests_data, caplog
+):
+    caplog.set_level(logging.INFO, logger="streamfit.predictor")
+    service = Running(settings)
+    try:
+        predictor = service.predictor
+        _wait_compiled(predictor)
+        assert predictor.serving_compiled and predictor.model_version == 1
+        assert "serving model v1 compiled" in caplog.text
+        for i, row in enumerate(requests_data[:15]):
+            service.send("requests", messages.request(f"r{i}", row))
+        answers = {a["request_id"]: a for a in _predictions(service.collect(15))}
+        expected = store.load(1).predict_records(requests_data[:15])
+        for i, probability in enumerate(expected):
+            assert answers[f"r{i}"]["model_version"] == 1
+            assert answers[f"r{i}"]["probability"] == pytest.approx(probability, abs=1e-9)
+        # a new model: LightGBM serves it at once, its compiled copy follows
+        new_version = store.save(train_bundle(rounds=20, seed=2))
+        service.send("models", messages.model_ready(new_version, "promoted"))
+        _wait_until(lambda: predictor.model_version == new_version and predictor.serving_compiled)
+        service.send("requests", messages.request("after", requests_data[0]))
+        answer = _predictions(service.collect(1))[0]
+        assert answer["model_version"] == new_version
+        assert answer["probability"] == pytest.approx(
+            store.load(new_version).predict_records([requests_data[0]])[0], abs=1e-9
+        )
+        assert predictor.stats.compiled_models == 2 and predictor.stats.compile_refusals == 0
+    finally:
+        service.stop()
+
+
+def test_compile_disabled_serves_lightgbm(settings, store, requests_data):
+    service = Running(settings.replace(compile_model=False))
+    try:
+        service.send("requests", messages.request("r", requests_data[0]))
+        assert _predictions(service.collect(1))[0]["model_version"] == 1
+        assert service.predictor.wait_for_compile(0)  # nothing was ever asked for
+        assert not service.predictor.serving_compiled
+        assert type(service.predictor._bundle) is ModelBundle
+        assert not (store.path(1) / LIBRARY_FILE).exists()
+    finally:
+        service.stop()
+
+
+def test_compiled_copy_of_a_superseded_model_is_not_swapped_in(settings, store):
+    from streamfit.bus import MemoryBus
+    from streamfit.serving import Predictor
+
+    predictor = Predictor(settings.replace(compile_model=False), MemoryBus())
+    assert predictor.swap_to(1)
+    old = predictor._bundle
+    newer = store.save(train_bundle(rounds=8, seed=5))
+    assert predictor.swap_to(newer)
+    predictor._compile(old)  # finished after the swap: must not replace the newer model
+    assert predictor.model_version == newer and not predictor.serving_compiled
+    predictor._compile(predictor._bundle)
+    assert predictor.model_version == newer and predictor.serving_compiled
+
+
+def test_refused_compile_keeps_lightgbm(settings, store, monkeypatch, caplog):
+    from streamfit.bus import MemoryBus
+    from streamfit.serving import Predictor
+    from streamfit.serving import predictor as predictor_module
+
+    def refuse(bundle, directory):
+        raise CompileError("mismatch: max abs difference 0.5 > 1e-09")
+
+    monkeypatch.setattr(predictor_module, "compile_bundle", refuse)
+    caplog.set_level(logging.INFO, logger="streamfit.predictor")
+    predictor = Predictor(settings, MemoryBus())
+    assert predictor.swap_to(1)
+    _wait_compiled(predictor)
+    assert not predictor.serving_compiled and predictor.stats.compile_refusals == 1
+    assert "model v1 stays on LightGBM: mismatch" in caplog.text
+
+
+def _wait_until(condition, timeout: float = 120.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
