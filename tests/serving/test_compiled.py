@@ -183,3 +183,19 @@ def _wait_until(condition, timeout: float = 120.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_trainer_precompiles_so_the_predictor_only_loads(settings, store, caplog):
+    from streamfit.bus import MemoryBus
+    from streamfit.serving import Predictor
+    from streamfit.training.service import TrainerService
+
+    caplog.set_level(logging.INFO)
+    TrainerService(settings, MemoryBus())._precompile(1)
+    assert (store.path(1) / LIBRARY_FILE).is_file()
+    assert "model v1 pre-compiled for the predictors (built in" in caplog.text
+    predictor = Predictor(settings, MemoryBus())
+    assert predictor.swap_to(1)
+    _wait_compiled(predictor)
+    assert predictor.serving_compiled and not predictor._bundle.compiled.compiled  # cache hit
+    assert "serving model v1 compiled" in caplog.text and "cached library" in caplog.text

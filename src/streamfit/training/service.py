@@ -8,6 +8,9 @@ With ``retrain_on_drift`` the trainer also listens to the ``drift`` topic: an ev
 any detector can publish it. While drift lasts the monitor repeats its alarm every check, so a
 drift alarm is answered at most once per champion version: after a promotion a persisting drift
 may start one more round; after a refusal, nothing until the champion changes.
+
+With ``compile_model`` (the default) a promoted model's compiled library is built into its bundle
+before it is announced, so predictors only load and verify it instead of each compiling it.
 """
 
 from __future__ import annotations
@@ -100,6 +103,8 @@ class TrainerService:
                     )
                     if outcome.promoted:
                         self.promotions += 1
+                        if self.settings.compile_model:
+                            self._precompile(outcome.version)
                         producer.produce(
                             topics.models,
                             messages.model_ready(
@@ -109,6 +114,25 @@ class TrainerService:
                         producer.flush()
                 consumer.commit()
                 self.idle.set()
+
+    def _precompile(self, version: int) -> None:
+        """Build the promoted bundle's compiled library (a cache; predictors verify it anyway)."""
+        from ..serving._compiled import CompileError, compile_bundle
+
+        store = ModelStore(self.settings.models_dir, self.settings.keep_models)
+        try:
+            compiled = compile_bundle(store.load(version), store.path(version))
+        except Exception as exc:  # CompileError, BundleError...: predictors try on their own
+            level = logging.INFO if isinstance(exc, CompileError) else logging.WARNING
+            log.log(level, "model v%s not pre-compiled: %s", version, exc)
+            return
+        log.info(
+            "model v%s pre-compiled for the predictors (%s, %.1f µs/row vs %.1f with LightGBM)",
+            version,
+            f"built in {compiled.compile_s:.1f} s" if compiled.compiled else "already built",
+            compiled.us_per_row,
+            compiled.lightgbm_us_per_row,
+        )
 
     def _trigger(self, commands: list[Message]) -> str | None:
         """Which round the messages ask for: ``retrain`` if any retrain command came, ``drift``
