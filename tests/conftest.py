@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from streamfit.bus import Bus, MemoryBus, get_bus
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,3 +32,14 @@ def kafka_bootstrap() -> str:
                 pytrace=False,
             )
     return f"127.0.0.1:{port}"
+
+
+@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
+def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
+    """Every bus implementation in turn: a contract test runs once per transport."""
+    if request.param == "memory":
+        bus: Bus = MemoryBus()
+    else:
+        bus = get_bus(f"kafka://{request.getfixturevalue('kafka_bootstrap')}")
+    yield bus
+    bus.close()

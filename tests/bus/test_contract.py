@@ -6,21 +6,10 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from streamfit.bus import Bus, BusUnavailable, Consumer, MemoryBus, Message, Producer, get_bus
-
-
-@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
-def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
-    if request.param == "memory":
-        bus: Bus = MemoryBus()
-    else:
-        bus = get_bus(f"kafka://{request.getfixturevalue('kafka_bootstrap')}")
-    yield bus
-    bus.close()
+from streamfit.bus import Bus, BusUnavailable, Consumer, Message, Producer
 
 
 def unique(prefix: str) -> str:

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pandas as pd
-import pytest
 
-from streamfit.bus import Bus, MemoryBus, get_bus
+from streamfit.bus import Bus
 from streamfit.config import Settings, Topics
 from streamfit.monitoring import Monitor
 from streamfit.observations import ObservationStore
 from tests.monitoring.test_monitor import _observations
-
-
-@pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
-def bus(request: pytest.FixtureRequest) -> Iterator[Bus]:
-    if request.param == "memory":
-        bus: Bus = MemoryBus()
-    else:
-        bus = get_bus(f"kafka://{request.getfixturevalue('kafka_bootstrap')}")
-    yield bus
-    bus.close()
 
 
 def test_drifted_window_is_published_on_the_drift_topic(
