@@ -63,6 +63,7 @@ from streamfit.app import adult_requests  # noqa: E402
 from streamfit.bundle import ModelStore  # noqa: E402
 from streamfit.bus import BusError, Message, Producer, get_bus  # noqa: E402
 from streamfit.config import Settings, Topics  # noqa: E402
+from streamfit.serving._compiled import precompile  # noqa: E402
 
 
 # -- the broker ------------------------------------------------------------------------------------
@@ -368,7 +369,10 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
     from streamfit.serving import Predictor
 
     data_dir = work / "inprocess"
-    shutil.copytree(template / "models", data_dir / "models")
+    # Without the template's compiled library: this part times building it.
+    shutil.copytree(
+        template / "models", data_dir / "models", ignore=shutil.ignore_patterns("model.so*")
+    )
     settings = Settings(data_dir=data_dir, retrain_every=10**9)
     records = _records(7)
     values = [v for _, v in _request_values(rows, "a", records)]
@@ -596,6 +600,7 @@ def promote(deployment: Deployment, bundle: Any) -> int:
     store = ModelStore(deployment.settings.models_dir, keep=3)
     version = store.save(bundle)
     store.set_champion(version)
+    precompile(deployment.settings, version)
     with deployment.bus.producer() as producer:
         producer.produce(deployment.topics.models, messages.model_ready(version, "promoted"))
     return version
@@ -782,6 +787,10 @@ def main(argv: list[str] | None = None) -> int:
             template = args.model_dir
         else:
             template = train_model(work)
+        # As the trainer does before announcing a model: predictors then load the compiled
+        # library instead of building it while requests are being timed.
+        template_settings = Settings(data_dir=template)
+        precompile(template_settings, ModelStore(template_settings.models_dir).champion() or 1)
         bootstrap = ensure_broker(args.port) if set(parts) - {"inprocess"} else ""
         if "inprocess" in parts:
             print("(a) in-process hot path vs per-message baseline...", flush=True)

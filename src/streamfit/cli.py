@@ -368,9 +368,12 @@ def cmd_leaderboard(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_promote(settings: Settings, args: argparse.Namespace) -> int:
+    from .serving._compiled import precompile
     from .training.gate import promote
 
-    _announce(settings, promote(settings, args.version), "promoted")
+    version = promote(settings, args.version)
+    precompile(settings, version)
+    _announce(settings, version, "promoted")
     return 0
 
 

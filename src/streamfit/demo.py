@@ -15,6 +15,7 @@ from .bundle import ModelStore
 from .bus import get_bus
 from .config import Settings
 from .serving import Predictor
+from .serving._compiled import precompile
 from .training.service import TrainerService
 
 log = logging.getLogger("streamfit.demo")
@@ -34,6 +35,7 @@ def ensure_initial_model(settings: Settings, progress: Callable[[str], None]) ->
         settings, trigger="initial", max_evals=settings.init_max_evals, progress=progress
     )
     progress(f"initial model v{outcome.version}: {outcome.metrics}")
+    precompile(settings, outcome.version)
     return outcome.version
 
 

@@ -185,13 +185,13 @@ def _wait_until(condition, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def test_trainer_precompiles_so_the_predictor_only_loads(settings, store, caplog):
+def test_a_precompiled_library_is_only_loaded_by_the_predictor(settings, store, caplog):
     from streamfit.bus import MemoryBus
     from streamfit.serving import Predictor
-    from streamfit.training.service import TrainerService
+    from streamfit.serving._compiled import precompile
 
     caplog.set_level(logging.INFO)
-    TrainerService(settings, MemoryBus())._precompile(1)
+    precompile(settings, 1)  # what the trainer, `init` and `promote` do before announcing
     assert (store.path(1) / LIBRARY_FILE).is_file()
     assert "model v1 pre-compiled for the predictors (built in" in caplog.text
     predictor = Predictor(settings, MemoryBus())

@@ -24,6 +24,7 @@ from ..bundle import ModelStore
 from ..bus import Bus, Message
 from ..config import Settings
 from ..observations import ObservationStore
+from ..serving._compiled import precompile
 
 log = logging.getLogger("streamfit.trainer")
 
@@ -103,8 +104,7 @@ class TrainerService:
                     )
                     if outcome.promoted:
                         self.promotions += 1
-                        if self.settings.compile_model:
-                            self._precompile(outcome.version)
+                        precompile(self.settings, outcome.version)
                         producer.produce(
                             topics.models,
                             messages.model_ready(
@@ -114,25 +114,6 @@ class TrainerService:
                         producer.flush()
                 consumer.commit()
                 self.idle.set()
-
-    def _precompile(self, version: int) -> None:
-        """Build the promoted bundle's compiled library (a cache; predictors verify it anyway)."""
-        from ..serving._compiled import CompileError, compile_bundle
-
-        store = ModelStore(self.settings.models_dir, self.settings.keep_models)
-        try:
-            compiled = compile_bundle(store.load(version), store.path(version))
-        except Exception as exc:  # CompileError, BundleError...: predictors try on their own
-            level = logging.INFO if isinstance(exc, CompileError) else logging.WARNING
-            log.log(level, "model v%s not pre-compiled: %s", version, exc)
-            return
-        log.info(
-            "model v%s pre-compiled for the predictors (%s, %.1f µs/row vs %.1f with LightGBM)",
-            version,
-            f"built in {compiled.compile_s:.1f} s" if compiled.compiled else "already built",
-            compiled.us_per_row,
-            compiled.lightgbm_us_per_row,
-        )
 
     def _trigger(self, commands: list[Message]) -> str | None:
         """Which round the messages ask for: ``retrain`` if any retrain command came, ``drift``
