@@ -54,6 +54,14 @@ def test_every_request_answered_exactly_once_and_a_retrained_model_served(demo) 
     assert set(summary["latency_ms"]) >= {"p50", "p99"}
 
 
+def test_the_monitor_checked_the_stream_and_reports_performance(demo) -> None:
+    _, summary = demo
+    monitor = summary["monitor"]
+    assert monitor["checks"] >= 1
+    assert 0.5 < monitor["realised_accuracy"] <= 1.0  # the labels came inside the requests
+    assert 0.5 < monitor["estimated_accuracy"] <= 1.0
+
+
 def test_mlflow_holds_the_rounds_trials_and_registered_versions(demo) -> None:
     settings, summary = demo
     client = MlflowClient(tracking_uri=settings.mlflow_uri)
