@@ -151,9 +151,18 @@ class ModelStore:
         return ModelBundle.load(self.path(version))
 
     def champion(self) -> int | None:
+        return self._pointer("version")
+
+    def previous_champion(self) -> int | None:
+        """The champion before the current one: kept on disk so a rollback always has a target."""
+        return self._pointer("previous")
+
+    def _pointer(self, field: str) -> int | None:
+        """A version named in the champion pointer file, or None."""
         try:
-            return int(json.loads((self.root / CHAMPION_FILE).read_text())["version"])
-        except (OSError, ValueError, KeyError):
+            value = json.loads((self.root / CHAMPION_FILE).read_text()).get(field)
+            return int(value) if value is not None else None
+        except (OSError, ValueError, TypeError, AttributeError):
             return None
 
     def set_champion(self, version: int, *, rollback: bool = False) -> None:
@@ -163,22 +172,24 @@ class ModelStore:
         previous = None if rollback else self.champion()
         if previous == version:
             previous = self.previous_champion()
-        handle, temporary = tempfile.mkstemp(dir=self.root, prefix=".champion-")
-        with os.fdopen(handle, "w") as out:
-            json.dump({"version": version, "previous": previous, "since": time.time()}, out)
-        os.replace(temporary, self.root / CHAMPION_FILE)
+        pointer = {"version": version, "previous": previous, "since": time.time()}
+        atomic_write_text(self.root / CHAMPION_FILE, json.dumps(pointer))
         self.prune()
-
-    def previous_champion(self) -> int | None:
-        """The champion before the current one: kept on disk so a rollback always has a target."""
-        try:
-            previous = json.loads((self.root / CHAMPION_FILE).read_text()).get("previous")
-        except (OSError, ValueError):
-            return None
-        return int(previous) if previous is not None else None
 
     def prune(self) -> None:
         protected = {self.champion(), self.previous_champion()}
         old = [v for v in self.versions()[: -self.keep] if v not in protected]
         for version in old:
             shutil.rmtree(self.path(version), ignore_errors=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``path`` so a reader sees the old content or the new, never a partial file."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    try:
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

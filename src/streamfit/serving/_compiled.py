@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import CANARY_ROW, MODEL_FILE, ModelBundle, ModelStore
+from ..bundle import CANARY_ROW, MODEL_FILE, ModelBundle, ModelStore, atomic_write_text
 from ..config import Settings
 from ..data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, load_adult
 
@@ -119,17 +119,6 @@ def _cached_library(directory: Path, key: str) -> Path | None:
     return library
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
-    try:
-        with os.fdopen(handle, "w") as out:
-            out.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _build(bundle: ModelBundle, directory: Path, key: str, threads: int) -> Path:
     import tl2cgen
     import treelite
@@ -161,7 +150,7 @@ def _build(bundle: ModelBundle, directory: Path, key: str, threads: int) -> Path
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "note": "derived cache of model.txt: safe to delete",
     }
-    _atomic_write_text(directory / SIDECAR_FILE, json.dumps(meta, indent=2))
+    atomic_write_text(directory / SIDECAR_FILE, json.dumps(meta, indent=2))
     return library
 
 
