@@ -121,28 +121,26 @@ class ObservationStore:
 
         ``limit`` keeps only the most recent ones.
         """
-        query = (
-            "SELECT request_id, data, label, probability, model_version, labelled_at "
-            "FROM observations WHERE label IS NOT NULL ORDER BY labelled_at DESC, rowid DESC"
-        )
-        if limit is not None:
-            query += f" LIMIT {int(limit)}"
-        rows = self._connection().execute(query).fetchall()[::-1]
-        return _frame(rows, ["label", "probability", "model_version", "labelled_at"])
+        extra = ["label", "probability", "model_version", "labelled_at"]
+        return _frame(self._latest_labelled(["request_id", "data", *extra], limit), extra)
 
     def labelled_outcomes(self, limit: int | None = None) -> pd.DataFrame:
         """``label``, ``probability``, ``model_version`` of labelled observations, oldest first.
 
         No request is decoded: the monitor's realised metrics read many rows every check.
         """
+        columns = ["label", "probability", "model_version"]
+        return pd.DataFrame(self._latest_labelled(columns, limit), columns=columns)
+
+    def _latest_labelled(self, columns: list[str], limit: int | None) -> list[tuple]:
+        """``columns`` of the labelled observations (the newest ``limit``), oldest first."""
         query = (
-            "SELECT label, probability, model_version FROM observations "
+            f"SELECT {', '.join(columns)} FROM observations "
             "WHERE label IS NOT NULL ORDER BY labelled_at DESC, rowid DESC"
         )
         if limit is not None:
             query += f" LIMIT {int(limit)}"
-        rows = self._connection().execute(query).fetchall()[::-1]
-        return pd.DataFrame(rows, columns=["label", "probability", "model_version"])
+        return self._connection().execute(query).fetchall()[::-1]
 
     def recent_frame(self, limit: int) -> pd.DataFrame:
         """The most recent observations, labelled or not, oldest first."""
