@@ -389,14 +389,13 @@ def _announce(settings: Settings, version: int, event: str) -> None:
     from . import messages
     from .bus import get_bus
 
-    bus = get_bus(settings.bus, dict(settings.bus_options))
     # An in-process bus has no other process to tell; predictors started later read the
     # champion pointer on disk anyway.
     if not settings.bus.startswith("memory"):
-        producer = bus.producer()
-        producer.produce(settings.topics.models, messages.model_ready(version, event, by="cli"))
-        producer.flush()
-        producer.close()
+        bus = get_bus(settings.bus, dict(settings.bus_options))
+        with bus.producer() as producer:  # closing flushes: the event is acknowledged
+            producer.produce(settings.topics.models, messages.model_ready(version, event, by="cli"))
+        bus.close()
     print(f"champion is now v{version} ({event.replace('_', ' ')})")
 
 
