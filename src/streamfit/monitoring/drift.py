@@ -255,13 +255,16 @@ def drifting_features(
     current: pd.DataFrame,
     threshold: float = 0.6,
     features: Sequence[str] | None = None,
+    *,
+    detector: DriftDetector | None = None,
     **detector_params: Any,
 ) -> list[str]:
     """Features whose per-feature drift score reaches ``threshold`` (MLBox's drift thresholder).
 
     The trainer leaves these out for a drift-aware retrain. MLBox's default threshold is 0.6.
+    ``detector``: an unfitted detector to score with (else one built from ``detector_params``).
     """
-    detector = DriftDetector(features, **detector_params).fit(reference)
+    detector = (detector or DriftDetector(features, **detector_params)).fit(reference)
     report = detector.score(current)
     return [n for n in report.ranking() if _ge(report.features[n].score, threshold)]
 

@@ -187,17 +187,10 @@ def _drifting(
     threshold = settings.drop_drifting_features
     if threshold <= 0 or current is None or len(current) < MIN_DRIFT_ROWS:
         return []
-    from ..monitoring.drift import drifting_features  # the monitor's own scoring
+    from ..monitoring import detector_from_settings, drifting_features  # the monitor's scoring
 
-    dropped = drifting_features(
-        reference,
-        current,
-        threshold,
-        n_folds=settings.drift_folds,
-        reference_size=settings.drift_reference_rows,
-        current_size=max(settings.drift_window, 10),
-        seed=settings.seed,
-    )
+    detector = detector_from_settings(settings)
+    dropped = drifting_features(reference, current, threshold, detector=detector)
     # Never everything: a model needs a feature; keep the least drifting one.
     return dropped[:-1] if len(dropped) == len(FEATURE_COLUMNS) else dropped
 
