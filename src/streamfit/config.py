@@ -141,8 +141,16 @@ class Settings:
         return self.tracking_uri or f"sqlite:///{self.data_dir.resolve() / 'mlflow.db'}"
 
     @property
-    def artifact_location(self) -> str:
+    def artifact_location(self) -> str | None:
+        """Artifacts beside a local tracking store; a tracking server stores its own (None)."""
+        if self.mlflow_uri.startswith(("http://", "https://")):
+            return None
         return (self.data_dir.resolve() / "mlartifacts").as_uri()
+
+    @property
+    def model_cache(self) -> Path:
+        """Bundles fetched from the registry, verified: a cache, rebuilt when deleted."""
+        return self.data_dir / "model-cache"
 
     @property
     def models_dir(self) -> Path:
