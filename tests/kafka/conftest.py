@@ -91,14 +91,16 @@ class Deployment:
         register_copy(self.settings, template)
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, command: str, *args: str, name: str | None = None) -> subprocess.Popen:
+    def start(
+        self, command: str, *args: str, name: str | None = None, env: dict | None = None
+    ) -> subprocess.Popen:
         log = (self.root / f"{name or command}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "streamfit.cli", command, "--config", str(self.config), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**(env or os.environ), "PYTHONUNBUFFERED": "1"},
         )
         process.log_path = log.name  # type: ignore[attr-defined]
         self.processes.append(process)
