@@ -55,7 +55,8 @@ class Settings:
     # Serve a compiled copy of the model (treelite + tl2cgen, built off the hot path and checked
     # against LightGBM first); LightGBM serves meanwhile, and whenever there is no C compiler.
     compile_model: bool = True
-    # Trainer
+    # Trainer: one consumer group on the one-partition retrain topic (one works, others wait)
+    trainer_group: str = "streamfit-trainer"
     max_evals: int = 10
     init_max_evals: int = 30
     optimizer: str = "hyperopt"

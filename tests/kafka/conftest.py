@@ -83,7 +83,8 @@ class Deployment:
         topic_lines = "\n".join(f'{k} = "{v}"' for k, v in vars(self.topics).items())
         self.config.write_text(
             f'data_dir = "{self.data_dir}"\nbus = "kafka://{bootstrap}"\n'
-            f'group = "predictors-{suffix}"\ntracking_uri = "{template[0]}"\n'
+            f'group = "predictors-{suffix}"\ntrainer_group = "trainers-{suffix}"\n'
+            f'tracking_uri = "{template[0]}"\n'
             f'experiment = "deployment-{suffix}"\nregistered_model = "deployment-{suffix}"\n'
             f"[topics]\n{topic_lines}\n"
         )

@@ -4,13 +4,18 @@ one promotion path and what it announces, and a predictor refusing a tampered bu
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import time
 import uuid
 
 import orjson
 import pytest
 
+from streamfit import messages
 from streamfit.promotion import promote
 from streamfit.registry import ModelRegistry
+from tests.conftest import REPO
 from tests.serving.conftest import Registered, train_bundle
 
 pytestmark = pytest.mark.kafka
@@ -68,8 +73,6 @@ def test_every_entry_point_promotes_through_one_function_and_announces(deploymen
     trainer = deployment.start("trainer", "--max-evals", "1", name="trainer", **lenient)
     deployment.wait_for_log(trainer, "trainer waiting")
     with bus.producer() as producer:
-        from streamfit import messages
-
         producer.produce(deployment.topics.retrain, messages.retrain("test", 0))
     (retrained,) = _events(listener, 1)
     _assert_announced(retrained, registry, "promoted")
@@ -108,3 +111,80 @@ def test_a_tampered_bundle_is_refused_by_a_running_predictor(deployment, mlflow_
     summary = deployment.run_app("--count", "20", "--rate", "100")
     assert summary["answered"] == 20 and summary["lost"] == 0
     assert set(summary["model_versions"]) == {"1"}
+
+
+def _trainer_members(deployment) -> dict[str, int]:
+    """member id -> partitions assigned in the trainers' group (Kafka's own tool)."""
+    out = subprocess.run(
+        [
+            REPO / "scripts" / "kafka",
+            "tool",
+            "consumer-groups",
+            "--bootstrap-server",
+            deployment.bootstrap,
+            "--describe",
+            "--members",
+            "--group",
+            deployment.settings.trainer_group,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    group = deployment.settings.trainer_group
+    return {
+        f[1]: int(f[-1]) for f in (line.split() for line in out.splitlines()) if f[:1] == [group]
+    }
+
+
+def test_a_standby_trainer_runs_the_round_of_a_trainer_killed_mid_round(deployment):
+    registry = ModelRegistry.from_settings(deployment.settings)
+    bus = deployment.bus()
+    listener = bus.consumer([deployment.topics.models], group=None)
+    listener.poll(1, timeout=1)
+    options = (
+        "--max-evals",
+        "4",
+        # a dead member leaves the group after 6 s (the broker's minimum), not librdkafka's 45
+        "--bus-option",
+        "session.timeout.ms=6000",
+        "--bus-option",
+        "heartbeat.interval.ms=500",
+    )
+    lenient = {**os.environ, "STREAMFIT_GATE_TOLERANCE": "10"}
+    trainers = [
+        deployment.start("trainer", *options, name=f"trainer-{i}", env=lenient) for i in (1, 2)
+    ]
+    for trainer in trainers:
+        deployment.wait_for_log(trainer, "trainer waiting")
+    deadline = time.monotonic() + 120
+    while sorted(_trainer_members(deployment).values()) != [0, 1]:  # one works, one waits
+        assert time.monotonic() < deadline, _trainer_members(deployment)
+        time.sleep(1)
+
+    with bus.producer() as producer:
+        producer.produce(deployment.topics.retrain, messages.retrain("test", 0))
+    deadline = time.monotonic() + 120
+    while not (working := [t for t in trainers if "retraining (" in deployment.log(t)]):
+        assert time.monotonic() < deadline, "no trainer started the round"
+        time.sleep(0.2)
+    (worker,) = working
+    (standby,) = [t for t in trainers if t is not worker]
+    deployment.wait_for_log(worker, "trial 1/4")  # mid-round: searching
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=30)
+    killed_log = deployment.log(worker)
+
+    # the command was not committed: the standby gets the partition and runs the round
+    deployment.wait_for_log(standby, "round done", timeout=600)
+    (event,) = _events(listener, 1)
+    _assert_announced(event, registry, "promoted")
+    assert f"round done: v{event['version']} promoted" in deployment.log(standby)
+    assert "gate:" not in killed_log  # killed before its gate: nothing of it was promoted
+    assert registry.champion().version == event["version"]
+    # a version the killed round may have registered was never champion (no promotion tag)
+    history = {version for _, version, _ in registry.champion_history()}
+    assert history == {1, event["version"]}, history
+    assert listener.poll(10, timeout=3) == []  # and nothing else was announced
+    listener.close()
+    bus.close()

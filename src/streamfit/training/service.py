@@ -60,7 +60,9 @@ class TrainerService:
             subscribed = [topics.retrain]
             if self.settings.retrain_on_drift:
                 subscribed.append(topics.drift)
-            consumer = stack.enter_context(self.bus.consumer(subscribed, group="streamfit-trainer"))
+            consumer = stack.enter_context(
+                self.bus.consumer(subscribed, group=self.settings.trainer_group)
+            )
             producer = self.bus.producer()
             stack.callback(producer.close)
             log.info("trainer waiting for retrain commands on %s", subscribed)
