@@ -74,7 +74,9 @@ class ModelSlot:
         return self._compile_idle.wait(timeout)
 
     # -- fetch, verify, validate, swap ---------------------------------------------------------
-    def entry(self, version: int, sha256: str | None = None, model_uri: str | None = None):
+    def entry(
+        self, version: int, sha256: str | None = None, model_uri: str | None = None
+    ) -> RegisteredBundle:
         """A registry entry for ``version``: from an event's fields, else asked of the registry."""
         if sha256 and model_uri:
             return RegisteredBundle(version, model_uri, sha256)
