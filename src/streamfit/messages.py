@@ -3,7 +3,7 @@
 requests      {"request_id": str, "data": {column: value}}
 predictions   {"request_id": str, "probability": float, "label": 0|1, "model_version": int}
 dead_letter   {"request_id": str (when known), "error": reason, "payload": raw message, truncated}
-retrain       {"reason": str, "labelled": int, "requested_at": float}
+retrain       {"reason": str, "labelled": int, "threshold": int (recorder), "requested_at": float}
 models        {"version": int, "event": "promoted"|"rollback"|..., "metrics": {...}}
 labels        {"request_id": str, "label": 0|1 or an income_bracket string}
 """
@@ -136,8 +136,13 @@ def dead_letter(error: str, payload: bytes, request_id: str | None = None) -> by
     return orjson.dumps(record)
 
 
-def retrain(reason: str, labelled: int) -> bytes:
-    return orjson.dumps({"reason": reason, "labelled": labelled, "requested_at": time.time()})
+def retrain(reason: str, labelled: int, threshold: int | None = None) -> bytes:
+    """A retrain command; ``threshold``: the multiple of ``retrain_every`` labelled observations
+    it was published for (the recorder publishes each threshold once)."""
+    record: dict[str, Any] = {"reason": reason, "labelled": labelled}
+    if threshold is not None:
+        record["threshold"] = threshold
+    return orjson.dumps({**record, "requested_at": time.time()})
 
 
 def model_ready(version: int, event: str, **details: Any) -> bytes:

@@ -14,7 +14,7 @@ from streamfit.bus import get_bus
 from streamfit.config import Settings
 from streamfit.data import FEATURE_COLUMNS
 from streamfit.monitoring.monitor import Monitor
-from streamfit.observations import ObservationStore
+from streamfit.stores import ObservationStore
 
 
 def _observations(rows: pd.DataFrame, start: int, version: int, labelled: bool) -> list:
@@ -52,7 +52,7 @@ def test_checks_publish_events_and_metrics(
 ) -> None:
     bus = get_bus(None)
     drift_topic = bus.consumer([settings.topics.drift], group="test")
-    store = ObservationStore(settings.observations_path)
+    store = ObservationStore(settings.store_url)
     logged: list[tuple[dict[str, float], int]] = []
     monitor = Monitor(
         settings,
@@ -98,7 +98,7 @@ def test_thread_publishes_and_stops(
 ) -> None:
     bus = get_bus(None)
     drift_topic = bus.consumer([settings.topics.drift], group="test")
-    store = ObservationStore(settings.observations_path)
+    store = ObservationStore(settings.store_url)
     with Monitor(settings, bus, reference, store=store) as monitor:
         store.add(_observations(adult_test.iloc[:350], 0, version=1, labelled=False))
         messages = drift_topic.poll(1, timeout=20)

@@ -7,8 +7,9 @@ import pytest
 
 from streamfit import messages
 from streamfit.bus import MemoryBus, Message, Producer
-from streamfit.observations import ObservationStore, ObservationWriter
 from streamfit.serving import Predictor
+from streamfit.serving._observation_writer import ObservationWriter
+from streamfit.stores import ObservationStore
 
 
 class Captured(Producer):
@@ -81,7 +82,7 @@ def test_a_label_in_the_same_batch_as_its_request_joins(predictor, requests_data
 
 
 def test_writer_stores_everything_pending_on_close(tmp_path, requests_data):
-    store = ObservationStore(tmp_path / "o.db")
+    store = ObservationStore(f"sqlite:///{tmp_path / 'o.db'}")
     writer = ObservationWriter(store, max_pending=1)
     for i in range(20):
         value = messages.request(f"w{i}", requests_data[i])
@@ -100,7 +101,7 @@ def test_writer_hands_a_failed_write_to_wait(tmp_path):
         def add(self, observations):
             raise OSError("disk full")
 
-    writer = ObservationWriter(Failing(tmp_path / "o.db"))
+    writer = ObservationWriter(Failing(f"sqlite:///{tmp_path / 'o.db'}"))
     writer.submit([("x", b"{}", 0.5, 1, None)])
     with pytest.raises(OSError, match="disk full"):
         writer.wait(timeout=10)

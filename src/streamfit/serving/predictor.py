@@ -30,8 +30,9 @@ from ..bundle import BundleError, ModelBundle, ModelStore
 from ..bus import Bus, Consumer, Message, Producer, TransactionalProducer
 from ..config import Settings
 from ..data import LABEL_COLUMN, label_to_int
-from ..observations import Observation, ObservationStore, ObservationWriter
+from ..stores import Observation, ObservationStore
 from ._compiled import CompileError, compile_bundle, compiled_bundle, compiler
+from ._observation_writer import ObservationWriter
 
 log = logging.getLogger("streamfit.predictor")
 
@@ -64,7 +65,7 @@ class Predictor:
         self.bus = bus
         self.topics = settings.topics
         self.store = ModelStore(settings.models_dir, settings.keep_models)
-        self.observations = ObservationStore(settings.observations_path)
+        self.observations = ObservationStore(settings.store_url)
         self.stats = PredictorStats()
         self.running = False
         self.ready = threading.Event()  # set once the loop consumes

@@ -23,8 +23,8 @@ from .. import messages
 from ..bundle import ModelStore
 from ..bus import Bus, Message
 from ..config import Settings
-from ..observations import ObservationStore
 from ..serving._compiled import precompile
+from ..stores import ObservationStore
 
 log = logging.getLogger("streamfit.trainer")
 
@@ -33,7 +33,7 @@ class TrainerService:
     def __init__(self, settings: Settings, bus: Bus) -> None:
         self.settings = settings
         self.bus = bus
-        self.observations = ObservationStore(settings.observations_path)
+        self.observations = ObservationStore(settings.store_url)
         self.running = False
         self.ready = threading.Event()
         self.idle = threading.Event()
