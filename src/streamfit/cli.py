@@ -30,6 +30,8 @@ _SETTING_OPTIONS = (
     "linger_ms",
     "guarantee",
     "group",
+    "recorder_group",
+    "store",
     "compile_model",
     "max_evals",
     "init_max_evals",
@@ -65,6 +67,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite in data dir)")
     group.add_argument("--experiment", help="MLflow experiment name (default streamfit)")
     group.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+
+
+def _store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="observation store, an SQLAlchemy URL: sqlite:///PATH (default "
+        "sqlite:///<data dir>/observations.db) or postgresql+psycopg://USER:PASSWORD@HOST/DB",
+    )
 
 
 def _training(parser: argparse.ArgumentParser, budget_dest: str) -> None:
@@ -218,6 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
         "rollback", help="go back to the previous champion; predictors follow"
     )
 
+    recorder = commands.add_parser(
+        "recorder",
+        help="record requests, predictions and labels in the observation store; ask for a "
+        "retrain every N labelled observations",
+    )
+    recorder.add_argument(
+        "--retrain-every",
+        type=int,
+        help="publish a retrain command every N labelled observations (default 50)",
+    )
+    recorder.add_argument("--max-batch", type=int, help="largest batch per transaction (1000)")
+    recorder.add_argument(
+        "--recorder-group", help="consumer group of the recorders (default streamfit-recorder)"
+    )
+
     _drift_aware(trainer)
     _drift_aware(demo)
     _monitoring(demo)
@@ -250,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
         init,
         predictor,
         trainer,
+        recorder,
         app,
         demo,
         leaderboard,
@@ -258,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
         monitor,
     ):
         _common(command)
+    for command in (predictor, trainer, recorder, demo, monitor):
+        _store(command)
     return parser
 
 
@@ -322,6 +351,17 @@ def cmd_trainer(settings: Settings, args: argparse.Namespace) -> int:
     bus = get_bus(settings.bus, dict(settings.bus_options))
     bus.ensure_topics(_partitions(settings))
     _run_service(TrainerService(settings, bus))
+    return 0
+
+
+def cmd_recorder(settings: Settings, args: argparse.Namespace) -> int:
+    from .bus import get_bus
+    from .demo import _partitions
+    from .recording import Recorder
+
+    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus.ensure_topics(_partitions(settings))
+    _run_service(Recorder(settings, bus))
     return 0
 
 
@@ -443,6 +483,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "init": cmd_init,
     "predictor": cmd_predictor,
     "trainer": cmd_trainer,
+    "recorder": cmd_recorder,
     "app": cmd_app,
     "demo": cmd_demo,
     "leaderboard": cmd_leaderboard,
@@ -462,12 +503,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from .bundle import BundleError
     from .bus import BusError
+    from .stores import StoreError
 
     try:
         settings = settings_from(args)
         log.debug("settings: %s", settings)
         return COMMANDS[args.command](settings, args)
-    except (ConfigError, BundleError, BusError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, BundleError, BusError, StoreError, ValueError, FileNotFoundError) as exc:
         print(f"streamfit {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -168,6 +168,11 @@ class ObservationStore:
         self._insert = insert
         self._upsert = _upsert_statement(insert)
 
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for logs."""
+        return self.engine.url.render_as_string(hide_password=True)
+
     # -- writing ------------------------------------------------------------------------------
     def record(
         self,
