@@ -44,6 +44,7 @@ class Settings:
     tracking_uri: str = ""  # empty: sqlite:///<data_dir>/mlflow.db
     # Observation store (SQLAlchemy URL), written by the recorder, read by trainer and monitor.
     store: str = ""  # empty: sqlite:///<data_dir>/observations.db
+    trials: str = ""  # trial store (SQLAlchemy URL); empty: sqlite:///<data_dir>/trials.db
     experiment: str = "streamfit"
     registered_model: str = "streamfit-model"
     topics: Topics = field(default_factory=Topics)
@@ -136,11 +137,13 @@ class Settings:
             raise ConfigError(f"guarantee must be one of {GUARANTEES}, got {self.guarantee!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.store and not self.store.startswith(("sqlite:", "postgresql")):
-            raise ConfigError(
-                "store must be an SQLAlchemy URL, sqlite:///path or "
-                f"postgresql+psycopg://user:password@host/db, got {self.store!r}"
-            )
+        for name in ("store", "trials"):
+            url = getattr(self, name)
+            if url and not url.startswith(("sqlite:", "postgresql")):
+                raise ConfigError(
+                    f"{name} must be an SQLAlchemy URL, sqlite:///path or "
+                    f"postgresql+psycopg://user:password@host/db, got {url!r}"
+                )
         if not (self.bus.startswith("memory") or self.bus.startswith("kafka://")):
             raise ConfigError(f"bus must be 'memory://' or 'kafka://host:port', got {self.bus!r}")
 
@@ -162,7 +165,7 @@ class Settings:
 
     @property
     def trials_url(self) -> str:
-        return f"sqlite:///{self.data_dir.resolve() / 'trials.db'}"
+        return self.trials or f"sqlite:///{self.data_dir.resolve() / 'trials.db'}"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -6,7 +6,7 @@ built from a URL (``--store``). The trial store lives with the trainer (``traini
 
 from __future__ import annotations
 
-from ._sql import StoreError, StoreUnavailable
+from ._sql import StoreError, StoreUnavailable, create_schema, make_engine
 from .observations import (
     Observation,
     ObservationBatch,
@@ -23,4 +23,6 @@ __all__ = [
     "Recorded",
     "StoreError",
     "StoreUnavailable",
+    "create_schema",
+    "make_engine",
 ]

@@ -51,7 +51,7 @@ def make_engine(url: str) -> sa.Engine:
 
 def create_schema(engine: sa.Engine, metadata: sa.MetaData) -> None:
     """Create the tables and indexes of ``metadata`` that do not exist yet."""
-    with _translated(), engine.begin() as db:
+    with writing(engine) as db:
         if engine.dialect.name == "postgresql":
             db.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
         metadata.create_all(db)
