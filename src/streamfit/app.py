@@ -108,9 +108,12 @@ def run_app(
         deadline = math.inf
         while not stop.is_set():
             for message in consumer.poll(1000, timeout=0.2):
-                record = messages.decode(message.value)
-                request_id = record.get("request_id")
-                if request_id not in sent_at:
+                try:
+                    record = messages.decode(message.value)
+                    request_id = record.get("request_id")
+                except (ValueError, AttributeError):  # not JSON, or not an object
+                    continue  # not an answer to us: anyone may write to these topics
+                if not isinstance(request_id, str) or request_id not in sent_at:
                     continue  # another app's traffic
                 if message.topic == topics.dead_letter:
                     dead.add(request_id)

@@ -87,8 +87,8 @@ def parse_requests(values: Sequence[bytes]) -> RequestBatch:
     for position, value in enumerate(values):
         try:
             request = _decode_request(value)
+        # msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8.
         except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # ValidationError included
-            # (msgspec raises UnicodeDecodeError for invalid UTF-8 inside a string)
             batch.rejected.append((position, _explain(value, exc)))
             continue
         batch.positions.append(position)
@@ -209,6 +209,18 @@ def retrain(reason: str, labelled: int, threshold: int | None = None) -> bytes:
 
 def model_ready(version: int, event: str, **details: Any) -> bytes:
     return orjson.dumps({"version": version, "event": event, **details}, default=str)
+
+
+def model_event_version(value: bytes) -> int:
+    """The model version a ``models`` event names; InvalidMessage says what is wrong."""
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidMessage(f"invalid JSON: {exc}") from None
+    version = event.get("version") if isinstance(event, dict) else None
+    if type(version) is not int or version < 1:  # bool is an int: refused too
+        raise InvalidMessage(f"a model event needs an integer 'version' >= 1, got {version!r}")
+    return version
 
 
 def decode(value: bytes) -> Any:

@@ -46,7 +46,7 @@ def requests_data():
 class Running:
     """A predictor running in a thread on an in-process bus, with a listener on its outputs."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, predictor: type[Predictor] = Predictor) -> None:
         self.bus = MemoryBus()
         self.settings = settings
         topics = settings.topics
@@ -54,7 +54,7 @@ class Running:
             [topics.predictions, topics.dead_letter, topics.retrain], group=None
         )
         self.producer = self.bus.producer()
-        self.predictor = Predictor(settings, self.bus)
+        self.predictor = predictor(settings, self.bus)
         self.thread = threading.Thread(target=self.predictor.run, daemon=True)
         self.thread.start()
         assert self.predictor.ready.wait(30)

@@ -6,7 +6,8 @@ import orjson
 import pytest
 
 from streamfit import messages
-from tests.serving.conftest import train_bundle
+from streamfit.serving import Predictor
+from tests.serving.conftest import Running, train_bundle
 
 
 def _wait_for(condition, timeout: float = 20.0) -> None:
@@ -76,6 +77,9 @@ BAD_INPUTS = [
     (b'{"request_id": "unknown", "data": {"shoe_size": 44}}', "unknown", "unknown column"),
     (b'{"request_id": "not-object", "data": [1, 2]}', "not-object", "must be an object"),
     (b"[]", None, "JSON object"),
+    # The poison pill: a request_id that is not UTF-8 once stopped every predictor of the group.
+    (b'{"request_id": "ab\xed\xa0\x80", "data": {}}', None, "not valid UTF-8"),
+    (b"\xff\xfe\x00", None, "not valid UTF-8"),
 ]
 
 
@@ -91,7 +95,7 @@ def test_bad_input_is_dead_lettered_and_neighbours_still_answered(running, reque
     for record, (payload, request_id, reason) in zip(dead, BAD_INPUTS, strict=True):
         assert reason in record["error"]
         assert record.get("request_id") == request_id
-        assert record["payload"] == payload.decode()
+        assert record["payload"] == payload.decode(errors="replace")
 
 
 def test_retrain_is_requested_every_n_labelled(running, requests_data, settings):
@@ -133,3 +137,36 @@ def test_late_labels_join_duplicates_and_unknown_ids(running, requests_data):
     frame = running.predictor.observations.labelled_frame()
     assert frame["request_id"].tolist() == ["late"]
     assert frame["label"].tolist() == [1]  # the first label wins; the duplicate changes nothing
+
+
+class _FailsOnBoom(Predictor):
+    """A predictor with a bug that only one request triggers, after its batch's output."""
+
+    def _predict(self, requests, producer):
+        super()._predict(requests, producer)
+        if any(b'"boom' in m.value for m in requests):
+            raise RuntimeError("boom went off")
+
+
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_an_unexpected_exception_dead_letters_its_message_only(
+    settings, store, requests_data, guarantee
+):
+    service = Running(settings.replace(guarantee=guarantee), _FailsOnBoom)
+    try:
+        for i in range(3):
+            service.send("requests", messages.request(f"ok{i}", requests_data[i]))
+        service.send("requests", messages.request("boom", requests_data[3]))
+        service.send("requests", messages.request("ok3", requests_data[4]))
+        batch = service.collect(5)
+        answered = [a["request_id"] for a in _predictions(batch)]
+        assert sorted(answered) == ["ok0", "ok1", "ok2", "ok3"]  # each once, boom not at all
+        dead = _predictions(batch, "dead_letter")
+        assert len(dead) == 1
+        assert "RuntimeError: boom went off" in dead[0]["error"]
+        assert orjson.loads(dead[0]["payload"])["request_id"] == "boom"
+        # ... and the loop goes on
+        service.send("requests", messages.request("after", requests_data[5]))
+        assert [a["request_id"] for a in _predictions(service.collect(1))] == ["after"]
+    finally:
+        service.stop()

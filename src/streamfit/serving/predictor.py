@@ -1,7 +1,9 @@
 """The predictor: requests in, predictions out, a retrain asked for every N labelled rows.
 
 Hot path per micro-batch: decode and validate every message in one msgspec pass (a bad one is
-dead-lettered, never fails its batch), transform the whole batch as columns with NumPy, one
+dead-lettered, never fails its batch; should anything else raise, the batch is handled again
+message by message and only the offender is dead-lettered: see :mod:`streamfit.batches`),
+transform the whole batch as columns with NumPy, one
 LightGBM call, encode, produce; the observations are stored by a writer thread meanwhile. Then
 wait for the broker's acks and for the observations, and commit the consumed offsets
 (at-least-once) — or commit all of it as one Kafka transaction (exactly-once). New models are
@@ -26,6 +28,7 @@ import numpy as np
 import orjson
 
 from .. import messages
+from ..batches import handle_isolating
 from ..bundle import BundleError, ModelBundle, ModelStore
 from ..bus import Bus, Consumer, Message, Producer, TransactionalProducer
 from ..config import Settings
@@ -195,13 +198,17 @@ class Predictor:
         while self.running:
             for message in consumer.poll(10, timeout=0.5):
                 try:
-                    event = messages.decode(message.value)
-                    version = int(event["version"])
-                except (ValueError, KeyError, TypeError) as exc:
+                    version = messages.model_event_version(message.value)
+                except messages.InvalidMessage as exc:
                     log.error("ignoring malformed model event %r: %s", message.value[:200], exc)
                     continue
-                if version != self.model_version:
+                if version == self.model_version:
+                    continue
+                try:
                     self.swap_to(version)
+                except Exception:  # this thread must live on: the next event may be fine
+                    self.stats.refused_models += 1
+                    log.exception("refused model v%s: loading it raised", version)
 
     # -- the loop -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -243,16 +250,25 @@ class Predictor:
                     batch += consumer.poll(settings.max_batch - len(batch), timeout=linger)
                 if isinstance(producer, TransactionalProducer):
                     producer.begin()
-                    self.process(batch, producer)
+                    self.process_isolating(batch, producer)
                     self.flush_observations(producer)
                     producer.commit_with(consumer)
                 else:
-                    self.process(batch, producer)
+                    self.process_isolating(batch, producer)
                     producer.flush()  # every prediction acknowledged (SQLite writes meanwhile)
                     if self.flush_observations(producer):  # ... every observation stored ...
                         producer.flush()  # (and the retrain command it triggered)
                     consumer.commit()  # ... before the requests count as done
             watcher.join(timeout=2)
+
+    def process_isolating(self, batch: list[Message], producer: Producer) -> None:
+        """:meth:`process`, where an unexpected exception dead-letters only the message behind
+        it (the batch is retried message by message) instead of stopping the predictor."""
+
+        def dead_letter(message: Message, reason: str) -> None:
+            self._dead_letter(producer, reason, message.value)
+
+        handle_isolating(batch, self.process, producer, dead_letter)
 
     def process(self, batch: list[Message], producer: Producer) -> None:
         """Predict a micro-batch; dead-letter what cannot be predicted. Never raises on input.
