@@ -124,7 +124,7 @@ def parse_prediction(value: bytes) -> tuple[str, float, int]:
     try:
         prediction = _decode_prediction(value)
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise InvalidMessage(f"invalid prediction: {_reason(exc)}", _request_id_of(value)) from None
+        raise InvalidMessage(f"invalid prediction: {_reason(exc)}", request_id_of(value)) from None
     return prediction.request_id, prediction.probability, prediction.model_version
 
 
@@ -155,7 +155,8 @@ def _reason(error: Exception) -> str:
     return str(error)
 
 
-def _request_id_of(value: bytes) -> str | None:
+def request_id_of(value: bytes) -> str | None:
+    """The ``request_id`` of a message, if it can be read at all (for a dead letter's key)."""
     try:
         request_id = orjson.loads(value).get("request_id")
     except (orjson.JSONDecodeError, AttributeError):

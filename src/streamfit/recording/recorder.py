@@ -16,8 +16,9 @@ outbox message whose delivery was acknowledged by Kafka but not yet marked sent 
 died is delivered again (at-least-once, the outbox's guarantee; the trainer coalesces commands).
 
 If a batch's transaction fails for an unexpected reason, the batch is recorded again message by
-message and only the offender is dead-lettered, with the database's reason. When the database
-cannot be reached the batch waits (backoff) instead: nothing is dead-lettered for that.
+message and only the offender is dead-lettered, with the database's reason
+(:mod:`streamfit.batches`). When the database cannot be reached the batch waits (backoff)
+instead: nothing is dead-lettered for that.
 
 Several recorders in one consumer group (``recorder_group``) split the partitions; the store
 makes their concurrent upserts and the retrain counter correct.
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import messages
+from ..batches import handle_isolating
 from ..bus import Bus, Message, Producer
 from ..config import Settings
 from ..stores import ObservationBatch, ObservationStore, StoreError, StoreUnavailable
@@ -74,6 +76,7 @@ class Recorder:
         self.running = False
         self.ready = threading.Event()  # set once the loop consumes
         self._wake = threading.Event()  # cuts a backoff short on stop()
+        self._queued = False  # the batch being handled queued a retrain command
 
     def stop(self) -> None:
         """Finish the batch, deliver, commit and return. Safe from a signal handler."""
@@ -134,40 +137,34 @@ class Recorder:
 
     def handle(self, batch: list[Message], producer: Producer) -> bool:
         """Record ``batch`` (one transaction) and queue its dead letters; True if a retrain
-        command was queued in the outbox. Raises only :class:`StoreUnavailable`."""
+        command was queued in the outbox. Raises only :class:`StoreUnavailable`.
+
+        Should the transaction fail for another reason, the batch is handled again message by
+        message (:func:`~streamfit.batches.handle_isolating`) and only the offender is
+        dead-lettered, with the database's reason.
+        """
         self.stats.batches += 1
+        self._queued = False
+        handle_isolating(
+            batch,
+            self._handle,
+            producer,
+            lambda message, reason: self._refuse(message, reason, producer),
+            reraise=(StoreUnavailable,),
+        )
+        return self._queued
+
+    def _handle(self, batch: list[Message], producer: Producer) -> None:
         decoded = decode_batch(batch, self.topics)
-        try:
-            queued = self._record(decoded.batch)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:  # an offender somewhere in the batch: find it
-            log.warning("batch of %d not recorded (%s): one message at a time", len(batch), exc)
-            return self._one_by_one(batch, producer)
-        self._count(decoded.batch)
+        if decoded.batch:
+            self._queued |= self._record(decoded.batch)
+            self._count(decoded.batch)
         for refused in decoded.refused:
             self._dead_letter(producer, refused)
-        return queued
 
-    def _one_by_one(self, batch: list[Message], producer: Producer) -> bool:
-        queued = False
-        for message in batch:
-            decoded = decode_batch([message], self.topics)
-            for refused in decoded.refused:
-                self._dead_letter(producer, refused)
-            if not decoded.batch:
-                continue
-            try:
-                queued |= self._record(decoded.batch)
-            except StoreUnavailable:
-                raise
-            except Exception as exc:
-                request_id = _first_id(decoded.batch)
-                reason = f"could not be recorded: {exc}"
-                self._dead_letter(producer, Refused(reason, message.value, request_id))
-            else:
-                self._count(decoded.batch)
-        return queued
+    def _refuse(self, message: Message, reason: str, producer: Producer) -> None:
+        request_id = messages.request_id_of(message.value)
+        self._dead_letter(producer, Refused(reason, message.value, request_id))
 
     def _record(self, batch: ObservationBatch) -> bool:
         every = self.settings.retrain_every
@@ -208,13 +205,6 @@ class Recorder:
             messages.dead_letter(refused.reason, refused.payload, refused.request_id, "recorder"),
             refused.request_id.encode() if refused.request_id else None,
         )
-
-
-def _first_id(batch: ObservationBatch) -> str | None:
-    for part in (batch.requests, batch.predictions, batch.labels):
-        if part:
-            return part[0][0]
-    return None
 
 
 __all__ = ["Recorder", "RecorderStats"]
