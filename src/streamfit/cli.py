@@ -91,12 +91,15 @@ def _training(parser: argparse.ArgumentParser, budget_dest: str) -> None:
     )
 
 
-def _serving(parser: argparse.ArgumentParser) -> None:
+def _retrain_every(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--retrain-every",
         type=int,
-        help="ask for a retrain every N labelled observations (default 50)",
+        help="publish a retrain command every N labelled observations (default 50)",
     )
+
+
+def _serving(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-models", type=int, help="model bundles kept on disk (default 2)")
     parser.add_argument("--max-batch", type=int, help="largest micro-batch (default 1000)")
     parser.add_argument(
@@ -201,8 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     app.add_argument("--summary-json", type=Path, help="write the summary to this file")
 
-    demo = commands.add_parser("demo", help="initial model + predictor + trainer + app in one go")
+    demo = commands.add_parser(
+        "demo", help="initial model + predictor + recorder + trainer + monitor + app in one go"
+    )
     _serving(demo)
+    _retrain_every(demo)
     _training(demo, "max_evals")
     demo.add_argument("--init-max-evals", type=int, help="budget of the initial training")
     demo.add_argument("--count", type=int, default=200, help="requests to send (default 200)")
@@ -234,11 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="record requests, predictions and labels in the observation store; ask for a "
         "retrain every N labelled observations",
     )
-    recorder.add_argument(
-        "--retrain-every",
-        type=int,
-        help="publish a retrain command every N labelled observations (default 50)",
-    )
+    _retrain_every(recorder)
     recorder.add_argument("--max-batch", type=int, help="largest batch per transaction (1000)")
     recorder.add_argument(
         "--recorder-group", help="consumer group of the recorders (default streamfit-recorder)"
@@ -285,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         monitor,
     ):
         _common(command)
-    for command in (predictor, trainer, recorder, demo, monitor):
+    for command in (trainer, recorder, demo, monitor):
         _store(command)
     return parser
 

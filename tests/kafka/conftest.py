@@ -57,7 +57,8 @@ class Deployment:
         topic_lines = "\n".join(f'{k} = "{v}"' for k, v in vars(self.topics).items())
         self.config.write_text(
             f'data_dir = "{self.data_dir}"\nbus = "kafka://{bootstrap}"\n'
-            f'group = "predictors-{suffix}"\n[topics]\n{topic_lines}\n'
+            f'group = "predictors-{suffix}"\nrecorder_group = "recorders-{suffix}"\n'
+            f"[topics]\n{topic_lines}\n"
         )
         self.settings = Settings.load(config_file=self.config, environ={})
         self.processes: list[subprocess.Popen] = []

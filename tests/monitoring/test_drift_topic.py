@@ -31,7 +31,7 @@ def test_drifted_window_is_published_on_the_drift_topic(
     store = ObservationStore(settings.store_url)
     shifted = adult_test.iloc[:400].copy()
     shifted["hours_per_week"] = shifted["hours_per_week"] * 1.5
-    store.add(_observations(shifted, 0, version=1, labelled=False))
+    store.record(_observations(shifted, 0, version=1, labelled=False))
     monitor = Monitor(settings, bus, reference, store=store)
     report = monitor.run_once()
     monitor.close()

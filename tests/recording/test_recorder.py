@@ -115,7 +115,9 @@ def test_an_offender_the_database_refuses_is_dead_lettered_alone(stream: Stream)
     recorder = stream.start()
     wait_for(lambda: recorder.stats.dead_letters == 1, "the offender dead-lettered")
     (letter,) = stream.read("dead_letter", 1)
-    assert letter["request_id"] == "k0" and letter["error"].startswith("unexpected error: StoreError")
+    assert letter["request_id"] == "k0" and letter["error"].startswith(
+        "unexpected error: StoreError"
+    )
     wait_for(lambda: stream.store.count() == 5, "every request")
     assert stream.store.get("k0")["probability"] is None
     assert all(stream.store.get(f"k{i}")["model_version"] == 1 for i in range(1, 5))

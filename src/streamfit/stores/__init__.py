@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from ._sql import StoreError, StoreUnavailable, create_schema, make_engine
 from .observations import (
-    Observation,
     ObservationBatch,
     ObservationStore,
     OutboxMessage,
@@ -16,7 +15,6 @@ from .observations import (
 )
 
 __all__ = [
-    "Observation",
     "ObservationBatch",
     "ObservationStore",
     "OutboxMessage",

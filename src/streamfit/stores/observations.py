@@ -142,9 +142,6 @@ class OutboxMessage:
     key: bytes | None = None
 
 
-# (request_id, request JSON, probability, model_version, label or None): one predicted request.
-Observation = tuple[str, bytes, float, int, int | None]
-
 # command(threshold, labelled) -> (topic, value) of the message to publish for that threshold.
 Command = Callable[[int, int], tuple[str, bytes]]
 
@@ -325,54 +322,6 @@ class ObservationStore:
 
     def close(self) -> None:
         self.engine.dispose()
-
-    # -- the predictor's writes, until it is stateless (issue 10) -------------------------------
-    def add(self, observations: Sequence[Observation]) -> int:
-        """Store predicted requests (with their label when the request carried one); return how
-        many *new* labelled observations that made."""
-        batch = ObservationBatch(
-            requests=[(rid, data) for rid, data, _, _, _ in observations],
-            predictions=[(rid, p, version) for rid, _, p, version, _ in observations],
-            labels=[(rid, label) for rid, _, _, _, label in observations if label is not None],
-        )
-        rows = _merge(batch, time.time())
-
-        def work(db: sa.Connection) -> int:
-            before = self._count(db, labelled=True)
-            if rows:
-                db.execute(self._upsert, rows)
-            return self._count(db, labelled=True) - before
-
-        return transact(self.engine, work)
-
-    def set_labels(self, labels: Sequence[tuple[str, int]]) -> tuple[int, list[str]]:
-        """Attach late labels to stored requests. Returns (newly labelled, ids not found)."""
-        ids = [rid for rid, _ in labels]
-        now = time.time()
-
-        def work(db: sa.Connection) -> tuple[int, list[str]]:
-            known: dict[str, Any] = {}
-            for start in range(0, len(ids), 500):
-                known.update(
-                    db.execute(
-                        sa.select(_obs.request_id, _obs.label).where(
-                            _obs.request_id.in_(ids[start : start + 500]), _obs.data.is_not(None)
-                        )
-                    ).all()
-                )
-            new = 0
-            for request_id, label in labels:
-                if request_id in known and known[request_id] is None:
-                    db.execute(
-                        observations_table.update()
-                        .where(_obs.request_id == request_id)
-                        .values(label=label, labelled_at=now)
-                    )
-                    known[request_id] = label
-                    new += 1
-            return new, [rid for rid in ids if rid not in known]
-
-        return transact(self.engine, work)
 
     # -- internals ----------------------------------------------------------------------------
     def _count(self, db: sa.Connection, labelled: bool) -> int:
