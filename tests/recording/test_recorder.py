@@ -176,3 +176,22 @@ def test_a_recorder_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
 def _complete(stream: Stream) -> int:
     """Rows with request, prediction and label."""
     return int(stream.store.labelled_outcomes()["probability"].notna().sum())
+
+
+def test_a_starting_recorder_first_delivers_what_was_left_unsent(stream: Stream) -> None:
+    """A predecessor committed a threshold and died before delivering its command."""
+    from streamfit.stores import ObservationBatch
+
+    batch = ObservationBatch(
+        requests=[(f"u{i}", _request(f"u{i}")) for i in range(10)],
+        labels=[(f"u{i}", 1) for i in range(10)],
+    )
+    outcome = stream.store.record(
+        batch,
+        every=10,
+        command=lambda t, n: (stream.topics.retrain, messages.retrain("every_n_labelled", n, t)),
+    )
+    assert outcome.thresholds == [10] and stream.store.unsent() == 1
+    started = stream.start()
+    assert started.stats.retrains_sent == 1 and stream.store.unsent() == 0
+    assert [c["threshold"] for c in stream.read("retrain", 1)] == [10]

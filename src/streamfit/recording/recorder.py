@@ -43,6 +43,9 @@ from ._decode import Refused, decode_batch
 log = logging.getLogger("streamfit.recorder")
 
 _MAX_BACKOFF_S = 30.0
+# How often a recorder looks for outbox messages another recorder queued but never delivered
+# (killed in between) when it queued nothing itself.
+_OUTBOX_SWEEP_S = 10.0
 
 
 @dataclass
@@ -100,14 +103,23 @@ class Recorder:
                 self.settings.retrain_every,
             )
             self.ready.set()
+            swept = time.monotonic()
             while self.running:
                 batch = consumer.poll(self.settings.max_batch, timeout=0.2)
+                sweep = time.monotonic() - swept > _OUTBOX_SWEEP_S
+                if sweep:
+                    swept = time.monotonic()
                 if not batch:
+                    if sweep:
+                        try:
+                            self.deliver(producer, outbox=True)
+                        except StoreUnavailable as exc:  # the next sweep tries again
+                            log.warning("outbox not swept, store unavailable: %s", exc)
                     continue
                 queued = self._record_until_done(batch, producer)
                 if queued is None:  # stopped while the database was unreachable
                     break
-                self.deliver(producer, outbox=queued)
+                self.deliver(producer, outbox=queued or sweep)
                 consumer.commit()  # only now does the batch count as done
             try:
                 pending: int | str = self.store.pending_labels()
