@@ -227,3 +227,12 @@ def test_sqlite_file_of_the_previous_schema_is_migrated(tmp_path) -> None:
     assert _content(store.get("old")) == ("old", _request("o"), 0.5, 1, 1)
     store.record(ObservationBatch(labels=[("pending", 0)]))  # data may now be empty
     assert (store.count(labelled=True), store.pending_labels()) == (1, 1)
+
+
+def test_the_module_example_runs() -> None:
+    import doctest
+
+    from streamfit.stores import observations
+
+    result = doctest.testmod(observations)
+    assert result.attempted > 0 and result.failed == 0
