@@ -32,6 +32,7 @@ _SETTING_OPTIONS = (
     "group",
     "recorder_group",
     "store",
+    "trials",
     "compile_model",
     "max_evals",
     "init_max_evals",
@@ -75,6 +76,14 @@ def _store(parser: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="observation store, an SQLAlchemy URL: sqlite:///PATH (default "
         "sqlite:///<data dir>/observations.db) or postgresql+psycopg://USER:PASSWORD@HOST/DB",
+    )
+
+
+def _trials(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trials",
+        metavar="URL",
+        help="trial store, an SQLAlchemy URL (default sqlite:///<data dir>/trials.db)",
     )
 
 
@@ -289,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
         _common(command)
     for command in (trainer, recorder, demo, monitor):
         _store(command)
+    for command in (init, trainer, demo, leaderboard, promote, rollback):
+        _trials(command)
     return parser
 
 

@@ -37,7 +37,7 @@ from .. import messages
 from ..batches import handle_isolating
 from ..bus import Bus, Message, Producer
 from ..config import Settings
-from ..stores import ObservationBatch, ObservationStore, StoreError, StoreUnavailable
+from ..stores import ObservationBatch, ObservationStore, StoreUnavailable
 from ._decode import Refused, decode_batch
 
 log = logging.getLogger("streamfit.recorder")
@@ -60,6 +60,7 @@ class RecorderStats:
     retrains_queued: int = 0
     retrains_sent: int = 0
     labelled: int = 0
+    pending_labels: int = 0  # labels whose request was not seen yet (at the latest sweep)
     store_retries: int = 0
     started: float = field(default_factory=time.time)
 
@@ -121,14 +122,9 @@ class Recorder:
                     break
                 self.deliver(producer, outbox=queued or sweep)
                 consumer.commit()  # only now does the batch count as done
-            try:
-                pending: int | str = self.store.pending_labels()
-            except StoreError:
-                pending = "?"
             log.info(
-                "recorder stopped: %d labelled observations, %s pending labels (%s)",
+                "recorder stopped: %d labelled observations (%s)",
                 self.stats.labelled,
-                pending,
                 self.stats.as_dict(),
             )
         self.store.close()
@@ -192,7 +188,8 @@ class Recorder:
 
     def deliver(self, producer: Producer, *, outbox: bool) -> None:
         """Flush what was produced (dead letters); with ``outbox``, send the unsent outbox
-        messages too and mark them sent once the broker has acknowledged them."""
+        messages too and mark them sent once the broker has acknowledged them (and refresh the
+        pending-labels count)."""
         if not outbox:
             producer.flush()
             return
@@ -200,6 +197,10 @@ class Recorder:
             for message in unsent:
                 producer.produce(message.topic, message.value, message.key)
             producer.flush()
+        pending = self.store.pending_labels()
+        if pending != self.stats.pending_labels:
+            log.info("%d label(s) wait for their request", pending)
+        self.stats.pending_labels = pending
         self.stats.retrains_sent += len(unsent)
         if unsent:
             log.info("published %d retrain command(s)", len(unsent))

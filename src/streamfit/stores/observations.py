@@ -81,6 +81,12 @@ sa.Index(
     sqlite_where=_obs.data.is_not(None),
     postgresql_where=_obs.data.is_not(None),
 )
+sa.Index(  # pending labels: rows without a request yet (few; counted on every sweep)
+    "observations_pending",
+    _obs.seq,
+    sqlite_where=_obs.data.is_(None),
+    postgresql_where=_obs.data.is_(None),
+)
 
 # Named counters, e.g. the last retrain threshold published ("retrain_mark").
 marks_table = sa.Table(
