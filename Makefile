@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench kafka-up kafka-down clean
+.PHONY: install demo test lint bench kafka-up kafka-down postgres-up postgres-down clean
 
 $(BIN)/streamfit $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "streamfit needs Python 3.11+"'
@@ -17,7 +17,8 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/streamfit demo $(ARGS)
 
-# Starts the real Kafka broker (scripts/kafka) for the Kafka tests and stops it afterwards.
+# Starts the real Kafka broker (scripts/kafka) and PostgreSQL (scripts/postgres) for the tests
+# and stops them afterwards (only those it started).
 test: install
 	bash scripts/test $(ARGS)
 
@@ -35,6 +36,12 @@ kafka-up:
 
 kafka-down:
 	scripts/kafka down
+
+postgres-up:
+	scripts/postgres up
+
+postgres-down:
+	scripts/postgres down
 
 clean:
 	rm -rf streamfit-data .pytest_cache

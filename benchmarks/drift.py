@@ -48,8 +48,8 @@ from streamfit.monitoring import (
     estimate_performance,
     realised_metrics,
 )
-from streamfit.observations import ObservationStore
 from streamfit.serving import Predictor
+from streamfit.stores import ObservationStore
 
 RESULTS = Path(__file__).parent / "results" / "drift.json"
 TARGETS = {
@@ -195,7 +195,7 @@ def stream_delays(
             stream["probability"] = predict(stream)
             with tempfile.TemporaryDirectory() as tmp:
                 run = settings.replace(data_dir=Path(tmp))
-                store = ObservationStore(run.observations_path)
+                store = ObservationStore(run.store_url)
                 monitor = Monitor(run, bus, reference, store=store)
                 monitor.detector = shared_detector(settings, reference)  # skip refitting
                 delay, position = None, 0

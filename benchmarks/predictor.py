@@ -9,7 +9,7 @@ it started it), trains one small initial model (``streamfit init --max-evals 2``
 ``streamfit predictor`` processes on topics and a consumer group of their own:
 
 (a) inprocess  rows/s of ``Predictor.process`` (decode, validate, transform, predict, encode,
-               produce to a null producer; observation store off, then on), with the model as the
+               produce to a null producer; the predictor stores nothing), with the model as the
                predictor serves it by default (compiled by treelite + tl2cgen once its compiler
                thread is done), and with LightGBM only (``compile_model=False``), interleaved in
                one run with a per-message baseline that does what the source design did: one
@@ -347,22 +347,6 @@ class NullProducer(Producer):
         pass
 
 
-class NullObservations:
-    """Stands in for the observation store: part (a) measures the hot path alone."""
-
-    def add(self, observations: Any) -> int:
-        return 0
-
-    def set_labels(self, labels: Any) -> tuple[int, list[str]]:
-        return 0, []
-
-    def count(self, labelled: bool = False) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
-
-
 def baseline_predict(bundle: Any, value: bytes) -> bytes:
     """The source design, per message: a DataFrame, the transform on it, predict on one row."""
     import pandas as pd
@@ -398,21 +382,18 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
     ]
     base_values = values[:baseline_rows]
 
-    def predictor(store: bool, compiled: bool = True) -> Predictor:
+    def predictor(compiled: bool = True) -> Predictor:
         p = Predictor(settings.replace(compile_model=compiled), MemoryBus())
         p.swap_to(ModelStore(settings.models_dir).champion() or 1)
         if not p.wait_for_compile(900):
             raise RuntimeError("the model did not compile within 15 minutes")
-        if not store:
-            p.observations.close()
-            p.observations = NullObservations()  # type: ignore[assignment]
         return p
 
     # The first one builds the model's library in its bundle (timed), the second loads it.
     start = time.perf_counter()
-    fast = predictor(store=False)
+    fast = predictor()
     compile_wall_s = time.perf_counter() - start
-    stored, lgbm = predictor(store=True), predictor(store=False, compiled=False)
+    lgbm = predictor(compiled=False)
     compiled = getattr(fast._bundle, "compiled", None)
     bundle = lgbm._bundle  # the baseline is the source design: LightGBM per message
     producer = NullProducer()
@@ -423,7 +404,7 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
 
     # Interleaved rounds, so all see the same machine: five slices of each.
     rounds = 5
-    fast_s = base_s = store_s = lgbm_s = 0.0
+    fast_s = base_s = lgbm_s = 0.0
     for r in range(rounds):
         part = batches[r::rounds]
         start = time.perf_counter()
@@ -438,17 +419,11 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
         for value in base_values[r::rounds]:
             baseline_predict(bundle, value)
         base_s += time.perf_counter() - start
-        start = time.perf_counter()
-        for b in part:
-            stored.process(b, producer)
-        stored.flush_observations(producer)
-        store_s += time.perf_counter() - start
     inprocess = rows / fast_s
     baseline = len(base_values) / base_s
     return {
         "inprocess_rows_per_s": round(inprocess),
         "inprocess_lightgbm_rows_per_s": round(rows / lgbm_s),
-        "inprocess_with_store_rows_per_s": round(rows / store_s),
         "inprocess_compiled": compiled is not None,
         "model_compile_s": round(compiled.compile_s, 1) if compiled else None,
         "model_compile_wall_s": round(compile_wall_s, 1),
@@ -714,7 +689,6 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         out |= {k: a[k] for k in ("inprocess_rows_per_s", "inprocess_lightgbm_rows_per_s")}
         out["baseline_rows_per_s"] = a["baseline_rows_per_s"]
         out["speedup_vs_baseline"] = a["speedup_vs_baseline"]
-        out["inprocess_with_store_rows_per_s"] = a["inprocess_with_store_rows_per_s"]
     e2e = results.get("e2e", {})
     if all(
         isinstance(e2e.get(g), dict) and "error" not in e2e[g]

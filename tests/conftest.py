@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from streamfit.bus import Bus, MemoryBus, get_bus
 
@@ -47,6 +49,50 @@ def mlflow_server() -> str:
             f"scripts/mlflow up failed: {up.stderr.strip() or up.stdout.strip()}", pytrace=False
         )
     return f"http://127.0.0.1:{os.environ.get('STREAMFIT_MLFLOW_PORT', '5000')}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The local PostgreSQL of ``scripts/postgres``, started once if it is not running (left
+    running): the URL of its ``streamfit`` database. Fails, never skips, when it cannot start.
+
+    ``STREAMFIT_POSTGRES_PORT`` picks another server, as it does for the script.
+    """
+    script = REPO / "scripts" / "postgres"
+    port = os.environ.get("STREAMFIT_POSTGRES_PORT", "5432")
+    status = subprocess.run([script, "status"], capture_output=True, text=True)
+    if status.returncode != 0:
+        up = subprocess.run([script, "up"], capture_output=True, text=True)
+        if up.returncode != 0:
+            pytest.fail(
+                f"scripts/postgres up failed ({up.stderr.strip() or up.stdout.strip()}); "
+                'skip the PostgreSQL tests with -m "not postgres"',
+                pytrace=False,
+            )
+    return f"postgresql+psycopg://streamfit:streamfit@127.0.0.1:{port}/streamfit"
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_url: str) -> Iterator[str]:
+    """A URL on a schema of this test's own (dropped afterwards): tests never see each other's
+    rows, and every connection made from the URL, in any process, lands in that schema."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as db:
+        db.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    yield f"{postgres_url}?options=-csearch_path%3D{schema}"
+    with engine.begin() as db:
+        db.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every database back end in turn: an SQLite file of the test's own, or a fresh schema on
+    the real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("postgres_schema_url")
 
 
 @pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])

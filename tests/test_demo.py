@@ -54,6 +54,17 @@ def test_every_request_answered_exactly_once_and_a_retrained_model_served(demo) 
     assert set(summary["latency_ms"]) >= {"p50", "p99"}
 
 
+def test_the_recorder_stored_every_request_and_asked_for_each_retrain(demo) -> None:
+    settings, summary = demo
+    from streamfit.stores import ObservationStore
+
+    store = ObservationStore(settings.store_url)
+    assert store.count() == store.count(labelled=True) == summary["recorded"] == 120
+    assert store.labelled_outcomes()["probability"].notna().all()
+    assert summary["retrains_requested"] == store.retrain_mark() == 2  # at 50 and 100
+    store.close()
+
+
 def test_the_monitor_checked_the_stream_and_reports_performance(demo) -> None:
     _, summary = demo
     monitor = summary["monitor"]

@@ -58,9 +58,13 @@ def handle_isolating(
     handle: Callable[[list[Message], Producer], object],
     producer: Producer,
     dead_letter: Callable[[Message, str], object],
+    reraise: tuple[type[Exception], ...] = (),
 ) -> int:
     """``handle(batch, producer)``; if it raises, ``handle`` each message alone and dead-letter
     those that raise. Return how many messages were dead-lettered that way.
+
+    ``reraise``: exceptions no message is to blame for (a database that cannot be reached),
+    raised to the caller instead, from the batch or from any single message.
 
     What a handler produces reaches ``producer`` only if the handler returns, so a failed
     attempt leaves no trace on the topics (side effects elsewhere must be idempotent: they are
@@ -69,6 +73,8 @@ def handle_isolating(
     held = _Held()
     try:
         handle(list(batch), held)
+    except reraise:
+        raise
     except Exception as exc:  # an unexpected error: find the message behind it
         log.exception(
             "handling a batch of %d message(s) raised %s; retrying them one by one",
@@ -83,6 +89,8 @@ def handle_isolating(
         held = _Held()
         try:
             handle([message], held)
+        except reraise:
+            raise
         except Exception as exc:
             failed += 1
             dead_letter(message, f"unexpected error: {type(exc).__name__}: {exc}")

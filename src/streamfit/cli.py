@@ -30,6 +30,9 @@ _SETTING_OPTIONS = (
     "linger_ms",
     "guarantee",
     "group",
+    "recorder_group",
+    "store",
+    "trials",
     "compile_model",
     "max_evals",
     "init_max_evals",
@@ -67,6 +70,23 @@ def _common(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
 
 
+def _store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="observation store, an SQLAlchemy URL: sqlite:///PATH (default "
+        "sqlite:///<data dir>/observations.db) or postgresql+psycopg://USER:PASSWORD@HOST/DB",
+    )
+
+
+def _trials(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trials",
+        metavar="URL",
+        help="trial store, an SQLAlchemy URL (default sqlite:///<data dir>/trials.db)",
+    )
+
+
 def _training(parser: argparse.ArgumentParser, budget_dest: str) -> None:
     parser.add_argument(
         "--max-evals", dest=budget_dest, type=int, help="hyper-parameter search budget (trials)"
@@ -80,12 +100,15 @@ def _training(parser: argparse.ArgumentParser, budget_dest: str) -> None:
     )
 
 
-def _serving(parser: argparse.ArgumentParser) -> None:
+def _retrain_every(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--retrain-every",
         type=int,
-        help="ask for a retrain every N labelled observations (default 50)",
+        help="publish a retrain command every N labelled observations (default 50)",
     )
+
+
+def _serving(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-models", type=int, help="model bundles kept on disk (default 2)")
     parser.add_argument("--max-batch", type=int, help="largest micro-batch (default 1000)")
     parser.add_argument(
@@ -190,8 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     app.add_argument("--summary-json", type=Path, help="write the summary to this file")
 
-    demo = commands.add_parser("demo", help="initial model + predictor + trainer + app in one go")
+    demo = commands.add_parser(
+        "demo", help="initial model + predictor + recorder + trainer + monitor + app in one go"
+    )
     _serving(demo)
+    _retrain_every(demo)
     _training(demo, "max_evals")
     demo.add_argument("--init-max-evals", type=int, help="budget of the initial training")
     demo.add_argument("--count", type=int, default=200, help="requests to send (default 200)")
@@ -216,6 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     promote.add_argument("version", type=int, help="registry version, as in `now serving model vN`")
     rollback = commands.add_parser(
         "rollback", help="go back to the previous champion; predictors follow"
+    )
+
+    recorder = commands.add_parser(
+        "recorder",
+        help="record requests, predictions and labels in the observation store; ask for a "
+        "retrain every N labelled observations",
+    )
+    _retrain_every(recorder)
+    recorder.add_argument("--max-batch", type=int, help="largest batch per transaction (1000)")
+    recorder.add_argument(
+        "--recorder-group", help="consumer group of the recorders (default streamfit-recorder)"
     )
 
     _drift_aware(trainer)
@@ -250,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         init,
         predictor,
         trainer,
+        recorder,
         app,
         demo,
         leaderboard,
@@ -258,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
         monitor,
     ):
         _common(command)
+    for command in (trainer, recorder, demo, monitor):
+        _store(command)
+    for command in (init, trainer, demo, leaderboard, promote, rollback):
+        _trials(command)
     return parser
 
 
@@ -323,6 +365,17 @@ def cmd_trainer(settings: Settings, args: argparse.Namespace) -> int:
     bus = get_bus(settings.bus, dict(settings.bus_options))
     bus.ensure_topics(_partitions(settings))
     _run_service(TrainerService(settings, bus))
+    return 0
+
+
+def cmd_recorder(settings: Settings, args: argparse.Namespace) -> int:
+    from .bus import get_bus
+    from .demo import _partitions
+    from .recording import Recorder
+
+    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus.ensure_topics(_partitions(settings))
+    _run_service(Recorder(settings, bus))
     return 0
 
 
@@ -428,6 +481,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "init": cmd_init,
     "predictor": cmd_predictor,
     "trainer": cmd_trainer,
+    "recorder": cmd_recorder,
     "app": cmd_app,
     "demo": cmd_demo,
     "leaderboard": cmd_leaderboard,
@@ -447,12 +501,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from .bundle import BundleError
     from .bus import BusError
+    from .stores import StoreError
 
     try:
         settings = settings_from(args)
         log.debug("settings: %s", settings)
         return COMMANDS[args.command](settings, args)
-    except (ConfigError, BundleError, BusError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, BundleError, BusError, StoreError, ValueError, FileNotFoundError) as exc:
         print(f"streamfit {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

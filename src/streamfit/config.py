@@ -42,6 +42,9 @@ class Settings:
     bus_options: Mapping[str, str] = field(default_factory=dict)
     request_partitions: int = 3
     tracking_uri: str = ""  # empty: sqlite:///<data_dir>/mlflow.db
+    # Observation store (SQLAlchemy URL), written by the recorder, read by trainer and monitor.
+    store: str = ""  # empty: sqlite:///<data_dir>/observations.db
+    trials: str = ""  # trial store (SQLAlchemy URL); empty: sqlite:///<data_dir>/trials.db
     experiment: str = "streamfit"
     registered_model: str = "streamfit-model"
     topics: Topics = field(default_factory=Topics)
@@ -52,6 +55,7 @@ class Settings:
     linger_ms: float = 5.0
     guarantee: str = "at-least-once"
     group: str = "streamfit-predictor"
+    recorder_group: str = "streamfit-recorder"
     # Serve a compiled copy of the model (treelite + tl2cgen, built off the hot path and checked
     # against LightGBM first); LightGBM serves meanwhile, and whenever there is no C compiler.
     compile_model: bool = True
@@ -134,6 +138,13 @@ class Settings:
             raise ConfigError(f"guarantee must be one of {GUARANTEES}, got {self.guarantee!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for name in ("store", "trials"):
+            url = getattr(self, name)
+            if url and not url.startswith(("sqlite:", "postgresql")):
+                raise ConfigError(
+                    f"{name} must be an SQLAlchemy URL, sqlite:///path or "
+                    f"postgresql+psycopg://user:password@host/db, got {url!r}"
+                )
         if not (self.bus.startswith("memory") or self.bus.startswith("kafka://")):
             raise ConfigError(f"bus must be 'memory://' or 'kafka://host:port', got {self.bus!r}")
 
@@ -158,12 +169,12 @@ class Settings:
         return self.data_dir / "models"
 
     @property
-    def observations_path(self) -> Path:
-        return self.data_dir / "observations.db"
+    def store_url(self) -> str:
+        return self.store or f"sqlite:///{self.data_dir.resolve() / 'observations.db'}"
 
     @property
     def trials_url(self) -> str:
-        return f"sqlite:///{self.data_dir.resolve() / 'trials.db'}"
+        return self.trials or f"sqlite:///{self.data_dir.resolve() / 'trials.db'}"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -1,5 +1,5 @@
-"""`streamfit demo`: initial model, predictor, trainer, monitor and sample app together, on any
-bus."""
+"""`streamfit demo`: initial model, predictor, recorder, trainer, monitor and sample app
+together, on any bus (one thread each; by default the in-process bus and SQLite)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from .app import run_app
 from .bus import get_bus
 from .config import Settings
+from .recording import Recorder
 from .registry import ModelRegistry
 from .serving import Predictor
 from .training.service import TrainerService
@@ -52,18 +53,23 @@ def run_demo(
     bus = get_bus(settings.bus, dict(settings.bus_options))
     bus.ensure_topics(_partitions(settings))
     predictor = Predictor(settings, bus)
+    recorder = Recorder(settings, bus)
     trainer = TrainerService(settings, bus)
     from .monitoring import build_monitor
 
     monitor = build_monitor(settings, bus)  # checks every drift_every requests, in its thread
     threads = [
         threading.Thread(target=service.run, name=name, daemon=True)
-        for name, service in (("predictor", predictor), ("trainer", trainer))
+        for name, service in (
+            ("predictor", predictor),
+            ("recorder", recorder),
+            ("trainer", trainer),
+        )
     ]
     for thread in threads:
         thread.start()
     try:
-        for service in (predictor, trainer):
+        for service in (predictor, recorder, trainer):
             if not service.ready.wait(60):
                 raise RuntimeError(f"{type(service).__name__} did not start within 60 s")
         monitor.start()
@@ -74,10 +80,14 @@ def run_demo(
         summary = run_app(
             settings, bus, count=count, rate=rate, label_delay=label_delay, progress=progress
         ).as_dict()
-        # Let the retrains the stream asked for finish, so the summary counts them.
+        # Let the recorder catch up and the retrains it asked for finish, so the summary counts
+        # them.
         deadline = time.monotonic() + settle_timeout
         while time.monotonic() < deadline and (
-            trainer.commands_seen < predictor.stats.retrains_requested or not trainer.idle.is_set()
+            recorder.stats.predictions + recorder.stats.dead_letters < summary["answered"]
+            or recorder.stats.retrains_sent < recorder.stats.retrains_queued
+            or trainer.commands_seen < recorder.stats.retrains_sent
+            or not trainer.idle.is_set()
         ):
             time.sleep(0.2)
         monitor.stop()
@@ -85,6 +95,7 @@ def run_demo(
     finally:
         monitor.close()
         predictor.stop()
+        recorder.stop()
         trainer.stop()
         for thread in threads:
             thread.join(timeout=30)
@@ -110,7 +121,8 @@ def run_demo(
     summary.update(
         retrains=trainer.rounds,
         promotions=trainer.promotions,
-        retrains_requested=predictor.stats.retrains_requested,
+        retrains_requested=recorder.stats.retrains_sent,
+        recorded=recorder.stats.labelled,
         serving_version=predictor.model_version,
         wall_s=round(time.monotonic() - started, 1),
     )

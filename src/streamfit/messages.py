@@ -2,8 +2,9 @@
 
 requests      {"request_id": str, "data": {column: value}}
 predictions   {"request_id": str, "probability": float, "label": 0|1, "model_version": int}
-dead_letter   {"request_id": str (when known), "error": reason, "payload": raw message, truncated}
-retrain       {"reason": str, "labelled": int, "requested_at": float}
+dead_letter   {"request_id": str (when known), "error": reason, "payload": raw message, truncated,
+               "service": "recorder" (absent: the predictor)}
+retrain       {"reason": str, "labelled": int, "threshold": int (recorder), "requested_at": float}
 models        {"version": int (registry version), "event": "initial"|"promoted"|"rolled_back",
                "model_uri": "models:/<registered model>/<version>", "sha256": hex digest of the
                bundle (bundle.bundle_sha256), "reason": str, and optional "metrics", "trigger",
@@ -21,6 +22,7 @@ from typing import Annotated, Any
 import msgspec
 import orjson
 
+from .data import LABEL_COLUMN, label_to_int
 from .features import RECORD_COLUMNS, Record, validate_record
 
 PAYLOAD_LIMIT = 2048  # bytes of the offending message kept in a dead-letter record
@@ -110,6 +112,61 @@ def _explain(value: bytes, error: Exception) -> InvalidMessage:
     return InvalidMessage(reason or str(error), request_id)
 
 
+class _PredictionIn(msgspec.Struct, gc=False):
+    request_id: Annotated[str, msgspec.Meta(min_length=1)]
+    probability: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    model_version: Annotated[int, msgspec.Meta(ge=0)]
+
+
+_decode_prediction = msgspec.json.Decoder(_PredictionIn).decode
+
+
+def parse_prediction(value: bytes) -> tuple[str, float, int]:
+    """Decode a prediction into (request_id, probability, model_version); raise InvalidMessage
+    naming what is wrong (the recorder dead-letters it)."""
+    try:
+        prediction = _decode_prediction(value)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise InvalidMessage(f"invalid prediction: {_reason(exc)}", request_id_of(value)) from None
+    return prediction.request_id, prediction.probability, prediction.model_version
+
+
+def parse_label(value: bytes) -> tuple[str, int]:
+    """Decode a label into (request_id, 0 or 1): ``label`` 0/1 or an income bracket, or an
+    ``income_bracket``; raise InvalidMessage naming what is wrong."""
+    try:
+        record = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidMessage(f"invalid label: invalid JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise InvalidMessage(f"invalid label: a JSON object is needed, got {type(record).__name__}")
+    request_id = record.get("request_id")
+    if not isinstance(request_id, str) or not request_id:
+        raise InvalidMessage("invalid label: missing or non-string 'request_id'")
+    raw = record.get("label", record.get(LABEL_COLUMN))
+    label = label_to_int(raw)
+    if label is None:
+        raise InvalidMessage(
+            f"invalid label: 'label' must be 0, 1, '<=50K' or '>50K', got {raw!r}", request_id
+        )
+    return request_id, label
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        return f"invalid UTF-8: {error}"
+    return str(error)
+
+
+def request_id_of(value: bytes) -> str | None:
+    """The ``request_id`` of a message, if it can be read at all (for a dead letter's key)."""
+    try:
+        request_id = orjson.loads(value).get("request_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return request_id if isinstance(request_id, str) and request_id else None
+
+
 def predictions(ids: Sequence[str], probabilities: Sequence[float], version: int) -> list[bytes]:
     """Encode a batch of predictions (same JSON as :func:`prediction`, about 0.4 µs each)."""
     return [
@@ -133,15 +190,25 @@ def prediction(request_id: str, probability: float, model_version: int) -> bytes
     )
 
 
-def dead_letter(error: str, payload: bytes, request_id: str | None = None) -> bytes:
+def dead_letter(
+    error: str, payload: bytes, request_id: str | None = None, service: str | None = None
+) -> bytes:
+    """``service`` names who refused the message when it is not the predictor (``recorder``)."""
     record: dict[str, Any] = {"error": error, "payload": _truncate(payload)}
     if request_id is not None:
         record = {"request_id": request_id, **record}
+    if service is not None:
+        record["service"] = service
     return orjson.dumps(record)
 
 
-def retrain(reason: str, labelled: int) -> bytes:
-    return orjson.dumps({"reason": reason, "labelled": labelled, "requested_at": time.time()})
+def retrain(reason: str, labelled: int, threshold: int | None = None) -> bytes:
+    """A retrain command; ``threshold``: the multiple of ``retrain_every`` labelled observations
+    it was published for (the recorder publishes each threshold once)."""
+    record: dict[str, Any] = {"reason": reason, "labelled": labelled}
+    if threshold is not None:
+        record["threshold"] = threshold
+    return orjson.dumps({**record, "requested_at": time.time()})
 
 
 def model_ready(version: int, event: str, **details: Any) -> bytes:

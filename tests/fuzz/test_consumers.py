@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 
 from streamfit import messages
 from streamfit.bus import MemoryBus, Message, Producer
+from streamfit.config import Topics
+from streamfit.recording import decode_batch
 from streamfit.serving import Predictor
 from streamfit.training.service import TrainerService
 from tests.fuzz import cases
@@ -43,8 +45,7 @@ class Captured(Producer):
 def predictor(settings, store):  # noqa: F811 (the serving fixtures)
     predictor = Predictor(settings.replace(retrain_every=10**9, compile_model=False), MemoryBus())
     assert predictor.swap_to(store.champion())
-    yield predictor
-    predictor._close_writer()
+    return predictor
 
 
 def _assert_answered_or_dead_lettered(batch: list[Message], producer: Captured) -> None:
@@ -66,7 +67,6 @@ def test_predictor_answers_or_dead_letters_every_request(predictor, hostile, dat
     batch = [Message("requests", value, offset=i) for i, value in enumerate(values)]
     producer = Captured()
     predictor.process_isolating(batch, producer)
-    predictor.flush_observations(producer)
     _assert_answered_or_dead_lettered(batch, producer)
     answered = [a["request_id"] for a in producer.records("predictions")]
     for i in range(3):
@@ -77,20 +77,31 @@ def test_predictor_answers_or_dead_letters_every_request(predictor, hostile, dat
 def test_predictor_answers_or_dead_letters_each_corpus_case(predictor, value):
     producer = Captured()
     predictor.process_isolating([Message("requests", value)], producer)
-    predictor.flush_observations(producer)
     _assert_answered_or_dead_lettered([Message("requests", value)], producer)
     for letter in producer.records("dead_letter"):
         assert len(letter["payload"]) <= messages.PAYLOAD_LIMIT + 1  # 1 MB is not echoed back
 
 
 @FUZZ
-@given(values=st.lists(cases.labels, min_size=1, max_size=8))
-def test_predictor_labels_never_raise(predictor, values):
-    batch = [Message("labels", value) for value in values]
-    producer = Captured()
-    predictor.process_isolating(batch, producer)
-    for letter in producer.records("dead_letter"):
-        assert letter["error"] and not letter["error"].startswith("unexpected error"), letter
+@given(
+    labels=st.lists(cases.labels, max_size=6),
+    requests=st.lists(cases.requests(), max_size=6),
+    predictions=st.lists(st.binary(max_size=200), max_size=4),
+)
+def test_recorder_decodes_or_refuses_every_message_with_a_reason(labels, requests, predictions):
+    """The recorder's core: every message is decoded or refused (with a reason), none raises."""
+    batch = [Message("labels", v) for v in labels] + [Message("requests", v) for v in requests]
+    batch += [Message("predictions", v) for v in predictions]
+    topics = Topics()
+    refused = 0
+    for message in batch:  # each message alone: recorded or refused, exactly one of the two
+        alone = decode_batch([message], topics)
+        assert bool(alone.batch) != bool(alone.refused), message
+        for refusal in alone.refused:
+            assert refusal.reason and refusal.payload == message.value
+            assert not refusal.reason.startswith("unexpected error")
+        refused += len(alone.refused)
+    assert len(decode_batch(batch, topics).refused) == refused  # and the same in one batch
 
 
 @FUZZ

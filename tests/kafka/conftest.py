@@ -84,6 +84,7 @@ class Deployment:
         self.config.write_text(
             f'data_dir = "{self.data_dir}"\nbus = "kafka://{bootstrap}"\n'
             f'group = "predictors-{suffix}"\ntrainer_group = "trainers-{suffix}"\n'
+            f'recorder_group = "recorders-{suffix}"\n'
             f'tracking_uri = "{template[0]}"\n'
             f'experiment = "deployment-{suffix}"\nregistered_model = "deployment-{suffix}"\n'
             f"[topics]\n{topic_lines}\n"

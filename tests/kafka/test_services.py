@@ -30,15 +30,18 @@ def _wait(condition, timeout: float, what: str) -> None:
 
 
 def test_end_to_end_with_separate_processes(deployment):
-    predictor = deployment.start("predictor", "--retrain-every", "100")
+    predictor = deployment.start("predictor")
+    recorder = deployment.start("recorder", "--retrain-every", "100")
     trainer = deployment.start("trainer", "--max-evals", "2")
     deployment.wait_for_log(predictor, "predictor consuming")
+    deployment.wait_for_log(recorder, "recorder consuming")
     deployment.wait_for_log(trainer, "trainer waiting")
     first = deployment.run_app("--count", "300", "--rate", "150")
     assert first["sent"] == 300
     assert first["answered"] == 300 and first["lost"] == 0
     assert set(first["model_versions"]) == {"1"}
-    # 300 labelled observations asked for retrains; a new champion is announced and served
+    # 300 labelled observations recorded asked for retrains; a new champion is announced and
+    # served
     _wait(lambda: _champion(deployment) > 1, 300, "a promoted retrained model")
     deployment.wait_for_log(predictor, f"now serving model v{_champion(deployment)}")
     second = deployment.run_app("--count", "50", "--rate", "50")
@@ -47,8 +50,8 @@ def test_end_to_end_with_separate_processes(deployment):
 
 
 def test_two_predictors_share_partitions_and_both_follow_a_new_model(deployment):
-    first = deployment.start("predictor", "--retrain-every", "100000", name="predictor-1")
-    second = deployment.start("predictor", "--retrain-every", "100000", name="predictor-2")
+    first = deployment.start("predictor", name="predictor-1")
+    second = deployment.start("predictor", name="predictor-2")
     for process in (first, second):
         deployment.wait_for_log(process, "predictor consuming")
     summary = deployment.run_app("--count", "600", "--rate", "300")
@@ -131,7 +134,7 @@ def _group_members(deployment) -> dict[str, int]:
 
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
 def test_predictor_killed_mid_stream_loses_nothing(deployment, guarantee):
-    args = ("--retrain-every", "1000000", "--guarantee", guarantee)
+    args = ("--guarantee", guarantee)
     predictor = deployment.start("predictor", *args, name="predictor-a")
     deployment.wait_for_log(predictor, "predictor consuming")
     app = deployment.start(
@@ -160,7 +163,7 @@ def test_predictor_killed_mid_stream_loses_nothing(deployment, guarantee):
 
 
 def test_broker_restart_mid_stream_loses_nothing(deployment):
-    predictor = deployment.start("predictor", "--retrain-every", "1000000")
+    predictor = deployment.start("predictor")
     deployment.wait_for_log(predictor, "predictor consuming")
     app = deployment.start(
         "app",

@@ -12,7 +12,7 @@ import pandas as pd
 from streamfit.bus import Bus
 from streamfit.config import Settings, Topics
 from streamfit.monitoring import Monitor
-from streamfit.observations import ObservationStore
+from streamfit.stores import ObservationStore
 from tests.monitoring.test_monitor import _observations
 
 
@@ -28,10 +28,10 @@ def test_drifted_window_is_published_on_the_drift_topic(
         drift_reference_rows=2000,
     )
     bus.ensure_topics({topic: 1})
-    store = ObservationStore(settings.observations_path)
+    store = ObservationStore(settings.store_url)
     shifted = adult_test.iloc[:400].copy()
     shifted["hours_per_week"] = shifted["hours_per_week"] * 1.5
-    store.add(_observations(shifted, 0, version=1, labelled=False))
+    store.record(_observations(shifted, 0, version=1, labelled=False))
     monitor = Monitor(settings, bus, reference, store=store)
     report = monitor.run_once()
     monitor.close()

@@ -14,26 +14,25 @@ from streamfit.bus import get_bus
 from streamfit.config import Settings
 from streamfit.data import FEATURE_COLUMNS
 from streamfit.monitoring.monitor import Monitor
-from streamfit.observations import ObservationStore
+from streamfit.stores import ObservationBatch, ObservationStore
 
 
-def _observations(rows: pd.DataFrame, start: int, version: int, labelled: bool) -> list:
+def _observations(rows: pd.DataFrame, start: int, version: int, labelled: bool) -> ObservationBatch:
+    """What the recorder would store for ``rows``: requests, predictions and maybe labels."""
     rng = np.random.default_rng(start)
     # A weakly informative "model": the label plus noise, squashed to (0, 1).
     proba = 1 / (1 + np.exp(-(2.0 * rows["label"].to_numpy() - 1 + rng.normal(0, 1.2, len(rows)))))
     records = rows[list(FEATURE_COLUMNS)].astype(object).where(rows.notna(), None)
-    return [
-        (
-            f"r{start + i}",
-            orjson.dumps(record),
-            float(p),
-            version,
-            int(label) if labelled else None,
-        )
-        for i, (record, p, label) in enumerate(
-            zip(records.to_dict("records"), proba, rows["label"], strict=True)
-        )
-    ]
+    batch = ObservationBatch()
+    for i, (record, p, label) in enumerate(
+        zip(records.to_dict("records"), proba, rows["label"], strict=True)
+    ):
+        request_id = f"r{start + i}"
+        batch.requests.append((request_id, orjson.dumps(record)))
+        batch.predictions.append((request_id, float(p), version))
+        if labelled:
+            batch.labels.append((request_id, int(label)))
+    return batch
 
 
 @pytest.fixture
@@ -52,7 +51,7 @@ def test_checks_publish_events_and_metrics(
 ) -> None:
     bus = get_bus(None)
     drift_topic = bus.consumer([settings.topics.drift], group="test")
-    store = ObservationStore(settings.observations_path)
+    store = ObservationStore(settings.store_url)
     logged: list[tuple[dict[str, float], int]] = []
     monitor = Monitor(
         settings,
@@ -65,14 +64,14 @@ def test_checks_publish_events_and_metrics(
     assert monitor.run_once() is None  # nothing to check yet
 
     calm = adult_test.iloc[:400]
-    store.add(_observations(calm, 0, version=1, labelled=True))
+    store.record(_observations(calm, 0, version=1, labelled=True))
     report = monitor.run_once()
     assert report is not None and not report.drifted, report.table()
     assert monitor.run_once() is None  # no new observations since
 
     shifted = adult_test.iloc[400:800].copy()
     shifted["age"] = shifted["age"] + 25
-    store.add(_observations(shifted, 400, version=2, labelled=False))
+    store.record(_observations(shifted, 400, version=2, labelled=False))
     report = monitor.run_once()
     assert report is not None and report.drifted and report.ranking()[0] == "age"
 
@@ -98,9 +97,9 @@ def test_thread_publishes_and_stops(
 ) -> None:
     bus = get_bus(None)
     drift_topic = bus.consumer([settings.topics.drift], group="test")
-    store = ObservationStore(settings.observations_path)
+    store = ObservationStore(settings.store_url)
     with Monitor(settings, bus, reference, store=store) as monitor:
-        store.add(_observations(adult_test.iloc[:350], 0, version=1, labelled=False))
+        store.record(_observations(adult_test.iloc[:350], 0, version=1, labelled=False))
         messages = drift_topic.poll(1, timeout=20)
     assert not monitor.running and not monitor._thread.is_alive()
     assert len(messages) == 1

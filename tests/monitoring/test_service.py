@@ -13,7 +13,7 @@ from streamfit.bundle import ModelStore
 from streamfit.bus import get_bus
 from streamfit.config import Settings
 from streamfit.monitoring import build_monitor
-from streamfit.observations import ObservationStore
+from streamfit.stores import ObservationStore
 from streamfit.training.tracking import get_tracker
 from tests.monitoring.test_monitor import _observations
 from tests.serving.conftest import train_bundle
@@ -47,9 +47,7 @@ def test_checks_log_to_the_serving_models_run(settings: Settings, adult_test: pd
 
     shifted = adult_test.iloc[:400].copy()
     shifted["age"] = shifted["age"] + 25
-    ObservationStore(settings.observations_path).add(
-        _observations(shifted, 0, version=1, labelled=True)
-    )
+    ObservationStore(settings.store_url).record(_observations(shifted, 0, version=1, labelled=True))
     report = monitor.run_once()
     assert report is not None and report.drifted
 
@@ -71,7 +69,7 @@ def test_reference_and_calibrator_follow_the_champion(
     _champion(settings, None)  # no MLflow run: nothing is logged, nothing fails
     monitor = build_monitor(settings, get_bus(None), track=False)
     first_detector, first_calibrator = monitor.detector, monitor.calibrator
-    ObservationStore(settings.observations_path).add(
+    ObservationStore(settings.store_url).record(
         _observations(adult_test.iloc[:300], 0, version=1, labelled=True)
     )
     assert monitor.run_once() is not None

@@ -1,4 +1,4 @@
-"""The micro-batch hot path: batch decoding, per-message failures, the observation writer."""
+"""The micro-batch hot path: batch decoding, per-message failures, nothing stored."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 
 from streamfit import messages
 from streamfit.bus import MemoryBus, Message, Producer
-from streamfit.observations import ObservationStore, ObservationWriter
 from streamfit.serving import Predictor
 
 
@@ -26,8 +25,7 @@ class Captured(Producer):
 def predictor(settings, store):
     predictor = Predictor(settings, MemoryBus())
     assert predictor.swap_to(store.champion())
-    yield predictor
-    predictor._close_writer()
+    return predictor
 
 
 def test_parse_requests_keeps_good_rows_as_columns_and_words_each_rejection():
@@ -57,7 +55,6 @@ def test_a_value_numpy_cannot_take_fails_its_message_only(predictor, requests_da
     ]
     producer = Captured()
     predictor.process(batch, producer)
-    predictor.flush_observations(producer)
     answered = [r["request_id"] for t, r in producer.sent if t == "predictions"]
     dead = [r for t, r in producer.sent if t == "dead_letter"]
     assert answered == ["ok1", "ok2"]
@@ -65,52 +62,16 @@ def test_a_value_numpy_cannot_take_fails_its_message_only(predictor, requests_da
     expected = predictor._bundle.predict_records(requests_data[:2])
     probabilities = [r["probability"] for t, r in producer.sent if t == "predictions"]
     assert probabilities == pytest.approx(expected.tolist())
-    assert predictor.observations.count() == 2
 
 
-def test_a_label_in_the_same_batch_as_its_request_joins(predictor, requests_data):
-    row = {k: v for k, v in requests_data[0].items() if k != "income_bracket"}
-    batch = [
-        Message("requests", messages.request("r", row)),
-        Message("labels", messages.label("r", 1)),
-    ]
-    producer = Captured()
-    predictor.process(batch, producer)
-    assert not [r for t, r in producer.sent if t == "dead_letter"]
-    assert predictor.observations.labelled_frame()["request_id"].tolist() == ["r"]
-
-
-def test_writer_stores_everything_pending_on_close(tmp_path, requests_data):
-    store = ObservationStore(tmp_path / "o.db")
-    writer = ObservationWriter(store, max_pending=1)
-    for i in range(20):
-        value = messages.request(f"w{i}", requests_data[i])
-        writer.submit([(f"w{i}", value, 0.5, 1, 1 if i % 2 else None)])
-    writer.close()
-    assert store.count() == 20
-    assert writer.take_labelled() == 10
-    frame = store.labelled_frame()  # the raw request message reads back as its data
-    assert frame["age"].tolist() == [float(requests_data[i]["age"]) for i in range(1, 20, 2)]
-    with pytest.raises(RuntimeError, match="closed"):
-        writer.submit([])
-
-
-def test_writer_hands_a_failed_write_to_wait(tmp_path):
-    class Failing(ObservationStore):
-        def add(self, observations):
-            raise OSError("disk full")
-
-    writer = ObservationWriter(Failing(tmp_path / "o.db"))
-    writer.submit([("x", b"{}", 0.5, 1, None)])
-    with pytest.raises(OSError, match="disk full"):
-        writer.wait(timeout=10)
-    writer.close()
-
-
-def test_stop_stores_the_last_batch_before_returning(running, requests_data):
+def test_stop_answers_the_last_batch_and_leaves_nothing_but_the_model_cache(
+    running, requests_data, settings
+):
     for i in range(25):
         running.send("requests", messages.request(f"s{i}", requests_data[i]))
-    running.collect(25)
+    answered = {orjson.loads(m.value)["request_id"] for m in running.collect(25)}
     running.stop()
-    assert running.predictor.observations.count() == 25
-    assert running.predictor._writer is None
+    assert answered == {f"s{i}" for i in range(25)}
+    # Stateless: no observation store, no database of any kind in its data directory.
+    files = [p for p in settings.data_dir.rglob("*") if p.is_file()]
+    assert files and all(settings.model_cache in p.parents for p in files)

@@ -100,45 +100,24 @@ def test_bad_input_is_dead_lettered_and_neighbours_still_answered(running, reque
         assert record["payload"] == payload.decode(errors="replace")
 
 
-def test_retrain_is_requested_every_n_labelled(running, requests_data, settings):
-    # labels ride inside the request (demo mode); retrain_every is 20
-    def send(start: int, stop: int) -> list[dict]:
-        for i in range(start, stop):
-            running.send("requests", messages.request(f"l{i}", requests_data[i]))
-        batch = running.collect(stop - start + 1, timeout=2)
-        return [orjson.loads(m.value) for m in batch if m.topic == "retrain"]
-
-    assert send(0, 19) == []
-    assert [c["labelled"] for c in send(19, 45)] == [45]  # crossed 20 and 40: one command
-    assert send(45, 59) == []  # 45 + 14 = 59: the remainder 5 carried over, 19 now
-    assert [c["labelled"] for c in send(59, 60)] == [60]
-
-
-def test_label_is_stored_but_never_fed_to_the_model(running, requests_data, store):
+def test_a_label_inside_the_request_is_never_fed_to_the_model(running, requests_data):
     row = dict(requests_data[0], income_bracket=">50K")
     flipped = dict(row, income_bracket="<=50K")
     running.send("requests", messages.request("a", row))
     running.send("requests", messages.request("b", flipped))
     answers = {a["request_id"]: a for a in _predictions(running.collect(2))}
     assert answers["a"]["probability"] == answers["b"]["probability"]
-    # stored by the writer thread, at the latest before the batch's offsets are committed
-    _wait_for(lambda: running.predictor.observations.count(labelled=True) == 2)
-    frame = running.predictor.observations.labelled_frame()
-    assert dict(zip(frame["request_id"], frame["label"], strict=True)) == {"a": 1, "b": 0}
+    assert set(answers["a"]) == {"request_id", "probability", "label", "model_version"}
 
 
-def test_late_labels_join_duplicates_and_unknown_ids(running, requests_data):
-    row = {k: v for k, v in requests_data[0].items() if k != "income_bracket"}
-    running.send("requests", messages.request("late", row))
-    running.collect(1)
-    running.send("labels", orjson.dumps({"request_id": "late", "label": 1}))
-    running.send("labels", orjson.dumps({"request_id": "late", "income_bracket": "<=50K."}))
-    running.send("labels", orjson.dumps({"request_id": "nobody", "label": 0}))
-    dead = _predictions(running.collect(1), "dead_letter")
-    assert dead[0]["request_id"] == "nobody" and "unknown request_id" in dead[0]["error"]
-    frame = running.predictor.observations.labelled_frame()
-    assert frame["request_id"].tolist() == ["late"]
-    assert frame["label"].tolist() == [1]  # the first label wins; the duplicate changes nothing
+def test_labels_and_retrains_are_not_the_predictors_business(running, requests_data):
+    """The recorder joins labels and asks for retrains: the predictor never reads ``labels``
+    and never publishes on ``retrain``, however many labelled requests it answers."""
+    running.send("labels", messages.label("x", 1))
+    for i in range(45):  # more than retrain_every (20) labelled requests
+        running.send("requests", messages.request(f"l{i}", requests_data[i]))
+    batch = running.collect(46, timeout=2)
+    assert sorted(m.topic for m in batch) == ["predictions"] * 45
 
 
 class _FailsOnBoom(Predictor):

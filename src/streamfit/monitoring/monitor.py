@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pandas as pd
 
-from ..observations import ObservationStore
+from ..stores import ObservationStore
 from .drift import DriftDetector
 from .performance import (
     ProbabilityCalibrator,
@@ -83,7 +83,7 @@ class Monitor:
     ) -> None:
         self.settings = settings
         self.bus = bus
-        self.store = store if store is not None else ObservationStore(settings.observations_path)
+        self.store = store if store is not None else ObservationStore(settings.store_url)
         self.log_metrics = log_metrics
         self.log_artifact = log_artifact
         self.calibrator = calibrator

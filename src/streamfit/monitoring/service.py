@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..bundle import MANIFEST_FILE, BundleError, ModelStore
 from ..data import FEATURE_COLUMNS, load_adult
-from ..observations import ObservationStore
+from ..stores import ObservationStore
 from .monitor import Monitor
 from .performance import ProbabilityCalibrator
 
@@ -142,7 +142,7 @@ def build_monitor(
 ) -> Monitor:
     """A monitor on ``settings``' observation store that follows the champion and, with
     ``track``, logs to the serving model's MLflow run (``tracker`` overrides MLflow)."""
-    observations = ObservationStore(settings.observations_path)
+    observations = ObservationStore(settings.store_url)
     follow = FollowChampion(settings, observations)
     sink = ServingRunLog(settings, tracker) if track else None
     return Monitor(

@@ -1,12 +1,15 @@
-"""The predictor: requests in, predictions out, a retrain asked for every N labelled rows.
+"""The predictor: requests in; predictions and dead letters out. Nothing else.
+
+Stateless: no database, no label join, no retrain counting on the hot path (the recorder,
+:mod:`streamfit.recording`, records requests, predictions and labels and asks for retrains). Its
+data directory holds only the model cache.
 
 Hot path per micro-batch: decode and validate every message in one msgspec pass (a bad one is
 dead-lettered, never fails its batch; should anything else raise, the batch is handled again
 message by message and only the offender is dead-lettered: see :mod:`streamfit.batches`),
-transform the whole batch as columns with NumPy, one
-LightGBM call, encode, produce; the observations are stored by a writer thread meanwhile. Then
-wait for the broker's acks and for the observations, and commit the consumed offsets
-(at-least-once) — or commit all of it as one Kafka transaction (exactly-once).
+transform the whole batch as columns with NumPy, one LightGBM call, encode, produce. Then wait
+for the broker's acks and commit the consumed offsets (at-least-once) — or commit all of it as
+one Kafka transaction (exactly-once).
 
 The model lives in a :class:`~streamfit.serving._slot.ModelSlot`: at start-up it serves the
 registry's ``@champion``; a watcher thread hands it each ``models`` event (version, model URI,
@@ -24,22 +27,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import orjson
 
 from .. import messages
 from ..batches import handle_isolating
 from ..bundle import BundleError, ModelBundle
 from ..bus import Bus, Consumer, Message, Producer, TransactionalProducer
 from ..config import Settings
-from ..data import LABEL_COLUMN, label_to_int
-from ..observations import Observation, ObservationStore, ObservationWriter
 from ..registry import ModelRegistry
 from ._slot import ModelSlot
 
 log = logging.getLogger("streamfit.predictor")
-
-# How long a label for a request_id not (yet) in the store waits for a second look.
-_UNKNOWN_LABEL_RECHECK_S = 0.2
 
 
 @dataclass
@@ -48,9 +45,7 @@ class PredictorStats:
 
     predictions: int = 0
     dead_letters: int = 0
-    labels: int = 0
     batches: int = 0
-    retrains_requested: int = 0
     swaps: int = 0
     refused_models: int = 0
     integrity_refusals: int = 0  # of which: bundle files not matching their registered SHA-256
@@ -67,7 +62,6 @@ class Predictor:
         self.settings = settings
         self.bus = bus
         self.topics = settings.topics
-        self.observations = ObservationStore(settings.observations_path)
         self.stats = PredictorStats()
         self.running = False
         self.ready = threading.Event()  # set once the loop consumes
@@ -77,9 +71,7 @@ class Predictor:
             self.stats,
             compile_model=settings.compile_model,
         )
-        self._labelled_since_retrain = 0
         self._wait_for_model_s = wait_for_model_s
-        self._writer: ObservationWriter | None = None  # started by the first batch
 
     # -- model management (the slot: fetch, verify, validate, swap, compile) -------------------
     @property
@@ -167,7 +159,7 @@ class Predictor:
             )
             watcher.start()
             consumer = stack.enter_context(
-                self.bus.consumer([self.topics.requests, self.topics.labels], group=settings.group)
+                self.bus.consumer([self.topics.requests], group=settings.group)
             )
             producer: Producer
             if exactly_once:
@@ -175,7 +167,6 @@ class Predictor:
             else:
                 producer = self.bus.producer()
             stack.callback(producer.close)
-            stack.callback(self._close_writer)  # first: stores what is pending
             log.info("predictor consuming %r (%s)", self.topics.requests, settings.guarantee)
             self.ready.set()
             while self.running:
@@ -187,13 +178,10 @@ class Predictor:
                 if isinstance(producer, TransactionalProducer):
                     producer.begin()
                     self.process_isolating(batch, producer)
-                    self.flush_observations(producer)
                     producer.commit_with(consumer)
                 else:
                     self.process_isolating(batch, producer)
-                    producer.flush()  # every prediction acknowledged (SQLite writes meanwhile)
-                    if self.flush_observations(producer):  # ... every observation stored ...
-                        producer.flush()  # (and the retrain command it triggered)
+                    producer.flush()  # every prediction acknowledged ...
                     consumer.commit()  # ... before the requests count as done
             watcher.join(timeout=2)
 
@@ -207,42 +195,9 @@ class Predictor:
         handle_isolating(batch, self.process, producer, dead_letter)
 
     def process(self, batch: list[Message], producer: Producer) -> None:
-        """Predict a micro-batch; dead-letter what cannot be predicted. Never raises on input.
-
-        The batch's observations are handed to the writer thread: call
-        :meth:`flush_observations` before the batch counts as done (``run`` does).
-        """
-        labels_topic = self.topics.labels
-        requests = [m for m in batch if m.topic != labels_topic]
-        if requests:
-            self._predict(requests, producer)
-        if len(requests) < len(batch):
-            late_labels: list[tuple[str, int]] = []
-            for message in batch:
-                if message.topic == labels_topic:
-                    self._read_label(message, late_labels, producer)
-            if late_labels:
-                self._join_labels(late_labels, producer)
+        """Predict a micro-batch; dead-letter what cannot be predicted. Never raises on input."""
+        self._predict(batch, producer)
         self.stats.batches += 1
-        self._count_labelled(self.writer.take_labelled(), producer)
-
-    @property
-    def writer(self) -> ObservationWriter:
-        if self._writer is None:
-            self._writer = ObservationWriter(self.observations)
-        return self._writer
-
-    def _close_writer(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()
-
-    def flush_observations(self, producer: Producer) -> bool:
-        """Wait until every observation is stored; True if that asked for a retrain."""
-        if self._writer is None:
-            return False
-        self._writer.wait()
-        return self._count_labelled(self._writer.take_labelled(), producer)
 
     def _predict(self, requests: list[Message], producer: Producer) -> None:
         bundle = self._bundle  # one model per batch, even if a swap lands meanwhile
@@ -258,19 +213,11 @@ class Predictor:
             # A value the schema let through but NumPy cannot take (an integer beyond float
             # range): find it row by row, so only its own message fails.
             probabilities = self._predict_one_by_one(bundle, parsed, requests, producer)
-        ids, positions, version = parsed.ids, parsed.positions, bundle.version
-        labels = parsed.columns[LABEL_COLUMN]
+        ids, version = parsed.ids, bundle.version
         kept = [i for i, p in enumerate(probabilities) if p is not None]
         if len(kept) < len(ids):
-            ids, positions = [ids[i] for i in kept], [positions[i] for i in kept]
-            labels = tuple(labels[i] for i in kept)
+            ids = [ids[i] for i in kept]
             probabilities = [probabilities[i] for i in kept]
-        # The request as it arrived is the observation's data: nothing re-encoded.
-        observations: list[Observation] = [
-            (rid, requests[pos].value, p, version, None if raw is None else label_to_int(raw))
-            for rid, pos, p, raw in zip(ids, positions, probabilities, labels, strict=True)
-        ]
-        self.writer.submit(observations)
         topic, produce = self.topics.predictions, producer.produce
         for request_id, value in zip(
             ids, messages.predictions(ids, probabilities, version), strict=True
@@ -302,36 +249,6 @@ class Predictor:
                 out.append(probability)
         return out
 
-    def _join_labels(self, late_labels: list[tuple[str, int]], producer: Producer) -> None:
-        self.writer.wait()  # a label may follow its request in the very same batch
-        added, unknown = self.observations.set_labels(late_labels)
-        if unknown:
-            # Another predictor of the group may still be storing that request (its writer
-            # stores a batch while the broker acknowledges it): look once more, a little later.
-            time.sleep(_UNKNOWN_LABEL_RECHECK_S)
-            by_id = dict(late_labels)
-            more, unknown = self.observations.set_labels([(r, by_id[r]) for r in unknown])
-            added += more
-        self.stats.labels += added
-        self._labelled_since_retrain += added
-        for request_id in unknown:
-            payload = orjson.dumps({"request_id": request_id})
-            self._dead_letter(producer, "label for an unknown request_id", payload, request_id)
-
-    def _read_label(
-        self, message: Message, into: list[tuple[str, int]], producer: Producer
-    ) -> None:
-        try:
-            record = messages.decode(message.value)
-            request_id = record["request_id"]
-            label = label_to_int(record.get("label", record.get(LABEL_COLUMN)))
-            if not isinstance(request_id, str) or label is None:
-                raise ValueError("a label needs a string 'request_id' and a 0/1 'label'")
-        except (ValueError, KeyError, TypeError) as exc:
-            self._dead_letter(producer, f"invalid label: {exc}", message.value)
-            return
-        into.append((request_id, label))
-
     def _dead_letter(
         self, producer: Producer, error: str, payload: bytes, request_id: str | None = None
     ) -> None:
@@ -342,17 +259,3 @@ class Predictor:
             messages.dead_letter(error, payload, request_id),
             request_id.encode() if request_id else None,
         )
-
-    def _count_labelled(self, new_labelled: int, producer: Producer) -> bool:
-        """Count newly labelled observations; ask for a retrain every N. True if it asked."""
-        self._labelled_since_retrain += new_labelled
-        if self._labelled_since_retrain < self.settings.retrain_every:
-            return False
-        total = self.observations.count(labelled=True)
-        producer.produce(self.topics.retrain, messages.retrain("every_n_labelled", total))
-        # One command however many multiples of N a batch crossed (the trainer would coalesce
-        # them anyway); the remainder carries over so the count stays exact.
-        self._labelled_since_retrain %= self.settings.retrain_every
-        self.stats.retrains_requested += 1
-        log.info("asked for a retrain (%d labelled observations in store)", total)
-        return True

@@ -27,7 +27,7 @@ from .. import messages
 from ..bundle import ModelStore
 from ..bus import Bus, Message
 from ..config import Settings
-from ..observations import ObservationStore
+from ..stores import ObservationStore
 
 log = logging.getLogger("streamfit.trainer")
 
@@ -36,7 +36,7 @@ class TrainerService:
     def __init__(self, settings: Settings, bus: Bus) -> None:
         self.settings = settings
         self.bus = bus
-        self.observations = ObservationStore(settings.observations_path)
+        self.observations = ObservationStore(settings.store_url)
         self.running = False
         self.ready = threading.Event()
         self.idle = threading.Event()

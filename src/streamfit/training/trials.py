@@ -21,12 +21,12 @@ import io
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlalchemy as sa
 
+from ..stores import create_schema, make_engine
 from .space import params_key
 
 if TYPE_CHECKING:
@@ -102,14 +102,10 @@ class TrialStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        parsed = sa.engine.make_url(url)
-        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = sa.create_engine(url)
-        if self.engine.dialect.name == "sqlite":
-            # The CLI may read while the trainer writes: wait for the lock instead of failing.
-            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        _metadata.create_all(self.engine)
+        # SQLite: WAL and a busy timeout (the CLI may read while the trainer writes);
+        # PostgreSQL: tables created under a lock (trainers may start together).
+        self.engine = make_engine(url)
+        create_schema(self.engine, _metadata)
 
     # -- rounds ---------------------------------------------------------------------------------
     def begin_round(
@@ -267,13 +263,6 @@ class TrialStore:
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.close()
 
 
 def _decode(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,122 @@
+"""The trial store on every back end: SQLite and the real PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pandas as pd
+import pytest
+
+from streamfit.bundle import ModelStore
+from streamfit.config import Settings
+from streamfit.training.round import run_round
+from streamfit.training.space import DEFAULT_SPACE
+from streamfit.training.tracking import NullTracker
+from streamfit.training.trials import TrialStore, format_leaderboard
+
+
+@pytest.fixture
+def trials(store_url: str) -> Iterator[TrialStore]:
+    store = TrialStore(store_url)
+    yield store
+    store.close()
+
+
+def _round(store: TrialStore, optimizer: str = "hyperopt", space: str = "s1") -> int:
+    return store.begin_round(
+        trigger="manual", optimizer=optimizer, data_rows=10, data_hash="d", space_hash=space
+    )
+
+
+def _trial(store: TrialStore, round_id: int, number: int, loss: float | None, **kw) -> int:
+    values = {
+        "loss_std": 0.01,
+        "rounds": 40,
+        "duration_s": 0.5,
+        "status": "ok",
+        "optimizer": "hyperopt",
+        "data_rows": 10,
+        "data_hash": "d",
+        "space_hash": "s1",
+    } | kw
+    return store.add_trial(round_id, number, {"num_leaves": 8 * (number + 1)}, loss=loss, **values)
+
+
+def test_rounds_and_trials_round_trip(trials: TrialStore) -> None:
+    first, second = _round(trials), _round(trials, optimizer="optuna")
+    assert (first, second) == (1, 2)
+    _trial(trials, first, 0, 0.40)
+    _trial(trials, first, 1, None, status="failed")
+    trials.finish_round(first, "done", model_version=3, promoted=True, mlflow_run_id="abc")
+    rounds = trials.rounds()
+    assert [r["status"] for r in rounds] == ["done", "running"]
+    assert (rounds[0]["model_version"], rounds[0]["promoted"]) == (3, True)
+    assert rounds[0]["finished"] >= rounds[0]["started"]
+    stored = trials.trials(first)
+    assert [t["params"] for t in stored] == [{"num_leaves": 8}, {"num_leaves": 16}]
+    assert [t["status"] for t in stored] == ["ok", "failed"] and stored[0]["warm"] is False
+
+
+def test_leaderboard_filters_and_orders_by_loss(trials: TrialStore) -> None:
+    first, second = _round(trials), _round(trials, optimizer="optuna")
+    _trial(trials, first, 0, 0.40)
+    _trial(trials, first, 1, 0.30)
+    _trial(trials, first, 2, 0.20, status="pruned")
+    _trial(trials, second, 0, 0.35, optimizer="optuna")
+    assert [t["cv_logloss"] for t in trials.leaderboard()] == [0.30, 0.35, 0.40]
+    assert [t["cv_logloss"] for t in trials.leaderboard(round_id=first)] == [0.30, 0.40]
+    assert [t["round_id"] for t in trials.leaderboard(optimizer="optuna")] == [second]
+    assert len(trials.leaderboard(limit=1)) == 1
+    assert "params of the best" in format_leaderboard(trials.leaderboard())
+
+
+def test_warm_start_points_are_the_best_distinct_ones_of_the_space(trials: TrialStore) -> None:
+    round_id = _round(trials)
+    _trial(trials, round_id, 0, 0.30)
+    _trial(trials, round_id, 0, 0.31)  # the same params again
+    _trial(trials, round_id, 1, 0.20)
+    _trial(trials, round_id, 2, 0.10, space_hash="other")
+    assert trials.warm_start_points("s1", 5) == [{"num_leaves": 16}, {"num_leaves": 8}]
+    assert trials.warm_start_points("s1", 1) == [{"num_leaves": 16}]
+    from streamfit.training.space import params_key
+
+    skip = [params_key({"num_leaves": 16})]
+    assert trials.warm_start_points("s1", 5, exclude=skip) == [{"num_leaves": 8}]
+
+
+def test_champion_history_leaves_rolled_back_versions_out(trials: TrialStore) -> None:
+    for version in (1, 2, 3):
+        trials.record_champion(version, f"v{version}")
+    trials.mark_rolled_back(3)
+    assert [c["version"] for c in trials.champion_history()] == [1, 2]
+
+
+def test_two_stores_on_one_database_see_each_others_rows(store_url: str) -> None:
+    """Trainers on several machines share one trial database; tables created concurrently."""
+    stores: list[TrialStore] = []
+    threads = [threading.Thread(target=lambda: stores.append(TrialStore(store_url))) for _ in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    a, b = stores
+    _trial(a, _round(a), 0, 0.25)
+    assert [t["cv_logloss"] for t in b.leaderboard()] == [0.25]
+    a.close()
+    b.close()
+
+
+def test_a_round_records_its_trials_in_the_configured_store(
+    store_url: str, tmp_path, adult_small: pd.DataFrame
+) -> None:
+    settings = Settings(data_dir=tmp_path / "data", seed=3, trials=store_url)
+    outcome = run_round(
+        settings, trigger="initial", max_evals=2, tracker=NullTracker(), base_data=adult_small
+    )
+    store = TrialStore(store_url)
+    assert [t["round_id"] for t in store.trials()] == [outcome.round_id] * 2
+    assert store.rounds()[0]["model_version"] == outcome.version
+    assert ModelStore(settings.models_dir).champion() == outcome.version
+    assert set(store.trials()[0]["params"]) == set(DEFAULT_SPACE.names)
+    store.close()
