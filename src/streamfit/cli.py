@@ -22,6 +22,7 @@ log = logging.getLogger("streamfit")
 _SETTING_OPTIONS = (
     "data_dir",
     "bus",
+    "bus_password_file",
     "tracking_uri",
     "experiment",
     "retrain_every",
@@ -61,6 +62,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="Kafka client setting passed through (SASL/TLS...); repeatable",
+    )
+    group.add_argument(
+        "--bus-password-file",
+        metavar="PATH",
+        help="file holding the SASL password (sasl.password), so none is on the command line",
     )
     group.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite in data dir)")
     group.add_argument("--experiment", help="MLflow experiment name (default streamfit)")
@@ -308,7 +314,7 @@ def cmd_predictor(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import _partitions
     from .serving import Predictor
 
-    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus = get_bus(settings.bus, settings.bus_client_options())
     bus.ensure_topics(_partitions(settings))
     _run_service(Predictor(settings, bus, wait_for_model_s=args.wait_for_model))
     return 0
@@ -319,7 +325,7 @@ def cmd_trainer(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import _partitions
     from .training.service import TrainerService
 
-    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus = get_bus(settings.bus, settings.bus_client_options())
     bus.ensure_topics(_partitions(settings))
     _run_service(TrainerService(settings, bus))
     return 0
@@ -329,7 +335,7 @@ def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
     from .app import run_app
     from .bus import get_bus
 
-    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus = get_bus(settings.bus, settings.bus_client_options())
     summary = run_app(
         settings,
         bus,
@@ -392,7 +398,7 @@ def _announce(settings: Settings, version: int, event: str) -> None:
     # An in-process bus has no other process to tell; predictors started later read the
     # champion pointer on disk anyway.
     if not settings.bus.startswith("memory"):
-        bus = get_bus(settings.bus, dict(settings.bus_options))
+        bus = get_bus(settings.bus, settings.bus_client_options())
         with bus.producer() as producer:  # closing flushes: the event is acknowledged
             producer.produce(settings.topics.models, messages.model_ready(version, event, by="cli"))
         bus.close()
@@ -407,7 +413,7 @@ def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
     # Background work: on a shared machine the predictors get the cores first.
     with contextlib.suppress(OSError):
         os.nice(10)
-    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus = get_bus(settings.bus, settings.bus_client_options())
     bus.ensure_topics(_partitions(settings))
     monitor = build_monitor(settings, bus, track=not args.no_tracking)
     log.info(
