@@ -373,7 +373,9 @@ class _ErrorReporter:
 
     def __call__(self, error: KafkaError) -> None:
         if error.code() in _AUTHENTICATION:
-            self.refusal = error
+            self.refusal = error  # raised, as BusRefused, by whoever waits for the broker
+            log.debug("Kafka client error %s", _describe(error))
+            return
         if error.fatal():
             log.error("Kafka client fatal error %s", _describe(error))
             return
