@@ -10,15 +10,26 @@ import orjson
 
 from streamfit import messages
 from streamfit.app import adult_requests
+from tests.fuzz import cases
 
 # What a new user sent: a request whose request_id is not valid UTF-8.
 POISON = b'{"request_id": "ab\xed\xa0\x80", "data": {"age": 40}}'
 
 
-def _collect(consumer, predictions: int, dead: int, topics, timeout: float = 60) -> tuple:
-    answers, letters = [], []
+def _collect(
+    consumer, predictions: int, dead: int, topics, timeout: float = 60, outcomes: int = 0
+) -> tuple[list[dict], list[dict]]:
+    """Predictions and dead letters, until that many of each (or ``outcomes`` in all) came."""
+    answers: list[dict] = []
+    letters: list[dict] = []
+
+    def waiting() -> bool:
+        if outcomes:
+            return len(answers) + len(letters) < outcomes
+        return len(answers) < predictions or len(letters) < dead
+
     deadline = time.monotonic() + timeout
-    while (len(answers) < predictions or len(letters) < dead) and time.monotonic() < deadline:
+    while waiting() and time.monotonic() < deadline:
         for message in consumer.poll(100, timeout=0.5):
             record = orjson.loads(message.value)
             (letters if message.topic == topics.dead_letter else answers).append(record)
@@ -52,9 +63,34 @@ def test_invalid_utf8_request_id_is_dead_lettered_once_and_never_stops_a_predict
     deployment.wait_for_log(second, "predictor consuming")
     with bus.producer() as producer:
         producer.produce(topics.requests, messages.request("later", requests_data[2]), b"k")
-    answers, letters = _collect(listener, predictions=1, dead=1, topics=topics, timeout=20)
+    answers, letters = _collect(listener, predictions=1, dead=1, topics=topics, timeout=8)
     assert [a["request_id"] for a in answers] == ["later"]
     assert letters == []
     assert second.poll() is None
+    listener.close()
+    bus.close()
+
+
+def test_the_nastiest_cases_through_the_real_broker_are_each_answered_or_dead_lettered(
+    deployment,
+):
+    topics = deployment.topics
+    bus = deployment.bus()
+    listener = bus.consumer([topics.predictions, topics.dead_letter], group=None)
+    predictor = deployment.start("predictor")
+    deployment.wait_for_log(predictor, "predictor consuming")
+    valid = adult_requests(len(cases.CORPUS), seed=2)
+    with bus.producer() as producer:
+        for i, value in enumerate(cases.CORPUS):
+            producer.produce(topics.requests, value, b"k")
+            producer.produce(topics.requests, messages.request(f"valid-{i}", valid[i]), b"k")
+    total = 2 * len(cases.CORPUS)
+    answers, letters = _collect(listener, predictions=total, dead=0, topics=topics, outcomes=total)
+    answered = [a["request_id"] for a in answers]
+    assert len(answers) + len(letters) == total  # none lost, none twice
+    assert all(answered.count(f"valid-{i}") == 1 for i in range(len(cases.CORPUS)))
+    assert all(letter["error"] for letter in letters)
+    assert not [x for x in letters if x["error"].startswith("unexpected error")]
+    assert predictor.poll() is None
     listener.close()
     bus.close()

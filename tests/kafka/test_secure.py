@@ -141,9 +141,9 @@ SERVICES = {
 
 @pytest.mark.parametrize("services", [("predictor",)])
 def test_the_pipeline_runs_end_to_end_with_the_right_principals(
-    services, secure_broker, tmp_path, trained_data_dir
+    services, secure_broker, tmp_path, trained_model
 ):
-    deployment = Deployment(tmp_path, secure_broker.bootstrap, trained_data_dir)
+    deployment = Deployment(tmp_path, secure_broker.bootstrap, trained_model)
     _create_topics(secure_broker, *vars(deployment.topics).values())
     group = ("--group", f"streamfit-predictor-{uuid.uuid4().hex[:8]}")
     try:
@@ -168,9 +168,9 @@ def test_the_pipeline_runs_end_to_end_with_the_right_principals(
 
 
 def test_a_service_with_the_wrong_principal_exits_with_one_clear_line(
-    secure_broker, tmp_path, trained_data_dir
+    secure_broker, tmp_path, trained_model
 ):
-    deployment = Deployment(tmp_path, secure_broker.bootstrap, trained_data_dir)
+    deployment = Deployment(tmp_path, secure_broker.bootstrap, trained_model)
     _create_topics(secure_broker, *vars(deployment.topics).values())
     predictor = deployment.start(
         "predictor", *secure_broker.cli_args("app"), "--no-compile-model", "--log-level", "DEBUG"
