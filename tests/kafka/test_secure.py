@@ -139,9 +139,12 @@ SERVICES = {
 }
 
 
-@pytest.mark.parametrize("services", [("predictor",)])
+@pytest.mark.parametrize(
+    ("services", "guarantee"),
+    [(("predictor",), "at-least-once"), (("predictor",), "exactly-once")],
+)
 def test_the_pipeline_runs_end_to_end_with_the_right_principals(
-    services, secure_broker, tmp_path, trained_model
+    services, guarantee, secure_broker, tmp_path, trained_model
 ):
     deployment = Deployment(tmp_path, secure_broker.bootstrap, trained_model)
     _create_topics(secure_broker, *vars(deployment.topics).values())
@@ -151,8 +154,8 @@ def test_the_pipeline_runs_end_to_end_with_the_right_principals(
         for name in services:
             principal, extra, ready = SERVICES[name]
             args = [*secure_broker.cli_args(principal), *extra, "--log-level", "DEBUG"]
-            if name == "predictor":
-                args += group
+            if name == "predictor":  # exactly-once: transactional ids prefixed by the group
+                args += [*group, "--guarantee", guarantee]
             started.append((deployment.start(name, *args), ready))
         for process, ready in started:
             deployment.wait_for_log(process, ready)
