@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import messages
-from .bus import Bus
+from .bus import Bus, BusError
 from .config import Settings
 from .data import FEATURE_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS, label_to_int, load_adult
 
@@ -93,9 +93,10 @@ def run_app(
     summary = AppSummary()
     started = time.monotonic()
     with bus.consumer([topics.predictions, topics.dead_letter], group=None) as consumer:
+        failures: list[BusError] = []  # the sender's, raised here: e.g. a refused write
         sender = threading.Thread(
             target=_send,
-            args=(bus, settings, rows, rate, label_delay, sent_at, truth, summary, stop),
+            args=(bus, settings, rows, rate, label_delay, sent_at, truth, summary, stop, failures),
             name="app-sender",
             daemon=True,
         )
@@ -131,6 +132,8 @@ def run_app(
                     f"models {dict(sorted(versions.items()))}"
                 )
             if not sender.is_alive():
+                if failures:
+                    raise failures[0]
                 if len(answers) + len(dead) >= summary.sent:
                     break
                 deadline = min(deadline, now + timeout)
@@ -152,6 +155,24 @@ def run_app(
 
 
 def _send(
+    bus: Bus,
+    settings: Settings,
+    rows: list[dict[str, Any]],
+    rate: float,
+    label_delay: float | None,
+    sent_at: dict[str, float],
+    truth: dict[str, int | None],
+    summary: AppSummary,
+    stop: threading.Event,
+    failures: list[BusError],
+) -> None:
+    try:
+        _send_all(bus, settings, rows, rate, label_delay, sent_at, truth, summary, stop)
+    except BusError as exc:
+        failures.append(exc)
+
+
+def _send_all(
     bus: Bus,
     settings: Settings,
     rows: list[dict[str, Any]],

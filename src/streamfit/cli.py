@@ -22,6 +22,7 @@ log = logging.getLogger("streamfit")
 _SETTING_OPTIONS = (
     "data_dir",
     "bus",
+    "bus_password_file",
     "tracking_uri",
     "experiment",
     "retrain_every",
@@ -64,6 +65,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="Kafka client setting passed through (SASL/TLS...); repeatable",
+    )
+    group.add_argument(
+        "--bus-password-file",
+        metavar="PATH",
+        help="file holding the SASL password (sasl.password), so none is on the command line",
     )
     group.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite in data dir)")
     group.add_argument("--experiment", help="MLflow experiment name (default streamfit)")
@@ -351,7 +357,7 @@ def cmd_predictor(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import _partitions
     from .serving import Predictor
 
-    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus = get_bus(settings.bus, settings.bus_client_options())
     bus.ensure_topics(_partitions(settings))
     _run_service(Predictor(settings, bus, wait_for_model_s=args.wait_for_model))
     return 0
@@ -362,7 +368,7 @@ def cmd_trainer(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import _partitions
     from .training.service import TrainerService
 
-    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus = get_bus(settings.bus, settings.bus_client_options())
     bus.ensure_topics(_partitions(settings))
     _run_service(TrainerService(settings, bus))
     return 0
@@ -383,7 +389,7 @@ def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
     from .app import run_app
     from .bus import get_bus
 
-    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus = get_bus(settings.bus, settings.bus_client_options())
     summary = run_app(
         settings,
         bus,
@@ -445,7 +451,7 @@ def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
     # Background work: on a shared machine the predictors get the cores first.
     with contextlib.suppress(OSError):
         os.nice(10)
-    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus = get_bus(settings.bus, settings.bus_client_options())
     bus.ensure_topics(_partitions(settings))
     monitor = build_monitor(settings, bus, track=not args.no_tracking)
     log.info(

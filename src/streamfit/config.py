@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "STREAMFIT_"
+# Bus option keys whose values are secrets: masked wherever settings are shown.
+SECRET_KEY_PARTS = ("password", "secret", "jaas", "credential", "key.pem")
+MASK = "***"
 GUARANTEES = ("at-least-once", "exactly-once")
 OPTIMIZERS = ("hyperopt", "skopt", "optuna")
 
@@ -40,6 +43,11 @@ class Settings:
     bus: str = "memory://"
     # Extra Kafka client settings (SASL/TLS...), e.g. {"security.protocol": "SASL_SSL"}.
     bus_options: Mapping[str, str] = field(default_factory=dict)
+    # A file holding the SASL password (sasl.password), read once here: no password on a
+    # command line or in the environment. Empty: none (or one in bus_options).
+    bus_password_file: str = ""
+    # The password read from bus_password_file: never shown (see __repr__), never compared.
+    bus_password: str = field(default="", init=False, repr=False, compare=False)
     request_partitions: int = 3
     tracking_uri: str = ""  # empty: sqlite:///<data_dir>/mlflow.db
     # Observation store (SQLAlchemy URL), written by the recorder, read by trainer and monitor.
@@ -93,6 +101,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
+        object.__setattr__(self, "bus_password", self._read_password())
         positive = (
             "request_partitions",
             "retrain_every",
@@ -148,6 +157,43 @@ class Settings:
         if not (self.bus.startswith("memory") or self.bus.startswith("kafka://")):
             raise ConfigError(f"bus must be 'memory://' or 'kafka://host:port', got {self.bus!r}")
 
+    def _read_password(self) -> str:
+        if not self.bus_password_file:
+            return ""
+        if "sasl.password" in self.bus_options:
+            raise ConfigError(
+                "give the SASL password once: bus_password_file or bus option sasl.password"
+            )
+        path = Path(self.bus_password_file).expanduser()
+        try:
+            password = path.read_text().strip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"bus_password_file {path}: cannot read it ({exc.strerror})") from exc
+        if not password:
+            raise ConfigError(f"bus_password_file {path} is empty")
+        return password
+
+    def bus_client_options(self) -> dict[str, str]:
+        """The bus options for the client, with the password of ``bus_password_file``."""
+        options = dict(self.bus_options)
+        if self.bus_password:
+            options["sasl.password"] = self.bus_password
+        return options
+
+    def __repr__(self) -> str:
+        """As the dataclass's, with every secret masked (settings are logged at start-up)."""
+        shown = []
+        for item in fields(self):
+            if not item.repr:
+                continue
+            value = getattr(self, item.name)
+            if item.name == "bus_options":
+                value = {k: MASK if _is_secret(k) else v for k, v in value.items()}
+            shown.append(f"{item.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    __str__ = __repr__
+
     @property
     def mlflow_uri(self) -> str:
         return self.tracking_uri or f"sqlite:///{self.data_dir.resolve() / 'mlflow.db'}"
@@ -198,6 +244,8 @@ class Settings:
                 table = tomllib.load(handle)
             values.update(table.get("streamfit", table))
         for item in fields(cls):
+            if not item.init:
+                continue
             raw = environ.get(ENV_PREFIX + item.name.upper())
             if raw is not None:
                 values[item.name] = raw
@@ -205,9 +253,13 @@ class Settings:
         return cls(**{k: _coerce(k, v) for k, v in values.items()})
 
 
+def _is_secret(key: str) -> bool:
+    return any(part in key.lower() for part in SECRET_KEY_PARTS)
+
+
 def _coerce(name: str, value: Any) -> Any:
     """Turn text from the environment or TOML into the field's type, with a clear error."""
-    kinds = {f.name: f for f in fields(Settings)}
+    kinds = {f.name: f for f in fields(Settings) if f.init}
     if name not in kinds:
         raise ConfigError(f"unknown setting {name!r}")
     default = kinds[name].default

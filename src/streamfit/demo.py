@@ -50,7 +50,7 @@ def run_demo(
 ) -> dict[str, Any]:
     started = time.monotonic()
     ensure_initial_model(settings, progress)
-    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus = get_bus(settings.bus, settings.bus_client_options())
     bus.ensure_topics(_partitions(settings))
     predictor = Predictor(settings, bus)
     recorder = Recorder(settings, bus)

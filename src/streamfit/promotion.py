@@ -115,7 +115,7 @@ def _announce(
         return  # a bus of our own, in this process: nobody listens
     from .bus import get_bus
 
-    built = get_bus(settings.bus, dict(settings.bus_options))
+    built = get_bus(settings.bus, settings.bus_client_options())
     try:
         with built.producer() as own:
             own.produce(topic, payload)

@@ -154,3 +154,61 @@ def deployment(tmp_path, kafka_bootstrap, trained_model):
     )
     yield deployment
     deployment.stop_all()
+
+
+class SecureBroker:
+    """The SASL_SSL broker of ``scripts/kafka up --secure``: its address, CA and credentials."""
+
+    def __init__(self, port: str, state_dir: Path) -> None:
+        self.bootstrap = f"127.0.0.1:{port}"
+        self.url = f"kafka://{self.bootstrap}"
+        self.ca = state_dir / "tls" / "ca.pem"
+        self.credentials = state_dir / "credentials"
+
+    def password_file(self, principal: str) -> Path:
+        return self.credentials / f"{principal}.password"
+
+    def password(self, principal: str) -> str:
+        return self.password_file(principal).read_text().strip()
+
+    def options(self, principal: str, password: str | None = None) -> dict[str, str]:
+        """Client options of ``principal``: with ``password``, or none (it comes from a file)."""
+        options = {
+            "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "SCRAM-SHA-512",
+            "sasl.username": principal,
+            "ssl.ca.location": str(self.ca),
+        }
+        if password is not None:
+            options["sasl.password"] = password
+        return options
+
+    def bus(self, principal: str, password: str | None = None):
+        return get_bus(self.url, self.options(principal, password or self.password(principal)))
+
+    def cli_args(self, principal: str) -> list[str]:
+        """What a `streamfit` service gets: options on the command line, the password in a file."""
+        args = [f"--bus={self.url}"]
+        for key, value in self.options(principal).items():
+            args.append(f"--bus-option={key}={value}")
+        return [*args, f"--bus-password-file={self.password_file(principal)}"]
+
+
+@pytest.fixture(scope="session")
+def secure_broker() -> SecureBroker:
+    """``scripts/kafka up --secure`` (idempotent: a running one is reused and left running).
+
+    ``STREAMFIT_KAFKA_SECURE_PORT`` picks another port, as it does for the script. Fails, never
+    skips, when the broker cannot be started.
+    """
+    port = os.environ.get("STREAMFIT_KAFKA_SECURE_PORT", "9093")
+    home = Path(os.environ.get("STREAMFIT_KAFKA_HOME", Path.home() / ".cache/streamfit/kafka"))
+    up = subprocess.run(
+        [REPO / "scripts" / "kafka", "up", "--secure"], capture_output=True, text=True
+    )
+    if up.returncode != 0:
+        pytest.fail(
+            f"scripts/kafka up --secure failed: {up.stderr.strip() or up.stdout.strip()}",
+            pytrace=False,
+        )
+    return SecureBroker(port, home / f"broker-secure-{port}")

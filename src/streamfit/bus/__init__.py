@@ -5,6 +5,7 @@ from __future__ import annotations
 from ._base import (
     Bus,
     BusError,
+    BusRefused,
     BusUnavailable,
     Consumer,
     DeliveryError,
@@ -17,6 +18,7 @@ from ._memory import MemoryBus
 __all__ = [
     "Bus",
     "BusError",
+    "BusRefused",
     "BusUnavailable",
     "Consumer",
     "DeliveryError",

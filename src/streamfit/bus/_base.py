@@ -36,6 +36,11 @@ class BusUnavailable(BusError):
     """The transport could not be reached (after retries)."""
 
 
+class BusRefused(BusError):
+    """The broker refused this client: authentication failed, or the principal is not allowed
+    to do what was asked (read a topic, write one, join a group...). No retry fixes it."""
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     topic: str

@@ -20,6 +20,11 @@ Decisions worth knowing:
   would allow. Partitions added later are not followed.
 * ``poll`` returns what is waiting at once and waits only for the first message
   (``Consumer.consume`` alone would wait for the whole batch or the full timeout).
+* A broker that refuses the client (SASL authentication failed, or the principal may not read
+  a topic, write one, use a group or a transactional id) raises :class:`BusRefused` naming the
+  principal and what it was refused, at once: no retry fixes it. A client that speaks plaintext
+  to a TLS listener is refused too (librdkafka hints at it; the broker just closes the socket).
+  Topics a principal may not create are left to the admin (``scripts/kafka up --secure``).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from ._base import (
     Bus,
     BusError,
+    BusRefused,
     BusUnavailable,
     Consumer,
     DeliveryError,
@@ -70,6 +76,22 @@ _FATAL_FOR_CONSUMER = {
     KafkaError._SSL,
     KafkaError._INVALID_ARG,
 }
+# Refusals: the credentials are wrong, or the principal lacks an ACL. Raised as BusRefused.
+_AUTHENTICATION = {KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._AUTHENTICATION}
+_AUTHORIZATION = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+}
+# What librdkafka logs (a line, not an error) when the broker closes the socket during the
+# very first request: a plaintext client on a TLS listener. Seen this often in a row while
+# connecting, it is not a restart (a broker that is down refuses the connection instead).
+_PROTOCOL_HINTS = (
+    "incorrect security.protocol",  # librdkafka < 2.x says so
+    "in state APIVERSION_QUERY",  # newer ones: "connection closed by peer ... in state ..."
+)
+_PROTOCOL_HINTS_TO_REFUSE = 3
 _COMMIT_ATTEMPTS = 5
 # A commit refused because the group is rebalancing: its partitions get a new owner, who reads
 # the uncommitted messages again.
@@ -112,6 +134,28 @@ def _raise_from(exc: KafkaException, what: str, cls: type[BusError] = BusError) 
     return cls(f"{what}: {detail}")
 
 
+def _principal(config: dict[str, Any]) -> str:
+    """The principal the broker sees: the SASL user name, or ANONYMOUS without SASL."""
+    if "sasl" in str(config.get("security.protocol", "")).lower():
+        return str(config.get("sasl.username", "")) or "?"
+    return "ANONYMOUS"
+
+
+def _refusal(principal: str, error: KafkaError, what: str) -> BusRefused:
+    """One line that says who was refused what, e.g. not authorised to write topic 'models'."""
+    code = error.code()
+    if code in _AUTHENTICATION:
+        return BusRefused(
+            f"Kafka refused principal {principal!r}: authentication failed "
+            f"(wrong user name or password?): {error.str()}"
+        )
+    return BusRefused(f"Kafka refused principal {principal!r}: not authorised to {what}")
+
+
+def _refused(error: KafkaError | None) -> bool:
+    return error is not None and error.code() in _AUTHENTICATION | _AUTHORIZATION
+
+
 class KafkaBus(Bus):
     """Bus on a Kafka cluster reached at ``bootstrap`` ("host:port[,host:port...]").
 
@@ -131,13 +175,15 @@ class KafkaBus(Bus):
         self.bootstrap = bootstrap
         self.options = dict(options)
         self.connect_timeout = connect_timeout
+        self.principal = _principal(self.options)
         self._admin: AdminClient | None = None
+        self._admin_reporter = _ErrorReporter(bootstrap)
         self._reachable = False
 
     # -- Bus ------------------------------------------------------------------------------------
     def producer(self) -> Producer:
         self._wait_reachable()
-        return _KafkaProducer(self._config(_PRODUCER_DEFAULTS))
+        return _KafkaProducer(self._config(_PRODUCER_DEFAULTS), self.principal)
 
     def transactional_producer(self, transactional_id: str) -> TransactionalProducer:
         self._wait_reachable()
@@ -146,7 +192,7 @@ class KafkaBus(Bus):
             # librdkafka wants message.timeout.ms <= transaction.timeout.ms
             {"transactional.id": transactional_id, "transaction.timeout.ms": 120_000},
         )
-        return _KafkaTransactionalProducer(config)
+        return _KafkaTransactionalProducer(config, self.principal)
 
     def consumer(
         self, topics: list[str], group: str | None, *, read_committed: bool = True
@@ -163,30 +209,37 @@ class KafkaBus(Bus):
                 "group.id": f"streamfit-broadcast-{uuid.uuid4().hex}",
                 "auto.offset.reset": "latest",
             }
-            return _KafkaConsumer(self._config(_CONSUMER_DEFAULTS, settings), topics, None)
+            config = self._config(_CONSUMER_DEFAULTS, settings)
+            return _KafkaConsumer(config, topics, None, self.principal)
         settings |= {"group.id": group, "auto.offset.reset": "earliest"}
-        return _KafkaConsumer(self._config(_CONSUMER_DEFAULTS, settings), topics, group)
+        return _KafkaConsumer(
+            self._config(_CONSUMER_DEFAULTS, settings), topics, group, self.principal
+        )
 
     def ensure_topics(self, partitions: dict[str, int]) -> None:
         for name, count in partitions.items():
             if count < 1:
                 raise ValueError(f"topic {name!r} needs at least 1 partition, got {count}")
         self._wait_reachable()
-        self._create(partitions)
+        self._create_missing(list(partitions), partitions)
 
     def close(self) -> None:
         self._admin = None
 
     # -- internals ------------------------------------------------------------------------------
-    def _config(self, *layers: dict[str, Any]) -> dict[str, Any]:
+    def _config(
+        self, *layers: dict[str, Any], reporter: _ErrorReporter | None = None
+    ) -> dict[str, Any]:
+        reporter = reporter or _ErrorReporter(self.bootstrap)
         config: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap,
             "log.connection.close": False,  # idle disconnects are normal
             # librdkafka logs every failed reconnect (hundreds a second while a broker restarts):
-            # keep its critical lines only; error_cb reports the errors, muting repeats.
-            "log_level": 2,
-            "logger": _librdkafka_log,
-            "error_cb": _ErrorReporter(self.bootstrap),
+            # errors reach the reporter, which keeps critical lines only and notes the hint of
+            # a wrong security.protocol; error_cb reports the errors, muting repeats.
+            "log_level": 3,
+            "logger": reporter,
+            "error_cb": reporter,
         }
         for layer in layers:
             config |= layer
@@ -194,7 +247,15 @@ class KafkaBus(Bus):
 
     def _admin_client(self) -> AdminClient:
         if self._admin is None:
-            self._admin = AdminClient(self._config())
+            try:
+                # Its disconnects are logged (at INFO, to the reporter only): they tell a
+                # plaintext client on a TLS listener from a broker that is down.
+                config = self._config(
+                    {"log_level": 6, "log.connection.close": True}, reporter=self._admin_reporter
+                )
+                self._admin = AdminClient(config)
+            except KafkaException as exc:
+                raise _raise_from(exc, "invalid Kafka client settings (--bus-option)") from exc
         return self._admin
 
     def _wait_reachable(self) -> None:
@@ -202,6 +263,7 @@ class KafkaBus(Bus):
         if self._reachable:
             return
         admin = self._admin_client()
+        reporter = self._admin_reporter
         deadline = time.monotonic() + self.connect_timeout
         delay = 0.5
         while True:
@@ -209,6 +271,8 @@ class KafkaBus(Bus):
                 # Each attempt is short: librdkafka keeps reconnecting within it.
                 admin.list_topics(timeout=max(0.2, min(2.0, deadline - time.monotonic())))
             except KafkaException as exc:
+                admin.poll(0)  # serve librdkafka's queued log lines and errors
+                self._raise_if_refused(reporter)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0.1:
                     raise _raise_from(
@@ -221,15 +285,30 @@ class KafkaBus(Bus):
                 log.warning(
                     "Kafka broker at %s not reachable, retrying in %.1fs", self.bootstrap, wait
                 )
-                admin.poll(0)  # serve librdkafka's queued log lines and errors
                 time.sleep(wait)
                 delay = min(delay * 2, 8.0)
             else:
                 self._reachable = True
                 return
 
+    def _raise_if_refused(self, reporter: _ErrorReporter) -> None:
+        """Fail at once when the broker refuses the login: waiting would not change it."""
+        if reporter.refusal is not None:
+            raise _refusal(self.principal, reporter.refusal, "connect")
+        if reporter.protocol_hints >= _PROTOCOL_HINTS_TO_REFUSE:
+            raise BusRefused(
+                f"Kafka broker at {self.bootstrap} refused principal {self.principal!r}: it "
+                "closes every connection during the handshake, so it expects another "
+                "security.protocol (SASL_SSL with credentials? pass them with --bus-option)"
+            )
+
     def _create(self, partitions: dict[str, int], timeout: float = 30.0) -> None:
-        """Create topics (name -> partitions, -1 for the broker's default) that do not exist."""
+        """Create topics (name -> partitions, -1 for the broker's default) that do not exist.
+
+        A principal without the right to create topics (a secured broker, where the admin
+        creates them) is no error: the topic is left alone, and reading or writing it says
+        clearly later if it is missing or out of bounds.
+        """
         if not partitions:
             return
         futures = self._admin_client().create_topics(
@@ -240,36 +319,63 @@ class KafkaBus(Bus):
             try:
                 future.result(timeout)
             except KafkaException as exc:
-                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                code = exc.args[0].code()
+                if code in _AUTHORIZATION:
+                    log.debug(
+                        "principal %r may not create topic %s: left to the admin",
+                        self.principal,
+                        name,
+                    )
+                elif code != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise _raise_from(exc, f"cannot create topic {name!r}") from exc
             else:
                 log.info("created Kafka topic %s (partitions: %d)", name, partitions[name])
 
-    def _create_missing(self, topics: list[str]) -> None:
-        """Create the topics a consumer is about to read, with the broker's default partitions.
+    def _create_missing(self, topics: list[str], partitions: dict[str, int] | None = None) -> None:
+        """Create the topics of ``topics`` that do not exist yet (``partitions`` each, or the
+        broker's default): those a consumer is about to read, so ``consumer()`` works as the
+        memory bus's does, or those of ``ensure_topics``.
 
-        The memory bus needs no topic set-up: this keeps ``consumer()`` working the same way.
+        Only missing topics are created: a principal that may not create topics still gets
+        through when they exist.
         """
         try:
             existing = self._admin_client().list_topics(timeout=10).topics
         except KafkaException as exc:
             raise _raise_from(exc, "cannot read the topic list") from exc
-        self._create({t: -1 for t in topics if t not in existing})
+        partitions = partitions or {}
+        self._create({t: partitions.get(t, -1) for t in topics if t not in existing})
 
 
 class _ErrorReporter:
-    """librdkafka's client-wide errors (error_cb): mostly a broker going away and coming back.
+    """librdkafka's client-wide errors (error_cb) and log lines (logger).
 
-    Logged, not raised: librdkafka retries them. The same error is logged at most once per
-    ``mute`` seconds.
+    Errors are mostly a broker going away and coming back: logged, not raised, since librdkafka
+    retries them; the same error is logged at most once per ``mute`` seconds. A refused login is
+    remembered (``refusal``) for whoever waits on the connection, as are librdkafka's hints
+    that the broker expects another ``security.protocol`` (``protocol_hints``). Log lines below
+    critical are dropped: librdkafka logs every failed reconnect.
     """
 
     def __init__(self, bootstrap: str, mute: float = 10.0) -> None:
         self.bootstrap = bootstrap
         self.mute = mute
         self._last: dict[int, float] = {}
+        self.refusal: KafkaError | None = None
+        self.protocol_hints = 0
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        """The ``logger`` interface librdkafka calls (``logging.Logger.log``'s signature)."""
+        if level >= logging.CRITICAL:
+            _librdkafka_log.log(level, msg, *args)
+        elif any(hint in str(arg) for arg in (msg, *args) for hint in _PROTOCOL_HINTS):
+            self.protocol_hints += 1
 
     def __call__(self, error: KafkaError) -> None:
+        if error.code() in _AUTHENTICATION:
+            self.refusal = error  # raised, as BusRefused, by whoever waits for the broker
+            log.debug("Kafka client error %s", _describe(error))
+            return
         if error.fatal():
             log.error("Kafka client fatal error %s", _describe(error))
             return
@@ -289,9 +395,11 @@ class _ErrorReporter:
 
 
 class _KafkaProducer(Producer):
-    def __init__(self, config: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], principal: str) -> None:
+        self._principal = principal
         self._failed = 0
         self._first_failure = ""
+        self._refused: BusRefused | None = None
         try:
             self._producer = confluent_kafka.Producer(config | {"on_delivery": self._on_delivery})
         except KafkaException as exc:
@@ -303,6 +411,9 @@ class _KafkaProducer(Producer):
             self._failed += 1
             if not self._first_failure:
                 self._first_failure = f"{message.topic()}: {_describe(error)}"
+            if self._refused is None and _refused(error):
+                what = f"write topic {message.topic()!r}"
+                self._refused = _refusal(self._principal, error, what)
 
     def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         while True:
@@ -324,8 +435,10 @@ class _KafkaProducer(Producer):
             pending = self._producer.flush(timeout)
         except KafkaException as exc:
             raise _raise_from(exc, "flush failed", DeliveryError) from exc
-        failed, first = self._failed, self._first_failure
-        self._failed, self._first_failure = 0, ""
+        failed, first, refused = self._failed, self._first_failure, self._refused
+        self._failed, self._first_failure, self._refused = 0, "", None
+        if refused is not None:
+            raise refused
         if failed:
             raise DeliveryError(f"{failed} message(s) not delivered; first: {first}")
         if pending:
@@ -339,8 +452,9 @@ class _KafkaTransactionalProducer(_KafkaProducer, TransactionalProducer):
     close it and open a new one to get that input again (its offsets were not committed).
     """
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        super().__init__(config)
+    def __init__(self, config: dict[str, Any], principal: str) -> None:
+        super().__init__(config, principal)
+        self._transactional_id = str(config["transactional.id"])
         self._initialised = False
         self._timeout = 30.0
 
@@ -376,6 +490,12 @@ class _KafkaTransactionalProducer(_KafkaProducer, TransactionalProducer):
                 return
             except KafkaException as exc:
                 error = exc.args[0]
+                if _refused(error):
+                    raise _refusal(
+                        self._principal,
+                        error,
+                        f"use transactional id {self._transactional_id!r} ({what})",
+                    ) from exc
                 if error.retriable():
                     log.warning("Kafka %s failed (%s), retrying", what, _describe(error))
                     time.sleep(0.5)
@@ -393,8 +513,13 @@ class _KafkaTransactionalProducer(_KafkaProducer, TransactionalProducer):
 
 
 class _KafkaConsumer(Consumer):
-    def __init__(self, config: dict[str, Any], topics: list[str], group: str | None) -> None:
+    def __init__(
+        self, config: dict[str, Any], topics: list[str], group: str | None, principal: str
+    ) -> None:
         self._group = group
+        self._group_id = str(config.get("group.id", ""))
+        self._topics = list(topics)
+        self._principal = principal
         self._closed = False
         # (topic, partition) -> offset after the last message poll() returned, not committed yet.
         self._offsets: dict[tuple[str, int], int] = {}
@@ -421,6 +546,8 @@ class _KafkaConsumer(Consumer):
                 metadata = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
                 if metadata is not None and metadata.error is None and metadata.partitions:
                     break
+                if metadata is not None and _refused(metadata.error):
+                    raise _refusal(self._principal, metadata.error, f"read topic {topic!r}")
                 if time.monotonic() > deadline:
                     raise BusError(f"topic {topic!r} has no partitions the consumer can see")
                 time.sleep(0.1)
@@ -473,17 +600,24 @@ class _KafkaConsumer(Consumer):
         for m in raw:
             error = m.error()
             if error is not None:
-                self._handle_error(error)
+                self._handle_error(error, m.topic())
                 continue
             topic, partition, offset = m.topic(), m.partition(), m.offset()
             batch.append(Message(topic, m.value() or b"", m.key(), partition, offset))
             self._offsets[(topic, partition)] = offset + 1
         return batch
 
-    def _handle_error(self, error: KafkaError) -> None:
+    def _handle_error(self, error: KafkaError, topic: str | None = None) -> None:
         code = error.code()
         if code == KafkaError._PARTITION_EOF:
             return
+        if code == KafkaError.GROUP_AUTHORIZATION_FAILED:
+            raise _refusal(self._principal, error, f"use consumer group {self._group_id!r}")
+        if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            topics = repr(topic) if topic else " or ".join(map(repr, self._topics))
+            raise _refusal(self._principal, error, f"read topic {topics}")
+        if _refused(error):
+            raise _refusal(self._principal, error, "read")
         if error.fatal() or code in _FATAL_FOR_CONSUMER:
             raise BusError(f"Kafka consumer error {_describe(error)}")
         log.warning("Kafka consumer: %s", _describe(error))
