@@ -62,10 +62,9 @@ sys.path.insert(0, str(REPO / "src"))  # run from a fresh clone without installi
 
 from streamfit import messages  # noqa: E402
 from streamfit.app import adult_requests  # noqa: E402
-from streamfit.bundle import ModelStore  # noqa: E402
 from streamfit.bus import BusError, Message, Producer, get_bus  # noqa: E402
 from streamfit.config import Settings, Topics  # noqa: E402
-from streamfit.serving._compiled import precompile  # noqa: E402
+from streamfit.registry import ModelRegistry  # noqa: E402
 
 
 # -- the broker ------------------------------------------------------------------------------------
@@ -95,6 +94,32 @@ def train_model(work: Path) -> Path:
     return data_dir
 
 
+def warm_model_cache(template: Path) -> tuple[Path, float]:
+    """Fetch the template's champion through its registry and compile it once: (the model cache
+    every deployment starts from, seconds the fetch, verification and compilation took).
+
+    As a predictor that already served the model would have it: deployments then load the
+    compiled library instead of building it while requests are being timed.
+    """
+    from streamfit.bus import MemoryBus
+    from streamfit.serving import Predictor
+
+    settings = Settings(data_dir=template / "warm", tracking_uri=_uri(template))
+    start = time.perf_counter()
+    predictor = Predictor(settings, MemoryBus())
+    champion = ModelRegistry.from_settings(settings).champion()
+    if champion is None or not predictor.swap_to(champion.version):
+        raise RuntimeError(f"no usable champion in the registry of {template}")
+    if not predictor.wait_for_compile(900) or not predictor.serving_compiled:
+        print("  the model was not compiled: LightGBM serves", flush=True)
+    return settings.model_cache, time.perf_counter() - start
+
+
+def _uri(template: Path) -> str:
+    """The template's tracking store (SQLite + local artifacts): every deployment's registry."""
+    return Settings(data_dir=template).mlflow_uri
+
+
 def _env() -> dict[str, str]:
     path = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
     return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
@@ -115,15 +140,18 @@ class Deployment:
     def __init__(self, work: Path, template: Path, bootstrap: str, name: str, **settings: Any):
         self.root = work / f"{name}-{uuid.uuid4().hex[:6]}"
         self.data_dir = self.root / "data"
-        shutil.copytree(template / "models", self.data_dir / "models")
+        # The model cache of a predictor that served the champion before (compiled library
+        # included): the registry is the template's, shared by every deployment.
+        shutil.copytree(template / "warm" / "model-cache", self.data_dir / "model-cache")
         suffix = uuid.uuid4().hex[:8]
         self.topics = Topics(**{t: f"bench-{t}-{suffix}" for t in vars(Topics())})
         lines = [
             f'data_dir = "{self.data_dir}"',
             f'bus = "kafka://{bootstrap}"',
             f'group = "bench-predictors-{suffix}"',
-            "retrain_every = 1000000000",  # no retrain commands: no trainer listens
-            *(f"{k} = {json.dumps(v)}" for k, v in settings.items()),
+            f'recorder_group = "bench-recorders-{suffix}"',
+            f'tracking_uri = "{_uri(template)}"',
+            * (f"{k} = {json.dumps(v)}" for k, v in settings.items()),
             "[topics]",
             *(f'{k} = "{v}"' for k, v in vars(self.topics).items()),
         ]
@@ -153,6 +181,44 @@ class Deployment:
             *("--group", self.settings.group, "--max-batch", str(self.settings.max_batch)),
         ]
         return self._start(command, "noop loop consuming")
+
+    def start_recorder(self) -> subprocess.Popen:
+        """A recorder on this deployment's topics (SQLite in its own directory), beside the
+        predictor; returns its process once it consumes."""
+        log_path = self.root / "recorder.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamfit.cli", "recorder", "--config", str(self.config)],
+            stdout=log_path.open("ab"),
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=_env(),
+        )
+        deadline = time.monotonic() + 120
+        while "recorder consuming" not in log_path.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"recorder did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.01)
+        return process
+
+    def recorder_lag(self) -> int:
+        """Messages of ``requests`` and ``predictions`` the recorders' group has not committed."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        bootstrap = self.settings.bus.removeprefix("kafka://")
+        reader = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": self.settings.recorder_group}
+        )
+        try:
+            lag = 0
+            for topic in (self.topics.requests, self.topics.predictions):
+                partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
+                wanted = [TopicPartition(topic, p) for p in partitions]
+                for tp in reader.committed(wanted, timeout=10):
+                    _, high = reader.get_watermark_offsets(tp, timeout=10)
+                    lag += high - max(tp.offset, 0)
+            return lag
+        finally:
+            reader.close()
 
     def _start(self, command: list[str], ready_line: str) -> float:
         log = self.log_path.open("ab")
@@ -369,11 +435,15 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
     from streamfit.serving import Predictor
 
     data_dir = work / "inprocess"
-    # Without the template's compiled library: this part times building it.
+    # Without the warm cache's compiled library: this part times building it.
     shutil.copytree(
-        template / "models", data_dir / "models", ignore=shutil.ignore_patterns("model.so*")
+        template / "warm" / "model-cache",
+        data_dir / "model-cache",
+        ignore=shutil.ignore_patterns("model.so*"),
     )
-    settings = Settings(data_dir=data_dir, retrain_every=10**9)
+    settings = Settings(data_dir=data_dir, tracking_uri=_uri(template))
+    champion = ModelRegistry.from_settings(settings).champion()
+    assert champion is not None
     records = _records(7)
     values = [v for _, v in _request_values(rows, "a", records)]
     batches = [
@@ -384,7 +454,7 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
 
     def predictor(compiled: bool = True) -> Predictor:
         p = Predictor(settings.replace(compile_model=compiled), MemoryBus())
-        p.swap_to(ModelStore(settings.models_dir).champion() or 1)
+        p.swap_to(champion.version)
         if not p.wait_for_compile(900):
             raise RuntimeError("the model did not compile within 15 minutes")
         return p
@@ -454,7 +524,10 @@ def part_e2e(
         receiver.close()
         wall = receiver.last - ready
         steady = (receiver.count - 1) / max(receiver.last - receiver.first, 1e-9)
-        return {
+        recorded: dict[str, Any] = {}
+        if guarantee == "at-least-once" and not noop:
+            recorded = part_recorder(deployment, count, receiver.count / wall)
+        return recorded | {
             "guarantee": guarantee,
             "requests": count,
             "answered": receiver.count,
@@ -468,6 +541,29 @@ def part_e2e(
         }
     finally:
         deployment.stop()
+
+
+def part_recorder(deployment: Deployment, count: int, predictor_per_s: float) -> dict[str, Any]:
+    """The recorder over what the predictor just did: ``count`` requests and their ``count``
+    predictions waiting; time from its start to the group's lag reaching 0."""
+    process = deployment.start_recorder()
+    start = time.monotonic()
+    try:
+        while deployment.recorder_lag() > 0:
+            if process.poll() is not None or time.monotonic() - start > 900:
+                raise RuntimeError("the recorder stopped or did not catch up in 15 minutes")
+            time.sleep(0.2)
+        wall = time.monotonic() - start
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    per_s = count / wall  # observations completed (request and prediction) per second
+    return {
+        "recorder_wall_s": round(wall, 2),
+        "recorder_per_s": round(per_s),
+        "recorder_messages_per_s": round(2 * count / wall),
+        "recorder_vs_predictor": round(per_s / predictor_per_s, 2),
+    }
 
 
 # -- (c) latency and (d) swap ---------------------------------------------------------------------
@@ -568,8 +664,10 @@ def challenger(deployment: Deployment) -> Any:
     from streamfit.data import load_adult
     from streamfit.training.space import DEFAULT_SPACE, lightgbm_params
 
-    store = ModelStore(deployment.settings.models_dir)
-    champion = store.load(store.champion() or 1)
+    registry = ModelRegistry.from_settings(deployment.settings)
+    entry = registry.champion()
+    assert entry is not None
+    champion, _ = registry.load(entry, deployment.root / "trainer-cache")
     frame = load_adult("train")
     params, _cap = lightgbm_params(
         DEFAULT_SPACE,
@@ -589,13 +687,24 @@ def challenger(deployment: Deployment) -> Any:
 
 
 def promote(deployment: Deployment, bundle: Any) -> int:
-    """What the trainer does after a winning round: save, point the champion, announce."""
-    store = ModelStore(deployment.settings.models_dir, keep=3)
-    version = store.save(bundle)
-    store.set_champion(version)
-    precompile(deployment.settings, version)
-    with deployment.bus.producer() as producer:
-        producer.produce(deployment.topics.models, messages.model_ready(version, "promoted"))
+    """What the trainer does after a winning round: register the bundle (its files and their
+    SHA-256), make it the champion and announce it, through the one promotion path."""
+    from streamfit.data import FEATURE_COLUMNS, load_adult
+    from streamfit.promotion import promote as promote_version
+    from streamfit.training.tracking import get_tracker
+
+    settings = deployment.settings
+    tracker = get_tracker(settings)
+    example = load_adult("test")[list(FEATURE_COLUMNS)].dropna().head(5).reset_index(drop=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        bundle.save(Path(scratch))
+        tracker.start_round("benchmark-challenger", {})
+        try:
+            version = tracker.log_model(Path(scratch), example, [0.5] * len(example))
+        finally:
+            tracker.end_round()
+    assert version is not None
+    promote_version(settings, version, bus=deployment.bus, by="benchmark")
     return version
 
 
@@ -696,6 +805,9 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     ):
         e = results["e2e"]
         out["e2e_kafka_per_s"] = e["at-least-once"]["per_s"]
+        for key in ("recorder_per_s", "recorder_messages_per_s", "recorder_vs_predictor"):
+            if key in e["at-least-once"]:
+                out[key] = e["at-least-once"][key]
         out["e2e_kafka_steady_per_s"] = e["at-least-once"]["steady_per_s"]
         out["e2e_exactly_once_per_s"] = e["exactly-once"]["per_s"]
         out["exactly_once_vs_at_least_once"] = round(
@@ -781,14 +893,15 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="streamfit-bench-") as tmp:
         work = Path(tmp)
-        if args.model_dir and ModelStore(args.model_dir / "models").champion() is not None:
+        if (
+            args.model_dir
+            and ModelRegistry.from_settings(Settings(data_dir=args.model_dir)).champion()
+        ):
             template = args.model_dir
         else:
             template = train_model(work)
-        # As the trainer does before announcing a model: predictors then load the compiled
-        # library instead of building it while requests are being timed.
-        template_settings = Settings(data_dir=template)
-        precompile(template_settings, ModelStore(template_settings.models_dir).champion() or 1)
+        print("fetching and compiling the champion once (the deployments' warm cache)...")
+        _, results["model_cache_warm_s"] = warm_model_cache(template)
         bootstrap = ensure_broker(args.port) if set(parts) - {"inprocess"} else ""
         if "inprocess" in parts:
             print("(a) in-process hot path vs per-message baseline...", flush=True)

@@ -353,33 +353,33 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_predictor(settings: Settings, args: argparse.Namespace) -> int:
-    from .bus import get_bus
+    from .bus import bus_for
     from .demo import _partitions
     from .serving import Predictor
 
-    bus = get_bus(settings.bus, settings.bus_client_options())
+    bus = bus_for(settings)
     bus.ensure_topics(_partitions(settings))
     _run_service(Predictor(settings, bus, wait_for_model_s=args.wait_for_model))
     return 0
 
 
 def cmd_trainer(settings: Settings, args: argparse.Namespace) -> int:
-    from .bus import get_bus
+    from .bus import bus_for
     from .demo import _partitions
     from .training.service import TrainerService
 
-    bus = get_bus(settings.bus, settings.bus_client_options())
+    bus = bus_for(settings)
     bus.ensure_topics(_partitions(settings))
     _run_service(TrainerService(settings, bus))
     return 0
 
 
 def cmd_recorder(settings: Settings, args: argparse.Namespace) -> int:
-    from .bus import get_bus
+    from .bus import bus_for
     from .demo import _partitions
     from .recording import Recorder
 
-    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus = bus_for(settings)
     bus.ensure_topics(_partitions(settings))
     _run_service(Recorder(settings, bus))
     return 0
@@ -387,9 +387,9 @@ def cmd_recorder(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
     from .app import run_app
-    from .bus import get_bus
+    from .bus import bus_for
 
-    bus = get_bus(settings.bus, settings.bus_client_options())
+    bus = bus_for(settings)
     summary = run_app(
         settings,
         bus,
@@ -444,14 +444,14 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
-    from .bus import get_bus
+    from .bus import bus_for
     from .demo import _partitions
     from .monitoring import build_monitor
 
     # Background work: on a shared machine the predictors get the cores first.
     with contextlib.suppress(OSError):
         os.nice(10)
-    bus = get_bus(settings.bus, settings.bus_client_options())
+    bus = bus_for(settings)
     bus.ensure_topics(_partitions(settings))
     monitor = build_monitor(settings, bus, track=not args.no_tracking)
     log.info(

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .app import run_app
-from .bus import get_bus
+from .bus import bus_for
 from .config import Settings
 from .recording import Recorder
 from .registry import ModelRegistry
@@ -50,7 +50,7 @@ def run_demo(
 ) -> dict[str, Any]:
     started = time.monotonic()
     ensure_initial_model(settings, progress)
-    bus = get_bus(settings.bus, settings.bus_client_options())
+    bus = bus_for(settings)
     bus.ensure_topics(_partitions(settings))
     predictor = Predictor(settings, bus)
     recorder = Recorder(settings, bus)

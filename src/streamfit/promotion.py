@@ -113,9 +113,9 @@ def _announce(
         return
     if settings.bus.startswith("memory"):
         return  # a bus of our own, in this process: nobody listens
-    from .bus import get_bus
+    from .bus import bus_for
 
-    built = get_bus(settings.bus, settings.bus_client_options())
+    built = bus_for(settings)
     try:
         with built.producer() as own:
             own.produce(topic, payload)

@@ -14,6 +14,7 @@ import pytest
 
 from streamfit import messages
 from streamfit.bus import BusRefused, get_bus
+from streamfit.stores import ObservationStore
 from tests.conftest import REPO
 from tests.kafka.conftest import Deployment, SecureBroker
 
@@ -135,13 +136,14 @@ def test_the_predictor_reads_requests_and_writes_predictions(secure_broker):
 
 SERVICES = {
     # name: (principal, extra arguments, line logged once it serves)
-    "predictor": ("predictor", ("--retrain-every", "1000000", "--no-compile-model"), "consuming"),
+    "predictor": ("predictor", ("--no-compile-model",), "predictor consuming"),
+    "recorder": ("recorder", ("--retrain-every", "1000000"), "recorder consuming"),
 }
 
 
 @pytest.mark.parametrize(
     ("services", "guarantee"),
-    [(("predictor",), "at-least-once"), (("predictor",), "exactly-once")],
+    [(("predictor", "recorder"), "at-least-once"), (("predictor",), "exactly-once")],
 )
 def test_the_pipeline_runs_end_to_end_with_the_right_principals(
     services, guarantee, secure_broker, tmp_path, trained_model
@@ -156,6 +158,8 @@ def test_the_pipeline_runs_end_to_end_with_the_right_principals(
             args = [*secure_broker.cli_args(principal), *extra, "--log-level", "DEBUG"]
             if name == "predictor":  # exactly-once: transactional ids prefixed by the group
                 args += [*group, "--guarantee", guarantee]
+            if name == "recorder":  # the ACLs cover groups named streamfit-recorder*
+                args += ["--recorder-group", f"streamfit-recorder-{uuid.uuid4().hex[:8]}"]
             started.append((deployment.start(name, *args), ready))
         for process, ready in started:
             deployment.wait_for_log(process, ready)
@@ -164,6 +168,10 @@ def test_the_pipeline_runs_end_to_end_with_the_right_principals(
         assert summary["answered"] == 60 and summary["lost"] == 0
     finally:
         deployment.stop_all()
+    if "recorder" in services:  # stopped: what it consumed is stored
+        store = ObservationStore(deployment.settings.store_url)
+        assert store.count() == 60
+        store.close()
     logs = {path.name: path.read_text() for path in tmp_path.glob("*.log")}
     assert "predictor.log" in logs and "app.log" in logs
     assert "settings: Settings(" in logs["predictor.log"]  # logged at DEBUG, masked

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._base import (
     Bus,
     BusError,
@@ -15,6 +17,9 @@ from ._base import (
 )
 from ._memory import MemoryBus
 
+if TYPE_CHECKING:
+    from ..config import Settings
+
 __all__ = [
     "Bus",
     "BusError",
@@ -26,6 +31,7 @@ __all__ = [
     "MemoryBus",
     "Producer",
     "TransactionalProducer",
+    "bus_for",
     "get_bus",
 ]
 
@@ -42,3 +48,8 @@ def get_bus(url: str | None = None, options: dict[str, str] | None = None) -> Bu
 
         return KafkaBus(url.removeprefix("kafka://"), options or {})
     raise ValueError(f"unknown bus URL {url!r}: expected 'memory://' or 'kafka://host:port'")
+
+
+def bus_for(settings: Settings) -> Bus:
+    """The bus a service's settings name, with its client options and password (if any)."""
+    return get_bus(settings.bus, settings.bus_client_options())
