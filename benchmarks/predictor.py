@@ -17,7 +17,9 @@ it started it), trains one small initial model (``streamfit init --max-evals 2``
                ``predict`` on one row.
 (b) e2e        N requests already waiting on ``requests``; one predictor process; time from the
                process being ready to the last prediction read back (acknowledged by the broker).
-               Once at-least-once, once exactly-once (Kafka transactions).
+               Once at-least-once, once exactly-once (Kafka transactions), and first the no-op
+               loop (``benchmarks/noop_loop.py``: decode the id, produce, flush, commit per batch,
+               on plain confluent-kafka) on the same broker: ``e2e_vs_noop``.
 (c) latency    paced sender at 1,000/s and 10,000/s; latency = prediction read back minus the
                moment the app produced the request (both in this process, one clock).
 (d) swap       during the 1,000/s run a new model is saved and announced on ``models``; failed or
@@ -139,15 +141,25 @@ class Deployment:
 
     def start(self) -> float:
         """Start the predictor; return the monotonic time it logged that it consumes."""
+        command = ["-m", "streamfit.cli", "predictor", "--config", str(self.config)]
+        return self._start(command, "predictor consuming")
+
+    def start_noop(self) -> float:
+        """Start the no-op loop (benchmarks/noop_loop.py) in the predictor's place."""
+        command = [
+            str(Path(__file__).parent / "noop_loop.py"),
+            *("--bootstrap", self.settings.bus.removeprefix("kafka://")),
+            *("--requests", self.topics.requests, "--predictions", self.topics.predictions),
+            *("--group", self.settings.group, "--max-batch", str(self.settings.max_batch)),
+        ]
+        return self._start(command, "noop loop consuming")
+
+    def _start(self, command: list[str], ready_line: str) -> float:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamfit.cli", "predictor", "--config", str(self.config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=_env(),
+            [sys.executable, *command], stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=_env()
         )
-        return self.wait_for_log("predictor consuming")
+        return self.wait_for_log(ready_line)
 
     def wait_for_log(self, text: str, timeout: float = 120.0) -> float:
         deadline = time.monotonic() + timeout
@@ -427,14 +439,16 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
 
 # -- (b) end to end through Kafka ------------------------------------------------------------------
 def part_e2e(
-    template: Path, work: Path, bootstrap: str, count: int, guarantee: str
+    template: Path, work: Path, bootstrap: str, count: int, guarantee: str, noop: bool = False
 ) -> dict[str, Any]:
-    deployment = Deployment(work, template, bootstrap, f"e2e-{guarantee}", guarantee=guarantee)
+    """``count`` waiting requests through one predictor process (or the no-op loop)."""
+    name = "noop" if noop else f"e2e-{guarantee}"
+    deployment = Deployment(work, template, bootstrap, name, guarantee=guarantee)
     try:
         records = _records(3)
         preload(deployment, _request_values(count, "b-", records))
         receiver = Receiver(deployment)
-        ready = deployment.start()
+        ready = deployment.start_noop() if noop else deployment.start()
         complete = receiver.wait_for("b", count, timeout=600)
         rss, peak = deployment.rss()
         receiver.close()
@@ -687,6 +701,12 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         out["exactly_once_vs_at_least_once"] = round(
             e["exactly-once"]["per_s"] / e["at-least-once"]["per_s"], 2
         )
+        if isinstance(e.get("noop"), dict) and "error" not in e["noop"]:
+            out["noop_per_s"] = e["noop"]["per_s"]
+            out["e2e_vs_noop"] = round(e["at-least-once"]["per_s"] / e["noop"]["per_s"], 2)
+            out["e2e_exactly_once_vs_noop"] = round(
+                e["exactly-once"]["per_s"] / e["noop"]["per_s"], 2
+            )
     if "latency" in results:
         c = results["latency"]
         for key, value in c["1k"]["steady"].items():
@@ -783,13 +803,16 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "e2e" in parts:
             results["e2e"] = {}
-            for guarantee, count in (
-                ("at-least-once", 200_000),
-                ("exactly-once", 100_000 if q else 200_000),
+            count = 100_000 if q else 200_000
+            # The same number of requests through each, one after the other on the same broker.
+            for name, guarantee, noop in (
+                ("noop", "at-least-once", True),
+                ("at-least-once", "at-least-once", False),
+                ("exactly-once", "exactly-once", False),
             ):
-                print(f"(b) {count:,} waiting requests, {guarantee}...", flush=True)
-                results["e2e"][guarantee] = attempt(
-                    "e2e", part_e2e, template, work, bootstrap, count, guarantee
+                print(f"(b) {count:,} waiting requests, {name}...", flush=True)
+                results["e2e"][name] = attempt(
+                    "e2e", part_e2e, template, work, bootstrap, count, guarantee, noop
                 )
         if "latency" in parts:
             print("(c, d) latency at 1,000/s with a model swap, then at 10,000/s...", flush=True)

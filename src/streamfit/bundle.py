@@ -7,6 +7,7 @@ No pickle anywhere: a service only ever parses text it can validate.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +27,8 @@ MODEL_FILE = "model.txt"
 PIPELINE_FILE = "pipeline.json"
 MANIFEST_FILE = "manifest.json"
 CHAMPION_FILE = "champion.json"
+# The bundle itself: what its digest covers (a compiled library beside them is a derived cache).
+BUNDLE_FILES = (MANIFEST_FILE, MODEL_FILE, PIPELINE_FILE)
 
 # A plausible adult, used to check that a freshly loaded bundle predicts at all.
 CANARY_ROW: dict[str, Any] = {
@@ -123,10 +126,18 @@ class ModelStore:
             return []
         return sorted(int(p.name[1:]) for p in self.root.glob("v[0-9]*") if p.is_dir())
 
-    def save(self, bundle: ModelBundle) -> int:
-        """Store ``bundle`` as the next version; return that version."""
+    def save(self, bundle: ModelBundle, version: int | None = None) -> int:
+        """Store ``bundle`` as ``version`` (its registry version), or else as the next local
+        version; return that version. A stale copy under a given ``version`` is replaced."""
         self.root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.root))
+        if version is not None:
+            bundle.manifest["version"] = version
+            bundle.save(staging)
+            shutil.rmtree(self.path(version), ignore_errors=True)
+            staging.rename(self.path(version))
+            self.prune()
+            return version
         while True:
             version = max(self.versions(), default=0) + 1
             bundle.manifest.update(
@@ -148,7 +159,9 @@ class ModelStore:
             raise BundleError(
                 f"no bundle version {version} in {self.root} (on disk: {self.versions()})"
             )
-        return ModelBundle.load(self.path(version))
+        bundle = ModelBundle.load(self.path(version))
+        bundle.manifest.setdefault("version", version)  # a bundle fetched from the registry
+        return bundle
 
     def champion(self) -> int | None:
         return self._pointer("version")
@@ -181,6 +194,21 @@ class ModelStore:
         old = [v for v in self.versions()[: -self.keep] if v not in protected]
         for version in old:
             shutil.rmtree(self.path(version), ignore_errors=True)
+
+
+def bundle_sha256(directory: Path) -> str:
+    """SHA-256 of a bundle: each of :data:`BUNDLE_FILES`, in that order, as its name, its length
+    and its bytes. The same files give the same digest on any machine; raises BundleError when
+    one is missing."""
+    digest = hashlib.sha256()
+    for name in BUNDLE_FILES:
+        try:
+            data = (Path(directory) / name).read_bytes()
+        except OSError as exc:
+            raise BundleError(f"cannot hash bundle {directory}: {exc}") from exc
+        digest.update(name.encode() + b"\0" + len(data).to_bytes(8, "big"))
+        digest.update(data)
+    return digest.hexdigest()
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     promote = commands.add_parser(
         "promote", help="make a model version the champion; predictors follow"
     )
-    promote.add_argument("version", type=int, help="bundle version, as in `now serving model vN`")
+    promote.add_argument("version", type=int, help="registry version, as in `now serving model vN`")
     rollback = commands.add_parser(
         "rollback", help="go back to the previous champion; predictors follow"
     )
@@ -328,12 +328,13 @@ def _run_service(service: Any) -> None:
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
-    from .bundle import ModelStore
     from .demo import ensure_initial_model
+    from .registry import ModelRegistry
 
-    if args.force and ModelStore(settings.models_dir).champion() is not None:
+    if args.force and ModelRegistry.from_settings(settings).champion() is not None:
         from .training.round import run_round
 
+        # A promotion goes through promotion.promote, which announces it on `models`.
         outcome = run_round(
             settings, trigger="manual", max_evals=settings.init_max_evals, progress=print
         )
@@ -421,35 +422,19 @@ def cmd_leaderboard(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_promote(settings: Settings, args: argparse.Namespace) -> int:
-    from .serving._compiled import precompile
-    from .training.gate import promote
+    from .promotion import promote
 
-    version = promote(settings, args.version)
-    precompile(settings, version)
-    _announce(settings, version, "promoted")
+    entry = promote(settings, args.version, event="promoted", reason="manual", by="cli")
+    print(f"champion is now v{entry.version} (promoted)")
     return 0
 
 
 def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
-    from .training.gate import rollback
+    from .promotion import rollback
 
-    _announce(settings, rollback(settings), "rolled_back")
+    entry = rollback(settings, by="cli")
+    print(f"champion is now v{entry.version} (rolled back)")
     return 0
-
-
-def _announce(settings: Settings, version: int, event: str) -> None:
-    """Tell running predictors (over the bus) that the champion changed."""
-    from . import messages
-    from .bus import get_bus
-
-    # An in-process bus has no other process to tell; predictors started later read the
-    # champion pointer on disk anyway.
-    if not settings.bus.startswith("memory"):
-        bus = get_bus(settings.bus, dict(settings.bus_options))
-        with bus.producer() as producer:  # closing flushes: the event is acknowledged
-            producer.produce(settings.topics.models, messages.model_ready(version, event, by="cli"))
-        bus.close()
-    print(f"champion is now v{version} ({event.replace('_', ' ')})")
 
 
 def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:

@@ -59,7 +59,8 @@ class Settings:
     # Serve a compiled copy of the model (treelite + tl2cgen, built off the hot path and checked
     # against LightGBM first); LightGBM serves meanwhile, and whenever there is no C compiler.
     compile_model: bool = True
-    # Trainer
+    # Trainer: one consumer group on the one-partition retrain topic (one works, others wait)
+    trainer_group: str = "streamfit-trainer"
     max_evals: int = 10
     init_max_evals: int = 30
     optimizer: str = "hyperopt"
@@ -152,8 +153,16 @@ class Settings:
         return self.tracking_uri or f"sqlite:///{self.data_dir.resolve() / 'mlflow.db'}"
 
     @property
-    def artifact_location(self) -> str:
+    def artifact_location(self) -> str | None:
+        """Artifacts beside a local tracking store; a tracking server stores its own (None)."""
+        if self.mlflow_uri.startswith(("http://", "https://")):
+            return None
         return (self.data_dir.resolve() / "mlartifacts").as_uri()
+
+    @property
+    def model_cache(self) -> Path:
+        """Bundles fetched from the registry, verified: a cache, rebuilt when deleted."""
+        return self.data_dir / "model-cache"
 
     @property
     def models_dir(self) -> Path:

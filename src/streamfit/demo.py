@@ -11,24 +11,24 @@ from collections.abc import Callable
 from typing import Any
 
 from .app import run_app
-from .bundle import ModelStore
 from .bus import get_bus
 from .config import Settings
 from .recording import Recorder
+from .registry import ModelRegistry
 from .serving import Predictor
-from .serving._compiled import precompile
 from .training.service import TrainerService
 
 log = logging.getLogger("streamfit.demo")
 
 
 def ensure_initial_model(settings: Settings, progress: Callable[[str], None]) -> int:
-    """Train and promote the first model unless a champion exists; return the champion."""
-    store = ModelStore(settings.models_dir, settings.keep_models)
-    champion = store.champion()
+    """Train and promote the first model unless the registry has a champion; return the
+    champion's version. The round's gate promotes it through ``promotion.promote``, which
+    announces it on ``models``."""
+    champion = ModelRegistry.from_settings(settings).champion()
     if champion is not None:
-        progress(f"champion model v{champion} found in {store.root}")
-        return champion
+        progress(f"champion model v{champion.version} found in the registry ({champion.model_uri})")
+        return champion.version
     from .training.round import run_round
 
     progress(f"training the initial model ({settings.init_max_evals} trials, {settings.optimizer})")
@@ -36,7 +36,6 @@ def ensure_initial_model(settings: Settings, progress: Callable[[str], None]) ->
         settings, trigger="initial", max_evals=settings.init_max_evals, progress=progress
     )
     progress(f"initial model v{outcome.version}: {outcome.metrics}")
-    precompile(settings, outcome.version)
     return outcome.version
 
 

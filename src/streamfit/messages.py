@@ -5,7 +5,10 @@ predictions   {"request_id": str, "probability": float, "label": 0|1, "model_ver
 dead_letter   {"request_id": str (when known), "error": reason, "payload": raw message, truncated,
                "service": "recorder" (absent: the predictor)}
 retrain       {"reason": str, "labelled": int, "threshold": int (recorder), "requested_at": float}
-models        {"version": int, "event": "promoted"|"rollback"|..., "metrics": {...}}
+models        {"version": int (registry version), "event": "initial"|"promoted"|"rolled_back",
+               "model_uri": "models:/<registered model>/<version>", "sha256": hex digest of the
+               bundle (bundle.bundle_sha256), "reason": str, and optional "metrics", "trigger",
+               "by"}
 labels        {"request_id": str, "label": 0|1 or an income_bracket string}
 """
 
@@ -212,8 +215,18 @@ def model_ready(version: int, event: str, **details: Any) -> bytes:
     return orjson.dumps({"version": version, "event": event, **details}, default=str)
 
 
-def model_event_version(value: bytes) -> int:
-    """The model version a ``models`` event names; InvalidMessage says what is wrong."""
+@dataclass(frozen=True, slots=True)
+class ModelEvent:
+    """What a predictor reads of a ``models`` event: the registry version, its model URI and the
+    bundle's SHA-256 (both None in events from before the registry carried the bundle)."""
+
+    version: int
+    model_uri: str | None = None
+    sha256: str | None = None
+
+
+def parse_model_event(value: bytes) -> ModelEvent:
+    """Read a ``models`` event; InvalidMessage says what is wrong."""
     try:
         event = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -221,7 +234,16 @@ def model_event_version(value: bytes) -> int:
     version = event.get("version") if isinstance(event, dict) else None
     if type(version) is not int or version < 1:  # bool is an int: refused too
         raise InvalidMessage(f"a model event needs an integer 'version' >= 1, got {version!r}")
-    return version
+    fields = {name: event.get(name) for name in ("model_uri", "sha256")}
+    for name, text in fields.items():
+        if text is not None and (not isinstance(text, str) or not text):
+            raise InvalidMessage(f"a model event's {name!r} must be a non-empty string")
+    return ModelEvent(version, **fields)
+
+
+def model_event_version(value: bytes) -> int:
+    """The model version a ``models`` event names; InvalidMessage says what is wrong."""
+    return parse_model_event(value).version
 
 
 def decode(value: bytes) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -22,9 +21,11 @@ pytestmark = pytest.mark.kafka
 
 
 @pytest.fixture(scope="session")
-def trained_data_dir(tmp_path_factory) -> Path:
-    """One initial model for the whole session (2 trials: the model's quality is not the point)."""
+def trained_model(tmp_path_factory, mlflow_server) -> tuple[str, str]:
+    """One initial model for the whole session (2 trials: the model's quality is not the point),
+    registered on the tracking server; returns (tracking URI, registered model name)."""
     data_dir = tmp_path_factory.mktemp("initial")
+    name = f"template-{uuid.uuid4().hex[:8]}"
     subprocess.run(
         [
             sys.executable,
@@ -35,21 +36,46 @@ def trained_data_dir(tmp_path_factory) -> Path:
             str(data_dir),
             "--max-evals",
             "2",
+            "--tracking-uri",
+            mlflow_server,
+            "--experiment",
+            name,
         ],
         check=True,
         capture_output=True,
         timeout=600,
+        env={**os.environ, "STREAMFIT_REGISTERED_MODEL": name},
     )
-    return data_dir
+    return mlflow_server, name
+
+
+def register_copy(settings: Settings, template: tuple[str, str]) -> int:
+    """Version 1 of ``settings.registered_model``: the template's champion, same artifacts and
+    digest (a registry version is a pointer to them), promoted without an announcement."""
+    from streamfit.promotion import promote
+    from streamfit.registry import SHA256_TAG, ModelRegistry
+
+    source = ModelRegistry(*template)
+    champion = source.client.get_model_version_by_alias(source.name, "champion")
+    target = ModelRegistry.from_settings(settings)
+    target.client.create_registered_model(target.name)
+    version = target.client.create_model_version(
+        target.name,
+        champion.source,
+        run_id=champion.run_id,
+        tags={SHA256_TAG: champion.tags[SHA256_TAG]},
+        model_id=champion.source.removeprefix("models:/"),
+    )
+    promote(settings.replace(bus="memory://"), int(version.version), event="initial")
+    return int(version.version)
 
 
 class Deployment:
     """A data dir + config with topic names of its own, and the processes started on it."""
 
-    def __init__(self, root: Path, bootstrap: str, template: Path) -> None:
+    def __init__(self, root: Path, bootstrap: str, template: tuple[str, str]) -> None:
         self.root = root
         self.data_dir = root / "data"
-        shutil.copytree(template / "models", self.data_dir / "models")
         suffix = uuid.uuid4().hex[:8]
         self.topics = Topics(**{name: f"{name}-{suffix}" for name in vars(Topics())})
         self.bootstrap = bootstrap
@@ -57,20 +83,26 @@ class Deployment:
         topic_lines = "\n".join(f'{k} = "{v}"' for k, v in vars(self.topics).items())
         self.config.write_text(
             f'data_dir = "{self.data_dir}"\nbus = "kafka://{bootstrap}"\n'
-            f'group = "predictors-{suffix}"\nrecorder_group = "recorders-{suffix}"\n'
+            f'group = "predictors-{suffix}"\ntrainer_group = "trainers-{suffix}"\n'
+            f'recorder_group = "recorders-{suffix}"\n'
+            f'tracking_uri = "{template[0]}"\n'
+            f'experiment = "deployment-{suffix}"\nregistered_model = "deployment-{suffix}"\n'
             f"[topics]\n{topic_lines}\n"
         )
         self.settings = Settings.load(config_file=self.config, environ={})
+        register_copy(self.settings, template)
         self.processes: list[subprocess.Popen] = []
 
-    def start(self, command: str, *args: str, name: str | None = None) -> subprocess.Popen:
+    def start(
+        self, command: str, *args: str, name: str | None = None, env: dict | None = None
+    ) -> subprocess.Popen:
         log = (self.root / f"{name or command}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "streamfit.cli", command, "--config", str(self.config), *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**(env or os.environ), "PYTHONUNBUFFERED": "1"},
         )
         process.log_path = log.name  # type: ignore[attr-defined]
         self.processes.append(process)
@@ -111,8 +143,8 @@ class Deployment:
 
 
 @pytest.fixture
-def deployment(tmp_path, kafka_bootstrap, trained_data_dir):
-    deployment = Deployment(tmp_path, kafka_bootstrap, trained_data_dir)
+def deployment(tmp_path, kafka_bootstrap, trained_model):
+    deployment = Deployment(tmp_path, kafka_bootstrap, trained_model)
     get_bus(deployment.settings.bus).ensure_topics(
         {
             **{t: 1 for t in vars(deployment.topics).values()},

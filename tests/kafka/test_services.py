@@ -16,9 +16,10 @@ pytestmark = pytest.mark.kafka
 
 
 def _champion(deployment) -> int:
-    from streamfit.bundle import ModelStore
+    from streamfit.registry import ModelRegistry
 
-    return ModelStore(deployment.settings.models_dir).champion() or 0
+    entry = ModelRegistry.from_settings(deployment.settings).champion()
+    return entry.version if entry else 0
 
 
 def _wait(condition, timeout: float, what: str) -> None:
@@ -69,11 +70,22 @@ def test_two_predictors_share_partitions_and_both_follow_a_new_model(deployment)
 
 
 def test_promote_and_rollback_from_the_cli_are_followed_by_a_running_predictor(deployment):
-    from streamfit.bundle import ModelStore
+    from streamfit.registry import ModelRegistry
 
-    store = ModelStore(deployment.settings.models_dir, keep=5)
-    original = store.champion()
-    copy = store.save(store.load(original))  # a second, valid version to switch to
+    registry = ModelRegistry.from_settings(deployment.settings)
+    original = registry.champion()
+    # a second, valid version to switch to: the same registered files again
+    found = registry.client.get_model_version(registry.name, str(original.version))
+    copy = int(
+        registry.client.create_model_version(
+            registry.name,
+            found.source,
+            run_id=found.run_id,
+            tags=found.tags,
+            model_id=found.source.removeprefix("models:/"),
+        ).version
+    )
+    original = original.version
     predictor = deployment.start("predictor")
     deployment.wait_for_log(predictor, f"now serving model v{original}")
 
@@ -85,12 +97,12 @@ def test_promote_and_rollback_from_the_cli_are_followed_by_a_running_predictor(d
 
     rolled_back = deployment.start("rollback", name="rollback")
     assert rolled_back.wait(timeout=120) == 0, deployment.log(rolled_back)
-    assert store.champion() == original
+    assert _champion(deployment) == original
     deployment.wait_for_log(predictor, f"now serving model v{original} (was v{copy})")
 
     missing = deployment.start("promote", "999", name="promote-missing")
     assert missing.wait(timeout=120) == 2
-    assert "no bundle version 999" in deployment.log(missing)
+    assert "no version 999" in deployment.log(missing)
 
 
 def _group_members(deployment) -> dict[str, int]:

@@ -1,17 +1,23 @@
 from __future__ import annotations
 
+import tempfile
 import threading
+import uuid
+from pathlib import Path
 
 import lightgbm as lgb
 import pytest
 
 from streamfit.app import adult_requests
-from streamfit.bundle import ModelBundle, ModelStore
+from streamfit.bundle import MODEL_FILE, ModelBundle
 from streamfit.bus import MemoryBus
 from streamfit.config import Settings
-from streamfit.data import load_adult
+from streamfit.data import FEATURE_COLUMNS, load_adult
 from streamfit.features import FeaturePipeline
+from streamfit.promotion import promote
+from streamfit.registry import ModelRegistry
 from streamfit.serving import Predictor
+from streamfit.training.tracking import get_tracker
 
 
 def train_bundle(rounds: int, rows: int = 4000, seed: int = 0) -> ModelBundle:
@@ -26,15 +32,69 @@ def train_bundle(rounds: int, rows: int = 4000, seed: int = 0) -> ModelBundle:
     return ModelBundle(booster, pipeline, {"data_rows": rows})
 
 
-@pytest.fixture
-def settings(tmp_path):
-    return Settings(data_dir=tmp_path, retrain_every=20, linger_ms=1)
+def mlflow_settings(tmp_path: Path, mlflow_server: str, **changes) -> Settings:
+    """Settings on the real tracking server, with an experiment and registered model of their
+    own (tests never see each other's versions)."""
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    return Settings(
+        data_dir=tmp_path, tracking_uri=mlflow_server, experiment=name, registered_model=name
+    ).replace(**changes)
+
+
+class Registered:
+    """What a trainer does to a model, for tests: register bundles (the tracker's own
+    ``log_model``: the bundle's files plus their SHA-256 tag), read them back, tamper with one."""
+
+    def __init__(self, settings: Settings, mlflow_server: str) -> None:
+        self.settings = settings
+        self.server = mlflow_server
+        self.tracker = get_tracker(settings)
+        self.registry = ModelRegistry.from_settings(settings)
+        self.bundles: dict[int, ModelBundle] = {}
+
+    def save(self, bundle: ModelBundle) -> int:
+        example = load_adult("test")[list(FEATURE_COLUMNS)].dropna().head(5)
+        example = example.reset_index(drop=True)
+        with tempfile.TemporaryDirectory() as scratch:
+            bundle.save(Path(scratch))
+            self.tracker.start_round("test-model", {})
+            try:
+                version = self.tracker.log_model(Path(scratch), example, [0.5] * len(example))
+            finally:
+                self.tracker.end_round()
+        assert version is not None
+        self.bundles[version] = bundle
+        return version
+
+    def load(self, version: int) -> ModelBundle:
+        return self.bundles[version]
+
+    def champion(self) -> int | None:
+        entry = self.registry.champion()
+        return entry.version if entry else None
+
+    def promote(self, version: int, **kwargs) -> None:
+        promote(self.settings, version, **kwargs)
+
+    def artifact_file(self, version: int, name: str = MODEL_FILE) -> Path:
+        """The file as the tracking server stores it (its --artifacts-destination)."""
+        uri = self.registry.client.get_model_version_download_uri(self.registry.name, str(version))
+        port = self.server.rsplit(":", 1)[1]
+        root = Path.home() / ".cache" / "streamfit" / f"mlflow-{port}" / "artifacts"
+        relative = uri.removeprefix("mlflow-artifacts:/").lstrip("/")
+        return root / relative / "artifacts" / "bundle" / name
 
 
 @pytest.fixture
-def store(settings):
-    store = ModelStore(settings.models_dir, keep=5)
-    store.set_champion(store.save(train_bundle(rounds=10)))
+def settings(tmp_path, mlflow_server):
+    return mlflow_settings(tmp_path, mlflow_server, retrain_every=20, linger_ms=1)
+
+
+@pytest.fixture
+def store(settings, mlflow_server):
+    """Registered model versions; version 1 (10 trees) is the champion."""
+    store = Registered(settings, mlflow_server)
+    store.promote(store.save(train_bundle(rounds=10)))
     return store
 
 

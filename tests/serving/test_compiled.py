@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from streamfit import messages
-from streamfit.bundle import ModelBundle
+from streamfit.bundle import ModelBundle, ModelStore
 from streamfit.data import load_adult
 from streamfit.serving import _compiled
 from streamfit.serving._compiled import (
@@ -27,6 +27,14 @@ from tests.serving.conftest import Running, train_bundle
 pytestmark = pytest.mark.skipif(_compiled.compiler() is None, reason="no C compiler")
 
 
+@pytest.fixture
+def local(tmp_path):
+    """A bundle store on disk, for the compiler alone (no predictor, no registry)."""
+    store = ModelStore(tmp_path / "local", keep=5)
+    store.set_champion(store.save(train_bundle(rounds=10)))
+    return store
+
+
 def _wait_compiled(predictor, timeout: float = 120.0) -> None:
     assert predictor.wait_for_compile(timeout), "the compiler thread did not finish in time"
 
@@ -35,7 +43,8 @@ def _predictions(batch):
     return [orjson.loads(m.value) for m in batch if m.topic == "predictions"]
 
 
-def test_compiled_model_equals_lightgbm_on_real_rows(store):
+def test_compiled_model_equals_lightgbm_on_real_rows(local):
+    store = local
     version = store.champion()
     bundle = store.load(version)
     compiled = compile_bundle(bundle, store.path(version))
@@ -55,7 +64,8 @@ def test_compiled_model_equals_lightgbm_on_real_rows(store):
     assert not again.compiled and again.max_abs_diff <= _compiled.TOLERANCE
 
 
-def test_corrupted_library_is_rebuilt(store):
+def test_corrupted_library_is_rebuilt(local):
+    store = local
     version = store.champion()
     bundle = store.load(version)
     compile_bundle(bundle, store.path(version))
@@ -65,7 +75,8 @@ def test_corrupted_library_is_rebuilt(store):
     assert rebuilt.compiled and rebuilt.max_abs_diff <= _compiled.TOLERANCE
 
 
-def test_foreign_library_is_rebuilt_and_a_forged_one_refused(store):
+def test_foreign_library_is_rebuilt_and_a_forged_one_refused(local):
+    store = local
     first = store.champion()
     compile_bundle(store.load(first), store.path(first))
     # another model's library and sidecar, copied in: the key names the other model
@@ -85,13 +96,13 @@ def test_foreign_library_is_rebuilt_and_a_forged_one_refused(store):
         compile_bundle(bundle, store.path(forged))
 
 
-def test_no_compiler_means_lightgbm_said_once(settings, store, monkeypatch, caplog):
+def test_no_compiler_means_lightgbm_said_once(settings, store, local, monkeypatch, caplog):
     from streamfit.bus import MemoryBus
     from streamfit.serving import Predictor
 
     monkeypatch.setenv("CC", "no-such-compiler-streamfit")
     with pytest.raises(CompileError, match="no C compiler"):
-        compile_bundle(store.load(1), store.path(1))
+        compile_bundle(local.load(1), local.path(1))
     predictor = Predictor(settings, MemoryBus())
     newer = store.save(train_bundle(rounds=8, seed=6))
     assert predictor.swap_to(1) and predictor.swap_to(newer)
@@ -139,7 +150,7 @@ def test_compile_disabled_serves_lightgbm(settings, store, requests_data):
         assert service.predictor.wait_for_compile(0)  # nothing was ever asked for
         assert not service.predictor.serving_compiled
         assert type(service.predictor._bundle) is ModelBundle
-        assert not (store.path(1) / LIBRARY_FILE).exists()
+        assert not list(settings.model_cache.glob(f"*/{LIBRARY_FILE}"))
     finally:
         service.stop()
 
@@ -153,21 +164,21 @@ def test_compiled_copy_of_a_superseded_model_is_not_swapped_in(settings, store):
     old = predictor._bundle
     newer = store.save(train_bundle(rounds=8, seed=5))
     assert predictor.swap_to(newer)
-    predictor._compile(old)  # finished after the swap: must not replace the newer model
+    predictor.slot.compile(old)  # finished after the swap: must not replace the newer model
     assert predictor.model_version == newer and not predictor.serving_compiled
-    predictor._compile(predictor._bundle)
+    predictor.slot.compile(predictor._bundle)
     assert predictor.model_version == newer and predictor.serving_compiled
 
 
 def test_refused_compile_keeps_lightgbm(settings, store, monkeypatch, caplog):
     from streamfit.bus import MemoryBus
     from streamfit.serving import Predictor
-    from streamfit.serving import predictor as predictor_module
+    from streamfit.serving import _slot as slot_module
 
     def refuse(bundle, directory):
         raise CompileError("mismatch: max abs difference 0.5 > 1e-09")
 
-    monkeypatch.setattr(predictor_module, "compile_bundle", refuse)
+    monkeypatch.setattr(slot_module, "compile_bundle", refuse)
     caplog.set_level(logging.INFO, logger="streamfit.predictor")
     predictor = Predictor(settings, MemoryBus())
     assert predictor.swap_to(1)
@@ -183,19 +194,3 @@ def _wait_until(condition, timeout: float = 120.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
-
-
-def test_a_precompiled_library_is_only_loaded_by_the_predictor(settings, store, caplog):
-    from streamfit.bus import MemoryBus
-    from streamfit.serving import Predictor
-    from streamfit.serving._compiled import precompile
-
-    caplog.set_level(logging.INFO)
-    precompile(settings, 1)  # what the trainer, `init` and `promote` do before announcing
-    assert (store.path(1) / LIBRARY_FILE).is_file()
-    assert "model v1 pre-compiled for the predictors (built in" in caplog.text
-    predictor = Predictor(settings, MemoryBus())
-    assert predictor.swap_to(1)
-    _wait_compiled(predictor)
-    assert predictor.serving_compiled and not predictor._bundle.compiled.compiled  # cache hit
-    assert "serving model v1 compiled" in caplog.text and "cached library" in caplog.text

@@ -74,4 +74,4 @@ def test_stop_answers_the_last_batch_and_leaves_nothing_but_the_model_cache(
     assert answered == {f"s{i}" for i in range(25)}
     # Stateless: no observation store, no database of any kind in its data directory.
     files = [p for p in settings.data_dir.rglob("*") if p.is_file()]
-    assert files and all(settings.models_dir in p.parents for p in files)
+    assert files and all(settings.model_cache in p.parents for p in files)

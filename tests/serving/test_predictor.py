@@ -50,11 +50,13 @@ def test_hot_swap_switches_the_version_predictions_carry(running, requests_data,
     )
 
 
-def test_corrupt_bundle_is_refused_and_old_model_keeps_serving(running, requests_data, store):
+def test_tampered_bundle_is_refused_and_old_model_keeps_serving(running, requests_data, store):
     bad = store.save(train_bundle(rounds=5))
-    (store.path(bad) / "model.txt").write_text("this is not a LightGBM model")
+    # bytes changed after registration, where the tracking server keeps them
+    store.artifact_file(bad).write_text("this is not a LightGBM model")
     running.send("models", messages.model_ready(bad, "promoted"))
     _wait_for(lambda: running.predictor.stats.refused_models == 1)
+    assert running.predictor.stats.integrity_refusals == 1
     running.send("requests", messages.request("still-served", requests_data[0]))
     answer = _predictions(running.collect(1))[0]
     assert answer["model_version"] == 1

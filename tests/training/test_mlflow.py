@@ -15,10 +15,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from streamfit.bundle import BundleError, ModelStore
+from streamfit.bundle import BUNDLE_FILES, BundleError, ModelStore, bundle_sha256
 from streamfit.config import Settings
 from streamfit.data import FEATURE_COLUMNS, load_adult
-from streamfit.training import leaderboard_command, promote, rollback, run_round
+from streamfit.promotion import promote, rollback
+from streamfit.registry import ModelRegistry
+from streamfit.training import leaderboard_command, run_round
 from streamfit.training.round import RoundOutcome
 from streamfit.training.trials import TrialStore
 
@@ -102,6 +104,15 @@ def test_registry_versions_aliases_and_manifest(rounds: Rounds) -> None:
     bundle = ModelStore(rounds.settings.models_dir).load(champion)
     registry = bundle.manifest["registry_version"]
     assert int(rounds.client.get_model_version_by_alias(name, "champion").version) == registry
+    # one version number: the trainer stores each bundle under its registry version
+    assert champion == registry == bundle.version
+    # the registered files' digest is tagged on the version, and a reader re-derives it
+    tag = rounds.client.get_model_version(name, str(registry)).tags["sha256"]
+    assert bundle.manifest["sha256"] == tag
+    reader = ModelRegistry.from_settings(rounds.settings)
+    fetched, directory = reader.load(reader.champion(), rounds.settings.data_dir / "reader")
+    assert bundle_sha256(directory) == tag and fetched.version == registry
+    assert sorted(p.name for p in directory.iterdir()) == sorted(BUNDLE_FILES)
     assert bundle.manifest["mlflow_run_id"] in (
         rounds.first.mlflow_run_id,
         rounds.second.mlflow_run_id,
@@ -136,13 +147,13 @@ def test_promote_and_rollback_move_pointer_and_alias(rounds: Rounds) -> None:
     def alias() -> int:
         return int(client.get_model_version_by_alias(name, "champion").version)
 
-    assert promote(settings, 2) == 2
+    assert promote(settings, 2).version == 2
     assert store.champion() == 2 and alias() == 2
-    assert rollback(settings) == 1
+    assert rollback(settings).version == 1
     assert store.champion() == 1 and alias() == 1
     with pytest.raises(BundleError, match="no earlier champion"):
         rollback(settings)
-    assert promote(settings, 2) == 2
+    assert promote(settings, 2).version == 2
     assert store.champion() == 2 and alias() == 2
     with pytest.raises(BundleError):
         promote(settings, 99)

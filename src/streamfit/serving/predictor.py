@@ -9,19 +9,18 @@ dead-lettered, never fails its batch; should anything else raise, the batch is h
 message by message and only the offender is dead-lettered: see :mod:`streamfit.batches`),
 transform the whole batch as columns with NumPy, one LightGBM call, encode, produce. Then wait
 for the broker's acks and commit the consumed offsets (at-least-once) — or commit all of it as
-one Kafka transaction (exactly-once). New models are
-loaded and validated by a watcher thread and swapped in by a single reference assignment between
-batches. Each model that starts serving is then compiled (treelite + tl2cgen, or its cached
-library loaded) and checked against LightGBM by a compiler thread; if it matches and is still the
-model serving, the compiled copy is swapped in the same way. LightGBM serves until then, and for
-good when there is no C compiler or the compiled copy is refused.
+one Kafka transaction (exactly-once).
+
+The model lives in a :class:`~streamfit.serving._slot.ModelSlot`: at start-up it serves the
+registry's ``@champion``; a watcher thread hands it each ``models`` event (version, model URI,
+SHA-256), and it fetches the bundle through the tracking server into this predictor's cache,
+verifies, validates, compiles and swaps between batches (see its module).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,10 +30,11 @@ import numpy as np
 
 from .. import messages
 from ..batches import handle_isolating
-from ..bundle import BundleError, ModelBundle, ModelStore
+from ..bundle import BundleError, ModelBundle
 from ..bus import Bus, Consumer, Message, Producer, TransactionalProducer
 from ..config import Settings
-from ._compiled import CompileError, compile_bundle, compiled_bundle, compiler
+from ..registry import ModelRegistry
+from ._slot import ModelSlot
 
 log = logging.getLogger("streamfit.predictor")
 
@@ -48,6 +48,7 @@ class PredictorStats:
     batches: int = 0
     swaps: int = 0
     refused_models: int = 0
+    integrity_refusals: int = 0  # of which: bundle files not matching their registered SHA-256
     compiled_models: int = 0  # compiled copies swapped in
     compile_refusals: int = 0  # models left on LightGBM (compile failed, mismatch)
     started: float = field(default_factory=time.time)
@@ -61,126 +62,61 @@ class Predictor:
         self.settings = settings
         self.bus = bus
         self.topics = settings.topics
-        self.store = ModelStore(settings.models_dir, settings.keep_models)
         self.stats = PredictorStats()
         self.running = False
         self.ready = threading.Event()  # set once the loop consumes
-        self._bundle: ModelBundle | None = None
+        self.slot = ModelSlot(
+            ModelRegistry.from_settings(settings),
+            settings.model_cache,
+            self.stats,
+            compile_model=settings.compile_model,
+        )
         self._wait_for_model_s = wait_for_model_s
-        # Compiled models: the swap lock orders swaps by the watcher and the compiler thread
-        # (the hot path only reads self._bundle, once per batch).
-        self._swap_lock = threading.Lock()
-        self._compile_wanted: ModelBundle | None = None
-        self._compile_wake = threading.Event()
-        self._compile_idle = threading.Event()
-        self._compile_idle.set()
-        self._compiler_thread: threading.Thread | None = None
-        self._no_compiler_said = False
 
-    # -- model management ---------------------------------------------------------------------
+    # -- model management (the slot: fetch, verify, validate, swap, compile) -------------------
+    @property
+    def _bundle(self) -> ModelBundle | None:
+        return self.slot.bundle
+
     @property
     def model_version(self) -> int | None:
-        bundle = self._bundle
-        return bundle.version if bundle else None
+        return self.slot.version
 
-    def swap_to(self, version: int) -> bool:
-        """Load, validate and warm bundle ``version``, then swap it in. False if refused."""
+    @property
+    def serving_compiled(self) -> bool:
+        return self.slot.serving_compiled
+
+    def wait_for_compile(self, timeout: float | None = None) -> bool:
+        """Wait until the compiler thread has dealt with the latest model; False on timeout."""
+        return self.slot.wait_for_compile(timeout)
+
+    def swap_to(
+        self, version: int, sha256: str | None = None, model_uri: str | None = None
+    ) -> bool:
+        """Fetch registry ``version`` (digest ``sha256`` if given, else the registry's), verify,
+        validate and swap it in. False if refused: the old model keeps serving."""
         try:
-            bundle = self.store.load(version)
-            bundle.validate()  # also warms the model: the first real batch pays nothing extra
+            entry = self.slot.entry(version, sha256, model_uri)
         except BundleError as exc:
             self.stats.refused_models += 1
             log.error("refused model v%s, still serving v%s: %s", version, self.model_version, exc)
             return False
-        with self._swap_lock:
-            previous, self._bundle = self.model_version, bundle  # atomic reference swap
-        self.stats.swaps += 1
-        log.info("now serving model v%s (was v%s)", bundle.version, previous)
-        if self.settings.compile_model:
-            self._request_compile(bundle)
-        return True
-
-    # -- compiled models (off the hot path) ---------------------------------------------------
-    @property
-    def serving_compiled(self) -> bool:
-        return getattr(self._bundle, "compiled", None) is not None
-
-    def wait_for_compile(self, timeout: float | None = None) -> bool:
-        """Wait until the compiler thread has dealt with the latest model; False on timeout."""
-        return self._compile_idle.wait(timeout)
-
-    def _request_compile(self, bundle: ModelBundle) -> None:
-        if compiler() is None:
-            if not self._no_compiler_said:
-                self._no_compiler_said = True
-                log.warning(
-                    "no C compiler found (%s): serving with LightGBM, not a compiled model",
-                    os.environ.get("CC", "gcc"),
-                )
-            return
-        with self._swap_lock:
-            self._compile_wanted = bundle  # a newer model supersedes one not started yet
-            self._compile_idle.clear()
-            if self._compiler_thread is None:
-                self._compiler_thread = threading.Thread(
-                    target=self._compile_models, name="model-compiler", daemon=True
-                )
-                self._compiler_thread.start()
-        self._compile_wake.set()
-
-    def _compile_models(self) -> None:
-        """Compiler thread: one model at a time, the newest asked for, at a lower priority."""
-        with contextlib.suppress(OSError, AttributeError):  # this thread and the gcc it runs
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-        while True:
-            self._compile_wake.wait()
-            with self._swap_lock:
-                self._compile_wake.clear()
-                bundle, self._compile_wanted = self._compile_wanted, None
-            if bundle is not None and bundle is self._bundle:
-                self._compile(bundle)
-            with self._swap_lock:
-                if self._compile_wanted is None:
-                    self._compile_idle.set()
-
-    def _compile(self, bundle: ModelBundle) -> None:
-        version = bundle.version
-        try:
-            compiled = compile_bundle(bundle, self.store.path(version))
-        except CompileError as exc:
-            self.stats.compile_refusals += 1
-            log.warning("model v%s stays on LightGBM: %s", version, exc)
-            return
-        except Exception:  # never let the compiler thread die: LightGBM keeps serving
-            self.stats.compile_refusals += 1
-            log.exception("model v%s stays on LightGBM: compiling it raised", version)
-            return
-        with self._swap_lock:
-            if self._bundle is not bundle:
-                log.info("compiled model v%s not swapped in: no longer the model serving", version)
-                return
-            self._bundle = compiled_bundle(bundle, compiled)  # atomic reference swap
-        self.stats.compiled_models += 1
-        log.info(
-            "serving model v%s compiled (%.1f µs/row vs %.1f µs/row with LightGBM; %s; "
-            "max abs difference %.3g on %s checked rows)",
-            version,
-            compiled.us_per_row,
-            compiled.lightgbm_us_per_row,
-            f"built in {compiled.compile_s:.1f} s" if compiled.compiled else "cached library",
-            compiled.max_abs_diff,
-            compiled.checked_rows,
-        )
+        return self.slot.swap_to(entry)
 
     def _load_champion(self) -> None:
+        """Serve the registry's ``@champion`` (waiting up to ``wait_for_model_s`` for one)."""
         deadline = time.monotonic() + self._wait_for_model_s
         while self.running:
-            version = self.store.champion()
-            if version is not None and self.swap_to(version):
-                return
+            try:
+                if self.slot.swap_to_champion():
+                    return
+                problem = "no usable @champion"
+            except Exception as exc:  # the tracking server is down or starting: retry
+                problem = f"registry unreachable ({exc})"
             if time.monotonic() >= deadline:
                 raise BundleError(
-                    f"no usable champion model in {self.store.root}: run `streamfit init` first"
+                    f"{problem} for {self.slot.registry.name!r} at "
+                    f"{self.slot.registry.tracking_uri}: run `streamfit init` first"
                 )
             time.sleep(0.5)
 
@@ -189,14 +125,15 @@ class Predictor:
         while self.running:
             for message in consumer.poll(10, timeout=0.5):
                 try:
-                    version = messages.model_event_version(message.value)
+                    event = messages.parse_model_event(message.value)
                 except messages.InvalidMessage as exc:
                     log.error("ignoring malformed model event %r: %s", message.value[:200], exc)
                     continue
+                version = event.version
                 if version == self.model_version:
                     continue
                 try:
-                    self.swap_to(version)
+                    self.swap_to(version, event.sha256, event.model_uri)
                 except Exception:  # this thread must live on: the next event may be fine
                     self.stats.refused_models += 1
                     log.exception("refused model v%s: loading it raised", version)

@@ -13,8 +13,6 @@ _EXPORTS = {
     "run_round": ".round",
     "RoundOutcome": ".round",
     "TrainingError": ".round",
-    "promote": ".gate",
-    "rollback": ".gate",
     "GateDecision": ".gate",
     "leaderboard_command": ".trials",
     "format_leaderboard": ".trials",

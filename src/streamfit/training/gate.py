@@ -1,4 +1,4 @@
-"""Champion/challenger gate, the holdout it scores on, and manual promote/rollback.
+"""Champion/challenger gate and the holdout it scores on (promotions: ``streamfit.promotion``).
 
 The holdout has two parts, and neither is ever trained on:
 
@@ -17,10 +17,8 @@ promoted.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -28,13 +26,6 @@ import pandas as pd
 from ..bundle import BundleError, ModelBundle, ModelStore
 from ..data import FEATURE_COLUMNS
 from .objective import classification_metrics
-from .trials import TrialStore
-
-if TYPE_CHECKING:
-    from ..config import Settings
-    from .tracking import Tracker
-
-log = logging.getLogger("streamfit.gate")
 
 # Never change: a new seed would move rows that earlier champions trained on into the holdout.
 HOLDOUT_SEED = 20_240_601
@@ -114,83 +105,10 @@ def decide(
     return GateDecision(promoted, reason, mine, theirs, champion_version, len(holdout))
 
 
-# -- manual overrides ---------------------------------------------------------------------------
-def promote(
-    settings: Settings, version: int, *, reason: str = "manual", tracker: Tracker | None = None
-) -> int:
-    """Make bundle ``version`` the champion (pointer, history, MLflow alias); return it."""
-    store = ModelStore(settings.models_dir, settings.keep_models)
-    bundle = store.load(version)  # raises BundleError when it is gone or corrupt
-    bundle.validate()
-    store.set_champion(version)
-    trials = TrialStore(settings.trials_url)
-    try:
-        trials.record_champion(version, reason)
-    finally:
-        trials.close()
-    _set_champion_alias(settings, bundle, tracker)
-    return version
-
-
-def rollback(settings: Settings, *, tracker: Tracker | None = None) -> int:
-    """Return to the previous champion still on disk; return its version.
-
-    The current promotion is retired from the history, so rolling back twice walks back two
-    promotions. Raises BundleError when there is nothing to go back to.
-    """
-    store = ModelStore(settings.models_dir, settings.keep_models)
-    current = store.champion()
-    trials = TrialStore(settings.trials_url)
-    try:
-        history = trials.champion_history()
-        on_disk = set(store.versions())
-        candidates = [h["version"] for h in history if h["version"] != current]
-        candidates = [v for v in candidates if v in on_disk]
-        previous = store.previous_champion()
-        if not candidates and previous in on_disk:
-            # Promotions made before this trial store existed still left their pointer.
-            candidates = [previous]
-        if not candidates:
-            raise BundleError(
-                f"no earlier champion on disk to roll back to (current v{current}, "
-                f"on disk {sorted(on_disk)})"
-            )
-        target = candidates[-1]
-        bundle = store.load(target)
-        bundle.validate()
-        store.set_champion(target, rollback=True)
-        if current is not None:
-            trials.mark_rolled_back(current)
-    finally:
-        trials.close()
-    _set_champion_alias(settings, bundle, tracker)
-    return target
-
-
-def _set_champion_alias(settings: Settings, bundle: ModelBundle, tracker: Tracker | None) -> None:
-    registry_version = bundle.manifest.get("registry_version")
-    if registry_version is None:
-        return  # trained without a registry (null tracker): nothing to point at
-    if tracker is None:
-        from .tracking import get_tracker
-
-        tracker = get_tracker(settings)
-    try:
-        tracker.set_alias("champion", int(registry_version))
-    except Exception as exc:  # the pointer on disk is what predictors follow; say, don't fail
-        log.warning(
-            "champion is v%s on disk, but the MLflow alias could not be moved: %s",
-            bundle.version,
-            exc,
-        )
-
-
 __all__ = [
     "HOLDOUT_SEED",
     "GateDecision",
     "decide",
-    "promote",
-    "rollback",
     "score",
     "split_fixed_holdout",
     "split_recent",

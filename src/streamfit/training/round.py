@@ -30,22 +30,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import os
+import logging
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from ..bundle import MANIFEST_FILE, BundleError, ModelBundle, ModelStore
+from .. import promotion
+from ..bundle import BundleError, ModelBundle, ModelStore, bundle_sha256
 from ..config import Settings
 from ..data import FEATURE_COLUMNS, load_adult
 from ..features import FeaturePipeline
@@ -56,6 +56,11 @@ from .space import DEFAULT_SPACE, SearchSpace, params_key
 from .tracking import Tracker, get_tracker
 from .tracking._timed import TimedTracker
 from .trials import TrialStore, data_fingerprint
+
+if TYPE_CHECKING:
+    from ..bus import Producer
+
+log = logging.getLogger("streamfit.round")
 
 TRIGGERS = ("initial", "retrain", "manual", "drift")
 MIN_DRIFT_ROWS = 100  # fewer recent rows than this: too noisy to drop features on
@@ -97,6 +102,7 @@ def run_round(
     space: SearchSpace = DEFAULT_SPACE,
     warm_start: bool = True,
     recent: pd.DataFrame | None = None,
+    producer: Producer | None = None,
 ) -> RoundOutcome:
     """Run one round (see the module docstring) and return what happened.
 
@@ -107,6 +113,10 @@ def run_round(
     drift-aware round compares with the training data (default: ``new_observations``).
     LightGBM uses ``settings.train_threads`` threads
     throughout, so a predictor on the same machine keeps its core.
+
+    With a registry (the MLflow tracker), the bundle is registered before the gate and stored
+    locally under its registry version; a promotion goes through :func:`promotion.promote`,
+    which announces it on ``models`` (through ``producer`` when given).
     """
     if trigger not in TRIGGERS:
         raise ValueError(f"trigger must be one of {TRIGGERS}, got {trigger!r}")
@@ -115,6 +125,7 @@ def run_round(
     started = time.perf_counter()
     timed = TimedTracker(tracker if tracker is not None else get_tracker(settings))
     trials = TrialStore(settings.trials_url)
+    _sync_champion(settings, timed)
     # LightGBM gets train_threads explicitly; this bounds the BLAS pools too (scikit-optimize's
     # GP fits, sklearn metrics), so a predictor on the same machine keeps its core.
     with threadpool_limits(limits=settings.train_threads):
@@ -122,7 +133,7 @@ def run_round(
             data = _RoundData.build(settings, base_data, new_observations, recent)
             outcome = _Round(
                 settings, trigger, max_evals, space, timed, trials, data, progress, warm_start
-            ).run(started)
+            ).run(started, producer)
         finally:
             trials.close()
     return dataclasses.replace(
@@ -223,9 +234,11 @@ class _Round:
         self.points = points[:max_evals]
         self.round_id = 0
         self.run_id: str | None = None
+        self.producer: Producer | None = None
 
-    def run(self, started: float) -> RoundOutcome:
+    def run(self, started: float, producer: Producer | None = None) -> RoundOutcome:
         data, settings = self.data, self.settings
+        self.producer = producer
         self.round_id = self.trials.begin_round(
             trigger=self.trigger,
             optimizer=settings.optimizer,
@@ -289,9 +302,10 @@ class _Round:
     def _search_refit_gate(self, optimizer: Optimizer) -> RoundOutcome:
         params, winner = self._search(optimizer)
         booster, test_labels, test_probabilities, metrics = self._refit(params, winner)
-        bundle, version = self._save(booster, params, winner, metrics, optimizer.name)
-        registry_version = self._publish(bundle, version, test_labels, test_probabilities)
-        decision = self._gate(bundle, version, registry_version)
+        bundle = self._bundle(booster, params, winner, metrics, optimizer.name)
+        registry_version = self._publish(bundle, test_labels, test_probabilities)
+        version = self.store.save(bundle, registry_version)  # its registry version, if any
+        decision = self._gate(bundle, version, registry_version, metrics)
         metrics["holdout_log_loss"] = decision.challenger["log_loss"]
         if decision.champion is not None:
             metrics["champion_holdout_log_loss"] = decision.champion["log_loss"]
@@ -395,14 +409,14 @@ class _Round:
         }
         return booster, labels, probabilities, metrics
 
-    def _save(
+    def _bundle(
         self,
         booster: lgb.Booster,
         params: dict[str, Any],
         winner: CVResult,
         metrics: dict[str, float],
         optimizer: str,
-    ) -> tuple[ModelBundle, int]:
+    ) -> ModelBundle:
         manifest = {
             "metrics": dict(metrics),
             "data_rows": self.data.rows,
@@ -416,15 +430,14 @@ class _Round:
             "dropped_features": list(self.data.dropped),
             "drop_drifting_features": self.settings.drop_drifting_features,
             "mlflow_run_id": self.run_id,
-            "registry_version": None,  # filled in once the registry has answered
         }
-        bundle = ModelBundle(booster, self.data.pipeline, manifest)
-        return bundle, self.store.save(bundle)
+        return ModelBundle(booster, self.data.pipeline, manifest)
 
     def _publish(
-        self, bundle: ModelBundle, version: int, labels: np.ndarray, probabilities: np.ndarray
+        self, bundle: ModelBundle, labels: np.ndarray, probabilities: np.ndarray
     ) -> int | None:
-        """Artifacts, the model (logged once) and the ``challenger`` alias."""
+        """Artifacts, the bundle registered as a model (logged once, tagged with its SHA-256)
+        and the ``challenger`` alias; the registry version, or None without a registry."""
         tracker = self.tracker
         if tracker.wants_artifacts:
             from .artifacts import write_round_artifacts
@@ -439,25 +452,45 @@ class _Round:
                         probabilities,
                     )
                 tracker.log_artifacts(Path(scratch))
+        if tracker.registry is None:
+            return None
         test = _adult("test")
         example = test[list(FEATURE_COLUMNS)].dropna().head(5).reset_index(drop=True)
         output = bundle.predict_matrix(bundle.pipeline.transform(example))
-        registry_version = tracker.log_model(self.store.path(version), example, output)
+        with tempfile.TemporaryDirectory(prefix="streamfit-bundle-") as scratch:
+            # The registered files carry no version: the registry gives it (registry.py).
+            bundle.save(Path(scratch))
+            registry_version = tracker.log_model(Path(scratch), example, output)
+            digest = bundle_sha256(Path(scratch))
         if registry_version is not None:
             tracker.set_alias("challenger", registry_version)
-            bundle.manifest["registry_version"] = registry_version
-            _write_manifest(self.store, version, bundle.manifest)
+            bundle.manifest.update(registry_version=registry_version, sha256=digest)
         return registry_version
 
     def _gate(
-        self, bundle: ModelBundle, version: int, registry_version: int | None
+        self,
+        bundle: ModelBundle,
+        version: int,
+        registry_version: int | None,
+        metrics: Mapping[str, float],
     ) -> GateDecision:
         decision = decide(bundle, self.store, self.data.holdout, self.settings.gate_tolerance)
         if decision.promoted:
-            self.store.set_champion(version)
             self.trials.record_champion(version, decision.reason)
             if registry_version is not None:
-                self.tracker.set_alias("champion", registry_version)
+                with self.tracker.timing("promote"):
+                    promotion.promote(
+                        self.settings,
+                        registry_version,
+                        event="initial" if self.trigger == "initial" else "promoted",
+                        reason=decision.reason,
+                        producer=self.producer,
+                        registry=self.tracker.registry,
+                        metrics=dict(metrics),
+                        trigger=self.trigger,
+                    )
+            else:  # no registry (a null tracker): nothing to fetch, the local pointer only
+                self.store.set_champion(version)
         self.say(f"gate: v{version} {decision.reason}")
         return decision
 
@@ -534,13 +567,24 @@ def _trial_line(
     return f"trial {number + 1}/{total}{origin}: failed ({result.error})"
 
 
-def _write_manifest(store: ModelStore, version: int, manifest: Mapping[str, Any]) -> None:
-    """Atomic rewrite: a predictor may load the bundle at any moment."""
-    directory = store.path(version)
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".manifest-")
-    with os.fdopen(handle, "w") as out:
-        json.dump(dict(manifest), out, indent=2, default=str)
-    os.replace(temporary, directory / MANIFEST_FILE)
+def _sync_champion(settings: Settings, tracker: Tracker) -> None:
+    """Bring the registry's champion into this data directory's bundle store (fetched and
+    verified when missing) and point the local pointer at it: the gate and the warm start read
+    it there, and ``promote``/``rollback`` may have moved it from another machine."""
+    registry = tracker.registry
+    if registry is None:
+        return
+    try:
+        champion = registry.champion()
+        if champion is None:
+            return
+        store = ModelStore(settings.models_dir, settings.keep_models)
+        if not store.path(champion.version).is_dir():  # our own bundles are stored under it
+            registry.fetch(champion, store.root)  # lands in store.path(version), verified
+        if store.champion() != champion.version:
+            store.set_champion(champion.version)
+    except Exception as exc:  # the gate then compares with the local champion, if any
+        log.warning("could not bring the registry's champion into %s: %s", settings.models_dir, exc)
 
 
 def _concat(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:

@@ -9,8 +9,12 @@ any detector can publish it. While drift lasts the monitor repeats its alarm eve
 drift alarm is answered at most once per champion version: after a promotion a persisting drift
 may start one more round; after a refusal, nothing until the champion changes.
 
-With ``compile_model`` (the default) a promoted model's compiled library is built into its bundle
-before it is announced, so predictors only load and verify it instead of each compiling it.
+A promoted model is announced by the round itself (``promotion.promote``, through this service's
+producer). The retrain command's offset is committed only once its round has finished: trainers
+in one consumer group on the one-partition ``retrain`` topic are one working and the others on
+standby, and when the working one dies mid-round the next owner of the partition reads the same
+command again and runs the round. The dead round's version was at most registered (alias
+``challenger``), never promoted nor announced.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from .. import messages
 from ..bundle import ModelStore
 from ..bus import Bus, Message
 from ..config import Settings
-from ..serving._compiled import precompile
 from ..stores import ObservationStore
 
 log = logging.getLogger("streamfit.trainer")
@@ -57,7 +60,9 @@ class TrainerService:
             subscribed = [topics.retrain]
             if self.settings.retrain_on_drift:
                 subscribed.append(topics.drift)
-            consumer = stack.enter_context(self.bus.consumer(subscribed, group="streamfit-trainer"))
+            consumer = stack.enter_context(
+                self.bus.consumer(subscribed, group=self.settings.trainer_group)
+            )
             producer = self.bus.producer()
             stack.callback(producer.close)
             log.info("trainer waiting for retrain commands on %s", subscribed)
@@ -89,6 +94,7 @@ class TrainerService:
                         new_observations=new_rows,
                         progress=log.info,
                         recent=recent,
+                        producer=producer,
                     )
                 except Exception:
                     # A failed round must not take the trainer down; the champion keeps serving.
@@ -102,17 +108,8 @@ class TrainerService:
                         "promoted" if outcome.promoted else "refused",
                         outcome.reason,
                     )
-                    if outcome.promoted:
-                        self.promotions += 1
-                        precompile(self.settings, outcome.version)
-                        producer.produce(
-                            topics.models,
-                            messages.model_ready(
-                                outcome.version, "promoted", metrics=outcome.metrics
-                            ),
-                        )
-                        producer.flush()
-                consumer.commit()
+                    self.promotions += outcome.promoted  # announced by the round's promotion
+                consumer.commit()  # only now: a trainer killed mid-round leaves it to another
                 self.idle.set()
 
     def _trigger(self, commands: list[Message]) -> str | None:

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ...registry import ModelRegistry
+
 
 class Tracker(ABC):
     @abstractmethod
@@ -45,7 +47,13 @@ class Tracker(ABC):
     def log_model(
         self, bundle_dir: Path, input_example: pd.DataFrame, output_example: Any
     ) -> int | None:
-        """Log the bundle as a model and register it; return the registry version or None."""
+        """Log the bundle's files as a model and register it, tagged with the bundle's SHA-256;
+        return the registry version, or None for a tracker without a registry."""
+        return None
+
+    @property
+    def registry(self) -> ModelRegistry | None:
+        """The model registry :meth:`log_model` registers into, or None."""
         return None
 
     def set_alias(self, alias: str, registry_version: int) -> None:

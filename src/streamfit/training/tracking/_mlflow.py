@@ -16,6 +16,8 @@ Decisions:
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +29,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 
+from ...bundle import BUNDLE_FILES, bundle_sha256
+from ...registry import BUNDLE_ARTIFACT, SHA256_TAG, ModelRegistry
 from ._base import Tracker
 
 if TYPE_CHECKING:
@@ -58,6 +62,7 @@ class MlflowTracker(Tracker):
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.client = MlflowClient(tracking_uri=uri)
         self.run_id: str | None = None
+        self._registry: ModelRegistry | None = None
         self._experiment_id: str | None = None
 
     @property
@@ -162,24 +167,41 @@ class MlflowTracker(Tracker):
         from ... import __version__
 
         signature = _lenient_numbers(infer_signature(input_example, output_example))
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(MODEL_CODE),
-            artifacts={"bundle": str(bundle_dir)},
-            signature=signature,
-            input_example=input_example,
-            # Listed rather than inferred: inference loads the model in a subprocess, seconds
-            # per round. streamfit itself is a local package: serve with env_manager="local".
-            pip_requirements=[
-                f"lightgbm=={lightgbm.__version__}",
-                "numpy",
-                "pandas",
-                "orjson",
-                f"streamfit=={__version__}",
-            ],
+        with tempfile.TemporaryDirectory(prefix="streamfit-register-") as scratch:
+            # The bundle's own files, under the artifact name readers fetch (registry.py); its
+            # digest, taken from the very files logged, is the version's sha256 tag.
+            staged = Path(scratch) / BUNDLE_ARTIFACT
+            staged.mkdir()
+            for name in BUNDLE_FILES:
+                shutil.copyfile(bundle_dir / name, staged / name)
+            digest = bundle_sha256(staged)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(MODEL_CODE),
+                artifacts={BUNDLE_ARTIFACT: str(staged)},
+                signature=signature,
+                input_example=input_example,
+                # Listed rather than inferred: inference loads the model in a subprocess,
+                # seconds per round. streamfit itself is a local package: serve with
+                # env_manager="local".
+                pip_requirements=[
+                    f"lightgbm=={lightgbm.__version__}",
+                    "numpy",
+                    "pandas",
+                    "orjson",
+                    f"streamfit=={__version__}",
+                ],
+            )
+        version = mlflow.register_model(
+            info.model_uri, self.registered_model, tags={SHA256_TAG: digest}
         )
-        version = mlflow.register_model(info.model_uri, self.registered_model)
         return int(version.version)
+
+    @property
+    def registry(self) -> ModelRegistry:
+        if self._registry is None:
+            self._registry = ModelRegistry(self.uri, self.registered_model)
+        return self._registry
 
     def set_alias(self, alias: str, registry_version: int) -> None:
         self.client.set_registered_model_alias(self.registered_model, alias, str(registry_version))

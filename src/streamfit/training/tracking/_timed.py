@@ -6,10 +6,13 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._base import Tracker
 from ._null import NullTracker
+
+if TYPE_CHECKING:
+    from ...registry import ModelRegistry
 
 
 class TimedTracker(Tracker):
@@ -64,6 +67,10 @@ class TimedTracker(Tracker):
     def log_model(self, bundle_dir: Path, input_example: Any, output_example: Any) -> int | None:
         with self.timing("log_model"):
             return self.inner.log_model(bundle_dir, input_example, output_example)
+
+    @property
+    def registry(self) -> ModelRegistry | None:
+        return self.inner.registry
 
     def set_alias(self, alias: str, registry_version: int) -> None:
         with self.timing("set_alias"):
