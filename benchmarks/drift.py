@@ -49,7 +49,7 @@ from streamfit.monitoring import (
     realised_metrics,
 )
 from streamfit.serving import Predictor
-from streamfit.stores import ObservationStore
+from streamfit.stores import ObservationBatch, ObservationStore
 
 RESULTS = Path(__file__).parent / "results" / "drift.json"
 TARGETS = {
@@ -201,7 +201,7 @@ def stream_delays(
                 delay, position = None, 0
                 while position < len(stream) and delay is None:
                     batch = stream.iloc[position : position + run.drift_every]
-                    store.add(_observations(batch, position))
+                    store.record(_observations(batch, position))
                     position += len(batch)
                     report = monitor.run_once() if position >= change - 1000 else None
                     if report is None or not report.drifted:
@@ -242,14 +242,16 @@ def shared_detector(settings: Settings, reference: pd.DataFrame) -> DriftDetecto
     return _DETECTORS[id(reference)]
 
 
-def _observations(batch: pd.DataFrame, start: int) -> list:
+def _observations(batch: pd.DataFrame, start: int) -> ObservationBatch:
+    """What the recorder would store: the requests and their predictions (no labels)."""
     records = batch[list(FEATURE_COLUMNS)].astype(object).where(batch.notna(), None)
-    return [
-        (f"r{start + i}", json.dumps(record).encode(), float(p), 1, None)
-        for i, (record, p) in enumerate(
-            zip(records.to_dict("records"), batch["probability"], strict=True)
-        )
-    ]
+    out = ObservationBatch()
+    for i, (record, p) in enumerate(
+        zip(records.to_dict("records"), batch["probability"], strict=True)
+    ):
+        out.requests.append((f"r{start + i}", json.dumps(record).encode()))
+        out.predictions.append((f"r{start + i}", float(p), 1))
+    return out
 
 
 def timing(detector: DriftDetector, test: pd.DataFrame, reference: pd.DataFrame) -> dict:

@@ -37,21 +37,6 @@ def kafka_bootstrap() -> str:
 
 
 @pytest.fixture(scope="session")
-def mlflow_server() -> str:
-    """The MLflow tracking server of ``scripts/mlflow`` (proxied artifacts), started once if it is
-    not running (left running). Tests use experiment and registered-model names of their own.
-
-    ``STREAMFIT_MLFLOW_PORT`` and ``STREAMFIT_MLFLOW_BACKEND`` configure it, as for the script.
-    """
-    up = subprocess.run([REPO / "scripts" / "mlflow", "up"], capture_output=True, text=True)
-    if up.returncode != 0:
-        pytest.fail(
-            f"scripts/mlflow up failed: {up.stderr.strip() or up.stdout.strip()}", pytrace=False
-        )
-    return f"http://127.0.0.1:{os.environ.get('STREAMFIT_MLFLOW_PORT', '5000')}"
-
-
-@pytest.fixture(scope="session")
 def postgres_url() -> str:
     """The local PostgreSQL of ``scripts/postgres``, started once if it is not running (left
     running): the URL of its ``streamfit`` database. Fails, never skips, when it cannot start.
@@ -93,6 +78,21 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return request.getfixturevalue("postgres_schema_url")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server() -> str:
+    """The MLflow tracking server of ``scripts/mlflow`` (proxied artifacts), started once if it is
+    not running (left running). Tests use experiment and registered-model names of their own.
+
+    ``STREAMFIT_MLFLOW_PORT`` and ``STREAMFIT_MLFLOW_BACKEND`` configure it, as for the script.
+    """
+    up = subprocess.run([REPO / "scripts" / "mlflow", "up"], capture_output=True, text=True)
+    if up.returncode != 0:
+        pytest.fail(
+            f"scripts/mlflow up failed: {up.stderr.strip() or up.stdout.strip()}", pytrace=False
+        )
+    return f"http://127.0.0.1:{os.environ.get('STREAMFIT_MLFLOW_PORT', '5000')}"
 
 
 @pytest.fixture(params=["memory", pytest.param("kafka", marks=pytest.mark.kafka)])
