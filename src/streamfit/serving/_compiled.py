@@ -11,6 +11,7 @@ missing values and unseen categories); any difference beyond ``TOLERANCE`` refus
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import json
@@ -31,6 +32,7 @@ from ..config import Settings
 from ..data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, load_adult
 
 log = logging.getLogger("streamfit.predictor")
+_native_log = logging.getLogger("streamfit.compiled.native")
 
 LIBRARY_FILE = "model.so"
 SIDECAR_FILE = "model.so.json"
@@ -187,6 +189,27 @@ def _us_per_row(predict: Any, features: np.ndarray, rounds: int = 3) -> float:
     return best / len(features) * 1e6
 
 
+@ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+def _native_log_line(message: bytes) -> None:
+    _native_log.debug("%s", message.decode("utf-8", errors="replace").rstrip())
+
+
+@functools.cache
+def _route_native_logs() -> None:
+    """treelite and tl2cgen print their C++ log lines (version notes, "parallel compilation
+    enabled") straight to stdout, where a service's terminal shows its own log only: send them to
+    the ``streamfit.compiled.native`` logger at DEBUG instead. Both libraries take one log
+    callback each; their private handles are the only way to set it."""
+    try:
+        import tl2cgen.libloader
+        import treelite.core
+
+        tl2cgen.libloader._LIB.TL2cgenRegisterLogCallback(_native_log_line)
+        treelite.core._LIB.TreeliteRegisterLogCallback(_native_log_line)
+    except (ImportError, AttributeError) as exc:  # a newer release moved them: lines print
+        log.debug("treelite/tl2cgen log lines not routed: %s", exc)
+
+
 def compile_bundle(bundle: ModelBundle, directory: Path, *, threads: int = 1) -> CompiledModel:
     """Load (or build, then load) the bundle's compiled model and verify it against LightGBM.
 
@@ -199,6 +222,7 @@ def compile_bundle(bundle: ModelBundle, directory: Path, *, threads: int = 1) ->
         import treelite  # noqa: F401
     except ImportError as exc:
         raise CompileError(f"treelite/tl2cgen not installed: {exc}") from exc
+    _route_native_logs()
     if not (directory / MODEL_FILE).is_file():
         raise CompileError(f"{directory} is not a bundle directory")
     key = cache_key(bundle)
