@@ -505,6 +505,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    # This process is a service (or a one-shot command) that logs: MLflow's download progress
+    # bars would interleave with its log lines. A user who wants them sets the variable.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from .bundle import BundleError
     from .bus import BusError
     from .stores import StoreError
