@@ -22,6 +22,7 @@ history a rollback walks back lives in the registry too.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -148,14 +149,8 @@ class ModelRegistry:
         if not entry.sha256:
             raise BundleError(f"v{entry.version} has no {SHA256_TAG} recorded: not trusted")
         target = cache / f"v{entry.version:06d}"
-        if target.is_dir():
-            try:
-                if bundle_sha256(target) == entry.sha256:
-                    return target
-            except BundleError:
-                pass
-            log.warning("cached bundle v%s does not match its digest: fetching it again", entry)
-            shutil.rmtree(target, ignore_errors=True)
+        if _matches(target, entry.sha256):
+            return target
         cache.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=cache))
         try:
@@ -166,8 +161,21 @@ class ModelRegistry:
                     f"v{entry.version} bundle hashes to {digest[:12]}…, registered as "
                     f"{entry.sha256[:12]}…: its files changed after registration"
                 )
-            shutil.rmtree(target, ignore_errors=True)
-            downloaded.rename(target)
+            # Several predictors may share a cache directory: whoever renames first wins, and
+            # a copy in place is never deleted while it matches (another may be loading it).
+            for _ in range(3):
+                if _matches(target, entry.sha256):
+                    break
+                try:
+                    downloaded.rename(target)
+                except OSError as exc:  # a directory is there and does not match: set it aside
+                    log.warning("cached bundle v%s is not the registered one: replacing it", entry)
+                    error = exc
+                    with contextlib.suppress(OSError):
+                        target.rename(staging / "stale")
+            else:
+                if not _matches(target, entry.sha256):
+                    raise BundleError(f"cannot place bundle v{entry.version} in {target}: {error}")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target
@@ -195,6 +203,16 @@ class ModelRegistry:
         bundle = ModelBundle.load(directory)
         bundle.manifest.update(version=entry.version, sha256=entry.sha256)
         return bundle, directory
+
+
+def _matches(directory: Path, sha256: str) -> bool:
+    """Whether ``directory`` holds a bundle with digest ``sha256`` (False when there is none)."""
+    if not directory.is_dir():
+        return False
+    try:
+        return bundle_sha256(directory) == sha256
+    except BundleError:
+        return False
 
 
 __all__ = [

@@ -176,7 +176,7 @@ def test_broker_restart_mid_stream_loses_nothing(deployment):
         "--timeout",
         "240",
     )
-    time.sleep(3)
+    deployment.wait_for_log(app, "answered ")  # mid-stream: it is connected and sending
     kafka = REPO / "scripts" / "kafka"
     subprocess.run([kafka, "down"], check=True, timeout=120)
     time.sleep(3)

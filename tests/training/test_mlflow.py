@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,3 +193,27 @@ def test_round_progress_and_mlflow_overhead_are_reported(
     )
     assert any(line.startswith("trial 2/2: cv logloss") for line in lines)
     assert 0 < outcome.tracking_s < outcome.duration_s
+
+
+def test_predictors_sharing_a_cache_fetch_the_same_version_at_once(rounds: Rounds) -> None:
+    """Two predictors on one data directory hear the same models event: both end with the
+    verified bundle, and neither deletes the copy the other is loading."""
+    registry = ModelRegistry.from_settings(rounds.settings)
+    entry = registry.champion()
+    cache = rounds.settings.data_dir / "shared-cache"
+    start = threading.Barrier(4)
+
+    def fetch() -> tuple[str, int]:
+        start.wait()
+        bundle, directory = ModelRegistry.from_settings(rounds.settings).load(entry, cache)
+        return bundle_sha256(directory), bundle.booster.num_trees()
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: fetch(), range(4)))
+    assert {digest for digest, _ in results} == {entry.sha256}
+    assert len({trees for _, trees in results}) == 1
+    # a copy that no longer matches is replaced, not trusted
+    (cache / f"v{entry.version:06d}" / "model.txt").write_text("tampered")
+    _, directory = registry.load(entry, cache)
+    assert bundle_sha256(directory) == entry.sha256
+    assert [p.name for p in cache.iterdir()] == [f"v{entry.version:06d}"]  # no staging left
