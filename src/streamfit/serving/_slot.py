@@ -59,6 +59,7 @@ class ModelSlot:
         self._compile_idle.set()
         self._compiler_thread: threading.Thread | None = None
         self._no_compiler_said = False
+        self.last_refusal: str | None = None  # why the latest model was refused
 
     @property
     def version(self) -> int | None:
@@ -108,6 +109,7 @@ class ModelSlot:
             bundle, directory = self.registry.load(entry, self.cache)
             bundle.validate()  # also warms the model: the first real batch pays nothing extra
         except IntegrityError as exc:
+            self.last_refusal = f"v{entry.version} refused (hash mismatch): {exc}"
             self.stats.refused_models += 1
             self.stats.integrity_refusals += 1
             log.error(
@@ -118,6 +120,7 @@ class ModelSlot:
             )
             return False
         except BundleError as exc:
+            self.last_refusal = f"v{entry.version} refused: {exc}"
             self.stats.refused_models += 1
             log.error("refused model v%s, still serving v%s: %s", entry.version, self.version, exc)
             return False
