@@ -120,6 +120,7 @@ class Predictor:
                 problem = f"registry unreachable ({exc})"
             if time.monotonic() >= deadline:
                 # No model to serve: the CLI turns this into one line and exit code 2.
+                problem = " ".join(problem.split())  # one line, whatever the cause said
                 raise BundleError(
                     f"{problem}, for {self.slot.registry.name!r} at "
                     f"{self.slot.registry.tracking_uri}"
