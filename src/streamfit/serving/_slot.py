@@ -59,6 +59,7 @@ class ModelSlot:
         self._compile_idle.set()
         self._compiler_thread: threading.Thread | None = None
         self._no_compiler_said = False
+        self.last_refusal: str | None = None  # why the latest model was refused
 
     @property
     def version(self) -> int | None:
@@ -77,10 +78,29 @@ class ModelSlot:
     def entry(
         self, version: int, sha256: str | None = None, model_uri: str | None = None
     ) -> RegisteredBundle:
-        """A registry entry for ``version``: from an event's fields, else asked of the registry."""
-        if sha256 and model_uri:
-            return RegisteredBundle(version, model_uri, sha256)
-        return self.registry.get(version)
+        """The registry's entry for ``version``: its digest is the one recorded at registration.
+
+        An event's ``sha256`` is only a hint: anyone who can write to ``models`` could send one
+        matching files they altered, so the registry's tag is always asked for and always wins
+        (a disagreement is logged). Raises BundleError when the registry does not know it.
+        """
+        registered = self.registry.get(version)
+        if sha256 and sha256 != registered.sha256:
+            log.warning(
+                "model event for v%s carries sha256 %s…, the registry recorded %s…: "
+                "checking against the registry's",
+                version,
+                sha256[:12],
+                (registered.sha256 or "nothing")[:12],
+            )
+        if model_uri and model_uri != registered.model_uri:
+            log.warning(
+                "model event for v%s names %s, the registry %s: fetching the registry's",
+                version,
+                model_uri,
+                registered.model_uri,
+            )
+        return registered
 
     def swap_to(self, entry: RegisteredBundle) -> bool:
         """Fetch, verify, load, validate and warm ``entry``'s bundle, then swap it in.
@@ -89,6 +109,7 @@ class ModelSlot:
             bundle, directory = self.registry.load(entry, self.cache)
             bundle.validate()  # also warms the model: the first real batch pays nothing extra
         except IntegrityError as exc:
+            self.last_refusal = f"v{entry.version} refused (hash mismatch): {exc}"
             self.stats.refused_models += 1
             self.stats.integrity_refusals += 1
             log.error(
@@ -99,6 +120,7 @@ class ModelSlot:
             )
             return False
         except BundleError as exc:
+            self.last_refusal = f"v{entry.version} refused: {exc}"
             self.stats.refused_models += 1
             log.error("refused model v%s, still serving v%s: %s", entry.version, self.version, exc)
             return False

@@ -108,15 +108,22 @@ class Predictor:
         deadline = time.monotonic() + self._wait_for_model_s
         while self.running:
             try:
+                self.slot.last_refusal = None
                 if self.slot.swap_to_champion():
                     return
-                problem = "no usable @champion"
+                problem = (
+                    f"@champion {self.slot.last_refusal}"
+                    if self.slot.last_refusal
+                    else "no @champion (run `streamfit init` first)"
+                )
             except Exception as exc:  # the tracking server is down or starting: retry
                 problem = f"registry unreachable ({exc})"
             if time.monotonic() >= deadline:
+                # No model to serve: the CLI turns this into one line and exit code 2.
+                problem = " ".join(problem.split())  # one line, whatever the cause said
                 raise BundleError(
-                    f"{problem} for {self.slot.registry.name!r} at "
-                    f"{self.slot.registry.tracking_uri}: run `streamfit init` first"
+                    f"{problem}, for {self.slot.registry.name!r} at "
+                    f"{self.slot.registry.tracking_uri}"
                 )
             time.sleep(0.5)
 

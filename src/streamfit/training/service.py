@@ -14,7 +14,9 @@ producer). The retrain command's offset is committed only once its round has fin
 in one consumer group on the one-partition ``retrain`` topic are one working and the others on
 standby, and when the working one dies mid-round the next owner of the partition reads the same
 command again and runs the round. The dead round's version was at most registered (alias
-``challenger``), never promoted nor announced.
+``challenger``), never promoted nor announced. A round that fails (the tracking server or the
+store unreachable) is not committed either: the trainer retries it with a backoff (5 s, doubling,
+at most 2 min) until it succeeds, and commands arriving meanwhile join the retried round.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
+from typing import Any
 
 from .. import messages
 from ..bundle import ModelStore
@@ -30,6 +34,10 @@ from ..config import Settings
 from ..stores import ObservationStore
 
 log = logging.getLogger("streamfit.trainer")
+
+# Backoff of a failed round's retry (the tracking server down, the store unreachable...).
+_FIRST_RETRY_S = 5.0
+_MAX_RETRY_S = 120.0
 
 
 class TrainerService:
@@ -44,6 +52,7 @@ class TrainerService:
         self.rounds = 0
         self.promotions = 0
         self.failures = 0
+        self._failed_in_a_row = 0
         self.commands_seen = 0  # retrain commands
         self.drift_alarms = 0  # drift events with drifted=true
         self._drift_answered: int | None = -1  # champion version a drift round was started for
@@ -67,50 +76,75 @@ class TrainerService:
             stack.callback(producer.close)
             log.info("trainer waiting for retrain commands on %s", subscribed)
             self.ready.set()
+            pending: str | None = None  # a round that failed: retried, its command kept
+            retry_at = 0.0
+            delay = _FIRST_RETRY_S
             while self.running:
                 commands = consumer.poll(1000, timeout=0.5)
-                if not commands:
+                trigger = self._trigger(commands) if commands else None
+                if trigger is None and commands and pending is None:
+                    consumer.commit()  # calm drift events, or an alarm already answered
                     continue
-                trigger = self._trigger(commands)
-                if trigger is None:  # calm drift events, or an alarm already answered
-                    consumer.commit()
+                if trigger is not None and pending != "retrain":
+                    pending = trigger
+                if pending is None or time.monotonic() < retry_at:
                     continue
                 self.idle.clear()
-                try:
-                    new_rows = self.observations.labelled_frame()
-                    log.info(
-                        "retraining (%s) on %d new labelled observations (%d message(s))",
-                        trigger,
-                        len(new_rows),
-                        len(commands),
-                    )
-                    recent = None
-                    if self.settings.drop_drifting_features > 0:
-                        recent = self.observations.recent_frame(self.settings.drift_window)
-                    outcome = run_round(
-                        self.settings,
-                        trigger=trigger,
-                        max_evals=self.settings.max_evals,
-                        new_observations=new_rows,
-                        progress=log.info,
-                        recent=recent,
-                        producer=producer,
-                    )
-                except Exception:
-                    # A failed round must not take the trainer down; the champion keeps serving.
-                    self.failures += 1
-                    log.exception("retraining failed; the current champion keeps serving")
+                if self._round(pending, len(commands), producer, run_round):
+                    pending, delay = None, _FIRST_RETRY_S
+                    consumer.commit()  # only now: a trainer killed mid-round leaves it to another
+                    self.idle.set()
                 else:
-                    self.rounds += 1
-                    log.info(
-                        "round done: v%s %s (%s)",
-                        outcome.version,
-                        "promoted" if outcome.promoted else "refused",
-                        outcome.reason,
-                    )
-                    self.promotions += outcome.promoted  # announced by the round's promotion
-                consumer.commit()  # only now: a trainer killed mid-round leaves it to another
-                self.idle.set()
+                    # Not committed: the command is not lost. This trainer retries it after a
+                    # backoff (commands arriving meanwhile join the retried round); were it to
+                    # die, the next owner of the partition reads it again.
+                    log.warning("round retried in %.0f s (the retrain command is kept)", delay)
+                    retry_at = time.monotonic() + delay
+                    delay = min(delay * 2, _MAX_RETRY_S)
+
+    def _round(self, trigger: str, messages_count: int, producer: Any, run_round: Any) -> bool:
+        """Run one round; False if it failed (logged: the champion keeps serving)."""
+        try:
+            new_rows = self.observations.labelled_frame()
+            log.info(
+                "retraining (%s) on %d new labelled observations (%d message(s))",
+                trigger,
+                len(new_rows),
+                messages_count,
+            )
+            recent = None
+            if self.settings.drop_drifting_features > 0:
+                recent = self.observations.recent_frame(self.settings.drift_window)
+            outcome = run_round(
+                self.settings,
+                trigger=trigger,
+                max_evals=self.settings.max_evals,
+                new_observations=new_rows,
+                progress=log.info,
+                recent=recent,
+                producer=producer,
+            )
+        except Exception as exc:
+            # A failed round must not take the trainer down; the champion keeps serving.
+            self.failures += 1
+            log.error(
+                "retraining failed (%s: %s); the current champion keeps serving",
+                type(exc).__name__,
+                str(exc).splitlines()[0][:300] if str(exc) else "",
+                exc_info=self._failed_in_a_row == 0,  # the traceback once, not every retry
+            )
+            self._failed_in_a_row += 1
+            return False
+        self._failed_in_a_row = 0
+        self.rounds += 1
+        log.info(
+            "round done: v%s %s (%s)",
+            outcome.version,
+            "promoted" if outcome.promoted else "refused",
+            outcome.reason,
+        )
+        self.promotions += outcome.promoted  # announced by the round's promotion
+        return True
 
     def _trigger(self, commands: list[Message]) -> str | None:
         """Which round the messages ask for: ``retrain`` if any retrain command came, ``drift``

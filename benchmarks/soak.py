@@ -1,0 +1,305 @@
+"""Soak run: a predictor, a recorder and a trainer as separate processes on the real broker and
+the real MLflow server, a steady stream of requests with late labels, a retrain every N
+labelled observations; nothing may be lost and no service may grow.
+
+    python benchmarks/soak.py [--requests N] [--rate R] [--retrain-every M]
+
+The issue's full figure is ``--requests 2000000 --retrain-every 100000``; the default (60,000
+at 400/s, a retrain every 15,000 labelled) takes about three to five minutes here. The sender
+is this process (one producer, labels ``--label-delay`` seconds after their request); it reads
+the predictions back ``read_committed`` and counts every request id once.
+
+Figures: sent, answered, lost, duplicates; the RSS of each service when the stream starts, at
+its middle and at its end; throughput (predictions read back per second) over each 10 % of the
+run; retrains completed (promotions announced on ``models``). Prints a table and writes
+``benchmarks/results/soak.json``. Needs ``scripts/kafka up`` and ``scripts/mlflow up``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+SERVICES = ("predictor", "recorder", "trainer")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+class Soak:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.root = Path(tempfile.mkdtemp(prefix="streamfit-soak-"))
+        suffix = uuid.uuid4().hex[:8]
+        from streamfit.config import Settings, Topics
+
+        self.topics = Topics(**{name: f"soak-{name}-{suffix}" for name in vars(Topics())})
+        topic_lines = "\n".join(f'{k} = "{v}"' for k, v in vars(self.topics).items())
+        self.config = self.root / "streamfit.toml"
+        self.config.write_text(
+            f'data_dir = "{self.root / "data"}"\nbus = "{args.bus}"\n'
+            f'group = "soak-predictors-{suffix}"\ntrainer_group = "soak-trainers-{suffix}"\n'
+            f'recorder_group = "soak-recorders-{suffix}"\ntracking_uri = "{args.tracking_uri}"\n'
+            f'experiment = "soak-{suffix}"\nregistered_model = "soak-{suffix}"\n'
+            f"[topics]\n{topic_lines}\n"
+        )
+        self.settings = Settings.load(config_file=self.config, environ={})
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def cli(self, command: str, *extra: str, wait: bool = False) -> subprocess.Popen:
+        log = (self.root / f"{command}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamfit.cli", command, "--config", str(self.config), *extra],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "STREAMFIT_GATE_TOLERANCE": "10"},
+        )
+        if wait:
+            if process.wait(timeout=1800) != 0:
+                raise SystemExit(f"{command} failed: {self.log(command)[-2000:]}")
+        else:
+            self.processes[command] = process
+        return process
+
+    def log(self, command: str) -> str:
+        return (self.root / f"{command}.log").read_text()
+
+    def wait_for(self, command: str, text: str, timeout: float = 300) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.log(command):
+            if self.processes[command].poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"{command}: {text!r} never logged: {self.log(command)[-2000:]}")
+            time.sleep(0.2)
+
+    def rss(self) -> dict[str, float]:
+        return {name: rss_mb(p.pid) for name, p in self.processes.items()}
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+    def run(self) -> dict[str, Any]:
+        from streamfit import messages
+        from streamfit.app import adult_requests
+        from streamfit.bus import get_bus
+        from streamfit.data import LABEL_COLUMN, label_to_int
+
+        args, topics = self.args, self.topics
+        bus = get_bus(args.bus)
+        bus.ensure_topics({**{t: 1 for t in vars(topics).values()}, topics.requests: 3})
+        print(f"initial model ({args.max_evals} trials)...", flush=True)
+        self.cli("init", "--max-evals", str(args.max_evals), wait=True)
+        self.cli("predictor")
+        self.cli("recorder", "--retrain-every", str(args.retrain_every))
+        self.cli("trainer", "--max-evals", str(args.max_evals))
+        self.wait_for("predictor", "predictor consuming")
+        self.wait_for("recorder", "recorder consuming")
+        self.wait_for("trainer", "trainer waiting")
+
+        rows = adult_requests(5000, seed=0)
+        payloads = []
+        for row in rows:
+            label = label_to_int(row[LABEL_COLUMN])
+            data = {k: v for k, v in row.items() if k != LABEL_COLUMN}
+            payloads.append((data, label))
+        total = args.requests
+        answered: set[int] = set()
+        duplicates = 0
+        promotions: list[int] = []
+        marks: list[tuple[float, int]] = []  # (time, answered) at each 10 % of the run
+        rss = {"start": self.rss()}
+        sent = 0
+        done = threading.Event()
+
+        def send() -> None:
+            nonlocal sent
+            late: list[tuple[float, int, int]] = []
+            with bus.producer() as producer:
+                start = time.monotonic()
+                for i in range(total):
+                    due = start + i / args.rate
+                    while (now := time.monotonic()) < due:
+                        time.sleep(min(due - now, 0.005))
+                    while late and late[0][0] <= now:
+                        _, j, label = heapq.heappop(late)
+                        producer.produce(topics.labels, messages.label(str(j), label), b"%d" % j)
+                    data, label = payloads[i % len(payloads)]
+                    producer.produce(topics.requests, messages.request(str(i), data), b"%d" % i)
+                    sent += 1
+                    if label is not None:
+                        heapq.heappush(late, (now + args.label_delay, i, label))
+                    if i % 5000 == 0:
+                        producer.flush()
+                while late:
+                    time.sleep(0.05)
+                    now = time.monotonic()
+                    while late and late[0][0] <= now:
+                        _, j, label = heapq.heappop(late)
+                        producer.produce(topics.labels, messages.label(str(j), label), b"%d" % j)
+            done.set()
+
+        predictions = bus.consumer([topics.predictions], group=None)
+        models = bus.consumer([topics.models], group=None)
+        predictions.poll(1, timeout=1)
+        models.poll(1, timeout=1)
+        started = time.monotonic()
+        sender = threading.Thread(target=send, name="soak-sender", daemon=True)
+        sender.start()
+        next_mark = 1
+        last_news = time.monotonic()
+        while len(answered) < total:
+            for message in predictions.poll(5000, timeout=0.2):
+                request_id = int(orjson.loads(message.value)["request_id"])
+                if request_id in answered:
+                    duplicates += 1
+                else:
+                    answered.add(request_id)
+                    last_news = time.monotonic()
+            for message in models.poll(10, timeout=0):
+                promotions.append(orjson.loads(message.value)["version"])
+            while next_mark <= 10 and len(answered) >= total * next_mark // 10:
+                marks.append((time.monotonic() - started, len(answered)))
+                if next_mark == 5:
+                    rss["middle"] = self.rss()
+                print(
+                    f"{next_mark * 10:>3} %: {len(answered)} answered at "
+                    f"{marks[-1][0]:.0f} s, RSS {self.rss()}, promotions {promotions}",
+                    flush=True,
+                )
+                next_mark += 1
+            if done.is_set() and time.monotonic() - last_news > args.timeout:
+                break
+        wall = time.monotonic() - started
+        rss["end"] = self.rss()
+        sender.join(timeout=60)
+        # rounds asked for near the end may still run: give the trainer its last round
+        deadline = time.monotonic() + args.settle
+        expected = (total // args.retrain_every) if args.retrain_every else 0
+        while time.monotonic() < deadline and self.log("trainer").count("round done") < expected:
+            for message in models.poll(10, timeout=0.5):
+                promotions.append(orjson.loads(message.value)["version"])
+        rounds = self.log("trainer").count("round done")
+        failed_rounds = self.log("trainer").count("retraining failed")
+        predictions.close()
+        models.close()
+        bus.close()
+        throughput = []
+        previous = (0.0, 0)
+        for at, count in marks:
+            span = max(at - previous[0], 1e-9)
+            throughput.append(round((count - previous[1]) / span, 1))
+            previous = (at, count)
+        growth = {
+            name: round(100 * (rss["end"][name] - rss["start"][name]) / rss["start"][name], 1)
+            for name in SERVICES
+        }
+        growth_second_half = {
+            name: round(100 * (rss["end"][name] - rss["middle"][name]) / rss["middle"][name], 1)
+            for name in SERVICES
+            if "middle" in rss
+        }
+        return {
+            "requests": total,
+            "sent": sent,
+            "answered": len(answered),
+            "lost": total - len(answered),
+            "duplicates": duplicates,
+            "rate_target_per_s": args.rate,
+            "retrain_every": args.retrain_every,
+            "label_delay_s": args.label_delay,
+            "retrains_requested": expected,
+            "rounds_completed": rounds,
+            "rounds_failed_and_retried": failed_rounds,
+            "promotions_announced": promotions,
+            "wall_s": round(wall, 1),
+            "throughput_per_10pct": throughput,
+            "rss_mb": rss,
+            "rss_growth_pct_start_to_end": growth,
+            "rss_growth_pct_middle_to_end": growth_second_half,
+            "machine": (
+                f"{os.cpu_count()} cores ({platform.machine()}), shared with other engineers' "
+                "jobs while it ran; broker, MLflow and PostgreSQL on the same cores"
+            ),
+        }
+
+
+def table(result: dict[str, Any]) -> str:
+    lines = [
+        f"requests {result['requests']}  sent {result['sent']}  answered {result['answered']}  "
+        f"lost {result['lost']}  duplicates {result['duplicates']}  wall {result['wall_s']} s",
+        f"retrains: requested {result['retrains_requested']}, rounds completed "
+        f"{result['rounds_completed']}, promotions {result['promotions_announced']}",
+        "",
+        f"{'service':<10} {'RSS start':>10} {'middle':>8} {'end':>8} {'growth':>8}",
+    ]
+    rss = result["rss_mb"]
+    for name in SERVICES:
+        lines.append(
+            f"{name:<10} {rss['start'][name]:>8.1f}MB {rss.get('middle', {}).get(name, 0):>6.1f}MB "
+            f"{rss['end'][name]:>6.1f}MB {result['rss_growth_pct_start_to_end'][name]:>7.1f}%"
+        )
+    lines += [
+        "",
+        "throughput per 10 % of the run (answered/s): "
+        + ", ".join(f"{t:.0f}" for t in result["throughput_per_10pct"]),
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=60_000)
+    parser.add_argument("--rate", type=float, default=400.0, help="requests per second")
+    parser.add_argument(
+        "--retrain-every", type=int, help="labelled observations per retrain (requests / 4)"
+    )
+    parser.add_argument("--label-delay", type=float, default=1.0)
+    parser.add_argument("--max-evals", type=int, default=2, help="trials per round")
+    parser.add_argument("--bus", default="kafka://127.0.0.1:9092")
+    parser.add_argument("--tracking-uri", default="http://127.0.0.1:5000")
+    parser.add_argument("--timeout", type=float, default=120.0, help="wait for stragglers")
+    parser.add_argument("--settle", type=float, default=300.0, help="wait for the last round")
+    parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
+    args = parser.parse_args()
+    args.retrain_every = args.retrain_every or max(args.requests // 4, 1)
+    soak = Soak(args)
+    try:
+        result = soak.run()
+    finally:
+        soak.stop()
+    print(table(result))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written to {args.out} (logs in {soak.root})")
+    return 0 if result["lost"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
