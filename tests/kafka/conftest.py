@@ -128,6 +128,19 @@ class Deployment:
                 )
             time.sleep(0.2)
 
+    def group_members(self, group: str) -> dict[str, int]:
+        """member id -> partitions assigned in ``group``, from Kafka's own consumer-groups
+        tool (empty while the group has no members)."""
+        out = subprocess.run(
+            [REPO / "scripts" / "kafka", "tool", "consumer-groups"]
+            + ["--bootstrap-server", self.bootstrap, "--describe", "--members", "--group", group],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+        rows = (line.split() for line in out.splitlines())
+        return {fields[1]: int(fields[-1]) for fields in rows if fields[:1] == [group]}
+
     def bus(self):
         return get_bus(self.settings.bus)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 import uuid
 
@@ -15,7 +14,6 @@ import pytest
 from streamfit import messages
 from streamfit.promotion import promote
 from streamfit.registry import ModelRegistry
-from tests.conftest import REPO
 from tests.serving.conftest import Registered, train_bundle
 
 pytestmark = pytest.mark.kafka
@@ -113,30 +111,6 @@ def test_a_tampered_bundle_is_refused_by_a_running_predictor(deployment, mlflow_
     assert set(summary["model_versions"]) == {"1"}
 
 
-def _trainer_members(deployment) -> dict[str, int]:
-    """member id -> partitions assigned in the trainers' group (Kafka's own tool)."""
-    out = subprocess.run(
-        [
-            REPO / "scripts" / "kafka",
-            "tool",
-            "consumer-groups",
-            "--bootstrap-server",
-            deployment.bootstrap,
-            "--describe",
-            "--members",
-            "--group",
-            deployment.settings.trainer_group,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    ).stdout
-    group = deployment.settings.trainer_group
-    return {
-        f[1]: int(f[-1]) for f in (line.split() for line in out.splitlines()) if f[:1] == [group]
-    }
-
-
 def test_a_standby_trainer_runs_the_round_of_a_trainer_killed_mid_round(deployment):
     registry = ModelRegistry.from_settings(deployment.settings)
     bus = deployment.bus()
@@ -158,8 +132,9 @@ def test_a_standby_trainer_runs_the_round_of_a_trainer_killed_mid_round(deployme
     for trainer in trainers:
         deployment.wait_for_log(trainer, "trainer waiting")
     deadline = time.monotonic() + 120
-    while sorted(_trainer_members(deployment).values()) != [0, 1]:  # one works, one waits
-        assert time.monotonic() < deadline, _trainer_members(deployment)
+    trainers = deployment.settings.trainer_group
+    while sorted(deployment.group_members(trainers).values()) != [0, 1]:  # one works, one waits
+        assert time.monotonic() < deadline, deployment.group_members(trainers)
         time.sleep(1)
 
     with bus.producer() as producer:

@@ -57,7 +57,7 @@ def test_two_predictors_share_partitions_and_both_follow_a_new_model(deployment)
     summary = deployment.run_app("--count", "600", "--rate", "300")
     assert summary["answered"] == 600 and summary["lost"] == 0
     # both processes answered a share: each logs its partitions and predicted something
-    members = _group_members(deployment)
+    members = deployment.group_members(deployment.settings.group)
     assert len(members) == 2 and all(members.values()), members
     # a retrain's model-ready event reaches every predictor instance
     trainer = deployment.start("trainer", "--max-evals", "1")
@@ -103,33 +103,6 @@ def test_promote_and_rollback_from_the_cli_are_followed_by_a_running_predictor(d
     missing = deployment.start("promote", "999", name="promote-missing")
     assert missing.wait(timeout=120) == 2
     assert "no version 999" in deployment.log(missing)
-
-
-def _group_members(deployment) -> dict[str, int]:
-    """member id -> partitions assigned, from Kafka's own consumer-groups tool."""
-    out = subprocess.run(
-        [
-            REPO / "scripts" / "kafka",
-            "tool",
-            "consumer-groups",
-            "--bootstrap-server",
-            deployment.bootstrap,
-            "--describe",
-            "--members",
-            "--group",
-            deployment.settings.group,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    ).stdout
-    members = {}
-    for line in out.splitlines():
-        fields = line.split()
-        if fields and fields[0] == deployment.settings.group:
-            members[fields[1]] = int(fields[-1])
-    return members
 
 
 @pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
