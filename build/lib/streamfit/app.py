@@ -1,0 +1,221 @@
+"""Sample app: publishes Adult test rows as requests and reads the predictions back."""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import messages
+from .bus import Bus, BusError
+from .config import Settings
+from .data import FEATURE_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS, label_to_int, load_adult
+
+log = logging.getLogger("streamfit.app")
+
+
+@dataclass
+class AppSummary:
+    sent: int = 0
+    answered: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    model_versions: dict[int, int] = field(default_factory=dict)
+    accuracy: float | None = None
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def render(self) -> str:
+        versions = ", ".join(f"v{v}: {n}" for v, n in sorted(self.model_versions.items()))
+        latency = " ".join(f"{k} {v:.1f} ms" for k, v in self.latency_ms.items())
+        accuracy = "n/a" if self.accuracy is None else f"{self.accuracy:.3f}"
+        return (
+            f"sent {self.sent}, answered {self.answered}, lost {self.lost}, "
+            f"duplicates {self.duplicates}, dead letters {self.dead_letters}\n"
+            f"model versions seen: {versions or 'none'}\n"
+            f"accuracy vs true labels: {accuracy}; latency {latency or 'n/a'}; "
+            f"wall {self.wall_s:.1f} s"
+        )
+
+
+def adult_requests(count: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``count`` rows of adult.test as request data, cycling if needed; NaN becomes null."""
+    test = load_adult("test")
+    order = np.random.default_rng(seed).permutation(len(test))
+    rows = test.iloc[np.resize(order, count)][[*FEATURE_COLUMNS, LABEL_COLUMN]]
+    records = rows.to_dict("records")
+    for record in records:
+        for name, value in record.items():
+            if isinstance(value, float):
+                if math.isnan(value):
+                    record[name] = None
+                elif name in NUMERIC_COLUMNS and value.is_integer():
+                    record[name] = int(value)
+    return records
+
+
+def run_app(
+    settings: Settings,
+    bus: Bus,
+    *,
+    count: int,
+    rate: float,
+    label_delay: float | None = None,
+    timeout: float = 120.0,
+    progress: Callable[[str], None] | None = None,
+    stop: threading.Event | None = None,
+) -> AppSummary:
+    """Send ``count`` requests at ``rate``/s and wait for their predictions.
+
+    With ``label_delay`` None the true label rides in the request (demo mode); otherwise it is
+    sent separately on the labels topic ``label_delay`` seconds after the request.
+    """
+    if count < 1 or rate <= 0:
+        raise ValueError("count must be >= 1 and rate > 0")
+    topics = settings.topics
+    stop = stop or threading.Event()
+    rows = adult_requests(count, seed=settings.seed)
+    sent_at: dict[str, float] = {}
+    truth: dict[str, int | None] = {}
+    summary = AppSummary()
+    started = time.monotonic()
+    with bus.consumer([topics.predictions, topics.dead_letter], group=None) as consumer:
+        failures: list[BusError] = []  # the sender's, raised here: e.g. a refused write
+        sender = threading.Thread(
+            target=_send,
+            args=(bus, settings, rows, rate, label_delay, sent_at, truth, summary, stop, failures),
+            name="app-sender",
+            daemon=True,
+        )
+        sender.start()
+        answers: dict[str, dict[str, Any]] = {}
+        versions: Counter[int] = Counter()
+        latencies: list[float] = []
+        dead: set[str] = set()
+        last_report = time.monotonic()
+        deadline = math.inf
+        while not stop.is_set():
+            for message in consumer.poll(1000, timeout=0.2):
+                try:
+                    record = messages.decode(message.value)
+                    request_id = record.get("request_id")
+                except (ValueError, AttributeError):  # not JSON, or not an object
+                    continue  # not an answer to us: anyone may write to these topics
+                if not isinstance(request_id, str) or request_id not in sent_at:
+                    continue  # another app's traffic
+                if message.topic == topics.dead_letter:
+                    dead.add(request_id)
+                elif request_id in answers:
+                    summary.duplicates += 1
+                else:
+                    answers[request_id] = record
+                    versions[record["model_version"]] += 1
+                    latencies.append((time.monotonic() - sent_at[request_id]) * 1000)
+            now = time.monotonic()
+            if progress and now - last_report >= 2:
+                last_report = now
+                progress(
+                    f"sent {summary.sent}/{count}  answered {len(answers)}  "
+                    f"models {dict(sorted(versions.items()))}"
+                )
+            if not sender.is_alive():
+                if failures:
+                    raise failures[0]
+                if len(answers) + len(dead) >= summary.sent:
+                    break
+                deadline = min(deadline, now + timeout)
+                if now > deadline:
+                    break
+        sender.join(timeout=1)
+    summary.answered = len(answers)
+    summary.dead_letters = len(dead)
+    summary.lost = summary.sent - summary.answered - summary.dead_letters
+    summary.model_versions = dict(sorted(versions.items()))
+    graded = [(answers[r]["label"], truth[r]) for r in answers if truth.get(r) is not None]
+    if graded:
+        summary.accuracy = round(sum(p == t for p, t in graded) / len(graded), 4)
+    if latencies:
+        p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
+        summary.latency_ms = {"p50": round(p50, 2), "p95": round(p95, 2), "p99": round(p99, 2)}
+    summary.wall_s = round(time.monotonic() - started, 2)
+    return summary
+
+
+def _send(
+    bus: Bus,
+    settings: Settings,
+    rows: list[dict[str, Any]],
+    rate: float,
+    label_delay: float | None,
+    sent_at: dict[str, float],
+    truth: dict[str, int | None],
+    summary: AppSummary,
+    stop: threading.Event,
+    failures: list[BusError],
+) -> None:
+    try:
+        _send_all(bus, settings, rows, rate, label_delay, sent_at, truth, summary, stop)
+    except BusError as exc:
+        failures.append(exc)
+
+
+def _send_all(
+    bus: Bus,
+    settings: Settings,
+    rows: list[dict[str, Any]],
+    rate: float,
+    label_delay: float | None,
+    sent_at: dict[str, float],
+    truth: dict[str, int | None],
+    summary: AppSummary,
+    stop: threading.Event,
+) -> None:
+    topics = settings.topics
+    late: list[tuple[float, str, int]] = []  # (due, request_id, label)
+    with bus.producer() as producer:
+        start = time.monotonic()
+        for i, row in enumerate(rows):
+            if stop.is_set():
+                break
+            due = start + i / rate
+            while (now := time.monotonic()) < due:
+                time.sleep(min(due - now, 0.01))
+                _send_due_labels(producer, topics.labels, late)
+            request_id = uuid.uuid4().hex
+            label = label_to_int(row[LABEL_COLUMN])
+            truth[request_id] = label
+            data = (
+                row if label_delay is None else {k: v for k, v in row.items() if k != LABEL_COLUMN}
+            )
+            sent_at[request_id] = time.monotonic()
+            producer.produce(
+                topics.requests, messages.request(request_id, data), request_id.encode()
+            )
+            summary.sent += 1
+            if label_delay is not None and label is not None:
+                heapq.heappush(late, (time.monotonic() + label_delay, request_id, label))
+            _send_due_labels(producer, topics.labels, late)
+        producer.flush()
+        while late and not stop.is_set():
+            time.sleep(0.05)
+            _send_due_labels(producer, topics.labels, late)
+
+
+def _send_due_labels(producer: Any, topic: str, late: list[tuple[float, str, int]]) -> None:
+    now = time.monotonic()
+    while late and late[0][0] <= now:
+        _, request_id, label = heapq.heappop(late)
+        producer.produce(topic, messages.label(request_id, label), request_id.encode())

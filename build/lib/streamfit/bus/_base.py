@@ -1,0 +1,131 @@
+"""The transport interface every bus implements: topics of JSON bytes, consumer groups, acks.
+
+Semantics (identical for every implementation, checked by tests/bus/test_contract.py):
+
+* ``producer().produce(topic, value, key)`` queues a message; ``flush()`` returns once every
+  queued message is acknowledged and raises :class:`DeliveryError` if any was not.
+* ``consumer(topics, group=...)``: consumers sharing a ``group`` share the messages (each message
+  goes to one of them); a consumer with ``group=None`` is a *broadcast* consumer that sees every
+  message published after it was created (model-ready events reach every predictor this way).
+* ``poll(max_messages, timeout)`` returns up to ``max_messages`` messages that are waiting, waiting
+  at most ``timeout`` seconds for the first one (adaptive micro-batching builds on this).
+* ``commit()`` marks every message returned by ``poll`` so far as done for the group. A consumer
+  that closes or dies without committing has its uncommitted messages delivered again.
+* Consumers are ``read_committed`` by default: messages of a transaction become visible when it
+  commits and never if it aborts. ``read_committed=False`` lets Kafka return them before that
+  (the memory bus publishes a transaction only on commit, so it is the same either way).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Self
+
+
+class BusError(Exception):
+    """Root of every transport error streamfit raises."""
+
+
+class DeliveryError(BusError):
+    """A produced message was not acknowledged by the transport."""
+
+
+class BusUnavailable(BusError):
+    """The transport could not be reached (after retries)."""
+
+
+class BusRefused(BusError):
+    """The broker refused this client: authentication failed, or the principal is not allowed
+    to do what was asked (read a topic, write one, join a group...). No retry fixes it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    partition: int = 0
+    offset: int = -1
+
+
+class Producer(ABC):
+    @abstractmethod
+    def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        """Queue one message; never blocks on the network."""
+
+    @abstractmethod
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every queued message is acknowledged; raise DeliveryError otherwise."""
+
+    def close(self) -> None:
+        """Flush and release resources."""
+        self.flush()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Consumer(ABC):
+    @abstractmethod
+    def poll(self, max_messages: int = 1, timeout: float = 1.0) -> list[Message]:
+        """Return up to ``max_messages`` waiting messages, waiting up to ``timeout`` for one."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Commit everything returned by ``poll`` so far (synchronously)."""
+
+    def close(self) -> None:
+        """Leave the group without committing what was not committed."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class TransactionalProducer(Producer):
+    """A producer whose output and the consumer's offsets commit atomically (exactly-once)."""
+
+    @abstractmethod
+    def begin(self) -> None: ...
+
+    @abstractmethod
+    def commit_with(self, consumer: Consumer) -> None:
+        """Commit the open transaction together with ``consumer``'s consumed offsets."""
+
+    @abstractmethod
+    def abort(self) -> None: ...
+
+
+class Bus(ABC):
+    """Factory of producers and consumers for one transport."""
+
+    url: str
+
+    @abstractmethod
+    def producer(self) -> Producer: ...
+
+    @abstractmethod
+    def consumer(
+        self, topics: list[str], group: str | None, *, read_committed: bool = True
+    ) -> Consumer: ...
+
+    def transactional_producer(self, transactional_id: str) -> TransactionalProducer:
+        raise BusError(f"{type(self).__name__} does not support transactions")
+
+    def ensure_topics(self, partitions: dict[str, int]) -> None:
+        """Create the topics (name -> partition count) that do not exist yet."""
+
+    def close(self) -> None:
+        """Release shared resources."""

@@ -1,0 +1,668 @@
+"""Kafka bus on confluent-kafka (librdkafka): the only module of streamfit that imports it.
+
+Lazy: building a :class:`KafkaBus` touches no network. The first call that needs the broker
+(``producer()``, ``consumer()``, ``ensure_topics()``...) checks it answers, retrying with
+exponential backoff for ``connect_timeout`` seconds before raising :class:`BusUnavailable`.
+After that, librdkafka reconnects on its own: a broker that restarts mid-stream costs latency,
+not errors (transport errors are logged; messages wait up to ``message.timeout.ms``).
+
+Decisions worth knowing:
+
+* Producers are idempotent (``acks=all``) and batch for throughput (``linger.ms=5``, lz4).
+  ``produce`` never waits on the network; ``flush`` raises :class:`DeliveryError` for any message
+  that failed or was not acknowledged in time since the last flush.
+* Group consumers never auto-commit; ``commit`` commits exactly the offsets ``poll`` returned.
+  Offsets of partitions taken away by a rebalance are dropped, so their messages go to the new
+  owner again (at-least-once).
+* Broadcast consumers (``group=None``) are assigned every partition explicitly at its current
+  end offset, read once in the constructor: no group join, and no window in which a message
+  published after the constructor returned could be skipped, as ``auto.offset.reset=latest``
+  would allow. Partitions added later are not followed.
+* ``poll`` returns what is waiting at once and waits only for the first message
+  (``Consumer.consume`` alone would wait for the whole batch or the full timeout).
+* A broker that refuses the client (SASL authentication failed, or the principal may not read
+  a topic, write one, use a group or a transactional id) raises :class:`BusRefused` naming the
+  principal and what it was refused, at once: no retry fixes it. A client that speaks plaintext
+  to a TLS listener is refused too (librdkafka hints at it; the broker just closes the socket).
+  Topics a principal may not create are left to the admin (``scripts/kafka up --secure``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import confluent_kafka
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from ._base import (
+    Bus,
+    BusError,
+    BusRefused,
+    BusUnavailable,
+    Consumer,
+    DeliveryError,
+    Message,
+    Producer,
+    TransactionalProducer,
+)
+
+log = logging.getLogger(__name__)
+_librdkafka_log = logging.getLogger(__name__ + ".librdkafka")
+
+# Errors of a broker that is down or restarting: librdkafka retries them by itself.
+_TRANSIENT = {
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._TIMED_OUT,
+    KafkaError._RESOLVE,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,  # a topic that is being created
+}
+# Errors no retry fixes: raised to the caller instead of logged.
+_FATAL_FOR_CONSUMER = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError._AUTHENTICATION,
+    KafkaError._SSL,
+    KafkaError._INVALID_ARG,
+}
+# Refusals: the credentials are wrong, or the principal lacks an ACL. Raised as BusRefused.
+_AUTHENTICATION = {KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._AUTHENTICATION}
+_AUTHORIZATION = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+}
+# What librdkafka logs (a line, not an error) when the broker closes the socket during the
+# very first request: a plaintext client on a TLS listener. Seen this often in a row while
+# connecting, it is not a restart (a broker that is down refuses the connection instead).
+_PROTOCOL_HINTS = (
+    "incorrect security.protocol",  # librdkafka < 2.x says so
+    "in state APIVERSION_QUERY",  # newer ones: "connection closed by peer ... in state ..."
+)
+_PROTOCOL_HINTS_TO_REFUSE = 3
+_COMMIT_ATTEMPTS = 5
+# A commit refused because the group is rebalancing: its partitions get a new owner, who reads
+# the uncommitted messages again.
+_REBALANCING = {
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError._NO_OFFSET,
+}
+
+_PRODUCER_DEFAULTS: dict[str, Any] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "linger.ms": 5,
+    "batch.num.messages": 10_000,
+    "batch.size": 1_000_000,
+    "compression.type": "lz4",
+    "queue.buffering.max.messages": 500_000,
+    "queue.buffering.max.kbytes": 1_048_576,
+    # Long enough to ride out a broker restart; flush() reports what still failed.
+    "message.timeout.ms": 120_000,
+    "delivery.report.only.error": True,  # only failures need a callback
+}
+
+_CONSUMER_DEFAULTS: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "enable.partition.eof": False,
+    "fetch.wait.max.ms": 100,
+}
+
+
+def _describe(error: KafkaError) -> str:
+    return f"{error.name()}: {error.str()}"
+
+
+def _raise_from(exc: KafkaException, what: str, cls: type[BusError] = BusError) -> BusError:
+    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    detail = _describe(error) if error is not None else str(exc)
+    return cls(f"{what}: {detail}")
+
+
+def _principal(config: dict[str, Any]) -> str:
+    """The principal the broker sees: the SASL user name, or ANONYMOUS without SASL."""
+    if "sasl" in str(config.get("security.protocol", "")).lower():
+        return str(config.get("sasl.username", "")) or "?"
+    return "ANONYMOUS"
+
+
+def _refusal(principal: str, error: KafkaError, what: str) -> BusRefused:
+    """One line that says who was refused what, e.g. not authorised to write topic 'models'."""
+    code = error.code()
+    if code in _AUTHENTICATION:
+        return BusRefused(
+            f"Kafka refused principal {principal!r}: authentication failed "
+            f"(wrong user name or password?): {error.str()}"
+        )
+    return BusRefused(f"Kafka refused principal {principal!r}: not authorised to {what}")
+
+
+def _refused(error: KafkaError | None) -> bool:
+    return error is not None and error.code() in _AUTHENTICATION | _AUTHORIZATION
+
+
+class KafkaBus(Bus):
+    """Bus on a Kafka cluster reached at ``bootstrap`` ("host:port[,host:port...]").
+
+    ``options`` are librdkafka settings merged into every client's configuration, after and so
+    over streamfit's defaults (``security.protocol``, ``sasl.*``, ``ssl.*``...).
+    ``connect_timeout`` bounds how long the first call waits for an unreachable broker.
+    """
+
+    def __init__(
+        self, bootstrap: str, options: dict[str, str], *, connect_timeout: float = 30.0
+    ) -> None:
+        if not bootstrap:
+            raise ValueError("bootstrap must be 'host:port', got an empty string")
+        if connect_timeout <= 0:
+            raise ValueError(f"connect_timeout must be > 0 seconds, got {connect_timeout}")
+        self.url = f"kafka://{bootstrap}"
+        self.bootstrap = bootstrap
+        self.options = dict(options)
+        self.connect_timeout = connect_timeout
+        self.principal = _principal(self.options)
+        self._admin: AdminClient | None = None
+        self._admin_reporter = _ErrorReporter(bootstrap)
+        self._reachable = False
+
+    # -- Bus ------------------------------------------------------------------------------------
+    def producer(self) -> Producer:
+        self._wait_reachable()
+        return _KafkaProducer(self._config(_PRODUCER_DEFAULTS), self.principal)
+
+    def transactional_producer(self, transactional_id: str) -> TransactionalProducer:
+        self._wait_reachable()
+        config = self._config(
+            _PRODUCER_DEFAULTS,
+            # librdkafka wants message.timeout.ms <= transaction.timeout.ms
+            {"transactional.id": transactional_id, "transaction.timeout.ms": 120_000},
+        )
+        return _KafkaTransactionalProducer(config, self.principal)
+
+    def consumer(
+        self, topics: list[str], group: str | None, *, read_committed: bool = True
+    ) -> Consumer:
+        if not topics:
+            raise ValueError("a consumer needs at least one topic")
+        self._wait_reachable()
+        self._create_missing(topics)
+        isolation = "read_committed" if read_committed else "read_uncommitted"
+        settings: dict[str, Any] = {"isolation.level": isolation}
+        if group is None:
+            # A private group id that never commits: librdkafka wants one even without a join.
+            settings |= {
+                "group.id": f"streamfit-broadcast-{uuid.uuid4().hex}",
+                "auto.offset.reset": "latest",
+            }
+            config = self._config(_CONSUMER_DEFAULTS, settings)
+            return _KafkaConsumer(config, topics, None, self.principal)
+        settings |= {"group.id": group, "auto.offset.reset": "earliest"}
+        return _KafkaConsumer(
+            self._config(_CONSUMER_DEFAULTS, settings), topics, group, self.principal
+        )
+
+    def ensure_topics(self, partitions: dict[str, int]) -> None:
+        for name, count in partitions.items():
+            if count < 1:
+                raise ValueError(f"topic {name!r} needs at least 1 partition, got {count}")
+        self._wait_reachable()
+        self._create_missing(list(partitions), partitions)
+
+    def close(self) -> None:
+        self._admin = None
+
+    # -- internals ------------------------------------------------------------------------------
+    def _config(
+        self, *layers: dict[str, Any], reporter: _ErrorReporter | None = None
+    ) -> dict[str, Any]:
+        reporter = reporter or _ErrorReporter(self.bootstrap)
+        config: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap,
+            "log.connection.close": False,  # idle disconnects are normal
+            # librdkafka logs every failed reconnect (hundreds a second while a broker restarts):
+            # errors reach the reporter, which keeps critical lines only and notes the hint of
+            # a wrong security.protocol; error_cb reports the errors, muting repeats.
+            "log_level": 3,
+            "logger": reporter,
+            "error_cb": reporter,
+        }
+        for layer in layers:
+            config |= layer
+        return config | self.options
+
+    def _admin_client(self) -> AdminClient:
+        if self._admin is None:
+            try:
+                # Its disconnects are logged (at INFO, to the reporter only): they tell a
+                # plaintext client on a TLS listener from a broker that is down.
+                config = self._config(
+                    {"log_level": 6, "log.connection.close": True}, reporter=self._admin_reporter
+                )
+                self._admin = AdminClient(config)
+            except KafkaException as exc:
+                raise _raise_from(exc, "invalid Kafka client settings (--bus-option)") from exc
+        return self._admin
+
+    def _wait_reachable(self) -> None:
+        """Check once that the cluster answers, retrying with exponential backoff."""
+        if self._reachable:
+            return
+        admin = self._admin_client()
+        reporter = self._admin_reporter
+        deadline = time.monotonic() + self.connect_timeout
+        delay = 0.5
+        while True:
+            try:
+                # Each attempt is short: librdkafka keeps reconnecting within it.
+                admin.list_topics(timeout=max(0.2, min(2.0, deadline - time.monotonic())))
+            except KafkaException as exc:
+                admin.poll(0)  # serve librdkafka's queued log lines and errors
+                self._raise_if_refused(reporter)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0.1:
+                    raise _raise_from(
+                        exc,
+                        f"Kafka broker at {self.bootstrap} not reachable after "
+                        f"{self.connect_timeout:g} s",
+                        BusUnavailable,
+                    ) from exc
+                wait = min(delay, remaining)
+                log.warning(
+                    "Kafka broker at %s not reachable, retrying in %.1fs", self.bootstrap, wait
+                )
+                time.sleep(wait)
+                delay = min(delay * 2, 8.0)
+            else:
+                self._reachable = True
+                return
+
+    def _raise_if_refused(self, reporter: _ErrorReporter) -> None:
+        """Fail at once when the broker refuses the login: waiting would not change it."""
+        if reporter.refusal is not None:
+            raise _refusal(self.principal, reporter.refusal, "connect")
+        if reporter.protocol_hints >= _PROTOCOL_HINTS_TO_REFUSE:
+            raise BusRefused(
+                f"Kafka broker at {self.bootstrap} refused principal {self.principal!r}: it "
+                "closes every connection during the handshake, so it expects another "
+                "security.protocol (SASL_SSL with credentials? pass them with --bus-option)"
+            )
+
+    def _create(self, partitions: dict[str, int], timeout: float = 30.0) -> None:
+        """Create topics (name -> partitions, -1 for the broker's default) that do not exist.
+
+        A principal without the right to create topics (a secured broker, where the admin
+        creates them) is no error: the topic is left alone, and reading or writing it says
+        clearly later if it is missing or out of bounds.
+        """
+        if not partitions:
+            return
+        futures = self._admin_client().create_topics(
+            [NewTopic(name, count, -1) for name, count in partitions.items()],
+            request_timeout=timeout,
+        )
+        for name, future in futures.items():
+            try:
+                future.result(timeout)
+            except KafkaException as exc:
+                code = exc.args[0].code()
+                if code in _AUTHORIZATION:
+                    log.debug(
+                        "principal %r may not create topic %s: left to the admin",
+                        self.principal,
+                        name,
+                    )
+                elif code != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise _raise_from(exc, f"cannot create topic {name!r}") from exc
+            else:
+                log.info("created Kafka topic %s (partitions: %d)", name, partitions[name])
+
+    def _create_missing(self, topics: list[str], partitions: dict[str, int] | None = None) -> None:
+        """Create the topics of ``topics`` that do not exist yet (``partitions`` each, or the
+        broker's default): those a consumer is about to read, so ``consumer()`` works as the
+        memory bus's does, or those of ``ensure_topics``.
+
+        Only missing topics are created: a principal that may not create topics still gets
+        through when they exist.
+        """
+        try:
+            existing = self._admin_client().list_topics(timeout=10).topics
+        except KafkaException as exc:
+            raise _raise_from(exc, "cannot read the topic list") from exc
+        partitions = partitions or {}
+        self._create({t: partitions.get(t, -1) for t in topics if t not in existing})
+
+
+class _ErrorReporter:
+    """librdkafka's client-wide errors (error_cb) and log lines (logger).
+
+    Errors are mostly a broker going away and coming back: logged, not raised, since librdkafka
+    retries them; the same error is logged at most once per ``mute`` seconds. A refused login is
+    remembered (``refusal``) for whoever waits on the connection, as are librdkafka's hints
+    that the broker expects another ``security.protocol`` (``protocol_hints``). Log lines below
+    critical are dropped: librdkafka logs every failed reconnect.
+    """
+
+    def __init__(self, bootstrap: str, mute: float = 10.0) -> None:
+        self.bootstrap = bootstrap
+        self.mute = mute
+        self._last: dict[int, float] = {}
+        self.refusal: KafkaError | None = None
+        self.protocol_hints = 0
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        """The ``logger`` interface librdkafka calls (``logging.Logger.log``'s signature)."""
+        if level >= logging.CRITICAL:
+            _librdkafka_log.log(level, msg, *args)
+        elif any(hint in str(arg) for arg in (msg, *args) for hint in _PROTOCOL_HINTS):
+            self.protocol_hints += 1
+
+    def __call__(self, error: KafkaError) -> None:
+        if error.code() in _AUTHENTICATION:
+            self.refusal = error  # raised, as BusRefused, by whoever waits for the broker
+            log.debug("Kafka client error %s", _describe(error))
+            return
+        if error.fatal():
+            log.error("Kafka client fatal error %s", _describe(error))
+            return
+        now = time.monotonic()
+        if now - self._last.get(error.code(), -self.mute) < self.mute:
+            return
+        self._last[error.code()] = now
+        if error.code() in _TRANSIENT:
+            log.warning(
+                "Kafka broker at %s: %s (librdkafka keeps retrying; repeats muted for %gs)",
+                self.bootstrap,
+                _describe(error),
+                self.mute,
+            )
+        else:
+            log.warning("Kafka client error %s", _describe(error))
+
+
+class _KafkaProducer(Producer):
+    def __init__(self, config: dict[str, Any], principal: str) -> None:
+        self._principal = principal
+        self._failed = 0
+        self._first_failure = ""
+        self._refused: BusRefused | None = None
+        try:
+            self._producer = confluent_kafka.Producer(config | {"on_delivery": self._on_delivery})
+        except KafkaException as exc:
+            raise _raise_from(exc, "cannot create a Kafka producer") from exc
+        self._since_poll = 0
+
+    def _on_delivery(self, error: KafkaError | None, message: Any) -> None:
+        if error is not None:
+            self._failed += 1
+            if not self._first_failure:
+                self._first_failure = f"{message.topic()}: {_describe(error)}"
+            if self._refused is None and _refused(error):
+                what = f"write topic {message.topic()!r}"
+                self._refused = _refusal(self._principal, error, what)
+
+    def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key)
+                break
+            except BufferError:
+                # The local queue is full: let librdkafka send, and serve delivery reports.
+                self._producer.poll(0.05)
+            except KafkaException as exc:
+                raise _raise_from(exc, f"cannot produce to {topic!r}") from exc
+        self._since_poll += 1
+        if self._since_poll >= 1000:
+            self._since_poll = 0
+            self._producer.poll(0)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        try:
+            pending = self._producer.flush(timeout)
+        except KafkaException as exc:
+            raise _raise_from(exc, "flush failed", DeliveryError) from exc
+        failed, first, refused = self._failed, self._first_failure, self._refused
+        self._failed, self._first_failure, self._refused = 0, "", None
+        if refused is not None:
+            raise refused
+        if failed:
+            raise DeliveryError(f"{failed} message(s) not delivered; first: {first}")
+        if pending:
+            raise DeliveryError(f"{pending} message(s) not acknowledged within {timeout:g} s")
+
+
+class _KafkaTransactionalProducer(_KafkaProducer, TransactionalProducer):
+    """One transaction at a time: ``begin``, ``produce``..., then ``commit_with`` or ``abort``.
+
+    After ``abort`` the consumer's position is still past the input of the aborted transaction:
+    close it and open a new one to get that input again (its offsets were not committed).
+    """
+
+    def __init__(self, config: dict[str, Any], principal: str) -> None:
+        super().__init__(config, principal)
+        self._transactional_id = str(config["transactional.id"])
+        self._initialised = False
+        self._timeout = 30.0
+
+    def begin(self) -> None:
+        if not self._initialised:
+            self._call(self._producer.init_transactions, self._timeout, what="init_transactions")
+            self._initialised = True
+        self._call(self._producer.begin_transaction, what="begin_transaction")
+
+    def commit_with(self, consumer: Consumer) -> None:
+        if not isinstance(consumer, _KafkaConsumer):
+            raise TypeError(f"commit_with needs a Kafka consumer, got {type(consumer).__name__}")
+        offsets = consumer._pending_offsets()
+        if offsets:
+            metadata = consumer._consumer.consumer_group_metadata()
+            self._call(
+                self._producer.send_offsets_to_transaction,
+                offsets,
+                metadata,
+                self._timeout,
+                what="send_offsets_to_transaction",
+            )
+        self._call(self._producer.commit_transaction, self._timeout, what="commit_transaction")
+        consumer._offsets.clear()
+
+    def abort(self) -> None:
+        self._call(self._producer.abort_transaction, self._timeout, what="abort_transaction")
+
+    def _call(self, method: Callable[..., object], *args: object, what: str) -> None:
+        for _attempt in range(5):
+            try:
+                method(*args)
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
+                if _refused(error):
+                    raise _refusal(
+                        self._principal,
+                        error,
+                        f"use transactional id {self._transactional_id!r} ({what})",
+                    ) from exc
+                if error.retriable():
+                    log.warning("Kafka %s failed (%s), retrying", what, _describe(error))
+                    time.sleep(0.5)
+                    continue
+                if error.txn_requires_abort():
+                    try:
+                        self._producer.abort_transaction(self._timeout)
+                    except KafkaException:
+                        log.exception("Kafka abort_transaction after a failed %s", what)
+                    raise _raise_from(
+                        exc, f"{what} failed; transaction aborted", DeliveryError
+                    ) from exc
+                raise _raise_from(exc, f"{what} failed") from exc
+        raise BusError(f"Kafka {what} kept failing with retriable errors")
+
+
+class _KafkaConsumer(Consumer):
+    def __init__(
+        self, config: dict[str, Any], topics: list[str], group: str | None, principal: str
+    ) -> None:
+        self._group = group
+        self._group_id = str(config.get("group.id", ""))
+        self._topics = list(topics)
+        self._principal = principal
+        self._closed = False
+        # (topic, partition) -> offset after the last message poll() returned, not committed yet.
+        self._offsets: dict[tuple[str, int], int] = {}
+        try:
+            self._consumer = confluent_kafka.Consumer(config)
+        except KafkaException as exc:
+            raise _raise_from(exc, "cannot create a Kafka consumer") from exc
+        try:
+            if group is None:
+                self._assign_at_end(topics)
+            else:
+                self._consumer.subscribe(topics, on_revoke=self._on_revoke)
+        except BaseException as exc:
+            self._consumer.close()
+            if isinstance(exc, KafkaException):
+                raise _raise_from(exc, f"cannot start a Kafka consumer of {topics}") from exc
+            raise
+
+    def _assign_at_end(self, topics: list[str], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        assignment: list[TopicPartition] = []
+        for topic in topics:
+            while True:  # a topic just created may take a moment to show its partitions
+                metadata = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
+                if metadata is not None and metadata.error is None and metadata.partitions:
+                    break
+                if metadata is not None and _refused(metadata.error):
+                    raise _refusal(self._principal, metadata.error, f"read topic {topic!r}")
+                if time.monotonic() > deadline:
+                    raise BusError(f"topic {topic!r} has no partitions the consumer can see")
+                time.sleep(0.1)
+            for partition in sorted(metadata.partitions):
+                high = self._end_offset(TopicPartition(topic, partition), deadline)
+                assignment.append(TopicPartition(topic, partition, high))
+        self._consumer.assign(assignment)
+
+    def _end_offset(self, tp: TopicPartition, deadline: float) -> int:
+        while True:  # a just-created partition may not have its leader yet
+            try:
+                return self._consumer.get_watermark_offsets(tp, timeout=10)[1]
+            except KafkaException as exc:
+                error = exc.args[0]
+                transient = error.retriable() or error.code() in _TRANSIENT
+                if not transient or time.monotonic() > deadline:
+                    raise _raise_from(exc, f"end offset of {tp.topic}[{tp.partition}]") from exc
+                time.sleep(0.1)
+
+    def _on_revoke(self, _consumer: object, partitions: list[TopicPartition]) -> None:
+        # Not committed: the new owner gets these messages again (at-least-once).
+        for tp in partitions:
+            self._offsets.pop((tp.topic, tp.partition), None)
+
+    def poll(self, max_messages: int = 1, timeout: float = 1.0) -> list[Message]:
+        if self._closed:
+            return []
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be >= 1, got {max_messages}")
+        deadline = time.monotonic() + timeout
+        while True:
+            batch = self._convert(self._consumer.consume(max_messages, 0))
+            if batch:
+                return batch
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            # Wait for the first message only, then take whatever else is already fetched.
+            first = self._consumer.poll(remaining)
+            if first is None:
+                return []
+            batch = self._convert([first])
+            if batch:
+                if max_messages > 1:
+                    batch += self._convert(self._consumer.consume(max_messages - 1, 0))
+                return batch
+
+    def _convert(self, raw: list[Any]) -> list[Message]:
+        batch: list[Message] = []
+        for m in raw:
+            error = m.error()
+            if error is not None:
+                self._handle_error(error, m.topic())
+                continue
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            batch.append(Message(topic, m.value() or b"", m.key(), partition, offset))
+            self._offsets[(topic, partition)] = offset + 1
+        return batch
+
+    def _handle_error(self, error: KafkaError, topic: str | None = None) -> None:
+        code = error.code()
+        if code == KafkaError._PARTITION_EOF:
+            return
+        if code == KafkaError.GROUP_AUTHORIZATION_FAILED:
+            raise _refusal(self._principal, error, f"use consumer group {self._group_id!r}")
+        if code == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+            topics = repr(topic) if topic else " or ".join(map(repr, self._topics))
+            raise _refusal(self._principal, error, f"read topic {topics}")
+        if _refused(error):
+            raise _refusal(self._principal, error, "read")
+        if error.fatal() or code in _FATAL_FOR_CONSUMER:
+            raise BusError(f"Kafka consumer error {_describe(error)}")
+        log.warning("Kafka consumer: %s", _describe(error))
+
+    def _pending_offsets(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]
+
+    def commit(self) -> None:
+        if self._group is None or not self._offsets or self._closed:
+            self._offsets.clear()
+            return
+        offsets = self._pending_offsets()
+        for attempt in range(_COMMIT_ATTEMPTS):
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+                break
+            except KafkaException as exc:
+                error = exc.args[0]
+                if error.code() in _REBALANCING:
+                    log.warning(
+                        "Kafka offset commit refused during a rebalance (%s): "
+                        "those messages will be delivered again",
+                        _describe(error),
+                    )
+                    break
+                if not (error.retriable() or error.code() in _TRANSIENT):
+                    raise _raise_from(exc, "offset commit failed") from exc
+                if attempt + 1 == _COMMIT_ATTEMPTS:
+                    # Nothing is lost by waiting: the offsets stay pending and go with the next
+                    # commit (a later offset covers the earlier ones of its partition).
+                    log.warning(
+                        "Kafka offset commit still failing (%s): kept for the next commit",
+                        _describe(error),
+                    )
+                    return
+                # A restarted broker moves the group coordinator: ask again shortly.
+                time.sleep(0.2 * 2**attempt)
+        self._offsets.clear()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._offsets.clear()
+        try:
+            self._consumer.close()  # leaves the group; commits nothing (auto-commit is off)
+        except (KafkaException, RuntimeError) as exc:
+            log.warning("Kafka consumer close: %s", exc)

@@ -1,0 +1,528 @@
+"""The `streamfit` command line. Thin: parse, build Settings, call one library function."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import GUARANTEES, OPTIMIZERS, ConfigError, Settings
+
+log = logging.getLogger("streamfit")
+
+# CLI option dest -> Settings field, for the options that map one to one.
+_SETTING_OPTIONS = (
+    "data_dir",
+    "bus",
+    "bus_password_file",
+    "tracking_uri",
+    "experiment",
+    "retrain_every",
+    "keep_models",
+    "max_batch",
+    "linger_ms",
+    "guarantee",
+    "group",
+    "recorder_group",
+    "store",
+    "trials",
+    "compile_model",
+    "max_evals",
+    "init_max_evals",
+    "optimizer",
+    "seed",
+    "gate_tolerance",
+    "train_threads",
+    "request_partitions",
+    "drift_window",
+    "drift_every",
+    "drift_reference_rows",
+    "drift_alpha",
+    "drift_folds",
+    "drift_classifier",
+    "performance_window",
+    "drop_drifting_features",
+    "retrain_on_drift",
+)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("common settings (flags > STREAMFIT_* env > config file)")
+    group.add_argument("--config", type=Path, help="TOML config file ([streamfit] table)")
+    group.add_argument("--data-dir", type=Path, help="data directory (default ./streamfit-data)")
+    group.add_argument("--bus", help="memory:// (default, in-process) or kafka://host:port")
+    group.add_argument(
+        "--bus-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Kafka client setting passed through (SASL/TLS...); repeatable",
+    )
+    group.add_argument(
+        "--bus-password-file",
+        metavar="PATH",
+        help="file holding the SASL password (sasl.password), so none is on the command line",
+    )
+    group.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite in data dir)")
+    group.add_argument("--experiment", help="MLflow experiment name (default streamfit)")
+    group.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+
+
+def _store(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="observation store, an SQLAlchemy URL: sqlite:///PATH (default "
+        "sqlite:///<data dir>/observations.db) or postgresql+psycopg://USER:PASSWORD@HOST/DB",
+    )
+
+
+def _trials(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trials",
+        metavar="URL",
+        help="trial store, an SQLAlchemy URL (default sqlite:///<data dir>/trials.db)",
+    )
+
+
+def _training(parser: argparse.ArgumentParser, budget_dest: str) -> None:
+    parser.add_argument(
+        "--max-evals", dest=budget_dest, type=int, help="hyper-parameter search budget (trials)"
+    )
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, help="search backend (default hyperopt)")
+    parser.add_argument("--seed", type=int, help="random seed (default 42)")
+    parser.add_argument(
+        "--train-threads",
+        type=int,
+        help="LightGBM threads for training (default 1: leave a core to serving)",
+    )
+
+
+def _retrain_every(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--retrain-every",
+        type=int,
+        help="publish a retrain command every N labelled observations (default 50)",
+    )
+
+
+def _serving(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--keep-models", type=int, help="model bundles kept on disk (default 2)")
+    parser.add_argument("--max-batch", type=int, help="largest micro-batch (default 1000)")
+    parser.add_argument(
+        "--linger-ms", type=float, help="extra wait to fill a micro-batch (default 5 ms)"
+    )
+    parser.add_argument("--guarantee", choices=GUARANTEES, help="delivery (default at-least-once)")
+    parser.add_argument("--group", help="consumer group of the predictors")
+    parser.add_argument(
+        "--no-compile-model",
+        dest="compile_model",
+        action="store_false",
+        default=None,
+        help="serve with LightGBM only; by default a compiled copy of the model (treelite + "
+        "tl2cgen, checked against LightGBM) takes over once built in the background",
+    )
+
+
+def _drift_aware(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--drop-drifting-features",
+        type=float,
+        metavar="THRESHOLD",
+        help="leave out features whose drift score (0..1, recent requests vs training data) "
+        "reaches THRESHOLD, e.g. 0.6 as MLBox (default 0: keep all)",
+    )
+    parser.add_argument(
+        "--retrain-on-drift",
+        action="store_true",
+        default=None,
+        help="a drift event with drifted=true on the drift topic starts a retrain "
+        "(once per champion)",
+    )
+
+
+def _monitoring(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("monitor")
+    group.add_argument("--drift-window", type=int, help="recent requests per check (default 1000)")
+    group.add_argument("--drift-every", type=int, help="new requests between checks (default 250)")
+    group.add_argument(
+        "--drift-reference-rows", type=int, help="reference sample size (default 5000)"
+    )
+    group.add_argument(
+        "--drift-alpha", type=float, help="significance after correction (default 0.01)"
+    )
+    group.add_argument("--drift-folds", type=int, help="domain-classifier CV folds (default 3)")
+    group.add_argument(
+        "--drift-classifier",
+        choices=("lightgbm", "random_forest"),
+        help="domain classifier (default lightgbm)",
+    )
+    group.add_argument(
+        "--performance-window",
+        type=int,
+        help="last W labelled observations for realised metrics (default 1000)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamfit",
+        description="Real-time LightGBM predictions on an event stream, retrained as labels come.",
+    )
+    parser.add_argument("--version", action="version", version=f"streamfit {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    init = commands.add_parser("init", help="train and promote the initial model")
+    _training(init, "init_max_evals")
+    init.add_argument("--force", action="store_true", help="train even if a champion exists")
+
+    predictor = commands.add_parser("predictor", help="run the prediction service")
+    _serving(predictor)
+    predictor.add_argument(
+        "--wait-for-model",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for a first model instead of failing",
+    )
+
+    trainer = commands.add_parser("trainer", help="run the retraining service")
+    _training(trainer, "max_evals")
+    trainer.add_argument(
+        "--gate-tolerance",
+        type=float,
+        help="how much worse (log loss) a challenger may be and still win",
+    )
+
+    app = commands.add_parser("app", help="send Adult test rows as requests, read predictions")
+    app.add_argument("--count", type=int, default=200, help="requests to send (default 200)")
+    app.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
+    app.add_argument(
+        "--label-delay",
+        type=float,
+        metavar="SECONDS",
+        help="send true labels separately after this delay (default: inside request)",
+    )
+    app.add_argument(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds to wait for missing answers after the last request",
+    )
+    app.add_argument("--summary-json", type=Path, help="write the summary to this file")
+
+    demo = commands.add_parser(
+        "demo", help="initial model + predictor + recorder + trainer + monitor + app in one go"
+    )
+    _serving(demo)
+    _retrain_every(demo)
+    _training(demo, "max_evals")
+    demo.add_argument("--init-max-evals", type=int, help="budget of the initial training")
+    demo.add_argument("--count", type=int, default=200, help="requests to send (default 200)")
+    demo.add_argument("--rate", type=float, default=2.0, help="requests per second (default 2)")
+    demo.add_argument(
+        "--label-delay",
+        type=float,
+        metavar="SECONDS",
+        help="send true labels separately after this delay",
+    )
+    demo.add_argument("--summary-json", type=Path, help="write the summary to this file")
+
+    leaderboard = commands.add_parser("leaderboard", help="the best trials of every round so far")
+    leaderboard.add_argument("--round", dest="round_id", type=int, help="only this round")
+    leaderboard.add_argument("--optimizer", choices=OPTIMIZERS, help="only this optimiser")
+    leaderboard.add_argument("--limit", type=int, default=10, help="rows (default 10)")
+    leaderboard.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    promote = commands.add_parser(
+        "promote", help="make a model version the champion; predictors follow"
+    )
+    promote.add_argument("version", type=int, help="registry version, as in `now serving model vN`")
+    rollback = commands.add_parser(
+        "rollback", help="go back to the previous champion; predictors follow"
+    )
+
+    recorder = commands.add_parser(
+        "recorder",
+        help="record requests, predictions and labels in the observation store; ask for a "
+        "retrain every N labelled observations",
+    )
+    _retrain_every(recorder)
+    recorder.add_argument("--max-batch", type=int, help="largest batch per transaction (1000)")
+    recorder.add_argument(
+        "--recorder-group", help="consumer group of the recorders (default streamfit-recorder)"
+    )
+
+    _drift_aware(trainer)
+    _drift_aware(demo)
+    _monitoring(demo)
+    monitor = commands.add_parser(
+        "monitor",
+        help="watch the served model: drift events on the drift topic, realised and estimated "
+        "performance, MLflow metrics",
+    )
+    _monitoring(monitor)
+    monitor.add_argument(
+        "--no-tracking", action="store_true", help="do not log to the serving model's MLflow run"
+    )
+    drift = commands.add_parser(
+        "drift",
+        help="compare two CSV/Parquet files of Adult rows: per-feature table and verdict",
+        description="Exit code 0 whatever the verdict; 2 for input it cannot use.",
+    )
+    drift.add_argument("--reference", type=Path, required=True, help="reference rows (training)")
+    drift.add_argument("--current", type=Path, required=True, help="rows to compare with it")
+    drift.add_argument(
+        "--json", dest="json_out", type=Path, help="write the drift event (JSON) here"
+    )
+    drift.add_argument(
+        "--report", dest="report_out", type=Path, help="write an HTML report with the chart here"
+    )
+    drift.add_argument("--log-level", default="WARNING", help=argparse.SUPPRESS)
+    drift.set_defaults(config=None, bus_option=[])  # offline: no bus, no tracking
+
+    for command in (
+        init,
+        predictor,
+        trainer,
+        recorder,
+        app,
+        demo,
+        leaderboard,
+        promote,
+        rollback,
+        monitor,
+    ):
+        _common(command)
+    for command in (trainer, recorder, demo, monitor):
+        _store(command)
+    for command in (init, trainer, demo, leaderboard, promote, rollback):
+        _trials(command)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {
+        name: getattr(args, name) for name in _SETTING_OPTIONS if hasattr(args, name)
+    }
+    options = dict(item.split("=", 1) for item in args.bus_option if "=" in item)
+    if len(options) != len(args.bus_option):
+        raise ConfigError("--bus-option takes KEY=VALUE")
+    if options:
+        overrides["bus_options"] = options
+    return Settings.load(overrides, config_file=args.config)
+
+
+def _run_service(service: Any) -> None:
+    """Run a service loop; SIGINT/SIGTERM only ask it to stop (it then flushes and commits)."""
+
+    def _stop(signum: int, frame: object) -> None:
+        log.info("signal %d: stopping after the current batch", signum)
+        service.stop()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    service.run()
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    from .demo import ensure_initial_model
+    from .registry import ModelRegistry
+
+    if args.force and ModelRegistry.from_settings(settings).champion() is not None:
+        from .training.round import run_round
+
+        # A promotion goes through promotion.promote, which announces it on `models`.
+        outcome = run_round(
+            settings, trigger="manual", max_evals=settings.init_max_evals, progress=print
+        )
+        print(
+            f"v{outcome.version} {'promoted' if outcome.promoted else 'refused'}: {outcome.reason}"
+        )
+        return 0
+    ensure_initial_model(settings, print)
+    return 0
+
+
+def cmd_predictor(settings: Settings, args: argparse.Namespace) -> int:
+    from .bus import bus_for
+    from .demo import _partitions
+    from .serving import Predictor
+
+    bus = bus_for(settings)
+    bus.ensure_topics(_partitions(settings))
+    _run_service(Predictor(settings, bus, wait_for_model_s=args.wait_for_model))
+    return 0
+
+
+def cmd_trainer(settings: Settings, args: argparse.Namespace) -> int:
+    from .bus import bus_for
+    from .demo import _partitions
+    from .training.service import TrainerService
+
+    bus = bus_for(settings)
+    bus.ensure_topics(_partitions(settings))
+    _run_service(TrainerService(settings, bus))
+    return 0
+
+
+def cmd_recorder(settings: Settings, args: argparse.Namespace) -> int:
+    from .bus import bus_for
+    from .demo import _partitions
+    from .recording import Recorder
+
+    bus = bus_for(settings)
+    bus.ensure_topics(_partitions(settings))
+    _run_service(Recorder(settings, bus))
+    return 0
+
+
+def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
+    from .app import run_app
+    from .bus import bus_for
+
+    bus = bus_for(settings)
+    summary = run_app(
+        settings,
+        bus,
+        count=args.count,
+        rate=args.rate,
+        label_delay=args.label_delay,
+        timeout=args.timeout,
+        progress=print,
+    )
+    print(summary.render())
+    _write_json(args.summary_json, summary.as_dict())
+    return 0 if summary.lost == 0 else 1
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    summary = run_demo(
+        settings, count=args.count, rate=args.rate, label_delay=args.label_delay, progress=print
+    )
+    print("\ndemo summary:\n" + json.dumps(summary, indent=2))
+    _write_json(args.summary_json, summary)
+    print(
+        f"\nopen the experiments in the MLflow UI:\n"
+        f"  .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_uri}\n"
+        f"then browse http://127.0.0.1:5000"
+    )
+    return 0 if summary["lost"] == 0 else 1
+
+
+def cmd_leaderboard(settings: Settings, args: argparse.Namespace) -> int:
+    from .training.trials import leaderboard_command
+
+    print(leaderboard_command(settings, args.round_id, args.optimizer, args.limit, args.format))
+    return 0
+
+
+def cmd_promote(settings: Settings, args: argparse.Namespace) -> int:
+    from .promotion import promote
+
+    entry = promote(settings, args.version, event="promoted", reason="manual", by="cli")
+    print(f"champion is now v{entry.version} (promoted)")
+    return 0
+
+
+def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
+    from .promotion import rollback
+
+    entry = rollback(settings, by="cli")
+    print(f"champion is now v{entry.version} (rolled back)")
+    return 0
+
+
+def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
+    from .bus import bus_for
+    from .demo import _partitions
+    from .monitoring import build_monitor
+
+    # Background work: on a shared machine the predictors get the cores first.
+    with contextlib.suppress(OSError):
+        os.nice(10)
+    bus = bus_for(settings)
+    bus.ensure_topics(_partitions(settings))
+    monitor = build_monitor(settings, bus, track=not args.no_tracking)
+    log.info(
+        "monitor: checking the last %d requests every %d, realised metrics over the last %d "
+        "labelled; drift events on %r",
+        settings.drift_window,
+        settings.drift_every,
+        settings.performance_window,
+        settings.topics.drift,
+    )
+    _run_service(monitor)
+    return 0
+
+
+def cmd_drift(settings: Settings, args: argparse.Namespace) -> int:
+    from .monitoring.offline import drift_command
+
+    code, text = drift_command(args.reference, args.current, args.json_out, args.report_out)
+    if code:
+        print(f"streamfit drift: {text}", file=sys.stderr)
+    else:
+        print(text)
+    return code
+
+
+def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2))
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "init": cmd_init,
+    "predictor": cmd_predictor,
+    "trainer": cmd_trainer,
+    "recorder": cmd_recorder,
+    "app": cmd_app,
+    "demo": cmd_demo,
+    "leaderboard": cmd_leaderboard,
+    "promote": cmd_promote,
+    "rollback": cmd_rollback,
+    "monitor": cmd_monitor,
+    "drift": cmd_drift,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    # This process is a service (or a one-shot command) that logs: MLflow's download progress
+    # bars would interleave with its log lines. A user who wants them sets the variable.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from .bundle import BundleError
+    from .bus import BusError
+    from .stores import StoreError
+
+    try:
+        settings = settings_from(args)
+        log.debug("settings: %s", settings)
+        return COMMANDS[args.command](settings, args)
+    except (ConfigError, BundleError, BusError, StoreError, ValueError, FileNotFoundError) as exc:
+        print(f"streamfit {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())

@@ -1,0 +1,284 @@
+"""One frozen settings object for every service.
+
+Precedence: CLI flags > ``STREAMFIT_*`` environment variables > a TOML config file > defaults.
+Nothing else in streamfit reads ``os.environ``; tests build ``Settings(...)`` directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "STREAMFIT_"
+# Bus option keys whose values are secrets: masked wherever settings are shown.
+SECRET_KEY_PARTS = ("password", "secret", "jaas", "credential", "key.pem")
+MASK = "***"
+GUARANTEES = ("at-least-once", "exactly-once")
+OPTIMIZERS = ("hyperopt", "skopt", "optuna")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    requests: str = "requests"
+    predictions: str = "predictions"
+    retrain: str = "retrain"
+    models: str = "models"
+    dead_letter: str = "dead_letter"
+    labels: str = "labels"
+    drift: str = "drift"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path("streamfit-data")
+    bus: str = "memory://"
+    # Extra Kafka client settings (SASL/TLS...), e.g. {"security.protocol": "SASL_SSL"}.
+    bus_options: Mapping[str, str] = field(default_factory=dict)
+    # A file holding the SASL password (sasl.password), read once here: no password on a
+    # command line or in the environment. Empty: none (or one in bus_options).
+    bus_password_file: str = ""
+    # The password read from bus_password_file: never shown (see __repr__), never compared.
+    bus_password: str = field(default="", init=False, repr=False, compare=False)
+    request_partitions: int = 3
+    tracking_uri: str = ""  # empty: sqlite:///<data_dir>/mlflow.db
+    # Observation store (SQLAlchemy URL), written by the recorder, read by trainer and monitor.
+    store: str = ""  # empty: sqlite:///<data_dir>/observations.db
+    trials: str = ""  # trial store (SQLAlchemy URL); empty: sqlite:///<data_dir>/trials.db
+    experiment: str = "streamfit"
+    registered_model: str = "streamfit-model"
+    topics: Topics = field(default_factory=Topics)
+    # Predictor
+    retrain_every: int = 50
+    keep_models: int = 2
+    max_batch: int = 1000
+    linger_ms: float = 5.0
+    guarantee: str = "at-least-once"
+    group: str = "streamfit-predictor"
+    recorder_group: str = "streamfit-recorder"
+    # Serve a compiled copy of the model (treelite + tl2cgen, built off the hot path and checked
+    # against LightGBM first); LightGBM serves meanwhile, and whenever there is no C compiler.
+    compile_model: bool = True
+    # Trainer: one consumer group on the one-partition retrain topic (one works, others wait)
+    trainer_group: str = "streamfit-trainer"
+    max_evals: int = 10
+    init_max_evals: int = 30
+    optimizer: str = "hyperopt"
+    train_threads: int = 1
+    seed: int = 42
+    gate_tolerance: float = 0.005
+    warm_start_top_k: int = 5
+    # Gate holdout: this share of adult.data is never trained on (same rows every round), and
+    # the newest gate_recent_fraction of the labelled observations is held out of each round.
+    holdout_fraction: float = 0.1
+    gate_recent_fraction: float = 0.2
+    pruning: bool = True  # Optuna only: stop unpromising CV runs early
+
+    # Monitor: drift and performance, computed off the predictor's hot path.
+    drift_window: int = 1000  # most recent requests scored per drift check
+    drift_every: int = 250  # new observations between two checks
+    drift_reference_rows: int = 5000  # reference sample the domain classifier sees
+    drift_alpha: float = 0.01  # significance after the correction across features
+    drift_correction: str = "bonferroni"  # or "bh" (Benjamini-Hochberg)
+    drift_psi_floor: float = 0.1  # a feature drifts only if its PSI reaches this too
+    drift_score_floor: float = 0.1  # the classifier alarms only if its drift score does too
+    drift_folds: int = 3
+    drift_classifier: str = "lightgbm"  # or "random_forest" (MLBox's choice)
+    performance_window: int = 1000  # last W labelled observations for realised metrics
+    monitor_poll_seconds: float = 1.0
+    # Drift-aware retraining: leave out features whose drift score (recent requests against the
+    # training data) reaches this, 0 = keep all; and let a drifted=true event trigger a retrain.
+    drop_drifting_features: float = 0.0
+    retrain_on_drift: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+        object.__setattr__(self, "bus_password", self._read_password())
+        positive = (
+            "request_partitions",
+            "retrain_every",
+            "keep_models",
+            "max_batch",
+            "max_evals",
+            "init_max_evals",
+            "train_threads",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("holdout_fraction", "gate_recent_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.gate_tolerance < 0 or self.warm_start_top_k < 0:
+            raise ConfigError("gate_tolerance and warm_start_top_k must be >= 0")
+        for name in ("drift_window", "drift_every", "drift_reference_rows", "performance_window"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.drift_folds < 2:
+            raise ConfigError(f"drift_folds must be at least 2, got {self.drift_folds}")
+        if not 0.0 < self.drift_alpha < 1.0:
+            raise ConfigError(f"drift_alpha must be in (0, 1), got {self.drift_alpha}")
+        for name in ("drift_psi_floor", "drift_score_floor", "monitor_poll_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.drop_drifting_features <= 1.0:
+            raise ConfigError(
+                f"drop_drifting_features must be in [0, 1], got {self.drop_drifting_features}"
+            )
+        if self.drift_correction not in ("bonferroni", "bh"):
+            raise ConfigError(
+                f"drift_correction must be bonferroni or bh, got {self.drift_correction!r}"
+            )
+        if self.drift_classifier not in ("lightgbm", "random_forest"):
+            raise ConfigError(
+                f"drift_classifier must be lightgbm or random_forest: {self.drift_classifier!r}"
+            )
+        if self.linger_ms < 0:
+            raise ConfigError(f"linger_ms must be >= 0, got {self.linger_ms}")
+        if self.guarantee not in GUARANTEES:
+            raise ConfigError(f"guarantee must be one of {GUARANTEES}, got {self.guarantee!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        for name in ("store", "trials"):
+            url = getattr(self, name)
+            if url and not url.startswith(("sqlite:", "postgresql")):
+                raise ConfigError(
+                    f"{name} must be an SQLAlchemy URL, sqlite:///path or "
+                    f"postgresql+psycopg://user:password@host/db, got {url!r}"
+                )
+        if not (self.bus.startswith("memory") or self.bus.startswith("kafka://")):
+            raise ConfigError(f"bus must be 'memory://' or 'kafka://host:port', got {self.bus!r}")
+
+    def _read_password(self) -> str:
+        if not self.bus_password_file:
+            return ""
+        if "sasl.password" in self.bus_options:
+            raise ConfigError(
+                "give the SASL password once: bus_password_file or bus option sasl.password"
+            )
+        path = Path(self.bus_password_file).expanduser()
+        try:
+            password = path.read_text().strip("\r\n")
+        except OSError as exc:
+            raise ConfigError(f"bus_password_file {path}: cannot read it ({exc.strerror})") from exc
+        if not password:
+            raise ConfigError(f"bus_password_file {path} is empty")
+        return password
+
+    def bus_client_options(self) -> dict[str, str]:
+        """The bus options for the client, with the password of ``bus_password_file``."""
+        options = dict(self.bus_options)
+        if self.bus_password:
+            options["sasl.password"] = self.bus_password
+        return options
+
+    def __repr__(self) -> str:
+        """As the dataclass's, with every secret masked (settings are logged at start-up)."""
+        shown = []
+        for item in fields(self):
+            if not item.repr:
+                continue
+            value = getattr(self, item.name)
+            if item.name == "bus_options":
+                value = {k: MASK if _is_secret(k) else v for k, v in value.items()}
+            shown.append(f"{item.name}={value!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    __str__ = __repr__
+
+    @property
+    def mlflow_uri(self) -> str:
+        return self.tracking_uri or f"sqlite:///{self.data_dir.resolve() / 'mlflow.db'}"
+
+    @property
+    def artifact_location(self) -> str | None:
+        """Artifacts beside a local tracking store; a tracking server stores its own (None)."""
+        if self.mlflow_uri.startswith(("http://", "https://")):
+            return None
+        return (self.data_dir.resolve() / "mlartifacts").as_uri()
+
+    @property
+    def model_cache(self) -> Path:
+        """Bundles fetched from the registry, verified: a cache, rebuilt when deleted."""
+        return self.data_dir / "model-cache"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def store_url(self) -> str:
+        return self.store or f"sqlite:///{self.data_dir.resolve() / 'observations.db'}"
+
+    @property
+    def trials_url(self) -> str:
+        return self.trials or f"sqlite:///{self.data_dir.resolve() / 'trials.db'}"
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+        config_file: str | Path | None = None,
+    ) -> Settings:
+        """Merge defaults, the TOML file, ``STREAMFIT_*`` variables and ``overrides`` (CLI)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        config_file = config_file or environ.get(ENV_PREFIX + "CONFIG")
+        if config_file:
+            path = Path(config_file)
+            if not path.is_file():
+                raise ConfigError(f"config file {path} does not exist")
+            with path.open("rb") as handle:
+                table = tomllib.load(handle)
+            values.update(table.get("streamfit", table))
+        for item in fields(cls):
+            if not item.init:
+                continue
+            raw = environ.get(ENV_PREFIX + item.name.upper())
+            if raw is not None:
+                values[item.name] = raw
+        values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        return cls(**{k: _coerce(k, v) for k, v in values.items()})
+
+
+def _is_secret(key: str) -> bool:
+    return any(part in key.lower() for part in SECRET_KEY_PARTS)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn text from the environment or TOML into the field's type, with a clear error."""
+    kinds = {f.name: f for f in fields(Settings) if f.init}
+    if name not in kinds:
+        raise ConfigError(f"unknown setting {name!r}")
+    default = kinds[name].default
+    if default is dataclasses.MISSING:
+        default = kinds[name].default_factory()  # type: ignore[misc]
+    try:
+        if isinstance(default, Topics):
+            return value if isinstance(value, Topics) else Topics(**dict(value))
+        if isinstance(default, Mapping):
+            if isinstance(value, str):  # "key=value,key=value" from the environment
+                return dict(p.split("=", 1) for p in value.split(",") if p)
+            return dict(value)
+        if isinstance(default, bool):
+            return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+        if isinstance(default, Path):
+            return Path(value)
+        return type(default)(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"setting {name}={value!r} is invalid: {exc}") from exc
+
+
+__all__ = ["ConfigError", "GUARANTEES", "OPTIMIZERS", "Settings", "Topics"]

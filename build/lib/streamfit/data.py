@@ -1,0 +1,91 @@
+"""The UCI Adult data set, vendored (gzip) inside the package so a fresh clone works offline.
+
+Source: Becker & Kohavi (1996), UCI Machine Learning Repository, CC BY 4.0 (see datasets/README.md).
+"""
+
+from __future__ import annotations
+
+import gzip
+from importlib import resources
+from typing import Literal
+
+import pandas as pd
+
+NUMERIC_COLUMNS = (
+    "age",
+    "fnlwgt",
+    "education_num",
+    "capital_gain",
+    "capital_loss",
+    "hours_per_week",
+)
+CATEGORICAL_COLUMNS = (
+    "workclass",
+    "education",
+    "marital_status",
+    "occupation",
+    "relationship",
+    "race",
+    "gender",
+    "native_country",
+)
+FEATURE_COLUMNS = (
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education_num",
+    "marital_status",
+    "occupation",
+    "relationship",
+    "race",
+    "gender",
+    "capital_gain",
+    "capital_loss",
+    "hours_per_week",
+    "native_country",
+)
+LABEL_COLUMN = "income_bracket"
+POSITIVE_LABEL = ">50K"
+ALL_COLUMNS = (*FEATURE_COLUMNS, LABEL_COLUMN)
+
+
+def label_to_int(value: object) -> int | None:
+    """Map a raw income bracket (``'>50K'``, ``'<=50K.'``) or a 0/1 label to 0/1, else None."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int) and value in (0, 1):
+        return value
+    if isinstance(value, str):
+        text = value.strip().rstrip(".")
+        if text == POSITIVE_LABEL:
+            return 1
+        if text == "<=50K":
+            return 0
+    return None
+
+
+def load_adult(split: Literal["train", "test"] = "train") -> pd.DataFrame:
+    """Load adult.data ('train') or adult.test ('test') with clean labels and '?' as missing.
+
+    The test file's first line is a note, not data, and its labels end with '.': both handled here.
+    Returns the 14 feature columns plus ``income_bracket`` and an integer ``label`` column.
+    """
+    name = {"train": "adult.data.gz", "test": "adult.test.gz"}[split]
+    source = resources.files("streamfit.datasets").joinpath(name)
+    with source.open("rb") as raw, gzip.open(raw, "rt") as text:
+        frame = pd.read_csv(
+            text,
+            names=list(ALL_COLUMNS),
+            skiprows=1 if split == "test" else 0,
+            sep=",",
+            skipinitialspace=True,
+            na_values="?",
+            skip_blank_lines=True,
+        )
+    frame = frame.dropna(subset=[LABEL_COLUMN]).reset_index(drop=True)
+    frame[LABEL_COLUMN] = frame[LABEL_COLUMN].str.rstrip(".")
+    frame["label"] = (frame[LABEL_COLUMN] == POSITIVE_LABEL).astype("int8")
+    for column in NUMERIC_COLUMNS:
+        frame[column] = frame[column].astype("float64")
+    return frame

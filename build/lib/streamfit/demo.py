@@ -1,0 +1,137 @@
+"""`streamfit demo`: initial model, predictor, recorder, trainer, monitor and sample app
+together, on any bus (one thread each; by default the in-process bus and SQLite)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .app import run_app
+from .bus import bus_for
+from .config import Settings
+from .recording import Recorder
+from .registry import ModelRegistry
+from .serving import Predictor
+from .training.service import TrainerService
+
+log = logging.getLogger("streamfit.demo")
+
+
+def ensure_initial_model(settings: Settings, progress: Callable[[str], None]) -> int:
+    """Train and promote the first model unless the registry has a champion; return the
+    champion's version. The round's gate promotes it through ``promotion.promote``, which
+    announces it on ``models``."""
+    champion = ModelRegistry.from_settings(settings).champion()
+    if champion is not None:
+        progress(f"champion model v{champion.version} found in the registry ({champion.model_uri})")
+        return champion.version
+    from .training.round import run_round
+
+    progress(f"training the initial model ({settings.init_max_evals} trials, {settings.optimizer})")
+    outcome = run_round(
+        settings, trigger="initial", max_evals=settings.init_max_evals, progress=progress
+    )
+    progress(f"initial model v{outcome.version}: {outcome.metrics}")
+    return outcome.version
+
+
+def run_demo(
+    settings: Settings,
+    *,
+    count: int,
+    rate: float,
+    label_delay: float | None = None,
+    progress: Callable[[str], None] = print,
+    settle_timeout: float = 900.0,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    ensure_initial_model(settings, progress)
+    bus = bus_for(settings)
+    bus.ensure_topics(_partitions(settings))
+    predictor = Predictor(settings, bus)
+    recorder = Recorder(settings, bus)
+    trainer = TrainerService(settings, bus)
+    from .monitoring import build_monitor
+
+    monitor = build_monitor(settings, bus)  # checks every drift_every requests, in its thread
+    threads = [
+        threading.Thread(target=service.run, name=name, daemon=True)
+        for name, service in (
+            ("predictor", predictor),
+            ("recorder", recorder),
+            ("trainer", trainer),
+        )
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for service in (predictor, recorder, trainer):
+            if not service.ready.wait(60):
+                raise RuntimeError(f"{type(service).__name__} did not start within 60 s")
+        monitor.start()
+        progress(
+            f"streaming {count} requests at {rate}/s; retrain every "
+            f"{settings.retrain_every} labelled, {settings.max_evals} trials per retrain"
+        )
+        summary = run_app(
+            settings, bus, count=count, rate=rate, label_delay=label_delay, progress=progress
+        ).as_dict()
+        # Let the recorder catch up and the retrains it asked for finish, so the summary counts
+        # them.
+        deadline = time.monotonic() + settle_timeout
+        while time.monotonic() < deadline and (
+            recorder.stats.predictions + recorder.stats.dead_letters < summary["answered"]
+            or recorder.stats.retrains_sent < recorder.stats.retrains_queued
+            or trainer.commands_seen < recorder.stats.retrains_sent
+            or not trainer.idle.is_set()
+        ):
+            time.sleep(0.2)
+        monitor.stop()
+        final = monitor.run_once(force=True)  # one last check over the end of the stream
+    finally:
+        monitor.close()
+        predictor.stop()
+        recorder.stop()
+        trainer.stop()
+        for thread in threads:
+            thread.join(timeout=30)
+        bus.close()
+    metrics = monitor.latest_metrics
+    summary["monitor"] = {
+        "checks": monitor.step,
+        "drifted": bool(final.drifted) if final else None,
+        "drift": round(final.drift, 3) if final and math.isfinite(final.drift) else None,
+        "drifted_features": final.drifted_features if final else [],
+        **{
+            name: round(metrics[key], 4)
+            for name, key in (
+                ("realised_accuracy", "realised.accuracy"),
+                ("realised_auc", "realised.auc"),
+                ("estimated_accuracy", "estimated.accuracy"),
+            )
+            if key in metrics
+        },
+    }
+    if final is not None:
+        progress("final drift check:\n" + final.table())
+    summary.update(
+        retrains=trainer.rounds,
+        promotions=trainer.promotions,
+        retrains_requested=recorder.stats.retrains_sent,
+        recorded=recorder.stats.labelled,
+        serving_version=predictor.model_version,
+        wall_s=round(time.monotonic() - started, 1),
+    )
+    return summary
+
+
+def _partitions(settings: Settings) -> dict[str, int]:
+    topics = settings.topics
+    partitions = {name: 1 for name in vars(topics).values()}
+    partitions[topics.requests] = settings.request_partitions
+    partitions[topics.predictions] = settings.request_partitions
+    return partitions

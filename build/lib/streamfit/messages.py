@@ -1,0 +1,259 @@
+"""The JSON messages on streamfit's topics. Plain JSON, so any Kafka client can take part.
+
+requests      {"request_id": str, "data": {column: value}}
+predictions   {"request_id": str, "probability": float, "label": 0|1, "model_version": int}
+dead_letter   {"request_id": str (when known), "error": reason, "payload": raw message, truncated,
+               "service": "recorder" (absent: the predictor)}
+retrain       {"reason": str, "labelled": int, "threshold": int (recorder), "requested_at": float}
+models        {"version": int (registry version), "event": "initial"|"promoted"|"rolled_back",
+               "model_uri": "models:/<registered model>/<version>", "sha256": hex digest of the
+               bundle (bundle.bundle_sha256), "reason": str, and optional "metrics", "trigger",
+               "by"}
+labels        {"request_id": str, "label": 0|1 or an income_bracket string}
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import msgspec
+import orjson
+
+from .data import LABEL_COLUMN, label_to_int
+from .features import RECORD_COLUMNS, Record, validate_record
+
+PAYLOAD_LIMIT = 2048  # bytes of the offending message kept in a dead-letter record
+
+
+class InvalidMessage(ValueError):
+    """A message that cannot be processed; ``request_id`` is set when it could be read."""
+
+    def __init__(self, reason: str, request_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.request_id = request_id
+
+
+def parse_request(value: bytes) -> tuple[str, dict[str, Any]]:
+    """Decode a request into (request_id, data); raise InvalidMessage with the reason."""
+    try:
+        message = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidMessage(f"invalid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise InvalidMessage(f"a request must be a JSON object, got {type(message).__name__}")
+    request_id = message.get("request_id")
+    if not isinstance(request_id, str) or not request_id:
+        raise InvalidMessage("missing or non-string 'request_id'")
+    if "data" not in message:
+        raise InvalidMessage("missing 'data'", request_id)
+    return request_id, message["data"]
+
+
+class _Request(msgspec.Struct, gc=False):
+    request_id: Annotated[str, msgspec.Meta(min_length=1)]
+    data: Record
+
+
+class _Prediction(msgspec.Struct, gc=False):
+    request_id: str
+    probability: float
+    label: int
+    model_version: int
+
+
+_decode_request = msgspec.json.Decoder(_Request).decode
+_encode = msgspec.json.Encoder().encode
+
+
+@dataclass(slots=True)
+class RequestBatch:
+    """A micro-batch of requests, decoded and validated, as columns ready for the pipeline."""
+
+    positions: list[int] = field(default_factory=list)  # index in the input of each valid one
+    ids: list[str] = field(default_factory=list)
+    columns: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # RECORD_COLUMNS -> values
+    rejected: list[tuple[int, InvalidMessage]] = field(default_factory=list)  # (index, reason)
+
+
+def parse_requests(values: Sequence[bytes]) -> RequestBatch:
+    """Decode and validate a batch in one pass; a bad message is rejected alone, with its reason.
+
+    msgspec checks each message against the schema while decoding it (no dict, no per-field
+    Python check); a message it refuses goes through :func:`parse_request` and
+    ``validate_record`` once more, only to word the reason.
+    """
+    batch = RequestBatch()
+    records = []
+    for position, value in enumerate(values):
+        try:
+            request = _decode_request(value)
+        # msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8.
+        except (msgspec.DecodeError, UnicodeDecodeError) as exc:  # ValidationError included
+            batch.rejected.append((position, _explain(value, exc)))
+            continue
+        batch.positions.append(position)
+        batch.ids.append(request.request_id)
+        records.append(msgspec.structs.astuple(request.data))
+    columns = zip(*records, strict=True) if records else ((),) * len(RECORD_COLUMNS)
+    batch.columns = dict(zip(RECORD_COLUMNS, columns, strict=True))
+    return batch
+
+
+def _explain(value: bytes, error: Exception) -> InvalidMessage:
+    try:
+        request_id, data = parse_request(value)
+    except InvalidMessage as exc:
+        return exc
+    reason = validate_record(data)
+    # Should the two checks ever disagree, msgspec's own wording still says what is wrong.
+    return InvalidMessage(reason or str(error), request_id)
+
+
+class _PredictionIn(msgspec.Struct, gc=False):
+    request_id: Annotated[str, msgspec.Meta(min_length=1)]
+    probability: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    model_version: Annotated[int, msgspec.Meta(ge=0)]
+
+
+_decode_prediction = msgspec.json.Decoder(_PredictionIn).decode
+
+
+def parse_prediction(value: bytes) -> tuple[str, float, int]:
+    """Decode a prediction into (request_id, probability, model_version); raise InvalidMessage
+    naming what is wrong (the recorder dead-letters it)."""
+    try:
+        prediction = _decode_prediction(value)
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise InvalidMessage(f"invalid prediction: {_reason(exc)}", request_id_of(value)) from None
+    return prediction.request_id, prediction.probability, prediction.model_version
+
+
+def parse_label(value: bytes) -> tuple[str, int]:
+    """Decode a label into (request_id, 0 or 1): ``label`` 0/1 or an income bracket, or an
+    ``income_bracket``; raise InvalidMessage naming what is wrong."""
+    try:
+        record = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidMessage(f"invalid label: invalid JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise InvalidMessage(f"invalid label: a JSON object is needed, got {type(record).__name__}")
+    request_id = record.get("request_id")
+    if not isinstance(request_id, str) or not request_id:
+        raise InvalidMessage("invalid label: missing or non-string 'request_id'")
+    raw = record.get("label", record.get(LABEL_COLUMN))
+    label = label_to_int(raw)
+    if label is None:
+        raise InvalidMessage(
+            f"invalid label: 'label' must be 0, 1, '<=50K' or '>50K', got {raw!r}", request_id
+        )
+    return request_id, label
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, UnicodeDecodeError):
+        return f"invalid UTF-8: {error}"
+    return str(error)
+
+
+def request_id_of(value: bytes) -> str | None:
+    """The ``request_id`` of a message, if it can be read at all (for a dead letter's key)."""
+    try:
+        request_id = orjson.loads(value).get("request_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return request_id if isinstance(request_id, str) and request_id else None
+
+
+def predictions(ids: Sequence[str], probabilities: Sequence[float], version: int) -> list[bytes]:
+    """Encode a batch of predictions (same JSON as :func:`prediction`, about 0.4 µs each)."""
+    return [
+        _encode(_Prediction(request_id, probability, int(probability >= 0.5), version))
+        for request_id, probability in zip(ids, probabilities, strict=True)
+    ]
+
+
+def request(request_id: str, data: dict[str, Any]) -> bytes:
+    return orjson.dumps({"request_id": request_id, "data": data})
+
+
+def prediction(request_id: str, probability: float, model_version: int) -> bytes:
+    return orjson.dumps(
+        {
+            "request_id": request_id,
+            "probability": probability,
+            "label": int(probability >= 0.5),
+            "model_version": model_version,
+        }
+    )
+
+
+def dead_letter(
+    error: str, payload: bytes, request_id: str | None = None, service: str | None = None
+) -> bytes:
+    """``service`` names who refused the message when it is not the predictor (``recorder``)."""
+    record: dict[str, Any] = {"error": error, "payload": _truncate(payload)}
+    if request_id is not None:
+        record = {"request_id": request_id, **record}
+    if service is not None:
+        record["service"] = service
+    return orjson.dumps(record)
+
+
+def retrain(reason: str, labelled: int, threshold: int | None = None) -> bytes:
+    """A retrain command; ``threshold``: the multiple of ``retrain_every`` labelled observations
+    it was published for (the recorder publishes each threshold once)."""
+    record: dict[str, Any] = {"reason": reason, "labelled": labelled}
+    if threshold is not None:
+        record["threshold"] = threshold
+    return orjson.dumps({**record, "requested_at": time.time()})
+
+
+def model_ready(version: int, event: str, **details: Any) -> bytes:
+    return orjson.dumps({"version": version, "event": event, **details}, default=str)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEvent:
+    """What a predictor reads of a ``models`` event: the registry version, its model URI and the
+    bundle's SHA-256 (both None in events from before the registry carried the bundle)."""
+
+    version: int
+    model_uri: str | None = None
+    sha256: str | None = None
+
+
+def parse_model_event(value: bytes) -> ModelEvent:
+    """Read a ``models`` event; InvalidMessage says what is wrong."""
+    try:
+        event = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidMessage(f"invalid JSON: {exc}") from None
+    version = event.get("version") if isinstance(event, dict) else None
+    if type(version) is not int or version < 1:  # bool is an int: refused too
+        raise InvalidMessage(f"a model event needs an integer 'version' >= 1, got {version!r}")
+    fields = {name: event.get(name) for name in ("model_uri", "sha256")}
+    for name, text in fields.items():
+        if text is not None and (not isinstance(text, str) or not text):
+            raise InvalidMessage(f"a model event's {name!r} must be a non-empty string")
+    return ModelEvent(version, **fields)
+
+
+def model_event_version(value: bytes) -> int:
+    """The model version a ``models`` event names; InvalidMessage says what is wrong."""
+    return parse_model_event(value).version
+
+
+def decode(value: bytes) -> Any:
+    return orjson.loads(value)
+
+
+def _truncate(payload: bytes) -> str:
+    text = payload[:PAYLOAD_LIMIT].decode("utf-8", errors="replace")
+    return text + ("…" if len(payload) > PAYLOAD_LIMIT else "")
+
+
+def label(request_id: str, value: int) -> bytes:
+    return orjson.dumps({"request_id": request_id, "label": value})

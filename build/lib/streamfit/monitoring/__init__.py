@@ -1,0 +1,52 @@
+"""Monitoring: input drift (per-feature tests and a domain classifier), realised and estimated
+performance, and the background monitor that publishes drift events."""
+
+from __future__ import annotations
+
+from ._base import DriftTest, TestResult
+from ._classifier import CLASSIFIERS, DomainClassifier, auc_with_z, drift_score
+from ._univariate import ChiSquaredTest, KSTest, PSITest, drift_test_from_dict, get_drift_test
+from .drift import CORRECTIONS, DriftDetector, drifting_features
+from .monitor import Monitor, detector_from_settings
+from .offline import drift_command
+from .performance import (
+    ProbabilityCalibrator,
+    estimate_performance,
+    expected_calibration_error,
+    expected_roc_auc,
+    metrics_by_version,
+    realised_metrics,
+    window_metrics,
+)
+from .report import DriftReport, FeatureDrift
+from .service import build_monitor
+
+__all__ = [
+    "CLASSIFIERS",
+    "CORRECTIONS",
+    "ChiSquaredTest",
+    "DomainClassifier",
+    "DriftDetector",
+    "DriftReport",
+    "DriftTest",
+    "FeatureDrift",
+    "KSTest",
+    "Monitor",
+    "PSITest",
+    "ProbabilityCalibrator",
+    "TestResult",
+    "auc_with_z",
+    "build_monitor",
+    "detector_from_settings",
+    "drift_command",
+    "drift_score",
+    "drift_test_from_dict",
+    "drifting_features",
+    "estimate_performance",
+    "expected_calibration_error",
+    "expected_roc_auc",
+    "get_drift_test",
+    "metrics_by_version",
+    "realised_metrics",
+    "window_metrics",
+]

@@ -1,0 +1,310 @@
+"""Drift of a window of requests against the reference (the served model's training data).
+
+Two layers, both fitted once on the reference and cheap per window:
+
+* per feature, a univariate test (KS for numeric, chi-squared for categorical by default) with a
+  multiple-testing correction *and* a PSI floor: on big windows a p-value alone flags shifts too
+  small to matter, so a feature drifts only when both pass;
+* the whole window, by MLBox's domain-classifier score with a calibrated p-value (it catches
+  changes in how features go together, which no univariate test sees), plus the same score per
+  feature on its own for attribution.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+import numpy as np
+import pandas as pd
+
+from ..data import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, NUMERIC_COLUMNS
+from ._base import DriftTest
+from ._binning import Binning, _as_float, _as_text
+from ._classifier import CLASSIFIERS, DomainClassifier, binned_feature_scores
+from ._univariate import PSITest, drift_test_from_dict, get_drift_test
+from .report import DriftReport, FeatureDrift
+
+CORRECTIONS = ("bonferroni", "bh")
+
+
+class DriftDetector:
+    """Fit on reference rows, then ``score(window)`` returns a :class:`DriftReport`."""
+
+    def __init__(
+        self,
+        features: Sequence[str] | None = None,
+        *,
+        alpha: float = 0.01,
+        correction: str = "bonferroni",
+        psi_floor: float = 0.1,
+        drift_floor: float = 0.1,
+        tests: Mapping[str, str] | None = None,
+        classifier: str = "lightgbm",
+        n_folds: int = 3,
+        n_estimators: int = 50,
+        reference_size: int = 5000,
+        current_size: int = 5000,
+        n_permutations: int = 0,
+        n_quantiles: int = 10,
+        min_share: float = 0.005,
+        seed: int = 0,
+        n_jobs: int = 1,
+    ) -> None:
+        if not 0 < alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        if correction not in CORRECTIONS:
+            raise ValueError(f"correction must be one of {CORRECTIONS}, got {correction!r}")
+        if psi_floor < 0 or drift_floor < 0:
+            raise ValueError("psi_floor and drift_floor must be >= 0")
+        if classifier not in CLASSIFIERS:
+            raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
+        if reference_size < 10 or current_size < 10:
+            raise ValueError("reference_size and current_size must be at least 10")
+        self.features = list(features) if features is not None else None
+        self.alpha = alpha
+        self.correction = correction
+        self.psi_floor = psi_floor
+        self.drift_floor = drift_floor
+        self.tests = dict(tests or {})  # kind -> test name; missing kinds use the default
+        self.classifier = classifier
+        self.n_folds = n_folds
+        self.n_estimators = n_estimators
+        self.reference_size = reference_size
+        self.current_size = current_size
+        self.n_permutations = n_permutations
+        self.n_quantiles = n_quantiles
+        self.min_share = min_share
+        self.seed = seed
+        self.n_jobs = n_jobs
+        # Fitted state.
+        self.kinds: dict[str, str] = {}
+        self.fitted_tests: dict[str, dict[str, Any]] = {}
+        self.fitted_psi: dict[str, dict[str, Any]] = {}
+        self.sample: dict[str, list[Any]] = {}
+        self.n_reference = 0
+        self._domain = DomainClassifier(
+            classifier, n_folds, n_estimators, n_permutations, seed, n_jobs
+        )
+        self._cache: dict[str, Any] = {}
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, reference: pd.DataFrame) -> Self:
+        names = self.features or [c for c in FEATURE_COLUMNS if c in reference.columns]
+        names = [n for n in names if n in reference.columns]
+        if not names:
+            raise ValueError("the reference has none of the feature columns")
+        self.kinds = {n: _kind(reference[n], n) for n in names}
+        self.fitted_tests, self.fitted_psi = {}, {}
+        for name, kind in self.kinds.items():
+            test = get_drift_test(self.tests.get(kind), kind, **self._test_params(kind))
+            self.fitted_tests[name] = test.fit(reference[name]).to_dict()
+            psi = PSITest(kind, self.n_quantiles, self.min_share).fit(reference[name])
+            self.fitted_psi[name] = psi.to_dict()
+        rows = reference[names]
+        if len(rows) > self.reference_size:
+            rows = rows.sample(self.reference_size, random_state=self.seed)
+        self.sample = {
+            n: (_as_float(rows[n]).tolist() if k == "numeric" else rows[n].astype(object).tolist())
+            for n, k in self.kinds.items()
+        }
+        self.sample = _jsonable(self.sample)
+        self.n_reference = len(reference)
+        self._cache = {}
+        return self
+
+    def _test_params(self, kind: str) -> dict[str, Any]:
+        name = self.tests.get(kind) or ("ks" if kind == "numeric" else "chi2")
+        return (
+            {} if name == "ks" else {"n_quantiles": self.n_quantiles, "min_share": self.min_share}
+        )
+
+    def _fitted(self) -> dict[str, Any]:
+        """Objects rebuilt from the JSON state, once."""
+        if not self.kinds:
+            raise RuntimeError("DriftDetector is not fitted: call fit(reference) first")
+        if not self._cache:
+            tests = {n: drift_test_from_dict(s) for n, s in self.fitted_tests.items()}
+            psi = {n: drift_test_from_dict(s) for n, s in self.fitted_psi.items()}
+            binnings = {n: Binning.from_dict(s["binning"]) for n, s in self.fitted_psi.items()}
+            sample = pd.DataFrame(self.sample)
+            self._cache = {
+                "tests": tests,
+                "psi": psi,
+                "binnings": binnings,
+                "x": self._matrix(sample, binnings),
+                "codes": np.column_stack([binnings[n].encode(sample[n]) for n in self.kinds]),
+                "hashes": self._hashes(sample),
+            }
+        return self._cache
+
+    def _matrix(self, frame: pd.DataFrame, binnings: Mapping[str, Binning]) -> np.ndarray:
+        """Classifier input: raw numerics, categories as their bin codes."""
+        columns = [
+            _as_float(frame[n]) if k == "numeric" else binnings[n].encode(frame[n]).astype(float)
+            for n, k in self.kinds.items()
+        ]
+        return np.column_stack(columns)
+
+    def _hashes(self, frame: pd.DataFrame) -> np.ndarray:
+        """One hash per row over the canonical feature values, to spot rows in both sets."""
+        canonical = pd.DataFrame(
+            {
+                n: _as_float(frame[n]) if k == "numeric" else _as_text(frame[n]).astype(object)
+                for n, k in self.kinds.items()
+            }
+        )
+        return pd.util.hash_pandas_object(canonical, index=False).to_numpy()
+
+    # -- scoring -----------------------------------------------------------------------------
+    def score(self, current: pd.DataFrame, window_end: int | str | None = None) -> DriftReport:
+        """Compare a window with the reference."""
+        started = time.perf_counter()
+        fitted = self._fitted()
+        names = [n for n in self.kinds if n in current.columns]
+        if not names:
+            raise ValueError("the window has none of the reference's feature columns")
+        current = current.reset_index(drop=True)
+
+        raw = {n: fitted["tests"][n].test(current[n]) for n in names}
+        psi = {n: fitted["psi"][n].test(current[n]).statistic for n in names}
+        adjusted = _correct([raw[n].p_value for n in names], self.correction)
+
+        window = current
+        if len(window) > self.current_size:
+            # Not ``seed``: the same seed would pick the same row positions as the reference
+            # sample, and a window taken from the reference would then contain all of it.
+            window = window.sample(self.current_size, random_state=self.seed + 1)
+        scores, classifier = self._classifier_scores(window, names, fitted)
+
+        features = {}
+        for name, p_value in zip(names, adjusted, strict=True):
+            features[name] = FeatureDrift(
+                name=name,
+                kind=self.kinds[name],
+                test=fitted["tests"][name].name,
+                score=scores.get(name, math.nan),
+                statistic=raw[name].statistic,
+                p_value=p_value,
+                psi=psi[name],
+                drifted=bool(p_value < self.alpha and psi[name] >= self.psi_floor),
+            )
+        classifier_drifted = bool(
+            classifier.get("p_value", 1.0) < self.alpha
+            and classifier.get("drift", 0.0) >= self.drift_floor
+        )
+        return DriftReport(
+            window_end=window_end if window_end is not None else len(current),
+            drift=classifier.get("drift", math.nan),
+            drifted=classifier_drifted or any(f.drifted for f in features.values()),
+            features=features,
+            auc=classifier.get("auc", math.nan),
+            p_value=classifier.get("p_value", math.nan),
+            classifier_drifted=classifier_drifted,
+            fold_aucs=classifier.get("fold_aucs", []),
+            importance=classifier.get("importance", {}),
+            n_reference=self.n_reference,
+            n_current=len(current),
+            alpha=self.alpha,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _classifier_scores(
+        self, window: pd.DataFrame, names: list[str], fitted: dict[str, Any]
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        filled = window.reindex(columns=list(self.kinds))
+        # A reference row that is also in the window (same file on both sides, or a window of
+        # training rows) sits in both classes; the classifier then learns the opposite of the
+        # truth on it and an identical pair of sets would look drifted. Leave such rows out.
+        keep = ~np.isin(fitted["hashes"], self._hashes(filled))
+        n_ref = int(keep.sum())
+        if len(window) < 2 * self.n_folds or n_ref < 2 * self.n_folds:
+            return {}, {}  # too few rows for stratified folds: per-feature tests still run
+        columns = [list(self.kinds).index(n) for n in names]
+        binnings = fitted["binnings"]
+        x = np.vstack([fitted["x"][keep], self._matrix(filled, binnings)])[:, columns]
+        window_codes = np.column_stack([binnings[n].encode(filled[n]) for n in self.kinds])
+        codes = np.vstack([fitted["codes"][keep], window_codes])[:, columns]
+        y = np.r_[np.zeros(n_ref, dtype=np.int8), np.ones(len(window), dtype=np.int8)]
+        categorical = [i for i, n in enumerate(names) if self.kinds[n] == "categorical"]
+        result = self._domain.score(x, y, names, categorical)
+        per_feature = binned_feature_scores(
+            codes, y, [binnings[n].n_bins for n in names], self.n_folds, self.seed
+        )
+        return dict(zip(names, per_feature, strict=True)), vars(result)
+
+    # -- persistence -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any]) -> Self:
+        state = dict(state)
+        fitted = {k: state.pop(k) for k in ("kinds", "fitted_tests", "fitted_psi", "sample")}
+        n_reference = state.pop("n_reference")
+        detector = cls(**state)
+        detector.__dict__.update(fitted)
+        detector.n_reference = n_reference
+        return detector
+
+
+def drifting_features(
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    threshold: float = 0.6,
+    features: Sequence[str] | None = None,
+    *,
+    detector: DriftDetector | None = None,
+    **detector_params: Any,
+) -> list[str]:
+    """Features whose per-feature drift score reaches ``threshold`` (MLBox's drift thresholder).
+
+    The trainer leaves these out for a drift-aware retrain. MLBox's default threshold is 0.6.
+    ``detector``: an unfitted detector to score with (else one built from ``detector_params``).
+    """
+    detector = (detector or DriftDetector(features, **detector_params)).fit(reference)
+    report = detector.score(current)
+    return [n for n in report.ranking() if _ge(report.features[n].score, threshold)]
+
+
+def _ge(value: float, threshold: float) -> bool:
+    return not math.isnan(value) and value >= threshold
+
+
+def _kind(column: pd.Series, name: str) -> str:
+    if name in NUMERIC_COLUMNS:
+        return "numeric"
+    if name in CATEGORICAL_COLUMNS:
+        return "categorical"
+    return "numeric" if pd.api.types.is_numeric_dtype(column) else "categorical"
+
+
+def _correct(p_values: Sequence[float], method: str) -> list[float]:
+    """Bonferroni or Benjamini–Hochberg adjusted p-values (NaN stays NaN)."""
+    p = np.asarray(p_values, dtype=float)
+    valid = ~np.isnan(p)
+    m = int(valid.sum())
+    adjusted = np.full(p.shape, np.nan)
+    if m == 0:
+        return adjusted.tolist()
+    q = p[valid]
+    if method == "bonferroni":
+        adjusted[valid] = np.minimum(q * m, 1.0)
+    else:
+        order = np.argsort(q)
+        scaled = q[order] * m / np.arange(1, m + 1)
+        scaled = np.minimum.accumulate(scaled[::-1])[::-1]
+        result = np.empty(m)
+        result[order] = np.minimum(scaled, 1.0)
+        adjusted[valid] = result
+    return adjusted.tolist()
+
+
+def _jsonable(sample: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """NaN is not JSON: store missing values as None."""
+    return {n: [None if pd.isna(v) else v for v in vals] for n, vals in sample.items()}
+
+
+__all__ = ["CORRECTIONS", "DriftDetector", "DriftTest", "drifting_features"]

@@ -1,0 +1,245 @@
+"""The monitor service: drift and performance of the served model, off the predictor's hot path.
+
+It runs in its own thread (or process) and only *reads* the observation store the predictors
+append to: every ``drift_every`` new observations it scores the latest ``drift_window`` requests
+against the reference (the served model's training data), computes realised performance over the
+last ``performance_window`` labelled observations and per model version, estimates performance of
+the unlabelled requests (CBPE), then publishes a drift event, logs one line and, if given, hands a
+metric series to a tracking callback (MLflow stays optional). When checks fall behind a fast
+stream it scores the latest window and skips the backlog rather than queueing work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pandas as pd
+
+from ..stores import ObservationStore
+from .drift import DriftDetector
+from .performance import (
+    ProbabilityCalibrator,
+    estimate_performance,
+    metrics_by_version,
+    realised_metrics,
+)
+from .report import DriftReport
+
+if TYPE_CHECKING:
+    from ..bus import Bus, Producer
+    from ..config import Settings
+
+logger = logging.getLogger("streamfit.monitor")
+
+LogMetrics = Callable[[dict[str, float], int], None]
+
+
+def detector_from_settings(settings: Settings) -> DriftDetector:
+    """An unfitted detector configured by the ``drift_*`` settings."""
+    return DriftDetector(
+        alpha=settings.drift_alpha,
+        correction=settings.drift_correction,
+        psi_floor=settings.drift_psi_floor,
+        drift_floor=settings.drift_score_floor,
+        classifier=settings.drift_classifier,
+        n_folds=settings.drift_folds,
+        reference_size=settings.drift_reference_rows,
+        current_size=max(settings.drift_window, 10),
+        seed=settings.seed,
+    )
+
+
+class Monitor:
+    """Background drift and performance monitor.
+
+    ``log_metrics(metrics, step)`` receives one flat dict of floats per check, ``step`` being the
+    number of observations in the store (so a restarted monitor continues the series); for example
+    MLflow step metrics of the serving model's run. ``report_dir``, when given, gets the
+    per-feature chart of every drifted window, also passed to ``log_artifact`` if given.
+    ``refresh(monitor)``, when given, runs before each check, e.g. to refit the reference when the
+    served model changes (see :mod:`streamfit.monitoring.service`).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        reference_frame: pd.DataFrame,
+        *,
+        store: ObservationStore | None = None,
+        log_metrics: LogMetrics | None = None,
+        log_artifact: Callable[[Path], None] | None = None,
+        calibrator: ProbabilityCalibrator | None = None,
+        report_dir: Path | None = None,
+        history: int = 100_000,
+        refresh: Callable[[Monitor], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.store = store if store is not None else ObservationStore(settings.store_url)
+        self.log_metrics = log_metrics
+        self.log_artifact = log_artifact
+        self.calibrator = calibrator
+        self.report_dir = Path(report_dir) if report_dir is not None else None
+        self.history = history  # labelled rows kept for per-version metrics
+        self.refresh = refresh
+        self.detector = detector_from_settings(settings).fit(reference_frame)
+        self.running = False
+        self.step = 0
+        self.last_count = 0
+        self.latest: DriftReport | None = None
+        self.latest_metrics: dict[str, float] = {}
+        self._lock = threading.Lock()  # guards the detector against set_reference mid-check
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._producer: Producer | None = None
+
+    def set_reference(self, reference_frame: pd.DataFrame) -> None:
+        """Refit on a newly promoted model's training data, so absorbed shifts stop alerting."""
+        detector = detector_from_settings(self.settings).fit(reference_frame)
+        with self._lock:
+            self.detector = detector
+
+    # -- one check -------------------------------------------------------------------------------
+    def run_once(self, force: bool = False) -> DriftReport | None:
+        """Check if ``drift_every`` new observations arrived (or ``force``); return the report."""
+        if self.refresh is not None:
+            self.refresh(self)
+        count = self.store.count()
+        if not force and (count - self.last_count < self.settings.drift_every or count == 0):
+            return None
+        window = self.store.recent_frame(self.settings.drift_window)
+        if window.empty:
+            return None
+        self.last_count = count
+        self.step += 1
+        with self._lock:
+            report = self.detector.score(window, window_end=count)
+        metrics = self._metrics(report, window)
+        self._publish(report)
+        top = ", ".join(f"{n}={report.features[n].score:.2f}" for n in report.ranking()[:3])
+        logger.info(
+            "drift check %d at %d observations: drifted=%s drift=%.3f (p=%.2g) features [%s] "
+            "drifted features %s; realised on last %d labelled: accuracy %.3f AUC %.3f; "
+            "estimated on %d unlabelled: accuracy %.3f AUC %.3f (%.2fs)",
+            self.step,
+            count,
+            report.drifted,
+            report.drift,
+            report.p_value,
+            top,
+            report.drifted_features,
+            metrics.get("realised.n", 0),
+            metrics.get("realised.accuracy", math.nan),
+            metrics.get("realised.auc", math.nan),
+            metrics.get("estimated.n", 0),
+            metrics.get("estimated.accuracy", math.nan),
+            metrics.get("estimated.auc", math.nan),
+            report.seconds,
+        )
+        if report.drifted and self.report_dir is not None:
+            self.report_dir.mkdir(parents=True, exist_ok=True)
+            chart = self.report_dir / f"drift-{count}.png"
+            report.chart_png(chart)
+            if self.log_artifact is not None:
+                self.log_artifact(chart)
+        if self.log_metrics is not None:
+            self.log_metrics(metrics, count)
+        self.latest, self.latest_metrics = report, metrics
+        return report
+
+    def _metrics(self, report: DriftReport, window: pd.DataFrame) -> dict[str, float]:
+        metrics: dict[str, float] = {
+            "drift.score": report.drift,
+            "drift.auc": report.auc,
+            "drift.drifted": float(report.drifted),
+            "drift.drifted_features": float(len(report.drifted_features)),
+        }
+        metrics.update({f"drift.feature.{n}": f.score for n, f in report.features.items()})
+        labelled = self.store.labelled_outcomes(self.history)
+        recent = labelled.tail(self.settings.performance_window)
+        realised = realised_metrics(recent["label"].to_numpy(), recent["probability"].to_numpy())
+        metrics.update({f"realised.{k}": v for k, v in realised.items()})
+        for version, values in metrics_by_version(labelled).items():
+            metrics.update({f"version.{version}.{k}": v for k, v in values.items()})
+        # The estimate is for requests whose labels are not in yet; in demo mode every request
+        # carries its label, and the whole window stands in.
+        unlabelled = window[window["label"].isna()]
+        target = unlabelled if len(unlabelled) else window
+        estimated = estimate_performance(
+            target["probability"].dropna().to_numpy(), calibrator=self.calibrator
+        )
+        metrics.update({f"estimated.{k}": v for k, v in estimated.items()})
+        return {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(v)}
+
+    def _publish(self, report: DriftReport) -> None:
+        if self._producer is None:
+            self._producer = self.bus.producer()  # created on first use: no I/O in __init__
+        self._producer.produce(self.settings.topics.drift, orjson.dumps(report.to_event()))
+        self._producer.flush()
+
+    # -- service loop ----------------------------------------------------------------------------
+    def run(self) -> None:
+        """Check until :meth:`stop`; an error in one check is logged, never fatal."""
+        if self._thread is not threading.current_thread():
+            self.running = True  # called directly; start() already set it, and a stop() that
+            # came before the thread got going must not be undone here
+        with contextlib.ExitStack() as stack:
+            stack.callback(self._close_producer)
+            while self.running:
+                try:
+                    self.run_once()
+                except Exception:
+                    logger.exception("drift check failed; the monitor keeps running")
+                self._wake.wait(self.settings.monitor_poll_seconds)
+
+    def start(self) -> Monitor:
+        """Run in a daemon thread; returns self."""
+        self.running = True
+        self._wake.clear()
+        self._thread = threading.Thread(target=self.run, name="streamfit-monitor", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Ask the loop to end (safe from a signal handler) and wait for the thread if any."""
+        self.running = False
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def close(self) -> None:
+        """Stop, then release the producer (a check run after :meth:`stop` creates one)."""
+        self.stop()
+        self._close_producer()
+
+    def _close_producer(self) -> None:
+        if self._producer is not None:
+            self._producer.close()
+            self._producer = None
+
+    def __enter__(self) -> Monitor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Latest metrics and event, for a service's metrics endpoint."""
+        return {
+            "step": self.step,
+            "observations": self.last_count,
+            "metrics": dict(self.latest_metrics),
+            "event": self.latest.to_event() if self.latest is not None else None,
+        }
+
+
+__all__ = ["LogMetrics", "Monitor", "detector_from_settings"]

@@ -1,0 +1,108 @@
+"""``streamfit drift``: compare two files of Adult-style rows, outside any stream.
+
+The verdict is information, not failure: the exit code is 0 whether or not the data drifted,
+and 2 only for input the command cannot use (missing or unreadable file, no feature columns).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..data import ALL_COLUMNS, FEATURE_COLUMNS
+from .drift import DriftDetector
+
+EXIT_OK, EXIT_BAD_INPUT = 0, 2
+
+
+class InputError(ValueError):
+    """Input the user can fix; the message is one line."""
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """Read CSV (optionally gzipped) or Parquet; UCI Adult's own header-less files work too."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        else:
+            frame = _read_csv(path, header="infer")
+            if not set(FEATURE_COLUMNS) & set(map(str, frame.columns)) and frame.shape[1] in (
+                len(FEATURE_COLUMNS),
+                len(ALL_COLUMNS),
+            ):
+                # adult.data / adult.test have no header row: name the columns by position.
+                frame = _read_csv(path, header=None)
+                frame.columns = list(ALL_COLUMNS)[: frame.shape[1]]
+    except InputError:
+        raise
+    except Exception as exc:  # pandas raises many kinds for unreadable files
+        raise InputError(f"{path}: cannot read it ({type(exc).__name__}: {exc})") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    if frame.empty:
+        raise InputError(f"{path}: no rows")
+    return frame
+
+
+def _read_csv(path: Path, header: str | None) -> pd.DataFrame:
+    return pd.read_csv(
+        path,
+        header=header,
+        skipinitialspace=True,
+        na_values="?",
+        comment="|",  # adult.test starts with a "|1x3 Cross validator" line
+    )
+
+
+def drift_command(
+    reference: Path,
+    current: Path,
+    json_out: Path | None = None,
+    report_out: Path | None = None,
+) -> tuple[int, str]:
+    """Score ``current`` against ``reference``; return (exit code, text to print).
+
+    ``json_out`` receives the drift event (same shape as on the ``drift`` topic);
+    ``report_out`` an HTML page with the per-feature chart.
+    """
+    try:
+        reference_frame = read_table(reference)
+        current_frame = read_table(current)
+        usable = [
+            c
+            for c in FEATURE_COLUMNS
+            if c in reference_frame.columns and c in current_frame.columns
+        ]
+        if not usable:
+            raise InputError(
+                f"no usable columns: {reference} and {current} share none of the Adult feature "
+                f"columns ({', '.join(FEATURE_COLUMNS)})"
+            )
+        try:
+            detector = DriftDetector(usable).fit(reference_frame)
+            report = detector.score(current_frame, window_end=len(current_frame))
+        except ValueError as exc:  # e.g. a numeric column with no numbers in it
+            raise InputError(f"unusable input: {exc}") from exc
+    except InputError as exc:
+        return EXIT_BAD_INPUT, f"error: {exc}"
+
+    lines = [report.table()]
+    missing = [c for c in FEATURE_COLUMNS if c not in usable]
+    if missing:
+        lines.append(f"not compared (absent from a file): {', '.join(missing)}")
+    try:
+        if json_out is not None:
+            Path(json_out).write_bytes(report.to_json())
+            lines.append(f"wrote {json_out}")
+        if report_out is not None:
+            Path(report_out).write_text(report.to_html(), encoding="utf-8")
+            lines.append(f"wrote {report_out}")
+    except OSError as exc:
+        return EXIT_BAD_INPUT, f"error: cannot write output: {exc}"
+    return EXIT_OK, "\n".join(lines)
+
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_OK", "InputError", "drift_command", "read_table"]

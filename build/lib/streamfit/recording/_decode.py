@@ -1,0 +1,70 @@
+"""The recorder's pure core: a polled batch of messages in, what to upsert and what to refuse out.
+
+No bus and no database here, so every rule of what the recorder accepts is testable alone:
+
+* ``requests``: the predictor's schema (one msgspec pass for the batch); the raw message is the
+  observation's data. A request that carries ``income_bracket`` (demo mode) also labels itself.
+* ``predictions``: ``request_id``, a probability in [0, 1] and a model version >= 0.
+* ``labels``: ``request_id`` and ``label`` 0/1 (or an income bracket, or ``income_bracket``).
+
+Anything it cannot read (invalid JSON or UTF-8, wrong types, no ``request_id``) becomes a
+:class:`Refused` with the reason, and never stops the rest of the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import messages
+from ..bus import Message
+from ..config import Topics
+from ..data import LABEL_COLUMN, label_to_int
+from ..stores import ObservationBatch
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A message the recorder cannot record, and why."""
+
+    reason: str
+    payload: bytes
+    request_id: str | None = None
+
+
+@dataclass
+class Decoded:
+    batch: ObservationBatch = field(default_factory=ObservationBatch)
+    refused: list[Refused] = field(default_factory=list)
+
+
+def decode_batch(batch: list[Message], topics: Topics) -> Decoded:
+    """Split ``batch`` by topic and decode each message; keep arrival order within a topic."""
+    out = Decoded()
+    requests = [m for m in batch if m.topic == topics.requests]
+    if requests:
+        _requests(requests, out)
+    for message in batch:
+        try:
+            if message.topic == topics.predictions:
+                out.batch.predictions.append(messages.parse_prediction(message.value))
+            elif message.topic == topics.labels:
+                out.batch.labels.append(messages.parse_label(message.value))
+            elif message.topic != topics.requests:
+                out.refused.append(Refused(f"unexpected topic {message.topic!r}", message.value))
+        except messages.InvalidMessage as exc:
+            out.refused.append(Refused(str(exc), message.value, exc.request_id))
+    return out
+
+
+def _requests(requests: list[Message], out: Decoded) -> None:
+    parsed = messages.parse_requests([m.value for m in requests])
+    for position, error in parsed.rejected:
+        out.refused.append(
+            Refused(f"invalid request: {error}", requests[position].value, error.request_id)
+        )
+    labels = parsed.columns.get(LABEL_COLUMN, ())
+    for request_id, position, raw in zip(parsed.ids, parsed.positions, labels, strict=True):
+        out.batch.requests.append((request_id, requests[position].value))
+        label = None if raw is None else label_to_int(raw)
+        if label is not None:
+            out.batch.labels.append((request_id, label))

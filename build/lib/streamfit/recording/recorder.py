@@ -1,0 +1,223 @@
+"""``streamfit recorder``: requests, predictions and labels in; the observation store kept.
+
+The only writer of the observation store (see :mod:`streamfit.stores.observations`). Per polled
+batch:
+
+1. decode every message; one it cannot read is dead-lettered with the reason, never fatal;
+2. upsert all of it in **one** database transaction, which also advances the retrain counter
+   and queues each new threshold's retrain command in the outbox;
+3. commit the database, then deliver the dead letters and the outbox (produce, flush, mark the
+   outbox rows sent), then commit the consumed offsets.
+
+A recorder killed at any moment loses nothing (offsets are committed last, so the batch comes
+again) and counts nothing twice (upserts are idempotent and the retrain mark lives in the same
+transaction). A restarted recorder first delivers what its predecessor left in the outbox; an
+outbox message whose delivery was acknowledged by Kafka but not yet marked sent when the process
+died is delivered again (at-least-once, the outbox's guarantee; the trainer coalesces commands).
+
+If a batch's transaction fails for an unexpected reason, the batch is recorded again message by
+message and only the offender is dead-lettered, with the database's reason
+(:mod:`streamfit.batches`). When the database cannot be reached the batch waits (backoff)
+instead: nothing is dead-lettered for that.
+
+Several recorders in one consumer group (``recorder_group``) split the partitions; the store
+makes their concurrent upserts and the retrain counter correct.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import messages
+from ..batches import handle_isolating
+from ..bus import Bus, Message, Producer
+from ..config import Settings
+from ..stores import ObservationBatch, ObservationStore, StoreUnavailable
+from ._decode import Refused, decode_batch
+
+log = logging.getLogger("streamfit.recorder")
+
+_MAX_BACKOFF_S = 30.0
+# How often a recorder looks for outbox messages another recorder queued but never delivered
+# (killed in between) when it queued nothing itself.
+_OUTBOX_SWEEP_S = 10.0
+
+
+@dataclass
+class RecorderStats:
+    """Service metrics; ``labelled`` is the store's count after the latest batch."""
+
+    batches: int = 0
+    requests: int = 0
+    predictions: int = 0
+    labels: int = 0
+    dead_letters: int = 0
+    retrains_queued: int = 0
+    retrains_sent: int = 0
+    labelled: int = 0
+    pending_labels: int = 0  # labels whose request was not seen yet (at the latest sweep)
+    store_retries: int = 0
+    started: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "uptime_s": round(time.time() - self.started, 1)}
+
+
+class Recorder:
+    """The recorder loop; ``store`` defaults to ``settings.store_url``."""
+
+    def __init__(self, settings: Settings, bus: Bus, store: ObservationStore | None = None) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.topics = settings.topics
+        self.store = store if store is not None else ObservationStore(settings.store_url)
+        self.stats = RecorderStats()
+        self.running = False
+        self.ready = threading.Event()  # set once the loop consumes
+        self._wake = threading.Event()  # cuts a backoff short on stop()
+        self._queued = False  # the batch being handled queued a retrain command
+
+    def stop(self) -> None:
+        """Finish the batch, deliver, commit and return. Safe from a signal handler."""
+        self.running = False
+        self._wake.set()
+
+    def run(self) -> None:
+        self.running = True
+        topics = self.topics
+        subscribed = [topics.requests, topics.predictions, topics.labels]
+        with contextlib.ExitStack() as stack:
+            consumer = stack.enter_context(
+                self.bus.consumer(subscribed, group=self.settings.recorder_group)
+            )
+            producer = stack.enter_context(self.bus.producer())
+            self.deliver(producer, outbox=True)  # what a killed predecessor left unsent
+            log.info(
+                "recorder consuming %s into %s (retrain every %d labelled)",
+                subscribed,
+                self.store.display_url,
+                self.settings.retrain_every,
+            )
+            self.ready.set()
+            swept = time.monotonic()
+            while self.running:
+                batch = consumer.poll(self.settings.max_batch, timeout=0.2)
+                sweep = time.monotonic() - swept > _OUTBOX_SWEEP_S
+                if sweep:
+                    swept = time.monotonic()
+                if not batch:
+                    if sweep:
+                        try:
+                            self.deliver(producer, outbox=True)
+                        except StoreUnavailable as exc:  # the next sweep tries again
+                            log.warning("outbox not swept, store unavailable: %s", exc)
+                    continue
+                queued = self._record_until_done(batch, producer)
+                if queued is None:  # stopped while the database was unreachable
+                    break
+                self.deliver(producer, outbox=queued or sweep)
+                consumer.commit()  # only now does the batch count as done
+            log.info(
+                "recorder stopped: %d labelled observations (%s)",
+                self.stats.labelled,
+                self.stats.as_dict(),
+            )
+        self.store.close()
+
+    # -- one batch ------------------------------------------------------------------------------
+    def _record_until_done(self, batch: list[Message], producer: Producer) -> bool | None:
+        """:meth:`handle` the batch, waiting out an unreachable database; None if stopped."""
+        delay = 0.5
+        while True:
+            try:
+                return self.handle(batch, producer)
+            except StoreUnavailable as exc:
+                self.stats.store_retries += 1
+                log.warning("observation store unavailable (%s): retrying in %.1f s", exc, delay)
+                if not self.running or self._wake.wait(delay):
+                    return None
+                delay = min(delay * 2, _MAX_BACKOFF_S)
+
+    def handle(self, batch: list[Message], producer: Producer) -> bool:
+        """Record ``batch`` (one transaction) and queue its dead letters; True if a retrain
+        command was queued in the outbox. Raises only :class:`StoreUnavailable`.
+
+        Should the transaction fail for another reason, the batch is handled again message by
+        message (:func:`~streamfit.batches.handle_isolating`) and only the offender is
+        dead-lettered, with the database's reason.
+        """
+        self.stats.batches += 1
+        self._queued = False
+        handle_isolating(
+            batch,
+            self._handle,
+            producer,
+            lambda message, reason: self._refuse(message, reason, producer),
+            reraise=(StoreUnavailable,),
+        )
+        return self._queued
+
+    def _handle(self, batch: list[Message], producer: Producer) -> None:
+        decoded = decode_batch(batch, self.topics)
+        if decoded.batch:
+            self._queued |= self._record(decoded.batch)
+            self._count(decoded.batch)
+        for refused in decoded.refused:
+            self._dead_letter(producer, refused)
+
+    def _refuse(self, message: Message, reason: str, producer: Producer) -> None:
+        request_id = messages.request_id_of(message.value)
+        self._dead_letter(producer, Refused(reason, message.value, request_id))
+
+    def _record(self, batch: ObservationBatch) -> bool:
+        every = self.settings.retrain_every
+        outcome = self.store.record(batch, every=every, command=self._retrain_command)
+        self.stats.labelled = outcome.labelled
+        for threshold in outcome.thresholds:
+            log.info("retrain queued at %d labelled observations", threshold)
+        self.stats.retrains_queued += len(outcome.thresholds)
+        return bool(outcome.thresholds)
+
+    def _retrain_command(self, threshold: int, labelled: int) -> tuple[str, bytes]:
+        return self.topics.retrain, messages.retrain("every_n_labelled", labelled, threshold)
+
+    def deliver(self, producer: Producer, *, outbox: bool) -> None:
+        """Flush what was produced (dead letters); with ``outbox``, send the unsent outbox
+        messages too and mark them sent once the broker has acknowledged them (and refresh the
+        pending-labels count)."""
+        if not outbox:
+            producer.flush()
+            return
+        with self.store.sending() as unsent:
+            for message in unsent:
+                producer.produce(message.topic, message.value, message.key)
+            producer.flush()
+        pending = self.store.pending_labels()
+        if pending != self.stats.pending_labels:
+            log.info("%d label(s) wait for their request", pending)
+        self.stats.pending_labels = pending
+        self.stats.retrains_sent += len(unsent)
+        if unsent:
+            log.info("published %d retrain command(s)", len(unsent))
+
+    def _count(self, batch: ObservationBatch) -> None:
+        self.stats.requests += len(batch.requests)
+        self.stats.predictions += len(batch.predictions)
+        self.stats.labels += len(batch.labels)
+
+    def _dead_letter(self, producer: Producer, refused: Refused) -> None:
+        self.stats.dead_letters += 1
+        log.warning("dead-lettered %s: %s", refused.request_id or "a message", refused.reason)
+        producer.produce(
+            self.topics.dead_letter,
+            messages.dead_letter(refused.reason, refused.payload, refused.request_id, "recorder"),
+            refused.request_id.encode() if refused.request_id else None,
+        )
+
+
+__all__ = ["Recorder", "RecorderStats"]

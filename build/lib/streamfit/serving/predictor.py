@@ -1,0 +1,268 @@
+"""The predictor: requests in; predictions and dead letters out. Nothing else.
+
+Stateless: no database, no label join, no retrain counting on the hot path (the recorder,
+:mod:`streamfit.recording`, records requests, predictions and labels and asks for retrains). Its
+data directory holds only the model cache.
+
+Hot path per micro-batch: decode and validate every message in one msgspec pass (a bad one is
+dead-lettered, never fails its batch; should anything else raise, the batch is handled again
+message by message and only the offender is dead-lettered: see :mod:`streamfit.batches`),
+transform the whole batch as columns with NumPy, one LightGBM call, encode, produce. Then wait
+for the broker's acks and commit the consumed offsets (at-least-once) — or commit all of it as
+one Kafka transaction (exactly-once).
+
+The model lives in a :class:`~streamfit.serving._slot.ModelSlot`: at start-up it serves the
+registry's ``@champion``; a watcher thread hands it each ``models`` event (version, model URI,
+SHA-256), and it fetches the bundle through the tracking server into this predictor's cache,
+verifies, validates, compiles and swaps between batches (see its module).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import messages
+from ..batches import handle_isolating
+from ..bundle import BundleError, ModelBundle
+from ..bus import Bus, Consumer, Message, Producer, TransactionalProducer
+from ..config import Settings
+from ..registry import ModelRegistry
+from ._slot import ModelSlot
+
+log = logging.getLogger("streamfit.predictor")
+
+
+@dataclass
+class PredictorStats:
+    """Service metrics, read by progress displays and the metrics endpoint."""
+
+    predictions: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    swaps: int = 0
+    refused_models: int = 0
+    integrity_refusals: int = 0  # of which: bundle files not matching their registered SHA-256
+    compiled_models: int = 0  # compiled copies swapped in
+    compile_refusals: int = 0  # models left on LightGBM (compile failed, mismatch)
+    started: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "uptime_s": round(time.time() - self.started, 1)}
+
+
+class Predictor:
+    def __init__(self, settings: Settings, bus: Bus, *, wait_for_model_s: float = 0.0) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.topics = settings.topics
+        self.stats = PredictorStats()
+        self.running = False
+        self.ready = threading.Event()  # set once the loop consumes
+        self.slot = ModelSlot(
+            ModelRegistry.from_settings(settings),
+            settings.model_cache,
+            self.stats,
+            compile_model=settings.compile_model,
+        )
+        self._wait_for_model_s = wait_for_model_s
+
+    # -- model management (the slot: fetch, verify, validate, swap, compile) -------------------
+    @property
+    def _bundle(self) -> ModelBundle | None:
+        return self.slot.bundle
+
+    @property
+    def model_version(self) -> int | None:
+        return self.slot.version
+
+    @property
+    def serving_compiled(self) -> bool:
+        return self.slot.serving_compiled
+
+    def wait_for_compile(self, timeout: float | None = None) -> bool:
+        """Wait until the compiler thread has dealt with the latest model; False on timeout."""
+        return self.slot.wait_for_compile(timeout)
+
+    def swap_to(
+        self, version: int, sha256: str | None = None, model_uri: str | None = None
+    ) -> bool:
+        """Fetch registry ``version`` (digest ``sha256`` if given, else the registry's), verify,
+        validate and swap it in. False if refused: the old model keeps serving."""
+        try:
+            entry = self.slot.entry(version, sha256, model_uri)
+        except BundleError as exc:
+            self.stats.refused_models += 1
+            log.error("refused model v%s, still serving v%s: %s", version, self.model_version, exc)
+            return False
+        return self.slot.swap_to(entry)
+
+    def _load_champion(self) -> None:
+        """Serve the registry's ``@champion`` (waiting up to ``wait_for_model_s`` for one)."""
+        deadline = time.monotonic() + self._wait_for_model_s
+        while self.running:
+            try:
+                self.slot.last_refusal = None
+                if self.slot.swap_to_champion():
+                    return
+                problem = (
+                    f"@champion {self.slot.last_refusal}"
+                    if self.slot.last_refusal
+                    else "no @champion (run `streamfit init` first)"
+                )
+            except Exception as exc:  # the tracking server is down or starting: retry
+                problem = f"registry unreachable ({exc})"
+            if time.monotonic() >= deadline:
+                # No model to serve: the CLI turns this into one line and exit code 2.
+                problem = " ".join(problem.split())  # one line, whatever the cause said
+                raise BundleError(
+                    f"{problem}, for {self.slot.registry.name!r} at "
+                    f"{self.slot.registry.tracking_uri}"
+                )
+            time.sleep(0.5)
+
+    def _watch_models(self, consumer: Consumer) -> None:
+        """Background thread: follow model-ready events (promotions, rollbacks)."""
+        while self.running:
+            for message in consumer.poll(10, timeout=0.5):
+                try:
+                    event = messages.parse_model_event(message.value)
+                except messages.InvalidMessage as exc:
+                    log.error("ignoring malformed model event %r: %s", message.value[:200], exc)
+                    continue
+                version = event.version
+                if version == self.model_version:
+                    continue
+                try:
+                    self.swap_to(version, event.sha256, event.model_uri)
+                except Exception:  # this thread must live on: the next event may be fine
+                    self.stats.refused_models += 1
+                    log.exception("refused model v%s: loading it raised", version)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to finish its batch, flush, commit and return. Safe from a signal."""
+        self.running = False
+
+    def run(self) -> None:
+        self.running = True
+        settings = self.settings
+        linger = settings.linger_ms / 1000
+        exactly_once = settings.guarantee == "exactly-once"
+        with contextlib.ExitStack() as stack:
+            # Subscribe to model events before loading the champion, so none is missed between.
+            models = stack.enter_context(self.bus.consumer([self.topics.models], group=None))
+            self._load_champion()
+            if not self.running:
+                return
+            watcher = threading.Thread(
+                target=self._watch_models, args=(models,), name="model-watcher", daemon=True
+            )
+            watcher.start()
+            consumer = stack.enter_context(
+                self.bus.consumer([self.topics.requests], group=settings.group)
+            )
+            producer: Producer
+            if exactly_once:
+                producer = self.bus.transactional_producer(f"{settings.group}-{id(self)}")
+            else:
+                producer = self.bus.producer()
+            stack.callback(producer.close)
+            log.info("predictor consuming %r (%s)", self.topics.requests, settings.guarantee)
+            self.ready.set()
+            while self.running:
+                batch = consumer.poll(settings.max_batch, timeout=0.2)
+                if not batch:
+                    continue
+                if linger and len(batch) < settings.max_batch:
+                    batch += consumer.poll(settings.max_batch - len(batch), timeout=linger)
+                if isinstance(producer, TransactionalProducer):
+                    producer.begin()
+                    self.process_isolating(batch, producer)
+                    producer.commit_with(consumer)
+                else:
+                    self.process_isolating(batch, producer)
+                    producer.flush()  # every prediction acknowledged ...
+                    consumer.commit()  # ... before the requests count as done
+            watcher.join(timeout=2)
+
+    def process_isolating(self, batch: list[Message], producer: Producer) -> None:
+        """:meth:`process`, where an unexpected exception dead-letters only the message behind
+        it (the batch is retried message by message) instead of stopping the predictor."""
+
+        def dead_letter(message: Message, reason: str) -> None:
+            self._dead_letter(producer, reason, message.value)
+
+        handle_isolating(batch, self.process, producer, dead_letter)
+
+    def process(self, batch: list[Message], producer: Producer) -> None:
+        """Predict a micro-batch; dead-letter what cannot be predicted. Never raises on input."""
+        self._predict(batch, producer)
+        self.stats.batches += 1
+
+    def _predict(self, requests: list[Message], producer: Producer) -> None:
+        bundle = self._bundle  # one model per batch, even if a swap lands meanwhile
+        assert bundle is not None
+        parsed = messages.parse_requests([m.value for m in requests])
+        for position, error in parsed.rejected:
+            self._dead_letter(producer, str(error), requests[position].value, error.request_id)
+        if not parsed.ids:
+            return
+        try:
+            probabilities = bundle.predict_columns(parsed.columns).tolist()
+        except (OverflowError, ValueError, TypeError):
+            # A value the schema let through but NumPy cannot take (an integer beyond float
+            # range): find it row by row, so only its own message fails.
+            probabilities = self._predict_one_by_one(bundle, parsed, requests, producer)
+        ids, version = parsed.ids, bundle.version
+        kept = [i for i, p in enumerate(probabilities) if p is not None]
+        if len(kept) < len(ids):
+            ids = [ids[i] for i in kept]
+            probabilities = [probabilities[i] for i in kept]
+        topic, produce = self.topics.predictions, producer.produce
+        for request_id, value in zip(
+            ids, messages.predictions(ids, probabilities, version), strict=True
+        ):
+            produce(topic, value, request_id.encode())
+        self.stats.predictions += len(ids)
+
+    def _predict_one_by_one(
+        self,
+        bundle: ModelBundle,
+        parsed: messages.RequestBatch,
+        requests: list[Message],
+        producer: Producer,
+    ) -> list[float | None]:
+        out: list[float | None] = []
+        for row, (request_id, position) in enumerate(
+            zip(parsed.ids, parsed.positions, strict=True)
+        ):
+            one = {name: values[row : row + 1] for name, values in parsed.columns.items()}
+            try:
+                probability = float(bundle.predict_columns(one)[0])
+                if not np.isfinite(probability):
+                    raise ValueError("the model returned a non-finite probability")
+            except (OverflowError, ValueError, TypeError) as exc:
+                reason = f"cannot be predicted: {exc}"
+                self._dead_letter(producer, reason, requests[position].value, request_id)
+                out.append(None)
+            else:
+                out.append(probability)
+        return out
+
+    def _dead_letter(
+        self, producer: Producer, error: str, payload: bytes, request_id: str | None = None
+    ) -> None:
+        self.stats.dead_letters += 1
+        log.warning("dead-lettered %s: %s", request_id or "a message", error)
+        producer.produce(
+            self.topics.dead_letter,
+            messages.dead_letter(error, payload, request_id),
+            request_id.encode() if request_id else None,
+        )

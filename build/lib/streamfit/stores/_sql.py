@@ -1,0 +1,122 @@
+"""One way to open a database for streamfit's stores: any SQLAlchemy URL, SQLite or PostgreSQL.
+
+* SQLite: the file's directory is created; WAL (readers never wait for the writer) and a 30 s
+  busy timeout; a write transaction starts with ``BEGIN IMMEDIATE``, so two writers queue for
+  the lock instead of one failing half-way (a deferred transaction that reads and then writes
+  can hit ``database is locked`` at its first write).
+* PostgreSQL (``postgresql+psycopg://``): tables are created under an advisory lock, so services
+  starting together do not race on ``CREATE TABLE``; a transaction aborted by a deadlock or a
+  serialization failure is retried by :func:`transact`.
+* Database errors come out as :class:`StoreUnavailable` (cannot reach the database: retry later)
+  or :class:`StoreError` (this statement failed: its input is to blame), with the driver's own
+  one-line reason, never a page of SQL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+T = TypeVar("T")
+
+_RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
+_ATTEMPTS = 5
+_SCHEMA_LOCK = 0x5F5E100  # any constant: one advisory lock for every streamfit schema change
+
+
+class StoreError(Exception):
+    """A statement failed; the message is the database's reason."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or refused the connection."""
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine for ``url`` with the settings above (no connection is opened yet)."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url)
+        sa.event.listen(engine, "connect", _sqlite_connect)
+        sa.event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def create_schema(engine: sa.Engine, metadata: sa.MetaData) -> None:
+    """Create the tables and indexes of ``metadata`` that do not exist yet."""
+    with writing(engine) as db:
+        if engine.dialect.name == "postgresql":
+            db.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        metadata.create_all(db)
+
+
+@contextlib.contextmanager
+def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """One write transaction (``BEGIN IMMEDIATE`` on SQLite): committed on success."""
+    with _translated(), engine.connect() as db:
+        db.execution_options(streamfit_write=True)
+        with db.begin():
+            yield db
+
+
+def transact(engine: sa.Engine, work: Callable[[sa.Connection], T]) -> T:
+    """Run ``work(db)`` in one write transaction, again from the start if PostgreSQL aborted it
+    for a deadlock or a serialization failure (it then committed nothing)."""
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            with writing(engine) as db:
+                return work(db)
+        except StoreError as exc:
+            if attempt == _ATTEMPTS or getattr(exc, "sqlstate", None) not in _RETRYABLE_SQLSTATES:
+                raise
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def reading(engine: sa.Engine) -> Iterator[sa.Connection]:
+    with _translated(), engine.connect() as db:
+        yield db
+
+
+@contextlib.contextmanager
+def _translated() -> Iterator[None]:
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        orig = exc.orig
+        reason = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        unavailable = exc.connection_invalidated or isinstance(
+            exc, sa.exc.OperationalError | sa.exc.InterfaceError
+        )
+        sqlstate = getattr(orig, "sqlstate", None)
+        if sqlstate in _RETRYABLE_SQLSTATES:
+            unavailable = False
+        error = (StoreUnavailable if unavailable else StoreError)(reason)
+        error.sqlstate = sqlstate  # type: ignore[attr-defined]
+        raise error from exc
+    except sa.exc.StatementError as exc:  # e.g. a value the driver cannot convert
+        raise StoreError(str(exc.orig).strip() or type(exc.orig).__name__) from exc
+    except OverflowError as exc:  # sqlite3: an integer beyond 64 bits, raised as is
+        raise StoreError(str(exc)) from exc
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling off: SQLAlchemy's "begin" event below emits BEGIN.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(db: sa.Connection) -> None:
+    write = db.get_execution_options().get("streamfit_write", False)
+    db.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")

@@ -1,0 +1,423 @@
+"""The observation store: one row per ``request_id``, whatever order its parts arrive in.
+
+A row gathers the request (the raw JSON message as it arrived, so nothing is re-encoded), the
+prediction (probability, model version) and the true label, each with the time it was recorded.
+The three come from three topics and may arrive in any order and more than once: every part is
+an upsert that fills only what is still empty (first write wins), so a redelivered message
+changes nothing and a label that comes before its request waits in the row (a *pending label*)
+until the request joins it. A *labelled observation* is a row with both data and a label.
+
+:meth:`ObservationStore.record` also keeps the retrain counter: in the same transaction as the
+upserts it compares ``labelled // every`` with the last threshold published (a mark stored in the
+database, row-locked on PostgreSQL so concurrent recorders count correctly) and queues one
+command per new threshold in a transactional *outbox*; :meth:`ObservationStore.sending` hands the
+unsent commands out and marks them sent once the caller has delivered them. A recorder that dies
+anywhere in between neither skips nor repeats a threshold.
+
+Any SQLAlchemy URL: ``sqlite:///path/observations.db`` (the embedded default) or
+``postgresql+psycopg://user:password@host/db`` for services on several machines.
+
+>>> import tempfile
+>>> store = ObservationStore(f"sqlite:///{tempfile.mkdtemp()}/o.db")
+>>> _ = store.record(ObservationBatch(labels=[("r1", 1)]))  # the label comes first
+>>> store.count(labelled=True), store.pending_labels()
+(0, 1)
+>>> outcome = store.record(
+...     ObservationBatch(requests=[("r1", b'{"request_id": "r1", "data": {"age": 39}}')]),
+...     every=1,
+...     command=lambda threshold, labelled: ("retrain", b"%d" % threshold),
+... )
+>>> outcome.labelled, outcome.thresholds, store.pending_labels()
+(1, [1], 0)
+>>> with store.sending() as unsent:
+...     [(m.topic, m.value) for m in unsent]
+[('retrain', b'1')]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pandas as pd
+import sqlalchemy as sa
+
+from ..data import FEATURE_COLUMNS, NUMERIC_COLUMNS
+from ._sql import create_schema, make_engine, reading, transact, writing
+
+_metadata = sa.MetaData()
+_BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER
+
+observations_table = sa.Table(
+    "observations",
+    _metadata,
+    sa.Column("seq", _BigInt, primary_key=True, autoincrement=True),  # row creation order
+    sa.Column("request_id", sa.Text, nullable=False, unique=True),
+    sa.Column("data", sa.LargeBinary),  # the request message as it arrived
+    sa.Column("received_at", sa.Float),
+    sa.Column("probability", sa.Float),
+    sa.Column("model_version", sa.BigInteger),
+    sa.Column("predicted_at", sa.Float),
+    sa.Column("label", sa.SmallInteger),
+    sa.Column("labelled_at", sa.Float),
+)
+_obs = observations_table.c
+_labelled = sa.and_(_obs.data.is_not(None), _obs.label.is_not(None))
+sa.Index(
+    "observations_labelled_v2",
+    _obs.labelled_at,
+    _obs.seq,
+    sqlite_where=_labelled,
+    postgresql_where=_labelled,
+)
+sa.Index(
+    "observations_received_v2",
+    _obs.received_at,
+    _obs.seq,
+    sqlite_where=_obs.data.is_not(None),
+    postgresql_where=_obs.data.is_not(None),
+)
+sa.Index(  # pending labels: rows without a request yet (few; counted on every sweep)
+    "observations_pending",
+    _obs.seq,
+    sqlite_where=_obs.data.is_(None),
+    postgresql_where=_obs.data.is_(None),
+)
+
+# Named counters, e.g. the last retrain threshold published ("retrain_mark").
+marks_table = sa.Table(
+    "observation_marks",
+    _metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.BigInteger, nullable=False),
+)
+RETRAIN_MARK = "retrain_mark"
+
+outbox_table = sa.Table(
+    "outbox",
+    _metadata,
+    sa.Column("id", _BigInt, primary_key=True, autoincrement=True),
+    sa.Column("topic", sa.Text, nullable=False),
+    sa.Column("key", sa.LargeBinary),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("sent_at", sa.Float),
+)
+sa.Index(
+    "outbox_unsent",
+    outbox_table.c.id,
+    sqlite_where=outbox_table.c.sent_at.is_(None),
+    postgresql_where=outbox_table.c.sent_at.is_(None),
+)
+
+# Columns an upsert may fill, each only while it is still NULL.
+_PARTS = ("data", "received_at", "probability", "model_version", "predicted_at", "label")
+_FILLED = (*_PARTS, "labelled_at")
+
+
+@dataclass
+class ObservationBatch:
+    """What one batch of messages says about its requests, in arrival order."""
+
+    requests: list[tuple[str, bytes]] = field(default_factory=list)  # (id, raw request JSON)
+    predictions: list[tuple[str, float, int]] = field(default_factory=list)  # (id, p, version)
+    labels: list[tuple[str, int]] = field(default_factory=list)  # (id, 0 or 1)
+
+    def __len__(self) -> int:
+        return len(self.requests) + len(self.predictions) + len(self.labels)
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """The store after :meth:`ObservationStore.record`: labelled observations in it, and the
+    retrain thresholds this call crossed (each queued once in the outbox)."""
+
+    labelled: int
+    thresholds: list[int]
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: int
+    topic: str
+    value: bytes
+    key: bytes | None = None
+
+
+# command(threshold, labelled) -> (topic, value) of the message to publish for that threshold.
+Command = Callable[[int, int], tuple[str, bytes]]
+
+
+class ObservationStore:
+    """Observations behind SQLAlchemy Core; creates its tables on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            _migrate_sqlite_v1(self.engine)
+        create_schema(self.engine, _metadata)
+        dialect = self.engine.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert
+        else:
+            raise ValueError(f"observation store needs SQLite or PostgreSQL, got {dialect!r}")
+        self._insert = insert
+        self._upsert = _upsert_statement(insert)
+
+    @property
+    def display_url(self) -> str:
+        """The URL without its password, for logs."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    # -- writing ------------------------------------------------------------------------------
+    def record(
+        self,
+        batch: ObservationBatch,
+        *,
+        every: int = 0,
+        command: Command | None = None,
+        now: float | None = None,
+    ) -> Recorded:
+        """Upsert ``batch`` in one transaction; with ``every``, queue ``command`` for each
+        multiple of ``every`` labelled observations reached beyond the stored mark."""
+        if every < 0 or (every and command is None):
+            raise ValueError("record needs every >= 0, and a command when every > 0")
+        rows = _merge(batch, time.time() if now is None else now)
+
+        def work(db: sa.Connection) -> Recorded:
+            if rows:
+                db.execute(self._upsert, rows)
+            if not every:
+                return Recorded(self._count(db, labelled=True), [])
+            return self._advance(db, every, command)  # type: ignore[arg-type]
+
+        return transact(self.engine, work)
+
+    def _advance(self, db: sa.Connection, every: int, command: Command) -> Recorded:
+        # The row lock serialises concurrent recorders from here to their commit; in READ
+        # COMMITTED each statement sees what committed before it, so the count below includes
+        # every recorder that held the lock before this one.
+        db.execute(
+            self._insert(marks_table)
+            .values(name=RETRAIN_MARK, value=0)
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        mark = db.execute(
+            sa.select(marks_table.c.value)
+            .where(marks_table.c.name == RETRAIN_MARK)
+            .with_for_update()
+        ).scalar_one()
+        labelled = self._count(db, labelled=True)
+        reached = labelled // every
+        if reached <= mark:
+            return Recorded(labelled, [])
+        thresholds = [k * every for k in range(mark + 1, reached + 1)]
+        created = time.time()
+        outbox = []
+        for threshold in thresholds:
+            topic, value = command(threshold, labelled)
+            outbox.append({"topic": topic, "key": None, "value": value, "created_at": created})
+        db.execute(outbox_table.insert(), outbox)
+        db.execute(
+            marks_table.update().where(marks_table.c.name == RETRAIN_MARK).values(value=reached)
+        )
+        return Recorded(labelled, thresholds)
+
+    @contextlib.contextmanager
+    def sending(self) -> Iterator[list[OutboxMessage]]:
+        """The unsent outbox messages, oldest first, marked sent when the block ends normally.
+
+        Deliver them (produce and flush) inside the block: an exception leaves them unsent for
+        the next call. The rows stay locked meanwhile (SKIP LOCKED on PostgreSQL), so two
+        recorders never both send one.
+        """
+        box = outbox_table.c
+        with writing(self.engine) as db:
+            rows = db.execute(
+                sa.select(box.id, box.topic, box.value, box.key)
+                .where(box.sent_at.is_(None))
+                .order_by(box.id)
+                .with_for_update(skip_locked=True)
+            ).all()
+            yield [OutboxMessage(r.id, r.topic, r.value, r.key) for r in rows]
+            if rows:
+                db.execute(
+                    outbox_table.update()
+                    .where(box.id.in_([r.id for r in rows]))
+                    .values(sent_at=time.time())
+                )
+
+    def unsent(self) -> int:
+        """Outbox messages not yet delivered."""
+        with reading(self.engine) as db:
+            return db.execute(
+                sa.select(sa.func.count()).where(outbox_table.c.sent_at.is_(None))
+            ).scalar_one()
+
+    def retrain_mark(self) -> int:
+        """How many thresholds of the retrain counter were published (queued) so far."""
+        with reading(self.engine) as db:
+            value = db.execute(
+                sa.select(marks_table.c.value).where(marks_table.c.name == RETRAIN_MARK)
+            ).scalar()
+        return int(value or 0)
+
+    # -- reading ------------------------------------------------------------------------------
+    def count(self, labelled: bool = False) -> int:
+        """Observations (rows with a request); ``labelled``: those that also have a label."""
+        with reading(self.engine) as db:
+            return self._count(db, labelled)
+
+    def pending_labels(self) -> int:
+        """Labels whose request has not been seen (yet)."""
+        with reading(self.engine) as db:
+            return db.execute(
+                sa.select(sa.func.count()).where(_obs.data.is_(None), _obs.label.is_not(None))
+            ).scalar_one()
+
+    def get(self, request_id: str) -> dict[str, Any] | None:
+        """Everything known about one request, or None."""
+        with reading(self.engine) as db:
+            row = db.execute(
+                sa.select(observations_table).where(_obs.request_id == request_id)
+            ).first()
+        return None if row is None else dict(row._mapping)
+
+    def labelled_frame(self, limit: int | None = None) -> pd.DataFrame:
+        """Labelled observations, oldest first, as raw Adult columns plus ``label``.
+
+        ``limit`` keeps only the most recent ones.
+        """
+        extra = ["label", "probability", "model_version", "labelled_at"]
+        return _frame(self._latest_labelled(["request_id", "data", *extra], limit), extra)
+
+    def labelled_outcomes(self, limit: int | None = None) -> pd.DataFrame:
+        """``label``, ``probability``, ``model_version`` of labelled observations, oldest first.
+
+        No request is decoded: the monitor's realised metrics read many rows every check.
+        """
+        columns = ["label", "probability", "model_version"]
+        return pd.DataFrame(self._latest_labelled(columns, limit), columns=columns)
+
+    def recent_frame(self, limit: int) -> pd.DataFrame:
+        """The most recent observations (by arrival of the request), labelled or not, oldest
+        first."""
+        query = (
+            sa.select(
+                _obs.request_id,
+                _obs.data,
+                _obs.label,
+                _obs.probability,
+                _obs.model_version,
+                _obs.received_at,
+            )
+            .where(_obs.data.is_not(None))
+            .order_by(_obs.received_at.desc(), _obs.seq.desc())
+            .limit(int(limit))
+        )
+        with reading(self.engine) as db:
+            rows = [tuple(r) for r in db.execute(query)][::-1]
+        return _frame(rows, ["label", "probability", "model_version", "received_at"])
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- internals ----------------------------------------------------------------------------
+    def _count(self, db: sa.Connection, labelled: bool) -> int:
+        where = _labelled if labelled else _obs.data.is_not(None)
+        return db.execute(sa.select(sa.func.count()).where(where)).scalar_one()
+
+    def _latest_labelled(self, columns: list[str], limit: int | None) -> list[tuple]:
+        """``columns`` of the labelled observations (the newest ``limit``), oldest first."""
+        query = (
+            sa.select(*(_obs[name] for name in columns))
+            .where(_labelled)
+            .order_by(_obs.labelled_at.desc(), _obs.seq.desc())
+        )
+        if limit is not None:
+            query = query.limit(int(limit))
+        with reading(self.engine) as db:
+            return [tuple(r) for r in db.execute(query)][::-1]
+
+
+def _merge(batch: ObservationBatch, now: float) -> list[dict[str, Any]]:
+    """One row per request_id (an upsert may touch a row only once), in first-arrival order;
+    within the batch too, the first value of a part wins."""
+    rows: dict[str, dict[str, Any]] = {}
+
+    def row(request_id: str) -> dict[str, Any]:
+        found = rows.get(request_id)
+        if found is None:
+            found = rows[request_id] = dict.fromkeys(_FILLED) | {"request_id": request_id}
+        return found
+
+    for request_id, data in batch.requests:
+        entry = row(request_id)
+        if entry["data"] is None:
+            entry.update(data=data, received_at=now)
+    for request_id, probability, version in batch.predictions:
+        entry = row(request_id)
+        if entry["probability"] is None:
+            entry.update(probability=probability, model_version=version, predicted_at=now)
+    for request_id, label in batch.labels:
+        entry = row(request_id)
+        if entry["label"] is None:
+            entry.update(label=label, labelled_at=now)
+    return list(rows.values())
+
+
+def _upsert_statement(insert: Any) -> Any:
+    statement = insert(observations_table)
+    new = statement.excluded
+    # Fill what is empty, never overwrite: idempotent and independent of arrival order. A row
+    # that would not change is not written at all (a redelivered message costs one index probe).
+    fills = {name: sa.func.coalesce(_obs[name], new[name]) for name in _FILLED}
+    changes = sa.or_(*(sa.and_(_obs[name].is_(None), new[name].is_not(None)) for name in _PARTS))
+    return statement.on_conflict_do_update(
+        index_elements=[_obs.request_id], set_=fills, where=changes
+    )
+
+
+def _migrate_sqlite_v1(engine: sa.Engine) -> None:
+    """Bring an ``observations.db`` written by the predictor of streamfit 0.1 (request_id
+    primary key, data and received_at NOT NULL, no predicted_at) to this schema, rows kept."""
+    with writing(engine) as db:
+        inspector = sa.inspect(db)
+        if not inspector.has_table("observations"):
+            return
+        if "seq" in {c["name"] for c in inspector.get_columns("observations")}:
+            return
+        db.exec_driver_sql("ALTER TABLE observations RENAME TO observations_v1")
+        db.exec_driver_sql("DROP INDEX IF EXISTS observations_labelled")
+        _metadata.create_all(db, tables=[observations_table])
+        db.exec_driver_sql(
+            "INSERT INTO observations (request_id, data, received_at, probability, "
+            "model_version, predicted_at, label, labelled_at) "
+            "SELECT request_id, data, received_at, probability, model_version, "
+            "CASE WHEN probability IS NULL THEN NULL ELSE received_at END, label, labelled_at "
+            "FROM observations_v1 ORDER BY rowid"
+        )
+        db.exec_driver_sql("DROP TABLE observations_v1")
+
+
+def _frame(rows: Sequence[tuple], extra: list[str]) -> pd.DataFrame:
+    records = []
+    for request_id, data, *rest in rows:
+        record = orjson.loads(data)
+        if isinstance(record.get("data"), dict):  # the whole request message, as it arrived
+            record = record["data"]
+        record = {name: record.get(name) for name in FEATURE_COLUMNS}
+        record["request_id"] = request_id
+        record.update(zip(extra, rest, strict=True))
+        records.append(record)
+    frame = pd.DataFrame.from_records(records, columns=[*FEATURE_COLUMNS, "request_id", *extra])
+    for name in NUMERIC_COLUMNS:
+        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+    return frame

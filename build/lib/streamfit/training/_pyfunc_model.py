@@ -1,0 +1,30 @@
+"""MLflow "models from code" definition of a streamfit model (logged by the MLflow tracker).
+
+MLflow stores this file with the model instead of a pickle; ``load_context`` rebuilds the model
+from the bundle directory logged as the ``bundle`` artifact (LightGBM text + pipeline JSON).
+``predict`` takes raw Adult columns and returns P(income > 50K).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+
+class StreamfitModel(PythonModel):
+    def load_context(self, context: Any) -> None:
+        from streamfit.bundle import ModelBundle
+
+        self.bundle = ModelBundle.load(Path(context.artifacts["bundle"]))
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> np.ndarray:
+        frame = pd.DataFrame(model_input)
+        return self.bundle.predict_matrix(self.bundle.pipeline.transform(frame))
+
+
+mlflow.models.set_model(StreamfitModel())

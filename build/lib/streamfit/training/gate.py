@@ -1,0 +1,115 @@
+"""Champion/challenger gate and the holdout it scores on (promotions: ``streamfit.promotion``).
+
+The holdout has two parts, and neither is ever trained on:
+
+* **A fixed slice of adult.data**: a stratified ``holdout_fraction`` of the rows, drawn with a
+  constant seed (:data:`HOLDOUT_SEED`, independent of ``Settings.seed``), so it is the same rows
+  in every round and no model, old or new, has seen them.
+* **The most recent labelled observations**: the newest ``gate_recent_fraction`` of the labelled
+  observations handed to a round are held out of that round's training. They arrived after the
+  champion was trained (the champion's round only had the observations before them), so both
+  models meet them fresh. The next round trains on them and holds out the newer ones.
+
+The challenger is promoted only if its holdout log loss is at most the champion's plus
+``gate_tolerance``; the first model (no champion, or a champion that no longer loads) is always
+promoted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..bundle import BundleError, ModelBundle, ModelStore
+from ..data import FEATURE_COLUMNS
+from .objective import classification_metrics
+
+# Never change: a new seed would move rows that earlier champions trained on into the holdout.
+HOLDOUT_SEED = 20_240_601
+
+
+def split_fixed_holdout(frame: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, holdout): a stratified ``fraction`` of rows per label, the same rows every time."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"holdout fraction must be in [0, 1), got {fraction}")
+    rng = np.random.default_rng(HOLDOUT_SEED)
+    held = np.zeros(len(frame), dtype=bool)
+    labels = frame["label"].to_numpy()
+    for value in (0, 1):
+        rows = np.flatnonzero(labels == value)
+        take = math.ceil(fraction * len(rows))
+        held[rng.permutation(rows)[:take]] = True
+    return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
+
+
+def split_recent(
+    observations: pd.DataFrame | None, fraction: float
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, holdout) of labelled observations, oldest first: the newest ``fraction`` (at
+    least one row when there are any and fraction > 0) is the holdout."""
+    columns = [*FEATURE_COLUMNS, "label"]
+    if observations is None or observations.empty:
+        empty = pd.DataFrame(columns=columns)
+        return empty, empty.copy()
+    frame = observations.loc[observations["label"].notna(), columns].reset_index(drop=True)
+    frame["label"] = frame["label"].astype("int8")
+    held = math.ceil(fraction * len(frame)) if fraction > 0 else 0
+    cut = len(frame) - held
+    return frame.iloc[:cut].reset_index(drop=True), frame.iloc[cut:].reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promoted: bool
+    reason: str
+    challenger: dict[str, float]  # holdout metrics
+    champion: dict[str, float] | None
+    champion_version: int | None  # the champion the challenger was compared with
+    holdout_rows: int
+
+
+def score(bundle: ModelBundle, holdout: pd.DataFrame) -> dict[str, float]:
+    probabilities = bundle.predict_matrix(bundle.pipeline.transform(holdout))
+    return classification_metrics(holdout["label"].to_numpy(), probabilities)
+
+
+def decide(
+    challenger: ModelBundle,
+    store: ModelStore,
+    holdout: pd.DataFrame,
+    tolerance: float,
+) -> GateDecision:
+    """Score the challenger and the store's champion on ``holdout`` and decide."""
+    mine = score(challenger, holdout)
+    champion_version = store.champion()
+    if champion_version is None:
+        return GateDecision(True, "first model", mine, None, None, len(holdout))
+    try:
+        champion = store.load(champion_version)
+        champion.validate()
+    except BundleError as exc:
+        return GateDecision(
+            True, f"champion v{champion_version} unusable ({exc})", mine, None, None, len(holdout)
+        )
+    theirs = score(champion, holdout)
+    limit = theirs["log_loss"] + tolerance
+    verdict = (
+        f"holdout log loss {mine['log_loss']:.4f} vs champion v{champion_version} "
+        f"{theirs['log_loss']:.4f} (tolerance {tolerance:g}, {len(holdout)} rows)"
+    )
+    promoted = mine["log_loss"] <= limit
+    reason = ("promoted: " if promoted else "refused: ") + verdict
+    return GateDecision(promoted, reason, mine, theirs, champion_version, len(holdout))
+
+
+__all__ = [
+    "HOLDOUT_SEED",
+    "GateDecision",
+    "decide",
+    "score",
+    "split_fixed_holdout",
+    "split_recent",
+]

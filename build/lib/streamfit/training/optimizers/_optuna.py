@@ -1,0 +1,115 @@
+"""Optuna TPE (multivariate, as Optuna 5 defaults) with pruning of unpromising CV runs.
+
+optuna-integration (home of ``LightGBMPruningCallback`` since Optuna 3) is not a dependency, so
+:class:`_PruningCallback` does its job in a few lines: report the CV log loss mean each boosting
+round and stop the run when the pruner says so. It raises the objective's own
+:class:`~streamfit.training.objective.TrialPruned`, carrying the last loss and round, so the
+objective stays backend-agnostic; this optimiser then tells Optuna the trial was pruned.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import TrialState
+
+from ..objective import TrialPruned
+from ..space import Categorical, Dimension, IntStep, LogUniform, SearchSpace, Uniform
+from ._base import Optimizer, Suggestion
+
+
+def _distribution(dimension: Dimension) -> BaseDistribution:
+    if isinstance(dimension, LogUniform):
+        return FloatDistribution(dimension.low, dimension.high, log=True)
+    if isinstance(dimension, Uniform):
+        return FloatDistribution(dimension.low, dimension.high)
+    if isinstance(dimension, IntStep):
+        return IntDistribution(dimension.low, dimension.high, step=dimension.step)
+    if isinstance(dimension, Categorical):
+        return CategoricalDistribution(list(dimension.choices))
+    raise TypeError(f"unsupported dimension {dimension!r}")
+
+
+class _PruningCallback:
+    """LightGBM callback reporting ``valid binary_logloss-mean`` to an Optuna trial."""
+
+    order = 30  # after early stopping (order 30 too; ties keep registration order)
+
+    def __init__(self, trial: optuna.Trial, interval: int = 5) -> None:
+        self.trial = trial
+        self.interval = interval
+
+    def __call__(self, env: Any) -> None:
+        step = env.iteration + 1
+        if step % self.interval:
+            return
+        for item in env.evaluation_result_list:
+            # lgb.cv entries: ("valid", metric, mean, is_higher_better, stdv)
+            if item[1] == "binary_logloss":
+                loss = float(item[2])
+                break
+        else:
+            return
+        self.trial.report(loss, step)
+        if self.trial.should_prune():
+            raise TrialPruned(loss, step)
+
+
+class OptunaOptimizer(Optimizer):
+    name = "optuna"
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        *,
+        seed: int = 42,
+        n_startup: int = 5,
+        pruning: bool = True,
+    ) -> None:
+        super().__init__(space, seed=seed, n_startup=n_startup)
+        self.pruning = pruning
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self._distributions = {d.name: _distribution(d) for d in space}
+        # Pruning compares partial CV curves at the same boosting round. Curves at different
+        # learning rates only separate late, so wait a while (warm-up) before judging, and only
+        # once a few trials have run to completion.
+        pruner = (
+            optuna.pruners.MedianPruner(
+                n_startup_trials=n_startup, n_warmup_steps=50, interval_steps=5
+            )
+            if pruning
+            else optuna.pruners.NopPruner()
+        )
+        self._study = optuna.create_study(
+            direction="minimize",
+            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup),
+            pruner=pruner,
+        )
+
+    def _suggest(self) -> tuple[dict[str, Any], Any]:
+        trial = self._study.ask(self._distributions)
+        return dict(trial.params), trial
+
+    def _fix(self, params: dict[str, Any]) -> Any:
+        self._study.enqueue_trial(params)
+        return self._study.ask(self._distributions)
+
+    def pruning_callback(self, suggestion: Suggestion) -> _PruningCallback | None:
+        return _PruningCallback(suggestion.handle) if self.pruning else None
+
+    def _observe(self, suggestion: Suggestion, loss: float | None, status: str) -> None:
+        trial = suggestion.handle
+        if status == "ok" and loss is not None and math.isfinite(loss):
+            self._study.tell(trial, float(loss))
+        elif status == "pruned":
+            self._study.tell(trial, state=TrialState.PRUNED)
+        else:
+            self._study.tell(trial, state=TrialState.FAIL)

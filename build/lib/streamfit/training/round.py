@@ -1,0 +1,604 @@
+"""One training round, end to end: the services' single entry point into training.
+
+data -> feature pipeline -> warm-started search (every trial stored) -> refit with the winner's
+params and boosting rounds -> adult.test metrics -> bundle -> MLflow (runs, artifacts, model,
+registry alias ``challenger``) -> champion/challenger gate -> maybe promote (alias ``champion``).
+
+**Warm-start rule.** A round first evaluates, in this order and without duplicates: the current
+champion's parameters (if the champion was trained in the same search space), then the
+``warm_start_top_k`` best completed trials of all earlier rounds whose search-space hash equals
+the current one. They are *re-evaluated* on this round's data rather than trusted, because old
+scores were measured on other data; their fresh results are told to the optimiser before it
+proposes anything, so its model starts informed. They count as the optimiser's start-up
+trials: with ``n_startup`` (5) or more of them, its model proposes from the next trial on and
+refines around the best of them (measured against drawing 5 random points after them first:
+same trials to target on every seed of the benchmark, no better best, and a 10-trial retrain
+would have no model-based trial left). Warm-start trials count towards ``max_evals``.
+A change to the search space (ranges, dimensions, fixed params) changes the hash and starts cold.
+A cold round (nothing to warm-start from, or ``warm_start=False``) evaluates the space's
+``start`` point first.
+
+**Drift-aware rounds.** With ``settings.drop_drifting_features`` above 0, the round first scores
+each feature's drift (MLBox's per-feature score, see ``monitoring.drifting_features``) between the
+original training data and the recent requests, and leaves out every feature whose score reaches
+the threshold, as MLBox's drift thresholder does. The fitted feature pipeline records what it
+dropped, so serving drops the same columns; so do the bundle manifest, the MLflow run's tags and
+the round's log line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from .. import promotion
+from ..bundle import BundleError, ModelBundle, ModelStore, bundle_sha256
+from ..config import Settings
+from ..data import FEATURE_COLUMNS, load_adult
+from ..features import FeaturePipeline
+from .gate import GateDecision, decide, split_fixed_holdout, split_recent
+from .objective import CVObjective, CVResult, classification_metrics, fit_final
+from .optimizers import Optimizer, get_optimizer
+from .space import DEFAULT_SPACE, SearchSpace, params_key
+from .tracking import Tracker, get_tracker
+from .tracking._timed import TimedTracker
+from .trials import TrialStore, data_fingerprint
+
+if TYPE_CHECKING:
+    from ..bus import Producer
+
+log = logging.getLogger("streamfit.round")
+
+TRIGGERS = ("initial", "retrain", "manual", "drift")
+MIN_DRIFT_ROWS = 100  # fewer recent rows than this: too noisy to drop features on
+
+
+class TrainingError(RuntimeError):
+    """A round could not produce a model (e.g. every trial failed)."""
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    version: int  # bundle version written by this round
+    promoted: bool
+    reason: str
+    metrics: dict[str, float]  # adult.test auc/log_loss/accuracy, cv_logloss, holdout_log_loss
+    champion_version: int | None  # after the gate
+    duration_s: float
+    n_trials: int
+    round_id: int = 0
+    params: dict[str, Any] = field(default_factory=dict)  # the winner's searched params
+    best_iteration: int = 0  # the winner's CV boosting rounds (the refit scales them up)
+    warm_start_points: int = 0
+    mlflow_run_id: str | None = None
+    registry_version: int | None = None
+    tracking_s: float = 0.0  # time spent in the tracker: MLflow's overhead
+    tracking_breakdown: dict[str, float] = field(default_factory=dict)  # per tracker call
+    dropped_features: list[str] = field(default_factory=list)  # left out for drifting
+
+
+def run_round(
+    settings: Settings,
+    *,
+    trigger: str,
+    max_evals: int,
+    new_observations: pd.DataFrame | None = None,
+    tracker: Tracker | None = None,
+    progress: Callable[[str], None] | None = None,
+    base_data: pd.DataFrame | None = None,
+    space: SearchSpace = DEFAULT_SPACE,
+    warm_start: bool = True,
+    recent: pd.DataFrame | None = None,
+    producer: Producer | None = None,
+) -> RoundOutcome:
+    """Run one round (see the module docstring) and return what happened.
+
+    ``new_observations``: labelled observations (raw Adult columns + ``label``, oldest first),
+    added to adult.data; their newest ``gate_recent_fraction`` is held out for the gate.
+    ``base_data`` replaces adult.data (tests and benchmarks use a subsample);
+    ``warm_start=False`` starts cold. ``recent``: the latest requests, labelled or not, that a
+    drift-aware round compares with the training data (default: ``new_observations``).
+    LightGBM uses ``settings.train_threads`` threads
+    throughout, so a predictor on the same machine keeps its core.
+
+    With a registry (the MLflow tracker), the bundle is registered before the gate and stored
+    locally under its registry version; a promotion goes through :func:`promotion.promote`,
+    which announces it on ``models`` (through ``producer`` when given).
+    """
+    if trigger not in TRIGGERS:
+        raise ValueError(f"trigger must be one of {TRIGGERS}, got {trigger!r}")
+    if max_evals < 1:
+        raise ValueError(f"max_evals must be at least 1, got {max_evals}")
+    started = time.perf_counter()
+    timed = TimedTracker(tracker if tracker is not None else get_tracker(settings))
+    trials = TrialStore(settings.trials_url)
+    _sync_champion(settings, timed)
+    # LightGBM gets train_threads explicitly; this bounds the BLAS pools too (scikit-optimize's
+    # GP fits, sklearn metrics), so a predictor on the same machine keeps its core.
+    with threadpool_limits(limits=settings.train_threads):
+        try:
+            data = _RoundData.build(settings, base_data, new_observations, recent)
+            outcome = _Round(
+                settings, trigger, max_evals, space, timed, trials, data, progress, warm_start
+            ).run(started, producer)
+        finally:
+            trials.close()
+    return dataclasses.replace(
+        outcome,
+        duration_s=time.perf_counter() - started,
+        tracking_s=timed.seconds,
+        tracking_breakdown=dict(timed.breakdown),
+    )
+
+
+@dataclass
+class _RoundData:
+    """Training rows, gate holdout rows, and the fitted pipeline's matrix."""
+
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    observed_train: int
+    observed_holdout: int
+    rows: int
+    data_hash: str
+    pipeline: FeaturePipeline
+    features: np.ndarray
+    labels: np.ndarray
+    dropped: list[str] = field(default_factory=list)
+
+    @classmethod
+    def build(
+        cls,
+        settings: Settings,
+        base_data: pd.DataFrame | None,
+        new_observations: pd.DataFrame | None,
+        recent: pd.DataFrame | None = None,
+    ) -> _RoundData:
+        # Everything the gate scores on is kept out of training (see gate.py).
+        original = base_data if base_data is not None else _adult("train")
+        original = original[[*FEATURE_COLUMNS, "label"]]
+        fixed_train, fixed_holdout = split_fixed_holdout(original, settings.holdout_fraction)
+        recent_train, recent_holdout = split_recent(new_observations, settings.gate_recent_fraction)
+        train = _concat(fixed_train, recent_train)
+        rows, data_hash = data_fingerprint(train)
+        current = recent if recent is not None else new_observations
+        dropped = _drifting(settings, fixed_train, current)
+        pipeline = FeaturePipeline(drop=dropped).fit(train)
+        return cls(
+            train=train,
+            holdout=_concat(fixed_holdout, recent_holdout),
+            observed_train=len(recent_train),
+            observed_holdout=len(recent_holdout),
+            rows=rows,
+            data_hash=data_hash,
+            pipeline=pipeline,
+            features=pipeline.transform(train),
+            labels=train["label"].to_numpy(),
+            dropped=dropped,
+        )
+
+
+def _drifting(
+    settings: Settings, reference: pd.DataFrame, current: pd.DataFrame | None
+) -> list[str]:
+    """Features to leave out: per-feature drift score >= ``drop_drifting_features``."""
+    threshold = settings.drop_drifting_features
+    if threshold <= 0 or current is None or len(current) < MIN_DRIFT_ROWS:
+        return []
+    from ..monitoring import detector_from_settings, drifting_features  # the monitor's scoring
+
+    detector = detector_from_settings(settings)
+    dropped = drifting_features(reference, current, threshold, detector=detector)
+    # Never everything: a model needs a feature; keep the least drifting one.
+    return dropped[:-1] if len(dropped) == len(FEATURE_COLUMNS) else dropped
+
+
+class _Round:
+    def __init__(
+        self,
+        settings: Settings,
+        trigger: str,
+        max_evals: int,
+        space: SearchSpace,
+        tracker: TimedTracker,
+        trials: TrialStore,
+        data: _RoundData,
+        progress: Callable[[str], None] | None,
+        warm_start: bool,
+    ) -> None:
+        self.settings = settings
+        self.trigger = trigger
+        self.max_evals = max_evals
+        self.space = space
+        self.tracker = tracker
+        self.trials = trials
+        self.data = data
+        self.say = progress or (lambda _line: None)
+        self.store = ModelStore(settings.models_dir, settings.keep_models)
+        points = _warm_points(settings, self.store, trials, space) if warm_start else []
+        if space.start is not None and not points:
+            points = [dict(space.start)]  # cold round: begin from the known-good point
+        self.points = points[:max_evals]
+        self.round_id = 0
+        self.run_id: str | None = None
+        self.producer: Producer | None = None
+
+    def run(self, started: float, producer: Producer | None = None) -> RoundOutcome:
+        data, settings = self.data, self.settings
+        self.producer = producer
+        self.round_id = self.trials.begin_round(
+            trigger=self.trigger,
+            optimizer=settings.optimizer,
+            data_rows=data.rows,
+            data_hash=data.data_hash,
+            space_hash=self.space.hash,
+        )
+        # Seeded per round: one seed for every round would replay round 1's random start-up.
+        optimizer = get_optimizer(
+            settings.optimizer,
+            self.space,
+            seed=settings.seed + self.round_id,
+            pruning=settings.pruning,
+        )
+        optimizer.warm_start(self.points)
+        self.say(
+            f"round {self.round_id} ({self.trigger}, {optimizer.name}, {self.max_evals} "
+            f"trials): {data.rows} training rows ({data.observed_train} observed), "
+            f"{len(data.holdout)} holdout rows ({data.observed_holdout} observed), "
+            f"{len(self.points)} warm-start point(s)"
+        )
+        if settings.drop_drifting_features > 0:
+            self.say(
+                f"drift-aware round (threshold {settings.drop_drifting_features}): dropped "
+                f"{', '.join(data.dropped) if data.dropped else 'no feature'}"
+            )
+        self.run_id = self.tracker.start_round(
+            f"round-{self.round_id}",
+            {
+                "round": str(self.round_id),
+                "trigger": self.trigger,
+                "optimizer": optimizer.name,
+                "data_rows": str(data.rows),
+                "data_hash": data.data_hash,
+                "space_hash": self.space.hash,
+                "warm_start_points": str(len(self.points)),
+                "drop_drifting_features": str(settings.drop_drifting_features),
+                "dropped_features": ",".join(data.dropped),
+            },
+        )
+        try:
+            outcome = self._search_refit_gate(optimizer)
+        except BaseException:
+            self.tracker.end_round("FAILED")
+            self.trials.finish_round(self.round_id, "failed", mlflow_run_id=self.run_id)
+            raise
+        self.tracker.end_round("FINISHED")
+        self.trials.finish_round(
+            self.round_id,
+            "done",
+            model_version=outcome.version,
+            promoted=outcome.promoted,
+            mlflow_run_id=self.run_id,
+        )
+        self.say(
+            f"round {self.round_id} done in {time.perf_counter() - started:.1f}s; "
+            f"tracking took {self.tracker.summary()}"
+        )
+        return outcome
+
+    def _search_refit_gate(self, optimizer: Optimizer) -> RoundOutcome:
+        params, winner = self._search(optimizer)
+        booster, test_labels, test_probabilities, metrics = self._refit(params, winner)
+        bundle = self._bundle(booster, params, winner, metrics, optimizer.name)
+        registry_version = self._publish(bundle, test_labels, test_probabilities)
+        version = self.store.save(bundle, registry_version)  # its registry version, if any
+        decision = self._gate(bundle, version, registry_version, metrics)
+        metrics["holdout_log_loss"] = decision.challenger["log_loss"]
+        if decision.champion is not None:
+            metrics["champion_holdout_log_loss"] = decision.champion["log_loss"]
+        self._log_round(params, winner, metrics, decision, version, registry_version)
+        return RoundOutcome(
+            version=version,
+            promoted=decision.promoted,
+            reason=decision.reason,
+            metrics=metrics,
+            champion_version=self.store.champion(),
+            duration_s=0.0,
+            n_trials=self.max_evals,
+            round_id=self.round_id,
+            params=params,
+            best_iteration=winner.rounds,
+            warm_start_points=len(self.points),
+            mlflow_run_id=self.run_id,
+            registry_version=registry_version,
+            dropped_features=list(self.data.dropped),
+        )
+
+    def _search(self, optimizer: Optimizer) -> tuple[dict[str, Any], CVResult]:
+        data = self.data
+        objective = CVObjective(
+            data.features,
+            data.labels,
+            data.pipeline.categorical_features,
+            self.space,
+            threads=self.settings.train_threads,
+            seed=self.settings.seed,
+            feature_names=data.pipeline.feature_names,
+        )
+        best: tuple[dict[str, Any], CVResult] | None = None
+        for _ in range(self.max_evals):
+            suggestion = optimizer.ask()
+            callback = optimizer.pruning_callback(suggestion)
+            result = objective(suggestion.params, [callback] if callback else [])
+            optimizer.tell(suggestion, result.loss, result.status)
+            self.trials.add_trial(
+                self.round_id,
+                suggestion.number,
+                suggestion.params,
+                loss=result.loss,
+                loss_std=result.loss_std,
+                rounds=result.rounds,
+                duration_s=result.duration_s,
+                status=result.status,
+                optimizer=optimizer.name,
+                data_rows=data.rows,
+                data_hash=data.data_hash,
+                space_hash=self.space.hash,
+                warm=suggestion.warm,
+            )
+            metrics = {
+                "cv_logloss": result.loss,
+                "cv_logloss_std": result.loss_std,
+                "rounds": result.rounds,
+                "duration_s": result.duration_s,
+                "pruned": float(result.status == "pruned"),
+            }
+            self.tracker.log_trial(
+                suggestion.number,
+                suggestion.params,
+                {k: v for k, v in metrics.items() if v is not None},
+            )
+            if result.status == "ok" and (best is None or result.loss < best[1].loss):
+                best = (suggestion.params, result)
+            self.say(_trial_line(suggestion.number, self.max_evals, suggestion.warm, result, best))
+        if best is None:
+            raise TrainingError(f"round {self.round_id}: none of {self.max_evals} trials completed")
+        return best
+
+    def _refit(
+        self, params: dict[str, Any], winner: CVResult
+    ) -> tuple[lgb.Booster, np.ndarray, np.ndarray, dict[str, float]]:
+        data, threads = self.data, self.settings.train_threads
+        booster = fit_final(
+            data.features,
+            data.labels,
+            data.pipeline.categorical_features,
+            self.space,
+            params,
+            winner.rounds,
+            threads=threads,
+            seed=self.settings.seed,
+            feature_names=data.pipeline.feature_names,
+        )
+        test = _adult("test")
+        labels = test["label"].to_numpy()
+        probabilities = booster.predict(data.pipeline.transform(test), num_threads=threads)
+        test_metrics = classification_metrics(labels, probabilities)
+        self.say(
+            f"refit: {booster.current_iteration()} boosting rounds ({winner.rounds} in CV); "
+            f"adult.test AUC {test_metrics['auc']:.4f}, "
+            f"log loss {test_metrics['log_loss']:.4f}, accuracy {test_metrics['accuracy']:.4f}"
+        )
+        metrics = {
+            **test_metrics,
+            "cv_logloss": float(winner.loss),
+            "cv_logloss_std": float(winner.loss_std or 0.0),
+        }
+        return booster, labels, probabilities, metrics
+
+    def _bundle(
+        self,
+        booster: lgb.Booster,
+        params: dict[str, Any],
+        winner: CVResult,
+        metrics: dict[str, float],
+        optimizer: str,
+    ) -> ModelBundle:
+        manifest = {
+            "metrics": dict(metrics),
+            "data_rows": self.data.rows,
+            "data_hash": self.data.data_hash,
+            "params": params,
+            "best_iteration": winner.rounds,
+            "trigger": self.trigger,
+            "optimizer": optimizer,
+            "round_id": self.round_id,
+            "space_hash": self.space.hash,
+            "dropped_features": list(self.data.dropped),
+            "drop_drifting_features": self.settings.drop_drifting_features,
+            "mlflow_run_id": self.run_id,
+        }
+        return ModelBundle(booster, self.data.pipeline, manifest)
+
+    def _publish(
+        self, bundle: ModelBundle, labels: np.ndarray, probabilities: np.ndarray
+    ) -> int | None:
+        """Artifacts, the bundle registered as a model (logged once, tagged with its SHA-256)
+        and the ``challenger`` alias; the registry version, or None without a registry."""
+        tracker = self.tracker
+        if tracker.wants_artifacts:
+            from .artifacts import write_round_artifacts
+
+            with tempfile.TemporaryDirectory(prefix="streamfit-artifacts-") as scratch:
+                with tracker.timing("plots"):
+                    write_round_artifacts(
+                        Path(scratch),
+                        self.trials.trials(self.round_id),
+                        self.space,
+                        labels,
+                        probabilities,
+                    )
+                tracker.log_artifacts(Path(scratch))
+        if tracker.registry is None:
+            return None
+        test = _adult("test")
+        example = test[list(FEATURE_COLUMNS)].dropna().head(5).reset_index(drop=True)
+        output = bundle.predict_matrix(bundle.pipeline.transform(example))
+        with tempfile.TemporaryDirectory(prefix="streamfit-bundle-") as scratch:
+            # The registered files carry no version: the registry gives it (registry.py).
+            bundle.save(Path(scratch))
+            registry_version = tracker.log_model(Path(scratch), example, output)
+            digest = bundle_sha256(Path(scratch))
+        if registry_version is not None:
+            tracker.set_alias("challenger", registry_version)
+            bundle.manifest.update(registry_version=registry_version, sha256=digest)
+        return registry_version
+
+    def _gate(
+        self,
+        bundle: ModelBundle,
+        version: int,
+        registry_version: int | None,
+        metrics: Mapping[str, float],
+    ) -> GateDecision:
+        decision = decide(bundle, self.store, self.data.holdout, self.settings.gate_tolerance)
+        if decision.promoted:
+            self.trials.record_champion(version, decision.reason)
+            if registry_version is not None:
+                with self.tracker.timing("promote"):
+                    promotion.promote(
+                        self.settings,
+                        registry_version,
+                        event="initial" if self.trigger == "initial" else "promoted",
+                        reason=decision.reason,
+                        producer=self.producer,
+                        registry=self.tracker.registry,
+                        metrics=dict(metrics),
+                        trigger=self.trigger,
+                    )
+            else:  # no registry (a null tracker): nothing to fetch, the local pointer only
+                self.store.set_champion(version)
+        self.say(f"gate: v{version} {decision.reason}")
+        return decision
+
+    def _log_round(
+        self,
+        params: dict[str, Any],
+        winner: CVResult,
+        metrics: dict[str, float],
+        decision: GateDecision,
+        version: int,
+        registry_version: int | None,
+    ) -> None:
+        logged = {
+            "best_cv_logloss": metrics["cv_logloss"],
+            "test_auc": metrics["auc"],
+            "test_log_loss": metrics["log_loss"],
+            "test_accuracy": metrics["accuracy"],
+            "holdout_log_loss": metrics["holdout_log_loss"],
+            "best_iteration": winner.rounds,
+            "n_trials": self.max_evals,
+        }
+        if "champion_holdout_log_loss" in metrics:
+            logged["champion_holdout_log_loss"] = metrics["champion_holdout_log_loss"]
+        self.tracker.log_round(
+            params=params,
+            metrics=logged,
+            tags={
+                "gate": "promoted" if decision.promoted else "refused",
+                "gate_reason": decision.reason,
+                "compared_with": str(decision.champion_version),
+                "model_version": str(version),
+                "registry_version": str(registry_version),
+            },
+        )
+
+
+def _warm_points(
+    settings: Settings, store: ModelStore, trials: TrialStore, space: SearchSpace
+) -> list[dict[str, Any]]:
+    """Champion's params first, then the best distinct earlier trials (same space hash)."""
+    points: list[dict[str, Any]] = []
+    champion = store.champion()
+    if champion is not None:
+        try:
+            manifest = store.load(champion).manifest
+        except BundleError:
+            manifest = {}
+        if manifest.get("space_hash") == space.hash and manifest.get("params"):
+            with contextlib.suppress(KeyError, TypeError, ValueError):  # params of an old space
+                points.append(space.snap(manifest["params"]))
+    seen = {params_key(p) for p in points}
+    for candidate in trials.warm_start_points(space.hash, settings.warm_start_top_k, seen):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            points.append(space.snap(candidate))
+    return points
+
+
+def _trial_line(
+    number: int,
+    total: int,
+    warm: bool,
+    result: CVResult,
+    best: tuple[dict[str, Any], CVResult] | None,
+) -> str:
+    origin = " [warm start]" if warm else ""
+    best_text = f"{best[1].loss:.4f}" if best else "-"
+    if result.status == "ok":
+        return (
+            f"trial {number + 1}/{total}{origin}: cv logloss {result.loss:.4f} "
+            f"at {result.rounds} rounds (best {best_text})"
+        )
+    if result.status == "pruned":
+        return f"trial {number + 1}/{total}{origin}: pruned at round {result.rounds}"
+    return f"trial {number + 1}/{total}{origin}: failed ({result.error})"
+
+
+def _sync_champion(settings: Settings, tracker: Tracker) -> None:
+    """Bring the registry's champion into this data directory's bundle store (fetched and
+    verified when missing) and point the local pointer at it: the gate and the warm start read
+    it there, and ``promote``/``rollback`` may have moved it from another machine."""
+    registry = tracker.registry
+    if registry is None:
+        return
+    try:
+        champion = registry.champion()
+        if champion is None:
+            return
+        store = ModelStore(settings.models_dir, settings.keep_models)
+        if not store.path(champion.version).is_dir():  # our own bundles are stored under it
+            registry.fetch(champion, store.root)  # lands in store.path(version), verified
+        if store.champion() != champion.version:
+            store.set_champion(champion.version)
+    except Exception as exc:  # the gate then compares with the local champion, if any
+        log.warning("could not bring the registry's champion into %s: %s", settings.models_dir, exc)
+
+
+def _concat(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    # Skipping empty frames keeps pandas from warning about all-NA columns changing dtypes.
+    return pd.concat([f for f in (first, second) if len(f)] or [first], ignore_index=True)
+
+
+@cache
+def _adult_cached(split: str) -> pd.DataFrame:
+    return load_adult(split)  # type: ignore[arg-type]
+
+
+def _adult(split: str) -> pd.DataFrame:
+    return _adult_cached(split).copy()
+
+
+__all__ = ["TRIGGERS", "RoundOutcome", "TrainingError", "run_round"]

@@ -1,0 +1,172 @@
+"""The trainer service: retrain commands in, new champion announcements out.
+
+Commands that pile up while a round runs are coalesced into one round: the newest labelled data
+already includes what the older commands asked for.
+
+With ``retrain_on_drift`` the trainer also listens to the ``drift`` topic: an event with
+``"drifted": true`` starts a round (trigger ``drift``). The drift event itself is the contract, so
+any detector can publish it. While drift lasts the monitor repeats its alarm every check, so a
+drift alarm is answered at most once per champion version: after a promotion a persisting drift
+may start one more round; after a refusal, nothing until the champion changes.
+
+A promoted model is announced by the round itself (``promotion.promote``, through this service's
+producer). The retrain command's offset is committed only once its round has finished: trainers
+in one consumer group on the one-partition ``retrain`` topic are one working and the others on
+standby, and when the working one dies mid-round the next owner of the partition reads the same
+command again and runs the round. The dead round's version was at most registered (alias
+``challenger``), never promoted nor announced. A round that fails (the tracking server or the
+store unreachable) is not committed either: the trainer retries it with a backoff (5 s, doubling,
+at most 2 min) until it succeeds, and commands arriving meanwhile join the retried round.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from typing import Any
+
+from .. import messages
+from ..bundle import ModelStore
+from ..bus import Bus, Message
+from ..config import Settings
+from ..stores import ObservationStore
+
+log = logging.getLogger("streamfit.trainer")
+
+# Backoff of a failed round's retry (the tracking server down, the store unreachable...).
+_FIRST_RETRY_S = 5.0
+_MAX_RETRY_S = 120.0
+
+
+class TrainerService:
+    def __init__(self, settings: Settings, bus: Bus) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.observations = ObservationStore(settings.store_url)
+        self.running = False
+        self.ready = threading.Event()
+        self.idle = threading.Event()
+        self.idle.set()
+        self.rounds = 0
+        self.promotions = 0
+        self.failures = 0
+        self._failed_in_a_row = 0
+        self.commands_seen = 0  # retrain commands
+        self.drift_alarms = 0  # drift events with drifted=true
+        self._drift_answered: int | None = -1  # champion version a drift round was started for
+
+    def stop(self) -> None:
+        self.running = False
+
+    def run(self) -> None:
+        from .round import run_round  # heavy imports (MLflow, optimisers) only when training
+
+        self.running = True
+        topics = self.settings.topics
+        with contextlib.ExitStack() as stack:
+            subscribed = [topics.retrain]
+            if self.settings.retrain_on_drift:
+                subscribed.append(topics.drift)
+            consumer = stack.enter_context(
+                self.bus.consumer(subscribed, group=self.settings.trainer_group)
+            )
+            producer = self.bus.producer()
+            stack.callback(producer.close)
+            log.info("trainer waiting for retrain commands on %s", subscribed)
+            self.ready.set()
+            pending: str | None = None  # a round that failed: retried, its command kept
+            retry_at = 0.0
+            delay = _FIRST_RETRY_S
+            while self.running:
+                commands = consumer.poll(1000, timeout=0.5)
+                trigger = self._trigger(commands) if commands else None
+                if trigger is None and commands and pending is None:
+                    consumer.commit()  # calm drift events, or an alarm already answered
+                    continue
+                if trigger is not None and pending != "retrain":
+                    pending = trigger
+                if pending is None or time.monotonic() < retry_at:
+                    continue
+                self.idle.clear()
+                if self._round(pending, len(commands), producer, run_round):
+                    pending, delay = None, _FIRST_RETRY_S
+                    consumer.commit()  # only now: a trainer killed mid-round leaves it to another
+                    self.idle.set()
+                else:
+                    # Not committed: the command is not lost. This trainer retries it after a
+                    # backoff (commands arriving meanwhile join the retried round); were it to
+                    # die, the next owner of the partition reads it again.
+                    log.warning("round retried in %.0f s (the retrain command is kept)", delay)
+                    retry_at = time.monotonic() + delay
+                    delay = min(delay * 2, _MAX_RETRY_S)
+
+    def _round(self, trigger: str, messages_count: int, producer: Any, run_round: Any) -> bool:
+        """Run one round; False if it failed (logged: the champion keeps serving)."""
+        try:
+            new_rows = self.observations.labelled_frame()
+            log.info(
+                "retraining (%s) on %d new labelled observations (%d message(s))",
+                trigger,
+                len(new_rows),
+                messages_count,
+            )
+            recent = None
+            if self.settings.drop_drifting_features > 0:
+                recent = self.observations.recent_frame(self.settings.drift_window)
+            outcome = run_round(
+                self.settings,
+                trigger=trigger,
+                max_evals=self.settings.max_evals,
+                new_observations=new_rows,
+                progress=log.info,
+                recent=recent,
+                producer=producer,
+            )
+        except Exception as exc:
+            # A failed round must not take the trainer down; the champion keeps serving.
+            self.failures += 1
+            log.error(
+                "retraining failed (%s: %s); the current champion keeps serving",
+                type(exc).__name__,
+                str(exc).splitlines()[0][:300] if str(exc) else "",
+                exc_info=self._failed_in_a_row == 0,  # the traceback once, not every retry
+            )
+            self._failed_in_a_row += 1
+            return False
+        self._failed_in_a_row = 0
+        self.rounds += 1
+        log.info(
+            "round done: v%s %s (%s)",
+            outcome.version,
+            "promoted" if outcome.promoted else "refused",
+            outcome.reason,
+        )
+        self.promotions += outcome.promoted  # announced by the round's promotion
+        return True
+
+    def _trigger(self, commands: list[Message]) -> str | None:
+        """Which round the messages ask for: ``retrain`` if any retrain command came, ``drift``
+        for a drift alarm not yet answered for the current champion, else None."""
+        drift_topic = self.settings.topics.drift
+        retrains = sum(1 for m in commands if m.topic != drift_topic)
+        self.commands_seen += retrains
+        alarms = 0
+        for message in commands:
+            if message.topic == drift_topic:
+                try:
+                    alarms += messages.decode(message.value).get("drifted") is True
+                except (ValueError, AttributeError):
+                    log.error("ignoring malformed drift event %r", message.value[:200])
+        self.drift_alarms += alarms
+        if retrains:
+            return "retrain"
+        if not alarms:
+            return None
+        champion = ModelStore(self.settings.models_dir).champion()
+        if champion == self._drift_answered:
+            log.info("drift alarm: a drift round already ran for champion v%s", champion)
+            return None
+        self._drift_answered = champion
+        return "drift"

@@ -1,0 +1,235 @@
+"""MLflow 3 tracker: parent run per round, light child run per trial, one model per round.
+
+Decisions:
+
+* Child runs go through ``MlflowClient`` (create, one ``log_batch``, terminate): three store
+  calls per trial, no model, no artifacts. Thousands of fat runs make the UI and ``search_runs``
+  slow on SQLite.
+* Autologging is never enabled (LightGBM autolog would log a model per ``lgb.cv`` call).
+* A fresh SQLite store creates an empty ``Default`` experiment (id 0) that the UI lists first.
+  Ours is created with ``artifact_location`` under the data directory, and ``Default`` is
+  soft-deleted *only if it holds no runs*, so nothing of anyone's is hidden.
+* The model is logged once, as MLflow "models from code" (``_pyfunc_model.py``) with the bundle
+  directory as its artifact: nothing is pickled, and ``predict`` takes raw Adult columns.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+
+from ...bundle import BUNDLE_FILES, bundle_sha256
+from ...registry import BUNDLE_ARTIFACT, SHA256_TAG, ModelRegistry
+from ._base import Tracker
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+MODEL_CODE = Path(__file__).resolve().parents[1] / "_pyfunc_model.py"
+_MAX_PARAM_LENGTH = 6000
+
+
+class MlflowTracker(Tracker):
+    def __init__(
+        self,
+        uri: str,
+        *,
+        experiment: str = "streamfit",
+        artifact_location: str | None = None,
+        registered_model: str = "streamfit-model",
+    ) -> None:
+        if not experiment:
+            raise ValueError("experiment name must not be empty")
+        self.uri = uri
+        self.experiment = experiment
+        self.artifact_location = artifact_location
+        self.registered_model = registered_model
+        # The fluent API (log_model, register_model) reads the process-wide URI.
+        mlflow.set_tracking_uri(uri)
+        # log_model validates the input example by reloading the model, which draws a
+        # download progress bar per round into the trainer's log otherwise.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        self.client = MlflowClient(tracking_uri=uri)
+        self.run_id: str | None = None
+        self._registry: ModelRegistry | None = None
+        self._experiment_id: str | None = None
+
+    @property
+    def experiment_id(self) -> str:
+        if self._experiment_id is None:
+            self._experiment_id = self._ensure_experiment()
+        return self._experiment_id
+
+    def _ensure_experiment(self) -> str:
+        found = self.client.get_experiment_by_name(self.experiment)
+        if found is None:
+            try:
+                experiment_id = self.client.create_experiment(
+                    self.experiment, artifact_location=self.artifact_location
+                )
+            except MlflowException:  # another process created it first
+                found = self.client.get_experiment_by_name(self.experiment)
+                if found is None:
+                    raise
+                experiment_id = found.experiment_id
+        else:
+            experiment_id = found.experiment_id
+            if found.lifecycle_stage == "deleted":
+                self.client.restore_experiment(experiment_id)
+        self._hide_empty_default(experiment_id)
+        return experiment_id
+
+    def _hide_empty_default(self, ours: str) -> None:
+        try:
+            default = self.client.get_experiment("0")
+        except MlflowException:
+            return
+        if (
+            default.name == "Default"
+            and ours != "0"
+            and default.lifecycle_stage == "active"
+            and not self.client.search_runs(["0"], max_results=1)
+        ):
+            self.client.delete_experiment("0")
+
+    # -- runs -----------------------------------------------------------------------------------
+    def start_round(self, name: str, tags: Mapping[str, str]) -> str | None:
+        run = mlflow.start_run(
+            experiment_id=self.experiment_id,
+            run_name=name,
+            tags={k: str(v) for k, v in tags.items()},
+        )
+        self.run_id = run.info.run_id
+        return self.run_id
+
+    def log_trial(
+        self, number: int, params: Mapping[str, Any], metrics: Mapping[str, float]
+    ) -> None:
+        if self.run_id is None:
+            raise RuntimeError("log_trial called outside a round")
+        now = int(time.time() * 1000)
+        child = self.client.create_run(
+            self.experiment_id,
+            start_time=now,
+            tags={MLFLOW_PARENT_RUN_ID: self.run_id, MLFLOW_RUN_NAME: f"trial-{number:03d}"},
+        )
+        self.client.log_batch(
+            child.info.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None],
+            params=[Param(k, _text(v)) for k, v in params.items()],
+        )
+        self.client.set_terminated(child.info.run_id)
+
+    def log_round(
+        self,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        if self.run_id is None:
+            raise RuntimeError("log_round called outside a round")
+        now = int(time.time() * 1000)
+        self.client.log_batch(
+            self.run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in (metrics or {}).items()],
+            params=[Param(k, _text(v)) for k, v in (params or {}).items()],
+            tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
+        )
+
+    def log_artifacts(self, directory: Path, path: str | None = None) -> None:
+        if self.run_id is None:
+            raise RuntimeError("log_artifacts called outside a round")
+        self.client.log_artifacts(self.run_id, str(directory), path)
+
+    def end_round(self, status: str = "FINISHED") -> None:
+        if self.run_id is not None:
+            mlflow.end_run(status)
+            self.run_id = None
+
+    # -- model and registry ---------------------------------------------------------------------
+    def log_model(
+        self, bundle_dir: Path, input_example: pd.DataFrame, output_example: Any
+    ) -> int | None:
+        import lightgbm
+        from mlflow.models import infer_signature
+
+        from ... import __version__
+
+        signature = _lenient_numbers(infer_signature(input_example, output_example))
+        with tempfile.TemporaryDirectory(prefix="streamfit-register-") as scratch:
+            # The bundle's own files, under the artifact name readers fetch (registry.py); its
+            # digest, taken from the very files logged, is the version's sha256 tag.
+            staged = Path(scratch) / BUNDLE_ARTIFACT
+            staged.mkdir()
+            for name in BUNDLE_FILES:
+                shutil.copyfile(bundle_dir / name, staged / name)
+            digest = bundle_sha256(staged)
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=str(MODEL_CODE),
+                artifacts={BUNDLE_ARTIFACT: str(staged)},
+                signature=signature,
+                input_example=input_example,
+                # Listed rather than inferred: inference loads the model in a subprocess,
+                # seconds per round. streamfit itself is a local package: serve with
+                # env_manager="local".
+                pip_requirements=[
+                    f"lightgbm=={lightgbm.__version__}",
+                    "numpy",
+                    "pandas",
+                    "orjson",
+                    f"streamfit=={__version__}",
+                ],
+            )
+        version = mlflow.register_model(
+            info.model_uri, self.registered_model, tags={SHA256_TAG: digest}
+        )
+        return int(version.version)
+
+    @property
+    def registry(self) -> ModelRegistry:
+        if self._registry is None:
+            self._registry = ModelRegistry(self.uri, self.registered_model)
+        return self._registry
+
+    def set_alias(self, alias: str, registry_version: int) -> None:
+        self.client.set_registered_model_alias(self.registered_model, alias, str(registry_version))
+
+    # -- the served model's run (monitor) -------------------------------------------------------
+    def log_run_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        for start in range(0, len(batch), 1000):  # log_batch takes at most 1000 metrics
+            self.client.log_batch(run_id, metrics=batch[start : start + 1000])
+
+    def log_run_artifact(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(run_id, str(path), artifact_path)
+
+
+def _lenient_numbers(signature: Any) -> Any:
+    """Numeric columns typed Any: raw Adult read by pandas has int64 columns, and MLflow refuses
+    int64 -> double as unsafe; the feature pipeline converts any number (or None) itself."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
+
+    numeric = {DataType.double, DataType.float, DataType.long, DataType.integer}
+    columns = [
+        ColSpec(AnyType(), spec.name) if spec.type in numeric else spec
+        for spec in signature.inputs.inputs
+    ]
+    return ModelSignature(inputs=Schema(columns), outputs=signature.outputs)
+
+
+def _text(value: Any) -> str:
+    return str(value)[:_MAX_PARAM_LENGTH]
