@@ -1,5 +1,8 @@
 """``streamfit monitor``: the :class:`Monitor` wired to the served model.
 
+* **Champion**: the registry's ``@champion``, its bundle fetched through the tracking server into
+  the monitor's own ``<data_dir>/model-cache`` and verified, as a predictor does (no local
+  pointer: the monitor may run on a machine of its own).
 * **Reference** = the served model's training data: adult.data without the gate's fixed holdout,
   plus the labelled observations in the store. It is rebuilt whenever the champion changes, so a
   shift the new model trained on stops alerting (as far as the observations weigh in the sample).
@@ -7,7 +10,7 @@
   the fixed holdout (rows no model trained on), refitted with the reference.
 * **MLflow**: every check's metrics (drift score, per-feature scores, realised performance over
   the window and per model version, the estimate) become step metrics of the *serving model's
-  run* (the round that trained the champion, from its bundle manifest), and each drifted window's
+  run* (the round that trained the champion, from its registered manifest), and each drifted window's
   per-feature chart an artifact under ``drift/``. A tracking error is logged, never fatal.
 """
 
