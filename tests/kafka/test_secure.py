@@ -135,7 +135,7 @@ def test_the_predictor_reads_requests_and_writes_predictions(secure_broker):
 
 SERVICES = {
     # name: (principal, extra arguments, line logged once it serves)
-    "predictor": ("predictor", ("--retrain-every", "1000000", "--no-compile-model"), "consuming"),
+    "predictor": ("predictor", ("--no-compile-model",), "consuming"),
 }
 
 
