@@ -379,7 +379,7 @@ def cmd_recorder(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import _partitions
     from .recording import Recorder
 
-    bus = get_bus(settings.bus, dict(settings.bus_options))
+    bus = get_bus(settings.bus, settings.bus_client_options())
     bus.ensure_topics(_partitions(settings))
     _run_service(Recorder(settings, bus))
     return 0
