@@ -10,8 +10,8 @@
   the fixed holdout (rows no model trained on), refitted with the reference.
 * **MLflow**: every check's metrics (drift score, per-feature scores, realised performance over
   the window and per model version, the estimate) become step metrics of the *serving model's
-  run* (the round that trained the champion, from its registered manifest), and each drifted window's
-  per-feature chart an artifact under ``drift/``. A tracking error is logged, never fatal.
+  run* (the round that trained the champion, from its registered manifest), and each drifted
+  window's per-feature chart an artifact under ``drift/``. A tracking error is logged, never fatal.
 """
 
 from __future__ import annotations
