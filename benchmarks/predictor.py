@@ -151,7 +151,7 @@ class Deployment:
             f'group = "bench-predictors-{suffix}"',
             f'recorder_group = "bench-recorders-{suffix}"',
             f'tracking_uri = "{_uri(template)}"',
-            * (f"{k} = {json.dumps(v)}" for k, v in settings.items()),
+            *(f"{k} = {json.dumps(v)}" for k, v in settings.items()),
             "[topics]",
             *(f'{k} = "{v}"' for k, v in vars(self.topics).items()),
         ]

@@ -52,7 +52,10 @@ class Settings:
     tracking_uri: str = ""  # empty: sqlite:///<data_dir>/mlflow.db
     # Observation store (SQLAlchemy URL), written by the recorder, read by trainer and monitor.
     store: str = ""  # empty: sqlite:///<data_dir>/observations.db
-    trials: str = ""  # trial store (SQLAlchemy URL); empty: sqlite:///<data_dir>/trials.db
+    # Trial store (SQLAlchemy URL); empty: the observation store's database when that is a
+    # server (trainers on several machines then share their trials), else
+    # sqlite:///<data_dir>/trials.db.
+    trials: str = ""
     experiment: str = "streamfit"
     registered_model: str = "streamfit-model"
     topics: Topics = field(default_factory=Topics)
@@ -220,7 +223,11 @@ class Settings:
 
     @property
     def trials_url(self) -> str:
-        return self.trials or f"sqlite:///{self.data_dir.resolve() / 'trials.db'}"
+        if self.trials:
+            return self.trials
+        if self.store and not self.store.startswith("sqlite"):
+            return self.store  # a database server: no SQLite file on a trainer's own disk
+        return f"sqlite:///{self.data_dir.resolve() / 'trials.db'}"
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)

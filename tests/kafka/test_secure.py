@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -136,14 +137,18 @@ def test_the_predictor_reads_requests_and_writes_predictions(secure_broker):
 
 SERVICES = {
     # name: (principal, extra arguments, line logged once it serves)
-    "predictor": ("predictor", ("--no-compile-model",), "predictor consuming"),
+    "predictor": ("predictor", ("--no-compile-model",), "consuming"),
     "recorder": ("recorder", ("--retrain-every", "1000000"), "recorder consuming"),
 }
 
 
 @pytest.mark.parametrize(
     ("services", "guarantee"),
-    [(("predictor", "recorder"), "at-least-once"), (("predictor",), "exactly-once")],
+    [
+        (("predictor",), "at-least-once"),
+        (("predictor",), "exactly-once"),
+        (("predictor", "recorder"), "at-least-once"),
+    ],
 )
 def test_the_pipeline_runs_end_to_end_with_the_right_principals(
     services, guarantee, secure_broker, tmp_path, trained_model
@@ -158,7 +163,7 @@ def test_the_pipeline_runs_end_to_end_with_the_right_principals(
             args = [*secure_broker.cli_args(principal), *extra, "--log-level", "DEBUG"]
             if name == "predictor":  # exactly-once: transactional ids prefixed by the group
                 args += [*group, "--guarantee", guarantee]
-            if name == "recorder":  # the ACLs cover groups named streamfit-recorder*
+            if name == "recorder":  # its ACL: groups prefixed streamfit-recorder
                 args += ["--recorder-group", f"streamfit-recorder-{uuid.uuid4().hex[:8]}"]
             started.append((deployment.start(name, *args), ready))
         for process, ready in started:
@@ -166,12 +171,15 @@ def test_the_pipeline_runs_end_to_end_with_the_right_principals(
         summary = deployment.run_app(*secure_broker.cli_args("app"), "--count", "60")
         assert summary["sent"] == 60
         assert summary["answered"] == 60 and summary["lost"] == 0
+        if "recorder" in services:  # the labels rode in the requests
+            store = ObservationStore(deployment.settings.store_url)
+            deadline = time.monotonic() + 60
+            while store.count(labelled=True) < 60:
+                assert time.monotonic() < deadline, f"{store.count(labelled=True)} of 60 recorded"
+                time.sleep(0.3)
+            store.close()
     finally:
         deployment.stop_all()
-    if "recorder" in services:  # stopped: what it consumed is stored
-        store = ObservationStore(deployment.settings.store_url)
-        assert store.count() == 60
-        store.close()
     logs = {path.name: path.read_text() for path in tmp_path.glob("*.log")}
     assert "predictor.log" in logs and "app.log" in logs
     assert "settings: Settings(" in logs["predictor.log"]  # logged at DEBUG, masked

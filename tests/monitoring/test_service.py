@@ -9,14 +9,13 @@ import orjson
 import pandas as pd
 import pytest
 
-from streamfit.bundle import ModelStore
 from streamfit.bus import get_bus
 from streamfit.config import Settings
 from streamfit.monitoring import build_monitor
 from streamfit.stores import ObservationStore
 from streamfit.training.tracking import get_tracker
 from tests.monitoring.test_monitor import _observations
-from tests.serving.conftest import train_bundle
+from tests.serving.conftest import Registered, train_bundle
 
 
 @pytest.fixture
@@ -25,11 +24,12 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def _champion(settings: Settings, run_id: str | None) -> int:
-    store = ModelStore(settings.models_dir)
+    """A new registered version made ``@champion`` (the registry is all the monitor reads)."""
     bundle = train_bundle(rounds=5, rows=1000)
     bundle.manifest["mlflow_run_id"] = run_id
-    version = store.save(bundle)
-    store.set_champion(version)
+    registered = Registered(settings, settings.mlflow_uri)
+    version = registered.save(bundle)
+    registered.promote(version)
     return version
 
 
@@ -82,3 +82,26 @@ def test_reference_and_calibrator_follow_the_champion(
     assert monitor.calibrator is not first_calibrator
     # the new reference holds what the new champion trained on: the labelled observations too
     assert monitor.detector.n_reference == first_detector.n_reference + 300
+
+
+def test_the_champion_comes_from_the_registry_not_a_local_pointer(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A monitor on a machine of its own: the trainer's data directory (local champion pointer,
+    bundles) is elsewhere; the monitor fetches @champion into its own model cache."""
+    trainer = settings.replace(data_dir=tmp_path / "trainer")
+    monitor_settings = settings.replace(
+        data_dir=tmp_path / "monitor", tracking_uri=settings.mlflow_uri, store=settings.store_url
+    )
+    tracker = get_tracker(trainer)
+    run_id = tracker.start_round("round-1", {"trigger": "initial"})
+    tracker.end_round()
+    version = _champion(monitor_settings, run_id)
+    monitor = build_monitor(monitor_settings, get_bus(None), track=False)
+    assert monitor.refresh.version == version and monitor.calibrator is not None
+    cached = monitor_settings.model_cache / f"v{version:06d}"
+    assert {p.name for p in cached.iterdir()} == {"model.txt", "pipeline.json", "manifest.json"}
+    assert not (tmp_path / "monitor" / "models").exists()
+    newer = _champion(monitor_settings, None)
+    monitor.run_once(force=True)
+    assert monitor.refresh.version == newer

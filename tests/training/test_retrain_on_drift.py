@@ -10,7 +10,6 @@ from typing import Any
 import orjson
 import pytest
 
-from streamfit.bundle import ModelStore
 from streamfit.bus import MemoryBus
 from streamfit.config import Settings
 from streamfit.training import round as round_module
@@ -41,6 +40,7 @@ def rounds(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 def _run(settings: Settings, send: list[tuple[str, bytes]]) -> TrainerService:
     bus = MemoryBus()
     trainer = TrainerService(settings, bus)
+    trainer.registry.champion()  # the registry's store made (seconds, once) before events flow
     thread = threading.Thread(target=trainer.run, daemon=True)
     thread.start()
     assert trainer.ready.wait(10)
@@ -50,7 +50,7 @@ def _run(settings: Settings, send: list[tuple[str, bytes]]) -> TrainerService:
         producer.flush()
         time.sleep(0.8)  # one poll each: separate batches, as they would arrive live
     trainer.stop()
-    thread.join(10)
+    thread.join(60)
     return trainer
 
 
@@ -78,8 +78,12 @@ def test_a_new_champion_may_be_retrained_for_drift_again(tmp_path: Path, rounds:
     message = type("M", (), {"topic": settings.topics.drift, "value": _event(True)})()
     assert trainer._trigger([message]) == "drift"
     assert trainer._trigger([message]) is None
-    from tests.serving.conftest import train_bundle
+    from tests.serving.conftest import Registered, train_bundle
 
-    store = ModelStore(settings.models_dir)
-    store.set_champion(store.save(train_bundle(rounds=2, rows=500)))
+    # promoted by another trainer, on another machine: only the registry knows it
+    other = settings.replace(data_dir=tmp_path / "other", tracking_uri=settings.mlflow_uri)
+    registered = Registered(other, other.mlflow_uri)
+    registered.promote(registered.save(train_bundle(rounds=2, rows=500)))
+    assert not settings.models_dir.exists()
     assert trainer._trigger([message]) == "drift"
+    assert trainer._trigger([message]) is None

@@ -120,3 +120,27 @@ def test_a_round_records_its_trials_in_the_configured_store(
     assert ModelStore(settings.models_dir).champion() == outcome.version
     assert set(store.trials()[0]["params"]) == set(DEFAULT_SPACE.names)
     store.close()
+
+
+@pytest.mark.postgres
+def test_trials_default_to_the_observation_database_server(
+    postgres_schema_url: str, tmp_path, adult_small: pd.DataFrame
+) -> None:
+    """A trainer given a database server for observations keeps its trials there too: no SQLite
+    file on its own disk, and a standby trainer on another machine warm-starts from them."""
+    from streamfit.stores import ObservationStore
+
+    settings = Settings(data_dir=tmp_path / "data", seed=3, store=postgres_schema_url)
+    observations = ObservationStore(settings.store_url)  # both families of tables, one schema
+    outcome = run_round(
+        settings, trigger="initial", max_evals=2, tracker=NullTracker(), base_data=adult_small
+    )
+    store = TrialStore(postgres_schema_url)
+    assert [t["round_id"] for t in store.trials()] == [outcome.round_id] * 2
+    assert not (tmp_path / "data" / "trials.db").exists()
+    assert observations.count() == 0
+    store.close()
+    observations.close()
+    # an SQLite observation store (one machine) keeps the trials in the data directory
+    local = Settings(data_dir=tmp_path / "one", store=f"sqlite:///{tmp_path / 'obs.db'}")
+    assert local.trials_url == f"sqlite:///{(tmp_path / 'one').resolve() / 'trials.db'}"

@@ -1,5 +1,8 @@
 """``streamfit monitor``: the :class:`Monitor` wired to the served model.
 
+* **Champion**: the registry's ``@champion``, its bundle fetched through the tracking server into
+  the monitor's own ``<data_dir>/model-cache`` and verified, as a predictor does (no local
+  pointer: the monitor may run on a machine of its own).
 * **Reference** = the served model's training data: adult.data without the gate's fixed holdout,
   plus the labelled observations in the store. It is rebuilt whenever the champion changes, so a
   shift the new model trained on stops alerting (as far as the observations weigh in the sample).
@@ -7,13 +10,12 @@
   the fixed holdout (rows no model trained on), refitted with the reference.
 * **MLflow**: every check's metrics (drift score, per-feature scores, realised performance over
   the window and per model version, the estimate) become step metrics of the *serving model's
-  run* (the round that trained the champion, from its bundle manifest), and each drifted window's
-  per-feature chart an artifact under ``drift/``. A tracking error is logged, never fatal.
+  run* (the round that trained the champion, from its registered manifest), and each drifted
+  window's per-feature chart an artifact under ``drift/``. A tracking error is logged, never fatal.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,8 +23,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..bundle import MANIFEST_FILE, BundleError, ModelStore
+from ..bundle import BundleError, ModelBundle
 from ..data import FEATURE_COLUMNS, load_adult
+from ..registry import ModelRegistry
 from ..stores import ObservationStore
 from .monitor import Monitor
 from .performance import ProbabilityCalibrator
@@ -46,17 +49,51 @@ def training_reference(settings: Settings, observations: ObservationStore) -> pd
     return pd.concat([p for p in parts if len(p)], ignore_index=True)
 
 
-def champion_calibrator(settings: Settings, version: int | None) -> ProbabilityCalibrator | None:
+class ServedModel:
+    """The registry's ``@champion`` as the monitor sees it: its version, and its bundle fetched
+    through the tracking server into the monitor's own model cache (digest verified). The monitor
+    shares no disk with the trainer, so it never reads a local champion pointer."""
+
+    def __init__(self, settings: Settings, registry: ModelRegistry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or ModelRegistry.from_settings(settings)
+        self.version: int | None = None
+        self.bundle: ModelBundle | None = None
+
+    def refresh(self) -> bool:
+        """Follow ``@champion``; True when it changed. A registry or download failure keeps
+        what was there (and is logged): monitoring goes on."""
+        try:
+            entry = self.registry.champion()
+        except Exception as exc:  # the tracking server down must not stop monitoring
+            log.warning("registry unreachable, keeping champion v%s: %s", self.version, exc)
+            return False
+        version = entry.version if entry else None
+        if version == self.version:
+            return False
+        self.version = version
+        self.bundle = None
+        if entry is not None:
+            try:
+                self.bundle, _ = self.registry.load(entry, self.settings.model_cache)
+            except BundleError as exc:
+                log.warning("champion v%s not loaded: %s", version, exc)
+        return True
+
+    @property
+    def run_id(self) -> str | None:
+        """The MLflow run of the round that trained the champion."""
+        return None if self.bundle is None else self.bundle.manifest.get("mlflow_run_id")
+
+
+def champion_calibrator(
+    settings: Settings, bundle: ModelBundle | None
+) -> ProbabilityCalibrator | None:
     """Isotonic calibration of the champion on the fixed holdout; None without a usable model."""
-    if version is None:
+    if bundle is None:
         return None
     from ..training.gate import split_fixed_holdout
 
-    try:
-        bundle = ModelStore(settings.models_dir).load(version)
-    except BundleError as exc:
-        log.warning("no calibration for v%s: %s", version, exc)
-        return None
     _, holdout = split_fixed_holdout(load_adult("train"), settings.holdout_fraction)
     if len(holdout) < 100:  # holdout_fraction 0 (or nearly): nothing to calibrate on
         return None
@@ -67,32 +104,40 @@ def champion_calibrator(settings: Settings, version: int | None) -> ProbabilityC
 class FollowChampion:
     """``Monitor.refresh`` hook: new reference and calibrator when the champion changes."""
 
-    def __init__(self, settings: Settings, observations: ObservationStore) -> None:
+    def __init__(
+        self, settings: Settings, observations: ObservationStore, served: ServedModel
+    ) -> None:
         self.settings = settings
         self.observations = observations
-        self.models = ModelStore(settings.models_dir)
-        self.version = self.models.champion()
+        self.served = served
+        self.served.refresh()
+
+    @property
+    def version(self) -> int | None:
+        return self.served.version
 
     def __call__(self, monitor: Monitor) -> None:
-        version = self.models.champion()
-        if version == self.version:
+        previous = self.served.version
+        if not self.served.refresh():
             return
         log.info(
-            "champion is now v%s (was v%s): refitting the drift reference", version, self.version
+            "champion is now v%s (was v%s): refitting the drift reference",
+            self.served.version,
+            previous,
         )
-        self.version = version
         monitor.set_reference(training_reference(self.settings, self.observations))
-        monitor.calibrator = champion_calibrator(self.settings, version)
+        monitor.calibrator = champion_calibrator(self.settings, self.served.bundle)
 
 
 class ServingRunLog:
     """Monitor metrics and charts to the MLflow run that trained the served model."""
 
-    def __init__(self, settings: Settings, tracker: Tracker | None = None) -> None:
+    def __init__(
+        self, settings: Settings, served: ServedModel, tracker: Tracker | None = None
+    ) -> None:
         self.settings = settings
-        self.models = ModelStore(settings.models_dir)
+        self.served = served
         self._tracker = tracker
-        self._runs: dict[int, str | None] = {}  # champion version -> its run id
 
     @property
     def tracker(self) -> Tracker:
@@ -103,16 +148,7 @@ class ServingRunLog:
         return self._tracker
 
     def run_id(self) -> str | None:
-        version = self.models.champion()
-        if version is None:
-            return None
-        if version not in self._runs:
-            try:
-                manifest = json.loads((self.models.path(version) / MANIFEST_FILE).read_text())
-            except (OSError, ValueError):
-                return None
-            self._runs[version] = manifest.get("mlflow_run_id")
-        return self._runs[version]
+        return self.served.run_id
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         run_id = self.run_id()
@@ -143,8 +179,9 @@ def build_monitor(
     """A monitor on ``settings``' observation store that follows the champion and, with
     ``track``, logs to the serving model's MLflow run (``tracker`` overrides MLflow)."""
     observations = ObservationStore(settings.store_url)
-    follow = FollowChampion(settings, observations)
-    sink = ServingRunLog(settings, tracker) if track else None
+    served = ServedModel(settings)
+    follow = FollowChampion(settings, observations, served)
+    sink = ServingRunLog(settings, served, tracker) if track else None
     return Monitor(
         settings,
         bus,
@@ -152,7 +189,7 @@ def build_monitor(
         store=observations,
         log_metrics=sink.log_metrics if sink else None,
         log_artifact=sink.log_artifact if sink else None,
-        calibrator=champion_calibrator(settings, follow.version),
+        calibrator=champion_calibrator(settings, served.bundle),
         report_dir=settings.data_dir / "drift",
         refresh=follow,
     )
@@ -160,6 +197,7 @@ def build_monitor(
 
 __all__ = [
     "FollowChampion",
+    "ServedModel",
     "ServingRunLog",
     "build_monitor",
     "champion_calibrator",

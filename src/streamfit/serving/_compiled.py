@@ -265,9 +265,9 @@ def compiled_bundle(bundle: ModelBundle, compiled: CompiledModel) -> CompiledBun
 
 
 def precompile(settings: Settings, version: int) -> None:
-    """Build bundle ``version``'s library before predictors hear of it, so they only load and
-    verify it. What promotes a model calls this (trainer, ``init``, ``promote``); a failure is
-    only logged: each predictor then compiles (or stays on LightGBM) on its own."""
+    """Build bundle ``version``'s library in this data directory's bundle store (a benchmark's
+    set-up). Nothing that promotes a model calls it: predictors share no disk with the trainer,
+    so each compiles the bundle it fetched, in its own cache. A failure is only logged."""
     if not settings.compile_model:
         return
     store = ModelStore(settings.models_dir, settings.keep_models)

@@ -28,9 +28,9 @@ import time
 from typing import Any
 
 from .. import messages
-from ..bundle import ModelStore
 from ..bus import Bus, Message
 from ..config import Settings
+from ..registry import ModelRegistry
 from ..stores import ObservationStore
 
 log = logging.getLogger("streamfit.trainer")
@@ -45,6 +45,7 @@ class TrainerService:
         self.settings = settings
         self.bus = bus
         self.observations = ObservationStore(settings.store_url)
+        self.registry = ModelRegistry.from_settings(settings)
         self.running = False
         self.ready = threading.Event()
         self.idle = threading.Event()
@@ -164,9 +165,19 @@ class TrainerService:
             return "retrain"
         if not alarms:
             return None
-        champion = ModelStore(self.settings.models_dir).champion()
+        champion = self._champion()
         if champion == self._drift_answered:
             log.info("drift alarm: a drift round already ran for champion v%s", champion)
             return None
         self._drift_answered = champion
         return "drift"
+
+    def _champion(self) -> int | None:
+        """The registry's champion: trainers share no disk, and another trainer (or an operator)
+        may have promoted one that this trainer's own bundle store has never seen."""
+        try:
+            entry = self.registry.champion()
+        except Exception as exc:  # the round would tell the same; the loop must go on
+            log.warning("registry unreachable: %s", exc)
+            return None
+        return entry.version if entry else None
