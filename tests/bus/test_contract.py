@@ -217,3 +217,19 @@ def test_unreachable_kafka_raises_bus_unavailable_after_the_timeout() -> None:
     with pytest.raises(BusUnavailable, match="not reachable"):
         bus.producer()
     assert 1.0 <= time.monotonic() - started < 10
+
+
+def test_a_broadcast_consumer_can_replay_the_last_messages_of_each_partition(bus: Bus) -> None:
+    name = unique("replay")
+    bus.ensure_topics({name: 1})
+    with bus.producer() as producer:
+        publish(producer, name, [b"1", b"2", b"3", b"4", b"5"])
+    with bus.consumer([name], group=None, replay=2) as tail:
+        assert values(drain(tail, 2)) == [b"4", b"5"]
+        with bus.producer() as producer:
+            publish(producer, name, [b"6"])
+        assert values(drain(tail, 1)) == [b"6"]  # and goes on from there
+    with bus.consumer([name], group=None, replay=100) as everything:  # no more than there is
+        assert values(drain(everything, 6, timeout=5)) == [b"1", b"2", b"3", b"4", b"5", b"6"]
+    with bus.consumer([name], group=None) as fresh:  # by default: only what comes next
+        assert fresh.poll(10, timeout=1) == []

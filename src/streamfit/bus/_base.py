@@ -118,8 +118,10 @@ class Bus(ABC):
 
     @abstractmethod
     def consumer(
-        self, topics: list[str], group: str | None, *, read_committed: bool = True
-    ) -> Consumer: ...
+        self, topics: list[str], group: str | None, *, read_committed: bool = True, replay: int = 0
+    ) -> Consumer:
+        """A consumer of ``topics`` in ``group``; ``group=None``: a broadcast consumer, which
+        starts at the end of each partition, or ``replay`` messages before it (at most)."""
 
     def transactional_producer(self, transactional_id: str) -> TransactionalProducer:
         raise BusError(f"{type(self).__name__} does not support transactions")

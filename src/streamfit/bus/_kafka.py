@@ -195,7 +195,7 @@ class KafkaBus(Bus):
         return _KafkaTransactionalProducer(config, self.principal)
 
     def consumer(
-        self, topics: list[str], group: str | None, *, read_committed: bool = True
+        self, topics: list[str], group: str | None, *, read_committed: bool = True, replay: int = 0
     ) -> Consumer:
         if not topics:
             raise ValueError("a consumer needs at least one topic")
@@ -210,7 +210,7 @@ class KafkaBus(Bus):
                 "auto.offset.reset": "latest",
             }
             config = self._config(_CONSUMER_DEFAULTS, settings)
-            return _KafkaConsumer(config, topics, None, self.principal)
+            return _KafkaConsumer(config, topics, None, self.principal, replay)
         settings |= {"group.id": group, "auto.offset.reset": "earliest"}
         return _KafkaConsumer(
             self._config(_CONSUMER_DEFAULTS, settings), topics, group, self.principal
@@ -514,7 +514,12 @@ class _KafkaTransactionalProducer(_KafkaProducer, TransactionalProducer):
 
 class _KafkaConsumer(Consumer):
     def __init__(
-        self, config: dict[str, Any], topics: list[str], group: str | None, principal: str
+        self,
+        config: dict[str, Any],
+        topics: list[str],
+        group: str | None,
+        principal: str,
+        replay: int = 0,
     ) -> None:
         self._group = group
         self._group_id = str(config.get("group.id", ""))
@@ -529,7 +534,7 @@ class _KafkaConsumer(Consumer):
             raise _raise_from(exc, "cannot create a Kafka consumer") from exc
         try:
             if group is None:
-                self._assign_at_end(topics)
+                self._assign_at_end(topics, replay)
             else:
                 self._consumer.subscribe(topics, on_revoke=self._on_revoke)
         except BaseException as exc:
@@ -538,7 +543,7 @@ class _KafkaConsumer(Consumer):
                 raise _raise_from(exc, f"cannot start a Kafka consumer of {topics}") from exc
             raise
 
-    def _assign_at_end(self, topics: list[str], timeout: float = 30.0) -> None:
+    def _assign_at_end(self, topics: list[str], replay: int = 0, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         assignment: list[TopicPartition] = []
         for topic in topics:
@@ -552,14 +557,14 @@ class _KafkaConsumer(Consumer):
                     raise BusError(f"topic {topic!r} has no partitions the consumer can see")
                 time.sleep(0.1)
             for partition in sorted(metadata.partitions):
-                high = self._end_offset(TopicPartition(topic, partition), deadline)
-                assignment.append(TopicPartition(topic, partition, high))
+                low, high = self._watermarks(TopicPartition(topic, partition), deadline)
+                assignment.append(TopicPartition(topic, partition, max(low, high - replay)))
         self._consumer.assign(assignment)
 
-    def _end_offset(self, tp: TopicPartition, deadline: float) -> int:
+    def _watermarks(self, tp: TopicPartition, deadline: float) -> tuple[int, int]:
         while True:  # a just-created partition may not have its leader yet
             try:
-                return self._consumer.get_watermark_offsets(tp, timeout=10)[1]
+                return self._consumer.get_watermark_offsets(tp, timeout=10)
             except KafkaException as exc:
                 error = exc.args[0]
                 transient = error.retriable() or error.code() in _TRANSIENT

@@ -46,10 +46,10 @@ class MemoryBus(Bus):
         return _MemoryTransactionalProducer(self)
 
     def consumer(
-        self, topics: list[str], group: str | None, *, read_committed: bool = True
+        self, topics: list[str], group: str | None, *, read_committed: bool = True, replay: int = 0
     ) -> Consumer:
         # Transactions are published only when they commit: every consumer is read_committed.
-        return _MemoryConsumer(self, topics, group)
+        return _MemoryConsumer(self, topics, group, replay)
 
     # -- internals used by the clients --------------------------------------------------------
     def _append(self, batch: list[Message]) -> None:
@@ -59,10 +59,11 @@ class MemoryBus(Bus):
                 log.messages.append(Message(message.topic, message.value, message.key, 0, log.end))
             self._cond.notify_all()
 
-    def _cursor(self, topic: str, owner: object, from_end: bool) -> _Cursor:
+    def _cursor(self, topic: str, owner: object, from_end: bool, replay: int = 0) -> _Cursor:
         key = (topic, owner)
         if key not in self._cursors:
-            start = self._logs[topic].end if from_end else self._logs[topic].base
+            log = self._logs[topic]
+            start = max(log.base, log.end - replay) if from_end else log.base
             self._cursors[key] = _Cursor(start, start)
         return self._cursors[key]
 
@@ -113,14 +114,18 @@ class _MemoryTransactionalProducer(TransactionalProducer):
 
 
 class _MemoryConsumer(Consumer):
-    def __init__(self, bus: MemoryBus, topics: list[str], group: str | None) -> None:
+    def __init__(
+        self, bus: MemoryBus, topics: list[str], group: str | None, replay: int = 0
+    ) -> None:
         self._bus = bus
         self._topics = list(topics)
         owner: object = group if group is not None else object()
         with bus._cond:
             # A new group starts at the beginning, like auto.offset.reset=earliest; a broadcast
-            # consumer only sees what is published after it subscribed.
-            self._cursors = {t: bus._cursor(t, owner, from_end=group is None) for t in topics}
+            # consumer only sees what is published after it subscribed (and ``replay`` before).
+            self._cursors = {
+                t: bus._cursor(t, owner, from_end=group is None, replay=replay) for t in topics
+            }
         self._delivered: dict[str, int] = {}
         self._closed = False
 

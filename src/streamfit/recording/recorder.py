@@ -46,6 +46,9 @@ _MAX_BACKOFF_S = 30.0
 # How often a recorder looks for outbox messages another recorder queued but never delivered
 # (killed in between) when it queued nothing itself.
 _OUTBOX_SWEEP_S = 10.0
+# How far back a starting recorder looks on the retrain topic for commands already published:
+# far more than one delivery's worth (the thresholds one batch can cross).
+_PUBLISHED_LOOKBACK = 1000
 
 
 @dataclass
@@ -96,7 +99,9 @@ class Recorder:
                 self.bus.consumer(subscribed, group=self.settings.recorder_group)
             )
             producer = stack.enter_context(self.bus.producer())
-            self.deliver(producer, outbox=True)  # what a killed predecessor left unsent
+            # What a killed predecessor left unsent, but not what it published and was killed
+            # before marking sent: those are on the topic already.
+            self.deliver(producer, outbox=True, published=self._published_keys())
             log.info(
                 "recorder consuming %s into %s (retrain every %d labelled)",
                 subscribed,
@@ -186,16 +191,19 @@ class Recorder:
     def _retrain_command(self, threshold: int, labelled: int) -> tuple[str, bytes]:
         return self.topics.retrain, messages.retrain("every_n_labelled", labelled, threshold)
 
-    def deliver(self, producer: Producer, *, outbox: bool) -> None:
+    def deliver(
+        self, producer: Producer, *, outbox: bool, published: frozenset[bytes] = frozenset()
+    ) -> None:
         """Flush what was produced (dead letters); with ``outbox``, send the unsent outbox
-        messages too and mark them sent once the broker has acknowledged them (and refresh the
-        pending-labels count)."""
+        messages too, except those whose key is ``published`` already, and mark them sent once
+        the broker has acknowledged them (and refresh the pending-labels count)."""
         if not outbox:
             producer.flush()
             return
         with self.store.sending() as unsent:
             for message in unsent:
-                producer.produce(message.topic, message.value, message.key)
+                if message.key not in published:
+                    producer.produce(message.topic, message.value, message.key)
             producer.flush()
         pending = self.store.pending_labels()
         if pending != self.stats.pending_labels:
@@ -204,6 +212,15 @@ class Recorder:
         self.stats.retrains_sent += len(unsent)
         if unsent:
             log.info("published %d retrain command(s)", len(unsent))
+
+    def _published_keys(self) -> frozenset[bytes]:
+        """The keys (thresholds) of the last retrain commands on the topic."""
+        retrain = self.topics.retrain
+        keys: set[bytes] = set()
+        with self.bus.consumer([retrain], group=None, replay=_PUBLISHED_LOOKBACK) as tail:
+            while batch := tail.poll(_PUBLISHED_LOOKBACK, timeout=0.5):
+                keys.update(m.key for m in batch if m.key)
+        return frozenset(keys)
 
     def _count(self, batch: ObservationBatch) -> None:
         self.stats.requests += len(batch.requests)

@@ -223,7 +223,9 @@ class ObservationStore:
         outbox = []
         for threshold in thresholds:
             topic, value = command(threshold, labelled)
-            outbox.append({"topic": topic, "key": None, "value": value, "created_at": created})
+            # Keyed by its threshold: a restarted recorder recognises what is already published.
+            key = str(threshold).encode()
+            outbox.append({"topic": topic, "key": key, "value": value, "created_at": created})
         db.execute(outbox_table.insert(), outbox)
         db.execute(
             marks_table.update().where(marks_table.c.name == RETRAIN_MARK).values(value=reached)
