@@ -506,8 +506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         datefmt="%H:%M:%S",
     )
     # This process is a service (or a one-shot command) that logs: MLflow's download progress
-    # bars would interleave with its log lines. A user who wants them sets the variable.
+    # bars and its "View run at" lines on stdout would interleave with the log lines. A user who
+    # wants them sets the variables.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     from .bundle import BundleError
     from .bus import BusError
     from .stores import StoreError

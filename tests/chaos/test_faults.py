@@ -306,6 +306,8 @@ def test_the_tracking_server_unreachable_during_a_round(deployment, mlflow_serve
     wait_until(lambda: champion(deployment) > 1, 400, "the retried round's champion")
     deployment.wait_for_log(predictor, f"now serving model v{champion(deployment)}")
     recovery = time.monotonic() - reopened
+    # The round ends (its MLflow run closes) after the promotion: shut the gate only then.
+    deployment.wait_for_log(trainer, "round done")
     gate.shut()
     chaos_report.add(
         "MLflow unreachable during a round",
