@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import CANARY_ROW, MODEL_FILE, ModelBundle, ModelStore, atomic_write_text
-from ..config import Settings
+from ..bundle import CANARY_ROW, MODEL_FILE, ModelBundle, atomic_write_text
 from ..data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, load_adult
 
 log = logging.getLogger("streamfit.predictor")
@@ -262,25 +261,3 @@ def compile_bundle(bundle: ModelBundle, directory: Path, *, threads: int = 1) ->
 
 def compiled_bundle(bundle: ModelBundle, compiled: CompiledModel) -> CompiledBundle:
     return CompiledBundle(bundle.booster, bundle.pipeline, bundle.manifest, compiled)
-
-
-def precompile(settings: Settings, version: int) -> None:
-    """Build bundle ``version``'s library in this data directory's bundle store (a benchmark's
-    set-up). Nothing that promotes a model calls it: predictors share no disk with the trainer,
-    so each compiles the bundle it fetched, in its own cache. A failure is only logged."""
-    if not settings.compile_model:
-        return
-    store = ModelStore(settings.models_dir, settings.keep_models)
-    try:
-        compiled = compile_bundle(store.load(version), store.path(version))
-    except Exception as exc:  # CompileError, BundleError...
-        level = logging.INFO if isinstance(exc, CompileError) else logging.WARNING
-        log.log(level, "model v%s not pre-compiled: %s", version, exc)
-        return
-    log.info(
-        "model v%s pre-compiled for the predictors (%s, %.1f µs/row vs %.1f with LightGBM)",
-        version,
-        f"built in {compiled.compile_s:.1f} s" if compiled.compiled else "already built",
-        compiled.us_per_row,
-        compiled.lightgbm_us_per_row,
-    )
