@@ -94,12 +94,14 @@ def run_app(
     started = time.monotonic()
     with bus.consumer([topics.predictions, topics.dead_letter], group=None) as consumer:
         failures: list[BusError] = []  # the sender's, raised here: e.g. a refused write
-        sender = threading.Thread(
-            target=_send,
-            args=(bus, settings, rows, rate, label_delay, sent_at, truth, summary, stop, failures),
-            name="app-sender",
-            daemon=True,
-        )
+
+        def send() -> None:
+            try:
+                _send_all(bus, settings, rows, rate, label_delay, sent_at, truth, summary, stop)
+            except BusError as exc:
+                failures.append(exc)
+
+        sender = threading.Thread(target=send, name="app-sender", daemon=True)
         sender.start()
         answers: dict[str, dict[str, Any]] = {}
         versions: Counter[int] = Counter()
@@ -152,24 +154,6 @@ def run_app(
         summary.latency_ms = {"p50": round(p50, 2), "p95": round(p95, 2), "p99": round(p99, 2)}
     summary.wall_s = round(time.monotonic() - started, 2)
     return summary
-
-
-def _send(
-    bus: Bus,
-    settings: Settings,
-    rows: list[dict[str, Any]],
-    rate: float,
-    label_delay: float | None,
-    sent_at: dict[str, float],
-    truth: dict[str, int | None],
-    summary: AppSummary,
-    stop: threading.Event,
-    failures: list[BusError],
-) -> None:
-    try:
-        _send_all(bus, settings, rows, rate, label_delay, sent_at, truth, summary, stop)
-    except BusError as exc:
-        failures.append(exc)
 
 
 def _send_all(
