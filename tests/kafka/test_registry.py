@@ -132,9 +132,9 @@ def test_a_standby_trainer_runs_the_round_of_a_trainer_killed_mid_round(deployme
     for trainer in trainers:
         deployment.wait_for_log(trainer, "trainer waiting")
     deadline = time.monotonic() + 120
-    trainers = deployment.settings.trainer_group
-    while sorted(deployment.group_members(trainers).values()) != [0, 1]:  # one works, one waits
-        assert time.monotonic() < deadline, deployment.group_members(trainers)
+    group = deployment.settings.trainer_group
+    while sorted(deployment.group_members(group).values()) != [0, 1]:  # one works, one waits
+        assert time.monotonic() < deadline, deployment.group_members(group)
         time.sleep(1)
 
     with bus.producer() as producer:
