@@ -510,6 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # wants them sets the variables.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: table creation...
     from .bundle import BundleError
     from .bus import BusError
     from .stores import StoreError
