@@ -29,24 +29,10 @@ from tests.chaos.conftest import (
     start_app,
     wait_until,
 )
+from tests.kafka.conftest import copy_of_champion
 from tests.serving.conftest import Registered, train_bundle
 
 pytestmark = pytest.mark.kafka
-
-
-def _copy_of_champion(deployment) -> int:
-    """A second registered version with the champion's artifacts and digest (a valid model)."""
-    registry = ModelRegistry.from_settings(deployment.settings)
-    found = registry.client.get_model_version(registry.name, str(registry.champion().version))
-    return int(
-        registry.client.create_model_version(
-            registry.name,
-            found.source,
-            run_id=found.run_id,
-            tags=found.tags,
-            model_id=found.source.removeprefix("models:/"),
-        ).version
-    )
 
 
 # -- the broker restarts during a promotion (the suite's own broker) -----------------------------
@@ -54,7 +40,7 @@ def test_broker_restart_during_a_promotion(deployment_on_own_broker, chaos_repor
     deployment = deployment_on_own_broker
     predictor = deployment.start("predictor", *FAST_GROUP)
     deployment.wait_for_log(predictor, "predictor consuming")
-    copy = _copy_of_champion(deployment)
+    copy = copy_of_champion(deployment.settings)
     app, summary_path = start_app(deployment, "app", "--count", "1500", "--rate", "150")
     deployment.wait_for_log(app, "sent ")
     promoting = deployment.start("promote", str(copy), name="promote")
@@ -113,7 +99,7 @@ def test_a_full_disk_under_the_model_cache(deployment, chaos_report):
         deployment.wait_for_log(predictor, "predictor consuming")
         time.sleep(3)  # let the compiler thread write its library (or give up) first
         filler = fill(data_dir)
-        copy = _copy_of_champion(deployment)
+        copy = copy_of_champion(deployment.settings)
         promote(deployment.settings, copy, reason="disk full")
         deployment.wait_for_log(predictor, f"refused model v{copy}")
         assert "No space left on device" in deployment.log(predictor)
@@ -328,7 +314,7 @@ def test_model_events_and_commands_from_2100_break_nothing(deployment, chaos_rep
     )
     deployment.wait_for_log(predictor, "predictor consuming")
     deployment.wait_for_log(trainer, "trainer waiting")
-    copy = _copy_of_champion(deployment)
+    copy = copy_of_champion(deployment.settings)
     registry = ModelRegistry.from_settings(deployment.settings)
     entry = registry.get(copy)
     registry.make_champion(copy)

@@ -70,6 +70,24 @@ def register_copy(settings: Settings, template: tuple[str, str]) -> int:
     return int(version.version)
 
 
+def copy_of_champion(settings: Settings) -> int:
+    """A second registered version with the champion's artifacts and tags, digest included (a
+    valid model to switch to)."""
+    from streamfit.registry import ModelRegistry
+
+    registry = ModelRegistry.from_settings(settings)
+    found = registry.client.get_model_version(registry.name, str(registry.champion().version))
+    return int(
+        registry.client.create_model_version(
+            registry.name,
+            found.source,
+            run_id=found.run_id,
+            tags=found.tags,
+            model_id=found.source.removeprefix("models:/"),
+        ).version
+    )
+
+
 class Deployment:
     """A data dir + config with topic names of its own, and the processes started on it."""
 

@@ -11,6 +11,7 @@ import pytest
 
 from streamfit import messages
 from tests.conftest import REPO
+from tests.kafka.conftest import copy_of_champion
 
 pytestmark = pytest.mark.kafka
 
@@ -73,19 +74,8 @@ def test_promote_and_rollback_from_the_cli_are_followed_by_a_running_predictor(d
     from streamfit.registry import ModelRegistry
 
     registry = ModelRegistry.from_settings(deployment.settings)
-    original = registry.champion()
-    # a second, valid version to switch to: the same registered files again
-    found = registry.client.get_model_version(registry.name, str(original.version))
-    copy = int(
-        registry.client.create_model_version(
-            registry.name,
-            found.source,
-            run_id=found.run_id,
-            tags=found.tags,
-            model_id=found.source.removeprefix("models:/"),
-        ).version
-    )
-    original = original.version
+    original = registry.champion().version
+    copy = copy_of_champion(deployment.settings)  # a second, valid version to switch to
     predictor = deployment.start("predictor")
     deployment.wait_for_log(predictor, f"now serving model v{original}")
 
