@@ -16,24 +16,25 @@ from streamfit.bus import Bus, MemoryBus, get_bus
 REPO = Path(__file__).resolve().parents[1]
 
 
+def service_up(script: str, *flags: str, marker: str | None = None) -> None:
+    """``scripts/<script> up [flags]`` (idempotent: a running service is left as it is); the test
+    fails, never skips, when the service cannot start (``marker``: how to deselect its tests)."""
+    up = subprocess.run([REPO / "scripts" / script, "up", *flags], capture_output=True, text=True)
+    if up.returncode != 0:
+        hint = f'; skip these tests with -m "not {marker}"' if marker else ""
+        command = " ".join(["scripts/" + script, "up", *flags])
+        reason = up.stderr.strip() or up.stdout.strip()
+        pytest.fail(f"{command} failed ({reason}){hint}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     """The local broker of ``scripts/kafka``, started once if it is not running (left running).
 
     ``STREAMFIT_KAFKA_PORT`` picks another broker, as it does for the script.
     """
-    script = REPO / "scripts" / "kafka"
-    port = os.environ.get("STREAMFIT_KAFKA_PORT", "9092")
-    status = subprocess.run([script, "status"], capture_output=True, text=True)
-    if status.returncode != 0:
-        up = subprocess.run([script, "up"], capture_output=True, text=True)
-        if up.returncode != 0:
-            pytest.fail(
-                f"scripts/kafka up failed ({up.stderr.strip() or up.stdout.strip()}); "
-                'skip the Kafka tests with -m "not kafka"',
-                pytrace=False,
-            )
-    return f"127.0.0.1:{port}"
+    service_up("kafka", marker="kafka")
+    return f"127.0.0.1:{os.environ.get('STREAMFIT_KAFKA_PORT', '9092')}"
 
 
 @pytest.fixture(scope="session")
@@ -43,17 +44,8 @@ def postgres_url() -> str:
 
     ``STREAMFIT_POSTGRES_PORT`` picks another server, as it does for the script.
     """
-    script = REPO / "scripts" / "postgres"
+    service_up("postgres", marker="postgres")
     port = os.environ.get("STREAMFIT_POSTGRES_PORT", "5432")
-    status = subprocess.run([script, "status"], capture_output=True, text=True)
-    if status.returncode != 0:
-        up = subprocess.run([script, "up"], capture_output=True, text=True)
-        if up.returncode != 0:
-            pytest.fail(
-                f"scripts/postgres up failed ({up.stderr.strip() or up.stdout.strip()}); "
-                'skip the PostgreSQL tests with -m "not postgres"',
-                pytrace=False,
-            )
     return f"postgresql+psycopg://streamfit:streamfit@127.0.0.1:{port}/streamfit"
 
 
@@ -87,11 +79,7 @@ def mlflow_server() -> str:
 
     ``STREAMFIT_MLFLOW_PORT`` and ``STREAMFIT_MLFLOW_BACKEND`` configure it, as for the script.
     """
-    up = subprocess.run([REPO / "scripts" / "mlflow", "up"], capture_output=True, text=True)
-    if up.returncode != 0:
-        pytest.fail(
-            f"scripts/mlflow up failed: {up.stderr.strip() or up.stdout.strip()}", pytrace=False
-        )
+    service_up("mlflow")
     return f"http://127.0.0.1:{os.environ.get('STREAMFIT_MLFLOW_PORT', '5000')}"
 
 

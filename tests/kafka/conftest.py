@@ -15,7 +15,7 @@ import pytest
 
 from streamfit.bus import get_bus
 from streamfit.config import Settings, Topics
-from tests.conftest import REPO
+from tests.conftest import REPO, service_up
 
 pytestmark = pytest.mark.kafka
 
@@ -234,12 +234,5 @@ def secure_broker() -> SecureBroker:
     """
     port = os.environ.get("STREAMFIT_KAFKA_SECURE_PORT", "9093")
     home = Path(os.environ.get("STREAMFIT_KAFKA_HOME", Path.home() / ".cache/streamfit/kafka"))
-    up = subprocess.run(
-        [REPO / "scripts" / "kafka", "up", "--secure"], capture_output=True, text=True
-    )
-    if up.returncode != 0:
-        pytest.fail(
-            f"scripts/kafka up --secure failed: {up.stderr.strip() or up.stdout.strip()}",
-            pytrace=False,
-        )
+    service_up("kafka", "--secure")
     return SecureBroker(port, home / f"broker-secure-{port}")
