@@ -241,11 +241,6 @@ def parse_model_event(value: bytes) -> ModelEvent:
     return ModelEvent(version, **fields)
 
 
-def model_event_version(value: bytes) -> int:
-    """The model version a ``models`` event names; InvalidMessage says what is wrong."""
-    return parse_model_event(value).version
-
-
 def decode(value: bytes) -> Any:
     return orjson.loads(value)
 

@@ -108,11 +108,12 @@ def test_recorder_decodes_or_refuses_every_message_with_a_reason(labels, request
 @given(value=cases.model_events)
 def test_model_events_are_read_or_refused_with_a_reason(value):
     try:
-        version = messages.model_event_version(value)
+        event = messages.parse_model_event(value)
     except messages.InvalidMessage as exc:
         assert str(exc)
     else:
-        assert type(version) is int and version >= 1
+        assert type(event.version) is int and event.version >= 1
+        assert all(x is None or (isinstance(x, str) and x) for x in (event.model_uri, event.sha256))
 
 
 @FUZZ
