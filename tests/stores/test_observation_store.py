@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import pytest
 
 from streamfit import messages
 from streamfit.stores import ObservationBatch, ObservationStore, StoreError
+from streamfit.stores.observations import LABELLED_COUNT, marks_table
 
 PARTS = ("request", "prediction", "label")
 
@@ -104,6 +106,34 @@ def test_counts_distinguish_requests_labelled_and_pending(store: ObservationStor
     assert store.count() == 5
     assert store.count(labelled=True) == 2
     assert store.pending_labels() == 1
+
+
+def test_the_kept_labelled_count_equals_a_fresh_count_whatever_arrives(
+    store: ObservationStore,
+) -> None:
+    """Random batches of parts of 40 requests, redeliveries and conflicting values included:
+    after each, the count record() keeps (never recounted) equals counting the table."""
+    rng = random.Random(7)
+    for _ in range(60):
+        batch = ObservationBatch()
+        for _ in range(rng.randint(0, 12)):
+            request_id, kind = f"k{rng.randrange(40)}", rng.choice(PARTS)
+            part = _part(kind, request_id, age=rng.randint(17, 90))
+            batch.requests += part.requests
+            batch.predictions += part.predictions
+            batch.labels += [(i, rng.randint(0, 1)) for i, _ in part.labels]
+        assert store.record(batch).labelled == store.count(labelled=True)
+
+
+def test_a_store_written_before_the_kept_count_counts_its_rows_once(store_url: str) -> None:
+    store = ObservationStore(store_url)
+    store.record(ObservationBatch(requests=[("a", _request("a"))], labels=[("a", 1), ("b", 0)]))
+    with store.engine.begin() as db:  # as a store of the previous release left it
+        db.execute(marks_table.delete().where(marks_table.c.name == LABELLED_COUNT))
+    store.close()
+    reopened = ObservationStore(store_url)
+    assert reopened.record(ObservationBatch(requests=[("b", _request("b"))])).labelled == 2
+    reopened.close()
 
 
 def test_frames_read_the_raw_requests_oldest_first(store: ObservationStore) -> None:

@@ -8,8 +8,10 @@ changes nothing and a label that comes before its request waits in the row (a *p
 until the request joins it. A *labelled observation* is a row with both data and a label.
 
 :meth:`ObservationStore.record` also keeps the retrain counter: in the same transaction as the
-upserts it compares ``labelled // every`` with the last threshold published (a mark stored in the
-database, row-locked on PostgreSQL so concurrent recorders count correctly) and queues one
+upserts it moves a stored count of labelled observations by the rows the batch completes (so a
+batch costs the same on a table of a thousand rows or of millions), compares ``labelled // every``
+with the last threshold published (marks stored in the database, row-locked on PostgreSQL so
+concurrent recorders count correctly) and queues one
 command per new threshold in a transactional *outbox*; :meth:`ObservationStore.sending` hands the
 unsent commands out and marks them sent once the caller has delivered them. A recorder that dies
 anywhere in between neither skips nor repeats a threshold.
@@ -96,6 +98,9 @@ marks_table = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 RETRAIN_MARK = "retrain_mark"
+# Labelled observations so far, kept in step with every upsert: counting them afresh on every
+# batch would cost O(table) per batch, a cost that grows for as long as the recorder runs.
+LABELLED_COUNT = "labelled_count"
 
 outbox_table = sa.Table(
     "outbox",
@@ -170,6 +175,7 @@ class ObservationStore:
             raise ValueError(f"observation store needs SQLite or PostgreSQL, got {dialect!r}")
         self._insert = insert
         self._upsert = _upsert_statement(insert)
+        self._start_labelled_count()
 
     @property
     def display_url(self) -> str:
@@ -192,29 +198,41 @@ class ObservationStore:
         rows = _merge(batch, time.time() if now is None else now)
 
         def work(db: sa.Connection) -> Recorded:
+            # The counter's row lock serialises concurrent recorders from here to their commit
+            # (SQLite's BEGIN IMMEDIATE already does); in READ COMMITTED each statement then
+            # sees all that the previous holders wrote, so the rows' states read below are
+            # exact and the counter moves by exactly the rows this batch completes.
+            counted = _locked_mark(db, LABELLED_COUNT)
+            labelled = counted + _newly_labelled(db, rows)
             if rows:
                 db.execute(self._upsert, rows)
+            if labelled != counted:
+                _set_mark(db, LABELLED_COUNT, labelled)
             if not every:
-                return Recorded(self._count(db, labelled=True), [])
-            return self._advance(db, every, command)  # type: ignore[arg-type]
+                return Recorded(labelled, [])
+            return self._advance(db, labelled, every, command)  # type: ignore[arg-type]
 
         return transact(self.engine, work)
 
-    def _advance(self, db: sa.Connection, every: int, command: Command) -> Recorded:
-        # The row lock serialises concurrent recorders from here to their commit; in READ
-        # COMMITTED each statement sees what committed before it, so the count below includes
-        # every recorder that held the lock before this one.
+    def _start_labelled_count(self) -> None:
+        """Count the labelled rows once, for a store written before the counter existed."""
+        with writing(self.engine) as db:
+            db.execute(
+                self._insert(marks_table)
+                .from_select(
+                    ["name", "value"],
+                    sa.select(sa.literal(LABELLED_COUNT), sa.func.count()).where(_labelled),
+                )
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+
+    def _advance(self, db: sa.Connection, labelled: int, every: int, command: Command) -> Recorded:
         db.execute(
             self._insert(marks_table)
             .values(name=RETRAIN_MARK, value=0)
             .on_conflict_do_nothing(index_elements=["name"])
         )
-        mark = db.execute(
-            sa.select(marks_table.c.value)
-            .where(marks_table.c.name == RETRAIN_MARK)
-            .with_for_update()
-        ).scalar_one()
-        labelled = self._count(db, labelled=True)
+        mark = _locked_mark(db, RETRAIN_MARK)
         reached = labelled // every
         if reached <= mark:
             return Recorded(labelled, [])
@@ -227,9 +245,7 @@ class ObservationStore:
             key = str(threshold).encode()
             outbox.append({"topic": topic, "key": key, "value": value, "created_at": created})
         db.execute(outbox_table.insert(), outbox)
-        db.execute(
-            marks_table.update().where(marks_table.c.name == RETRAIN_MARK).values(value=reached)
-        )
+        _set_mark(db, RETRAIN_MARK, reached)
         return Recorded(labelled, thresholds)
 
     @contextlib.contextmanager
@@ -373,6 +389,51 @@ def _merge(batch: ObservationBatch, now: float) -> list[dict[str, Any]]:
         if entry["label"] is None:
             entry.update(label=label, labelled_at=now)
     return list(rows.values())
+
+
+def _locked_mark(db: sa.Connection, name: str) -> int:
+    """The value of the mark ``name``, its row locked until the transaction ends."""
+    return db.execute(
+        sa.select(marks_table.c.value).where(marks_table.c.name == name).with_for_update()
+    ).scalar_one()
+
+
+def _set_mark(db: sa.Connection, name: str, value: int) -> None:
+    db.execute(marks_table.update().where(marks_table.c.name == name).values(value=value))
+
+
+_ID_CHUNK = 900  # bound parameters per statement: below SQLite's oldest limit of 999
+
+
+def _newly_labelled(db: sa.Connection, rows: list[dict[str, Any]]) -> int:
+    """How many of ``rows`` the upsert will make labelled (data and label both present).
+
+    An upsert only fills what is empty, so a row's state after it is its state before it or
+    what the batch brings; only rows bringing data or a label can change state.
+    """
+    brings = {r["request_id"]: r for r in rows if r["data"] is not None or r["label"] is not None}
+    before: dict[str, tuple[bool, bool]] = {}
+    ids = list(brings)
+    for start in range(0, len(ids), _ID_CHUNK):
+        chunk = ids[start : start + _ID_CHUNK]
+        found = db.execute(
+            sa.select(_obs.request_id, _obs.data.is_not(None), _obs.label.is_not(None)).where(
+                _obs.request_id.in_(chunk)
+            )
+        )
+        before.update(
+            (request_id, (has_data, has_label)) for request_id, has_data, has_label in found
+        )
+    newly = 0
+    for request_id, row in brings.items():
+        had_data, had_label = before.get(request_id, (False, False))
+        if (
+            not (had_data and had_label)
+            and (had_data or row["data"] is not None)
+            and (had_label or row["label"] is not None)
+        ):
+            newly += 1
+    return newly
 
 
 def _upsert_statement(insert: Any) -> Any:
