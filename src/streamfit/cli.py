@@ -41,6 +41,7 @@ _SETTING_OPTIONS = (
     "seed",
     "gate_tolerance",
     "train_threads",
+    "train_window",
     "request_partitions",
     "drift_window",
     "drift_every",
@@ -103,6 +104,11 @@ def _training(parser: argparse.ArgumentParser, budget_dest: str) -> None:
         "--train-threads",
         type=int,
         help="LightGBM threads for training (default 1: leave a core to serving)",
+    )
+    parser.add_argument(
+        "--train-window",
+        type=int,
+        help="train on at most the newest N labelled observations (default 200000)",
     )
 
 

@@ -84,6 +84,9 @@ class Settings:
     holdout_fraction: float = 0.1
     gate_recent_fraction: float = 0.2
     pruning: bool = True  # Optuna only: stop unpromising CV runs early
+    # A round trains on (at most) the newest train_window labelled observations besides
+    # adult.data: the cost and memory of a round stay bounded however long the stream runs.
+    train_window: int = 200_000
 
     # Monitor: drift and performance, computed off the predictor's hot path.
     drift_window: int = 1000  # most recent requests scored per drift check
@@ -113,6 +116,7 @@ class Settings:
             "max_evals",
             "init_max_evals",
             "train_threads",
+            "train_window",
         )
         for name in positive:
             if getattr(self, name) < 1:

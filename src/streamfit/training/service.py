@@ -106,7 +106,7 @@ class TrainerService:
     def _round(self, trigger: str, messages_count: int, producer: Any, run_round: Any) -> bool:
         """Run one round; False if it failed (logged: the champion keeps serving)."""
         try:
-            new_rows = self.observations.labelled_frame()
+            new_rows = self.observations.labelled_frame(limit=self.settings.train_window)
             log.info(
                 "retraining (%s) on %d new labelled observations (%d message(s))",
                 trigger,
