@@ -135,6 +135,7 @@ class Soak:
         promotions: list[int] = []
         marks: list[tuple[float, int]] = []  # (time, answered) at each 10 % of the run
         rss = {"start": self.rss()}
+        rss_per_10pct: list[dict[str, float]] = []
         sent = 0
         done = threading.Event()
 
@@ -186,11 +187,14 @@ class Soak:
                 promotions.append(orjson.loads(message.value)["version"])
             while next_mark <= 10 and len(answered) >= total * next_mark // 10:
                 marks.append((time.monotonic() - started, len(answered)))
+                rss_per_10pct.append(self.rss())
+                if next_mark == 1:
+                    rss["warm"] = rss_per_10pct[-1]
                 if next_mark == 5:
-                    rss["middle"] = self.rss()
+                    rss["middle"] = rss_per_10pct[-1]
                 print(
                     f"{next_mark * 10:>3} %: {len(answered)} answered at "
-                    f"{marks[-1][0]:.0f} s, RSS {self.rss()}, promotions {promotions}",
+                    f"{marks[-1][0]:.0f} s, RSS {rss_per_10pct[-1]}, promotions {promotions}",
                     flush=True,
                 )
                 next_mark += 1
@@ -220,6 +224,13 @@ class Soak:
             name: round(100 * (rss["end"][name] - rss["start"][name]) / rss["start"][name], 1)
             for name in SERVICES
         }
+        # From the first 10 % on: by then every service has warmed up (the trainer has run a
+        # round and its train_window is full when the run is 10 windows long).
+        growth_after_warmup = {
+            name: round(100 * (rss["end"][name] - rss["warm"][name]) / rss["warm"][name], 1)
+            for name in SERVICES
+            if "warm" in rss
+        }
         growth_second_half = {
             name: round(100 * (rss["end"][name] - rss["middle"][name]) / rss["middle"][name], 1)
             for name in SERVICES
@@ -241,7 +252,9 @@ class Soak:
             "wall_s": round(wall, 1),
             "throughput_per_10pct": throughput,
             "rss_mb": rss,
+            "rss_mb_per_10pct": rss_per_10pct,
             "rss_growth_pct_start_to_end": growth,
+            "rss_growth_pct_warm_to_end": growth_after_warmup,
             "rss_growth_pct_middle_to_end": growth_second_half,
             "machine": (
                 f"{os.cpu_count()} cores ({platform.machine()}), shared with other engineers' "
@@ -257,13 +270,16 @@ def table(result: dict[str, Any]) -> str:
         f"retrains: requested {result['retrains_requested']}, rounds completed "
         f"{result['rounds_completed']}, promotions {result['promotions_announced']}",
         "",
-        f"{'service':<10} {'RSS start':>10} {'middle':>8} {'end':>8} {'growth':>8}",
+        f"{'service':<10} {'RSS start':>10} {'at 10 %':>8} {'middle':>8} {'end':>8} "
+        f"{'growth':>8} {'from 10 %':>10}",
     ]
     rss = result["rss_mb"]
     for name in SERVICES:
         lines.append(
-            f"{name:<10} {rss['start'][name]:>8.1f}MB {rss.get('middle', {}).get(name, 0):>6.1f}MB "
-            f"{rss['end'][name]:>6.1f}MB {result['rss_growth_pct_start_to_end'][name]:>7.1f}%"
+            f"{name:<10} {rss['start'][name]:>8.1f}MB {rss.get('warm', {}).get(name, 0):>6.1f}MB "
+            f"{rss.get('middle', {}).get(name, 0):>6.1f}MB {rss['end'][name]:>6.1f}MB "
+            f"{result['rss_growth_pct_start_to_end'][name]:>7.1f}% "
+            f"{result['rss_growth_pct_warm_to_end'].get(name, 0):>9.1f}%"
         )
     lines += [
         "",
