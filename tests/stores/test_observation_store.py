@@ -10,10 +10,16 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from streamfit import messages
 from streamfit.stores import ObservationBatch, ObservationStore, StoreError
-from streamfit.stores.observations import LABELLED_COUNT, marks_table
+from streamfit.stores.observations import (
+    LABELLED_COUNT,
+    OBSERVED_COUNT,
+    marks_table,
+    observations_table,
+)
 
 PARTS = ("request", "prediction", "label")
 
@@ -112,7 +118,7 @@ def test_the_kept_labelled_count_equals_a_fresh_count_whatever_arrives(
     store: ObservationStore,
 ) -> None:
     """Random batches of parts of 40 requests, redeliveries and conflicting values included:
-    after each, the count record() keeps (never recounted) equals counting the table."""
+    after each, the counts record() keeps (never recounted) equal counting the table."""
     rng = random.Random(7)
     for _ in range(60):
         batch = ObservationBatch()
@@ -122,17 +128,32 @@ def test_the_kept_labelled_count_equals_a_fresh_count_whatever_arrives(
             batch.requests += part.requests
             batch.predictions += part.predictions
             batch.labels += [(i, rng.randint(0, 1)) for i, _ in part.labels]
-        assert store.record(batch).labelled == store.count(labelled=True)
+        labelled = store.record(batch).labelled
+        with store.engine.connect() as db:  # counted afresh, as the store itself never does
+            observed, counted = db.execute(
+                sa.select(
+                    sa.func.count(observations_table.c.data),
+                    sa.func.count(observations_table.c.label).filter(
+                        observations_table.c.data.is_not(None)
+                    ),
+                )
+            ).one()
+        assert (store.count(), store.count(labelled=True)) == (observed, counted)
+        assert labelled == counted
 
 
-def test_a_store_written_before_the_kept_count_counts_its_rows_once(store_url: str) -> None:
+KEPT_COUNTS = (OBSERVED_COUNT, LABELLED_COUNT)
+
+
+def test_a_store_written_before_the_kept_counts_counts_its_rows_once(store_url: str) -> None:
     store = ObservationStore(store_url)
     store.record(ObservationBatch(requests=[("a", _request("a"))], labels=[("a", 1), ("b", 0)]))
     with store.engine.begin() as db:  # as a store of the previous release left it
-        db.execute(marks_table.delete().where(marks_table.c.name == LABELLED_COUNT))
+        db.execute(marks_table.delete().where(marks_table.c.name.in_(KEPT_COUNTS)))
     store.close()
     reopened = ObservationStore(store_url)
     assert reopened.record(ObservationBatch(requests=[("b", _request("b"))])).labelled == 2
+    assert reopened.count() == 2
     reopened.close()
 
 

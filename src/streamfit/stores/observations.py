@@ -68,7 +68,8 @@ observations_table = sa.Table(
     sa.Column("labelled_at", sa.Float),
 )
 _obs = observations_table.c
-_labelled = sa.and_(_obs.data.is_not(None), _obs.label.is_not(None))
+_observed = _obs.data.is_not(None)
+_labelled = sa.and_(_observed, _obs.label.is_not(None))
 sa.Index(
     "observations_labelled_v2",
     _obs.labelled_at,
@@ -98,8 +99,10 @@ marks_table = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 RETRAIN_MARK = "retrain_mark"
-# Labelled observations so far, kept in step with every upsert: counting them afresh on every
-# batch would cost O(table) per batch, a cost that grows for as long as the recorder runs.
+# Observations and labelled observations so far, kept in step with every upsert: counting them
+# afresh on every batch (or every monitor poll) would cost O(table), a cost that grows for as
+# long as the stream runs.
+OBSERVED_COUNT = "observed_count"
 LABELLED_COUNT = "labelled_count"
 
 outbox_table = sa.Table(
@@ -175,7 +178,7 @@ class ObservationStore:
             raise ValueError(f"observation store needs SQLite or PostgreSQL, got {dialect!r}")
         self._insert = insert
         self._upsert = _upsert_statement(insert)
-        self._start_labelled_count()
+        self._start_counts()
 
     @property
     def display_url(self) -> str:
@@ -203,9 +206,12 @@ class ObservationStore:
             # sees all that the previous holders wrote, so the rows' states read below are
             # exact and the counter moves by exactly the rows this batch completes.
             counted = _locked_mark(db, LABELLED_COUNT)
-            labelled = counted + _newly_labelled(db, rows)
+            observed, labelled = _completed(db, rows)
             if rows:
                 db.execute(self._upsert, rows)
+            if observed:
+                _set_mark(db, OBSERVED_COUNT, _locked_mark(db, OBSERVED_COUNT) + observed)
+            labelled += counted
             if labelled != counted:
                 _set_mark(db, LABELLED_COUNT, labelled)
             if not every:
@@ -214,17 +220,17 @@ class ObservationStore:
 
         return transact(self.engine, work)
 
-    def _start_labelled_count(self) -> None:
-        """Count the labelled rows once, for a store written before the counter existed."""
+    def _start_counts(self) -> None:
+        """Count the rows once, for a store written before the kept counts existed."""
         with writing(self.engine) as db:
-            db.execute(
-                self._insert(marks_table)
-                .from_select(
-                    ["name", "value"],
-                    sa.select(sa.literal(LABELLED_COUNT), sa.func.count()).where(_labelled),
+            for name, where in ((OBSERVED_COUNT, _observed), (LABELLED_COUNT, _labelled)):
+                db.execute(
+                    self._insert(marks_table)
+                    .from_select(
+                        ["name", "value"], sa.select(sa.literal(name), sa.func.count()).where(where)
+                    )
+                    .on_conflict_do_nothing(index_elements=["name"])
                 )
-                .on_conflict_do_nothing(index_elements=["name"])
-            )
 
     def _advance(self, db: sa.Connection, labelled: int, every: int, command: Command) -> Recorded:
         db.execute(
@@ -281,17 +287,14 @@ class ObservationStore:
 
     def retrain_mark(self) -> int:
         """How many thresholds of the retrain counter were published (queued) so far."""
-        with reading(self.engine) as db:
-            value = db.execute(
-                sa.select(marks_table.c.value).where(marks_table.c.name == RETRAIN_MARK)
-            ).scalar()
-        return int(value or 0)
+        return self._mark(RETRAIN_MARK)
 
     # -- reading ------------------------------------------------------------------------------
     def count(self, labelled: bool = False) -> int:
-        """Observations (rows with a request); ``labelled``: those that also have a label."""
-        with reading(self.engine) as db:
-            return self._count(db, labelled)
+        """Observations (rows with a request); ``labelled``: those that also have a label.
+
+        Read from the counts :meth:`record` keeps, so it costs the same on any table size."""
+        return self._mark(LABELLED_COUNT if labelled else OBSERVED_COUNT)
 
     def pending_labels(self) -> int:
         """Labels whose request has not been seen (yet)."""
@@ -348,9 +351,12 @@ class ObservationStore:
         self.engine.dispose()
 
     # -- internals ----------------------------------------------------------------------------
-    def _count(self, db: sa.Connection, labelled: bool) -> int:
-        where = _labelled if labelled else _obs.data.is_not(None)
-        return db.execute(sa.select(sa.func.count()).where(where)).scalar_one()
+    def _mark(self, name: str) -> int:
+        with reading(self.engine) as db:
+            value = db.execute(
+                sa.select(marks_table.c.value).where(marks_table.c.name == name)
+            ).scalar()
+        return int(value or 0)
 
     def _latest_labelled(self, columns: list[str], limit: int | None) -> list[tuple]:
         """``columns`` of the labelled observations (the newest ``limit``), oldest first."""
@@ -405,8 +411,9 @@ def _set_mark(db: sa.Connection, name: str, value: int) -> None:
 _ID_CHUNK = 900  # bound parameters per statement: below SQLite's oldest limit of 999
 
 
-def _newly_labelled(db: sa.Connection, rows: list[dict[str, Any]]) -> int:
-    """How many of ``rows`` the upsert will make labelled (data and label both present).
+def _completed(db: sa.Connection, rows: list[dict[str, Any]]) -> tuple[int, int]:
+    """How many of ``rows`` the upsert will make observations (their request arrives) and
+    labelled observations (data and label both present).
 
     An upsert only fills what is empty, so a row's state after it is its state before it or
     what the batch brings; only rows bringing data or a label can change state.
@@ -415,25 +422,20 @@ def _newly_labelled(db: sa.Connection, rows: list[dict[str, Any]]) -> int:
     before: dict[str, tuple[bool, bool]] = {}
     ids = list(brings)
     for start in range(0, len(ids), _ID_CHUNK):
-        chunk = ids[start : start + _ID_CHUNK]
         found = db.execute(
-            sa.select(_obs.request_id, _obs.data.is_not(None), _obs.label.is_not(None)).where(
-                _obs.request_id.in_(chunk)
+            sa.select(_obs.request_id, _observed, _obs.label.is_not(None)).where(
+                _obs.request_id.in_(ids[start : start + _ID_CHUNK])
             )
         )
-        before.update(
-            (request_id, (has_data, has_label)) for request_id, has_data, has_label in found
-        )
-    newly = 0
+        before.update((request_id, (data, label)) for request_id, data, label in found)
+    observed = labelled = 0
     for request_id, row in brings.items():
         had_data, had_label = before.get(request_id, (False, False))
-        if (
-            not (had_data and had_label)
-            and (had_data or row["data"] is not None)
-            and (had_label or row["label"] is not None)
-        ):
-            newly += 1
-    return newly
+        has_data = had_data or row["data"] is not None
+        has_label = had_label or row["label"] is not None
+        observed += has_data and not had_data
+        labelled += has_data and has_label and not (had_data and had_label)
+    return observed, labelled
 
 
 def _upsert_statement(insert: Any) -> Any:
