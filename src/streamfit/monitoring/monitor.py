@@ -193,12 +193,33 @@ class Monitor:
             # came before the thread got going must not be undone here
         with contextlib.ExitStack() as stack:
             stack.callback(self._close_producer)
+            if self.last_count == 0:
+                self.last_count = self._resume_point()
             while self.running:
                 try:
                     self.run_once()
                 except Exception:
                     logger.exception("drift check failed; the monitor keeps running")
                 self._wake.wait(self.settings.monitor_poll_seconds)
+
+    def _resume_point(self) -> int:
+        """Where the last monitor left off: the ``window_end`` of the newest drift event on the
+        topic, so a restarted monitor (or its replacement) does not repeat that check. Ignored
+        when the store holds fewer observations (a store started afresh)."""
+        last = 0
+        try:
+            with self.bus.consumer([self.settings.topics.drift], group=None, replay=1) as tail:
+                while batch := tail.poll(10, timeout=0.5):
+                    for message in batch:
+                        with contextlib.suppress(ValueError, KeyError, TypeError):
+                            last = max(last, int(orjson.loads(message.value)["window_end"]))
+        except Exception as exc:  # the drift topic unreadable: check from scratch
+            logger.warning("could not read the last drift event: %s", exc)
+            return 0
+        if not 0 < last <= self.store.count():
+            return 0
+        logger.info("resuming after the drift check at %d observations", last)
+        return last
 
     def start(self) -> Monitor:
         """Run in a daemon thread; returns self."""
