@@ -38,6 +38,10 @@ log = logging.getLogger("streamfit.trainer")
 # Backoff of a failed round's retry (the tracking server down, the store unreachable...).
 _FIRST_RETRY_S = 5.0
 _MAX_RETRY_S = 120.0
+# A round polls nothing while it trains (minutes on a large window, more on a busy machine):
+# Kafka's default of 5 minutes would evict the trainer mid-round, refuse its commit and run the
+# round's commands again. A trainer that dies is still replaced within the session timeout.
+_ROUND_BOUND_S = 6 * 3600.0
 
 
 class TrainerService:
@@ -71,7 +75,11 @@ class TrainerService:
             if self.settings.retrain_on_drift:
                 subscribed.append(topics.drift)
             consumer = stack.enter_context(
-                self.bus.consumer(subscribed, group=self.settings.trainer_group)
+                self.bus.consumer(
+                    subscribed,
+                    group=self.settings.trainer_group,
+                    max_poll_interval_s=_ROUND_BOUND_S,
+                )
             )
             producer = self.bus.producer()
             stack.callback(producer.close)
