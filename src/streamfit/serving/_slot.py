@@ -133,6 +133,13 @@ class ModelSlot:
             self._request_compile(bundle)
         return True
 
+    def clear(self) -> int | None:
+        """Serve nothing any more (a shadow slot whose challenger's test ended); the version
+        it held, if any. A compile under way finds the slot empty and is not swapped in."""
+        with self._swap_lock:
+            previous, self.bundle = self.version, None
+        return previous
+
     def swap_to_champion(self) -> bool:
         """Serve the registry's ``@champion``; False when there is none (or it is refused)."""
         entry = self.registry.champion()
