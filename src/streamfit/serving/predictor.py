@@ -174,6 +174,8 @@ class Predictor:
 
     def _load_shadow(self) -> None:
         """Shadow the registry's ``@shadow`` if there is one (a predictor started mid-test)."""
+        if self.settings.promotion == "offline":
+            return
         try:
             entry = self.shadow.registry.shadow()
         except Exception as exc:  # the champion serves; the next shadow event will tell
@@ -200,6 +202,9 @@ class Predictor:
     def follow(self, event: messages.ModelEvent) -> None:
         """Act on one ``models`` event."""
         version = event.version
+        if event.is_shadow and self.settings.promotion == "offline":
+            log.info("ignoring %s event of v%s (--promotion offline)", event.event, version)
+            return
         if event.event == "shadow_ended":
             self.end_shadow(version)
         elif event.event == "shadow":

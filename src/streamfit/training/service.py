@@ -17,6 +17,9 @@ command again and runs the round. The dead round's version was at most registere
 ``challenger``), never promoted nor announced. A round that fails (the tracking server or the
 store unreachable) is not committed either: the trainer retries it with a backoff (5 s, doubling,
 at most 2 min) until it succeeds, and commands arriving meanwhile join the retried round.
+
+Between rounds the trainer judges the running live comparison, if any (``streamfit.live``): every
+``live_check_seconds`` it re-reads the labelled pairs and promotes, rejects or keeps.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 from .. import messages
 from ..bus import Bus, Message
 from ..config import Settings
+from ..live import LiveJudge
 from ..registry import ModelRegistry
 from ..stores import ObservationStore
 
@@ -57,6 +61,8 @@ class TrainerService:
         self.commands_seen = 0  # retrain commands
         self.drift_alarms = 0  # drift events with drifted=true
         self._drift_answered: int | None = -1  # champion version a drift round was started for
+        self.judge = LiveJudge(settings, self.observations, registry=self.registry)
+        self._judged_at = 0.0
 
     def stop(self) -> None:
         self.running = False
@@ -88,6 +94,8 @@ class TrainerService:
                     continue
                 if trigger is not None and pending != "retrain":
                     pending = trigger
+                if pending is None:
+                    self._judge(producer)
                 if pending is None or time.monotonic() < retry_at:
                     continue
                 self.idle.clear()
@@ -102,6 +110,16 @@ class TrainerService:
                     log.warning("round retried in %.0f s (the retrain command is kept)", delay)
                     retry_at = time.monotonic() + delay
                     delay = min(delay * 2, _MAX_RETRY_S)
+
+    def _judge(self, producer: Any) -> None:
+        """Judge the live comparison (at most every ``live_check_seconds``); never raises."""
+        if time.monotonic() - self._judged_at < self.settings.live_check_seconds:
+            return
+        self._judged_at = time.monotonic()
+        try:
+            self.judge.check(producer=producer)
+        except Exception as exc:  # the store or the registry down: the next look retries
+            log.warning("live comparison not judged (%s: %s)", type(exc).__name__, exc)
 
     def _round(self, trigger: str, messages_count: int, producer: Any, run_round: Any) -> bool:
         """Run one round; False if it failed (logged: the champion keeps serving)."""
