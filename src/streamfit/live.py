@@ -27,6 +27,7 @@ not shadowed (the round says so).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -261,6 +262,46 @@ class LiveJudge:
         self.comparisons.close()
 
 
+def experiments_command(settings: Settings, output: str = "table") -> str:
+    """``streamfit experiments``: every live comparison of the registered model, oldest first,
+    as a table or as JSON (a list of objects, each with its ``decision``)."""
+    store = ComparisonStore(settings.store_url)
+    try:
+        found = [c.as_dict() for c in store.list(settings.registered_model)]
+    finally:
+        store.close()
+    if output == "json":
+        return json.dumps(found, indent=2)
+    if not found:
+        return f"no live comparison of {settings.registered_model!r} yet"
+    header = ("id", "challenger", "champion", "decision", "pairs", "estimate", "interval", "took")
+    rows = [header]
+    for c in found:
+        interval = (
+            f"[{c['lower']:+.4f}, {c['upper']:+.4f}]"
+            if c["lower"] is not None and c["upper"] is not None
+            else "-"
+        )
+        rows.append(
+            (
+                str(c["id"]),
+                f"v{c['challenger']}",
+                f"v{c['champion']}",
+                c["decision"],
+                str(c["pairs"]),
+                "-" if c["estimate"] is None else f"{c['estimate']:+.4f}",
+                interval,
+                "-" if c["duration_s"] is None else f"{c['duration_s']:.0f} s",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines) + (
+        "\n(estimate, interval: log loss per request, champion minus challenger; > 0: the "
+        "challenger is better)"
+    )
+
+
 def _explain(evidence: Evidence) -> str:
     interval = (
         f"log-loss gain {evidence.estimate:+.4f} per request, {1 - evidence.alpha:.0%} "
@@ -274,4 +315,10 @@ def _explain(evidence: Evidence) -> str:
     return f"no evidence either way at the maximum: {interval}"
 
 
-__all__ = ["ComparisonError", "LiveJudge", "shadow_after_gate", "start_comparison"]
+__all__ = [
+    "ComparisonError",
+    "LiveJudge",
+    "experiments_command",
+    "shadow_after_gate",
+    "start_comparison",
+]

@@ -8,10 +8,16 @@ import orjson
 import pytest
 
 from streamfit import messages
+from streamfit.app import adult_requests
 from streamfit.bus import Message
 from streamfit.promotion import end_shadow, promote, start_shadow
 from streamfit.recording._decode import decode_batch
-from tests.serving.conftest import Running, train_bundle
+from tests.serving.conftest import Running, mlflow_settings, train_bundle
+
+
+@pytest.fixture
+def settings(tmp_path, mlflow_server):
+    return mlflow_settings(tmp_path, mlflow_server, linger_ms=1, promotion="shadow")
 
 
 def _wait_for(condition, timeout: float = 30.0) -> None:
@@ -31,6 +37,10 @@ def test_the_champion_answers_and_the_challenger_is_recorded_beside_it(
     challenger = store.save(train_bundle(rounds=40, seed=3))
     start_shadow(settings, challenger, bus=running.bus, reason="test")
     _wait_for(lambda: running.predictor.shadow_version == challenger)
+    assert running.predictor.wait_for_compile(600)
+    # Both models compiled, when a C compiler is there (as the champion alone would be).
+    compiled = running.predictor.serving_compiled
+    assert (getattr(running.predictor.shadow.bundle, "compiled", None) is not None) == compiled
     rows = requests_data[:20]
     for i, row in enumerate(rows):
         running.send("requests", messages.request(f"s{i}", row))
@@ -91,3 +101,16 @@ def test_the_champion_cannot_shadow_itself(store, settings):
 
     with pytest.raises(BundleError, match="is the champion"):
         start_shadow(settings, 1)
+
+
+def test_a_predictor_in_offline_mode_ignores_shadowing(store, settings):
+    challenger = store.save(train_bundle(rounds=12, seed=7))
+    running = Running(settings.replace(promotion="offline"))
+    try:
+        start_shadow(settings, challenger, bus=running.bus)
+        running.send("requests", messages.request("offline", adult_requests(1)[0]))
+        answer = _answers(running, 1)[0]
+        assert answer["model_version"] == 1 and "shadow" not in answer
+        assert running.predictor.shadow_version is None
+    finally:
+        running.stop()
