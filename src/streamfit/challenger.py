@@ -155,7 +155,7 @@ class LiveComparison:
         alpha: float = 0.05,
         epsilon: float = 0.01,
         min_pairs: int = 100,
-        max_pairs: int = 400,
+        max_pairs: int = 300,
     ) -> None:
         if not 0.0 < epsilon < 0.5:
             raise ValueError(f"epsilon must be in (0, 0.5), got {epsilon}")

@@ -186,12 +186,12 @@ def _promotion(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--live-alpha", type=float, help="the live test's level (default 0.05)")
     group.add_argument(
-        "--live-min-pairs", type=int, help="labelled pairs before any decision (default 100)"
+        "--live-min-pairs", type=int, help="labelled pairs before any decision (default 50)"
     )
     group.add_argument(
         "--live-max-pairs",
         type=int,
-        help="labelled pairs after which the champion stays (default 400)",
+        help="labelled pairs after which the champion stays (default 200)",
     )
 
 

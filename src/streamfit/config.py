@@ -111,8 +111,8 @@ class Settings:
     promotion: str = "offline"
     live_alpha: float = 0.05
     live_epsilon: float = 0.01
-    live_min_pairs: int = 100
-    live_max_pairs: int = 400
+    live_min_pairs: int = 50
+    live_max_pairs: int = 200
     live_check_seconds: float = 1.0  # how often a trainer looks at the pairs
 
     def __post_init__(self) -> None:

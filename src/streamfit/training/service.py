@@ -18,8 +18,9 @@ command again and runs the round. The dead round's version was at most registere
 store unreachable) is not committed either: the trainer retries it with a backoff (5 s, doubling,
 at most 2 min) until it succeeds, and commands arriving meanwhile join the retried round.
 
-Between rounds the trainer judges the running live comparison, if any (``streamfit.live``): every
-``live_check_seconds`` it re-reads the labelled pairs and promotes, rejects or keeps.
+A thread of the trainer judges the running live comparison, if any (``streamfit.live``), rounds
+or not: every ``live_check_seconds`` it re-reads the labelled pairs and promotes, rejects or
+keeps, announcing through a producer of its own.
 """
 
 from __future__ import annotations
@@ -62,7 +63,6 @@ class TrainerService:
         self.drift_alarms = 0  # drift events with drifted=true
         self._drift_answered: int | None = -1  # champion version a drift round was started for
         self.judge = LiveJudge(settings, self.observations, registry=self.registry)
-        self._judged_at = 0.0
 
     def stop(self) -> None:
         self.running = False
@@ -81,6 +81,9 @@ class TrainerService:
             )
             producer = self.bus.producer()
             stack.callback(producer.close)
+            judge = threading.Thread(target=self._judge_loop, name="live-judge", daemon=True)
+            judge.start()
+            stack.callback(judge.join, 10)
             log.info("trainer waiting for retrain commands on %s", subscribed)
             self.ready.set()
             pending: str | None = None  # a round that failed: retried, its command kept
@@ -94,8 +97,6 @@ class TrainerService:
                     continue
                 if trigger is not None and pending != "retrain":
                     pending = trigger
-                if pending is None:
-                    self._judge(producer)
                 if pending is None or time.monotonic() < retry_at:
                     continue
                 self.idle.clear()
@@ -111,15 +112,17 @@ class TrainerService:
                     retry_at = time.monotonic() + delay
                     delay = min(delay * 2, _MAX_RETRY_S)
 
-    def _judge(self, producer: Any) -> None:
-        """Judge the live comparison (at most every ``live_check_seconds``); never raises."""
-        if time.monotonic() - self._judged_at < self.settings.live_check_seconds:
-            return
-        self._judged_at = time.monotonic()
-        try:
-            self.judge.check(producer=producer)
-        except Exception as exc:  # the store or the registry down: the next look retries
-            log.warning("live comparison not judged (%s: %s)", type(exc).__name__, exc)
+    def _judge_loop(self) -> None:
+        """Thread: judge the live comparison every ``live_check_seconds`` while running."""
+        with self.bus.producer() as producer:
+            while self.running:
+                try:
+                    self.judge.check(producer=producer)
+                except Exception as exc:  # the store or the registry down: the next look retries
+                    log.warning("live comparison not judged (%s: %s)", type(exc).__name__, exc)
+                deadline = time.monotonic() + self.settings.live_check_seconds
+                while self.running and time.monotonic() < deadline:
+                    time.sleep(min(0.2, self.settings.live_check_seconds))
 
     def _round(self, trigger: str, messages_count: int, producer: Any, run_round: Any) -> bool:
         """Run one round; False if it failed (logged: the champion keeps serving)."""
