@@ -162,7 +162,11 @@ class TrainerService:
         log.info(
             "round done: v%s %s (%s)",
             outcome.version,
-            "promoted" if outcome.promoted else "refused",
+            "promoted"
+            if outcome.promoted
+            else "shadowed"
+            if outcome.reason.startswith("shadowed")
+            else "not promoted",
             outcome.reason,
         )
         self.promotions += outcome.promoted  # announced by the round's promotion
