@@ -85,6 +85,7 @@ class Predictor:
             settings.model_cache,
             self.shadow_stats,
             compile_model=settings.compile_model,
+            role="shadowing",
         )
         self._wait_for_model_s = wait_for_model_s
 
