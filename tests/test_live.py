@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import lightgbm as lgb
+import numpy as np
 import orjson
 import pytest
 
@@ -38,7 +39,7 @@ def _bundle(rounds: int, rows: int, seed: int = 0, shuffled: bool = False) -> Mo
     frame = load_adult("train").sample(rows, random_state=seed)
     labels = frame["label"].to_numpy()
     if shuffled:  # a model of noise: it learned nothing about the label
-        labels = labels[__import__("numpy").random.default_rng(seed).permutation(len(labels))]
+        labels = labels[np.random.default_rng(seed).permutation(len(labels))]
     pipeline = FeaturePipeline().fit(frame)
     data = lgb.Dataset(
         pipeline.transform(frame), labels, categorical_feature=pipeline.categorical_features
@@ -68,7 +69,9 @@ class Live:
         self.comparisons = ComparisonStore(settings.store_url)
         self.seen: list[dict] = []
 
-    def stream(self, count: int, until: callable, seed: int = 1, timeout: float = 240) -> None:
+    def stream(
+        self, count: int, until: Callable[[], object], seed: int = 1, timeout: float = 240
+    ) -> None:
         """Send labelled requests (the label rides in the request) in slices until ``until()``."""
         rows = adult_requests(count, seed=seed)
         deadline = time.monotonic() + timeout
