@@ -66,6 +66,9 @@ observations_table = sa.Table(
     sa.Column("predicted_at", sa.Float),
     sa.Column("label", sa.SmallInteger),
     sa.Column("labelled_at", sa.Float),
+    # The shadowed challenger's answer to the same request (streamfit.challenger compares them).
+    sa.Column("shadow_version", sa.BigInteger),
+    sa.Column("shadow_probability", sa.Float),
 )
 _obs = observations_table.c
 _observed = _obs.data.is_not(None)
@@ -123,7 +126,16 @@ sa.Index(
 )
 
 # Columns an upsert may fill, each only while it is still NULL.
-_PARTS = ("data", "received_at", "probability", "model_version", "predicted_at", "label")
+_PARTS = (
+    "data",
+    "received_at",
+    "probability",
+    "model_version",
+    "predicted_at",
+    "label",
+    "shadow_version",
+    "shadow_probability",
+)
 _FILLED = (*_PARTS, "labelled_at")
 
 
@@ -134,6 +146,8 @@ class ObservationBatch:
     requests: list[tuple[str, bytes]] = field(default_factory=list)  # (id, raw request JSON)
     predictions: list[tuple[str, float, int]] = field(default_factory=list)  # (id, p, version)
     labels: list[tuple[str, int]] = field(default_factory=list)  # (id, 0 or 1)
+    # (id, version, probability) of a shadowed challenger, from the same prediction messages
+    shadows: list[tuple[str, int, float]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.requests) + len(self.predictions) + len(self.labels)
@@ -169,6 +183,7 @@ class ObservationStore:
         if self.engine.dialect.name == "sqlite":
             _migrate_sqlite_v1(self.engine)
         create_schema(self.engine, _metadata)
+        _add_shadow_columns(self.engine)
         dialect = self.engine.dialect.name
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -327,6 +342,34 @@ class ObservationStore:
         columns = ["label", "probability", "model_version"]
         return pd.DataFrame(self._latest_labelled(columns, limit), columns=columns)
 
+    def shadow_pairs(
+        self, champion: int, challenger: int, limit: int | None = None
+    ) -> pd.DataFrame:
+        """``label``, ``probability`` (the champion's) and ``shadow_probability`` (the
+        challenger's) of the labelled requests both answered, in the order their labels were
+        completed (label and prediction both in: the order a sequential test sees them, new
+        pairs always after the ones before); the first ``limit`` only."""
+        columns = ["label", "probability", "shadow_probability"]
+        completed = sa.case(
+            (_obs.predicted_at > _obs.labelled_at, _obs.predicted_at), else_=_obs.labelled_at
+        )
+        query = (
+            sa.select(*(_obs[name] for name in columns))
+            .where(
+                _labelled,
+                _obs.model_version == champion,
+                _obs.shadow_version == challenger,
+                _obs.probability.is_not(None),
+                _obs.shadow_probability.is_not(None),
+            )
+            .order_by(completed, _obs.seq)
+        )
+        if limit is not None:
+            query = query.limit(int(limit))
+        with reading(self.engine) as db:
+            rows = [tuple(r) for r in db.execute(query)]
+        return pd.DataFrame(rows, columns=columns)
+
     def recent_frame(self, limit: int) -> pd.DataFrame:
         """The most recent observations (by arrival of the request), labelled or not, oldest
         first."""
@@ -394,6 +437,10 @@ def _merge(batch: ObservationBatch, now: float) -> list[dict[str, Any]]:
         entry = row(request_id)
         if entry["label"] is None:
             entry.update(label=label, labelled_at=now)
+    for request_id, version, probability in batch.shadows:
+        entry = row(request_id)
+        if entry["shadow_probability"] is None:
+            entry.update(shadow_version=version, shadow_probability=probability)
     return list(rows.values())
 
 
@@ -448,6 +495,22 @@ def _upsert_statement(insert: Any) -> Any:
     return statement.on_conflict_do_update(
         index_elements=[_obs.request_id], set_=fills, where=changes
     )
+
+
+def _add_shadow_columns(engine: sa.Engine) -> None:
+    """Give an observation table made before shadow scoring its two shadow columns (empty)."""
+    with reading(engine) as db:
+        have = {c["name"] for c in sa.inspect(db).get_columns("observations")}
+    missing = [n for n in ("shadow_version", "shadow_probability") if n not in have]
+    if not missing:
+        return
+    with writing(engine) as db:
+        for name in missing:
+            kind = "BIGINT" if name == "shadow_version" else "DOUBLE PRECISION"
+            if engine.dialect.name == "sqlite":
+                kind = "INTEGER" if name == "shadow_version" else "FLOAT"
+            if_missing = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
+            db.exec_driver_sql(f"ALTER TABLE observations ADD COLUMN {if_missing}{name} {kind}")
 
 
 def _migrate_sqlite_v1(engine: sa.Engine) -> None:
