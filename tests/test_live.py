@@ -68,6 +68,7 @@ class Live:
             assert service.ready.wait(60)
         self.comparisons = ComparisonStore(settings.store_url)
         self.seen: list[dict] = []
+        self.sent: list[str] = []  # request ids sent, in order
 
     def stream(
         self, count: int, until: Callable[[], object], seed: int = 1, timeout: float = 240
@@ -77,6 +78,7 @@ class Live:
         deadline = time.monotonic() + timeout
         for start in range(0, count, 100):
             for i, row in enumerate(rows[start : start + 100], start):
+                self.sent.append(f"{seed}-{i}")
                 self.producer.produce(
                     self.settings.topics.requests, messages.request(f"{seed}-{i}", row)
                 )
@@ -144,6 +146,9 @@ def _wait(condition, what: str, timeout: float = 60.0) -> None:
 
 
 def _run(request_close, settings, bus, mlflow_server, champion, challenger, **changes):
+    """Champion and challenger registered, the services running, the challenger's comparison
+    started (shadow or canary, as ``settings.promotion``), requests streamed until it is
+    decided."""
     settings = settings.replace(**changes)
     models = Registered(settings, mlflow_server)
     champion_version = models.save(champion)

@@ -56,6 +56,8 @@ _SETTING_OPTIONS = (
     "live_alpha",
     "live_min_pairs",
     "live_max_pairs",
+    "canary_percent",
+    "canary_accuracy_floor",
 )
 
 
@@ -188,7 +190,8 @@ def _promotion(parser: argparse.ArgumentParser) -> None:
         "--promotion",
         choices=PROMOTIONS,
         help="offline (default): the holdout gate promotes; shadow: the gate's winner is scored "
-        "beside the champion and promoted or rejected on live labels",
+        "beside the champion and promoted or rejected on live labels; canary: as shadow, but "
+        "the challenger answers --canary-percent %% of requests and is rolled back if worse",
     )
     group.add_argument("--live-alpha", type=float, help="the live test's level (default 0.05)")
     group.add_argument(
@@ -198,6 +201,18 @@ def _promotion(parser: argparse.ArgumentParser) -> None:
         "--live-max-pairs",
         type=int,
         help="labelled pairs after which the champion stays (default 200)",
+    )
+    group.add_argument(
+        "--canary-percent",
+        type=int,
+        help="canary mode: %% of requests (a stable hash of request_id) the challenger answers "
+        "(default 10)",
+    )
+    group.add_argument(
+        "--canary-accuracy-floor",
+        type=float,
+        help="canary mode: roll back before labels if the challenger's estimated accuracy on "
+        "its answers falls below this (default 0.6)",
     )
 
 

@@ -21,8 +21,9 @@ MASK = "***"
 GUARANTEES = ("at-least-once", "exactly-once")
 OPTIMIZERS = ("hyperopt", "skopt", "optuna")
 # offline: the holdout gate promotes (as ever); shadow: the gate's winner is shadowed and the
-# live comparison on labelled traffic decides (streamfit.live).
-PROMOTIONS = ("offline", "shadow")
+# live comparison on labelled traffic decides (streamfit.live); canary: as shadow, but
+# canary_percent % of requests (a stable hash of request_id) are answered by the challenger.
+PROMOTIONS = ("offline", "shadow", "canary")
 
 
 class ConfigError(ValueError):
@@ -117,6 +118,11 @@ class Settings:
     live_min_pairs: int = 50
     live_max_pairs: int = 200
     live_check_seconds: float = 1.0  # how often a trainer looks at the pairs
+    # Canary mode: the share of requests the challenger answers (crc32(request_id) % 100 < it),
+    # and the floor of its label-free estimated accuracy below which it is rolled back before
+    # its labels come (judged once it answered live_min_pairs requests).
+    canary_percent: int = 10
+    canary_accuracy_floor: float = 0.6
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -176,6 +182,11 @@ class Settings:
             raise ConfigError(
                 f"need 1 <= live_min_pairs <= live_max_pairs, got {self.live_min_pairs} and "
                 f"{self.live_max_pairs}"
+            )
+        if not 0 <= self.canary_percent <= 100 or not 0.0 <= self.canary_accuracy_floor <= 1.0:
+            raise ConfigError(
+                f"canary_percent must be in [0, 100] and canary_accuracy_floor in [0, 1], got "
+                f"{self.canary_percent} and {self.canary_accuracy_floor}"
             )
         if self.live_check_seconds < 0:
             raise ConfigError(f"live_check_seconds must be >= 0, got {self.live_check_seconds}")

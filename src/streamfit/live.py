@@ -14,6 +14,14 @@ labelled pairs from the observation store and runs the sequential test of
 * ``keep``: ``live_max_pairs`` pairs came without evidence either way; the champion stays;
 * ``superseded``: the champion changed under the comparison (``promote``/``rollback`` by hand).
 
+``--promotion canary``: the same, but the predictors let the challenger answer its share of
+requests (``canary_percent``; pairs still exist for every request, both orientations are read).
+A worse challenger is then ``rollback`` rather than ``reject`` (the canary ends: all traffic
+back to the champion), and so is one whose label-free estimated accuracy
+(:func:`streamfit.estimates.expected_accuracy`) on the requests it answered falls below
+``canary_accuracy_floor`` before its labels decide (checked once it answered
+``live_min_pairs``).
+
 The decision, its evidence (pairs, estimate, interval) and how long it took go to the
 comparison's row, to the challenger's MLflow run (metrics ``live_*``, tag ``live_decision``) and
 onto ``models`` (the ``shadow_ended`` event, and the ``promoted`` one, carry them as ``live``).
@@ -34,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 
 from .bundle import BundleError
 from .challenger import Evidence, LiveComparison
+from .estimates import expected_accuracy
 from .promotion import end_shadow, promote, start_shadow
 from .registry import ModelRegistry
 from .stores import Comparison, ComparisonStore, ObservationStore
@@ -82,7 +91,7 @@ def start_comparison(
             settings.registered_model,
             champion=champion.version,
             challenger=challenger,
-            policy="shadow",
+            policy="canary" if settings.promotion == "canary" else "shadow",
         )
     finally:
         if comparisons is None:
@@ -105,7 +114,12 @@ def shadow_after_gate(
         )
     except (ComparisonError, BundleError) as exc:
         return f"not shadowed: {exc}; gate {gate_reason}"
-    return f"shadowed against v{comparison.champion} on live traffic; gate {gate_reason}"
+    canary = (
+        f" (canary: it answers {settings.canary_percent}% of requests)"
+        if comparison.policy == "canary"
+        else ""
+    )
+    return f"shadowed against v{comparison.champion} on live traffic{canary}; gate {gate_reason}"
 
 
 class LiveJudge:
@@ -144,6 +158,12 @@ class LiveJudge:
                 producer,
                 bus,
             )
+        if running.policy == "canary":
+            floored = self._below_floor(running)
+            if floored is not None:
+                return self._decide(
+                    running, "rollback", self._evidence(running), floored, producer, bus
+                )
         pairs = self.observations.shadow_pairs(
             running.champion, running.challenger, limit=settings.live_max_pairs
         )
@@ -170,7 +190,25 @@ class LiveJudge:
                 upper=evidence.upper,
             )
             return None
-        return self._decide(running, evidence.decision, evidence, _explain(evidence), producer, bus)
+        decision = evidence.decision
+        if decision == "reject" and running.policy == "canary":
+            decision = "rollback"  # the canary's traffic goes back to the champion
+        return self._decide(running, decision, evidence, _explain(evidence), producer, bus)
+
+    def _below_floor(self, running: Comparison) -> str | None:
+        """Canary mode, before labels: why the challenger's label-free estimated accuracy on the
+        requests it answered is below the floor, or None (fine, or too few answers yet)."""
+        answers = self.observations.canary_answers(running.champion, running.challenger)
+        if answers.size < self.settings.live_min_pairs:
+            return None
+        estimate = expected_accuracy(answers)
+        floor = self.settings.canary_accuracy_floor
+        if estimate >= floor:
+            return None
+        return (
+            f"estimated accuracy {estimate:.3f} on its {answers.size} canary answers is below "
+            f"the floor {floor:.3f} (label-free estimate)"
+        )
 
     def _evidence(self, running: Comparison) -> Evidence:
         return Evidence(

@@ -37,12 +37,33 @@ def test_pairs_come_in_the_order_they_were_completed(store: ObservationStore) ->
     store.record(ObservationBatch(predictions=[("r0", 0.2, 1)], shadows=[("r0", 2, 0.3)]), now=3.0)
     pairs = store.shadow_pairs(champion=1, challenger=2)
     assert pairs.to_dict("records") == [
-        {"label": 0, "probability": 0.7, "shadow_probability": 0.8},
-        {"label": 1, "probability": 0.2, "shadow_probability": 0.3},
+        {"label": 0, "probability": 0.7, "shadow_probability": 0.8, "canary": False},
+        {"label": 1, "probability": 0.2, "shadow_probability": 0.3, "canary": False},
     ]
     assert len(store.shadow_pairs(champion=1, challenger=3)) == 1
     assert len(store.shadow_pairs(champion=2, challenger=2)) == 0
     assert len(store.shadow_pairs(champion=1, challenger=2, limit=1)) == 1
+
+
+def test_canary_answers_pair_the_other_way_round(store: ObservationStore) -> None:
+    # Canary mode: c1 answered by the challenger v2 (the champion v1's score in shadow), c2 by
+    # the champion; c3 answered by the challenger but not labelled yet.
+    store.record(
+        ObservationBatch(
+            requests=[_request("c1"), _request("c2"), _request("c3")],
+            predictions=[("c1", 0.9, 2), ("c2", 0.4, 1), ("c3", 0.3, 2)],
+            shadows=[("c1", 1, 0.6), ("c2", 2, 0.1), ("c3", 1, 0.5)],
+            labels=[("c1", 1), ("c2", 0)],
+        ),
+        now=1.0,
+    )
+    pairs = store.shadow_pairs(champion=1, challenger=2)
+    assert pairs.to_dict("records") == [
+        {"label": 1, "probability": 0.6, "shadow_probability": 0.9, "canary": True},
+        {"label": 0, "probability": 0.4, "shadow_probability": 0.1, "canary": False},
+    ]
+    assert sorted(store.canary_answers(champion=1, challenger=2).tolist()) == [0.3, 0.9]
+    assert store.canary_answers(champion=2, challenger=1).tolist() == [0.4]
 
 
 def test_a_redelivered_shadow_score_changes_nothing(store: ObservationStore) -> None:

@@ -20,6 +20,8 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
 
+from ..estimates import expected_accuracy
+
 METRICS = ("auc", "log_loss", "accuracy", "f1", "ece")
 
 
@@ -158,7 +160,7 @@ def estimate_performance(
     denominator = 2 * true_pos + false_pos + false_neg
     return {
         "n": int(scores.size),
-        "accuracy": float(np.mean(np.where(predicted, p, 1 - p))),
+        "accuracy": expected_accuracy(scores, threshold, p),
         "f1": float(2 * true_pos / denominator) if denominator > 0 else float("nan"),
         "auc": expected_roc_auc(p, scores),
     }

@@ -21,6 +21,13 @@ Shadow mode: a second slot holds the challenger being shadowed (``@shadow`` at s
 (both compiled, each by its own slot); the answer is the champion's, and the challenger's
 probability and version ride along in the prediction (``shadow``) for the recorder to store. A
 challenger that fails on a batch costs that batch its shadow scores, never an answer.
+
+Canary mode (``--promotion canary``): the same two slots and scores, but the requests whose
+``crc32(request_id) % 100 < canary_percent`` are answered by the challenger (their prediction's
+``model_version`` is the challenger's, and the champion's score rides in ``shadow``): one hash
+per request, so a redelivered request gets the same model, and every request still carries both
+scores for the live judge. Nothing of it runs while no challenger is held; a challenger that
+fails on a batch leaves the whole batch to the champion.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import contextlib
 import logging
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +66,7 @@ class PredictorStats:
     compiled_models: int = 0  # compiled copies swapped in
     compile_refusals: int = 0  # models left on LightGBM (compile failed, mismatch)
     shadow_predictions: int = 0  # predictions that carried a shadowed challenger's score
+    canary_predictions: int = 0  # of which: answered by the challenger (canary mode)
     started: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, Any]:
@@ -88,6 +97,8 @@ class Predictor:
             role="shadowing",
         )
         self._wait_for_model_s = wait_for_model_s
+        # Canary mode's share of requests the challenger answers (0: shadow or offline mode).
+        self._canary_percent = settings.canary_percent if settings.promotion == "canary" else 0
 
     # -- model management (the slot: fetch, verify, validate, swap, compile) -------------------
     @property
@@ -299,13 +310,49 @@ class Predictor:
             if shadow is not None:
                 shadow = (shadow[0], [shadow[1][i] for i in kept])
         topic, produce = self.topics.predictions, producer.produce
-        for request_id, value in zip(
-            ids, messages.predictions(ids, probabilities, version, shadow), strict=True
-        ):
+        if shadow is not None and self._canary_percent:
+            encoded = self._canary_answers(ids, probabilities, version, shadow)
+        else:
+            encoded = zip(
+                ids, messages.predictions(ids, probabilities, version, shadow), strict=True
+            )
+        for request_id, value in encoded:
             produce(topic, value, request_id.encode())
         self.stats.predictions += len(ids)
         if shadow is not None:
             self.stats.shadow_predictions += len(ids)
+
+    def _canary_answers(
+        self,
+        ids: list[str],
+        champion: list[float],
+        champion_version: int,
+        challenger: tuple[int, list[float]],
+    ) -> list[tuple[str, bytes]]:
+        """Canary mode: (request_id, prediction) of a batch whose canary share (a stable hash of
+        the id) is answered by the challenger, the rest by the champion; both scores in each."""
+        percent = self._canary_percent
+        challenger_version, theirs = challenger
+        canary = [zlib.crc32(request_id.encode()) % 100 < percent for request_id in ids]
+        mine = [i for i, c in enumerate(canary) if not c]
+        picked = [i for i, c in enumerate(canary) if c]
+        out: list[tuple[str, bytes]] = []
+        for rows, answers, answered_by, scored, other_version in (
+            (mine, champion, champion_version, theirs, challenger_version),
+            (picked, theirs, challenger_version, champion, champion_version),
+        ):
+            if not rows:
+                continue
+            group = [ids[i] for i in rows]
+            values = messages.predictions(
+                group,
+                [answers[i] for i in rows],
+                answered_by,
+                (other_version, [scored[i] for i in rows]),
+            )
+            out.extend(zip(group, values, strict=True))
+        self.stats.canary_predictions += len(picked)
+        return out
 
     def _shadow_scores(
         self,

@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 import sqlalchemy as sa
@@ -345,30 +346,50 @@ class ObservationStore:
     def shadow_pairs(
         self, champion: int, challenger: int, limit: int | None = None
     ) -> pd.DataFrame:
-        """``label``, ``probability`` (the champion's) and ``shadow_probability`` (the
-        challenger's) of the labelled requests both answered, in the order their labels were
-        completed (label and prediction both in: the order a sequential test sees them, new
-        pairs always after the ones before); the first ``limit`` only."""
-        columns = ["label", "probability", "shadow_probability"]
+        """``label``, ``probability`` (the champion's), ``shadow_probability`` (the
+        challenger's) and ``canary`` (True where the challenger answered: canary mode, where the
+        two swap places in the prediction) of the labelled requests both scored, in the order
+        their labels were completed (label and prediction both in: the order a sequential test
+        sees them, new pairs always after the ones before); the first ``limit`` only."""
         completed = sa.case(
             (_obs.predicted_at > _obs.labelled_at, _obs.predicted_at), else_=_obs.labelled_at
         )
         query = (
-            sa.select(*(_obs[name] for name in columns))
-            .where(
-                _labelled,
-                _obs.model_version == champion,
-                _obs.shadow_version == challenger,
-                _obs.probability.is_not(None),
-                _obs.shadow_probability.is_not(None),
-            )
-            .order_by(completed, _obs.seq)
+            self._pairs_query(champion, challenger).where(_labelled).order_by(completed, _obs.seq)
         )
         if limit is not None:
             query = query.limit(int(limit))
         with reading(self.engine) as db:
             rows = [tuple(r) for r in db.execute(query)]
-        return pd.DataFrame(rows, columns=columns)
+        return pd.DataFrame(rows, columns=["label", "probability", "shadow_probability", "canary"])
+
+    def canary_answers(self, champion: int, challenger: int) -> np.ndarray:
+        """The probabilities ``challenger`` answered with, beside ``champion``, labelled or not
+        (the label-free check of a canary before its labels come)."""
+        query = sa.select(_obs.probability).where(
+            _obs.model_version == challenger,
+            _obs.shadow_version == champion,
+            _obs.probability.is_not(None),
+        )
+        with reading(self.engine) as db:
+            return np.array([r[0] for r in db.execute(query)], dtype=float)
+
+    @staticmethod
+    def _pairs_query(champion: int, challenger: int) -> sa.Select:
+        canary = _obs.model_version == challenger
+        return sa.select(
+            _obs.label,
+            sa.case((canary, _obs.shadow_probability), else_=_obs.probability),
+            sa.case((canary, _obs.probability), else_=_obs.shadow_probability),
+            canary,
+        ).where(
+            sa.or_(
+                sa.and_(_obs.model_version == champion, _obs.shadow_version == challenger),
+                sa.and_(canary, _obs.shadow_version == champion),
+            ),
+            _obs.probability.is_not(None),
+            _obs.shadow_probability.is_not(None),
+        )
 
     def recent_frame(self, limit: int) -> pd.DataFrame:
         """The most recent observations (by arrival of the request), labelled or not, oldest

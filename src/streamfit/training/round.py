@@ -477,11 +477,11 @@ class _Round:
         decision = decide(bundle, self.store, self.data.holdout, self.settings.gate_tolerance)
         if (
             decision.promoted
-            and self.settings.promotion == "shadow"
+            and self.settings.promotion in ("shadow", "canary")
             and decision.champion_version is not None
             and registry_version is not None
         ):
-            # Shadow mode: the gate's winner proves itself on live traffic first (live.py).
+            # Shadow or canary mode: the gate's winner proves itself on live traffic (live.py).
             from ..live import shadow_after_gate
 
             reason = shadow_after_gate(
