@@ -344,12 +344,23 @@ def build_parser() -> argparse.ArgumentParser:
         "experiments", help="the live comparisons of challengers, running and decided"
     )
     experiments.add_argument("--format", choices=("table", "json"), default="table")
+    replay = commands.add_parser(
+        "replay",
+        help="re-score a slice of recorded labelled traffic with a registered version and "
+        "compare it with the champion on the same rows (read-only)",
+    )
+    replay.add_argument("--version", dest="replay_version", type=int, required=True)
+    replay.add_argument("--since", help="received at or after (epoch seconds or ISO-8601, UTC)")
+    replay.add_argument("--until", help="received before (epoch seconds or ISO-8601, UTC)")
+    replay.add_argument("--last", type=int, help="the newest N labelled requests of the slice")
+    replay.add_argument("--format", choices=("table", "json"), default="table")
     for command in (predictor, trainer, demo):
         _promotion(command)
 
     for command in (
         shadow,
         experiments,
+        replay,
         init,
         predictor,
         trainer,
@@ -522,6 +533,22 @@ def cmd_experiments(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from .monitoring.replay import replay_command
+
+    print(
+        replay_command(
+            settings,
+            args.replay_version,
+            since=args.since,
+            until=args.until,
+            last=args.last,
+            output=args.format,
+        )
+    )
+    return 0
+
+
 def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
     from .bus import bus_for
     from .demo import _partitions
@@ -574,6 +601,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "rollback": cmd_rollback,
     "monitor": cmd_monitor,
     "shadow": cmd_shadow,
+    "replay": cmd_replay,
     "experiments": cmd_experiments,
     "drift": cmd_drift,
 }

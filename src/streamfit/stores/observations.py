@@ -335,6 +335,30 @@ class ObservationStore:
         extra = ["label", "probability", "model_version", "labelled_at"]
         return _frame(self._latest_labelled(["request_id", "data", *extra], limit), extra)
 
+    def recorded_slice(
+        self,
+        since: float | None = None,
+        until: float | None = None,
+        last: int | None = None,
+    ) -> pd.DataFrame:
+        """Labelled observations received in ``[since, until)`` (epoch seconds; either may be
+        None), the newest ``last`` of them if given, oldest first, as raw Adult columns plus
+        ``label``, ``probability``, ``model_version``, ``received_at`` (``streamfit replay``)."""
+        extra = ["label", "probability", "model_version", "received_at"]
+        query = sa.select(_obs.request_id, _obs.data, *(_obs[name] for name in extra)).where(
+            _labelled, _obs.data.is_not(None)
+        )
+        if since is not None:
+            query = query.where(_obs.received_at >= since)
+        if until is not None:
+            query = query.where(_obs.received_at < until)
+        query = query.order_by(_obs.received_at.desc(), _obs.seq.desc())
+        if last is not None:
+            query = query.limit(int(last))
+        with reading(self.engine) as db:
+            rows = [tuple(r) for r in db.execute(query)][::-1]
+        return _frame(rows, extra)
+
     def labelled_outcomes(self, limit: int | None = None) -> pd.DataFrame:
         """``label``, ``probability``, ``model_version`` of labelled observations, oldest first.
 
