@@ -80,9 +80,13 @@ def run_demo(
         summary = run_app(
             settings, bus, count=count, rate=rate, label_delay=label_delay, progress=progress
         ).as_dict()
+        deadline = time.monotonic() + settle_timeout
+        if settings.promotion != "offline":
+            _stream_until_decided(
+                settings, bus, summary, trainer, recorder, rate, label_delay, progress, deadline
+            )
         # Let the recorder catch up and the retrains it asked for finish, so the summary counts
         # them.
-        deadline = time.monotonic() + settle_timeout
         while time.monotonic() < deadline and (
             recorder.stats.predictions + recorder.stats.dead_letters < summary["answered"]
             or recorder.stats.retrains_sent < recorder.stats.retrains_queued
@@ -128,6 +132,59 @@ def run_demo(
         wall_s=round(time.monotonic() - started, 1),
     )
     return summary
+
+
+def _stream_until_decided(
+    settings: Settings,
+    bus: Any,
+    summary: dict[str, Any],
+    trainer: TrainerService,
+    recorder: Recorder,
+    rate: float,
+    label_delay: float | None,
+    progress: Callable[[str], None],
+    deadline: float,
+) -> None:
+    """Shadow or canary mode: while a live decision is still to come (a challenger being
+    compared, or a round under way or asked for that may start one) and none was taken yet, the
+    app keeps sending, 100 requests at a time, so the comparison gets its labelled pairs within
+    the stream, however slow the rounds on a loaded machine (the stream's own count may end
+    before the first round does). Their figures are added to ``summary``."""
+    from .stores import ComparisonStore
+
+    comparisons = ComparisonStore(settings.store_url)
+    try:
+
+        def pending() -> bool:
+            if trainer.judge.decisions:
+                return False  # one live decision within the stream: the demo has shown it
+            running = comparisons.running(settings.registered_model) is not None
+            return (
+                running
+                or not trainer.idle.is_set()
+                or recorder.stats.retrains_sent < recorder.stats.retrains_queued
+                or trainer.commands_seen < recorder.stats.retrains_sent
+            )
+
+        announced = False
+        while pending() and time.monotonic() < deadline:
+            if not announced:
+                progress("no live decision yet: the stream goes on until one is taken")
+                announced = True
+            more = run_app(
+                settings, bus, count=100, rate=rate, label_delay=label_delay, progress=None
+            ).as_dict()
+            for key in ("sent", "answered", "lost", "duplicates", "dead_letters", "wall_s"):
+                summary[key] = round(summary[key] + more[key], 2)
+            versions = summary["model_versions"]
+            for version, n in more["model_versions"].items():
+                versions[version] = versions.get(version, 0) + n
+            progress(
+                f"sent {summary['sent']} in all  answered {summary['answered']}  "
+                f"models {dict(sorted(versions.items()))}"
+            )
+    finally:
+        comparisons.close()
 
 
 def _comparisons(settings: Settings) -> list[dict[str, Any]]:
