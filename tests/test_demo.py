@@ -113,3 +113,23 @@ def test_a_bad_setting_exits_non_zero_with_a_message(
     config.write_text('retrain_every = "often"\n')
     assert main(["leaderboard", "--config", str(config)]) == 2
     assert "retrain_every" in capsys.readouterr().err
+
+
+def test_a_canary_demo_reaches_a_live_decision_within_its_stream(tmp_path: Path) -> None:
+    """120 requests at 100/s end long before the first round does: the stream must go on until
+    the canary challenger is decided, every request still answered once."""
+    summary_path = tmp_path / "summary.json"
+    code = main(
+        [
+            "demo",
+            *("--data-dir", str(tmp_path / "data"), "--summary-json", str(summary_path)),
+            *("--init-max-evals", "2", "--max-evals", "2", "--count", "120", "--rate", "100"),
+            *("--retrain-every", "50", "--promotion", "canary", "--canary-percent", "50"),
+            *("--live-min-pairs", "20", "--live-max-pairs", "40"),
+        ]
+    )
+    summary = json.loads(summary_path.read_text())
+    assert code == 0 and summary["lost"] == 0 and summary["duplicates"] == 0
+    assert summary["sent"] == summary["answered"] > 120  # the stream went on
+    decided = [c for c in summary["live_comparisons"] if c["decision"] != "running"]
+    assert decided and decided[0]["policy"] == "canary" and decided[0]["pairs"] >= 20
