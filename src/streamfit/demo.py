@@ -197,7 +197,7 @@ def _comparisons(settings: Settings) -> list[dict[str, Any]]:
         return [
             {
                 k: c.as_dict()[k]
-                for k in ("challenger", "champion", "decision", "pairs", "duration_s")
+                for k in ("challenger", "champion", "policy", "decision", "pairs", "duration_s")
             }
             for c in store.list(settings.registered_model)
         ]
