@@ -6,11 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -18,25 +16,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REPO
-from tests.test_health import get, promtool_check
+from tests.probes import free_port, get, promtool_check, status
 
 pytestmark = pytest.mark.kafka
 
 SERVICES = ("predictor", "recorder", "trainer", "monitor")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def status(url: str) -> int | None:
-    """The HTTP status, or None when nothing listens."""
-    try:
-        return get(url)[0]
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return None
 
 
 def wait_until(condition, timeout: float, what: str, process=None, deployment=None) -> None:
