@@ -16,9 +16,9 @@ it started it), trains one small initial model (``streamfit init --max-evals 2``
                one run with a per-message baseline that does what the source design did: one
                pandas DataFrame per message, the transform on that one-row frame, LightGBM's
                ``predict`` on one row. ``metrics_overhead``: the same compiled predictor with
-               its per-batch instrumentation off (``NullPredictorMetrics``), interleaved too:
-               (with - without) / without; ``metrics_overhead_direct``: the instrumentation's
-               own time per batch, timed alone, over the uninstrumented time.
+               its per-batch instrumentation on and off (``NullPredictorMetrics``), 100
+               interleaved pairs (CPU time), the median of (with - without) / without; and the
+               instrumentation timed alone (``metrics_overhead_direct``).
 (b) e2e        N requests already waiting on ``requests``; one predictor process; time from the
                process being ready to the last prediction read back (acknowledged by the broker).
                Once at-least-once, once exactly-once (Kafka transactions), and first the no-op
@@ -436,7 +436,6 @@ def baseline_predict(bundle: Any, value: bytes) -> bytes:
 
 def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, batch: int) -> dict:
     from streamfit.bus import MemoryBus
-    from streamfit.metrics import NullPredictorMetrics
     from streamfit.serving import Predictor
 
     data_dir = work / "inprocess"
@@ -459,8 +458,8 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
     ]
     base_values = values[:baseline_rows]
 
-    def predictor(compiled: bool = True, metrics: Any = None) -> Predictor:
-        p = Predictor(settings.replace(compile_model=compiled), MemoryBus(), metrics=metrics)
+    def predictor(compiled: bool = True) -> Predictor:
+        p = Predictor(settings.replace(compile_model=compiled), MemoryBus())
         p.swap_to(champion.version)
         if not p.wait_for_compile(900):
             raise RuntimeError("the model did not compile within 15 minutes")
@@ -471,8 +470,6 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
     fast = predictor()
     compile_wall_s = time.perf_counter() - start
     lgbm = predictor(compiled=False)
-    # The same predictor with the per-batch instrumentation off: what the metrics cost.
-    bare = predictor(metrics=NullPredictorMetrics())
     compiled = getattr(fast._bundle, "compiled", None)
     bundle = lgbm._bundle  # the baseline is the source design: LightGBM per message
     producer = NullProducer()
@@ -480,21 +477,16 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
         baseline_predict(bundle, value)
     fast.process(batches[0], producer)
     lgbm.process(batches[0], producer)
-    bare.process(batches[0], producer)
 
     # Interleaved rounds, so all see the same machine: five slices of each.
     rounds = 5
-    fast_s = base_s = lgbm_s = bare_s = 0.0
+    fast_s = base_s = lgbm_s = 0.0
     for r in range(rounds):
         part = batches[r::rounds]
         start = time.perf_counter()
         for b in part:
             fast.process(b, producer)
         fast_s += time.perf_counter() - start
-        start = time.perf_counter()
-        for b in part:
-            bare.process(b, producer)
-        bare_s += time.perf_counter() - start
         start = time.perf_counter()
         for b in part:
             lgbm.process(b, producer)
@@ -505,18 +497,9 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
         base_s += time.perf_counter() - start
     inprocess = rows / fast_s
     baseline = len(base_values) / base_s
-    # The instrumentation's own time, alone (what fast.process spends in it per batch): a
-    # figure the machine's noise does not blur as it does the side-by-side difference.
-    start = time.perf_counter()
-    for b in batches:
-        fast.metrics.observe_batch(b, len(b))
-    observe_s = time.perf_counter() - start
+    overhead = metrics_overhead(fast, batches, producer)
     return {
-        # (with - without) / without, side by side, interleaved: the cost of the metrics per row
-        "metrics_overhead": round(fast_s / bare_s - 1, 4),
-        "metrics_overhead_direct": round(observe_s / bare_s, 4),
-        "metrics_us_per_row": round(observe_s / rows * 1e6, 3),
-        "inprocess_rows_per_s_without_metrics": round(rows / bare_s),
+        **overhead,
         "inprocess_rows_per_s": round(inprocess),
         "inprocess_lightgbm_rows_per_s": round(rows / lgbm_s),
         "inprocess_compiled": compiled is not None,
@@ -529,6 +512,52 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
         "inprocess_rows": rows,
         "baseline_rows": len(base_values),
         "inprocess_batch": batch,
+    }
+
+
+def metrics_overhead(predictor: Any, batches: list[list[Message]], producer: Producer) -> dict:
+    """What the per-batch instrumentation costs per row: the same predictor (same model, same
+    compiled library) with its metrics and with :class:`NullPredictorMetrics` in their place,
+    in 100 interleaved pairs (ABBA order; every batch five times); ``metrics_overhead`` is the
+    median of the pairs' (with - without) / without. ``metrics_overhead_direct``: the
+    instrumentation's own time, timed alone, over the time without it. CPU time of this
+    process, not wall time: on a shared machine the other processes' load moves wall-clock
+    pairs by tens of percent."""
+    from streamfit.metrics import NullPredictorMetrics
+
+    instrumented, bare = predictor.metrics, NullPredictorMetrics()
+    pairs, slices = 100, 20
+    ratios: list[float] = []
+    with_s = without_s = 0.0
+    try:
+        for r in range(pairs):
+            part = batches[r % slices :: slices]
+            seconds: dict[bool, float] = {}
+            for on in (True, False) if r % 2 == 0 else (False, True):
+                predictor.metrics = instrumented if on else bare
+                start = time.process_time()
+                for b in part:
+                    predictor.process(b, producer)
+                seconds[on] = time.process_time() - start
+            ratios.append(seconds[True] / seconds[False])
+            with_s += seconds[True]
+            without_s += seconds[False]
+    finally:
+        predictor.metrics = instrumented
+    start = time.process_time()
+    for b in batches:
+        instrumented.observe_batch(b, len(b))
+    observe_s = time.process_time() - start
+    rows = sum(len(b) for b in batches)
+    return {
+        "metrics_overhead": round(float(np.median(ratios)) - 1, 4),
+        "metrics_overhead_pairs": pairs,
+        "metrics_overhead_total": round(with_s / without_s - 1, 4),
+        "metrics_overhead_pairs_min_max": [round(min(ratios) - 1, 4), round(max(ratios) - 1, 4)],
+        "metrics_overhead_direct": round(observe_s / without_s, 4),
+        "metrics_us_per_row": round(observe_s / rows * 1e6, 3),
+        "inprocess_cpu_rows_per_s_with_metrics": round(rows * pairs / slices / with_s),
+        "inprocess_cpu_rows_per_s_without_metrics": round(rows * pairs / slices / without_s),
     }
 
 

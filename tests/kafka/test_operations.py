@@ -32,15 +32,22 @@ def wait_until(condition, timeout: float, what: str, process=None, deployment=No
         time.sleep(0.2)
 
 
-def sample(port: int, name: str, labels: dict[str, str] | None = None) -> float | None:
-    """One sample of a service's /metrics (None if absent)."""
+def samples(port: int, name: str) -> list:
+    """Every sample called ``name`` in a service's /metrics."""
     code, body = get(f"http://127.0.0.1:{port}/metrics")
     assert code == 200
-    for family in text_string_to_metric_families(body.decode()):
-        for found in family.samples:
-            if found.name == name and found.labels == (labels or {}):
-                return found.value
-    return None
+    return [
+        found
+        for family in text_string_to_metric_families(body.decode())
+        for found in family.samples
+        if found.name == name
+    ]
+
+
+def sample(port: int, name: str, labels: dict[str, str] | None = None) -> float | None:
+    """One sample of a service's /metrics (None if absent)."""
+    found = [s.value for s in samples(port, name) if s.labels == (labels or {})]
+    return found[0] if found else None
 
 
 def start_service(deployment, command: str, port: int, *args: str, name: str | None = None):
@@ -116,6 +123,13 @@ def test_every_service_answers_its_probes_and_prometheus_scrapes_them(deployment
         assert sample(predictor, "streamfit_predictions_total") == summary["answered"]
         latency = sample(predictor, "streamfit_prediction_latency_seconds_count")
         assert latency == summary["answered"]  # every request carried its Kafka timestamp
+
+        # one lag series per partition of requests, all caught up once everything is answered
+        def lags() -> dict[str, float]:
+            found = samples(predictor, "streamfit_predictor_consumer_lag")
+            return {s.labels["partition"]: s.value for s in found}
+
+        wait_until(lambda: lags() == {"0": 0, "1": 0, "2": 0}, 30, "the lag of 3 partitions")
         wait_until(
             lambda: (
                 sample(
