@@ -36,7 +36,6 @@ import orjson
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
-SERVICES = ("predictor", "recorder", "trainer")
 
 
 def rss_mb(pid: int) -> float:
@@ -82,6 +81,24 @@ class Soak:
             self.processes[command] = process
         return process
 
+    def start_noop(self) -> None:
+        """The no-op loop (benchmarks/noop_loop.py) on the same requests in a group of its own:
+        the RSS a bare confluent-kafka client reaches on this stream, beside the services'."""
+        log = (self.root / "noop.log").open("ab")
+        bootstrap = self.args.bus.removeprefix("kafka://")
+        self.processes["noop"] = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).parent / "noop_loop.py"),
+                *("--bootstrap", bootstrap, "--requests", self.topics.requests),
+                *("--predictions", f"{self.topics.predictions}-noop"),
+                *("--group", f"soak-noop-{uuid.uuid4().hex[:8]}"),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+
     def log(self, command: str) -> str:
         return (self.root / f"{command}.log").read_text()
 
@@ -119,6 +136,8 @@ class Soak:
         self.cli("predictor")
         self.cli("recorder", "--retrain-every", str(args.retrain_every))
         self.cli("trainer", "--max-evals", str(args.max_evals))
+        if args.noop:
+            self.start_noop()
         self.wait_for("predictor", "predictor consuming")
         self.wait_for("recorder", "recorder consuming")
         self.wait_for("trainer", "trainer waiting")
@@ -135,6 +154,7 @@ class Soak:
         promotions: list[int] = []
         marks: list[tuple[float, int]] = []  # (time, answered) at each 10 % of the run
         rss = {"start": self.rss()}
+        rss_per_10pct: list[dict[str, float]] = []
         sent = 0
         done = threading.Event()
 
@@ -186,11 +206,14 @@ class Soak:
                 promotions.append(orjson.loads(message.value)["version"])
             while next_mark <= 10 and len(answered) >= total * next_mark // 10:
                 marks.append((time.monotonic() - started, len(answered)))
+                rss_per_10pct.append(self.rss())
+                if next_mark == 1:
+                    rss["warm"] = rss_per_10pct[-1]
                 if next_mark == 5:
-                    rss["middle"] = self.rss()
+                    rss["middle"] = rss_per_10pct[-1]
                 print(
                     f"{next_mark * 10:>3} %: {len(answered)} answered at "
-                    f"{marks[-1][0]:.0f} s, RSS {self.rss()}, promotions {promotions}",
+                    f"{marks[-1][0]:.0f} s, RSS {rss_per_10pct[-1]}, promotions {promotions}",
                     flush=True,
                 )
                 next_mark += 1
@@ -216,13 +239,21 @@ class Soak:
             span = max(at - previous[0], 1e-9)
             throughput.append(round((count - previous[1]) / span, 1))
             previous = (at, count)
+        watched = list(rss["start"])
         growth = {
             name: round(100 * (rss["end"][name] - rss["start"][name]) / rss["start"][name], 1)
-            for name in SERVICES
+            for name in watched
+        }
+        # From the first 10 % on: by then every service has warmed up (the trainer has run a
+        # round and its train_window is full when the run is 10 windows long).
+        growth_after_warmup = {
+            name: round(100 * (rss["end"][name] - rss["warm"][name]) / rss["warm"][name], 1)
+            for name in watched
+            if "warm" in rss
         }
         growth_second_half = {
             name: round(100 * (rss["end"][name] - rss["middle"][name]) / rss["middle"][name], 1)
-            for name in SERVICES
+            for name in watched
             if "middle" in rss
         }
         return {
@@ -241,7 +272,9 @@ class Soak:
             "wall_s": round(wall, 1),
             "throughput_per_10pct": throughput,
             "rss_mb": rss,
+            "rss_mb_per_10pct": rss_per_10pct,
             "rss_growth_pct_start_to_end": growth,
+            "rss_growth_pct_warm_to_end": growth_after_warmup,
             "rss_growth_pct_middle_to_end": growth_second_half,
             "machine": (
                 f"{os.cpu_count()} cores ({platform.machine()}), shared with other engineers' "
@@ -257,13 +290,16 @@ def table(result: dict[str, Any]) -> str:
         f"retrains: requested {result['retrains_requested']}, rounds completed "
         f"{result['rounds_completed']}, promotions {result['promotions_announced']}",
         "",
-        f"{'service':<10} {'RSS start':>10} {'middle':>8} {'end':>8} {'growth':>8}",
+        f"{'service':<10} {'RSS start':>10} {'at 10 %':>8} {'middle':>8} {'end':>8} "
+        f"{'growth':>8} {'from 10 %':>10}",
     ]
     rss = result["rss_mb"]
-    for name in SERVICES:
+    for name in rss["start"]:
         lines.append(
-            f"{name:<10} {rss['start'][name]:>8.1f}MB {rss.get('middle', {}).get(name, 0):>6.1f}MB "
-            f"{rss['end'][name]:>6.1f}MB {result['rss_growth_pct_start_to_end'][name]:>7.1f}%"
+            f"{name:<10} {rss['start'][name]:>8.1f}MB {rss.get('warm', {}).get(name, 0):>6.1f}MB "
+            f"{rss.get('middle', {}).get(name, 0):>6.1f}MB {rss['end'][name]:>6.1f}MB "
+            f"{result['rss_growth_pct_start_to_end'][name]:>7.1f}% "
+            f"{result['rss_growth_pct_warm_to_end'].get(name, 0):>9.1f}%"
         )
     lines += [
         "",
@@ -286,6 +322,11 @@ def main() -> int:
     parser.add_argument("--tracking-uri", default="http://127.0.0.1:5000")
     parser.add_argument("--timeout", type=float, default=120.0, help="wait for stragglers")
     parser.add_argument("--settle", type=float, default=300.0, help="wait for the last round")
+    parser.add_argument(
+        "--noop",
+        action="store_true",
+        help="also run the no-op confluent-kafka loop on the stream: its RSS as a yardstick",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
     args = parser.parse_args()
     args.retrain_every = args.retrain_every or max(args.requests // 4, 1)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import GUARANTEES, METRICS_PORTS, OPTIMIZERS, ConfigError, Settings
+from .config import GUARANTEES, METRICS_PORTS, OPTIMIZERS, PROMOTIONS, ConfigError, Settings
 
 log = logging.getLogger("streamfit")
 
@@ -42,6 +42,7 @@ _SETTING_OPTIONS = (
     "seed",
     "gate_tolerance",
     "train_threads",
+    "train_window",
     "request_partitions",
     "drift_window",
     "drift_every",
@@ -52,6 +53,10 @@ _SETTING_OPTIONS = (
     "performance_window",
     "drop_drifting_features",
     "retrain_on_drift",
+    "promotion",
+    "live_alpha",
+    "live_min_pairs",
+    "live_max_pairs",
     "metrics_host",
     *METRICS_PORTS.values(),
 )
@@ -122,6 +127,11 @@ def _training(parser: argparse.ArgumentParser, budget_dest: str) -> None:
         type=int,
         help="LightGBM threads for training (default 1: leave a core to serving)",
     )
+    parser.add_argument(
+        "--train-window",
+        type=int,
+        help="train on at most the newest N labelled observations (default 200000)",
+    )
 
 
 def _retrain_every(parser: argparse.ArgumentParser) -> None:
@@ -187,6 +197,25 @@ def _monitoring(parser: argparse.ArgumentParser) -> None:
         "--performance-window",
         type=int,
         help="last W labelled observations for realised metrics (default 1000)",
+    )
+
+
+def _promotion(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("challengers on live traffic")
+    group.add_argument(
+        "--promotion",
+        choices=PROMOTIONS,
+        help="offline (default): the holdout gate promotes; shadow: the gate's winner is scored "
+        "beside the champion and promoted or rejected on live labels",
+    )
+    group.add_argument("--live-alpha", type=float, help="the live test's level (default 0.05)")
+    group.add_argument(
+        "--live-min-pairs", type=int, help="labelled pairs before any decision (default 50)"
+    )
+    group.add_argument(
+        "--live-max-pairs",
+        type=int,
+        help="labelled pairs after which the champion stays (default 200)",
     )
 
 
@@ -307,7 +336,23 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--log-level", default="WARNING", help=argparse.SUPPRESS)
     drift.set_defaults(config=None, bus_option=[])  # offline: no bus, no tracking
 
+    shadow = commands.add_parser(
+        "shadow",
+        help="score a registered version beside the champion; the trainers judge it on live "
+        "labels (promote, reject, or keep the champion)",
+    )
+    shadow.add_argument("version", type=int, help="registry version of the challenger")
+    _promotion(shadow)
+    experiments = commands.add_parser(
+        "experiments", help="the live comparisons of challengers, running and decided"
+    )
+    experiments.add_argument("--format", choices=("table", "json"), default="table")
+    for command in (predictor, trainer, demo):
+        _promotion(command)
+
     for command in (
+        shadow,
+        experiments,
         init,
         predictor,
         trainer,
@@ -320,7 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
         monitor,
     ):
         _common(command)
-    for command in (trainer, recorder, demo, monitor):
+    for command in (trainer, recorder, demo, monitor, shadow, experiments):
         _store(command)
     for service, command in (
         ("predictor", predictor),
@@ -475,6 +520,25 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_shadow(settings: Settings, args: argparse.Namespace) -> int:
+    from .live import start_comparison
+
+    comparison = start_comparison(settings, args.version, reason="manual (streamfit shadow)")
+    print(
+        f"shadowing v{comparison.challenger} against champion v{comparison.champion} "
+        f"(comparison {comparison.id}); predictors running --promotion shadow score it, "
+        "trainers decide on live labels"
+    )
+    return 0
+
+
+def cmd_experiments(settings: Settings, args: argparse.Namespace) -> int:
+    from .live import experiments_command
+
+    print(experiments_command(settings, args.format))
+    return 0
+
+
 def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
     from .bus import bus_for
     from .demo import _partitions
@@ -526,6 +590,8 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "promote": cmd_promote,
     "rollback": cmd_rollback,
     "monitor": cmd_monitor,
+    "shadow": cmd_shadow,
+    "experiments": cmd_experiments,
     "drift": cmd_drift,
 }
 

@@ -20,6 +20,9 @@ SECRET_KEY_PARTS = ("password", "secret", "jaas", "credential", "key.pem")
 MASK = "***"
 GUARANTEES = ("at-least-once", "exactly-once")
 OPTIMIZERS = ("hyperopt", "skopt", "optuna")
+# offline: the holdout gate promotes (as ever); shadow: the gate's winner is shadowed and the
+# live comparison on labelled traffic decides (streamfit.live).
+PROMOTIONS = ("offline", "shadow")
 # Service -> the setting holding the port of its /metrics, /healthz and /readyz.
 METRICS_PORTS = {
     service: f"{service}_metrics_port"
@@ -89,6 +92,9 @@ class Settings:
     holdout_fraction: float = 0.1
     gate_recent_fraction: float = 0.2
     pruning: bool = True  # Optuna only: stop unpromising CV runs early
+    # A round trains on (at most) the newest train_window labelled observations besides
+    # adult.data: the cost and memory of a round stay bounded however long the stream runs.
+    train_window: int = 200_000
 
     # Monitor: drift and performance, computed off the predictor's hot path.
     drift_window: int = 1000  # most recent requests scored per drift check
@@ -107,6 +113,15 @@ class Settings:
     drop_drifting_features: float = 0.0
     retrain_on_drift: bool = False
 
+    # Challengers on live traffic (trainer, predictor, demo: one setting). The sequential test
+    # (streamfit.challenger): level live_alpha, probabilities clipped to [eps, 1 - eps], no
+    # decision before live_min_pairs labelled pairs, the champion kept at live_max_pairs.
+    promotion: str = "offline"
+    live_alpha: float = 0.05
+    live_epsilon: float = 0.01
+    live_min_pairs: int = 50
+    live_max_pairs: int = 200
+    live_check_seconds: float = 1.0  # how often a trainer looks at the pairs
     # Operations: /metrics, /healthz and /readyz (see streamfit.health) of each service on a
     # port of its own by default, so that they can all run on one host; 0 = no endpoint.
     metrics_host: str = "0.0.0.0"
@@ -127,6 +142,7 @@ class Settings:
             "max_evals",
             "init_max_evals",
             "train_threads",
+            "train_window",
         )
         for name in positive:
             if getattr(self, name) < 1:
@@ -165,6 +181,20 @@ class Settings:
             raise ConfigError(f"linger_ms must be >= 0, got {self.linger_ms}")
         if self.guarantee not in GUARANTEES:
             raise ConfigError(f"guarantee must be one of {GUARANTEES}, got {self.guarantee!r}")
+        if self.promotion not in PROMOTIONS:
+            raise ConfigError(f"promotion must be one of {PROMOTIONS}, got {self.promotion!r}")
+        if not 0.0 < self.live_alpha < 1.0 or not 0.0 < self.live_epsilon < 0.5:
+            raise ConfigError(
+                f"live_alpha must be in (0, 1) and live_epsilon in (0, 0.5), got "
+                f"{self.live_alpha} and {self.live_epsilon}"
+            )
+        if not 1 <= self.live_min_pairs <= self.live_max_pairs:
+            raise ConfigError(
+                f"need 1 <= live_min_pairs <= live_max_pairs, got {self.live_min_pairs} and "
+                f"{self.live_max_pairs}"
+            )
+        if self.live_check_seconds < 0:
+            raise ConfigError(f"live_check_seconds must be >= 0, got {self.live_check_seconds}")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         for name in ("store", "trials"):
@@ -309,4 +339,12 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"setting {name}={value!r} is invalid: {exc}") from exc
 
 
-__all__ = ["ConfigError", "GUARANTEES", "METRICS_PORTS", "OPTIMIZERS", "Settings", "Topics"]
+__all__ = [
+    "ConfigError",
+    "GUARANTEES",
+    "METRICS_PORTS",
+    "OPTIMIZERS",
+    "PROMOTIONS",
+    "Settings",
+    "Topics",
+]

@@ -132,6 +132,7 @@ def run_demo(
     }
     if final is not None:
         progress("final drift check:\n" + final.table())
+    summary["live_comparisons"] = _comparisons(settings)
     summary.update(
         retrains=trainer.rounds,
         promotions=trainer.promotions,
@@ -141,6 +142,24 @@ def run_demo(
         wall_s=round(time.monotonic() - started, 1),
     )
     return summary
+
+
+def _comparisons(settings: Settings) -> list[dict[str, Any]]:
+    """The live comparisons of challengers (``--promotion shadow``), as ``experiments`` lists
+    them."""
+    from .stores import ComparisonStore
+
+    store = ComparisonStore(settings.store_url)
+    try:
+        return [
+            {
+                k: c.as_dict()[k]
+                for k in ("challenger", "champion", "decision", "pairs", "duration_s")
+            }
+            for c in store.list(settings.registered_model)
+        ]
+    finally:
+        store.close()
 
 
 def _partitions(settings: Settings) -> dict[str, int]:

@@ -43,6 +43,8 @@ name                                               type       labels / meaning
                                                               ``invalid``, ``error``
 ``streamfit_predictor_compiled_models_total``      counter    compiled copies swapped in
 ``streamfit_predictor_compile_refusals_total``     counter    models left on LightGBM
+``streamfit_predictor_shadow_predictions_total``   counter    predictions carrying a shadowed
+                                                              challenger's score
 ``streamfit_predictor_consumer_lag``               gauge      ``topic``, ``partition``:
                                                               messages not consumed yet
 ``streamfit_predictor_ready``                      gauge      1 while ``/readyz`` answers 200
@@ -287,6 +289,11 @@ class PredictorMetrics(ServiceMetrics):
         self.compiled_models = Counter(
             "streamfit_predictor_compiled_models",
             "Compiled copies of a model swapped in.",
+            registry=r,
+        )
+        self.shadow_predictions = Counter(
+            "streamfit_predictor_shadow_predictions",
+            "Predictions that carried a shadowed challenger's score.",
             registry=r,
         )
         self.compile_refusals = Counter(

@@ -13,6 +13,11 @@ all call it. It
 
 It builds no compiled library: predictors share no disk with the trainer, so each compiles the
 bundle it fetched and verified, in its own cache, off its hot path.
+
+Shadowing a challenger (:func:`start_shadow`, :func:`end_shadow`) moves no champion: it points
+the alias ``@shadow`` at the challenger (predictors started later find it there) and announces
+``shadow`` / ``shadow_ended`` on ``models``. A live comparison that promotes its challenger ends
+its shadowing and then calls :func:`promote`, the one way to a new champion.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import messages
 from .bundle import BundleError, ModelStore
-from .registry import ModelRegistry, RegisteredBundle
+from .registry import SHADOW, ModelRegistry, RegisteredBundle
 
 if TYPE_CHECKING:
     from .bus import Bus, Producer
@@ -99,6 +104,53 @@ def rollback(
     )
 
 
+def start_shadow(
+    settings: Settings,
+    version: int,
+    *,
+    reason: str = "",
+    bus: Bus | None = None,
+    producer: Producer | None = None,
+    registry: ModelRegistry | None = None,
+    **details: Any,
+) -> RegisteredBundle:
+    """Have every predictor score registry ``version`` beside the champion (shadow mode)."""
+    registry = registry or ModelRegistry.from_settings(settings)
+    entry = registry.get(version)
+    if not entry.sha256:
+        raise BundleError(f"v{version} was registered without a bundle digest: not shadowed")
+    champion = registry.champion()
+    if champion is not None and champion.version == version:
+        raise BundleError(f"v{version} is the champion: there is nothing to shadow it against")
+    registry.set_alias(SHADOW, version)
+    payload = messages.model_ready(
+        version, "shadow", model_uri=entry.model_uri, sha256=entry.sha256, reason=reason, **details
+    )
+    _announce(settings, payload, bus, producer)
+    log.info("shadowing v%s beside the champion%s", version, f" ({reason})" if reason else "")
+    return entry
+
+
+def end_shadow(
+    settings: Settings,
+    version: int,
+    *,
+    reason: str = "",
+    bus: Bus | None = None,
+    producer: Producer | None = None,
+    registry: ModelRegistry | None = None,
+    **details: Any,
+) -> None:
+    """Stop shadowing ``version`` (the alias goes if it still names it) and announce it."""
+    registry = registry or ModelRegistry.from_settings(settings)
+    shadowed = registry.shadow()
+    if shadowed is not None and shadowed.version == version:
+        registry.delete_alias(SHADOW)
+    payload = messages.model_ready(version, "shadow_ended", reason=reason, **details)
+    _announce(settings, payload, bus, producer)
+    log.info("shadowing of v%s ended%s", version, f" ({reason})" if reason else "")
+
+
 def _announce(
     settings: Settings, payload: bytes, bus: Bus | None, producer: Producer | None
 ) -> None:
@@ -123,4 +175,4 @@ def _announce(
         built.close()
 
 
-__all__ = ["EVENTS", "promote", "rollback"]
+__all__ = ["EVENTS", "end_shadow", "promote", "rollback", "start_shadow"]

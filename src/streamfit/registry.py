@@ -40,6 +40,7 @@ log = logging.getLogger("streamfit.registry")
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+SHADOW = "shadow"  # the challenger predictors score beside the champion (shadow mode)
 SHA256_TAG = "sha256"
 CHAMPION_SINCE_TAG = "champion_since"
 ROLLED_BACK_TAG = "rolled_back"
@@ -94,10 +95,17 @@ class ModelRegistry:
 
     def champion(self) -> RegisteredBundle | None:
         """The version ``@champion`` points at, or None when there is none yet."""
+        return self.aliased(CHAMPION)
+
+    def shadow(self) -> RegisteredBundle | None:
+        """The challenger being shadowed (alias ``@shadow``), or None."""
+        return self.aliased(SHADOW)
+
+    def aliased(self, alias: str) -> RegisteredBundle | None:
         from mlflow.exceptions import MlflowException
 
         try:
-            found = self.client.get_model_version_by_alias(self.name, CHAMPION)
+            found = self.client.get_model_version_by_alias(self.name, alias)
         except MlflowException:
             return None
         return self._entry(found)
@@ -124,6 +132,12 @@ class ModelRegistry:
     # -- writing --------------------------------------------------------------------------------
     def set_alias(self, alias: str, version: int) -> None:
         self.client.set_registered_model_alias(self.name, alias, str(version))
+
+    def delete_alias(self, alias: str) -> None:
+        from mlflow.exceptions import MlflowException
+
+        with contextlib.suppress(MlflowException):  # already gone
+            self.client.delete_registered_model_alias(self.name, alias)
 
     def make_champion(self, version: int, *, rollback: bool = False) -> None:
         """Point ``@champion`` at ``version`` and record it in the history tags."""
@@ -218,6 +232,7 @@ def _matches(directory: Path, sha256: str) -> bool:
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
+    "SHADOW",
     "IntegrityError",
     "ModelRegistry",
     "RegisteredBundle",

@@ -158,3 +158,59 @@ def test_trainer_sigkilled_mid_round_the_replacement_runs_it(deployment, chaos_r
     assert len(events) == 1, events  # one round announced, not two
     assert champion(deployment) == events[0]["version"] > 1
     assert second.poll() is None
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_monitor_sigkilled_at_a_random_point_its_replacement_carries_on(
+    deployment, chaos_report, seed
+):
+    """The monitor publishes no request, but its drift events drive retraining: the replacement
+    carries on after the last published check (read back from the drift topic) and repeats
+    none of them."""
+    rng = random.Random(300 + seed)
+    bus = deployment.bus()
+    drift = bus.consumer([deployment.topics.drift], group=None)
+    drift.poll(1, timeout=1)
+    predictor = deployment.start("predictor", *FAST_GROUP)
+    recorder = deployment.start("recorder", "--retrain-every", "100000", *FAST_GROUP)
+    monitor_args = ("--drift-every", "150", "--drift-window", "300", "--no-tracking")
+    first = deployment.start("monitor", *monitor_args, name="monitor-a")
+    deployment.wait_for_log(predictor, "predictor consuming")
+    deployment.wait_for_log(recorder, "recorder consuming")
+    deployment.wait_for_log(first, "monitor: checking", timeout=180)
+    app, summary_path = start_app(
+        deployment, "app", "--count", "3000", "--rate", "200", "--label-delay", "0.5"
+    )
+    deployment.wait_for_log(first, "drift check 1 ", timeout=180)
+    time.sleep(rng.uniform(0.0, 2.0))
+    killed = _kill(first)
+    events: list[dict] = []
+
+    def read_events() -> None:
+        events.extend(orjson.loads(m.value) for m in drift.poll(100, timeout=0.5))
+
+    read_events()
+    before_kill = len(events)
+    second = deployment.start("monitor", *monitor_args, name="monitor-b")
+    wait_until(lambda: read_events() or len(events) > before_kill, 180, "a check after the kill")
+    recovery = time.monotonic() - killed
+    summary = app_summary(app, summary_path)
+    wait_until(
+        lambda: read_events() or max(e["window_end"] for e in events) >= 2850,
+        180,
+        "checks up to the end of the stream",
+    )
+    drift.close()
+    bus.close()
+    ends = [e["window_end"] for e in events]
+    chaos_report.add(
+        "SIGKILL monitor",
+        requests=summary["sent"],
+        lost=summary["lost"],
+        duplicates=len(ends) - len(set(ends)),  # a check published twice
+        recovery_s=recovery,
+    )
+    assert summary["lost"] == 0 and summary["answered"] == 3000
+    assert len(ends) == len(set(ends)) and ends == sorted(ends), ends
+    assert "resuming after the drift check at" in deployment.log(second)
+    assert second.poll() is None

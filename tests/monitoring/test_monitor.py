@@ -108,6 +108,31 @@ def test_thread_publishes_and_stops(
     assert monitor.snapshot()["event"] == event
 
 
+def test_a_new_monitor_resumes_after_the_last_published_check(
+    settings: Settings, reference: pd.DataFrame, adult_test: pd.DataFrame
+) -> None:
+    bus = get_bus(None)
+    drift_topic = bus.consumer([settings.topics.drift], group="test")
+    store = ObservationStore(settings.store_url)
+    store.record(_observations(adult_test.iloc[:350], 0, version=1, labelled=False))
+    with Monitor(settings, bus, reference, store=store):
+        first = drift_topic.poll(1, timeout=20)
+    assert orjson.loads(first[0].value)["window_end"] == 350
+    # A replacement (the first one killed) finds that check on the topic and does not repeat it.
+    replacement = Monitor(settings, bus, reference, store=store)
+    with replacement:
+        assert drift_topic.poll(1, timeout=1) == []
+        store.record(_observations(adult_test.iloc[350:650], 350, version=1, labelled=False))
+        after = drift_topic.poll(1, timeout=20)
+    assert orjson.loads(after[0].value)["window_end"] == 650
+    # A store started afresh (fewer observations than the last check): checks start over.
+    fresh = ObservationStore(f"sqlite:///{settings.data_dir / 'fresh.db'}")
+    fresh.record(_observations(adult_test.iloc[:320], 0, version=1, labelled=False))
+    with Monitor(settings, bus, reference, store=fresh):
+        again = drift_topic.poll(1, timeout=20)
+    assert orjson.loads(again[0].value)["window_end"] == 320
+
+
 def test_drift_settings_are_validated() -> None:
     from streamfit.config import ConfigError
 

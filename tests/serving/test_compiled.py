@@ -3,9 +3,12 @@ trusted blindly, and a predictor that swaps it in off the hot path."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
+import time
+from pathlib import Path
 
 import numpy as np
 import orjson
@@ -94,6 +97,34 @@ def test_foreign_library_is_rebuilt_and_a_forged_one_refused(local):
     (store.path(forged) / SIDECAR_FILE).write_text(json.dumps(meta))
     with pytest.raises(CompileError, match="mismatch"):
         compile_bundle(bundle, store.path(forged))
+
+
+def test_a_build_past_its_time_bound_is_abandoned_with_its_compilers(local):
+    """The build runs in a child process; past its bound the child and every gcc it started
+    are killed, nothing half-built is left, and a later build with time enough succeeds."""
+    store = local
+    version = store.champion()
+    bundle, directory = store.load(version), store.path(version)
+    before = set(_compiler_processes())
+    with pytest.raises(CompileError, match="took longer than 1 s: abandoned"):
+        compile_bundle(bundle, directory, timeout_s=1.0)
+    time.sleep(0.5)
+    assert set(_compiler_processes()) - before == set()  # no gcc left compiling
+    assert sorted(p.name for p in directory.iterdir() if "model." in p.name) == ["model.txt"]
+    built = compile_bundle(bundle, directory)
+    assert built.compiled and built.max_abs_diff <= _compiled.TOLERANCE
+
+
+def _compiler_processes() -> list[int]:
+    """Processes running the C compiler proper (cc1) or the build's child, by pid."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                command = (proc / "cmdline").read_bytes()
+                if b"cc1" in command or b"streamfit.serving._build" in command:
+                    found.append(int(proc.name))
+    return found
 
 
 def test_no_compiler_means_lightgbm_said_once(settings, store, local, monkeypatch, caplog):

@@ -131,10 +131,20 @@ class Bus(ABC):
 
     @abstractmethod
     def consumer(
-        self, topics: list[str], group: str | None, *, read_committed: bool = True, replay: int = 0
+        self,
+        topics: list[str],
+        group: str | None,
+        *,
+        read_committed: bool = True,
+        replay: int = 0,
+        max_poll_interval_s: float | None = None,
     ) -> Consumer:
         """A consumer of ``topics`` in ``group``; ``group=None``: a broadcast consumer, which
-        starts at the end of each partition, or ``replay`` messages before it (at most)."""
+        starts at the end of each partition, or ``replay`` messages before it (at most).
+
+        ``max_poll_interval_s``: the longest its owner may work between two polls (a training
+        round) before the group takes its partitions away; None: the transport's default. A
+        member that dies is noticed sooner, by its missing heartbeats, whatever this says."""
 
     def transactional_producer(self, transactional_id: str) -> TransactionalProducer:
         raise BusError(f"{type(self).__name__} does not support transactions")

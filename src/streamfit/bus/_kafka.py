@@ -195,7 +195,13 @@ class KafkaBus(Bus):
         return _KafkaTransactionalProducer(config, self.principal)
 
     def consumer(
-        self, topics: list[str], group: str | None, *, read_committed: bool = True, replay: int = 0
+        self,
+        topics: list[str],
+        group: str | None,
+        *,
+        read_committed: bool = True,
+        replay: int = 0,
+        max_poll_interval_s: float | None = None,
     ) -> Consumer:
         if not topics:
             raise ValueError("a consumer needs at least one topic")
@@ -212,6 +218,8 @@ class KafkaBus(Bus):
             config = self._config(_CONSUMER_DEFAULTS, settings)
             return _KafkaConsumer(config, topics, None, self.principal, replay)
         settings |= {"group.id": group, "auto.offset.reset": "earliest"}
+        if max_poll_interval_s is not None:
+            settings["max.poll.interval.ms"] = round(max_poll_interval_s * 1000)
         return _KafkaConsumer(
             self._config(_CONSUMER_DEFAULTS, settings), topics, group, self.principal
         )

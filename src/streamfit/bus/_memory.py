@@ -46,9 +46,16 @@ class MemoryBus(Bus):
         return _MemoryTransactionalProducer(self)
 
     def consumer(
-        self, topics: list[str], group: str | None, *, read_committed: bool = True, replay: int = 0
+        self,
+        topics: list[str],
+        group: str | None,
+        *,
+        read_committed: bool = True,
+        replay: int = 0,
+        max_poll_interval_s: float | None = None,
     ) -> Consumer:
         # Transactions are published only when they commit: every consumer is read_committed.
+        # No member of an in-process group is ever evicted: max_poll_interval_s has no use.
         return _MemoryConsumer(self, topics, group, replay)
 
     # -- internals used by the clients --------------------------------------------------------

@@ -238,6 +238,8 @@ class Monitor:
         with contextlib.ExitStack() as stack:
             stack.callback(self._close_producer)
             stack.callback(self.health.finished)
+            if self.last_count == 0:
+                self.last_count = self._resume_point()
             while self.running:
                 self.health.beat()
                 self.health.set_ready(True)  # it checks whenever enough has come in
@@ -247,6 +249,25 @@ class Monitor:
                     self.metrics.check_failures.inc()
                     logger.exception("drift check failed; the monitor keeps running")
                 self._wake.wait(self.settings.monitor_poll_seconds)
+
+    def _resume_point(self) -> int:
+        """Where the last monitor left off: the ``window_end`` of the newest drift event on the
+        topic, so a restarted monitor (or its replacement) does not repeat that check. Ignored
+        when the store holds fewer observations (a store started afresh)."""
+        last = 0
+        try:
+            with self.bus.consumer([self.settings.topics.drift], group=None, replay=1) as tail:
+                while batch := tail.poll(10, timeout=0.5):
+                    for message in batch:
+                        with contextlib.suppress(ValueError, KeyError, TypeError):
+                            last = max(last, int(orjson.loads(message.value)["window_end"]))
+        except Exception as exc:  # the drift topic unreadable: check from scratch
+            logger.warning("could not read the last drift event: %s", exc)
+            return 0
+        if not 0 < last <= self.store.count():
+            return 0
+        logger.info("resuming after the drift check at %d observations", last)
+        return last
 
     def start(self) -> Monitor:
         """Run in a daemon thread; returns self."""

@@ -39,12 +39,13 @@ log = logging.getLogger("streamfit.monitor")
 
 
 def training_reference(settings: Settings, observations: ObservationStore) -> pd.DataFrame:
-    """The rows the champion was trained on (approximately: every labelled observation so far)."""
+    """The rows the champion was trained on (approximately: the newest ``train_window``
+    labelled observations so far, as a round takes them)."""
     from ..training.gate import split_fixed_holdout
 
     original = load_adult("train")[[*FEATURE_COLUMNS, "label"]]
     train, _ = split_fixed_holdout(original, settings.holdout_fraction)
-    observed = observations.labelled_frame()[list(FEATURE_COLUMNS)]
+    observed = observations.labelled_frame(limit=settings.train_window)[list(FEATURE_COLUMNS)]
     parts = [train[list(FEATURE_COLUMNS)], observed]
     return pd.concat([p for p in parts if len(p)], ignore_index=True)
 

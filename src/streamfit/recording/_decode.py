@@ -4,7 +4,8 @@ No bus and no database here, so every rule of what the recorder accepts is testa
 
 * ``requests``: the predictor's schema (one msgspec pass for the batch); the raw message is the
   observation's data. A request that carries ``income_bracket`` (demo mode) also labels itself.
-* ``predictions``: ``request_id``, a probability in [0, 1] and a model version >= 0.
+* ``predictions``: ``request_id``, a probability in [0, 1] and a model version >= 0, and the
+  shadowed challenger's version and probability when there is one.
 * ``labels``: ``request_id`` and ``label`` 0/1 (or an income bracket, or ``income_bracket``).
 
 Anything it cannot read (invalid JSON or UTF-8, wrong types, no ``request_id``) becomes a
@@ -46,7 +47,18 @@ def decode_batch(batch: list[Message], topics: Topics) -> Decoded:
     for message in batch:
         try:
             if message.topic == topics.predictions:
-                out.batch.predictions.append(messages.parse_prediction(message.value))
+                prediction = messages.parse_prediction(message.value)
+                out.batch.predictions.append(
+                    (prediction.request_id, prediction.probability, prediction.model_version)
+                )
+                if prediction.shadow_version is not None:
+                    out.batch.shadows.append(
+                        (
+                            prediction.request_id,
+                            prediction.shadow_version,
+                            prediction.shadow_probability,
+                        )
+                    )
             elif message.topic == topics.labels:
                 out.batch.labels.append(messages.parse_label(message.value))
             elif message.topic != topics.requests:

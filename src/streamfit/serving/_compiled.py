@@ -7,10 +7,18 @@ and the library's own SHA-256. A library whose sidecar is missing, names another
 digest is never loaded: it is rebuilt. Every loaded library is then checked against LightGBM on
 a validation batch (the canary row plus rows of adult.test through the bundle's pipeline, with
 missing values and unseen categories); any difference beyond ``TOLERANCE`` refuses it.
+
+The build runs in a child process (``python -m streamfit.serving._build``) under a time
+bound: gcc on a large model takes minutes (317 s at -O3 for an 877-tree model on a busy 2-core
+machine, and once over 20 minutes in the soak run), and a build that outlives its bound is
+killed, gcc included, so the compiler moves on to the newer model instead of waiting behind it.
+The memory the build takes (treelite's copy of the model, the generated sources: some 70 MB for
+that model) goes back to the system when the child exits, not into the predictor's heap.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -19,6 +27,9 @@ import logging
 import os
 import platform
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -38,6 +49,8 @@ SIDECAR_FILE = "model.so.json"
 TOLERANCE = 1e-9
 VALIDATION_ROWS = 400
 _TIMING_ROWS = 1000
+BUILD_TIMEOUT_S = 600.0  # a build still running then is abandoned: LightGBM keeps serving
+_BUILD_MODULE = "streamfit.serving._build"
 
 
 class CompileError(Exception):
@@ -120,10 +133,7 @@ def _cached_library(directory: Path, key: str) -> Path | None:
     return library
 
 
-def _build(bundle: ModelBundle, directory: Path, key: str, threads: int) -> Path:
-    import tl2cgen
-    import treelite
-
+def _build(bundle: ModelBundle, directory: Path, key: str, threads: int, timeout_s: float) -> Path:
     library = directory / LIBRARY_FILE
     # The loader caches libraries by path: a fresh build goes to a temporary name first, then
     # replaces model.so in one rename, and its sidecar follows (a reader in between sees a
@@ -131,14 +141,7 @@ def _build(bundle: ModelBundle, directory: Path, key: str, threads: int) -> Path
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".model-", suffix=".so")
     os.close(handle)
     try:
-        model = treelite.frontend.from_lightgbm(bundle.booster)
-        tl2cgen.export_lib(
-            model,
-            toolchain=Path(compiler() or "gcc").name,
-            libpath=temporary,
-            params={"parallel_comp": 8},
-            nthread=threads,
-        )
+        _build_in_child(directory / MODEL_FILE, Path(temporary), threads, timeout_s)
         digest = _file_sha256(Path(temporary))
         os.replace(temporary, library)
     except BaseException:
@@ -153,6 +156,28 @@ def _build(bundle: ModelBundle, directory: Path, key: str, threads: int) -> Path
     }
     atomic_write_text(directory / SIDECAR_FILE, json.dumps(meta, indent=2))
     return library
+
+
+def _build_in_child(model_file: Path, library: Path, threads: int, timeout_s: float) -> None:
+    """Run the build (:mod:`streamfit.serving._build`) in a child process of its own session,
+    killed with every gcc it started if it outlives ``timeout_s``; its output is kept for the
+    error message only."""
+    command = [sys.executable, "-m", _BUILD_MODULE, str(model_file), str(library), str(threads)]
+    child = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    try:
+        output, _ = child.communicate(timeout=timeout_s)
+    except BaseException as exc:  # the bound passed, or the predictor is going away
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise CompileError(f"the build took longer than {timeout_s:g} s: abandoned") from None
+        raise
+    if child.returncode != 0:
+        lines = output.decode("utf-8", errors="replace").strip().splitlines()
+        raise CompileError(f"the build failed: {lines[-1] if lines else child.returncode}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -209,7 +234,13 @@ def _route_native_logs() -> None:
         log.debug("treelite/tl2cgen log lines not routed: %s", exc)
 
 
-def compile_bundle(bundle: ModelBundle, directory: Path, *, threads: int = 1) -> CompiledModel:
+def compile_bundle(
+    bundle: ModelBundle,
+    directory: Path,
+    *,
+    threads: int = 1,
+    timeout_s: float = BUILD_TIMEOUT_S,
+) -> CompiledModel:
     """Load (or build, then load) the bundle's compiled model and verify it against LightGBM.
 
     Raises CompileError with the reason when there is none to use.
@@ -230,8 +261,10 @@ def compile_bundle(bundle: ModelBundle, directory: Path, *, threads: int = 1) ->
     if library is None:
         start = time.perf_counter()
         try:
-            library = _build(bundle, directory, key, threads)
-        except Exception as exc:  # treelite/tl2cgen/gcc failures, a read-only directory...
+            library = _build(bundle, directory, key, threads, timeout_s)
+        except CompileError:
+            raise
+        except Exception as exc:  # a read-only directory, no process to start...
             raise CompileError(f"compile failed: {exc}") from exc
         compile_s = time.perf_counter() - start
     try:

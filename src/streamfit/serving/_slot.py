@@ -45,7 +45,9 @@ class ModelSlot:
         metrics: PredictorMetrics,
         *,
         compile_model: bool = True,
+        role: str = "serving",
     ) -> None:
+        self.role = role  # what the logs say this slot does: "serving" or "shadowing"
         self.registry = registry
         self.cache = Path(cache)
         self.metrics = metrics
@@ -129,10 +131,17 @@ class ModelSlot:
             previous, self.bundle = self.version, bundle  # atomic reference swap
         self._serving(bundle.version, compiled=False)
         self.metrics.swaps.inc()
-        log.info("now serving model v%s (was v%s)", bundle.version, previous)
+        log.info("now %s model v%s (was v%s)", self.role, bundle.version, previous)
         if self.compile_model:
             self._request_compile(bundle)
         return True
+
+    def clear(self) -> int | None:
+        """Serve nothing any more (a shadow slot whose challenger's test ended); the version
+        it held, if any. A compile under way finds the slot empty and is not swapped in."""
+        with self._swap_lock:
+            previous, self.bundle = self.version, None
+        return previous
 
     def swap_to_champion(self) -> bool:
         """Serve the registry's ``@champion``; False when there is none (or it is refused)."""
@@ -201,8 +210,9 @@ class ModelSlot:
             self.metrics.model_compiled.set(1)
         self.metrics.compiled_models.inc()
         log.info(
-            "serving model v%s compiled (%.1f µs/row vs %.1f µs/row with LightGBM; %s; "
+            "%s model v%s compiled (%.1f µs/row vs %.1f µs/row with LightGBM; %s; "
             "max abs difference %.3g on %s checked rows)",
+            self.role,
             version,
             compiled.us_per_row,
             compiled.lightgbm_us_per_row,

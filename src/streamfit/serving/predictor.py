@@ -15,6 +15,12 @@ The model lives in a :class:`~streamfit.serving._slot.ModelSlot`: at start-up it
 registry's ``@champion``; a watcher thread hands it each ``models`` event (version, model URI,
 SHA-256), and it fetches the bundle through the tracking server into this predictor's cache,
 verifies, validates, compiles and swaps between batches (see its module).
+
+Shadow mode: a second slot holds the challenger being shadowed (``@shadow`` at start-up, then
+``shadow`` / ``shadow_ended`` events). While it holds one, each batch is scored by both models
+(both compiled, each by its own slot); the answer is the champion's, and the challenger's
+probability and version ride along in the prediction (``shadow``) for the recorder to store. A
+challenger that fails on a batch costs that batch its shadow scores, never an answer.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class PredictorStats:
         ),
         "compiled_models": ("streamfit_predictor_compiled_models_total", None),
         "compile_refusals": ("streamfit_predictor_compile_refusals_total", None),
+        "shadow_predictions": ("streamfit_predictor_shadow_predictions_total", None),
     }
 
     def __init__(self, metrics: PredictorMetrics) -> None:
@@ -125,6 +132,17 @@ class Predictor:
             self.metrics,
             compile_model=settings.compile_model,
         )
+        # The shadowed challenger: its own slot (fetch, verify, compile), its own counters (a
+        # registry of their own, not served on /metrics: their names are the champion's).
+        self.shadow_metrics = PredictorMetrics()
+        self.shadow_stats = PredictorStats(self.shadow_metrics)
+        self.shadow = ModelSlot(
+            ModelRegistry.from_settings(settings),
+            settings.model_cache,
+            self.shadow_metrics,
+            compile_model=settings.compile_model,
+            role="shadowing",
+        )
         self._wait_for_model_s = wait_for_model_s
 
     # -- model management (the slot: fetch, verify, validate, swap, compile) -------------------
@@ -140,9 +158,39 @@ class Predictor:
     def serving_compiled(self) -> bool:
         return self.slot.serving_compiled
 
+    @property
+    def shadow_version(self) -> int | None:
+        return self.shadow.version
+
     def wait_for_compile(self, timeout: float | None = None) -> bool:
-        """Wait until the compiler thread has dealt with the latest model; False on timeout."""
-        return self.slot.wait_for_compile(timeout)
+        """Wait until the compiler threads have dealt with the latest models; False on timeout."""
+        return self.slot.wait_for_compile(timeout) and self.shadow.wait_for_compile(timeout)
+
+    def shadow_to(
+        self, version: int, sha256: str | None = None, model_uri: str | None = None
+    ) -> bool:
+        """Score registry ``version`` beside the champion from the next batch on (fetched,
+        verified, validated and compiled as a champion is). False if refused: no shadow then."""
+        if version == self.model_version:
+            log.warning("not shadowing v%s: it is the champion", version)
+            return False
+        try:
+            entry = self.shadow.entry(version, sha256, model_uri)
+        except BundleError as exc:
+            log.error("refused shadow model v%s: %s", version, exc)
+            return False
+        if not self.shadow.swap_to(entry):
+            self.shadow.clear()  # a refused challenger is not left shadowing from before
+            return False
+        log.info("shadowing v%s beside champion v%s", version, self.model_version)
+        return True
+
+    def end_shadow(self, version: int | None = None) -> None:
+        """Stop shadowing (``version``: only if it is the one shadowed)."""
+        if version is None or self.shadow.version == version:
+            ended = self.shadow.clear()
+            if ended is not None:
+                log.info("no longer shadowing v%s", ended)
 
     def swap_to(
         self, version: int, sha256: str | None = None, model_uri: str | None = None
@@ -182,8 +230,20 @@ class Predictor:
                 )
             time.sleep(0.5)
 
+    def _load_shadow(self) -> None:
+        """Shadow the registry's ``@shadow`` if there is one (a predictor started mid-test)."""
+        if self.settings.promotion == "offline":
+            return
+        try:
+            entry = self.shadow.registry.shadow()
+        except Exception as exc:  # the champion serves; the next shadow event will tell
+            log.warning("could not look for a shadowed challenger: %s", exc)
+            return
+        if entry is not None:
+            self.shadow_to(entry.version, entry.sha256, entry.model_uri)
+
     def _watch_models(self, consumer: Consumer) -> None:
-        """Background thread: follow model-ready events (promotions, rollbacks)."""
+        """Background thread: follow model events (promotions, rollbacks, shadowing)."""
         while self.running:
             for message in consumer.poll(10, timeout=0.5):
                 try:
@@ -191,14 +251,25 @@ class Predictor:
                 except messages.InvalidMessage as exc:
                     log.error("ignoring malformed model event %r: %s", message.value[:200], exc)
                     continue
-                version = event.version
-                if version == self.model_version:
-                    continue
                 try:
-                    self.swap_to(version, event.sha256, event.model_uri)
+                    self.follow(event)
                 except Exception:  # this thread must live on: the next event may be fine
                     self.metrics.models_refused.labels("error").inc()
-                    log.exception("refused model v%s: loading it raised", version)
+                    log.exception("refused model v%s: loading it raised", event.version)
+
+    def follow(self, event: messages.ModelEvent) -> None:
+        """Act on one ``models`` event."""
+        version = event.version
+        if event.is_shadow and self.settings.promotion == "offline":
+            log.info("ignoring %s event of v%s (--promotion offline)", event.event, version)
+            return
+        if event.event == "shadow_ended":
+            self.end_shadow(version)
+        elif event.event == "shadow":
+            if version != self.shadow_version:
+                self.shadow_to(version, event.sha256, event.model_uri)
+        elif version != self.model_version and self.swap_to(version, event.sha256, event.model_uri):
+            self.end_shadow(version)  # a promoted challenger is no longer its own shadow
 
     # -- the loop -----------------------------------------------------------------------------
     def stop(self) -> None:
@@ -225,6 +296,7 @@ class Predictor:
             self._load_champion()
             if not self.running:
                 return
+            self._load_shadow()
             watcher = threading.Thread(
                 target=self._watch_models, args=(models,), name="model-watcher", daemon=True
             )
@@ -300,17 +372,45 @@ class Predictor:
             # A value the schema let through but NumPy cannot take (an integer beyond float
             # range): find it row by row, so only its own message fails.
             probabilities = self._predict_one_by_one(bundle, parsed, requests, producer)
+        shadow = self._shadow_scores(bundle, parsed, probabilities)
         ids, version = parsed.ids, bundle.version
         kept = [i for i, p in enumerate(probabilities) if p is not None]
         if len(kept) < len(ids):
             ids = [ids[i] for i in kept]
             probabilities = [probabilities[i] for i in kept]
+            if shadow is not None:
+                shadow = (shadow[0], [shadow[1][i] for i in kept])
         topic, produce = self.topics.predictions, producer.produce
         for request_id, value in zip(
-            ids, messages.predictions(ids, probabilities, version), strict=True
+            ids, messages.predictions(ids, probabilities, version, shadow), strict=True
         ):
             produce(topic, value, request_id.encode())
+        if shadow is not None:
+            self.metrics.shadow_predictions.inc(len(ids))
         return len(ids)
+
+    def _shadow_scores(
+        self,
+        champion: ModelBundle,
+        parsed: messages.RequestBatch,
+        answers: list[float | None],
+    ) -> tuple[int, list[float]] | None:
+        """The shadowed challenger's version and probabilities for the batch, or None (none
+        shadowed, or it failed on this batch: the answers go out without them)."""
+        challenger = self.shadow.bundle  # one per batch, as the champion
+        if challenger is None or challenger.version == champion.version:
+            return None
+        try:
+            if any(p is None for p in answers):  # rows the champion could not score either
+                return None
+            scores = challenger.predict_columns(parsed.columns)
+            if not np.all(np.isfinite(scores)):  # the recorder would refuse the predictions
+                raise ValueError("the challenger returned a non-finite probability")
+            scores = scores.tolist()
+        except (OverflowError, ValueError, TypeError) as exc:
+            log.warning("shadow v%s skipped a batch: %s", challenger.version, exc)
+            return None
+        return challenger.version, scores
 
     def _predict_one_by_one(
         self,

@@ -7,6 +7,7 @@ built from a URL (``--store``). The trial store lives with the trainer (``traini
 from __future__ import annotations
 
 from ._sql import StoreError, StoreUnavailable, create_schema, make_engine
+from .comparisons import Comparison, ComparisonStore
 from .observations import (
     ObservationBatch,
     ObservationStore,
@@ -15,6 +16,8 @@ from .observations import (
 )
 
 __all__ = [
+    "Comparison",
+    "ComparisonStore",
     "ObservationBatch",
     "ObservationStore",
     "OutboxMessage",

@@ -8,8 +8,10 @@ changes nothing and a label that comes before its request waits in the row (a *p
 until the request joins it. A *labelled observation* is a row with both data and a label.
 
 :meth:`ObservationStore.record` also keeps the retrain counter: in the same transaction as the
-upserts it compares ``labelled // every`` with the last threshold published (a mark stored in the
-database, row-locked on PostgreSQL so concurrent recorders count correctly) and queues one
+upserts it moves a stored count of labelled observations by the rows the batch completes (so a
+batch costs the same on a table of a thousand rows or of millions), compares ``labelled // every``
+with the last threshold published (marks stored in the database, row-locked on PostgreSQL so
+concurrent recorders count correctly) and queues one
 command per new threshold in a transactional *outbox*; :meth:`ObservationStore.sending` hands the
 unsent commands out and marks them sent once the caller has delivered them. A recorder that dies
 anywhere in between neither skips nor repeats a threshold.
@@ -64,9 +66,13 @@ observations_table = sa.Table(
     sa.Column("predicted_at", sa.Float),
     sa.Column("label", sa.SmallInteger),
     sa.Column("labelled_at", sa.Float),
+    # The shadowed challenger's answer to the same request (streamfit.challenger compares them).
+    sa.Column("shadow_version", sa.BigInteger),
+    sa.Column("shadow_probability", sa.Float),
 )
 _obs = observations_table.c
-_labelled = sa.and_(_obs.data.is_not(None), _obs.label.is_not(None))
+_observed = _obs.data.is_not(None)
+_labelled = sa.and_(_observed, _obs.label.is_not(None))
 sa.Index(
     "observations_labelled_v2",
     _obs.labelled_at,
@@ -96,6 +102,11 @@ marks_table = sa.Table(
     sa.Column("value", sa.BigInteger, nullable=False),
 )
 RETRAIN_MARK = "retrain_mark"
+# Observations and labelled observations so far, kept in step with every upsert: counting them
+# afresh on every batch (or every monitor poll) would cost O(table), a cost that grows for as
+# long as the stream runs.
+OBSERVED_COUNT = "observed_count"
+LABELLED_COUNT = "labelled_count"
 
 outbox_table = sa.Table(
     "outbox",
@@ -115,7 +126,16 @@ sa.Index(
 )
 
 # Columns an upsert may fill, each only while it is still NULL.
-_PARTS = ("data", "received_at", "probability", "model_version", "predicted_at", "label")
+_PARTS = (
+    "data",
+    "received_at",
+    "probability",
+    "model_version",
+    "predicted_at",
+    "label",
+    "shadow_version",
+    "shadow_probability",
+)
 _FILLED = (*_PARTS, "labelled_at")
 
 
@@ -126,6 +146,8 @@ class ObservationBatch:
     requests: list[tuple[str, bytes]] = field(default_factory=list)  # (id, raw request JSON)
     predictions: list[tuple[str, float, int]] = field(default_factory=list)  # (id, p, version)
     labels: list[tuple[str, int]] = field(default_factory=list)  # (id, 0 or 1)
+    # (id, version, probability) of a shadowed challenger, from the same prediction messages
+    shadows: list[tuple[str, int, float]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.requests) + len(self.predictions) + len(self.labels)
@@ -161,6 +183,7 @@ class ObservationStore:
         if self.engine.dialect.name == "sqlite":
             _migrate_sqlite_v1(self.engine)
         create_schema(self.engine, _metadata)
+        _add_shadow_columns(self.engine)
         dialect = self.engine.dialect.name
         if dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -170,6 +193,7 @@ class ObservationStore:
             raise ValueError(f"observation store needs SQLite or PostgreSQL, got {dialect!r}")
         self._insert = insert
         self._upsert = _upsert_statement(insert)
+        self._start_counts()
 
     @property
     def display_url(self) -> str:
@@ -192,29 +216,44 @@ class ObservationStore:
         rows = _merge(batch, time.time() if now is None else now)
 
         def work(db: sa.Connection) -> Recorded:
+            # The counter's row lock serialises concurrent recorders from here to their commit
+            # (SQLite's BEGIN IMMEDIATE already does); in READ COMMITTED each statement then
+            # sees all that the previous holders wrote, so the rows' states read below are
+            # exact and the counter moves by exactly the rows this batch completes.
+            counted = _locked_mark(db, LABELLED_COUNT)
+            observed, labelled = _completed(db, rows)
             if rows:
                 db.execute(self._upsert, rows)
+            if observed:
+                _set_mark(db, OBSERVED_COUNT, _locked_mark(db, OBSERVED_COUNT) + observed)
+            labelled += counted
+            if labelled != counted:
+                _set_mark(db, LABELLED_COUNT, labelled)
             if not every:
-                return Recorded(self._count(db, labelled=True), [])
-            return self._advance(db, every, command)  # type: ignore[arg-type]
+                return Recorded(labelled, [])
+            return self._advance(db, labelled, every, command)  # type: ignore[arg-type]
 
         return transact(self.engine, work)
 
-    def _advance(self, db: sa.Connection, every: int, command: Command) -> Recorded:
-        # The row lock serialises concurrent recorders from here to their commit; in READ
-        # COMMITTED each statement sees what committed before it, so the count below includes
-        # every recorder that held the lock before this one.
+    def _start_counts(self) -> None:
+        """Count the rows once, for a store written before the kept counts existed."""
+        with writing(self.engine) as db:
+            for name, where in ((OBSERVED_COUNT, _observed), (LABELLED_COUNT, _labelled)):
+                db.execute(
+                    self._insert(marks_table)
+                    .from_select(
+                        ["name", "value"], sa.select(sa.literal(name), sa.func.count()).where(where)
+                    )
+                    .on_conflict_do_nothing(index_elements=["name"])
+                )
+
+    def _advance(self, db: sa.Connection, labelled: int, every: int, command: Command) -> Recorded:
         db.execute(
             self._insert(marks_table)
             .values(name=RETRAIN_MARK, value=0)
             .on_conflict_do_nothing(index_elements=["name"])
         )
-        mark = db.execute(
-            sa.select(marks_table.c.value)
-            .where(marks_table.c.name == RETRAIN_MARK)
-            .with_for_update()
-        ).scalar_one()
-        labelled = self._count(db, labelled=True)
+        mark = _locked_mark(db, RETRAIN_MARK)
         reached = labelled // every
         if reached <= mark:
             return Recorded(labelled, [])
@@ -227,9 +266,7 @@ class ObservationStore:
             key = str(threshold).encode()
             outbox.append({"topic": topic, "key": key, "value": value, "created_at": created})
         db.execute(outbox_table.insert(), outbox)
-        db.execute(
-            marks_table.update().where(marks_table.c.name == RETRAIN_MARK).values(value=reached)
-        )
+        _set_mark(db, RETRAIN_MARK, reached)
         return Recorded(labelled, thresholds)
 
     @contextlib.contextmanager
@@ -265,17 +302,14 @@ class ObservationStore:
 
     def retrain_mark(self) -> int:
         """How many thresholds of the retrain counter were published (queued) so far."""
-        with reading(self.engine) as db:
-            value = db.execute(
-                sa.select(marks_table.c.value).where(marks_table.c.name == RETRAIN_MARK)
-            ).scalar()
-        return int(value or 0)
+        return self._mark(RETRAIN_MARK)
 
     # -- reading ------------------------------------------------------------------------------
     def count(self, labelled: bool = False) -> int:
-        """Observations (rows with a request); ``labelled``: those that also have a label."""
-        with reading(self.engine) as db:
-            return self._count(db, labelled)
+        """Observations (rows with a request); ``labelled``: those that also have a label.
+
+        Read from the counts :meth:`record` keeps, so it costs the same on any table size."""
+        return self._mark(LABELLED_COUNT if labelled else OBSERVED_COUNT)
 
     def pending_labels(self) -> int:
         """Labels whose request has not been seen (yet)."""
@@ -308,6 +342,34 @@ class ObservationStore:
         columns = ["label", "probability", "model_version"]
         return pd.DataFrame(self._latest_labelled(columns, limit), columns=columns)
 
+    def shadow_pairs(
+        self, champion: int, challenger: int, limit: int | None = None
+    ) -> pd.DataFrame:
+        """``label``, ``probability`` (the champion's) and ``shadow_probability`` (the
+        challenger's) of the labelled requests both answered, in the order their labels were
+        completed (label and prediction both in: the order a sequential test sees them, new
+        pairs always after the ones before); the first ``limit`` only."""
+        columns = ["label", "probability", "shadow_probability"]
+        completed = sa.case(
+            (_obs.predicted_at > _obs.labelled_at, _obs.predicted_at), else_=_obs.labelled_at
+        )
+        query = (
+            sa.select(*(_obs[name] for name in columns))
+            .where(
+                _labelled,
+                _obs.model_version == champion,
+                _obs.shadow_version == challenger,
+                _obs.probability.is_not(None),
+                _obs.shadow_probability.is_not(None),
+            )
+            .order_by(completed, _obs.seq)
+        )
+        if limit is not None:
+            query = query.limit(int(limit))
+        with reading(self.engine) as db:
+            rows = [tuple(r) for r in db.execute(query)]
+        return pd.DataFrame(rows, columns=columns)
+
     def recent_frame(self, limit: int) -> pd.DataFrame:
         """The most recent observations (by arrival of the request), labelled or not, oldest
         first."""
@@ -332,9 +394,12 @@ class ObservationStore:
         self.engine.dispose()
 
     # -- internals ----------------------------------------------------------------------------
-    def _count(self, db: sa.Connection, labelled: bool) -> int:
-        where = _labelled if labelled else _obs.data.is_not(None)
-        return db.execute(sa.select(sa.func.count()).where(where)).scalar_one()
+    def _mark(self, name: str) -> int:
+        with reading(self.engine) as db:
+            value = db.execute(
+                sa.select(marks_table.c.value).where(marks_table.c.name == name)
+            ).scalar()
+        return int(value or 0)
 
     def _latest_labelled(self, columns: list[str], limit: int | None) -> list[tuple]:
         """``columns`` of the labelled observations (the newest ``limit``), oldest first."""
@@ -372,7 +437,52 @@ def _merge(batch: ObservationBatch, now: float) -> list[dict[str, Any]]:
         entry = row(request_id)
         if entry["label"] is None:
             entry.update(label=label, labelled_at=now)
+    for request_id, version, probability in batch.shadows:
+        entry = row(request_id)
+        if entry["shadow_probability"] is None:
+            entry.update(shadow_version=version, shadow_probability=probability)
     return list(rows.values())
+
+
+def _locked_mark(db: sa.Connection, name: str) -> int:
+    """The value of the mark ``name``, its row locked until the transaction ends."""
+    return db.execute(
+        sa.select(marks_table.c.value).where(marks_table.c.name == name).with_for_update()
+    ).scalar_one()
+
+
+def _set_mark(db: sa.Connection, name: str, value: int) -> None:
+    db.execute(marks_table.update().where(marks_table.c.name == name).values(value=value))
+
+
+_ID_CHUNK = 900  # bound parameters per statement: below SQLite's oldest limit of 999
+
+
+def _completed(db: sa.Connection, rows: list[dict[str, Any]]) -> tuple[int, int]:
+    """How many of ``rows`` the upsert will make observations (their request arrives) and
+    labelled observations (data and label both present).
+
+    An upsert only fills what is empty, so a row's state after it is its state before it or
+    what the batch brings; only rows bringing data or a label can change state.
+    """
+    brings = {r["request_id"]: r for r in rows if r["data"] is not None or r["label"] is not None}
+    before: dict[str, tuple[bool, bool]] = {}
+    ids = list(brings)
+    for start in range(0, len(ids), _ID_CHUNK):
+        found = db.execute(
+            sa.select(_obs.request_id, _observed, _obs.label.is_not(None)).where(
+                _obs.request_id.in_(ids[start : start + _ID_CHUNK])
+            )
+        )
+        before.update((request_id, (data, label)) for request_id, data, label in found)
+    observed = labelled = 0
+    for request_id, row in brings.items():
+        had_data, had_label = before.get(request_id, (False, False))
+        has_data = had_data or row["data"] is not None
+        has_label = had_label or row["label"] is not None
+        observed += has_data and not had_data
+        labelled += has_data and has_label and not (had_data and had_label)
+    return observed, labelled
 
 
 def _upsert_statement(insert: Any) -> Any:
@@ -385,6 +495,22 @@ def _upsert_statement(insert: Any) -> Any:
     return statement.on_conflict_do_update(
         index_elements=[_obs.request_id], set_=fills, where=changes
     )
+
+
+def _add_shadow_columns(engine: sa.Engine) -> None:
+    """Give an observation table made before shadow scoring its two shadow columns (empty)."""
+    with reading(engine) as db:
+        have = {c["name"] for c in sa.inspect(db).get_columns("observations")}
+    missing = [n for n in ("shadow_version", "shadow_probability") if n not in have]
+    if not missing:
+        return
+    with writing(engine) as db:
+        for name in missing:
+            kind = "BIGINT" if name == "shadow_version" else "DOUBLE PRECISION"
+            if engine.dialect.name == "sqlite":
+                kind = "INTEGER" if name == "shadow_version" else "FLOAT"
+            if_missing = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
+            db.exec_driver_sql(f"ALTER TABLE observations ADD COLUMN {if_missing}{name} {kind}")
 
 
 def _migrate_sqlite_v1(engine: sa.Engine) -> None:

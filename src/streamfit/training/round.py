@@ -475,6 +475,23 @@ class _Round:
         metrics: Mapping[str, float],
     ) -> GateDecision:
         decision = decide(bundle, self.store, self.data.holdout, self.settings.gate_tolerance)
+        if (
+            decision.promoted
+            and self.settings.promotion == "shadow"
+            and decision.champion_version is not None
+            and registry_version is not None
+        ):
+            # Shadow mode: the gate's winner proves itself on live traffic first (live.py).
+            from ..live import shadow_after_gate
+
+            reason = shadow_after_gate(
+                self.settings,
+                registry_version,
+                decision.reason,
+                producer=self.producer,
+                registry=self.tracker.registry,
+            )
+            decision = dataclasses.replace(decision, promoted=False, reason=reason)
         if decision.promoted:
             self.trials.record_champion(version, decision.reason)
             if registry_version is not None:

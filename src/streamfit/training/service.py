@@ -17,6 +17,10 @@ command again and runs the round. The dead round's version was at most registere
 ``challenger``), never promoted nor announced. A round that fails (the tracking server or the
 store unreachable) is not committed either: the trainer retries it with a backoff (5 s, doubling,
 at most 2 min) until it succeeds, and commands arriving meanwhile join the retried round.
+
+A thread of the trainer judges the running live comparison, if any (``streamfit.live``), rounds
+or not: every ``live_check_seconds`` it re-reads the labelled pairs and promotes, rejects or
+keeps, announcing through a producer of its own.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from .. import messages
 from ..bus import Bus, Message
 from ..config import Settings
 from ..health import Health
+from ..live import LiveJudge
 from ..metrics import TrainerMetrics
 from ..registry import ModelRegistry
 from ..stores import ObservationStore
@@ -43,6 +48,10 @@ _MAX_RETRY_S = 120.0
 # A round beats the trainer's health with every progress line (each trial); a trainer silent
 # for longer than this is stuck.
 _STALL_S = 900.0
+# A round polls nothing while it trains (minutes on a large window, more on a busy machine):
+# Kafka's default of 5 minutes would evict the trainer mid-round, refuse its commit and run the
+# round's commands again. A trainer that dies is still replaced within the session timeout.
+_ROUND_BOUND_S = 6 * 3600.0
 
 
 class TrainerService:
@@ -68,6 +77,7 @@ class TrainerService:
         self.commands_seen = 0  # retrain commands
         self.drift_alarms = 0  # drift events with drifted=true
         self._drift_answered: int | None = -1  # champion version a drift round was started for
+        self.judge = LiveJudge(settings, self.observations, registry=self.registry)
 
     def stop(self) -> None:
         self.health.stopping()
@@ -90,10 +100,17 @@ class TrainerService:
             if self.settings.retrain_on_drift:
                 subscribed.append(topics.drift)
             consumer = stack.enter_context(
-                self.bus.consumer(subscribed, group=self.settings.trainer_group)
+                self.bus.consumer(
+                    subscribed,
+                    group=self.settings.trainer_group,
+                    max_poll_interval_s=_ROUND_BOUND_S,
+                )
             )
             producer = self.bus.producer()
             stack.callback(producer.close)
+            judge = threading.Thread(target=self._judge_loop, name="live-judge", daemon=True)
+            judge.start()
+            stack.callback(judge.join, 10)
             log.info("trainer waiting for retrain commands on %s", subscribed)
             self.ready.set()
             champion = self._champion()
@@ -127,6 +144,18 @@ class TrainerService:
                     retry_at = time.monotonic() + delay
                     delay = min(delay * 2, _MAX_RETRY_S)
 
+    def _judge_loop(self) -> None:
+        """Thread: judge the live comparison every ``live_check_seconds`` while running."""
+        with self.bus.producer() as producer:
+            while self.running:
+                try:
+                    self.judge.check(producer=producer)
+                except Exception as exc:  # the store or the registry down: the next look retries
+                    log.warning("live comparison not judged (%s: %s)", type(exc).__name__, exc)
+                deadline = time.monotonic() + self.settings.live_check_seconds
+                while self.running and time.monotonic() < deadline:
+                    time.sleep(min(0.2, self.settings.live_check_seconds))
+
     def _round(self, trigger: str, messages_count: int, producer: Any, run_round: Any) -> bool:
         """Run one round; False if it failed (logged: the champion keeps serving)."""
 
@@ -135,7 +164,7 @@ class TrainerService:
             log.info("%s", line)
 
         try:
-            new_rows = self.observations.labelled_frame()
+            new_rows = self.observations.labelled_frame(limit=self.settings.train_window)
             log.info(
                 "retraining (%s) on %d new labelled observations (%d message(s))",
                 trigger,
@@ -172,7 +201,11 @@ class TrainerService:
         log.info(
             "round done: v%s %s (%s)",
             outcome.version,
-            "promoted" if outcome.promoted else "refused",
+            "promoted"
+            if outcome.promoted
+            else "shadowed"
+            if outcome.reason.startswith("shadowed")
+            else "not promoted",
             outcome.reason,
         )
         self.promotions += outcome.promoted  # announced by the round's promotion

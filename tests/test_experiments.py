@@ -1,0 +1,47 @@
+"""`streamfit experiments`: the live comparisons from the store, as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+
+from streamfit.cli import main
+from streamfit.config import Settings
+from streamfit.stores import ComparisonStore
+
+
+def test_experiments_lists_running_and_decided_comparisons(tmp_path, capsys) -> None:
+    settings = Settings(data_dir=tmp_path)
+    store = ComparisonStore(settings.store_url)
+    done = store.start(settings.registered_model, champion=1, challenger=2, policy="shadow", now=5)
+    store.finish(
+        done.id, "reject", pairs=120, estimate=-0.3, lower=-0.5, upper=-0.1, reason="x", now=65
+    )
+    store.start(settings.registered_model, champion=1, challenger=3, policy="shadow")
+    store.start("another-model", champion=7, challenger=8, policy="shadow")
+    store.close()
+
+    assert main(["experiments", "--data-dir", str(tmp_path), "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(c["challenger"], c["decision"], c["pairs"]) for c in listed] == [
+        (2, "reject", 120),
+        (3, "running", 0),
+    ]
+    assert listed[0]["duration_s"] == 60 and listed[0]["upper"] == -0.1
+
+    assert main(["experiments", "--data-dir", str(tmp_path)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == [
+        "id", "challenger", "champion", "decision", "pairs", "estimate", "interval", "took"
+    ]  # fmt: skip
+    assert table[1].split()[:5] == ["1", "v2", "v1", "reject", "120"]
+    assert "running" in table[2]
+
+
+def test_experiments_with_none_yet(tmp_path, capsys) -> None:
+    assert main(["experiments", "--data-dir", str(tmp_path), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+def test_shadow_without_a_champion_is_one_clear_error(tmp_path, capsys) -> None:
+    assert main(["shadow", "2", "--data-dir", str(tmp_path)]) == 2
+    assert "no champion" in capsys.readouterr().err
