@@ -101,12 +101,15 @@ def test_event_has_exactly_the_documented_shape(
     detector: DriftDetector, adult_test: pd.DataFrame
 ) -> None:
     event = detector.score(adult_test.head(500), window_end=1234).to_event()
-    assert set(event) == {"window_end", "drift", "drifted", "features"}
+    assert set(event) == {
+        "window_end", "drift", "drifted", "features", "sequential", "output", "labels"
+    }  # fmt: skip
+    assert event["sequential"]["drifted"] is False  # one-off score: no sequential layer
     assert event["window_end"] == 1234
     assert isinstance(event["drifted"], bool)
     assert set(event["features"]) == set(detector.kinds)
     for values in event["features"].values():
-        assert set(values) == {"score", "p_value", "drifted"}
+        assert set(values) == {"score", "p_value", "psi", "drifted"}
         assert isinstance(values["drifted"], bool)
     json.dumps(event, allow_nan=False)
 

@@ -13,6 +13,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from streamfit.bus import get_bus
 from streamfit.config import Settings
 from streamfit.data import FEATURE_COLUMNS
+from streamfit.messages import DRIFT_EVENT_KEYS as EVENT_KEYS
 from streamfit.monitoring.monitor import Monitor
 from streamfit.stores import ObservationBatch, ObservationStore
 
@@ -79,8 +80,12 @@ def test_checks_publish_events_and_metrics(
     assert [e["drifted"] for e in events] == [False, True]
     assert events[1] == report.to_event()
     assert events[1]["window_end"] == 800
-    assert set(events[1]["features"]["age"]) == {"score", "p_value", "drifted"}
+    assert set(events[1]["features"]["age"]) == {"score", "p_value", "psi", "drifted"}
     assert (settings.data_dir / "charts" / "drift-800.png").exists()
+    # The sequential layer saw only the 400 new rows: age's CUSUM crossed its threshold at once.
+    assert events[1]["sequential"]["features"][0] == "age"
+    assert events[1]["sequential"]["cusum"]["age"] > events[1]["sequential"]["threshold"]
+    assert monitor.cusum.statistics["age"] == 0.0  # restarted after the alarm
 
     metrics, step = logged[-1]
     assert step == 800 and metrics["drift.drifted"] == 1.0  # step: observations in store
@@ -104,7 +109,7 @@ def test_thread_publishes_and_stops(
     assert not monitor.running and not monitor._thread.is_alive()
     assert len(messages) == 1
     event = orjson.loads(messages[0].value)
-    assert set(event) == {"window_end", "drift", "drifted", "features"}
+    assert set(event) == {*EVENT_KEYS}
     assert monitor.snapshot()["event"] == event
 
 

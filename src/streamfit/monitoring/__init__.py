@@ -19,12 +19,14 @@ from .performance import (
     window_metrics,
 )
 from .report import DriftReport, FeatureDrift
+from .sequential import Cusum
 from .service import build_monitor
 
 __all__ = [
     "CLASSIFIERS",
     "CORRECTIONS",
     "ChiSquaredTest",
+    "Cusum",
     "DomainClassifier",
     "DriftDetector",
     "DriftReport",

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from ..messages import drift_event
+
 
 @dataclass
 class FeatureDrift:
@@ -23,8 +25,13 @@ class FeatureDrift:
     score: float  # MLBox per-feature drift score, 0..1
     statistic: float  # the test's own statistic (KS D, chi-squared)
     p_value: float
-    psi: float  # effect size: the p-value alone flags tiny shifts on big windows
+    psi: float  # effect size, reported beside the verdict (a floor on it is opt-in)
     drifted: bool
+    raw_p_value: float = math.nan  # before the correction
+    reason: str = ""  # the verdict in words
+    bins: list[str] = field(default_factory=list)  # for the report's overlaid distributions
+    reference_shares: list[float] = field(default_factory=list)
+    current_shares: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -44,14 +51,29 @@ class DriftReport:
     n_current: int = 0
     alpha: float = 0.01
     seconds: float = 0.0
+    correction: str = "holm"
+    # The sequential layer (monitor only): per-feature CUSUM statistics after this check, the
+    # threshold, and the features whose CUSUM crossed it at this check.
+    cusum: dict[str, float] = field(default_factory=dict)
+    cusum_threshold: float = math.nan
+    sequential_features: list[str] = field(default_factory=list)
+
+    def add_sequential(self, alarmed: list[str], cusum: Any) -> None:
+        """Fold one CUSUM update into the verdict (statistics are read before a reset)."""
+        self.sequential_features = list(alarmed)
+        self.cusum_threshold = float(cusum.threshold)
+        self.cusum = {n: float(v) for n, v in cusum.last.items()}
+        if alarmed:
+            self.drifted = True
 
     def ranking(self) -> list[str]:
-        """Features from most to least drifting (per-feature score, then smaller p-value)."""
+        """Features from most to least drifting: smaller uncorrected p-value first (the evidence),
+        then the larger effect (PSI) among p-values that underflow alike."""
         return sorted(
             self.features,
             key=lambda n: (
-                -_finite(self.features[n].score, 0.0),
-                _finite(self.features[n].p_value, 1.0),
+                _finite(self.features[n].raw_p_value, _finite(self.features[n].p_value, 1.0)),
+                -_finite(self.features[n].psi, 0.0),
             ),
         )
 
@@ -60,21 +82,27 @@ class DriftReport:
         return [name for name in self.ranking() if self.features[name].drifted]
 
     def to_event(self) -> dict[str, Any]:
-        """The drift event: exactly ``{window_end, drift, drifted, features{score, p_value,
-        drifted}}`` with NaN as null, so every JSON parser reads it."""
-        return {
-            "window_end": self.window_end,
-            "drift": _json_float(self.drift),
-            "drifted": bool(self.drifted),
-            "features": {
+        """The drift event (schema: :func:`streamfit.messages.drift_event`), NaN as null."""
+        return drift_event(
+            window_end=self.window_end,
+            drift=_json_float(self.drift),
+            drifted=bool(self.drifted),
+            features={
                 name: {
                     "score": _json_float(f.score),
                     "p_value": _json_float(f.p_value),
+                    "psi": _json_float(f.psi),
                     "drifted": bool(f.drifted),
                 }
                 for name, f in self.features.items()
             },
-        }
+            sequential={
+                "drifted": bool(self.sequential_features),
+                "features": list(self.sequential_features),
+                "threshold": _json_float(self.cusum_threshold),
+                "cusum": {n: _json_float(v) for n, v in self.cusum.items()},
+            },
+        )
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.to_event(), option=orjson.OPT_INDENT_2)
