@@ -24,6 +24,7 @@ import pandas as pd
 
 from ..stores import ObservationStore
 from .drift import DriftDetector
+from .output import OutputDrift
 from .performance import (
     ProbabilityCalibrator,
     estimate_performance,
@@ -82,6 +83,7 @@ class Monitor:
         log_metrics: LogMetrics | None = None,
         log_artifact: Callable[[Path], None] | None = None,
         calibrator: ProbabilityCalibrator | None = None,
+        output: OutputDrift | None = None,
         report_dir: Path | None = None,
         history: int = 100_000,
         refresh: Callable[[Monitor], None] | None = None,
@@ -92,6 +94,7 @@ class Monitor:
         self.log_metrics = log_metrics
         self.log_artifact = log_artifact
         self.calibrator = calibrator
+        self.output = output  # the served model's reference predictions, for output drift
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.history = history  # labelled rows kept for per-version metrics
         self.refresh = refresh
@@ -136,6 +139,8 @@ class Monitor:
             if len(block):
                 alarmed = self.cusum.update(self.detector.feature_p_values(block))
                 report.add_sequential(alarmed, self.cusum)
+            if self.output is not None:
+                self._output_drift(report, window)
         metrics = self._metrics(report, window)
         self._publish(report)
         top = ", ".join(f"{n}={report.features[n].score:.2f}" for n in report.ranking()[:3])
@@ -169,6 +174,20 @@ class Monitor:
         self.latest, self.latest_metrics = report, metrics
         return report
 
+    def _output_drift(self, report: DriftReport, window: pd.DataFrame) -> None:
+        """Output drift on the window's probabilities, label drift on the latest labelled rows.
+        Each of the three tests runs at the Bonferroni share alpha / (window tests + 3)."""
+        assert self.output is not None
+        alpha = self.detector.alpha / (len(report.features) + 4)
+        output = self.output.test_output(window["probability"].to_numpy(dtype=float), alpha)
+        labelled = self.store.labelled_outcomes(self.history).tail(self.settings.performance_window)
+        labels = self.output.test_labels(
+            labelled["probability"].to_numpy(dtype=float),
+            labelled["label"].to_numpy(dtype=float),
+            alpha,
+        )
+        report.add_output(output, labels)
+
     def _metrics(self, report: DriftReport, window: pd.DataFrame) -> dict[str, float]:
         metrics: dict[str, float] = {
             "drift.score": report.drift,
@@ -178,6 +197,10 @@ class Monitor:
             "drift.sequential_drifted": float(bool(report.sequential_features)),
         }
         metrics.update({f"drift.cusum.{n}": v for n, v in report.cusum.items()})
+        for layer, values in (("output", report.output), ("labels", report.labels)):
+            for key, value in (values or {}).items():
+                if isinstance(value, bool | int | float):
+                    metrics[f"drift.{layer}.{key}"] = float(value)
         metrics.update({f"drift.feature.{n}": f.score for n, f in report.features.items()})
         labelled = self.store.labelled_outcomes(self.history)
         recent = labelled.tail(self.settings.performance_window)

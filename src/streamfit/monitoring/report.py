@@ -58,6 +58,15 @@ class DriftReport:
     cusum_threshold: float = math.nan
     sequential_features: list[str] = field(default_factory=list)
 
+    output: dict[str, Any] | None = None  # output drift (monitor only, see output.py)
+    labels: dict[str, Any] | None = None  # label share and realised calibration
+
+    def add_output(self, output: dict[str, Any] | None, labels: dict[str, Any] | None) -> None:
+        """Fold the output and label tests into the verdict."""
+        self.output, self.labels = output, labels
+        if any(layer and layer["drifted"] for layer in (output, labels)):
+            self.drifted = True
+
     def add_sequential(self, alarmed: list[str], cusum: Any) -> None:
         """Fold one CUSUM update into the verdict (statistics are read before a reset)."""
         self.sequential_features = list(alarmed)
@@ -102,6 +111,8 @@ class DriftReport:
                 "threshold": _json_float(self.cusum_threshold),
                 "cusum": {n: _json_float(v) for n, v in self.cusum.items()},
             },
+            output=_scalars(self.output),
+            labels=_scalars(self.labels),
         )
 
     def to_json(self) -> bytes:
@@ -188,6 +199,17 @@ tr.drifted{{background:#fadbd8}}</style></head><body>
 <th>p-value (corrected)</th><th>PSI</th><th>drifted</th></tr>{rows}</table>
 </body></html>
 """
+
+
+def _scalars(values: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The event keeps a layer's numbers and verdict, not the chart's share lists."""
+    if values is None:
+        return None
+    return {
+        k: (_json_float(v) if isinstance(v, float) else v)
+        for k, v in values.items()
+        if not isinstance(v, list)
+    }
 
 
 def _finite(value: float, default: float) -> float:
