@@ -153,7 +153,8 @@ def test_report_renders_chart_and_html(detector: DriftDetector, adult_test: pd.D
     report = detector.score(SHIFTS["rescaled_hours"][0](adult_test, 500, seed=8))
     assert report.chart_png().startswith(b"\x89PNG")
     page = report.to_html()
-    assert "data:image/png;base64," in page and "hours_per_week" in page
+    assert 'data-feature="hours_per_week"' in page and "<svg" in page  # inline, no image file
+    assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # no network
     assert "hours_per_week" in report.table().splitlines()[1]
 
 
