@@ -352,7 +352,9 @@ def drifting_features(
     The trainer leaves these out for a drift-aware retrain. MLBox's default threshold is 0.6.
     ``detector``: an unfitted detector to score with (else one built from ``detector_params``).
     """
-    detector = (detector or DriftDetector(features, **detector_params)).fit(reference)
+    # Only the per-feature scores are read: the classifier's null calibration is not needed.
+    params = {"classifier_null_runs": 0, **detector_params}
+    detector = (detector or DriftDetector(features, **params)).fit(reference)
     report = detector.score(current)
     return [n for n in report.ranking() if _ge(report.features[n].score, threshold)]
 
