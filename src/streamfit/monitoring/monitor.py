@@ -176,8 +176,11 @@ class Monitor:
 
     def _output_drift(self, report: DriftReport, window: pd.DataFrame) -> None:
         """Output drift on the window's probabilities, label drift on the latest labelled rows.
-        Each of the three tests runs at the Bonferroni share alpha / (window tests + 3)."""
-        assert self.output is not None
+        Each of the three tests (output, label share, calibration) runs at alpha / (m + 4), the
+        share a Bonferroni split over all m + 4 tests of the check would give it; together they
+        add at most 3 alpha / (m + 4) (0.17 alpha for 14 features) to a check's false alarms."""
+        if self.output is None:
+            return
         alpha = self.detector.alpha / (len(report.features) + 4)
         output = self.output.test_output(window["probability"].to_numpy(dtype=float), alpha)
         labelled = self.store.labelled_outcomes(self.history).tail(self.settings.performance_window)
