@@ -100,10 +100,16 @@ class Settings:
     drift_window: int = 1000  # most recent requests scored per drift check
     drift_every: int = 250  # new observations between two checks
     drift_reference_rows: int = 5000  # reference sample the domain classifier sees
-    drift_alpha: float = 0.01  # significance after the correction across features
-    drift_correction: str = "bonferroni"  # or "bh" (Benjamini-Hochberg)
-    drift_psi_floor: float = 0.1  # a feature drifts only if its PSI reaches this too
-    drift_score_floor: float = 0.1  # the classifier alarms only if its drift score does too
+    drift_alpha: float = 0.01  # family-wise level of one window (every feature + classifier)
+    drift_correction: str = "holm"  # or "bonferroni", "bh" (Benjamini-Hochberg)
+    # Effect floors, off by default: false alarms are controlled by the corrected p-values. Set
+    # one only to declare a shift too small to matter (PSI 0.04 = a share moving 50 % -> 40 %).
+    drift_psi_floor: float = 0.0  # a feature drifts only if its PSI reaches this too
+    drift_score_floor: float = 0.0  # the classifier alarms only if its drift score does too
+    # The monitor's false-alarm budget over time: expected checks between false alarms. Half
+    # goes to the window tests (alpha per check at most 1 / (2 ERT)), half to per-feature CUSUMs
+    # that accumulate evidence across checks (see monitoring/sequential.py).
+    drift_ert: float = 100.0
     drift_folds: int = 3
     drift_classifier: str = "lightgbm"  # or "random_forest" (MLBox's choice)
     performance_window: int = 1000  # last W labelled observations for realised metrics
@@ -166,10 +172,12 @@ class Settings:
             raise ConfigError(
                 f"drop_drifting_features must be in [0, 1], got {self.drop_drifting_features}"
             )
-        if self.drift_correction not in ("bonferroni", "bh"):
+        if self.drift_correction not in ("holm", "bonferroni", "bh"):
             raise ConfigError(
-                f"drift_correction must be bonferroni or bh, got {self.drift_correction!r}"
+                f"drift_correction must be holm, bonferroni or bh, got {self.drift_correction!r}"
             )
+        if self.drift_ert < 1:
+            raise ConfigError(f"drift_ert must be at least 1 check, got {self.drift_ert}")
         if self.drift_classifier not in ("lightgbm", "random_forest"):
             raise ConfigError(
                 f"drift_classifier must be lightgbm or random_forest: {self.drift_classifier!r}"

@@ -27,6 +27,7 @@ from ..health import Health
 from ..metrics import MonitorMetrics
 from ..stores import ObservationStore
 from .drift import DriftDetector
+from .output import OutputDrift
 from .performance import (
     ProbabilityCalibrator,
     estimate_performance,
@@ -34,6 +35,7 @@ from .performance import (
     realised_metrics,
 )
 from .report import DriftReport
+from .sequential import Cusum
 
 if TYPE_CHECKING:
     from ..bus import Bus, Producer
@@ -44,10 +46,14 @@ logger = logging.getLogger("streamfit.monitor")
 LogMetrics = Callable[[dict[str, float], int], None]
 
 
-def detector_from_settings(settings: Settings) -> DriftDetector:
-    """An unfitted detector configured by the ``drift_*`` settings."""
+def detector_from_settings(settings: Settings, *, monitor: bool = False) -> DriftDetector:
+    """An unfitted detector configured by the ``drift_*`` settings. ``monitor``: for repeated
+    checks, whose window tests get half the false-alarm budget (alpha <= 1 / (2 ERT))."""
+    alpha = settings.drift_alpha
+    if monitor:
+        alpha = min(alpha, Cusum.window_alpha(settings.drift_ert))
     return DriftDetector(
-        alpha=settings.drift_alpha,
+        alpha=alpha,
         correction=settings.drift_correction,
         psi_floor=settings.drift_psi_floor,
         drift_floor=settings.drift_score_floor,
@@ -80,6 +86,7 @@ class Monitor:
         log_metrics: LogMetrics | None = None,
         log_artifact: Callable[[Path], None] | None = None,
         calibrator: ProbabilityCalibrator | None = None,
+        output: OutputDrift | None = None,
         report_dir: Path | None = None,
         history: int = 100_000,
         refresh: Callable[[Monitor], None] | None = None,
@@ -95,10 +102,12 @@ class Monitor:
         self.log_metrics = log_metrics
         self.log_artifact = log_artifact
         self.calibrator = calibrator
+        self.output = output  # the served model's reference predictions, for output drift
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.history = history  # labelled rows kept for per-version metrics
         self.refresh = refresh
-        self.detector = detector_from_settings(settings).fit(reference_frame)
+        self.detector = detector_from_settings(settings, monitor=True).fit(reference_frame)
+        self.cusum = Cusum(list(self.detector.kinds), settings.drift_ert)
         self.running = False
         self.step = 0
         self.last_count = 0
@@ -111,9 +120,10 @@ class Monitor:
 
     def set_reference(self, reference_frame: pd.DataFrame) -> None:
         """Refit on a newly promoted model's training data, so absorbed shifts stop alerting."""
-        detector = detector_from_settings(self.settings).fit(reference_frame)
+        detector = detector_from_settings(self.settings, monitor=True).fit(reference_frame)
         with self._lock:
             self.detector = detector
+            self.cusum = Cusum(list(detector.kinds), self.settings.drift_ert)
 
     # -- one check -------------------------------------------------------------------------------
     def run_once(self, force: bool = False) -> DriftReport | None:
@@ -127,10 +137,19 @@ class Monitor:
         window = self.store.recent_frame(self.settings.drift_window)
         if window.empty:
             return None
+        # The sequential layer sees the disjoint block of rows new since the last check (at most
+        # a window's worth when checks fall behind), so its blocks are independent under no drift.
+        new_rows = min(count - self.last_count, len(window))
+        block = window.tail(new_rows) if new_rows > 0 else window.iloc[0:0]
         self.last_count = count
         self.step += 1
         with self._lock:
             report = self.detector.score(window, window_end=count)
+            if len(block):
+                alarmed = self.cusum.update(self.detector.feature_p_values(block))
+                report.add_sequential(alarmed, self.cusum)
+            if self.output is not None:
+                self._output_drift(report, window)
         metrics = self._metrics(report, window)
         self._publish(report)
         top = ", ".join(f"{n}={report.features[n].score:.2f}" for n in report.ranking()[:3])
@@ -197,13 +216,36 @@ class Monitor:
                 if key in metrics:  # NaN (undefined) values are left out of ``metrics``
                     gauge.labels(source).set(metrics[key])
 
+    def _output_drift(self, report: DriftReport, window: pd.DataFrame) -> None:
+        """Output drift on the window's probabilities, label drift on the latest labelled rows.
+        Each of the three tests (output, label share, calibration) runs at alpha / (m + 4), the
+        share a Bonferroni split over all m + 4 tests of the check would give it; together they
+        add at most 3 alpha / (m + 4) (0.17 alpha for 14 features) to a check's false alarms."""
+        if self.output is None:
+            return
+        alpha = self.detector.alpha / (len(report.features) + 4)
+        output = self.output.test_output(window["probability"].to_numpy(dtype=float), alpha)
+        labelled = self.store.labelled_outcomes(self.history).tail(self.settings.performance_window)
+        labels = self.output.test_labels(
+            labelled["probability"].to_numpy(dtype=float),
+            labelled["label"].to_numpy(dtype=float),
+            alpha,
+        )
+        report.add_output(output, labels)
+
     def _metrics(self, report: DriftReport, window: pd.DataFrame) -> dict[str, float]:
         metrics: dict[str, float] = {
             "drift.score": report.drift,
             "drift.auc": report.auc,
             "drift.drifted": float(report.drifted),
             "drift.drifted_features": float(len(report.drifted_features)),
+            "drift.sequential_drifted": float(bool(report.sequential_features)),
         }
+        metrics.update({f"drift.cusum.{n}": v for n, v in report.cusum.items()})
+        for layer, values in (("output", report.output), ("labels", report.labels)):
+            for key, value in (values or {}).items():
+                if isinstance(value, bool | int | float):
+                    metrics[f"drift.{layer}.{key}"] = float(value)
         metrics.update({f"drift.feature.{n}": f.score for n, f in report.features.items()})
         labelled = self.store.labelled_outcomes(self.history)
         recent = labelled.tail(self.settings.performance_window)
