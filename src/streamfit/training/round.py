@@ -281,7 +281,11 @@ class _Round:
         )
         try:
             outcome = self._search_refit_gate(optimizer)
-        except BaseException:
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # the failure itself is what gets reported
+                self.tracker.describe_round(
+                    f"{self._triggered_by()}\n\n**Failed** ({type(exc).__name__}): {exc}"
+                )
             self.tracker.end_round("FAILED")
             self.trials.finish_round(self.round_id, "failed", mlflow_run_id=self.run_id)
             raise
@@ -514,6 +518,7 @@ class _Round:
         }
         if "champion_holdout_log_loss" in metrics:
             logged["champion_holdout_log_loss"] = metrics["champion_holdout_log_loss"]
+        self.tracker.describe_round(self._description(decision, version))
         self.tracker.log_round(
             params=params,
             metrics=logged,
@@ -525,6 +530,33 @@ class _Round:
                 "registry_version": str(registry_version),
             },
         )
+
+    def _triggered_by(self) -> str:
+        """What started the round, in words (the first line of its MLflow description)."""
+        data = self.data
+        why = {
+            "initial": "the initial training (`streamfit init` or the demo): no champion yet",
+            "retrain": "a retrain command: the recorder asks for one every "
+            f"{self.settings.retrain_every} labelled observations",
+            "manual": "a manual round (`streamfit init --force`)",
+            "drift": "a drift alarm from the monitor (a drift event with drifted=true)",
+        }[self.trigger]
+        return (
+            f"**Round {self.round_id}**, triggered by {why}. Trained on {data.rows} rows "
+            f"({data.observed_train} observed), {self.max_evals} trials."
+        )
+
+    def _description(self, decision: GateDecision, version: int) -> str:
+        """The round's MLflow description: its trigger and the gate's decision."""
+        verdict = "promoted" if decision.promoted else "refused"
+        text = f"{self._triggered_by()}\n\n**Gate: v{version} {verdict}**: {decision.reason}."
+        if decision.champion is not None:
+            text += (
+                f" Holdout log loss {decision.challenger['log_loss']:.4f} against champion "
+                f"v{decision.champion_version}'s {decision.champion['log_loss']:.4f} "
+                f"({decision.holdout_rows} rows, tolerance {self.settings.gate_tolerance})."
+            )
+        return text
 
 
 def _warm_points(
