@@ -15,6 +15,7 @@ from typing import Any
 
 from . import __version__
 from .config import GUARANTEES, OPTIMIZERS, ConfigError, Settings
+from .console import LOG_FORMATS, LOG_LEVELS, Terminal, configure_logging
 
 log = logging.getLogger("streamfit")
 
@@ -73,7 +74,28 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite in data dir)")
     group.add_argument("--experiment", help="MLflow experiment name (default streamfit)")
-    group.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    _logging(group)
+
+
+def _logging(group: argparse._ActionsContainer, level: str = "INFO", hidden: bool = False) -> None:
+    group.add_argument(
+        "--log-level",
+        default=level,
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help=argparse.SUPPRESS
+        if hidden
+        else f"streamfit's log level (default {level}); other libraries log from WARNING up",
+    )
+    group.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help=argparse.SUPPRESS
+        if hidden
+        else "text (default; progress bars on a terminal) or "
+        "json (one JSON object per line, for log shippers)",
+    )
 
 
 def _store(parser: argparse.ArgumentParser) -> None:
@@ -286,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument(
         "--report", dest="report_out", type=Path, help="write an HTML report with the chart here"
     )
-    drift.add_argument("--log-level", default="WARNING", help=argparse.SUPPRESS)
+    _logging(drift, "WARNING", hidden=True)
     drift.set_defaults(config=None, bus_option=[])  # offline: no bus, no tracking
 
     for command in (
@@ -337,18 +359,21 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import ensure_initial_model
     from .registry import ModelRegistry
 
+    terminal: Terminal = args.terminal
     if args.force and ModelRegistry.from_settings(settings).champion() is not None:
         from .training.round import run_round
 
         # A promotion goes through promotion.promote, which announces it on `models`.
-        outcome = run_round(
-            settings, trigger="manual", max_evals=settings.init_max_evals, progress=print
-        )
-        print(
+        with terminal.progress() as progress:
+            outcome = run_round(
+                settings, trigger="manual", max_evals=settings.init_max_evals, progress=progress
+            )
+        terminal.say(
             f"v{outcome.version} {'promoted' if outcome.promoted else 'refused'}: {outcome.reason}"
         )
         return 0
-    ensure_initial_model(settings, print)
+    with terminal.progress() as progress:
+        ensure_initial_model(settings, progress)
     return 0
 
 
@@ -370,7 +395,8 @@ def cmd_trainer(settings: Settings, args: argparse.Namespace) -> int:
 
     bus = bus_for(settings)
     bus.ensure_topics(_partitions(settings))
-    _run_service(TrainerService(settings, bus))
+    with args.terminal.progress(logging.getLogger("streamfit.trainer").info) as progress:
+        _run_service(TrainerService(settings, bus, progress=progress))
     return 0
 
 
@@ -390,16 +416,17 @@ def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
     from .bus import bus_for
 
     bus = bus_for(settings)
-    summary = run_app(
-        settings,
-        bus,
-        count=args.count,
-        rate=args.rate,
-        label_delay=args.label_delay,
-        timeout=args.timeout,
-        progress=print,
-    )
-    print(summary.render())
+    with args.terminal.progress() as progress:
+        summary = run_app(
+            settings,
+            bus,
+            count=args.count,
+            rate=args.rate,
+            label_delay=args.label_delay,
+            timeout=args.timeout,
+            progress=progress,
+        )
+    args.terminal.say(summary.render())
     _write_json(args.summary_json, summary.as_dict())
     return 0 if summary.lost == 0 else 1
 
@@ -407,12 +434,19 @@ def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    summary = run_demo(
-        settings, count=args.count, rate=args.rate, label_delay=args.label_delay, progress=print
-    )
-    print("\ndemo summary:\n" + json.dumps(summary, indent=2))
+    terminal: Terminal = args.terminal
+    with terminal.progress() as progress:
+        summary = run_demo(
+            settings,
+            count=args.count,
+            rate=args.rate,
+            label_delay=args.label_delay,
+            progress=progress,
+        )
+    indent = None if terminal.log_format == "json" else 2  # one line per record for shippers
+    terminal.say("\ndemo summary:\n" + json.dumps(summary, indent=indent))
     _write_json(args.summary_json, summary)
-    print(
+    terminal.say(
         f"\nopen the experiments in the MLflow UI:\n"
         f"  .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_uri}\n"
         f"then browse http://127.0.0.1:5000"
@@ -431,7 +465,7 @@ def cmd_promote(settings: Settings, args: argparse.Namespace) -> int:
     from .promotion import promote
 
     entry = promote(settings, args.version, event="promoted", reason="manual", by="cli")
-    print(f"champion is now v{entry.version} (promoted)")
+    args.terminal.say(f"champion is now v{entry.version} (promoted)")
     return 0
 
 
@@ -439,7 +473,7 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
     from .promotion import rollback
 
     entry = rollback(settings, by="cli")
-    print(f"champion is now v{entry.version} (rolled back)")
+    args.terminal.say(f"champion is now v{entry.version} (rolled back)")
     return 0
 
 
@@ -500,17 +534,16 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    args.terminal = terminal = Terminal.detect(args.log_format)
+    configure_logging(terminal, args.log_level)
     # This process is a service (or a one-shot command) that logs: MLflow's download progress
     # bars and its "View run at" lines on stdout would interleave with the log lines. A user who
     # wants them sets the variables.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: table creation...
+    # MLflow's loggers then go through ours (one format, JSON too) instead of its own handler.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     from .bundle import BundleError
     from .bus import BusError
     from .stores import StoreError
@@ -520,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.debug("settings: %s", settings)
         return COMMANDS[args.command](settings, args)
     except (ConfigError, BundleError, BusError, StoreError, ValueError, FileNotFoundError) as exc:
-        print(f"streamfit {args.command}: error: {exc}", file=sys.stderr)
+        terminal.error(f"streamfit {args.command}: error: {exc}")
         return 2
     except KeyboardInterrupt:
         return 130

@@ -30,6 +30,7 @@ from typing import Any
 from .. import messages
 from ..bus import Bus, Message
 from ..config import Settings
+from ..progress import LineProgress, Progress
 from ..registry import ModelRegistry
 from ..stores import ObservationStore
 
@@ -41,9 +42,11 @@ _MAX_RETRY_S = 120.0
 
 
 class TrainerService:
-    def __init__(self, settings: Settings, bus: Bus) -> None:
+    def __init__(self, settings: Settings, bus: Bus, progress: Progress | None = None) -> None:
+        """``progress`` hears each round's trials (default: log lines)."""
         self.settings = settings
         self.bus = bus
+        self.progress = progress if progress is not None else LineProgress(log.info)
         self.observations = ObservationStore(settings.store_url)
         self.registry = ModelRegistry.from_settings(settings)
         self.running = False
@@ -121,7 +124,7 @@ class TrainerService:
                 trigger=trigger,
                 max_evals=self.settings.max_evals,
                 new_observations=new_rows,
-                progress=log.info,
+                progress=self.progress,
                 recent=recent,
                 producer=producer,
             )
