@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import GUARANTEES, OPTIMIZERS, ConfigError, Settings
+from .config import GUARANTEES, METRICS_PORTS, OPTIMIZERS, ConfigError, Settings
 from .console import LOG_FORMATS, LOG_LEVELS, Terminal, configure_logging
 
 log = logging.getLogger("streamfit")
@@ -52,6 +52,8 @@ _SETTING_OPTIONS = (
     "performance_window",
     "drop_drifting_features",
     "retrain_on_drift",
+    "metrics_host",
+    *METRICS_PORTS.values(),
 )
 
 
@@ -95,6 +97,21 @@ def _logging(group: argparse._ActionsContainer, level: str = "INFO", hidden: boo
         if hidden
         else "text (default; progress bars on a terminal) or "
         "json (one JSON object per line, for log shippers)",
+    )
+
+
+def _probes(parser: argparse.ArgumentParser, service: str) -> None:
+    default = Settings.__dataclass_fields__[METRICS_PORTS[service]].default
+    group = parser.add_argument_group("operations")
+    group.add_argument(
+        "--metrics-port",
+        dest=METRICS_PORTS[service],
+        type=int,
+        metavar="PORT",
+        help=f"serve /metrics, /healthz and /readyz on this port (default {default}; 0: off)",
+    )
+    group.add_argument(
+        "--metrics-host", help="address the metrics endpoint listens on (default 0.0.0.0)"
     )
 
 
@@ -326,6 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
         _common(command)
     for command in (trainer, recorder, demo, monitor):
         _store(command)
+    for service, command in (
+        ("predictor", predictor),
+        ("recorder", recorder),
+        ("trainer", trainer),
+        ("monitor", monitor),
+        ("demo", demo),
+    ):
+        _probes(command, service)
     for command in (init, trainer, demo, leaderboard, promote, rollback):
         _trials(command)
     return parser
@@ -343,8 +368,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings.load(overrides, config_file=args.config)
 
 
-def _run_service(service: Any) -> None:
-    """Run a service loop; SIGINT/SIGTERM only ask it to stop (it then flushes and commits)."""
+def _run_service(service: Any, settings: Settings, name: str) -> None:
+    """Run a service loop, with its /metrics, /healthz and /readyz (streamfit.health) on its
+    port; SIGINT/SIGTERM only ask it to stop (``/readyz`` turns 503, then it finishes its batch,
+    flushes and commits)."""
+    from .health import serving_probes
 
     def _stop(signum: int, frame: object) -> None:
         log.info("signal %d: stopping after the current batch", signum)
@@ -352,7 +380,8 @@ def _run_service(service: Any) -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    service.run()
+    with serving_probes({name: service}, settings.metrics_port(name), settings.metrics_host):
+        service.run()
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
@@ -384,7 +413,9 @@ def cmd_predictor(settings: Settings, args: argparse.Namespace) -> int:
 
     bus = bus_for(settings)
     bus.ensure_topics(_partitions(settings))
-    _run_service(Predictor(settings, bus, wait_for_model_s=args.wait_for_model))
+    _run_service(
+        Predictor(settings, bus, wait_for_model_s=args.wait_for_model), settings, "predictor"
+    )
     return 0
 
 
@@ -396,7 +427,7 @@ def cmd_trainer(settings: Settings, args: argparse.Namespace) -> int:
     bus = bus_for(settings)
     bus.ensure_topics(_partitions(settings))
     with args.terminal.progress(logging.getLogger("streamfit.trainer").info) as progress:
-        _run_service(TrainerService(settings, bus, progress=progress))
+        _run_service(TrainerService(settings, bus, progress=progress), settings, "trainer")
     return 0
 
 
@@ -407,7 +438,7 @@ def cmd_recorder(settings: Settings, args: argparse.Namespace) -> int:
 
     bus = bus_for(settings)
     bus.ensure_topics(_partitions(settings))
-    _run_service(Recorder(settings, bus))
+    _run_service(Recorder(settings, bus), settings, "recorder")
     return 0
 
 
@@ -496,7 +527,7 @@ def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
         settings.performance_window,
         settings.topics.drift,
     )
-    _run_service(monitor)
+    _run_service(monitor, settings, "monitor")
     return 0
 
 

@@ -20,6 +20,11 @@ SECRET_KEY_PARTS = ("password", "secret", "jaas", "credential", "key.pem")
 MASK = "***"
 GUARANTEES = ("at-least-once", "exactly-once")
 OPTIMIZERS = ("hyperopt", "skopt", "optuna")
+# Service -> the setting holding the port of its /metrics, /healthz and /readyz.
+METRICS_PORTS = {
+    service: f"{service}_metrics_port"
+    for service in ("predictor", "recorder", "trainer", "monitor", "demo")
+}
 
 
 class ConfigError(ValueError):
@@ -102,6 +107,15 @@ class Settings:
     drop_drifting_features: float = 0.0
     retrain_on_drift: bool = False
 
+    # Operations: /metrics, /healthz and /readyz (see streamfit.health) of each service on a
+    # port of its own by default, so that they can all run on one host; 0 = no endpoint.
+    metrics_host: str = "0.0.0.0"
+    predictor_metrics_port: int = 9471
+    recorder_metrics_port: int = 9472
+    trainer_metrics_port: int = 9473
+    monitor_metrics_port: int = 9474
+    demo_metrics_port: int = 9470  # the demo process: every service it runs, on one endpoint
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
         object.__setattr__(self, "bus_password", self._read_password())
@@ -144,6 +158,9 @@ class Settings:
             raise ConfigError(
                 f"drift_classifier must be lightgbm or random_forest: {self.drift_classifier!r}"
             )
+        for name in METRICS_PORTS.values():
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"{name} must be a TCP port (0 = off), got {getattr(self, name)}")
         if self.linger_ms < 0:
             raise ConfigError(f"linger_ms must be >= 0, got {self.linger_ms}")
         if self.guarantee not in GUARANTEES:
@@ -229,6 +246,10 @@ class Settings:
             return self.store  # a database server: no SQLite file on a trainer's own disk
         return f"sqlite:///{self.data_dir.resolve() / 'trials.db'}"
 
+    def metrics_port(self, service: str) -> int:
+        """The port of ``service``'s /metrics, /healthz and /readyz (0: none)."""
+        return int(getattr(self, METRICS_PORTS[service]))
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -288,4 +309,4 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"setting {name}={value!r} is invalid: {exc}") from exc
 
 
-__all__ = ["ConfigError", "GUARANTEES", "OPTIMIZERS", "Settings", "Topics"]
+__all__ = ["ConfigError", "GUARANTEES", "METRICS_PORTS", "OPTIMIZERS", "Settings", "Topics"]

@@ -3,6 +3,7 @@ together, on any bus (one thread each; by default the in-process bus and SQLite)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -13,6 +14,7 @@ from typing import Any
 from .app import run_app
 from .bus import bus_for
 from .config import Settings
+from .health import serving_probes
 from .progress import Progress, as_progress
 from .recording import Recorder
 from .registry import ModelRegistry
@@ -79,6 +81,17 @@ def run_demo(
             ("trainer", trainer),
         )
     ]
+    probes = contextlib.ExitStack()
+    services = {
+        "predictor": predictor,
+        "recorder": recorder,
+        "trainer": trainer,
+        "monitor": monitor,
+    }
+    # One endpoint for the four services of this process (their metric names do not overlap).
+    probes.enter_context(
+        serving_probes(services, settings.metrics_port("demo"), settings.metrics_host)
+    )
     for thread in threads:
         thread.start()
     try:
@@ -112,6 +125,7 @@ def run_demo(
         trainer.stop()
         for thread in threads:
             thread.join(timeout=30)
+        probes.close()
         bus.close()
     metrics = monitor.latest_metrics
     summary["monitor"] = {

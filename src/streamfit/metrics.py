@@ -30,7 +30,8 @@ name                                               type       labels / meaning
                                                               (decode, predict, produce, ack,
                                                               commit)
 ``streamfit_prediction_latency_seconds``           histogram  end to end: the request's Kafka
-                                                              timestamp to its prediction
+                                                              timestamp to its answer
+                                                              (prediction or dead letter)
                                                               produced
 ``streamfit_predictor_model_version``              gauge      registry version serving
 ``streamfit_predictor_model_compiled``             gauge      1 while a compiled copy serves
@@ -40,6 +41,7 @@ name                                               type       labels / meaning
 ``streamfit_predictor_models_refused_total``       counter    ``reason``: ``integrity`` (files
                                                               not matching their SHA-256),
                                                               ``invalid``, ``error``
+``streamfit_predictor_compiled_models_total``      counter    compiled copies swapped in
 ``streamfit_predictor_compile_refusals_total``     counter    models left on LightGBM
 ``streamfit_predictor_consumer_lag``               gauge      ``topic``, ``partition``:
                                                               messages not consumed yet
@@ -102,12 +104,17 @@ served model has been serving) or ``time() - streamfit_trainer_last_promotion_ti
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from .bus import Message
 
 # Bucket bounds, in base units.
 BATCH_SIZE_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
@@ -248,7 +255,8 @@ class PredictorMetrics(ServiceMetrics):
         )
         self.latency = BatchHistogram(
             "streamfit_prediction_latency_seconds",
-            "End-to-end latency: from the request's Kafka timestamp to its prediction produced.",
+            "End-to-end latency: from the request's Kafka timestamp to its answer (prediction, "
+            "or dead letter) produced.",
             LATENCY_BUCKETS,
             r,
         )
@@ -276,6 +284,11 @@ class PredictorMetrics(ServiceMetrics):
         )
         for reason in REFUSAL_REASONS:
             self.models_refused.labels(reason)
+        self.compiled_models = Counter(
+            "streamfit_predictor_compiled_models",
+            "Compiled copies of a model swapped in.",
+            registry=r,
+        )
         self.compile_refusals = Counter(
             "streamfit_predictor_compile_refusals",
             "Models left on LightGBM: compiling failed or did not match.",
@@ -287,6 +300,51 @@ class PredictorMetrics(ServiceMetrics):
             ["topic", "partition"],
             registry=r,
         )
+        self._lagging: set[tuple[str, int]] = set()
+
+    def observe_batch(self, requests: Sequence[Message], predicted: int) -> None:
+        """One micro-batch answered: ``predicted`` predictions produced for ``requests``.
+        Called once per batch; the per-request latency is bucketed with NumPy."""
+        now = time.time()
+        size = len(requests)
+        self.batches.inc()
+        self.requests.inc(size)
+        self.batch_size.observe(size)
+        if predicted:
+            self.predictions.inc(predicted)
+        stamps = np.fromiter((m.timestamp for m in requests), dtype=float, count=size)
+        known = stamps[stamps > 0]  # 0.0: the transport did not say
+        if known.size:
+            self.latency.observe_many(now - known)
+
+    def dead_lettered(self, reason_class: str) -> None:
+        self.dead_letters.labels(reason_class).inc()
+
+    def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        self._lagging = _set_lags(self.consumer_lag, self._lagging, lags)
+
+
+class NullPredictorMetrics(PredictorMetrics):
+    """A predictor's metrics with the per-batch instrumentation turned off: the benchmark's
+    baseline for what instrumentation costs (``metrics_overhead``)."""
+
+    def observe_batch(self, requests: Sequence[Message], predicted: int) -> None:
+        pass
+
+    def dead_lettered(self, reason_class: str) -> None:
+        pass
+
+
+def _set_lags(
+    gauge: Gauge, previous: set[tuple[str, int]], lags: Mapping[tuple[str, int], int]
+) -> set[tuple[str, int]]:
+    """Set one series per partition; drop those of partitions no longer assigned (a rebalance
+    moved them to another member, whose own series now tells their lag)."""
+    for topic, partition in previous - set(lags):
+        gauge.remove(topic, str(partition))
+    for (topic, partition), lag in lags.items():
+        gauge.labels(topic, str(partition)).set(lag)
+    return set(lags)
 
 
 class RecorderMetrics(ServiceMetrics):
@@ -331,6 +389,10 @@ class RecorderMetrics(ServiceMetrics):
             ["topic", "partition"],
             registry=r,
         )
+        self._lagging: set[tuple[str, int]] = set()
+
+    def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        self._lagging = _set_lags(self.consumer_lag, self._lagging, lags)
 
 
 class TrainerMetrics(ServiceMetrics):
@@ -473,6 +535,7 @@ class MonitorMetrics(ServiceMetrics):
 __all__ = [
     "BatchHistogram",
     "MonitorMetrics",
+    "NullPredictorMetrics",
     "PredictorMetrics",
     "RecorderMetrics",
     "ServiceMetrics",

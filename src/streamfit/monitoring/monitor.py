@@ -15,6 +15,7 @@ import contextlib
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pandas as pd
 
+from ..health import Health
+from ..metrics import MonitorMetrics
 from ..stores import ObservationStore
 from .drift import DriftDetector
 from .performance import (
@@ -80,8 +83,13 @@ class Monitor:
         report_dir: Path | None = None,
         history: int = 100_000,
         refresh: Callable[[Monitor], None] | None = None,
+        metrics: MonitorMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else MonitorMetrics()
+        # A check on a big window takes seconds to minutes: only a loop silent far longer is
+        # stuck.
+        self.health = Health(self.metrics, stall_s=600.0)
         self.bus = bus
         self.store = store if store is not None else ObservationStore(settings.store_url)
         self.log_metrics = log_metrics
@@ -115,6 +123,7 @@ class Monitor:
         count = self.store.count()
         if not force and (count - self.last_count < self.settings.drift_every or count == 0):
             return None
+        started = time.perf_counter()
         window = self.store.recent_frame(self.settings.drift_window)
         if window.empty:
             return None
@@ -153,7 +162,40 @@ class Monitor:
         if self.log_metrics is not None:
             self.log_metrics(metrics, count)
         self.latest, self.latest_metrics = report, metrics
+        self._export(report, metrics, window, count, time.perf_counter() - started)
         return report
+
+    def _export(
+        self,
+        report: DriftReport,
+        metrics: dict[str, float],
+        window: pd.DataFrame,
+        count: int,
+        seconds: float,
+    ) -> None:
+        """The check's results as Prometheus gauges (what /metrics serves)."""
+        exported = self.metrics
+        exported.checks.inc()
+        exported.check_seconds.observe(seconds)
+        exported.last_check.set(time.time())
+        exported.observations.set(count)
+        exported.drifted.set(int(bool(report.drifted)))
+        exported.drifted_features.set(len(report.drifted_features))
+        if math.isfinite(report.drift):
+            exported.drift_score.set(report.drift)
+        for name, feature in report.features.items():
+            if math.isfinite(feature.score):
+                exported.feature_drift_score.labels(name).set(feature.score)
+        exported.labelled_ratio.set(float(window["label"].notna().mean()))
+        for source in ("realised", "estimated"):
+            for gauge, name in (
+                (exported.accuracy, "accuracy"),
+                (exported.auc, "auc"),
+                (exported.log_loss, "log_loss"),
+            ):
+                key = f"{source}.{name}"
+                if key in metrics:  # NaN (undefined) values are left out of ``metrics``
+                    gauge.labels(source).set(metrics[key])
 
     def _metrics(self, report: DriftReport, window: pd.DataFrame) -> dict[str, float]:
         metrics: dict[str, float] = {
@@ -191,12 +233,18 @@ class Monitor:
         if self._thread is not threading.current_thread():
             self.running = True  # called directly; start() already set it, and a stop() that
             # came before the thread got going must not be undone here
+        if self.running:
+            self.health.starting()
         with contextlib.ExitStack() as stack:
             stack.callback(self._close_producer)
+            stack.callback(self.health.finished)
             while self.running:
+                self.health.beat()
+                self.health.set_ready(True)  # it checks whenever enough has come in
                 try:
                     self.run_once()
                 except Exception:
+                    self.metrics.check_failures.inc()
                     logger.exception("drift check failed; the monitor keeps running")
                 self._wake.wait(self.settings.monitor_poll_seconds)
 
@@ -210,6 +258,7 @@ class Monitor:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Ask the loop to end (safe from a signal handler) and wait for the thread if any."""
+        self.health.stopping()
         self.running = False
         self._wake.set()
         thread = self._thread

@@ -118,7 +118,10 @@ class FollowChampion:
 
     def __call__(self, monitor: Monitor) -> None:
         previous = self.served.version
-        if not self.served.refresh():
+        changed = self.served.refresh()
+        if self.served.version is not None:
+            monitor.metrics.champion_version.set(self.served.version)
+        if not changed:
             return
         log.info(
             "champion is now v%s (was v%s): refitting the drift reference",
