@@ -328,6 +328,29 @@ def build_parser() -> argparse.ArgumentParser:
     _logging(drift, "WARNING", hidden=True)
     drift.set_defaults(config=None, bus_option=[])  # offline: no bus, no tracking
 
+    status = commands.add_parser(
+        "status",
+        help="a live view of a running deployment from its services' metrics endpoints",
+        description="Reads /metrics of each target: per predictor its rate, p99 latency, lag "
+        "and model version; the recorder, trainer (last round, gate decision) and monitor "
+        "(drift, realised vs estimated accuracy).",
+    )
+    status.add_argument(
+        "--targets",
+        metavar="HOST:PORT,...",
+        help="metrics endpoints (default: every service's default metrics port on 127.0.0.1)",
+    )
+    status.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between reads (default 2)"
+    )
+    status.add_argument("--once", action="store_true", help="one snapshot, then exit")
+    status.add_argument(
+        "--json", dest="as_json", action="store_true", help="print the snapshot as JSON"
+    )
+    status.add_argument("--config", type=Path, help="TOML config file (for the default ports)")
+    _logging(status, "WARNING")
+    status.set_defaults(bus_option=[])
+
     for command in (
         init,
         predictor,
@@ -542,6 +565,37 @@ def cmd_drift(settings: Settings, args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from .console import render_status
+    from .status import default_targets, parse_targets, snapshot
+
+    if args.interval <= 0:
+        raise ValueError("--interval must be > 0")
+    targets = parse_targets(args.targets) if args.targets else default_targets(settings)
+    if args.once:
+        # Two reads, --interval apart: rates and the recent p99 are differences.
+        _, first = snapshot(targets)
+        time.sleep(args.interval)
+        state, _ = snapshot(targets, first)
+        if args.as_json:
+            print(json.dumps(state, indent=2))
+        else:
+            (args.terminal.console or Console(width=160)).print(render_status(state))
+        return 0 if any(target["up"] for target in state["targets"]) else 1
+
+    state, scrapes = snapshot(targets)
+    with Live(render_status(state), console=Console(), auto_refresh=False) as live:
+        while True:
+            time.sleep(args.interval)
+            state, scrapes = snapshot(targets, scrapes)
+            live.update(render_status(state), refresh=True)
+
+
 def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -560,6 +614,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "rollback": cmd_rollback,
     "monitor": cmd_monitor,
     "drift": cmd_drift,
+    "status": cmd_status,
 }
 
 

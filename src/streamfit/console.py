@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from rich import box
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import (
@@ -38,6 +39,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.progress import Progress as RichProgress
+from rich.table import Table
 
 from .progress import LineProgress, Progress
 
@@ -198,4 +200,99 @@ class ConsoleProgress(Progress):
             self.bars.update(task_id, completed=done, total=total, **fields)
 
 
-__all__ = ["ConsoleProgress", "JsonFormatter", "LOG_FORMATS", "Terminal", "configure_logging"]
+def render_status(snapshot: dict[str, Any]) -> Table:
+    """One table of ``streamfit.status.snapshot``: a line per service found at each target."""
+    table = Table(box=box.SIMPLE_HEAD, expand=False, title="streamfit status", title_justify="left")
+    for column in ("target", "service", "state", "model", "details"):
+        table.add_column(column, overflow="fold")
+    for target in snapshot["targets"]:
+        if not target["up"]:
+            table.add_row(target["target"], "-", "[red]down", "", target["error"] or "")
+            continue
+        if not target["services"]:
+            table.add_row(target["target"], "-", "[yellow]no streamfit metrics", "", "")
+        for service, state in target["services"].items():
+            ready = "[green]ready" if state["ready"] else "[yellow]not ready"
+            model, details = _STATUS_LINES[service](state)
+            table.add_row(target["target"], service, ready, model, details)
+    return table
+
+
+def _number(value: float | None, pattern: str = "{:.3f}", missing: str = "-") -> str:
+    return missing if value is None else pattern.format(value)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _predictor_line(state: dict[str, Any]) -> tuple[str, str]:
+    model = _number(state["model_version"], "v{}", "none")
+    if state["model_version"] and state["compiled"]:
+        model += " (compiled)"
+    latency = _number(state["latency_p99_s"] and state["latency_p99_s"] * 1000, "{:.1f} ms")
+    return model, (
+        f"{_number(state['rate_per_s'], '{:.1f}/s')}  p99 {latency}  lag "
+        f"{_number(state['lag'], '{}')}  predictions {_number(state['predictions'], '{}')}  "
+        f"dead letters {_number(state['dead_letters'], '{}')}  swaps "
+        f"{_number(state['swaps'], '{}')}  model age {_duration(state['model_age_s'])}"
+    )
+
+
+def _recorder_line(state: dict[str, Any]) -> tuple[str, str]:
+    return "", (
+        f"{_number(state['rate_per_s'], '{:.1f}/s')}  lag {_number(state['lag'], '{}')}  "
+        f"labelled {_number(state['labelled'], '{}')}  pending labels "
+        f"{_number(state['pending_labels'], '{}')}  retrain commands "
+        f"{_number(state['retrain_commands'], '{}')}"
+    )
+
+
+def _trainer_line(state: dict[str, Any]) -> tuple[str, str]:
+    rounds = state["rounds"]
+    decision = state["last_decision"] or "no round yet"
+    return _number(state["champion_version"], "champion v{}", "no champion"), (
+        f"last round: {decision} ({_duration(state['last_round_age_s'])} ago), holdout log "
+        f"loss {_number(state['last_holdout_log_loss'], '{:.4f}')}  rounds "
+        f"{rounds['promoted']} promoted / {rounds['refused']} refused / {rounds['failed']} "
+        f"failed  refused in a row {state['refused_in_a_row']}"
+    )
+
+
+def _monitor_line(state: dict[str, Any]) -> tuple[str, str]:
+    drift = _number(state["drift_score"], "{:.2f}")
+    if state["drifted"]:
+        drift = f"[red]{drift} DRIFTED[/red]"
+    top = state["drifting_features"].items()
+    features = ", ".join(f"{name} {score:.2f}" for name, score in top)
+    return _number(state["champion_version"], "v{}", ""), (
+        f"drift {drift}{f' ({features})' if features else ''}  accuracy realised "
+        f"{_number(state['realised_accuracy'])} / estimated "
+        f"{_number(state['estimated_accuracy'])}  AUC realised {_number(state['realised_auc'])}"
+        f" / estimated {_number(state['estimated_auc'])}  labelled "
+        f"{_number(state['labelled_ratio'], '{:.0%}')}  checks {state['checks']}"
+    )
+
+
+_STATUS_LINES = {
+    "predictor": _predictor_line,
+    "recorder": _recorder_line,
+    "trainer": _trainer_line,
+    "monitor": _monitor_line,
+}
+
+
+__all__ = [
+    "ConsoleProgress",
+    "JsonFormatter",
+    "LOG_FORMATS",
+    "Terminal",
+    "configure_logging",
+    "render_status",
+]
