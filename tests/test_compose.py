@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from streamfit.cli import build_parser, settings_from
+from streamfit.config import Settings
 from tests.conftest import REPO
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -96,6 +97,15 @@ def test_prometheus_scrapes_every_long_running_service_and_loads_the_alerts() ->
     # every service that runs for good (not init, not the app) is scraped
     long_running = {n for n, s in STREAMFIT.items() if s.get("restart") != "no"} - {"mlflow"}
     assert scraped == long_running
+    # at the metrics port it serves on (its command sets none: the default), under its job
+    defaults = Settings()
+    for job in config["scrape_configs"]:
+        for target in (t for static in job["static_configs"] for t in static["targets"]):
+            host, port = target.split(":")
+            args = build_parser().parse_args(SERVICES[host]["command"])
+            assert job["job_name"] == f"streamfit-{args.command}"
+            assert int(port) == settings_from(args).metrics_port(args.command)
+            assert int(port) == defaults.metrics_port(args.command)
 
 
 def test_grafana_is_provisioned_with_the_dashboard_and_the_datasource() -> None:

@@ -141,7 +141,7 @@ def test_init_with_json_logs_writes_one_json_object_per_line(tmp_path: Path) -> 
     assert error["level"] == "ERROR" and error["message"].startswith("streamfit init: error:")
 
 
-@pytest.mark.parametrize("name", ["streamfit.progress", "streamfit.console"])
+@pytest.mark.parametrize("name", ["streamfit.progress", "streamfit.console", "streamfit.status"])
 def test_doctests(name: str) -> None:
     import doctest
     import importlib
