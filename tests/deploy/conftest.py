@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -54,12 +55,16 @@ def alert_rules() -> list[dict]:
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    """promtool from Debian's ``prometheus`` package (scripts/test installs it when missing):
-    fails, never skips, without it."""
-    found = shutil.which("promtool")
-    if found is None:
-        pytest.fail("promtool not found: apt-get install -y prometheus", pytrace=False)
-    return found
+    """promtool from Debian's ``prometheus`` package, installed by ``scripts/prometheus
+    install`` when missing (as scripts/test does): fails, never skips, without it."""
+    if shutil.which("promtool") is None:
+        install = subprocess.run(
+            [REPO / "scripts" / "prometheus", "install"], capture_output=True, text=True
+        )
+        if install.returncode != 0 or shutil.which("promtool") is None:
+            reason = install.stderr.strip() or install.stdout.strip()
+            pytest.fail(f"scripts/prometheus install failed: {reason}", pytrace=False)
+    return str(shutil.which("promtool"))
 
 
 def write(path: Path, text: str) -> Path:
