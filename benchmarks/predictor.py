@@ -9,12 +9,16 @@ it started it), trains one small initial model (``streamfit init --max-evals 2``
 ``streamfit predictor`` processes on topics and a consumer group of their own:
 
 (a) inprocess  rows/s of ``Predictor.process`` (decode, validate, transform, predict, encode,
-               produce to a null producer; the predictor stores nothing), with the model as the
+               produce to a null producer; the predictor stores nothing; its metrics counted per
+               batch), with the model as the
                predictor serves it by default (compiled by treelite + tl2cgen once its compiler
                thread is done), and with LightGBM only (``compile_model=False``), interleaved in
                one run with a per-message baseline that does what the source design did: one
                pandas DataFrame per message, the transform on that one-row frame, LightGBM's
-               ``predict`` on one row.
+               ``predict`` on one row. ``metrics_overhead``: the same compiled predictor with
+               its per-batch instrumentation off (``NullPredictorMetrics``), interleaved too:
+               (with - without) / without; ``metrics_overhead_direct``: the instrumentation's
+               own time per batch, timed alone, over the uninstrumented time.
 (b) e2e        N requests already waiting on ``requests``; one predictor process; time from the
                process being ready to the last prediction read back (acknowledged by the broker).
                Once at-least-once, once exactly-once (Kafka transactions), and first the no-op
@@ -432,6 +436,7 @@ def baseline_predict(bundle: Any, value: bytes) -> bytes:
 
 def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, batch: int) -> dict:
     from streamfit.bus import MemoryBus
+    from streamfit.metrics import NullPredictorMetrics
     from streamfit.serving import Predictor
 
     data_dir = work / "inprocess"
@@ -446,14 +451,16 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
     assert champion is not None
     records = _records(7)
     values = [v for _, v in _request_values(rows, "a", records)]
+    # With a Kafka timestamp, as from the broker: the latency histogram takes every row.
+    stamp = time.time()
     batches = [
-        [Message("requests", v, None, 0, i + j) for j, v in enumerate(values[i : i + batch])]
+        [Message("requests", v, None, 0, i + j, stamp) for j, v in enumerate(values[i : i + batch])]
         for i in range(0, len(values), batch)
     ]
     base_values = values[:baseline_rows]
 
-    def predictor(compiled: bool = True) -> Predictor:
-        p = Predictor(settings.replace(compile_model=compiled), MemoryBus())
+    def predictor(compiled: bool = True, metrics: Any = None) -> Predictor:
+        p = Predictor(settings.replace(compile_model=compiled), MemoryBus(), metrics=metrics)
         p.swap_to(champion.version)
         if not p.wait_for_compile(900):
             raise RuntimeError("the model did not compile within 15 minutes")
@@ -464,6 +471,8 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
     fast = predictor()
     compile_wall_s = time.perf_counter() - start
     lgbm = predictor(compiled=False)
+    # The same predictor with the per-batch instrumentation off: what the metrics cost.
+    bare = predictor(metrics=NullPredictorMetrics())
     compiled = getattr(fast._bundle, "compiled", None)
     bundle = lgbm._bundle  # the baseline is the source design: LightGBM per message
     producer = NullProducer()
@@ -471,16 +480,21 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
         baseline_predict(bundle, value)
     fast.process(batches[0], producer)
     lgbm.process(batches[0], producer)
+    bare.process(batches[0], producer)
 
     # Interleaved rounds, so all see the same machine: five slices of each.
     rounds = 5
-    fast_s = base_s = lgbm_s = 0.0
+    fast_s = base_s = lgbm_s = bare_s = 0.0
     for r in range(rounds):
         part = batches[r::rounds]
         start = time.perf_counter()
         for b in part:
             fast.process(b, producer)
         fast_s += time.perf_counter() - start
+        start = time.perf_counter()
+        for b in part:
+            bare.process(b, producer)
+        bare_s += time.perf_counter() - start
         start = time.perf_counter()
         for b in part:
             lgbm.process(b, producer)
@@ -491,7 +505,18 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
         base_s += time.perf_counter() - start
     inprocess = rows / fast_s
     baseline = len(base_values) / base_s
+    # The instrumentation's own time, alone (what fast.process spends in it per batch): a
+    # figure the machine's noise does not blur as it does the side-by-side difference.
+    start = time.perf_counter()
+    for b in batches:
+        fast.metrics.observe_batch(b, len(b))
+    observe_s = time.perf_counter() - start
     return {
+        # (with - without) / without, side by side, interleaved: the cost of the metrics per row
+        "metrics_overhead": round(fast_s / bare_s - 1, 4),
+        "metrics_overhead_direct": round(observe_s / bare_s, 4),
+        "metrics_us_per_row": round(observe_s / rows * 1e6, 3),
+        "inprocess_rows_per_s_without_metrics": round(rows / bare_s),
         "inprocess_rows_per_s": round(inprocess),
         "inprocess_lightgbm_rows_per_s": round(rows / lgbm_s),
         "inprocess_compiled": compiled is not None,
@@ -798,6 +823,8 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         out |= {k: a[k] for k in ("inprocess_rows_per_s", "inprocess_lightgbm_rows_per_s")}
         out["baseline_rows_per_s"] = a["baseline_rows_per_s"]
         out["speedup_vs_baseline"] = a["speedup_vs_baseline"]
+        out["metrics_overhead"] = a["metrics_overhead"]
+        out["metrics_overhead_direct"] = a["metrics_overhead_direct"]
     e2e = results.get("e2e", {})
     if all(
         isinstance(e2e.get(g), dict) and "error" not in e2e[g]
@@ -850,6 +877,8 @@ def report(summary: dict[str, Any], results: dict[str, Any]) -> None:
         "swap_failed_requests": "0",
         "swap_p99_ms": "<= 2x p99 at 1k",
         "rss_growth_mb": "~0",
+        "metrics_overhead": "<= 0.03",
+        "metrics_overhead_direct": "<= 0.03",
     }
     for key, value in summary.items():
         shown = f"{value:,}" if isinstance(value, int) else str(value)

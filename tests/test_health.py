@@ -4,12 +4,8 @@ tests/kafka/test_operations.py."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import numpy as np
 import pytest
@@ -26,25 +22,7 @@ from streamfit.metrics import (
     TrainerMetrics,
 )
 from streamfit.serving.predictor import PredictorStats
-from tests.conftest import REPO
-
-
-def get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as reply:
-            return reply.status, reply.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-
-
-def promtool_check(exposition: bytes) -> None:
-    """``promtool check metrics`` (Debian's prometheus package, installed when missing)."""
-    if shutil.which("promtool") is None:
-        subprocess.run([REPO / "scripts" / "prometheus", "install"], check=True)
-    checked = subprocess.run(
-        ["promtool", "check", "metrics"], input=exposition, capture_output=True, timeout=60
-    )
-    assert checked.returncode == 0, checked.stdout.decode() + checked.stderr.decode()
+from tests.probes import get, promtool_check
 
 
 class _Service:

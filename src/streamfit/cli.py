@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -645,6 +646,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The ``streamfit`` executable: :func:`main`, then exit without the interpreter's final
+    garbage collection. A service's heap (MLflow, pandas, LightGBM) takes that collection
+    seconds on a busy machine: a predictor told to stop (SIGTERM) must be gone within 5 s, and
+    everything that matters (flush, commit, close) is done before ``main`` returns."""
+    code = main()
+    gc.freeze()  # the final collection skips the frozen objects; the process exits at once
+    sys.exit(code)
+
+
 if __name__ == "__main__":
     with contextlib.suppress(BrokenPipeError):
-        sys.exit(main())
+        entry()
