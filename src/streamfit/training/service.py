@@ -137,7 +137,6 @@ class TrainerService:
 
     def _round(self, trigger: str, messages_count: int, producer: Any, run_round: Any) -> bool:
         """Run one round; False if it failed (logged: the champion keeps serving)."""
-
         progress = _Heartbeat(self.progress, self.health)
         try:
             new_rows = self.observations.labelled_frame()
