@@ -16,6 +16,7 @@ from typing import Any
 
 from . import __version__
 from .config import GUARANTEES, METRICS_PORTS, OPTIMIZERS, PROMOTIONS, ConfigError, Settings
+from .console import LOG_FORMATS, LOG_LEVELS, Terminal, configure_logging
 
 log = logging.getLogger("streamfit")
 
@@ -81,7 +82,28 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite in data dir)")
     group.add_argument("--experiment", help="MLflow experiment name (default streamfit)")
-    group.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    _logging(group)
+
+
+def _logging(group: argparse._ActionsContainer, level: str = "INFO", hidden: bool = False) -> None:
+    group.add_argument(
+        "--log-level",
+        default=level,
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help=argparse.SUPPRESS
+        if hidden
+        else f"streamfit's log level (default {level}); other libraries log from WARNING up",
+    )
+    group.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help=argparse.SUPPRESS
+        if hidden
+        else "text (default; progress bars on a terminal) or "
+        "json (one JSON object per line, for log shippers)",
+    )
 
 
 def _probes(parser: argparse.ArgumentParser, service: str) -> None:
@@ -333,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument(
         "--report", dest="report_out", type=Path, help="write an HTML report with the chart here"
     )
-    drift.add_argument("--log-level", default="WARNING", help=argparse.SUPPRESS)
+    _logging(drift, "WARNING", hidden=True)
     drift.set_defaults(config=None, bus_option=[])  # offline: no bus, no tracking
 
     shadow = commands.add_parser(
@@ -349,6 +371,29 @@ def build_parser() -> argparse.ArgumentParser:
     experiments.add_argument("--format", choices=("table", "json"), default="table")
     for command in (predictor, trainer, demo):
         _promotion(command)
+
+    status = commands.add_parser(
+        "status",
+        help="a live view of a running deployment from its services' metrics endpoints",
+        description="Reads /metrics of each target: per predictor its rate, p99 latency, lag "
+        "and model version; the recorder, trainer (last round, gate decision) and monitor "
+        "(drift, realised vs estimated accuracy).",
+    )
+    status.add_argument(
+        "--targets",
+        metavar="HOST:PORT,...",
+        help="metrics endpoints (default: every service's default metrics port on 127.0.0.1)",
+    )
+    status.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between reads (default 2)"
+    )
+    status.add_argument("--once", action="store_true", help="one snapshot, then exit")
+    status.add_argument(
+        "--json", dest="as_json", action="store_true", help="print the snapshot as JSON"
+    )
+    status.add_argument("--config", type=Path, help="TOML config file (for the default ports)")
+    _logging(status, "WARNING")
+    status.set_defaults(bus_option=[])
 
     for command in (
         shadow,
@@ -412,18 +457,21 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import ensure_initial_model
     from .registry import ModelRegistry
 
+    terminal: Terminal = args.terminal
     if args.force and ModelRegistry.from_settings(settings).champion() is not None:
         from .training.round import run_round
 
         # A promotion goes through promotion.promote, which announces it on `models`.
-        outcome = run_round(
-            settings, trigger="manual", max_evals=settings.init_max_evals, progress=print
-        )
-        print(
+        with terminal.progress() as progress:
+            outcome = run_round(
+                settings, trigger="manual", max_evals=settings.init_max_evals, progress=progress
+            )
+        terminal.say(
             f"v{outcome.version} {'promoted' if outcome.promoted else 'refused'}: {outcome.reason}"
         )
         return 0
-    ensure_initial_model(settings, print)
+    with terminal.progress() as progress:
+        ensure_initial_model(settings, progress)
     return 0
 
 
@@ -447,7 +495,8 @@ def cmd_trainer(settings: Settings, args: argparse.Namespace) -> int:
 
     bus = bus_for(settings)
     bus.ensure_topics(_partitions(settings))
-    _run_service(TrainerService(settings, bus), settings, "trainer")
+    with args.terminal.progress(logging.getLogger("streamfit.trainer").info) as progress:
+        _run_service(TrainerService(settings, bus, progress=progress), settings, "trainer")
     return 0
 
 
@@ -467,16 +516,17 @@ def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
     from .bus import bus_for
 
     bus = bus_for(settings)
-    summary = run_app(
-        settings,
-        bus,
-        count=args.count,
-        rate=args.rate,
-        label_delay=args.label_delay,
-        timeout=args.timeout,
-        progress=print,
-    )
-    print(summary.render())
+    with args.terminal.progress() as progress:
+        summary = run_app(
+            settings,
+            bus,
+            count=args.count,
+            rate=args.rate,
+            label_delay=args.label_delay,
+            timeout=args.timeout,
+            progress=progress,
+        )
+    args.terminal.say(summary.render())
     _write_json(args.summary_json, summary.as_dict())
     return 0 if summary.lost == 0 else 1
 
@@ -484,12 +534,19 @@ def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    summary = run_demo(
-        settings, count=args.count, rate=args.rate, label_delay=args.label_delay, progress=print
-    )
-    print("\ndemo summary:\n" + json.dumps(summary, indent=2))
+    terminal: Terminal = args.terminal
+    with terminal.progress() as progress:
+        summary = run_demo(
+            settings,
+            count=args.count,
+            rate=args.rate,
+            label_delay=args.label_delay,
+            progress=progress,
+        )
+    indent = None if terminal.log_format == "json" else 2  # one line per record for shippers
+    terminal.say("\ndemo summary:\n" + json.dumps(summary, indent=indent))
     _write_json(args.summary_json, summary)
-    print(
+    terminal.say(
         f"\nopen the experiments in the MLflow UI:\n"
         f"  .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_uri}\n"
         f"then browse http://127.0.0.1:5000"
@@ -508,7 +565,7 @@ def cmd_promote(settings: Settings, args: argparse.Namespace) -> int:
     from .promotion import promote
 
     entry = promote(settings, args.version, event="promoted", reason="manual", by="cli")
-    print(f"champion is now v{entry.version} (promoted)")
+    args.terminal.say(f"champion is now v{entry.version} (promoted)")
     return 0
 
 
@@ -516,7 +573,7 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
     from .promotion import rollback
 
     entry = rollback(settings, by="cli")
-    print(f"champion is now v{entry.version} (rolled back)")
+    args.terminal.say(f"champion is now v{entry.version} (rolled back)")
     return 0
 
 
@@ -573,6 +630,37 @@ def cmd_drift(settings: Settings, args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from .console import render_status
+    from .status import default_targets, parse_targets, snapshot
+
+    if args.interval <= 0:
+        raise ValueError("--interval must be > 0")
+    targets = parse_targets(args.targets) if args.targets else default_targets(settings)
+    if args.once:
+        # Two reads, --interval apart: rates and the recent p99 are differences.
+        _, first = snapshot(targets)
+        time.sleep(args.interval)
+        state, _ = snapshot(targets, first)
+        if args.as_json:
+            print(json.dumps(state, indent=2))
+        else:
+            (args.terminal.console or Console(width=160)).print(render_status(state))
+        return 0 if any(target["up"] for target in state["targets"]) else 1
+
+    state, scrapes = snapshot(targets)
+    with Live(render_status(state), console=Console(), auto_refresh=False) as live:
+        while True:
+            time.sleep(args.interval)
+            state, scrapes = snapshot(targets, scrapes)
+            live.update(render_status(state), refresh=True)
+
+
 def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -593,22 +681,22 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "shadow": cmd_shadow,
     "experiments": cmd_experiments,
     "drift": cmd_drift,
+    "status": cmd_status,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    args.terminal = terminal = Terminal.detect(args.log_format)
+    configure_logging(terminal, args.log_level)
     # This process is a service (or a one-shot command) that logs: MLflow's download progress
     # bars and its "View run at" lines on stdout would interleave with the log lines. A user who
     # wants them sets the variables.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: table creation...
+    # MLflow's loggers then go through ours (one format, JSON too) instead of its own handler.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     from .bundle import BundleError
     from .bus import BusError
     from .stores import StoreError
@@ -618,7 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.debug("settings: %s", settings)
         return COMMANDS[args.command](settings, args)
     except (ConfigError, BundleError, BusError, StoreError, ValueError, FileNotFoundError) as exc:
-        print(f"streamfit {args.command}: error: {exc}", file=sys.stderr)
+        terminal.error(f"streamfit {args.command}: error: {exc}")
         return 2
     except KeyboardInterrupt:
         return 130

@@ -37,6 +37,7 @@ from ..config import Settings
 from ..health import Health
 from ..live import LiveJudge
 from ..metrics import TrainerMetrics
+from ..progress import LineProgress, Progress
 from ..registry import ModelRegistry
 from ..stores import ObservationStore
 
@@ -56,14 +57,21 @@ _ROUND_BOUND_S = 6 * 3600.0
 
 class TrainerService:
     def __init__(
-        self, settings: Settings, bus: Bus, *, metrics: TrainerMetrics | None = None
+        self,
+        settings: Settings,
+        bus: Bus,
+        *,
+        metrics: TrainerMetrics | None = None,
+        progress: Progress | None = None,
     ) -> None:
+        """``progress`` hears each round's trials (default: log lines)."""
         self.settings = settings
         self.metrics = metrics if metrics is not None else TrainerMetrics()
         # Ready once it waits for commands: a standby trainer (no partition of the one-partition
         # retrain topic) is a healthy member that takes over when the active one leaves.
         self.health = Health(self.metrics, stall_s=_STALL_S)
         self.bus = bus
+        self.progress = progress if progress is not None else LineProgress(log.info)
         self.observations = ObservationStore(settings.store_url)
         self.registry = ModelRegistry.from_settings(settings)
         self.running = False
@@ -158,11 +166,7 @@ class TrainerService:
 
     def _round(self, trigger: str, messages_count: int, producer: Any, run_round: Any) -> bool:
         """Run one round; False if it failed (logged: the champion keeps serving)."""
-
-        def progress(line: str) -> None:
-            self.health.beat()  # a long round is work, not a stuck loop
-            log.info("%s", line)
-
+        progress = _Heartbeat(self.progress, self.health)
         try:
             new_rows = self.observations.labelled_frame(limit=self.settings.train_window)
             log.info(
@@ -271,3 +275,20 @@ class TrainerService:
             log.warning("registry unreachable: %s", exc)
             return None
         return entry.version if entry else None
+
+
+class _Heartbeat(Progress):
+    """The trainer's progress, each report also a heartbeat: a long round is work, not a stuck
+    loop."""
+
+    def __init__(self, inner: Progress, health: Health) -> None:
+        self.inner = inner
+        self.health = health
+
+    def note(self, text: str) -> None:
+        self.health.beat()
+        self.inner.note(text)
+
+    def update(self, task: str, done: int, total: int | None = None, status: str = "") -> None:
+        self.health.beat()
+        self.inner.update(task, done, total, status)
