@@ -134,6 +134,30 @@ class Service(Protocol):
     health: Health
 
 
+class ServiceLoop:
+    """A long-running service's loop and its probes: :meth:`run` marks it started and finished
+    around :meth:`_run`, which loops while ``running``; :meth:`stop` turns ``/readyz`` 503 and
+    asks the loop to finish its work and return (safe from a signal handler)."""
+
+    health: Health
+    running: bool = False
+
+    def stop(self) -> None:
+        self.health.stopping()
+        self.running = False
+
+    def run(self) -> None:
+        self.running = True
+        self.health.starting()
+        try:
+            self._run()
+        finally:
+            self.health.finished()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
 class _Union(Collector):
     """The samples of several registries as one collector (each name belongs to one service)."""
 

@@ -37,7 +37,7 @@ from .. import messages
 from ..batches import handle_isolating
 from ..bus import Bus, Message, Producer
 from ..config import Settings
-from ..health import Health
+from ..health import Health, ServiceLoop
 from ..metrics import RecorderMetrics
 from ..stores import ObservationBatch, ObservationStore, StoreUnavailable
 from ._decode import Refused, decode_batch
@@ -75,7 +75,7 @@ class RecorderStats:
         return {**self.__dict__, "uptime_s": round(time.time() - self.started, 1)}
 
 
-class Recorder:
+class Recorder(ServiceLoop):
     """The recorder loop; ``store`` defaults to ``settings.store_url``."""
 
     def __init__(
@@ -99,18 +99,8 @@ class Recorder:
         self._queued = False  # the batch being handled queued a retrain command
 
     def stop(self) -> None:
-        """Finish the batch, deliver, commit and return. Safe from a signal handler."""
-        self.health.stopping()
-        self.running = False
-        self._wake.set()
-
-    def run(self) -> None:
-        self.running = True
-        self.health.starting()
-        try:
-            self._run()
-        finally:
-            self.health.finished()
+        super().stop()
+        self._wake.set()  # a backoff in progress ends now
 
     def _run(self) -> None:
         topics = self.topics

@@ -38,7 +38,7 @@ from ..batches import handle_isolating
 from ..bundle import BundleError, ModelBundle
 from ..bus import Bus, Consumer, Message, Producer, TransactionalProducer
 from ..config import Settings
-from ..health import Health
+from ..health import Health, ServiceLoop
 from ..metrics import DEAD_LETTER_CLASSES, REFUSAL_REASONS, PredictorMetrics
 from ..registry import ModelRegistry
 from ._slot import ModelSlot
@@ -106,7 +106,7 @@ class PredictorStats:
 _STATUS_EVERY_S = 1.0
 
 
-class Predictor:
+class Predictor(ServiceLoop):
     """``metrics``: where it counts (its own :class:`PredictorMetrics` by default); ``health``
     tells ``/healthz`` and ``/readyz`` (see :mod:`streamfit.health`)."""
 
@@ -272,20 +272,6 @@ class Predictor:
             self.end_shadow(version)  # a promoted challenger is no longer its own shadow
 
     # -- the loop -----------------------------------------------------------------------------
-    def stop(self) -> None:
-        """Ask the loop to finish its batch, flush, commit and return. Safe from a signal.
-        ``/readyz`` answers 503 from now on."""
-        self.health.stopping()
-        self.running = False
-
-    def run(self) -> None:
-        self.running = True
-        self.health.starting()
-        try:
-            self._run()
-        finally:
-            self.health.finished()
-
     def _run(self) -> None:
         settings = self.settings
         linger = settings.linger_ms / 1000

@@ -34,7 +34,7 @@ from typing import Any
 from .. import messages
 from ..bus import Bus, Message
 from ..config import Settings
-from ..health import Health
+from ..health import Health, ServiceLoop
 from ..live import LiveJudge
 from ..metrics import TrainerMetrics
 from ..progress import LineProgress, Progress
@@ -55,7 +55,7 @@ _STALL_S = 900.0
 _ROUND_BOUND_S = 6 * 3600.0
 
 
-class TrainerService:
+class TrainerService(ServiceLoop):
     def __init__(
         self,
         settings: Settings,
@@ -86,18 +86,6 @@ class TrainerService:
         self.drift_alarms = 0  # drift events with drifted=true
         self._drift_answered: int | None = -1  # champion version a drift round was started for
         self.judge = LiveJudge(settings, self.observations, registry=self.registry)
-
-    def stop(self) -> None:
-        self.health.stopping()
-        self.running = False
-
-    def run(self) -> None:
-        self.running = True
-        self.health.starting()
-        try:
-            self._run()
-        finally:
-            self.health.finished()
 
     def _run(self) -> None:
         from .round import run_round  # heavy imports (MLflow, optimisers) only when training
