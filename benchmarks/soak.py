@@ -4,8 +4,9 @@ labelled observations; nothing may be lost and no service may grow.
 
     python benchmarks/soak.py [--requests N] [--rate R] [--retrain-every M]
 
-The issue's full figure is ``--requests 2000000 --retrain-every 100000``; the default (60,000
-at 400/s, a retrain every 15,000 labelled) takes about three to five minutes here. The sender
+The issue's full figure is ``--requests 2000000 --retrain-every 100000 --rate 1500`` (23
+minutes here); the default (60,000 at 400/s, a retrain every 15,000 labelled) takes about three
+to five minutes. ``--noop`` adds the no-op loop as an RSS yardstick. The sender
 is this process (one producer, labels ``--label-delay`` seconds after their request); it reads
 the predictions back ``read_committed`` and counts every request id once.
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from pathlib import Path
 
 import mlflow
@@ -13,10 +15,40 @@ from streamfit.bundle import ModelStore
 from streamfit.cli import COMMANDS, main
 from streamfit.config import Settings
 from streamfit.data import FEATURE_COLUMNS, load_adult
+from tests.probes import free_port, get, promtool_check, status
+
+
+class Scrapes(threading.Thread):
+    """The demo's /readyz, /healthz and /metrics, scraped every 0.2 s while it runs."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.port = free_port()
+        self.readyz: list[int | None] = []
+        self.healthz: list[int | None] = []
+        self.metrics: list[bytes] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        base = f"http://127.0.0.1:{self.port}"
+        while not self.done.wait(0.2):
+            self.readyz.append(status(base + "/readyz"))
+            self.healthz.append(status(base + "/healthz"))
+            with contextlib.suppress(OSError, AssertionError):
+                code, body = get(base + "/metrics")
+                if code == 200:
+                    self.metrics.append(body)
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict]:
+def demo_scrapes() -> Scrapes:
+    scrapes = Scrapes()
+    scrapes.start()
+    return scrapes
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, demo_scrapes: Scrapes) -> tuple[Settings, dict]:
     root = tmp_path_factory.mktemp("demo")
     summary_path = root / "summary.json"
     code = main(
@@ -36,8 +68,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Settings, dict]:
             "50",
             "--summary-json",
             str(summary_path),
+            "--metrics-port",
+            str(demo_scrapes.port),
+            "--metrics-host",
+            "127.0.0.1",
         ]
     )
+    demo_scrapes.done.set()
+    demo_scrapes.join()
     assert code == 0
     return Settings(data_dir=root / "data"), json.loads(summary_path.read_text())
 
@@ -115,6 +153,28 @@ def test_a_bad_setting_exits_non_zero_with_a_message(
     assert "retrain_every" in capsys.readouterr().err
 
 
+def test_the_demo_serves_its_four_services_probes_and_metrics(demo, demo_scrapes) -> None:
+    _, summary = demo
+    assert 200 in demo_scrapes.readyz and 200 in demo_scrapes.healthz
+    # the endpoint lives as long as the demo
+    assert status(f"http://127.0.0.1:{demo_scrapes.port}/readyz") is None
+    assert demo_scrapes.metrics, "no /metrics scraped while the demo ran"
+    last = demo_scrapes.metrics[-1]
+    promtool_check(last)
+    text = last.decode()
+    for service in ("predictor", "recorder", "trainer", "monitor"):
+        assert f"streamfit_{service}_ready" in text
+    answered = [
+        float(line.split()[-1])
+        for body in demo_scrapes.metrics
+        for line in body.decode().splitlines()
+        if line.startswith("streamfit_predictions_total ")
+    ]
+    # a counter: never down; the last scrapes come after the app got every answer (the demo
+    # then waits for the retrains)
+    assert answered == sorted(answered) and answered[-1] == summary["answered"]
+
+
 def test_a_canary_demo_reaches_a_live_decision_within_its_stream(tmp_path: Path) -> None:
     """120 requests at 100/s end long before the first round does: the stream must go on until
     the canary challenger is decided, every request still answered once."""
@@ -125,7 +185,7 @@ def test_a_canary_demo_reaches_a_live_decision_within_its_stream(tmp_path: Path)
             *("--data-dir", str(tmp_path / "data"), "--summary-json", str(summary_path)),
             *("--init-max-evals", "2", "--max-evals", "2", "--count", "120", "--rate", "100"),
             *("--retrain-every", "50", "--promotion", "canary", "--canary-percent", "50"),
-            *("--live-min-pairs", "20", "--live-max-pairs", "40"),
+            *("--live-min-pairs", "20", "--live-max-pairs", "40", "--metrics-port", "0"),
         ]
     )
     summary = json.loads(summary_path.read_text())

@@ -19,6 +19,7 @@ from . import messages
 from .bus import Bus, BusError
 from .config import Settings
 from .data import FEATURE_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS, label_to_int, load_adult
+from .progress import Progress, as_progress
 
 log = logging.getLogger("streamfit.app")
 
@@ -75,18 +76,20 @@ def run_app(
     rate: float,
     label_delay: float | None = None,
     timeout: float = 120.0,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
 ) -> AppSummary:
     """Send ``count`` requests at ``rate``/s and wait for their predictions.
 
     With ``label_delay`` None the true label rides in the request (demo mode); otherwise it is
     sent separately on the labels topic ``label_delay`` seconds after the request.
+    ``progress`` counts ``sent`` and ``answered`` continuously and gets a line every 2 s.
     """
     if count < 1 or rate <= 0:
         raise ValueError("count must be >= 1 and rate > 0")
     topics = settings.topics
     stop = stop or threading.Event()
+    report = as_progress(progress)
     rows = adult_requests(count, seed=settings.seed)
     sent_at: dict[str, float] = {}
     truth: dict[str, int | None] = {}
@@ -127,12 +130,15 @@ def run_app(
                     versions[record["model_version"]] += 1
                     latencies.append((time.monotonic() - sent_at[request_id]) * 1000)
             now = time.monotonic()
-            if progress and now - last_report >= 2:
+            report.update("sent", summary.sent, count)
+            line = ""
+            if now - last_report >= 2:
                 last_report = now
-                progress(
+                line = (
                     f"sent {summary.sent}/{count}  answered {len(answers)}  "
                     f"models {dict(sorted(versions.items()))}"
                 )
+            report.update("answered", len(answers), count, line)
             if not sender.is_alive():
                 if failures:
                     raise failures[0]

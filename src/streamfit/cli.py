@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import GUARANTEES, OPTIMIZERS, PROMOTIONS, ConfigError, Settings
+from .config import GUARANTEES, METRICS_PORTS, OPTIMIZERS, PROMOTIONS, ConfigError, Settings
+from .console import LOG_FORMATS, LOG_LEVELS, Terminal, configure_logging
 
 log = logging.getLogger("streamfit")
 
@@ -58,6 +60,8 @@ _SETTING_OPTIONS = (
     "live_max_pairs",
     "canary_percent",
     "canary_accuracy_floor",
+    "metrics_host",
+    *METRICS_PORTS.values(),
 )
 
 
@@ -80,7 +84,43 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite in data dir)")
     group.add_argument("--experiment", help="MLflow experiment name (default streamfit)")
-    group.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    _logging(group)
+
+
+def _logging(group: argparse._ActionsContainer, level: str = "INFO", hidden: bool = False) -> None:
+    group.add_argument(
+        "--log-level",
+        default=level,
+        type=str.upper,
+        choices=LOG_LEVELS,
+        help=argparse.SUPPRESS
+        if hidden
+        else f"streamfit's log level (default {level}); other libraries log from WARNING up",
+    )
+    group.add_argument(
+        "--log-format",
+        default="text",
+        choices=LOG_FORMATS,
+        help=argparse.SUPPRESS
+        if hidden
+        else "text (default; progress bars on a terminal) or "
+        "json (one JSON object per line, for log shippers)",
+    )
+
+
+def _probes(parser: argparse.ArgumentParser, service: str) -> None:
+    default = Settings.__dataclass_fields__[METRICS_PORTS[service]].default
+    group = parser.add_argument_group("operations")
+    group.add_argument(
+        "--metrics-port",
+        dest=METRICS_PORTS[service],
+        type=int,
+        metavar="PORT",
+        help=f"serve /metrics, /healthz and /readyz on this port (default {default}; 0: off)",
+    )
+    group.add_argument(
+        "--metrics-host", help="address the metrics endpoint listens on (default 0.0.0.0)"
+    )
 
 
 def _store(parser: argparse.ArgumentParser) -> None:
@@ -330,7 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument(
         "--report", dest="report_out", type=Path, help="write an HTML report with the chart here"
     )
-    drift.add_argument("--log-level", default="WARNING", help=argparse.SUPPRESS)
+    _logging(drift, "WARNING", hidden=True)
     drift.set_defaults(config=None, bus_option=[])  # offline: no bus, no tracking
 
     shadow = commands.add_parser(
@@ -357,6 +397,29 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (predictor, trainer, demo):
         _promotion(command)
 
+    status = commands.add_parser(
+        "status",
+        help="a live view of a running deployment from its services' metrics endpoints",
+        description="Reads /metrics of each target: per predictor its rate, p99 latency, lag "
+        "and model version; the recorder, trainer (last round, gate decision) and monitor "
+        "(drift, realised vs estimated accuracy).",
+    )
+    status.add_argument(
+        "--targets",
+        metavar="HOST:PORT,...",
+        help="metrics endpoints (default: every service's default metrics port on 127.0.0.1)",
+    )
+    status.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between reads (default 2)"
+    )
+    status.add_argument("--once", action="store_true", help="one snapshot, then exit")
+    status.add_argument(
+        "--json", dest="as_json", action="store_true", help="print the snapshot as JSON"
+    )
+    status.add_argument("--config", type=Path, help="TOML config file (for the default ports)")
+    _logging(status, "WARNING")
+    status.set_defaults(bus_option=[])
+
     for command in (
         shadow,
         experiments,
@@ -375,6 +438,14 @@ def build_parser() -> argparse.ArgumentParser:
         _common(command)
     for command in (trainer, recorder, demo, monitor, shadow, experiments):
         _store(command)
+    for service, command in (
+        ("predictor", predictor),
+        ("recorder", recorder),
+        ("trainer", trainer),
+        ("monitor", monitor),
+        ("demo", demo),
+    ):
+        _probes(command, service)
     for command in (init, trainer, demo, leaderboard, promote, rollback):
         _trials(command)
     return parser
@@ -392,8 +463,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return Settings.load(overrides, config_file=args.config)
 
 
-def _run_service(service: Any) -> None:
-    """Run a service loop; SIGINT/SIGTERM only ask it to stop (it then flushes and commits)."""
+def _run_service(service: Any, settings: Settings, name: str) -> None:
+    """Run a service loop, with its /metrics, /healthz and /readyz (streamfit.health) on its
+    port; SIGINT/SIGTERM only ask it to stop (``/readyz`` turns 503, then it finishes its batch,
+    flushes and commits)."""
+    from .health import serving_probes
 
     def _stop(signum: int, frame: object) -> None:
         log.info("signal %d: stopping after the current batch", signum)
@@ -401,25 +475,29 @@ def _run_service(service: Any) -> None:
 
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    service.run()
+    with serving_probes({name: service}, settings.metrics_port(name), settings.metrics_host):
+        service.run()
 
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import ensure_initial_model
     from .registry import ModelRegistry
 
+    terminal: Terminal = args.terminal
     if args.force and ModelRegistry.from_settings(settings).champion() is not None:
         from .training.round import run_round
 
         # A promotion goes through promotion.promote, which announces it on `models`.
-        outcome = run_round(
-            settings, trigger="manual", max_evals=settings.init_max_evals, progress=print
-        )
-        print(
+        with terminal.progress() as progress:
+            outcome = run_round(
+                settings, trigger="manual", max_evals=settings.init_max_evals, progress=progress
+            )
+        terminal.say(
             f"v{outcome.version} {'promoted' if outcome.promoted else 'refused'}: {outcome.reason}"
         )
         return 0
-    ensure_initial_model(settings, print)
+    with terminal.progress() as progress:
+        ensure_initial_model(settings, progress)
     return 0
 
 
@@ -430,7 +508,9 @@ def cmd_predictor(settings: Settings, args: argparse.Namespace) -> int:
 
     bus = bus_for(settings)
     bus.ensure_topics(_partitions(settings))
-    _run_service(Predictor(settings, bus, wait_for_model_s=args.wait_for_model))
+    _run_service(
+        Predictor(settings, bus, wait_for_model_s=args.wait_for_model), settings, "predictor"
+    )
     return 0
 
 
@@ -441,7 +521,8 @@ def cmd_trainer(settings: Settings, args: argparse.Namespace) -> int:
 
     bus = bus_for(settings)
     bus.ensure_topics(_partitions(settings))
-    _run_service(TrainerService(settings, bus))
+    with args.terminal.progress(logging.getLogger("streamfit.trainer").info) as progress:
+        _run_service(TrainerService(settings, bus, progress=progress), settings, "trainer")
     return 0
 
 
@@ -452,7 +533,7 @@ def cmd_recorder(settings: Settings, args: argparse.Namespace) -> int:
 
     bus = bus_for(settings)
     bus.ensure_topics(_partitions(settings))
-    _run_service(Recorder(settings, bus))
+    _run_service(Recorder(settings, bus), settings, "recorder")
     return 0
 
 
@@ -461,16 +542,17 @@ def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
     from .bus import bus_for
 
     bus = bus_for(settings)
-    summary = run_app(
-        settings,
-        bus,
-        count=args.count,
-        rate=args.rate,
-        label_delay=args.label_delay,
-        timeout=args.timeout,
-        progress=print,
-    )
-    print(summary.render())
+    with args.terminal.progress() as progress:
+        summary = run_app(
+            settings,
+            bus,
+            count=args.count,
+            rate=args.rate,
+            label_delay=args.label_delay,
+            timeout=args.timeout,
+            progress=progress,
+        )
+    args.terminal.say(summary.render())
     _write_json(args.summary_json, summary.as_dict())
     return 0 if summary.lost == 0 else 1
 
@@ -478,12 +560,19 @@ def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    summary = run_demo(
-        settings, count=args.count, rate=args.rate, label_delay=args.label_delay, progress=print
-    )
-    print("\ndemo summary:\n" + json.dumps(summary, indent=2))
+    terminal: Terminal = args.terminal
+    with terminal.progress() as progress:
+        summary = run_demo(
+            settings,
+            count=args.count,
+            rate=args.rate,
+            label_delay=args.label_delay,
+            progress=progress,
+        )
+    indent = None if terminal.log_format == "json" else 2  # one line per record for shippers
+    terminal.say("\ndemo summary:\n" + json.dumps(summary, indent=indent))
     _write_json(args.summary_json, summary)
-    print(
+    terminal.say(
         f"\nopen the experiments in the MLflow UI:\n"
         f"  .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_uri}\n"
         f"then browse http://127.0.0.1:5000"
@@ -502,7 +591,7 @@ def cmd_promote(settings: Settings, args: argparse.Namespace) -> int:
     from .promotion import promote
 
     entry = promote(settings, args.version, event="promoted", reason="manual", by="cli")
-    print(f"champion is now v{entry.version} (promoted)")
+    args.terminal.say(f"champion is now v{entry.version} (promoted)")
     return 0
 
 
@@ -510,7 +599,7 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
     from .promotion import rollback
 
     entry = rollback(settings, by="cli")
-    print(f"champion is now v{entry.version} (rolled back)")
+    args.terminal.say(f"champion is now v{entry.version} (rolled back)")
     return 0
 
 
@@ -568,7 +657,7 @@ def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
         settings.performance_window,
         settings.topics.drift,
     )
-    _run_service(monitor)
+    _run_service(monitor, settings, "monitor")
     return 0
 
 
@@ -581,6 +670,37 @@ def cmd_drift(settings: Settings, args: argparse.Namespace) -> int:
     else:
         print(text)
     return code
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console
+    from rich.live import Live
+
+    from .console import render_status
+    from .status import default_targets, parse_targets, snapshot
+
+    if args.interval <= 0:
+        raise ValueError("--interval must be > 0")
+    targets = parse_targets(args.targets) if args.targets else default_targets(settings)
+    if args.once:
+        # Two reads, --interval apart: rates and the recent p99 are differences.
+        _, first = snapshot(targets)
+        time.sleep(args.interval)
+        state, _ = snapshot(targets, first)
+        if args.as_json:
+            print(json.dumps(state, indent=2))
+        else:
+            (args.terminal.console or Console(width=160)).print(render_status(state))
+        return 0 if any(target["up"] for target in state["targets"]) else 1
+
+    state, scrapes = snapshot(targets)
+    with Live(render_status(state), console=Console(), auto_refresh=False) as live:
+        while True:
+            time.sleep(args.interval)
+            state, scrapes = snapshot(targets, scrapes)
+            live.update(render_status(state), refresh=True)
 
 
 def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
@@ -604,22 +724,22 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "replay": cmd_replay,
     "experiments": cmd_experiments,
     "drift": cmd_drift,
+    "status": cmd_status,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    args.terminal = terminal = Terminal.detect(args.log_format)
+    configure_logging(terminal, args.log_level)
     # This process is a service (or a one-shot command) that logs: MLflow's download progress
     # bars and its "View run at" lines on stdout would interleave with the log lines. A user who
     # wants them sets the variables.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: table creation...
+    # MLflow's loggers then go through ours (one format, JSON too) instead of its own handler.
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
     from .bundle import BundleError
     from .bus import BusError
     from .stores import StoreError
@@ -629,12 +749,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.debug("settings: %s", settings)
         return COMMANDS[args.command](settings, args)
     except (ConfigError, BundleError, BusError, StoreError, ValueError, FileNotFoundError) as exc:
-        print(f"streamfit {args.command}: error: {exc}", file=sys.stderr)
+        terminal.error(f"streamfit {args.command}: error: {exc}")
         return 2
     except KeyboardInterrupt:
         return 130
 
 
+def entry() -> None:
+    """The ``streamfit`` executable: :func:`main`, then exit without the interpreter's final
+    garbage collection. A service's heap (MLflow, pandas, LightGBM) takes that collection
+    seconds on a busy machine: a predictor told to stop (SIGTERM) must be gone within 5 s, and
+    everything that matters (flush, commit, close) is done before ``main`` returns."""
+    code = main()
+    gc.freeze()  # the final collection skips the frozen objects; the process exits at once
+    sys.exit(code)
+
+
 if __name__ == "__main__":
     with contextlib.suppress(BrokenPipeError):
-        sys.exit(main())
+        entry()

@@ -24,6 +24,11 @@ OPTIMIZERS = ("hyperopt", "skopt", "optuna")
 # live comparison on labelled traffic decides (streamfit.live); canary: as shadow, but
 # canary_percent % of requests (a stable hash of request_id) are answered by the challenger.
 PROMOTIONS = ("offline", "shadow", "canary")
+# Service -> the setting holding the port of its /metrics, /healthz and /readyz.
+METRICS_PORTS = {
+    service: f"{service}_metrics_port"
+    for service in ("predictor", "recorder", "trainer", "monitor", "demo")
+}
 
 
 class ConfigError(ValueError):
@@ -96,10 +101,16 @@ class Settings:
     drift_window: int = 1000  # most recent requests scored per drift check
     drift_every: int = 250  # new observations between two checks
     drift_reference_rows: int = 5000  # reference sample the domain classifier sees
-    drift_alpha: float = 0.01  # significance after the correction across features
-    drift_correction: str = "bonferroni"  # or "bh" (Benjamini-Hochberg)
-    drift_psi_floor: float = 0.1  # a feature drifts only if its PSI reaches this too
-    drift_score_floor: float = 0.1  # the classifier alarms only if its drift score does too
+    drift_alpha: float = 0.01  # family-wise level of one window (every feature + classifier)
+    drift_correction: str = "holm"  # or "bonferroni", "bh" (Benjamini-Hochberg)
+    # Effect floors, off by default: false alarms are controlled by the corrected p-values. Set
+    # one only to declare a shift too small to matter (PSI 0.04 = a share moving 50 % -> 40 %).
+    drift_psi_floor: float = 0.0  # a feature drifts only if its PSI reaches this too
+    drift_score_floor: float = 0.0  # the classifier alarms only if its drift score does too
+    # The monitor's false-alarm budget over time: expected checks between false alarms. Half
+    # goes to the window tests (alpha per check at most 1 / (2 ERT)), half to per-feature CUSUMs
+    # that accumulate evidence across checks (see monitoring/sequential.py).
+    drift_ert: float = 100.0
     drift_folds: int = 3
     drift_classifier: str = "lightgbm"  # or "random_forest" (MLBox's choice)
     performance_window: int = 1000  # last W labelled observations for realised metrics
@@ -123,6 +134,14 @@ class Settings:
     # its labels come (judged once it answered live_min_pairs requests).
     canary_percent: int = 10
     canary_accuracy_floor: float = 0.6
+    # Operations: /metrics, /healthz and /readyz (see streamfit.health) of each service on a
+    # port of its own by default, so that they can all run on one host; 0 = no endpoint.
+    metrics_host: str = "0.0.0.0"
+    predictor_metrics_port: int = 9471
+    recorder_metrics_port: int = 9472
+    trainer_metrics_port: int = 9473
+    monitor_metrics_port: int = 9474
+    demo_metrics_port: int = 9470  # the demo process: every service it runs, on one endpoint
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
@@ -159,14 +178,19 @@ class Settings:
             raise ConfigError(
                 f"drop_drifting_features must be in [0, 1], got {self.drop_drifting_features}"
             )
-        if self.drift_correction not in ("bonferroni", "bh"):
+        if self.drift_correction not in ("holm", "bonferroni", "bh"):
             raise ConfigError(
-                f"drift_correction must be bonferroni or bh, got {self.drift_correction!r}"
+                f"drift_correction must be holm, bonferroni or bh, got {self.drift_correction!r}"
             )
+        if self.drift_ert < 1:
+            raise ConfigError(f"drift_ert must be at least 1 check, got {self.drift_ert}")
         if self.drift_classifier not in ("lightgbm", "random_forest"):
             raise ConfigError(
                 f"drift_classifier must be lightgbm or random_forest: {self.drift_classifier!r}"
             )
+        for name in METRICS_PORTS.values():
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"{name} must be a TCP port (0 = off), got {getattr(self, name)}")
         if self.linger_ms < 0:
             raise ConfigError(f"linger_ms must be >= 0, got {self.linger_ms}")
         if self.guarantee not in GUARANTEES:
@@ -271,6 +295,10 @@ class Settings:
             return self.store  # a database server: no SQLite file on a trainer's own disk
         return f"sqlite:///{self.data_dir.resolve() / 'trials.db'}"
 
+    def metrics_port(self, service: str) -> int:
+        """The port of ``service``'s /metrics, /healthz and /readyz (0: none)."""
+        return int(getattr(self, METRICS_PORTS[service]))
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
@@ -330,4 +358,12 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"setting {name}={value!r} is invalid: {exc}") from exc
 
 
-__all__ = ["ConfigError", "GUARANTEES", "OPTIMIZERS", "PROMOTIONS", "Settings", "Topics"]
+__all__ = [
+    "ConfigError",
+    "GUARANTEES",
+    "METRICS_PORTS",
+    "OPTIMIZERS",
+    "PROMOTIONS",
+    "Settings",
+    "Topics",
+]

@@ -3,6 +3,7 @@ together, on any bus (one thread each; by default the in-process bus and SQLite)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -13,6 +14,8 @@ from typing import Any
 from .app import run_app
 from .bus import bus_for
 from .config import Settings
+from .health import serving_probes
+from .progress import Progress, as_progress
 from .recording import Recorder
 from .registry import ModelRegistry
 from .serving import Predictor
@@ -21,21 +24,32 @@ from .training.service import TrainerService
 log = logging.getLogger("streamfit.demo")
 
 
-def ensure_initial_model(settings: Settings, progress: Callable[[str], None]) -> int:
+def ensure_initial_model(
+    settings: Settings, progress: Progress | Callable[[str], None] | None = None
+) -> int:
     """Train and promote the first model unless the registry has a champion; return the
     champion's version. The round's gate promotes it through ``promotion.promote``, which
     announces it on ``models``."""
+    report = as_progress(progress)
     champion = ModelRegistry.from_settings(settings).champion()
     if champion is not None:
-        progress(f"champion model v{champion.version} found in the registry ({champion.model_uri})")
+        report.note(
+            f"champion model v{champion.version} found in the registry ({champion.model_uri})"
+        )
         return champion.version
     from .training.round import run_round
 
-    progress(f"training the initial model ({settings.init_max_evals} trials, {settings.optimizer})")
-    outcome = run_round(
-        settings, trigger="initial", max_evals=settings.init_max_evals, progress=progress
+    report.note(
+        f"training the initial model ({settings.init_max_evals} trials, {settings.optimizer})"
     )
-    progress(f"initial model v{outcome.version}: {outcome.metrics}")
+    outcome = run_round(
+        settings, trigger="initial", max_evals=settings.init_max_evals, progress=report
+    )
+    metrics = outcome.metrics
+    report.note(
+        f"initial model v{outcome.version}: adult.test AUC {metrics['auc']:.4f}, "
+        f"accuracy {metrics['accuracy']:.4f}, log loss {metrics['log_loss']:.4f}"
+    )
     return outcome.version
 
 
@@ -45,11 +59,12 @@ def run_demo(
     count: int,
     rate: float,
     label_delay: float | None = None,
-    progress: Callable[[str], None] = print,
+    progress: Progress | Callable[[str], None] | None = print,
     settle_timeout: float = 900.0,
 ) -> dict[str, Any]:
     started = time.monotonic()
-    ensure_initial_model(settings, progress)
+    report = as_progress(progress)
+    ensure_initial_model(settings, report)
     bus = bus_for(settings)
     bus.ensure_topics(_partitions(settings))
     predictor = Predictor(settings, bus)
@@ -66,6 +81,17 @@ def run_demo(
             ("trainer", trainer),
         )
     ]
+    probes = contextlib.ExitStack()
+    services = {
+        "predictor": predictor,
+        "recorder": recorder,
+        "trainer": trainer,
+        "monitor": monitor,
+    }
+    # One endpoint for the four services of this process (their metric names do not overlap).
+    probes.enter_context(
+        serving_probes(services, settings.metrics_port("demo"), settings.metrics_host)
+    )
     for thread in threads:
         thread.start()
     try:
@@ -73,12 +99,12 @@ def run_demo(
             if not service.ready.wait(60):
                 raise RuntimeError(f"{type(service).__name__} did not start within 60 s")
         monitor.start()
-        progress(
+        report.note(
             f"streaming {count} requests at {rate}/s; retrain every "
             f"{settings.retrain_every} labelled, {settings.max_evals} trials per retrain"
         )
         summary = run_app(
-            settings, bus, count=count, rate=rate, label_delay=label_delay, progress=progress
+            settings, bus, count=count, rate=rate, label_delay=label_delay, progress=report
         ).as_dict()
         deadline = time.monotonic() + settle_timeout
         if settings.promotion != "offline":
@@ -103,6 +129,7 @@ def run_demo(
         trainer.stop()
         for thread in threads:
             thread.join(timeout=30)
+        probes.close()
         bus.close()
     metrics = monitor.latest_metrics
     summary["monitor"] = {
@@ -121,7 +148,7 @@ def run_demo(
         },
     }
     if final is not None:
-        progress("final drift check:\n" + final.table())
+        report.note("final drift check:\n" + final.table())
     summary["live_comparisons"] = _comparisons(settings)
     summary.update(
         retrains=trainer.rounds,

@@ -14,6 +14,13 @@ models        {"version": int (registry version), "event": "initial"|"promoted"|
                bundle (bundle.bundle_sha256), "reason": str, and optional "metrics", "trigger",
                "by"}
 labels        {"request_id": str, "label": 0|1 or an income_bracket string}
+drift         {"window_end": int|str, "drift": float (domain classifier), "drifted": bool,
+               "features": {name: {"score", "p_value" (corrected), "psi", "drifted"}},
+               "sequential": {"drifted", "features": [names], "threshold", "cusum": {name: S}},
+               "output": {"p_value", "statistic", "drifted", "mean", "reference_mean"},
+               "labels": {"n", "positive_rate", "reference_rate", "p_value", "drifted",
+               "calibration_error", "calibration_p_value"}}; NaN is written as null, "output"
+               and "labels" are null when there is nothing to test.
 """
 
 from __future__ import annotations
@@ -309,6 +316,31 @@ def parse_model_event(value: bytes) -> ModelEvent:
     if kind not in CHAMPION_EVENTS + SHADOW_EVENTS:
         raise InvalidMessage(f"unknown model event {kind!r}")
     return ModelEvent(version, **fields, event=kind)
+
+
+DRIFT_EVENT_KEYS = ("window_end", "drift", "drifted", "features", "sequential", "output", "labels")
+
+
+def drift_event(
+    *,
+    window_end: int | str | None,
+    drift: float | None,
+    drifted: bool,
+    features: dict[str, dict[str, Any]],
+    sequential: dict[str, Any],
+    output: dict[str, Any] | None = None,
+    labels: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The payload of a ``drift`` event (see the module docstring), as a dict of JSON types."""
+    return {
+        "window_end": window_end,
+        "drift": drift,
+        "drifted": drifted,
+        "features": features,
+        "sequential": sequential,
+        "output": output,
+        "labels": labels,
+    }
 
 
 def decode(value: bytes) -> Any:

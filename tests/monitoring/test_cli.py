@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from streamfit.cli import build_parser, main, settings_from
+from streamfit.messages import DRIFT_EVENT_KEYS as EVENT_KEYS
 
 
 @pytest.fixture(scope="module")
@@ -52,10 +53,10 @@ def test_drift_exits_zero_and_writes_the_event(
     assert code == 0  # drift is a verdict, not a failure
     assert "overall: DRIFT" in printed and printed.splitlines()[1].startswith("age")
     event = json.loads(out.read_text())
-    assert set(event) == {"window_end", "drift", "drifted", "features"}
+    assert set(event) == {*EVENT_KEYS}
     assert event["drifted"] is True and event["features"]["age"]["drifted"] is True
-    assert all(set(f) == {"score", "p_value", "drifted"} for f in event["features"].values())
-    assert "<img" in html.read_text()
+    assert all(set(f) == {"score", "p_value", "psi", "drifted"} for f in event["features"].values())
+    assert 'id="feature-age"' in html.read_text()  # the report is inline SVG now, no <img>
 
 
 def test_drift_without_drift_also_exits_zero(

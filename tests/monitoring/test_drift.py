@@ -101,12 +101,15 @@ def test_event_has_exactly_the_documented_shape(
     detector: DriftDetector, adult_test: pd.DataFrame
 ) -> None:
     event = detector.score(adult_test.head(500), window_end=1234).to_event()
-    assert set(event) == {"window_end", "drift", "drifted", "features"}
+    assert set(event) == {
+        "window_end", "drift", "drifted", "features", "sequential", "output", "labels"
+    }  # fmt: skip
+    assert event["sequential"]["drifted"] is False  # one-off score: no sequential layer
     assert event["window_end"] == 1234
     assert isinstance(event["drifted"], bool)
     assert set(event["features"]) == set(detector.kinds)
     for values in event["features"].values():
-        assert set(values) == {"score", "p_value", "drifted"}
+        assert set(values) == {"score", "p_value", "psi", "drifted"}
         assert isinstance(values["drifted"], bool)
     json.dumps(event, allow_nan=False)
 
@@ -150,7 +153,8 @@ def test_report_renders_chart_and_html(detector: DriftDetector, adult_test: pd.D
     report = detector.score(SHIFTS["rescaled_hours"][0](adult_test, 500, seed=8))
     assert report.chart_png().startswith(b"\x89PNG")
     page = report.to_html()
-    assert "data:image/png;base64," in page and "hours_per_week" in page
+    assert 'data-feature="hours_per_week"' in page and "<svg" in page  # inline, no image file
+    assert "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")  # no network
     assert "hours_per_week" in report.table().splitlines()[1]
 
 
@@ -161,3 +165,35 @@ def test_invalid_parameters_are_rejected() -> None:
         DriftDetector(classifier="svm")
     with pytest.raises(RuntimeError, match="not fitted"):
         DriftDetector().score(pd.DataFrame({"age": [1.0]}))
+
+
+def test_holm_correction_matches_definition() -> None:
+    from streamfit.monitoring.drift import _correct
+
+    # Sorted 0.01, 0.03, 0.04, 0.2 times 4, 3, 2, 1, then made monotone: 0.04, 0.09, 0.09, 0.2.
+    assert _correct([0.01, 0.04, 0.03, 0.2], "holm") == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    assert _correct([0.5, float("nan")], "holm")[1] != _correct([0.5, float("nan")], "holm")[1]
+
+
+def test_integer_columns_with_few_levels_are_tested_on_counts(detector: DriftDetector) -> None:
+    tests = {name: state["name"] for name, state in detector.fitted_tests.items()}
+    assert tests["education_num"] == "chi2"  # 16 levels: KS on ties would be very conservative
+    assert tests["age"] == "ks" and tests["workclass"] == "chi2"
+
+
+def test_a_ten_point_share_change_is_caught_without_a_floor(
+    reference: pd.DataFrame, adult_test: pd.DataFrame
+) -> None:
+    # The share of men falls from ~67 % to ~57 %: PSI ~0.04, which the old 0.1 floor silenced.
+    male = (adult_test["gender"] == "Male").to_numpy()
+    share = male.mean()
+    weights = np.where(male, (share - 0.10) / share, (1 - share + 0.10) / (1 - share))
+    window = adult_test.sample(1000, weights=weights, random_state=12).reset_index(drop=True)
+    calibrated = DriftDetector(classifier_null_runs=0, reference_size=2000).fit(reference)
+    report = calibrated.score(window)
+    assert report.features["gender"].drifted and report.ranking()[0] == "gender"
+    assert report.features["gender"].psi < 0.1
+    assert report.features["gender"].reason.startswith("shifted: p = ")
+    floored = DriftDetector(classifier_null_runs=0, reference_size=2000, psi_floor=0.1)
+    gender = floored.fit(reference).score(window).features["gender"]
+    assert not gender.drifted and "under the stated floor 0.1" in gender.reason

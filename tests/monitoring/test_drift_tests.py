@@ -109,3 +109,26 @@ def test_chi2_pools_sparse_bins_so_one_stray_value_is_not_drift() -> None:
     assert test.test(calm).p_value > 0.5
     flood = pd.Series(["a"] * 500 + ["b"] * 270 + ["c"] * 80 + ["never-seen"] * 150)
     assert test.test(flood).p_value < 1e-6
+
+
+def test_chi2_p_values_stay_honest_with_rare_categories() -> None:
+    # Half the categories expect under one row per window: without pooling them the statistic's
+    # null is far heavier-tailed than chi-squared and undrifted windows alarm.
+    rng = np.random.default_rng(11)
+    shares = np.r_[[0.4, 0.3, 0.2], np.full(20, 0.1 / 20)]
+    names = [f"c{i}" for i in range(shares.size)]
+    test = ChiSquaredTest(min_share=0.0).fit(pd.Series(rng.choice(names, 30_000, p=shares)))
+    p_values = [test.test(pd.Series(rng.choice(names, 500, p=shares))).p_value for _ in range(400)]
+    assert np.mean(np.array(p_values) < 0.05) <= 0.08
+    assert np.mean(np.array(p_values) < 0.01) <= 0.025
+
+
+def test_every_tested_cell_expects_enough_rows() -> None:
+    from streamfit.monitoring._univariate import _pool_sparse_bins
+
+    reference = np.array([1, 1, 1, 3, 4, 6, 200, 800], dtype=float)
+    keep, pooled = _pool_sparse_bins(reference, 1000.0, 5.0)
+    expected = 1000.0 * reference / reference.sum()
+    assert np.all(expected[keep] >= 5.0)
+    assert expected[pooled].sum() >= 5.0
+    assert sorted(np.r_[keep, pooled]) == list(range(reference.size))

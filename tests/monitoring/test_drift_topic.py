@@ -46,4 +46,4 @@ def test_drifted_window_is_published_on_the_drift_topic(
     assert event == report.to_event()
     assert event["drifted"] is True and event["window_end"] == 400
     assert event["features"]["hours_per_week"]["drifted"] is True
-    assert set(event["features"]["hours_per_week"]) == {"score", "p_value", "drifted"}
+    assert set(event["features"]["hours_per_week"]) == {"score", "p_value", "psi", "drifted"}

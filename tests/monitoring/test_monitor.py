@@ -13,15 +13,21 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 from streamfit.bus import get_bus
 from streamfit.config import Settings
 from streamfit.data import FEATURE_COLUMNS
+from streamfit.messages import DRIFT_EVENT_KEYS as EVENT_KEYS
+from streamfit.monitoring import OutputDrift
 from streamfit.monitoring.monitor import Monitor
 from streamfit.stores import ObservationBatch, ObservationStore
 
 
+def _model(rows: pd.DataFrame, seed: int) -> np.ndarray:
+    """A weakly informative "model": the label plus noise, squashed to (0, 1)."""
+    rng = np.random.default_rng(seed)
+    return 1 / (1 + np.exp(-(2.0 * rows["label"].to_numpy() - 1 + rng.normal(0, 1.2, len(rows)))))
+
+
 def _observations(rows: pd.DataFrame, start: int, version: int, labelled: bool) -> ObservationBatch:
     """What the recorder would store for ``rows``: requests, predictions and maybe labels."""
-    rng = np.random.default_rng(start)
-    # A weakly informative "model": the label plus noise, squashed to (0, 1).
-    proba = 1 / (1 + np.exp(-(2.0 * rows["label"].to_numpy() - 1 + rng.normal(0, 1.2, len(rows)))))
+    proba = _model(rows, start)
     records = rows[list(FEATURE_COLUMNS)].astype(object).where(rows.notna(), None)
     batch = ObservationBatch()
     for i, (record, p, label) in enumerate(
@@ -60,6 +66,7 @@ def test_checks_publish_events_and_metrics(
         store=store,
         log_metrics=lambda metrics, step: logged.append((metrics, step)),
         report_dir=settings.data_dir / "charts",
+        output=OutputDrift().fit(_model(reference, 99), reference["label"].to_numpy()),
     )
     assert monitor.run_once() is None  # nothing to check yet
 
@@ -77,10 +84,17 @@ def test_checks_publish_events_and_metrics(
 
     events = [orjson.loads(m.value) for m in drift_topic.poll(10, timeout=1)]
     assert [e["drifted"] for e in events] == [False, True]
+    # Output and label drift of the same "model" on undrifted rows: nothing; 400 labelled rows.
+    assert events[0]["output"]["drifted"] is False and events[0]["output"]["n"] == 400
+    assert events[0]["labels"]["drifted"] is False and events[0]["labels"]["n"] == 400
     assert events[1] == report.to_event()
     assert events[1]["window_end"] == 800
-    assert set(events[1]["features"]["age"]) == {"score", "p_value", "drifted"}
+    assert set(events[1]["features"]["age"]) == {"score", "p_value", "psi", "drifted"}
     assert (settings.data_dir / "charts" / "drift-800.png").exists()
+    # The sequential layer saw only the 400 new rows: age's CUSUM crossed its threshold at once.
+    assert events[1]["sequential"]["features"][0] == "age"
+    assert events[1]["sequential"]["cusum"]["age"] > events[1]["sequential"]["threshold"]
+    assert monitor.cusum.statistics["age"] == 0.0  # restarted after the alarm
 
     metrics, step = logged[-1]
     assert step == 800 and metrics["drift.drifted"] == 1.0  # step: observations in store
@@ -104,7 +118,7 @@ def test_thread_publishes_and_stops(
     assert not monitor.running and not monitor._thread.is_alive()
     assert len(messages) == 1
     event = orjson.loads(messages[0].value)
-    assert set(event) == {"window_end", "drift", "drifted", "features"}
+    assert set(event) == {*EVENT_KEYS}
     assert monitor.snapshot()["event"] == event
 
 

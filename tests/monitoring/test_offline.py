@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from streamfit.messages import DRIFT_EVENT_KEYS as EVENT_KEYS
 from streamfit.monitoring.offline import drift_command
 
 
@@ -36,11 +37,11 @@ def test_exit_zero_and_json_shape_when_drifted(files: dict[str, Path], tmp_path:
     assert "overall: DRIFT" in text
     assert text.splitlines()[1].startswith("hours_per_week")
     event = json.loads(json_out.read_text())
-    assert set(event) == {"window_end", "drift", "drifted", "features"}
+    assert set(event) == {*EVENT_KEYS}
     assert event["drifted"] is True and event["window_end"] == 1000
     assert event["features"]["hours_per_week"]["drifted"] is True
-    assert all(set(v) == {"score", "p_value", "drifted"} for v in event["features"].values())
-    assert "data:image/png;base64," in html_out.read_text()
+    assert all(set(v) == {"score", "p_value", "psi", "drifted"} for v in event["features"].values())
+    assert 'id="feature-hours_per_week"' in html_out.read_text()
 
 
 def test_exit_zero_without_drift_on_parquet(files: dict[str, Path]) -> None:

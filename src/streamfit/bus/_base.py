@@ -48,6 +48,9 @@ class Message:
     key: bytes | None = None
     partition: int = 0
     offset: int = -1
+    # When the message was produced (Unix time, seconds; the broker's CreateTime on Kafka), 0.0
+    # when unknown: the predictor's end-to-end latency starts here.
+    timestamp: float = 0.0
 
 
 class Producer(ABC):
@@ -78,6 +81,16 @@ class Consumer(ABC):
     @abstractmethod
     def commit(self) -> None:
         """Commit everything returned by ``poll`` so far (synchronously)."""
+
+    def assigned(self) -> bool:
+        """Whether the consumer has partitions to read (a group member may have none, or none
+        yet while the group rebalances); a service is ready only once it has."""
+        return True
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """(topic, partition) -> messages not consumed yet, from what the client already knows
+        (no network call); empty when the transport cannot tell."""
+        return {}
 
     def close(self) -> None:
         """Leave the group without committing what was not committed."""

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 import confluent_kafka
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from ._base import (
@@ -616,7 +616,9 @@ class _KafkaConsumer(Consumer):
                 self._handle_error(error, m.topic())
                 continue
             topic, partition, offset = m.topic(), m.partition(), m.offset()
-            batch.append(Message(topic, m.value() or b"", m.key(), partition, offset))
+            kind, millis = m.timestamp()
+            stamp = millis / 1000 if kind != TIMESTAMP_NOT_AVAILABLE else 0.0
+            batch.append(Message(topic, m.value() or b"", m.key(), partition, offset, stamp))
             self._offsets[(topic, partition)] = offset + 1
         return batch
 
@@ -634,6 +636,34 @@ class _KafkaConsumer(Consumer):
         if error.fatal() or code in _FATAL_FOR_CONSUMER:
             raise BusError(f"Kafka consumer error {_describe(error)}")
         log.warning("Kafka consumer: %s", _describe(error))
+
+    def assigned(self) -> bool:
+        if self._closed:
+            return False
+        try:
+            return bool(self._consumer.assignment())
+        except (KafkaException, RuntimeError):
+            return False
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        """From the client's cached high watermarks (updated by every fetch response) and its
+        positions: no network call, so the loop may ask once a second."""
+        if self._closed:
+            return {}
+        try:
+            partitions = self._consumer.position(self._consumer.assignment())
+        except (KafkaException, RuntimeError):
+            return {}
+        lags: dict[tuple[str, int], int] = {}
+        for tp in partitions:
+            try:
+                _low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            except (KafkaException, RuntimeError):
+                continue
+            if high < 0 or tp.offset < 0:
+                continue  # nothing fetched from this partition yet: unknown
+            lags[(tp.topic, tp.partition)] = max(0, high - tp.offset)
+        return lags
 
     def _pending_offsets(self) -> list[TopicPartition]:
         return [TopicPartition(t, p, o) for (t, p), o in self._offsets.items()]

@@ -60,10 +60,13 @@ class MemoryBus(Bus):
 
     # -- internals used by the clients --------------------------------------------------------
     def _append(self, batch: list[Message]) -> None:
+        now = time.time()
         with self._cond:
             for message in batch:
                 log = self._logs[message.topic]
-                log.messages.append(Message(message.topic, message.value, message.key, 0, log.end))
+                log.messages.append(
+                    Message(message.topic, message.value, message.key, 0, log.end, now)
+                )
             self._cond.notify_all()
 
     def _cursor(self, topic: str, owner: object, from_end: bool, replay: int = 0) -> _Cursor:
@@ -164,6 +167,13 @@ class _MemoryConsumer(Consumer):
                 cursor.committed = max(cursor.committed, position)
                 self._bus._trim(topic)
             self._delivered.clear()
+
+    def lag(self) -> dict[tuple[str, int], int]:
+        with self._bus._cond:
+            return {
+                (topic, 0): self._bus._logs[topic].end - cursor.position
+                for topic, cursor in self._cursors.items()
+            }
 
     def close(self) -> None:
         with self._bus._cond:

@@ -9,6 +9,7 @@ from ._univariate import ChiSquaredTest, KSTest, PSITest, drift_test_from_dict, 
 from .drift import CORRECTIONS, DriftDetector, drifting_features
 from .monitor import Monitor, detector_from_settings
 from .offline import drift_command
+from .output import OutputDrift
 from .performance import (
     ProbabilityCalibrator,
     estimate_performance,
@@ -19,12 +20,14 @@ from .performance import (
     window_metrics,
 )
 from .report import DriftReport, FeatureDrift
+from .sequential import Cusum
 from .service import build_monitor
 
 __all__ = [
     "CLASSIFIERS",
     "CORRECTIONS",
     "ChiSquaredTest",
+    "Cusum",
     "DomainClassifier",
     "DriftDetector",
     "DriftReport",
@@ -32,6 +35,7 @@ __all__ = [
     "FeatureDrift",
     "KSTest",
     "Monitor",
+    "OutputDrift",
     "PSITest",
     "ProbabilityCalibrator",
     "TestResult",

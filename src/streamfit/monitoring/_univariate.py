@@ -110,13 +110,7 @@ class ChiSquaredTest(_CountTest):
 
     def test(self, current: pd.Series) -> TestResult:
         reference, window = self._counts(current)
-        # Pool the bins the window is expected to fill least until the pool expects
-        # ``min_expected`` rows (Cochran's rule). Without it, one row of a country the reference
-        # never saw (expected ~0.03 rows) adds ~30 to the statistic; a flood of them still shows.
-        expected = window.sum() * reference / max(reference.sum(), 1.0)
-        order = np.argsort(expected, kind="stable")
-        pooled = order[: np.searchsorted(np.cumsum(expected[order]), self.min_expected) + 1]
-        keep = np.setdiff1d(np.arange(reference.size), pooled)
+        keep, pooled = _pool_sparse_bins(reference, window.sum(), self.min_expected)
         table = np.vstack(
             [
                 np.r_[reference[keep], reference[pooled].sum()],
@@ -156,6 +150,26 @@ class PSITest(_CountTest):
         psi = float(np.sum((q - p) * np.log(q / p)))
         n_eff = n_ref * n_cur / (n_ref + n_cur)
         return TestResult(psi, float(stats.chi2.sf(n_eff * psi, reference.size - 1)))
+
+
+def _pool_sparse_bins(
+    reference: np.ndarray, n_window: float, min_expected: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split bins into those tested on their own and one pool, so that every cell the window is
+    expected to fill holds at least ``min_expected`` rows (Cochran's rule: below it the
+    chi-squared approximation of the statistic's null is too generous and rare categories raise
+    false alarms). Every bin expecting fewer rows goes to the pool; if the pool itself still
+    expects fewer, the next sparsest bins join it. Without pooling, one row of a country the
+    reference never saw (expected ~0.03 rows) adds ~30 to the statistic; a flood still shows.
+    """
+    expected = n_window * reference / max(reference.sum(), 1.0)
+    order = np.argsort(expected, kind="stable")
+    sparse = int(np.sum(expected < min_expected))
+    cumulative = np.cumsum(expected[order])
+    enough = int(np.searchsorted(cumulative, min_expected)) + 1  # smallest pool reaching it
+    size = min(max(sparse, enough), expected.size)
+    pooled = order[:size]
+    return np.setdiff1d(np.arange(expected.size), pooled), pooled
 
 
 _TESTS: dict[str, type[DriftTest]] = {t.name: t for t in (KSTest, ChiSquaredTest, PSITest)}

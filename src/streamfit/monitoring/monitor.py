@@ -15,6 +15,7 @@ import contextlib
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,8 +23,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pandas as pd
 
+from ..health import Health
+from ..metrics import MonitorMetrics
 from ..stores import ObservationStore
 from .drift import DriftDetector
+from .output import OutputDrift
 from .performance import (
     ProbabilityCalibrator,
     estimate_performance,
@@ -31,6 +35,7 @@ from .performance import (
     realised_metrics,
 )
 from .report import DriftReport
+from .sequential import Cusum
 
 if TYPE_CHECKING:
     from ..bus import Bus, Producer
@@ -41,10 +46,14 @@ logger = logging.getLogger("streamfit.monitor")
 LogMetrics = Callable[[dict[str, float], int], None]
 
 
-def detector_from_settings(settings: Settings) -> DriftDetector:
-    """An unfitted detector configured by the ``drift_*`` settings."""
+def detector_from_settings(settings: Settings, *, monitor: bool = False) -> DriftDetector:
+    """An unfitted detector configured by the ``drift_*`` settings. ``monitor``: for repeated
+    checks, whose window tests get half the false-alarm budget (alpha <= 1 / (2 ERT))."""
+    alpha = settings.drift_alpha
+    if monitor:
+        alpha = min(alpha, Cusum.window_alpha(settings.drift_ert))
     return DriftDetector(
-        alpha=settings.drift_alpha,
+        alpha=alpha,
         correction=settings.drift_correction,
         psi_floor=settings.drift_psi_floor,
         drift_floor=settings.drift_score_floor,
@@ -77,20 +86,28 @@ class Monitor:
         log_metrics: LogMetrics | None = None,
         log_artifact: Callable[[Path], None] | None = None,
         calibrator: ProbabilityCalibrator | None = None,
+        output: OutputDrift | None = None,
         report_dir: Path | None = None,
         history: int = 100_000,
         refresh: Callable[[Monitor], None] | None = None,
+        metrics: MonitorMetrics | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else MonitorMetrics()
+        # A check on a big window takes seconds to minutes: only a loop silent far longer is
+        # stuck.
+        self.health = Health(self.metrics, stall_s=600.0)
         self.bus = bus
         self.store = store if store is not None else ObservationStore(settings.store_url)
         self.log_metrics = log_metrics
         self.log_artifact = log_artifact
         self.calibrator = calibrator
+        self.output = output  # the served model's reference predictions, for output drift
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.history = history  # labelled rows kept for per-version metrics
         self.refresh = refresh
-        self.detector = detector_from_settings(settings).fit(reference_frame)
+        self.detector = detector_from_settings(settings, monitor=True).fit(reference_frame)
+        self.cusum = Cusum(list(self.detector.kinds), settings.drift_ert)
         self.running = False
         self.step = 0
         self.last_count = 0
@@ -103,9 +120,10 @@ class Monitor:
 
     def set_reference(self, reference_frame: pd.DataFrame) -> None:
         """Refit on a newly promoted model's training data, so absorbed shifts stop alerting."""
-        detector = detector_from_settings(self.settings).fit(reference_frame)
+        detector = detector_from_settings(self.settings, monitor=True).fit(reference_frame)
         with self._lock:
             self.detector = detector
+            self.cusum = Cusum(list(detector.kinds), self.settings.drift_ert)
 
     # -- one check -------------------------------------------------------------------------------
     def run_once(self, force: bool = False) -> DriftReport | None:
@@ -115,13 +133,23 @@ class Monitor:
         count = self.store.count()
         if not force and (count - self.last_count < self.settings.drift_every or count == 0):
             return None
+        started = time.perf_counter()
         window = self.store.recent_frame(self.settings.drift_window)
         if window.empty:
             return None
+        # The sequential layer sees the disjoint block of rows new since the last check (at most
+        # a window's worth when checks fall behind), so its blocks are independent under no drift.
+        new_rows = min(count - self.last_count, len(window))
+        block = window.tail(new_rows) if new_rows > 0 else window.iloc[0:0]
         self.last_count = count
         self.step += 1
         with self._lock:
             report = self.detector.score(window, window_end=count)
+            if len(block):
+                alarmed = self.cusum.update(self.detector.feature_p_values(block))
+                report.add_sequential(alarmed, self.cusum)
+            if self.output is not None:
+                self._output_drift(report, window)
         metrics = self._metrics(report, window)
         self._publish(report)
         top = ", ".join(f"{n}={report.features[n].score:.2f}" for n in report.ranking()[:3])
@@ -153,7 +181,57 @@ class Monitor:
         if self.log_metrics is not None:
             self.log_metrics(metrics, count)
         self.latest, self.latest_metrics = report, metrics
+        self._export(report, metrics, window, count, time.perf_counter() - started)
         return report
+
+    def _export(
+        self,
+        report: DriftReport,
+        metrics: dict[str, float],
+        window: pd.DataFrame,
+        count: int,
+        seconds: float,
+    ) -> None:
+        """The check's results as Prometheus gauges (what /metrics serves)."""
+        exported = self.metrics
+        exported.checks.inc()
+        exported.check_seconds.observe(seconds)
+        exported.last_check.set(time.time())
+        exported.observations.set(count)
+        exported.drifted.set(int(bool(report.drifted)))
+        exported.drifted_features.set(len(report.drifted_features))
+        if math.isfinite(report.drift):
+            exported.drift_score.set(report.drift)
+        for name, feature in report.features.items():
+            if math.isfinite(feature.score):
+                exported.feature_drift_score.labels(name).set(feature.score)
+        exported.labelled_ratio.set(float(window["label"].notna().mean()))
+        for source in ("realised", "estimated"):
+            for gauge, name in (
+                (exported.accuracy, "accuracy"),
+                (exported.auc, "auc"),
+                (exported.log_loss, "log_loss"),
+            ):
+                key = f"{source}.{name}"
+                if key in metrics:  # NaN (undefined) values are left out of ``metrics``
+                    gauge.labels(source).set(metrics[key])
+
+    def _output_drift(self, report: DriftReport, window: pd.DataFrame) -> None:
+        """Output drift on the window's probabilities, label drift on the latest labelled rows.
+        Each of the three tests (output, label share, calibration) runs at alpha / (m + 4), the
+        share a Bonferroni split over all m + 4 tests of the check would give it; together they
+        add at most 3 alpha / (m + 4) (0.17 alpha for 14 features) to a check's false alarms."""
+        if self.output is None:
+            return
+        alpha = self.detector.alpha / (len(report.features) + 4)
+        output = self.output.test_output(window["probability"].to_numpy(dtype=float), alpha)
+        labelled = self.store.labelled_outcomes(self.history).tail(self.settings.performance_window)
+        labels = self.output.test_labels(
+            labelled["probability"].to_numpy(dtype=float),
+            labelled["label"].to_numpy(dtype=float),
+            alpha,
+        )
+        report.add_output(output, labels)
 
     def _metrics(self, report: DriftReport, window: pd.DataFrame) -> dict[str, float]:
         metrics: dict[str, float] = {
@@ -161,7 +239,13 @@ class Monitor:
             "drift.auc": report.auc,
             "drift.drifted": float(report.drifted),
             "drift.drifted_features": float(len(report.drifted_features)),
+            "drift.sequential_drifted": float(bool(report.sequential_features)),
         }
+        metrics.update({f"drift.cusum.{n}": v for n, v in report.cusum.items()})
+        for layer, values in (("output", report.output), ("labels", report.labels)):
+            for key, value in (values or {}).items():
+                if isinstance(value, bool | int | float):
+                    metrics[f"drift.{layer}.{key}"] = float(value)
         metrics.update({f"drift.feature.{n}": f.score for n, f in report.features.items()})
         labelled = self.store.labelled_outcomes(self.history)
         recent = labelled.tail(self.settings.performance_window)
@@ -191,14 +275,20 @@ class Monitor:
         if self._thread is not threading.current_thread():
             self.running = True  # called directly; start() already set it, and a stop() that
             # came before the thread got going must not be undone here
+        if self.running:
+            self.health.starting()
         with contextlib.ExitStack() as stack:
             stack.callback(self._close_producer)
+            stack.callback(self.health.finished)
             if self.last_count == 0:
                 self.last_count = self._resume_point()
             while self.running:
+                self.health.beat()
+                self.health.set_ready(True)  # it checks whenever enough has come in
                 try:
                     self.run_once()
                 except Exception:
+                    self.metrics.check_failures.inc()
                     logger.exception("drift check failed; the monitor keeps running")
                 self._wake.wait(self.settings.monitor_poll_seconds)
 
@@ -231,6 +321,7 @@ class Monitor:
 
     def stop(self, timeout: float = 30.0) -> None:
         """Ask the loop to end (safe from a signal handler) and wait for the thread if any."""
+        self.health.stopping()
         self.running = False
         self._wake.set()
         thread = self._thread

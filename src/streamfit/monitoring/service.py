@@ -28,6 +28,7 @@ from ..data import FEATURE_COLUMNS, load_adult
 from ..registry import ModelRegistry
 from ..stores import ObservationStore
 from .monitor import Monitor
+from .output import OutputDrift
 from .performance import ProbabilityCalibrator
 
 if TYPE_CHECKING:
@@ -102,6 +103,19 @@ def champion_calibrator(
     return ProbabilityCalibrator().fit(proba, holdout["label"].to_numpy())
 
 
+def champion_output(settings: Settings, bundle: ModelBundle | None) -> OutputDrift | None:
+    """Output and label drift reference: the champion's predictions on the fixed holdout."""
+    if bundle is None:
+        return None
+    from ..training.gate import split_fixed_holdout
+
+    _, holdout = split_fixed_holdout(load_adult("train"), settings.holdout_fraction)
+    if len(holdout) < 100:
+        return None
+    proba = bundle.predict_matrix(bundle.pipeline.transform(holdout))
+    return OutputDrift().fit(proba, holdout["label"].to_numpy())
+
+
 class FollowChampion:
     """``Monitor.refresh`` hook: new reference and calibrator when the champion changes."""
 
@@ -119,7 +133,10 @@ class FollowChampion:
 
     def __call__(self, monitor: Monitor) -> None:
         previous = self.served.version
-        if not self.served.refresh():
+        changed = self.served.refresh()
+        if self.served.version is not None:
+            monitor.metrics.champion_version.set(self.served.version)
+        if not changed:
             return
         log.info(
             "champion is now v%s (was v%s): refitting the drift reference",
@@ -128,6 +145,7 @@ class FollowChampion:
         )
         monitor.set_reference(training_reference(self.settings, self.observations))
         monitor.calibrator = champion_calibrator(self.settings, self.served.bundle)
+        monitor.output = champion_output(self.settings, self.served.bundle)
 
 
 class ServingRunLog:
@@ -191,6 +209,7 @@ def build_monitor(
         log_metrics=sink.log_metrics if sink else None,
         log_artifact=sink.log_artifact if sink else None,
         calibrator=champion_calibrator(settings, served.bundle),
+        output=champion_output(settings, served.bundle),
         report_dir=settings.data_dir / "drift",
         refresh=follow,
     )
@@ -202,5 +221,6 @@ __all__ = [
     "ServingRunLog",
     "build_monitor",
     "champion_calibrator",
+    "champion_output",
     "training_reference",
 ]

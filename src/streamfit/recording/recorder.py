@@ -37,6 +37,8 @@ from .. import messages
 from ..batches import handle_isolating
 from ..bus import Bus, Message, Producer
 from ..config import Settings
+from ..health import Health, ServiceLoop
+from ..metrics import RecorderMetrics
 from ..stores import ObservationBatch, ObservationStore, StoreUnavailable
 from ._decode import Refused, decode_batch
 
@@ -53,7 +55,9 @@ _PUBLISHED_LOOKBACK = 1000
 
 @dataclass
 class RecorderStats:
-    """Service metrics; ``labelled`` is the store's count after the latest batch."""
+    """The loop's own counts (only its thread writes them; the same numbers go to the
+    thread-safe :class:`~streamfit.metrics.RecorderMetrics` that ``/metrics`` serves);
+    ``labelled`` is the store's count after the latest batch."""
 
     batches: int = 0
     requests: int = 0
@@ -71,11 +75,20 @@ class RecorderStats:
         return {**self.__dict__, "uptime_s": round(time.time() - self.started, 1)}
 
 
-class Recorder:
+class Recorder(ServiceLoop):
     """The recorder loop; ``store`` defaults to ``settings.store_url``."""
 
-    def __init__(self, settings: Settings, bus: Bus, store: ObservationStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        store: ObservationStore | None = None,
+        *,
+        metrics: RecorderMetrics | None = None,
+    ) -> None:
         self.settings = settings
+        self.metrics = metrics if metrics is not None else RecorderMetrics()
+        self.health = Health(self.metrics)
         self.bus = bus
         self.topics = settings.topics
         self.store = store if store is not None else ObservationStore(settings.store_url)
@@ -86,12 +99,10 @@ class Recorder:
         self._queued = False  # the batch being handled queued a retrain command
 
     def stop(self) -> None:
-        """Finish the batch, deliver, commit and return. Safe from a signal handler."""
-        self.running = False
-        self._wake.set()
+        super().stop()
+        self._wake.set()  # a backoff in progress ends now
 
-    def run(self) -> None:
-        self.running = True
+    def _run(self) -> None:
         topics = self.topics
         subscribed = [topics.requests, topics.predictions, topics.labels]
         with contextlib.ExitStack() as stack:
@@ -109,8 +120,13 @@ class Recorder:
                 self.settings.retrain_every,
             )
             self.ready.set()
-            swept = time.monotonic()
+            swept = status_at = time.monotonic()
             while self.running:
+                self.health.beat()
+                if time.monotonic() >= status_at:
+                    status_at = time.monotonic() + 1.0
+                    self.health.set_ready(consumer.assigned())
+                    self.metrics.set_lag(consumer.lag())
                 batch = consumer.poll(self.settings.max_batch, timeout=0.2)
                 sweep = time.monotonic() - swept > _OUTBOX_SWEEP_S
                 if sweep:
@@ -127,6 +143,7 @@ class Recorder:
                     break
                 self.deliver(producer, outbox=queued or sweep)
                 consumer.commit()  # only now does the batch count as done
+            self.health.stopping()
             log.info(
                 "recorder stopped: %d labelled observations (%s)",
                 self.stats.labelled,
@@ -143,6 +160,8 @@ class Recorder:
                 return self.handle(batch, producer)
             except StoreUnavailable as exc:
                 self.stats.store_retries += 1
+                self.metrics.store_retries.inc()
+                self.health.beat()  # waiting for the database is not being stuck
                 log.warning("observation store unavailable (%s): retrying in %.1f s", exc, delay)
                 if not self.running or self._wake.wait(delay):
                     return None
@@ -157,6 +176,7 @@ class Recorder:
         dead-lettered, with the database's reason.
         """
         self.stats.batches += 1
+        self.metrics.batches.inc()
         self._queued = False
         handle_isolating(
             batch,
@@ -183,6 +203,7 @@ class Recorder:
         every = self.settings.retrain_every
         outcome = self.store.record(batch, every=every, command=self._retrain_command)
         self.stats.labelled = outcome.labelled
+        self.metrics.labelled.set(outcome.labelled)
         for threshold in outcome.thresholds:
             log.info("retrain queued at %d labelled observations", threshold)
         self.stats.retrains_queued += len(outcome.thresholds)
@@ -209,7 +230,9 @@ class Recorder:
         if pending != self.stats.pending_labels:
             log.info("%d label(s) wait for their request", pending)
         self.stats.pending_labels = pending
+        self.metrics.pending_labels.set(pending)
         self.stats.retrains_sent += len(unsent)
+        self.metrics.retrain_commands.inc(len(unsent))
         if unsent:
             log.info("published %d retrain command(s)", len(unsent))
 
@@ -226,9 +249,16 @@ class Recorder:
         self.stats.requests += len(batch.requests)
         self.stats.predictions += len(batch.predictions)
         self.stats.labels += len(batch.labels)
+        for kind, rows in (
+            ("request", batch.requests),
+            ("prediction", batch.predictions),
+            ("label", batch.labels),
+        ):
+            self.metrics.messages.labels(kind).inc(len(rows))
 
     def _dead_letter(self, producer: Producer, refused: Refused) -> None:
         self.stats.dead_letters += 1
+        self.metrics.dead_letters.inc()
         log.warning("dead-lettered %s: %s", refused.request_id or "a message", refused.reason)
         producer.produce(
             self.topics.dead_letter,

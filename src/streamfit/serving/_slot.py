@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ from ..registry import IntegrityError, ModelRegistry, RegisteredBundle
 from ._compiled import CompileError, compile_bundle, compiled_bundle, compiler
 
 if TYPE_CHECKING:
-    from .predictor import PredictorStats
+    from ..metrics import PredictorMetrics
 
 log = logging.getLogger("streamfit.predictor")
 
@@ -41,7 +42,7 @@ class ModelSlot:
         self,
         registry: ModelRegistry,
         cache: Path,
-        stats: PredictorStats,
+        metrics: PredictorMetrics,
         *,
         compile_model: bool = True,
         role: str = "serving",
@@ -49,7 +50,7 @@ class ModelSlot:
         self.role = role  # what the logs say this slot does: "serving" or "shadowing"
         self.registry = registry
         self.cache = Path(cache)
-        self.stats = stats
+        self.metrics = metrics
         self.compile_model = compile_model
         self.bundle: ModelBundle | None = None  # read once per batch by the loop
         self._directories: dict[int, Path] = {}  # version -> its verified cache directory
@@ -112,8 +113,7 @@ class ModelSlot:
             bundle.validate()  # also warms the model: the first real batch pays nothing extra
         except IntegrityError as exc:
             self.last_refusal = f"v{entry.version} refused (hash mismatch): {exc}"
-            self.stats.refused_models += 1
-            self.stats.integrity_refusals += 1
+            self.metrics.models_refused.labels("integrity").inc()
             log.error(
                 "refused model v%s (hash mismatch), still serving v%s: %s",
                 entry.version,
@@ -123,13 +123,14 @@ class ModelSlot:
             return False
         except BundleError as exc:
             self.last_refusal = f"v{entry.version} refused: {exc}"
-            self.stats.refused_models += 1
+            self.metrics.models_refused.labels("invalid").inc()
             log.error("refused model v%s, still serving v%s: %s", entry.version, self.version, exc)
             return False
         self._directories[entry.version] = directory
         with self._swap_lock:
             previous, self.bundle = self.version, bundle  # atomic reference swap
-        self.stats.swaps += 1
+        self._serving(bundle.version, compiled=False)
+        self.metrics.swaps.inc()
         log.info("now %s model v%s (was v%s)", self.role, bundle.version, previous)
         if self.compile_model:
             self._request_compile(bundle)
@@ -146,6 +147,11 @@ class ModelSlot:
         """Serve the registry's ``@champion``; False when there is none (or it is refused)."""
         entry = self.registry.champion()
         return entry is not None and self.swap_to(entry)
+
+    def _serving(self, version: int, *, compiled: bool) -> None:
+        self.metrics.model_version.set(version)
+        self.metrics.model_compiled.set(int(compiled))
+        self.metrics.model_loaded.set(time.time())
 
     # -- compiled models (off the hot path) ---------------------------------------------------
     def _request_compile(self, bundle: ModelBundle) -> None:
@@ -189,11 +195,11 @@ class ModelSlot:
         try:
             compiled = compile_bundle(bundle, self._directories[version])
         except CompileError as exc:
-            self.stats.compile_refusals += 1
+            self.metrics.compile_refusals.inc()
             log.warning("model v%s stays on LightGBM: %s", version, exc)
             return
         except Exception:  # never let the compiler thread die: LightGBM keeps serving
-            self.stats.compile_refusals += 1
+            self.metrics.compile_refusals.inc()
             log.exception("model v%s stays on LightGBM: compiling it raised", version)
             return
         with self._swap_lock:
@@ -201,7 +207,8 @@ class ModelSlot:
                 log.info("compiled model v%s not swapped in: no longer the model serving", version)
                 return
             self.bundle = compiled_bundle(bundle, compiled)  # atomic reference swap
-        self.stats.compiled_models += 1
+            self.metrics.model_compiled.set(1)
+        self.metrics.compiled_models.inc()
         log.info(
             "%s model v%s compiled (%.1f µs/row vs %.1f µs/row with LightGBM; %s; "
             "max abs difference %.3g on %s checked rows)",

@@ -37,7 +37,6 @@ import logging
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,52 +46,109 @@ from ..batches import handle_isolating
 from ..bundle import BundleError, ModelBundle
 from ..bus import Bus, Consumer, Message, Producer, TransactionalProducer
 from ..config import Settings
+from ..health import Health, ServiceLoop
+from ..metrics import DEAD_LETTER_CLASSES, REFUSAL_REASONS, PredictorMetrics
 from ..registry import ModelRegistry
 from ._slot import ModelSlot
 
 log = logging.getLogger("streamfit.predictor")
 
 
-@dataclass
 class PredictorStats:
-    """Service metrics, read by progress displays and the metrics endpoint."""
+    """The predictor's counts as plain numbers, read from its thread-safe metrics (the
+    watcher, the compiler thread and the loop all update them): for summaries and tests."""
 
-    predictions: int = 0
-    dead_letters: int = 0
-    batches: int = 0
-    swaps: int = 0
-    refused_models: int = 0
-    integrity_refusals: int = 0  # of which: bundle files not matching their registered SHA-256
-    compiled_models: int = 0  # compiled copies swapped in
-    compile_refusals: int = 0  # models left on LightGBM (compile failed, mismatch)
-    shadow_predictions: int = 0  # predictions that carried a shadowed challenger's score
-    canary_predictions: int = 0  # of which: answered by the challenger (canary mode)
-    started: float = field(default_factory=time.time)
+    _COUNTS = {
+        "predictions": ("streamfit_predictions_total", None),
+        "requests": ("streamfit_predictor_requests_total", None),
+        "batches": ("streamfit_predictor_batches_total", None),
+        "swaps": ("streamfit_predictor_model_swaps_total", None),
+        "integrity_refusals": (
+            "streamfit_predictor_models_refused_total",
+            {"reason": "integrity"},
+        ),
+        "compiled_models": ("streamfit_predictor_compiled_models_total", None),
+        "compile_refusals": ("streamfit_predictor_compile_refusals_total", None),
+        "shadow_predictions": ("streamfit_predictor_shadow_predictions_total", None),
+        "canary_predictions": ("streamfit_predictor_canary_predictions_total", None),
+    }
+
+    def __init__(self, metrics: PredictorMetrics) -> None:
+        self.metrics = metrics
+        self.started = time.time()
+
+    def __getattr__(self, name: str) -> int:
+        if name not in self._COUNTS:
+            raise AttributeError(name)
+        sample, labels = self._COUNTS[name]
+        return int(self.metrics.value(sample, labels))
+
+    @property
+    def dead_letters(self) -> int:
+        return int(
+            sum(
+                self.metrics.value("streamfit_predictor_dead_letters_total", {"reason_class": c})
+                for c in DEAD_LETTER_CLASSES
+            )
+        )
+
+    @property
+    def refused_models(self) -> int:
+        return int(
+            sum(
+                self.metrics.value("streamfit_predictor_models_refused_total", {"reason": r})
+                for r in REFUSAL_REASONS
+            )
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "uptime_s": round(time.time() - self.started, 1)}
+        counts = {name: getattr(self, name) for name in self._COUNTS}
+        return {
+            **counts,
+            "dead_letters": self.dead_letters,
+            "refused_models": self.refused_models,
+            "uptime_s": round(time.time() - self.started, 1),
+        }
 
 
-class Predictor:
-    def __init__(self, settings: Settings, bus: Bus, *, wait_for_model_s: float = 0.0) -> None:
+# How often the loop refreshes its readiness (partitions assigned) and consumer lag gauges.
+_STATUS_EVERY_S = 1.0
+
+
+class Predictor(ServiceLoop):
+    """``metrics``: where it counts (its own :class:`PredictorMetrics` by default); ``health``
+    tells ``/healthz`` and ``/readyz`` (see :mod:`streamfit.health`)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        *,
+        wait_for_model_s: float = 0.0,
+        metrics: PredictorMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.bus = bus
         self.topics = settings.topics
-        self.stats = PredictorStats()
+        self.metrics = metrics if metrics is not None else PredictorMetrics()
+        self.stats = PredictorStats(self.metrics)
+        self.health = Health(self.metrics)
         self.running = False
         self.ready = threading.Event()  # set once the loop consumes
         self.slot = ModelSlot(
             ModelRegistry.from_settings(settings),
             settings.model_cache,
-            self.stats,
+            self.metrics,
             compile_model=settings.compile_model,
         )
-        # The shadowed challenger: its own slot (fetch, verify, compile), its own counters.
-        self.shadow_stats = PredictorStats()
+        # The shadowed challenger: its own slot (fetch, verify, compile), its own counters (a
+        # registry of their own, not served on /metrics: their names are the champion's).
+        self.shadow_metrics = PredictorMetrics()
+        self.shadow_stats = PredictorStats(self.shadow_metrics)
         self.shadow = ModelSlot(
             ModelRegistry.from_settings(settings),
             settings.model_cache,
-            self.shadow_stats,
+            self.shadow_metrics,
             compile_model=settings.compile_model,
             role="shadowing",
         )
@@ -155,7 +211,7 @@ class Predictor:
         try:
             entry = self.slot.entry(version, sha256, model_uri)
         except BundleError as exc:
-            self.stats.refused_models += 1
+            self.metrics.models_refused.labels("invalid").inc()
             log.error("refused model v%s, still serving v%s: %s", version, self.model_version, exc)
             return False
         return self.slot.swap_to(entry)
@@ -164,6 +220,7 @@ class Predictor:
         """Serve the registry's ``@champion`` (waiting up to ``wait_for_model_s`` for one)."""
         deadline = time.monotonic() + self._wait_for_model_s
         while self.running:
+            self.health.beat()  # alive while it waits for a model (not ready)
             try:
                 self.slot.last_refusal = None
                 if self.slot.swap_to_champion():
@@ -208,7 +265,7 @@ class Predictor:
                 try:
                     self.follow(event)
                 except Exception:  # this thread must live on: the next event may be fine
-                    self.stats.refused_models += 1
+                    self.metrics.models_refused.labels("error").inc()
                     log.exception("refused model v%s: loading it raised", event.version)
 
     def follow(self, event: messages.ModelEvent) -> None:
@@ -226,12 +283,7 @@ class Predictor:
             self.end_shadow(version)  # a promoted challenger is no longer its own shadow
 
     # -- the loop -----------------------------------------------------------------------------
-    def stop(self) -> None:
-        """Ask the loop to finish its batch, flush, commit and return. Safe from a signal."""
-        self.running = False
-
-    def run(self) -> None:
-        self.running = True
+    def _run(self) -> None:
         settings = self.settings
         linger = settings.linger_ms / 1000
         exactly_once = settings.guarantee == "exactly-once"
@@ -257,12 +309,19 @@ class Predictor:
             stack.callback(producer.close)
             log.info("predictor consuming %r (%s)", self.topics.requests, settings.guarantee)
             self.ready.set()
+            status_at = 0.0
             while self.running:
+                self.health.beat()
+                if time.monotonic() >= status_at:
+                    status_at = time.monotonic() + _STATUS_EVERY_S
+                    self._refresh_status(consumer)
                 batch = consumer.poll(settings.max_batch, timeout=0.2)
                 if not batch:
                     continue
+                started = time.perf_counter()
                 if linger and len(batch) < settings.max_batch:
                     batch += consumer.poll(settings.max_batch - len(batch), timeout=linger)
+                    started = time.perf_counter()  # the linger is waiting, not work
                 if isinstance(producer, TransactionalProducer):
                     producer.begin()
                     self.process_isolating(batch, producer)
@@ -271,30 +330,39 @@ class Predictor:
                     self.process_isolating(batch, producer)
                     producer.flush()  # every prediction acknowledged ...
                     consumer.commit()  # ... before the requests count as done
+                self.metrics.batch_seconds.observe(time.perf_counter() - started)
+            self.health.stopping()
             watcher.join(timeout=2)
+
+    def _refresh_status(self, consumer: Consumer) -> None:
+        """Readiness (a model, and partitions to read) and the consumer lag gauges."""
+        self.health.set_ready(self._bundle is not None and consumer.assigned())
+        self.metrics.set_lag(consumer.lag())
 
     def process_isolating(self, batch: list[Message], producer: Producer) -> None:
         """:meth:`process`, where an unexpected exception dead-letters only the message behind
         it (the batch is retried message by message) instead of stopping the predictor."""
 
         def dead_letter(message: Message, reason: str) -> None:
-            self._dead_letter(producer, reason, message.value)
+            self._dead_letter(producer, reason, message.value, reason_class="error")
 
         handle_isolating(batch, self.process, producer, dead_letter)
 
     def process(self, batch: list[Message], producer: Producer) -> None:
         """Predict a micro-batch; dead-letter what cannot be predicted. Never raises on input."""
-        self._predict(batch, producer)
-        self.stats.batches += 1
+        self.metrics.observe_batch(batch, self._predict(batch, producer))
 
-    def _predict(self, requests: list[Message], producer: Producer) -> None:
+    def _predict(self, requests: list[Message], producer: Producer) -> int:
+        """Predict ``requests``; the number of predictions produced."""
         bundle = self._bundle  # one model per batch, even if a swap lands meanwhile
         assert bundle is not None
         parsed = messages.parse_requests([m.value for m in requests])
         for position, error in parsed.rejected:
-            self._dead_letter(producer, str(error), requests[position].value, error.request_id)
+            self._dead_letter(
+                producer, str(error), requests[position].value, error.request_id, "invalid"
+            )
         if not parsed.ids:
-            return
+            return 0
         try:
             probabilities = bundle.predict_columns(parsed.columns).tolist()
         except (OverflowError, ValueError, TypeError):
@@ -318,9 +386,9 @@ class Predictor:
             )
         for request_id, value in encoded:
             produce(topic, value, request_id.encode())
-        self.stats.predictions += len(ids)
         if shadow is not None:
-            self.stats.shadow_predictions += len(ids)
+            self.metrics.shadow_predictions.inc(len(ids))
+        return len(ids)
 
     def _canary_answers(
         self,
@@ -351,7 +419,7 @@ class Predictor:
                 (other_version, [scored[i] for i in rows]),
             )
             out.extend(zip(group, values, strict=True))
-        self.stats.canary_predictions += len(picked)
+        self.metrics.canary_predictions.inc(len(picked))
         return out
 
     def _shadow_scores(
@@ -395,16 +463,23 @@ class Predictor:
                     raise ValueError("the model returned a non-finite probability")
             except (OverflowError, ValueError, TypeError) as exc:
                 reason = f"cannot be predicted: {exc}"
-                self._dead_letter(producer, reason, requests[position].value, request_id)
+                self._dead_letter(
+                    producer, reason, requests[position].value, request_id, "unpredictable"
+                )
                 out.append(None)
             else:
                 out.append(probability)
         return out
 
     def _dead_letter(
-        self, producer: Producer, error: str, payload: bytes, request_id: str | None = None
+        self,
+        producer: Producer,
+        error: str,
+        payload: bytes,
+        request_id: str | None = None,
+        reason_class: str = "invalid",
     ) -> None:
-        self.stats.dead_letters += 1
+        self.metrics.dead_lettered(reason_class)
         log.warning("dead-lettered %s: %s", request_id or "a message", error)
         producer.produce(
             self.topics.dead_letter,

@@ -49,6 +49,7 @@ from ..bundle import BundleError, ModelBundle, ModelStore, bundle_sha256
 from ..config import Settings
 from ..data import FEATURE_COLUMNS, load_adult
 from ..features import FeaturePipeline
+from ..progress import Progress, as_progress
 from .gate import GateDecision, decide, split_fixed_holdout, split_recent
 from .objective import CVObjective, CVResult, classification_metrics, fit_final
 from .optimizers import Optimizer, get_optimizer
@@ -97,7 +98,7 @@ def run_round(
     max_evals: int,
     new_observations: pd.DataFrame | None = None,
     tracker: Tracker | None = None,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
     base_data: pd.DataFrame | None = None,
     space: SearchSpace = DEFAULT_SPACE,
     warm_start: bool = True,
@@ -111,8 +112,9 @@ def run_round(
     ``base_data`` replaces adult.data (tests and benchmarks use a subsample);
     ``warm_start=False`` starts cold. ``recent``: the latest requests, labelled or not, that a
     drift-aware round compares with the training data (default: ``new_observations``).
-    LightGBM uses ``settings.train_threads`` threads
-    throughout, so a predictor on the same machine keeps its core.
+    ``progress`` hears each trial (``update("trials", k, n)`` with its line) and the round's
+    other steps (a function taking lines will do). LightGBM uses ``settings.train_threads``
+    threads throughout, so a predictor on the same machine keeps its core.
 
     With a registry (the MLflow tracker), the bundle is registered before the gate and stored
     locally under its registry version; a promotion goes through :func:`promotion.promote`,
@@ -216,7 +218,7 @@ class _Round:
         tracker: TimedTracker,
         trials: TrialStore,
         data: _RoundData,
-        progress: Callable[[str], None] | None,
+        progress: Progress | Callable[[str], None] | None,
         warm_start: bool,
     ) -> None:
         self.settings = settings
@@ -226,7 +228,8 @@ class _Round:
         self.tracker = tracker
         self.trials = trials
         self.data = data
-        self.say = progress or (lambda _line: None)
+        self.progress = as_progress(progress)
+        self.say = self.progress.note
         self.store = ModelStore(settings.models_dir, settings.keep_models)
         points = _warm_points(settings, self.store, trials, space) if warm_start else []
         if space.start is not None and not points:
@@ -281,7 +284,11 @@ class _Round:
         )
         try:
             outcome = self._search_refit_gate(optimizer)
-        except BaseException:
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # the failure itself is what gets reported
+                self.tracker.describe_round(
+                    f"{self._triggered_by()}\n\n**Failed** ({type(exc).__name__}): {exc}"
+                )
             self.tracker.end_round("FAILED")
             self.trials.finish_round(self.round_id, "failed", mlflow_run_id=self.run_id)
             raise
@@ -339,7 +346,7 @@ class _Round:
             feature_names=data.pipeline.feature_names,
         )
         best: tuple[dict[str, Any], CVResult] | None = None
-        for _ in range(self.max_evals):
+        for done in range(1, self.max_evals + 1):
             suggestion = optimizer.ask()
             callback = optimizer.pruning_callback(suggestion)
             result = objective(suggestion.params, [callback] if callback else [])
@@ -373,7 +380,8 @@ class _Round:
             )
             if result.status == "ok" and (best is None or result.loss < best[1].loss):
                 best = (suggestion.params, result)
-            self.say(_trial_line(suggestion.number, self.max_evals, suggestion.warm, result, best))
+            line = _trial_line(suggestion.number, self.max_evals, suggestion.warm, result, best)
+            self.progress.update("trials", done, self.max_evals, line)
         if best is None:
             raise TrainingError(f"round {self.round_id}: none of {self.max_evals} trials completed")
         return best
@@ -531,6 +539,7 @@ class _Round:
         }
         if "champion_holdout_log_loss" in metrics:
             logged["champion_holdout_log_loss"] = metrics["champion_holdout_log_loss"]
+        self.tracker.describe_round(self._description(decision, version))
         self.tracker.log_round(
             params=params,
             metrics=logged,
@@ -542,6 +551,33 @@ class _Round:
                 "registry_version": str(registry_version),
             },
         )
+
+    def _triggered_by(self) -> str:
+        """What started the round, in words (the first line of its MLflow description)."""
+        data = self.data
+        why = {
+            "initial": "the initial training (`streamfit init` or the demo): no champion yet",
+            "retrain": "a retrain command: the recorder asks for one every "
+            f"{self.settings.retrain_every} labelled observations",
+            "manual": "a manual round (`streamfit init --force`)",
+            "drift": "a drift alarm from the monitor (a drift event with drifted=true)",
+        }[self.trigger]
+        return (
+            f"**Round {self.round_id}**, triggered by {why}. Trained on {data.rows} rows "
+            f"({data.observed_train} observed), {self.max_evals} trials."
+        )
+
+    def _description(self, decision: GateDecision, version: int) -> str:
+        """The round's MLflow description: its trigger and the gate's decision."""
+        verdict = "promoted" if decision.promoted else "refused"
+        text = f"{self._triggered_by()}\n\n**Gate: v{version} {verdict}**: {decision.reason}."
+        if decision.champion is not None:
+            text += (
+                f" Holdout log loss {decision.challenger['log_loss']:.4f} against champion "
+                f"v{decision.champion_version}'s {decision.champion['log_loss']:.4f} "
+                f"({decision.holdout_rows} rows, tolerance {self.settings.gate_tolerance})."
+            )
+        return text
 
 
 def _warm_points(

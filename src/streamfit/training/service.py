@@ -34,7 +34,10 @@ from typing import Any
 from .. import messages
 from ..bus import Bus, Message
 from ..config import Settings
+from ..health import Health, ServiceLoop
 from ..live import LiveJudge
+from ..metrics import TrainerMetrics
+from ..progress import LineProgress, Progress
 from ..registry import ModelRegistry
 from ..stores import ObservationStore
 
@@ -43,16 +46,32 @@ log = logging.getLogger("streamfit.trainer")
 # Backoff of a failed round's retry (the tracking server down, the store unreachable...).
 _FIRST_RETRY_S = 5.0
 _MAX_RETRY_S = 120.0
+# A round beats the trainer's health with every progress line (each trial); a trainer silent
+# for longer than this is stuck.
+_STALL_S = 900.0
 # A round polls nothing while it trains (minutes on a large window, more on a busy machine):
 # Kafka's default of 5 minutes would evict the trainer mid-round, refuse its commit and run the
 # round's commands again. A trainer that dies is still replaced within the session timeout.
 _ROUND_BOUND_S = 6 * 3600.0
 
 
-class TrainerService:
-    def __init__(self, settings: Settings, bus: Bus) -> None:
+class TrainerService(ServiceLoop):
+    def __init__(
+        self,
+        settings: Settings,
+        bus: Bus,
+        *,
+        metrics: TrainerMetrics | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        """``progress`` hears each round's trials (default: log lines)."""
         self.settings = settings
+        self.metrics = metrics if metrics is not None else TrainerMetrics()
+        # Ready once it waits for commands: a standby trainer (no partition of the one-partition
+        # retrain topic) is a healthy member that takes over when the active one leaves.
+        self.health = Health(self.metrics, stall_s=_STALL_S)
         self.bus = bus
+        self.progress = progress if progress is not None else LineProgress(log.info)
         self.observations = ObservationStore(settings.store_url)
         self.registry = ModelRegistry.from_settings(settings)
         self.running = False
@@ -68,13 +87,9 @@ class TrainerService:
         self._drift_answered: int | None = -1  # champion version a drift round was started for
         self.judge = LiveJudge(settings, self.observations, registry=self.registry)
 
-    def stop(self) -> None:
-        self.running = False
-
-    def run(self) -> None:
+    def _run(self) -> None:
         from .round import run_round  # heavy imports (MLflow, optimisers) only when training
 
-        self.running = True
         topics = self.settings.topics
         with contextlib.ExitStack() as stack:
             subscribed = [topics.retrain]
@@ -94,10 +109,15 @@ class TrainerService:
             stack.callback(judge.join, 10)
             log.info("trainer waiting for retrain commands on %s", subscribed)
             self.ready.set()
+            champion = self._champion()
+            if champion is not None:
+                self.metrics.champion_version.set(champion)
+            self.health.set_ready(True)
             pending: str | None = None  # a round that failed: retried, its command kept
             retry_at = 0.0
             delay = _FIRST_RETRY_S
             while self.running:
+                self.health.beat()
                 commands = consumer.poll(1000, timeout=0.5)
                 trigger = self._trigger(commands) if commands else None
                 if trigger is None and commands and pending is None:
@@ -134,6 +154,7 @@ class TrainerService:
 
     def _round(self, trigger: str, messages_count: int, producer: Any, run_round: Any) -> bool:
         """Run one round; False if it failed (logged: the champion keeps serving)."""
+        progress = _Heartbeat(self.progress, self.health)
         try:
             new_rows = self.observations.labelled_frame(limit=self.settings.train_window)
             log.info(
@@ -150,13 +171,15 @@ class TrainerService:
                 trigger=trigger,
                 max_evals=self.settings.max_evals,
                 new_observations=new_rows,
-                progress=log.info,
+                progress=progress,
                 recent=recent,
                 producer=producer,
             )
         except Exception as exc:
             # A failed round must not take the trainer down; the champion keeps serving.
             self.failures += 1
+            self.metrics.rounds.labels(trigger, "failed").inc()
+            self.metrics.last_round.set(time.time())
             log.error(
                 "retraining failed (%s: %s); the current champion keeps serving",
                 type(exc).__name__,
@@ -178,7 +201,31 @@ class TrainerService:
             outcome.reason,
         )
         self.promotions += outcome.promoted  # announced by the round's promotion
+        self._count_round(trigger, outcome)
         return True
+
+    def _count_round(self, trigger: str, outcome: Any) -> None:
+        metrics = self.metrics
+        decision = "promoted" if outcome.promoted else "refused"
+        metrics.rounds.labels(trigger, decision).inc()
+        metrics.trials.inc(outcome.n_trials)
+        metrics.round_seconds.observe(outcome.duration_s)
+        now = time.time()
+        metrics.last_round.set(now)
+        if outcome.promoted:
+            metrics.refused_in_a_row.set(0)
+            metrics.last_promotion.set(now)
+        else:
+            metrics.refused_in_a_row.inc()
+        if outcome.champion_version is not None:
+            metrics.champion_version.set(outcome.champion_version)
+        for gauge, key in (
+            (metrics.last_cv_log_loss, "cv_logloss"),
+            (metrics.last_holdout_log_loss, "holdout_log_loss"),
+            (metrics.last_test_auc, "auc"),
+        ):
+            if key in outcome.metrics:
+                gauge.set(outcome.metrics[key])
 
     def _trigger(self, commands: list[Message]) -> str | None:
         """Which round the messages ask for: ``retrain`` if any retrain command came, ``drift``
@@ -186,6 +233,7 @@ class TrainerService:
         drift_topic = self.settings.topics.drift
         retrains = sum(1 for m in commands if m.topic != drift_topic)
         self.commands_seen += retrains
+        self.metrics.retrain_commands.inc(retrains)
         alarms = 0
         for message in commands:
             if message.topic == drift_topic:
@@ -194,6 +242,7 @@ class TrainerService:
                 except (ValueError, AttributeError):
                     log.error("ignoring malformed drift event %r", message.value[:200])
         self.drift_alarms += alarms
+        self.metrics.drift_alarms.inc(alarms)
         if retrains:
             return "retrain"
         if not alarms:
@@ -214,3 +263,20 @@ class TrainerService:
             log.warning("registry unreachable: %s", exc)
             return None
         return entry.version if entry else None
+
+
+class _Heartbeat(Progress):
+    """The trainer's progress, each report also a heartbeat: a long round is work, not a stuck
+    loop."""
+
+    def __init__(self, inner: Progress, health: Health) -> None:
+        self.inner = inner
+        self.health = health
+
+    def note(self, text: str) -> None:
+        self.health.beat()
+        self.inner.note(text)
+
+    def update(self, task: str, done: int, total: int | None = None, status: str = "") -> None:
+        self.health.beat()
+        self.inner.update(task, done, total, status)

@@ -41,6 +41,10 @@ class Tracker(ABC):
     ) -> None:
         """Params, metrics and tags of the round itself."""
 
+    def describe_round(self, text: str) -> None:
+        """A description of the open round for people (Markdown): what triggered it and what
+        the gate decided."""
+
     def log_artifacts(self, directory: Path, path: str | None = None) -> None:
         """Upload every file of ``directory`` to the round."""
 

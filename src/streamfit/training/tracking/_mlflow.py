@@ -11,10 +11,17 @@ Decisions:
   soft-deleted *only if it holds no runs*, so nothing of anyone's is hidden.
 * The model is logged once, as MLflow "models from code" (``_pyfunc_model.py``) with the bundle
   directory as its artifact: nothing is pickled, and ``predict`` takes raw Adult columns.
+* The experiment is tagged ``mlflow.experimentKind = custom_model_development``: without a kind,
+  MLflow 3's UI opens an experiment on its GenAI overview ("Traces 0"), not on the runs.
+* Each round's parent run carries a description (``mlflow.note.content``, the run page's
+  "Description"): what triggered the round and what the gate decided.
+* The model is registered through ``MlflowClient``, not ``mlflow.register_model``, which prints
+  "Successfully registered model" and "Created version" lines on the service's stderr.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -27,7 +34,13 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
+from mlflow.protos.databricks_pb2 import ALREADY_EXISTS, RESOURCE_ALREADY_EXISTS, ErrorCode
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_MODEL_VERSIONS,
+    MLFLOW_PARENT_RUN_ID,
+    MLFLOW_RUN_NAME,
+    MLFLOW_RUN_NOTE,
+)
 
 from ...bundle import BUNDLE_FILES, bundle_sha256
 from ...registry import BUNDLE_ARTIFACT, SHA256_TAG, ModelRegistry
@@ -38,6 +51,9 @@ if TYPE_CHECKING:
 
 MODEL_CODE = Path(__file__).resolve().parents[1] / "_pyfunc_model.py"
 _MAX_PARAM_LENGTH = 6000
+# The experiment kind MLflow 3's UI reads to open an experiment on its training runs.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 
 
 class MlflowTracker(Tracker):
@@ -87,6 +103,8 @@ class MlflowTracker(Tracker):
             experiment_id = found.experiment_id
             if found.lifecycle_stage == "deleted":
                 self.client.restore_experiment(experiment_id)
+        if found is None or found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         self._hide_empty_default(experiment_id)
         return experiment_id
 
@@ -147,6 +165,11 @@ class MlflowTracker(Tracker):
             tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
         )
 
+    def describe_round(self, text: str) -> None:
+        if self.run_id is None:
+            raise RuntimeError("describe_round called outside a round")
+        self.client.set_tag(self.run_id, MLFLOW_RUN_NOTE, text)
+
     def log_artifacts(self, directory: Path, path: str | None = None) -> None:
         if self.run_id is None:
             raise RuntimeError("log_artifacts called outside a round")
@@ -192,9 +215,30 @@ class MlflowTracker(Tracker):
                     f"streamfit=={__version__}",
                 ],
             )
-        version = mlflow.register_model(
-            info.model_uri, self.registered_model, tags={SHA256_TAG: digest}
+        return self._register(info.model_uri, info.model_id, digest)
+
+    def _register(self, model_uri: str, model_id: str, digest: str) -> int:
+        """What ``mlflow.register_model`` does for a logged model, without its prints."""
+        try:
+            self.client.create_registered_model(self.registered_model)
+        except MlflowException as exc:
+            if exc.error_code not in (
+                ErrorCode.Name(RESOURCE_ALREADY_EXISTS),
+                ErrorCode.Name(ALREADY_EXISTS),
+            ):
+                raise
+        version = self.client.create_model_version(
+            self.registered_model,
+            model_uri,
+            run_id=self.run_id,
+            tags={SHA256_TAG: digest},
+            model_id=model_id,
         )
+        # The logged model's page links to its registered versions through this tag.
+        model = self.client.get_logged_model(model_id)
+        linked = json.loads(model.tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
+        linked.append({"name": self.registered_model, "version": version.version})
+        self.client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(linked)})
         return int(version.version)
 
     @property

@@ -60,6 +60,10 @@ class TimedTracker(Tracker):
         with self.timing("log_round"):
             self.inner.log_round(params, metrics, tags)
 
+    def describe_round(self, text: str) -> None:
+        with self.timing("describe_round"):
+            self.inner.describe_round(text)
+
     def log_artifacts(self, directory: Path, path: str | None = None) -> None:
         with self.timing("log_artifacts"):
             self.inner.log_artifacts(directory, path)
