@@ -157,6 +157,25 @@ def test_a_store_written_before_the_kept_counts_counts_its_rows_once(store_url: 
     reopened.close()
 
 
+def test_outcomes_are_the_labelled_rows_whose_prediction_is_recorded(
+    store: ObservationStore,
+) -> None:
+    """A label and its request can be recorded before the prediction (three topics, any
+    order): realised metrics must not see a row without its probability."""
+    store.record(
+        ObservationBatch(
+            requests=[(i, _request(i)) for i in ("p", "q")],
+            predictions=[("p", 0.8, 2)],
+            labels=[("p", 1), ("q", 0)],
+        )
+    )
+    outcomes = store.labelled_outcomes()
+    assert outcomes.to_dict("records") == [{"label": 1, "probability": 0.8, "model_version": 2}]
+    assert store.count(labelled=True) == 2  # q is labelled all the same
+    store.record(ObservationBatch(predictions=[("q", 0.3, 2)]))
+    assert store.labelled_outcomes()["probability"].tolist() == [0.8, 0.3]
+
+
 def test_frames_read_the_raw_requests_oldest_first(store: ObservationStore) -> None:
     for i in range(6):
         store.record(

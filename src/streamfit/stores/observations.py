@@ -360,12 +360,14 @@ class ObservationStore:
         return _frame(rows, extra)
 
     def labelled_outcomes(self, limit: int | None = None) -> pd.DataFrame:
-        """``label``, ``probability``, ``model_version`` of labelled observations, oldest first.
+        """``label``, ``probability``, ``model_version`` of labelled observations whose
+        prediction is recorded (realised performance needs both), oldest first.
 
         No request is decoded: the monitor's realised metrics read many rows every check.
         """
         columns = ["label", "probability", "model_version"]
-        return pd.DataFrame(self._latest_labelled(columns, limit), columns=columns)
+        rows = self._latest_labelled(columns, limit, predicted=True)
+        return pd.DataFrame(rows, columns=columns)
 
     def shadow_pairs(
         self, champion: int, challenger: int, limit: int | None = None
@@ -446,11 +448,15 @@ class ObservationStore:
             ).scalar()
         return int(value or 0)
 
-    def _latest_labelled(self, columns: list[str], limit: int | None) -> list[tuple]:
-        """``columns`` of the labelled observations (the newest ``limit``), oldest first."""
+    def _latest_labelled(
+        self, columns: list[str], limit: int | None, *, predicted: bool = False
+    ) -> list[tuple]:
+        """``columns`` of the labelled observations (the newest ``limit``), oldest first;
+        ``predicted``: only those whose prediction is recorded too."""
+        where = sa.and_(_labelled, _obs.probability.is_not(None)) if predicted else _labelled
         query = (
             sa.select(*(_obs[name] for name in columns))
-            .where(_labelled)
+            .where(where)
             .order_by(_obs.labelled_at.desc(), _obs.seq.desc())
         )
         if limit is not None:
