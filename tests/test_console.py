@@ -83,8 +83,10 @@ def test_a_bar_starts_again_for_the_next_round() -> None:
 
 def test_every_command_takes_the_log_options() -> None:
     parser = build_parser()
-    for command in set(COMMANDS) - {"drift", "promote"}:  # drift: offline, options hidden
-        args = parser.parse_args([command, "--log-format", "json", "--log-level", "debug"])
+    required = {"promote": ["3"], "shadow": ["3"], "replay": ["--version", "3"]}
+    for command in set(COMMANDS) - {"drift"}:  # drift: offline, options hidden
+        options = ["--log-format", "json", "--log-level", "debug"]
+        args = parser.parse_args([command, *required.get(command, []), *options])
         assert (args.log_format, args.log_level) == ("json", "DEBUG"), command
     assert parser.parse_args(["predictor"]).log_format == "text"
     with pytest.raises(SystemExit):

@@ -109,7 +109,7 @@ def run_demo(
         deadline = time.monotonic() + settle_timeout
         if settings.promotion != "offline":
             _stream_until_decided(
-                settings, bus, summary, trainer, recorder, rate, label_delay, progress, deadline
+                settings, bus, summary, trainer, recorder, rate, label_delay, report.note, deadline
             )
         # Let the recorder catch up and the retrains it asked for finish, so the summary counts
         # them.

@@ -146,8 +146,12 @@ def test_every_service_answers_its_probes_and_prometheus_scrapes_them(deployment
             return float(result[0]["value"][1]) if result else None
 
         wait_until(lambda: scraped() == summary["answered"], 60, "Prometheus to scrape 150")
-        up = prometheus.query("up")
-        assert sorted(float(r["value"][1]) for r in up) == [1.0] * 4, up
+        # Every target scraped and up (a first scrape of each may come a little later).
+        wait_until(
+            lambda: sorted(float(r["value"][1]) for r in prometheus.query("up")) == [1.0] * 4,
+            60,
+            "Prometheus to scrape the four services up",
+        )
         ready = prometheus.query('{__name__=~"streamfit_.*_ready"}')
         assert {r["metric"]["__name__"] for r in ready} == {
             f"streamfit_{name}_ready" for name in SERVICES
