@@ -237,9 +237,14 @@ class ObservationStore:
         return transact(self.engine, work)
 
     def _start_counts(self) -> None:
-        """Count the rows once, for a store written before the kept counts existed."""
+        """Count the rows once, for a store written before the kept counts existed. The
+        INSERT ... SELECT counts the table even when its row exists, so only missing counts
+        are counted: opening a store of millions of rows stays cheap."""
         with writing(self.engine) as db:
+            kept = set(db.execute(sa.select(marks_table.c.name)).scalars())
             for name, where in ((OBSERVED_COUNT, _observed), (LABELLED_COUNT, _labelled)):
+                if name in kept:
+                    continue
                 db.execute(
                     self._insert(marks_table)
                     .from_select(
