@@ -44,7 +44,7 @@ class _Held(Producer):
     def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         self.messages.append((topic, value, key))
 
-    def flush(self, timeout: float = 30.0) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         """Nothing to wait for: :meth:`send_to` hands the messages on."""
 
     def send_to(self, producer: Producer) -> None:

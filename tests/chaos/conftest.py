@@ -187,11 +187,6 @@ def start_app(target: Deployment, name: str, *args: str):
     return app, summary
 
 
-def app_summary(app, summary: Path, timeout: float = 400) -> dict:
-    app.wait(timeout=timeout)
-    return json.loads(summary.read_text())
-
-
 def champion(target: Deployment) -> int:
     from streamfit.registry import ModelRegistry
 

@@ -22,7 +22,6 @@ from streamfit.registry import ModelRegistry
 from streamfit.stores import ObservationStore
 from tests.chaos.conftest import (
     FAST_GROUP,
-    app_summary,
     champion,
     lenient_env,
     restart_own_broker,
@@ -50,7 +49,7 @@ def test_broker_restart_during_a_promotion(deployment_on_own_broker, chaos_repor
     assert promoting.wait(timeout=300) == 0, deployment.log(promoting)
     deployment.wait_for_log(predictor, f"now serving model v{copy}", timeout=300)
     recovery = time.monotonic() - started
-    summary = app_summary(app, summary_path)
+    summary = deployment.app_summary(app, summary_path, timeout=400)
     chaos_report.add(
         "broker restart during a promotion",
         requests=summary["sent"],
@@ -186,7 +185,7 @@ def test_a_truncated_bundle_is_never_served(deployment, mlflow_server, chaos_rep
     deployment.wait_for_log(app, "sent ")
     promote(deployment.settings, bad, reason="truncated after registration")
     deployment.wait_for_log(predictor, f"refused model v{bad} (hash mismatch), still serving v1")
-    summary = app_summary(app, summary_path)
+    summary = deployment.app_summary(app, summary_path, timeout=400)
     # a predictor started now finds the truncated model as @champion: it refuses and exits
     fresh = deployment.start("predictor", "--data-dir", str(deployment.root / "p2"), name="p2")
     assert fresh.wait(timeout=180) == 2

@@ -16,7 +16,6 @@ from streamfit.stores import ObservationStore
 from tests.chaos.conftest import (
     FAST_GROUP,
     SEEDS,
-    app_summary,
     champion,
     lenient_env,
     start_app,
@@ -47,7 +46,7 @@ def test_predictor_sigkilled_at_a_random_point_loses_and_duplicates_nothing(
     second = deployment.start("predictor", *args, name="predictor-b")
     deployment.wait_for_log(second, "predictor consuming")
     recovery = time.monotonic() - killed
-    summary = app_summary(app, summary_path)
+    summary = deployment.app_summary(app, summary_path, timeout=400)
     chaos_report.add(
         "SIGKILL predictor (exactly-once)",
         requests=summary["sent"],
@@ -83,7 +82,7 @@ def test_recorder_sigkilled_at_a_random_point_records_everything_once(
     second = deployment.start("recorder", *recorder_args, name="recorder-b")
     deployment.wait_for_log(second, "recorder consuming")
     recovery = time.monotonic() - killed
-    summary = app_summary(app, summary_path)
+    summary = deployment.app_summary(app, summary_path, timeout=400)
     assert summary["lost"] == 0 and summary["sent"] == 1000
 
     store = ObservationStore(deployment.settings.store_url)
@@ -194,7 +193,7 @@ def test_monitor_sigkilled_at_a_random_point_its_replacement_carries_on(
     second = deployment.start("monitor", *monitor_args, name="monitor-b")
     wait_until(lambda: read_events() or len(events) > before_kill, 180, "a check after the kill")
     recovery = time.monotonic() - killed
-    summary = app_summary(app, summary_path)
+    summary = deployment.app_summary(app, summary_path, timeout=400)
     wait_until(
         lambda: read_events() or max(e["window_end"] for e in events) >= 2850,
         180,

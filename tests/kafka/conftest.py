@@ -129,7 +129,15 @@ class Deployment:
     def run_app(self, *args: str, timeout: float = 300) -> dict:
         summary = self.root / f"app-{uuid.uuid4().hex[:6]}.json"
         app = self.start("app", "--summary-json", str(summary), *args, name="app")
+        return self.app_summary(app, summary, timeout=timeout)
+
+    def app_summary(self, app: subprocess.Popen, summary: Path, timeout: float = 300) -> dict:
+        """The summary an app wrote once it exits; its log if it wrote none."""
         app.wait(timeout=timeout)
+        if not summary.exists():
+            raise AssertionError(
+                f"app exited {app.returncode} without a summary: {self.log(app)[-3000:]}"
+            )
         return json.loads(summary.read_text())
 
     def log(self, process: subprocess.Popen) -> str:

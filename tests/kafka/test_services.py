@@ -116,8 +116,7 @@ def test_predictor_killed_mid_stream_loses_nothing(deployment, guarantee):
     predictor.wait()
     replacement = deployment.start("predictor", *args, name="predictor-b")
     deployment.wait_for_log(replacement, "predictor consuming")
-    app.wait(timeout=300)
-    summary = orjson.loads((deployment.root / "kill.json").read_bytes())
+    summary = deployment.app_summary(app, deployment.root / "kill.json", timeout=300)
     assert summary["sent"] == 4000
     assert summary["answered"] == 4000 and summary["lost"] == 0
     if guarantee == "exactly-once":
@@ -144,8 +143,7 @@ def test_broker_restart_mid_stream_loses_nothing(deployment):
     subprocess.run([kafka, "down"], check=True, timeout=120)
     time.sleep(3)
     subprocess.run([kafka, "up"], check=True, timeout=300)
-    app.wait(timeout=400)
-    summary = orjson.loads((deployment.root / "restart.json").read_bytes())
+    summary = deployment.app_summary(app, deployment.root / "restart.json", timeout=400)
     assert summary["sent"] == 3000
     assert summary["answered"] == 3000 and summary["lost"] == 0
     assert predictor.poll() is None  # the predictor rode it out

@@ -17,7 +17,7 @@ class Captured(Producer):
     def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         self.sent.append((topic, orjson.loads(value)))
 
-    def flush(self, timeout: float = 30.0) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         pass
 
 

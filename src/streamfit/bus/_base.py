@@ -59,8 +59,11 @@ class Producer(ABC):
         """Queue one message; never blocks on the network."""
 
     @abstractmethod
-    def flush(self, timeout: float = 30.0) -> None:
-        """Wait until every queued message is acknowledged; raise DeliveryError otherwise."""
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every queued message is acknowledged; raise DeliveryError otherwise.
+
+        ``None`` waits as long as the transport keeps trying a message before it fails it (a
+        broker restart costs latency, not a lost or failed message)."""
 
     def close(self) -> None:
         """Flush and release resources."""

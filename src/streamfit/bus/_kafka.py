@@ -102,6 +102,8 @@ _REBALANCING = {
     KafkaError._NO_OFFSET,
 }
 
+_MESSAGE_TIMEOUT_MS = 120_000
+
 _PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
@@ -111,8 +113,8 @@ _PRODUCER_DEFAULTS: dict[str, Any] = {
     "compression.type": "lz4",
     "queue.buffering.max.messages": 500_000,
     "queue.buffering.max.kbytes": 1_048_576,
-    # Long enough to ride out a broker restart; flush() reports what still failed.
-    "message.timeout.ms": 120_000,
+    # Long enough to ride out a broker restart; flush() waits for it and reports what failed.
+    "message.timeout.ms": _MESSAGE_TIMEOUT_MS,
     "delivery.report.only.error": True,  # only failures need a callback
 }
 
@@ -190,7 +192,7 @@ class KafkaBus(Bus):
         config = self._config(
             _PRODUCER_DEFAULTS,
             # librdkafka wants message.timeout.ms <= transaction.timeout.ms
-            {"transactional.id": transactional_id, "transaction.timeout.ms": 120_000},
+            {"transactional.id": transactional_id, "transaction.timeout.ms": _MESSAGE_TIMEOUT_MS},
         )
         return _KafkaTransactionalProducer(config, self.principal)
 
@@ -438,7 +440,9 @@ class _KafkaProducer(Producer):
             self._since_poll = 0
             self._producer.poll(0)
 
-    def flush(self, timeout: float = 30.0) -> None:
+    def flush(self, timeout: float | None = None) -> None:
+        if timeout is None:  # librdkafka fails every message by then: no wait is open-ended
+            timeout = _MESSAGE_TIMEOUT_MS / 1000 + 5
         try:
             pending = self._producer.flush(timeout)
         except KafkaException as exc:

@@ -93,7 +93,7 @@ class _MemoryProducer(Producer):
     def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         self._bus._append([Message(topic, value, key)])
 
-    def flush(self, timeout: float = 30.0) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         """Appends are acknowledged at once in memory."""
 
 
@@ -107,7 +107,7 @@ class _MemoryTransactionalProducer(TransactionalProducer):
     def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         self._pending.append(Message(topic, value, key))
 
-    def flush(self, timeout: float = 30.0) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         pass
 
     def begin(self) -> None:
