@@ -67,6 +67,8 @@ class Producer(ABC):
         """Queue a batch of messages (``values[i]`` keyed by ``keys[i]``), as :meth:`produce`
         does one by one: a hot path's answers, with one Python call per batch instead of one
         (or, through :func:`streamfit.batches.handle_isolating`, two) per message."""
+        if len(values) != len(keys):  # checked first: nothing half-sent
+            raise ValueError(f"{len(values)} values but {len(keys)} keys")
         produce = self.produce
         for value, key in zip(values, keys, strict=True):
             produce(topic, value, key)

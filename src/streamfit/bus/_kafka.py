@@ -443,6 +443,8 @@ class _KafkaProducer(Producer):
     def produce_many(
         self, topic: str, values: Sequence[bytes], keys: Sequence[bytes | None]
     ) -> None:
+        if len(values) != len(keys):  # checked first: nothing half-sent
+            raise ValueError(f"{len(values)} values but {len(keys)} keys")
         produce = self._producer.produce
         done = 0
         try:
