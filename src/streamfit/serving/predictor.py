@@ -36,6 +36,7 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 import zlib
 from typing import Any
 
@@ -303,7 +304,11 @@ class Predictor(ServiceLoop):
             )
             producer: Producer
             if exactly_once:
-                producer = self.bus.transactional_producer(f"{settings.group}-{id(self)}")
+                # Unique per process: id(self) alone repeats across processes (--processes K),
+                # and two producers with one transactional id fence each other.
+                producer = self.bus.transactional_producer(
+                    f"{settings.group}-{uuid.uuid4().hex[:12]}"
+                )
             else:
                 producer = self.bus.producer()
             stack.callback(producer.close)
