@@ -7,7 +7,8 @@ of Adult requests (decode, validate, transform, predict, encode, produce to a nu
         python benchmarks/hot_path.py --model-dir /tmp/model --seconds 20
 
 The model is served as the predictor serves it (compiled once its compiler thread is done;
-``--lightgbm``: LightGBM only), so the profile shows what is left after the model.
+``--lightgbm``: LightGBM only), so the profile shows what is left after the model. CPU times
+are this thread's (``time.thread_time``): the model's own worker threads are not counted.
 """
 
 from __future__ import annotations
@@ -84,8 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                 predictor.process(batch, producer)
                 done += len(batch)
         elapsed, cpu = time.perf_counter() - start, time.thread_time() - cpu
-        # The model alone on the same rows (this thread's CPU time, as above): what is left is the Python
-        # around it (decode, validate, transform, encode, produce, metrics).
+        # The model alone on the same rows (this thread's CPU time, as above: other processes'
+        # load counts less); what is left is the Python around it (decode, validate,
+        # transform, encode, produce, metrics).
         bundle = predictor.slot.bundle
         assert bundle is not None
         matrices = [
