@@ -1,7 +1,7 @@
 """Predictor benchmark: in-process hot path against the per-message design, end-to-end throughput
 through the real Kafka broker, request-to-prediction latency, a model swap under load, memory.
 
-    python benchmarks/predictor.py [--quick] [--only inprocess,e2e,latency,rss,tradeoff]
+    python benchmarks/predictor.py [--quick] [--only inprocess,e2e,processes,latency,rss,tradeoff]
 
 Starts the local broker with ``scripts/kafka up`` if none answers (and stops it at exit only if
 it started it), trains one small initial model (``streamfit init --max-evals 2``) unless
@@ -24,6 +24,9 @@ it started it), trains one small initial model (``streamfit init --max-evals 2``
                Once at-least-once, once exactly-once (Kafka transactions), and first the no-op
                loop (``benchmarks/noop_loop.py``: decode the id, produce, flush, commit per batch,
                on plain confluent-kafka) on the same broker: ``e2e_vs_noop``.
+(b') processes  the same through ``streamfit predictor --processes 1`` then ``--processes 2``
+               (one consumer group, 3 partitions), the group stable and warm before a burst
+               is produced: ``processes_2_vs_1``.
 (c) latency    paced sender at 1,000/s and 10,000/s; latency = prediction read back minus the
                moment the app produced the request (both in this process, one clock).
 (d) swap       during the 1,000/s run a new model is saved and announced on ``models``; failed or
@@ -60,7 +63,7 @@ import orjson
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
-ALL_PARTS = ("inprocess", "e2e", "latency", "rss", "tradeoff")
+ALL_PARTS = ("inprocess", "e2e", "processes", "latency", "rss", "tradeoff")
 
 sys.path.insert(0, str(REPO / "src"))  # run from a fresh clone without installing
 
@@ -171,10 +174,30 @@ class Deployment:
         self.log_path = self.root / "predictor.log"
         self.rss_samples: list[tuple[float, float]] = []  # (time, RSS MiB)
 
-    def start(self) -> float:
-        """Start the predictor; return the monotonic time it logged that it consumes."""
+    def start(self, processes: int = 1) -> float:
+        """Start the predictor (``--processes``: that many in its group, metrics off); return
+        the monotonic time it logged that it consumes (the first of them)."""
         command = ["-m", "streamfit.cli", "predictor", "--config", str(self.config)]
+        if processes != 1:
+            command += ["--processes", str(processes), "--metrics-port", "0"]
         return self._start(command, "predictor consuming")
+
+    def wait_for_members(self, count: int, timeout: float = 120.0) -> float:
+        """Wait until the predictors' group is stable with ``count`` members, each assigned
+        partitions; return the monotonic time it was."""
+        from confluent_kafka import ConsumerGroupState
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.settings.bus.removeprefix("kafka://")})
+        group = self.settings.group
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = admin.describe_consumer_groups([group])[group].result(timeout=10)
+            members = [m for m in found.members if m.assignment.topic_partitions]
+            if found.state == ConsumerGroupState.STABLE and len(members) == count:
+                return time.monotonic()
+            time.sleep(0.05)
+        raise RuntimeError(f"the group did not reach {count} members in {timeout:g} s")
 
     def start_noop(self) -> float:
         """Start the no-op loop (benchmarks/noop_loop.py) in the predictor's place."""
@@ -620,6 +643,42 @@ def part_recorder(deployment: Deployment, count: int, predictor_per_s: float) ->
     }
 
 
+def part_processes(template: Path, work: Path, bootstrap: str, count: int) -> dict[str, Any]:
+    """A burst of ``count`` requests through ``streamfit predictor --processes K`` for K = 1, 2,
+    one after the other on the same broker. The K processes first join their group (stable,
+    each with partitions) and answer a probe; then the burst is produced at once from this
+    process, and the rate is the burst over the time from its first send to its last answer
+    (requests preloaded before the start would be half answered while the second process
+    joins)."""
+    out: dict[str, Any] = {}
+    records = _records(3)
+    values = _request_values(count, "b-", records)
+    for processes in (1, 2):
+        deployment = Deployment(work, template, bootstrap, f"processes-{processes}")
+        try:
+            receiver = Receiver(deployment)
+            deployment.start(processes)
+            deployment.wait_for_members(processes)
+            deployment.warm_up(receiver, records)
+            start = time.monotonic()
+            preload(deployment, values)
+            produced_s = time.monotonic() - start
+            complete = receiver.wait_for("b", count, timeout=600)
+            receiver.close()
+            out[str(processes)] = {
+                "requests": count,
+                "answered": receiver.answered.get("b", 0),
+                "complete": complete,
+                "duplicates": receiver.duplicates,
+                "produce_s": round(produced_s, 2),
+                "per_s": round(count / (receiver.last - start)),
+            }
+        finally:
+            deployment.stop()
+    out["processes_2_vs_1"] = round(out["2"]["per_s"] / out["1"]["per_s"], 2)
+    return out
+
+
 # -- (c) latency and (d) swap ---------------------------------------------------------------------
 def part_latency(
     template: Path, work: Path, bootstrap: str, seconds_1k: float, seconds_10k: float
@@ -875,6 +934,11 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
             out["e2e_exactly_once_vs_noop"] = round(
                 e["exactly-once"]["per_s"] / e["noop"]["per_s"], 2
             )
+    if "processes" in results:
+        p = results["processes"]
+        out["processes_1_per_s"] = p["1"]["per_s"]
+        out["processes_2_per_s"] = p["2"]["per_s"]
+        out["processes_2_vs_1"] = p["processes_2_vs_1"]
     if "latency" in results:
         c = results["latency"]
         for key, value in c["1k"]["steady"].items():
@@ -985,6 +1049,14 @@ def main(argv: list[str] | None = None) -> int:
                 results["e2e"][name] = attempt(
                     "e2e", part_e2e, template, work, bootstrap, count, guarantee, noop
                 )
+        if "processes" in parts:
+            count = 100_000 if q else 200_000
+            print(
+                f"(b') a burst of {count:,} requests, 1 then 2 predictor processes...", flush=True
+            )
+            results["processes"] = attempt(
+                "processes", part_processes, template, work, bootstrap, count
+            )
         if "latency" in parts:
             print("(c, d) latency at 1,000/s with a model swap, then at 10,000/s...", flush=True)
             results["latency"] = attempt(

@@ -39,18 +39,28 @@ class _Held(Producer):
     nothing, so retrying it message by message answers no request twice."""
 
     def __init__(self) -> None:
-        self.messages: list[tuple[str, bytes, bytes | None]] = []
+        # (topic, values, keys): a batch from produce_many, or one message from produce.
+        self.messages: list[tuple[str, Sequence[bytes], Sequence[bytes | None]]] = []
 
     def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-        self.messages.append((topic, value, key))
+        self.messages.append((topic, (value,), (key,)))
+
+    def produce_many(
+        self, topic: str, values: Sequence[bytes], keys: Sequence[bytes | None]
+    ) -> None:
+        if len(values) != len(keys):
+            raise ValueError(f"{len(values)} values but {len(keys)} keys")
+        self.messages.append((topic, values, keys))
 
     def flush(self, timeout: float | None = None) -> None:
         """Nothing to wait for: :meth:`send_to` hands the messages on."""
 
     def send_to(self, producer: Producer) -> None:
-        produce = producer.produce
-        for topic, value, key in self.messages:
-            produce(topic, value, key)
+        for topic, values, keys in self.messages:
+            if len(values) == 1:
+                producer.produce(topic, values[0], keys[0])
+            else:
+                producer.produce_many(topic, values, keys)
 
 
 def handle_isolating(

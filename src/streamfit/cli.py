@@ -271,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
     predictor = commands.add_parser("predictor", help="run the prediction service")
     _serving(predictor)
     predictor.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="K",
+        help="run K predictor processes in the consumer group (one per core to use; child i "
+        "serves its metrics on the metrics port + 100 i); default 1",
+    )
+    predictor.add_argument(
         "--wait-for-model",
         type=float,
         default=0.0,
@@ -508,6 +516,14 @@ def cmd_predictor(settings: Settings, args: argparse.Namespace) -> int:
 
     bus = bus_for(settings)
     bus.ensure_topics(_partitions(settings))
+    if args.processes != 1:
+        from .serving.processes import run_predictor_processes
+
+        if args.processes < 1:
+            raise ConfigError(f"--processes must be at least 1, got {args.processes}")
+        return run_predictor_processes(
+            args.argv, args.processes, settings.metrics_port("predictor")
+        )
     _run_service(
         Predictor(settings, bus, wait_for_model_s=args.wait_for_model), settings, "predictor"
     )
@@ -729,7 +745,9 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # what `predictor --processes K` hands on to its K children
     args.terminal = terminal = Terminal.detect(args.log_format)
     configure_logging(terminal, args.log_level)
     # This process is a service (or a one-shot command) that logs: MLflow's download progress

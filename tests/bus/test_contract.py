@@ -59,6 +59,23 @@ def test_round_trip_keeps_values_keys_and_per_key_order(bus: Bus, topic: str) ->
         assert [m.value for m in got if m.key == key] == [v for k, v in sent if k == key]
 
 
+def test_produce_many_is_produce_one_by_one(bus: Bus, topic: str) -> None:
+    keys = [f"k{i % 3}".encode() for i in range(30)]
+    sent = [f"v{i}".encode() for i in range(30)]
+    with bus.producer() as producer:
+        producer.produce_many(topic, sent, keys)
+        with pytest.raises(ValueError):  # a value without its key is refused, nothing half-sent
+            producer.produce_many(topic, [b"lone", b"other"], [b"k"])
+        producer.flush()
+    with bus.consumer([topic], group=unique("group")) as consumer:
+        got = drain(consumer, len(sent))
+    assert sorted((m.key, m.value) for m in got) == sorted(zip(keys, sent, strict=True))
+    for key in set(keys):  # per key in order, as produce() keeps it
+        assert [m.value for m in got if m.key == key] == [
+            v for k, v in zip(keys, sent, strict=True) if k == key
+        ]
+
+
 def test_members_of_a_group_split_the_messages(bus: Bus, topic: str) -> None:
     group = unique("group")
     with (

@@ -19,9 +19,9 @@ Semantics (identical for every implementation, checked by tests/bus/test_contrac
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Sequence
 from types import TracebackType
-from typing import Self
+from typing import NamedTuple, Self
 
 
 class BusError(Exception):
@@ -41,8 +41,11 @@ class BusRefused(BusError):
     to do what was asked (read a topic, write one, join a group...). No retry fixes it."""
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
+    """One consumed message. A named tuple, not a frozen dataclass: the predictor builds one per
+    request, and a tuple is built about 3x faster (a frozen dataclass's ``__init__`` goes
+    through ``object.__setattr__`` field by field)."""
+
     topic: str
     value: bytes
     key: bytes | None = None
@@ -57,6 +60,18 @@ class Producer(ABC):
     @abstractmethod
     def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         """Queue one message; never blocks on the network."""
+
+    def produce_many(
+        self, topic: str, values: Sequence[bytes], keys: Sequence[bytes | None]
+    ) -> None:
+        """Queue a batch of messages (``values[i]`` keyed by ``keys[i]``), as :meth:`produce`
+        does one by one: a hot path's answers, with one Python call per batch instead of one
+        (or, through :func:`streamfit.batches.handle_isolating`, two) per message."""
+        if len(values) != len(keys):  # checked first: nothing half-sent
+            raise ValueError(f"{len(values)} values but {len(keys)} keys")
+        produce = self.produce
+        for value, key in zip(values, keys, strict=True):
+            produce(topic, value, key)
 
     @abstractmethod
     def flush(self, timeout: float | None = None) -> None:

@@ -33,7 +33,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import confluent_kafka
@@ -443,6 +443,29 @@ class _KafkaProducer(Producer):
         if self._since_poll >= 1000:
             self._since_poll = 0
             self._producer.poll(0)
+
+    def produce_many(
+        self, topic: str, values: Sequence[bytes], keys: Sequence[bytes | None]
+    ) -> None:
+        if len(values) != len(keys):  # checked first: nothing half-sent
+            raise ValueError(f"{len(values)} values but {len(keys)} keys")
+        produce = self._producer.produce
+        done = 0
+        try:
+            for value, key in zip(values, keys, strict=True):
+                produce(topic, value, key)
+                done += 1
+        except BufferError:
+            # The local queue is full: the rest one by one (produce() waits for room).
+            for value, key in zip(values[done:], keys[done:], strict=True):
+                self.produce(topic, value, key)
+            return
+        except KafkaException as exc:
+            raise _raise_from(exc, f"cannot produce to {topic!r}") from exc
+        self._since_poll += done
+        if self._since_poll >= 1000:
+            self._since_poll = 0
+            self._producer.poll(0)  # serve delivery reports (failures only)
 
     def flush(self, timeout: float | None = None) -> None:
         if timeout is None:  # librdkafka fails every message by then: no wait is open-ended

@@ -36,6 +36,7 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 import zlib
 from typing import Any
 
@@ -303,7 +304,11 @@ class Predictor(ServiceLoop):
             )
             producer: Producer
             if exactly_once:
-                producer = self.bus.transactional_producer(f"{settings.group}-{id(self)}")
+                # Unique per process: id(self) alone repeats across processes (--processes K),
+                # and two producers with one transactional id fence each other.
+                producer = self.bus.transactional_producer(
+                    f"{settings.group}-{uuid.uuid4().hex[:12]}"
+                )
             else:
                 producer = self.bus.producer()
             stack.callback(producer.close)
@@ -377,15 +382,11 @@ class Predictor(ServiceLoop):
             probabilities = [probabilities[i] for i in kept]
             if shadow is not None:
                 shadow = (shadow[0], [shadow[1][i] for i in kept])
-        topic, produce = self.topics.predictions, producer.produce
         if shadow is not None and self._canary_percent:
-            encoded = self._canary_answers(ids, probabilities, version, shadow)
+            ids, values = self._canary_answers(ids, probabilities, version, shadow)
         else:
-            encoded = zip(
-                ids, messages.predictions(ids, probabilities, version, shadow), strict=True
-            )
-        for request_id, value in encoded:
-            produce(topic, value, request_id.encode())
+            values = messages.predictions(ids, probabilities, version, shadow)
+        producer.produce_many(self.topics.predictions, values, [i.encode() for i in ids])
         if shadow is not None:
             self.metrics.shadow_predictions.inc(len(ids))
         return len(ids)
@@ -396,15 +397,17 @@ class Predictor(ServiceLoop):
         champion: list[float],
         champion_version: int,
         challenger: tuple[int, list[float]],
-    ) -> list[tuple[str, bytes]]:
-        """Canary mode: (request_id, prediction) of a batch whose canary share (a stable hash of
-        the id) is answered by the challenger, the rest by the champion; both scores in each."""
+    ) -> tuple[list[str], list[bytes]]:
+        """Canary mode: the request ids and predictions of a batch whose canary share (a stable
+        hash of the id) is answered by the challenger, the rest by the champion; both scores in
+        each."""
         percent = self._canary_percent
         challenger_version, theirs = challenger
         canary = [zlib.crc32(request_id.encode()) % 100 < percent for request_id in ids]
         mine = [i for i, c in enumerate(canary) if not c]
         picked = [i for i, c in enumerate(canary) if c]
-        out: list[tuple[str, bytes]] = []
+        out_ids: list[str] = []
+        out: list[bytes] = []
         for rows, answers, answered_by, scored, other_version in (
             (mine, champion, champion_version, theirs, challenger_version),
             (picked, theirs, challenger_version, champion, champion_version),
@@ -418,9 +421,10 @@ class Predictor(ServiceLoop):
                 answered_by,
                 (other_version, [scored[i] for i in rows]),
             )
-            out.extend(zip(group, values, strict=True))
+            out_ids += group
+            out += values
         self.metrics.canary_predictions.inc(len(picked))
-        return out
+        return out_ids, out
 
     def _shadow_scores(
         self,
