@@ -170,8 +170,22 @@ def _build_in_child(
     """Run the build (:mod:`streamfit.serving._build`) in a child process of its own session,
     killed with every gcc it started if it outlives ``timeout_s``; its output is kept for the
     error message only."""
-    command = [sys.executable, "-m", _BUILD_MODULE, runtime.name, str(model_file), str(library)]
-    command.append(str(threads))
+    arguments = [runtime.name, str(model_file), str(library), str(threads)]
+    _run_child(arguments, timeout_s, "the build")
+
+
+def _probe_in_child(
+    runtime: ModelRuntime, model_file: Path, library: Path, timeout_s: float
+) -> None:
+    """Load a cached library and predict one row in a child process first: a library that is
+    not what its sidecar claims can abort the process loading it (LLVM does, on an object file
+    it cannot read), and that must be the child, not the predictor."""
+    arguments = ["--probe", runtime.name, str(model_file), str(library), "1"]
+    _run_child(arguments, timeout_s, "loading the cached library")
+
+
+def _run_child(arguments: list[str], timeout_s: float, what: str) -> None:
+    command = [sys.executable, "-m", _BUILD_MODULE, *arguments]
     child = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -182,11 +196,11 @@ def _build_in_child(
             os.killpg(child.pid, signal.SIGKILL)
         child.wait()
         if isinstance(exc, subprocess.TimeoutExpired):
-            raise CompileError(f"the build took longer than {timeout_s:g} s: abandoned") from None
+            raise CompileError(f"{what} took longer than {timeout_s:g} s: abandoned") from None
         raise
     if child.returncode != 0:
         lines = output.decode("utf-8", errors="replace").strip().splitlines()
-        raise CompileError(f"the build failed: {lines[-1] if lines else child.returncode}")
+        raise CompileError(f"{what} failed: {lines[-1] if lines else child.returncode}")
 
 
 @functools.lru_cache(maxsize=1)
@@ -306,6 +320,8 @@ def _compile_with(
         except Exception as exc:  # a read-only directory, no process to start...
             raise CompileError(f"compile failed: {exc}") from exc
         compile_s = time.perf_counter() - start
+    else:
+        _probe_in_child(runtime, directory / MODEL_FILE, library, timeout_s)
     try:
         predict = runtime.load(library, directory / MODEL_FILE)
     except Exception as exc:
