@@ -89,19 +89,24 @@ def test_corrupted_library_is_rebuilt(runtime, local):
     assert rebuilt.compiled and rebuilt.max_abs_diff <= _compiled.TOLERANCE
 
 
-def test_corrupted_library_with_a_forged_sidecar_is_refused_not_loaded(runtime, local):
-    """Its sidecar vouches for it (key and digest rewritten to match): the child process that
-    loads it first dies or fails, the predictor's process does not, and the reason is given."""
+@pytest.mark.parametrize("damage", ["truncated", "overwritten"])
+def test_corrupted_library_with_a_forged_sidecar_is_refused_not_loaded(runtime, local, damage):
+    """Its sidecar vouches for it (digest rewritten to match): refused with the reason, and the
+    process that tried is still here (LLVM aborts on an object file it cannot read)."""
     version = local.champion()
     bundle, directory = local.load(version), local.path(version)
     compile_bundle(bundle, directory, runtime=runtime.name)
     library = directory / runtime.library_file
-    library.write_bytes(library.read_bytes()[:4096])  # a truncated copy
+    good = library.read_bytes()
+    if damage == "truncated":
+        library.write_bytes(good[:4096])
+    else:  # the header kept, the rest garbage
+        library.write_bytes(good[:64] + bytes(range(256)) * ((len(good) - 64) // 256))
     sidecar = directory / sidecar_file(runtime)
     meta = json.loads(sidecar.read_text())
     meta["sha256"] = _compiled._file_sha256(library)
     sidecar.write_text(json.dumps(meta))
-    with pytest.raises(CompileError, match="loading the cached library failed"):
+    with pytest.raises(CompileError, match="cannot load"):
         compile_bundle(bundle, directory, runtime=runtime.name)
 
 

@@ -174,16 +174,6 @@ def _build_in_child(
     _run_child(arguments, timeout_s, "the build")
 
 
-def _probe_in_child(
-    runtime: ModelRuntime, model_file: Path, library: Path, timeout_s: float
-) -> None:
-    """Load a cached library and predict one row in a child process first: a library that is
-    not what its sidecar claims can abort the process loading it (LLVM does, on an object file
-    it cannot read), and that must be the child, not the predictor."""
-    arguments = ["--probe", runtime.name, str(model_file), str(library), "1"]
-    _run_child(arguments, timeout_s, "loading the cached library")
-
-
 def _run_child(arguments: list[str], timeout_s: float, what: str) -> None:
     command = [sys.executable, "-m", _BUILD_MODULE, *arguments]
     child = subprocess.Popen(
@@ -320,8 +310,6 @@ def _compile_with(
         except Exception as exc:  # a read-only directory, no process to start...
             raise CompileError(f"compile failed: {exc}") from exc
         compile_s = time.perf_counter() - start
-    else:
-        _probe_in_child(runtime, directory / MODEL_FILE, library, timeout_s)
     try:
         predict = runtime.load(library, directory / MODEL_FILE)
     except Exception as exc:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._base import ModelRuntime, Predict
+from ._base import ModelRuntime, Predict, check_elf_file
 
 
 class LleavesRuntime(ModelRuntime):
@@ -41,6 +41,7 @@ class LleavesRuntime(ModelRuntime):
     def load(self, library: Path, model_file: Path) -> Predict:
         import lleaves
 
+        check_elf_file(library)  # LLVM aborts the process on an object file it cannot read
         model = lleaves.Model(model_file=str(model_file))
         model.compile(cache=str(library))  # the file exists: loaded, not compiled
         return lambda features: model.predict(features, n_jobs=1)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._base import ModelRuntime, Predict
+from ._base import ModelRuntime, Predict, check_elf_file
 
 
 def compiler() -> str | None:
@@ -53,6 +53,7 @@ class Tl2cgenRuntime(ModelRuntime):
     def load(self, library: Path, model_file: Path) -> Predict:
         import tl2cgen
 
+        check_elf_file(library)  # dlopen of a truncated library dies of SIGBUS
         predictor = tl2cgen.Predictor(str(library), nthread=1)
 
         def predict(features: np.ndarray) -> np.ndarray:
