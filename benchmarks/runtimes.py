@@ -15,9 +15,9 @@ itself refuses anything over 1e-9), then timed on adult.test rows in batches of 
 busy machine slows them all alike:
 
 - ``lightgbm``: ``Booster.predict(num_threads=1)``, the reference.
-- ``tl2cgen``: treelite 4.1 + tl2cgen 1.0 as the predictor builds it (parallel_comp=8, gcc -O3),
-  then with -O1, with branch annotations from the training rows (``tl2cgen.annotate_branch``),
-  and with ``quantize=1``.
+- ``tl2cgen``: treelite 4.1 + tl2cgen 1.0 as the predictor built it before (parallel_comp=8,
+  gcc -O3), as it builds it now (-O1, ``quantize=1``), with -O1 alone, with branch annotations
+  from the training rows (``tl2cgen.annotate_branch``), and with both at -O1 and -O3.
 - ``lleaves``: lleaves 1.3 (LLVM through llvmlite < 0.45), default options, and with cache
   blocking off (``fblocksize`` = the number of trees, its advice for single rows).
 - ``onnxruntime``: onnxmltools' conversion of the booster (float32 input, ``zipmap=False``), one
@@ -151,7 +151,12 @@ def _onnxruntime(bundle: ModelBundle, _: Path) -> Predict:
 def variants() -> list[Variant]:
     return [
         Variant("lightgbm", _lightgbm, note="reference"),
-        Variant("tl2cgen", _tl2cgen(), note="as served before: parallel_comp=8, -O3"),
+        Variant("tl2cgen", _tl2cgen(), note="as served before issue 13: parallel_comp=8, -O3"),
+        Variant(
+            "tl2cgen -O1 quantized",
+            _tl2cgen(options=["-O1"], quantize=True),
+            note="served when model_runtime is tl2cgen (or lleaves cannot run)",
+        ),
         Variant("tl2cgen -O1", _tl2cgen(options=["-O1"])),
         Variant(
             "tl2cgen -O1 annotated",
