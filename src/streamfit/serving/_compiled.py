@@ -170,12 +170,8 @@ def _build_in_child(
     """Run the build (:mod:`streamfit.serving._build`) in a child process of its own session,
     killed with every gcc it started if it outlives ``timeout_s``; its output is kept for the
     error message only."""
-    arguments = [runtime.name, str(model_file), str(library), str(threads)]
-    _run_child(arguments, timeout_s, "the build")
-
-
-def _run_child(arguments: list[str], timeout_s: float, what: str) -> None:
-    command = [sys.executable, "-m", _BUILD_MODULE, *arguments]
+    command = [sys.executable, "-m", _BUILD_MODULE, runtime.name, str(model_file), str(library)]
+    command.append(str(threads))
     child = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -186,11 +182,11 @@ def _run_child(arguments: list[str], timeout_s: float, what: str) -> None:
             os.killpg(child.pid, signal.SIGKILL)
         child.wait()
         if isinstance(exc, subprocess.TimeoutExpired):
-            raise CompileError(f"{what} took longer than {timeout_s:g} s: abandoned") from None
+            raise CompileError(f"the build took longer than {timeout_s:g} s: abandoned") from None
         raise
     if child.returncode != 0:
         lines = output.decode("utf-8", errors="replace").strip().splitlines()
-        raise CompileError(f"{what} failed: {lines[-1] if lines else child.returncode}")
+        raise CompileError(f"the build failed: {lines[-1] if lines else child.returncode}")
 
 
 @functools.lru_cache(maxsize=1)
