@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from streamfit import messages
 from streamfit.cli import main
 from streamfit.config import Settings
-from streamfit.stores import ComparisonStore
+from streamfit.stores import ComparisonStore, ObservationBatch, ObservationStore
 
 
 def test_experiments_lists_running_and_decided_comparisons(tmp_path, capsys) -> None:
@@ -19,6 +22,18 @@ def test_experiments_lists_running_and_decided_comparisons(tmp_path, capsys) -> 
     store.start(settings.registered_model, champion=1, challenger=3, policy="shadow")
     store.start("another-model", champion=7, challenger=8, policy="shadow")
     store.close()
+    # Before any label: the running comparison's requests, scored by both (v1 answered, v3 in
+    # shadow), and one answered by v1 alone.
+    observations = ObservationStore(settings.store_url)
+    ids = ["a", "b", "c", "d"]
+    observations.record(
+        ObservationBatch(
+            requests=[(i, messages.request(i, {"age": 30})) for i in ids],
+            predictions=[("a", 0.9, 1), ("b", 0.2, 1), ("c", 0.6, 1), ("d", 0.5, 1)],
+            shadows=[("a", 3, 0.99), ("b", 3, 0.01), ("c", 3, 0.5)],
+        )
+    )
+    observations.close()
 
     assert main(["experiments", "--data-dir", str(tmp_path), "--format", "json"]) == 0
     listed = json.loads(capsys.readouterr().out)
@@ -27,14 +42,20 @@ def test_experiments_lists_running_and_decided_comparisons(tmp_path, capsys) -> 
         (3, "running", 0),
     ]
     assert listed[0]["duration_s"] == 60 and listed[0]["upper"] == -0.1
+    # label-free, on the 3 requests both scored: mean of max(p, 1 - p); the decided one has none
+    assert listed[1]["scored"] == 3
+    assert listed[1]["champion_estimated_accuracy"] == pytest.approx((0.9 + 0.8 + 0.6) / 3)
+    assert listed[1]["challenger_estimated_accuracy"] == pytest.approx((0.99 + 0.99 + 0.5) / 3)
+    assert listed[0]["scored"] == 0 and listed[0]["challenger_estimated_accuracy"] is None
 
     assert main(["experiments", "--data-dir", str(tmp_path)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == [
-        "id", "challenger", "champion", "decision", "pairs", "estimate", "interval", "took"
+        "id", "challenger", "champion", "decision", "pairs", "estimate", "interval", "took",
+        "est.", "accuracy",
     ]  # fmt: skip
     assert table[1].split()[:5] == ["1", "v2", "v1", "reject", "120"]
-    assert "running" in table[2]
+    assert "running" in table[2] and table[2].endswith("0.767 vs 0.827 on 3")
 
 
 def test_experiments_with_none_yet(tmp_path, capsys) -> None:

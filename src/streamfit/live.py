@@ -304,20 +304,32 @@ def experiments_command(settings: Settings, output: str = "table") -> str:
     """``streamfit experiments``: every live comparison of the registered model, oldest first,
     as a table or as JSON (a list of objects, each with its ``decision``)."""
     store = ComparisonStore(settings.store_url)
+    observations = ObservationStore(settings.store_url)
     try:
-        found = [c.as_dict() for c in store.list(settings.registered_model)]
+        found = [
+            c.as_dict() | _label_free(c, observations, settings.live_max_pairs)
+            for c in store.list(settings.registered_model)
+        ]
     finally:
         store.close()
+        observations.close()
     if output == "json":
         return json.dumps(found, indent=2)
     if not found:
         return f"no live comparison of {settings.registered_model!r} yet"
-    header = ("id", "challenger", "champion", "decision", "pairs", "estimate", "interval", "took")
+    header = ("id", "challenger", "champion", "decision", "pairs", "estimate", "interval")
+    header += ("took", "est. accuracy")
     rows = [header]
     for c in found:
         interval = (
             f"[{c['lower']:+.4f}, {c['upper']:+.4f}]"
             if c["lower"] is not None and c["upper"] is not None
+            else "-"
+        )
+        accuracy = (
+            f"{c['champion_estimated_accuracy']:.3f} vs {c['challenger_estimated_accuracy']:.3f} "
+            f"on {c['scored']}"
+            if c["scored"]
             else "-"
         )
         rows.append(
@@ -330,14 +342,36 @@ def experiments_command(settings: Settings, output: str = "table") -> str:
                 "-" if c["estimate"] is None else f"{c['estimate']:+.4f}",
                 interval,
                 "-" if c["duration_s"] is None else f"{c['duration_s']:.0f} s",
+                accuracy,
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(line.rstrip() for line in lines) + (
         "\n(estimate, interval: log loss per request, champion minus challenger; > 0: the "
-        "challenger is better)"
+        "challenger is better. est. accuracy: label-free, champion vs challenger on the latest "
+        "requests both scored, running comparisons only; shown, never decides)"
     )
+
+
+def _label_free(comparison: Comparison, store: ObservationStore, limit: int) -> dict[str, Any]:
+    """A running comparison's label-free estimated accuracy of both models on the latest
+    ``limit`` requests both scored (None for a decided one: its labels had the last word)."""
+    empty: dict[str, Any] = {
+        "scored": 0,
+        "champion_estimated_accuracy": None,
+        "challenger_estimated_accuracy": None,
+    }
+    if comparison.decision != "running":
+        return empty
+    scores = store.shadow_scores(comparison.champion, comparison.challenger, limit)
+    if scores.empty:
+        return empty
+    return {
+        "scored": len(scores),
+        "champion_estimated_accuracy": expected_accuracy(scores["probability"].to_numpy()),
+        "challenger_estimated_accuracy": expected_accuracy(scores["shadow_probability"].to_numpy()),
+    }
 
 
 def _explain(evidence: Evidence) -> str:

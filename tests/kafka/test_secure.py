@@ -49,6 +49,14 @@ def test_a_client_without_credentials_is_refused(secure_broker):
         bus.producer()
 
 
+def test_a_tls_client_without_sasl_is_refused_without_waiting_out_the_timeout(secure_broker):
+    options = {"security.protocol": "SSL", "ssl.ca.location": str(secure_broker.ca)}
+    bus = get_bus(secure_broker.url, options)
+    bus.connect_timeout = 120  # BusUnavailable after that: the refusal was not recognised
+    with pytest.raises(BusRefused, match="expects another security.protocol"):
+        bus.producer()
+
+
 def test_a_wrong_password_is_refused(secure_broker, tmp_path):
     bus = get_bus(secure_broker.url, secure_broker.options("app", "not-the-password"))
     with pytest.raises(BusRefused, match="Kafka refused principal 'app': authentication failed"):

@@ -43,6 +43,10 @@ def test_pairs_come_in_the_order_they_were_completed(store: ObservationStore) ->
     assert len(store.shadow_pairs(champion=1, challenger=3)) == 1
     assert len(store.shadow_pairs(champion=2, challenger=2)) == 0
     assert len(store.shadow_pairs(champion=1, challenger=2, limit=1)) == 1
+    # labelled or not (r3 has no label), the latest first
+    scores = store.shadow_scores(champion=1, challenger=2, limit=10)
+    assert scores.values.tolist() == [[0.5, 0.5], [0.7, 0.8], [0.2, 0.3]]
+    assert store.shadow_scores(champion=1, challenger=2, limit=1).values.tolist() == [[0.5, 0.5]]
 
 
 def test_canary_answers_pair_the_other_way_round(store: ObservationStore) -> None:

@@ -30,6 +30,7 @@ Decisions worth knowing:
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -85,11 +86,14 @@ _AUTHORIZATION = {
     KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
 }
 # What librdkafka logs (a line, not an error) when the broker closes the socket during the
-# very first request: a plaintext client on a TLS listener. Seen this often in a row while
-# connecting, it is not a restart (a broker that is down refuses the connection instead).
-_PROTOCOL_HINTS = (
-    "incorrect security.protocol",  # librdkafka < 2.x says so
-    "in state APIVERSION_QUERY",  # newer ones: "connection closed by peer ... in state ..."
+# handshake: a plaintext client on a TLS listener (closed during the very first request), or a
+# TLS client without SASL on a SASL_SSL one (closed as soon as the TLS session is up). Seen
+# this often in a row while connecting, it is not a restart (a broker that is down refuses the
+# connection instead; one going down closes connections that were up for longer).
+_PROTOCOL_HINT = re.compile(
+    r"incorrect security\.protocol"  # librdkafka < 2.x says so
+    r"|in state APIVERSION_QUERY"  # newer ones: "connection closed by peer ... in state ..."
+    r"|closed by peer \(after \d{1,3}ms in state UP\)"
 )
 _PROTOCOL_HINTS_TO_REFUSE = 3
 _COMMIT_ATTEMPTS = 5
@@ -378,7 +382,7 @@ class _ErrorReporter:
         """The ``logger`` interface librdkafka calls (``logging.Logger.log``'s signature)."""
         if level >= logging.CRITICAL:
             _librdkafka_log.log(level, msg, *args)
-        elif any(hint in str(arg) for arg in (msg, *args) for hint in _PROTOCOL_HINTS):
+        elif any(_PROTOCOL_HINT.search(str(arg)) for arg in (msg, *args)):
             self.protocol_hints += 1
 
     def __call__(self, error: KafkaError) -> None:

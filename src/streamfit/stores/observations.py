@@ -394,6 +394,15 @@ class ObservationStore:
             rows = [tuple(r) for r in db.execute(query)]
         return pd.DataFrame(rows, columns=["label", "probability", "shadow_probability", "canary"])
 
+    def shadow_scores(self, champion: int, challenger: int, limit: int) -> pd.DataFrame:
+        """``probability`` (the champion's) and ``shadow_probability`` (the challenger's) of the
+        latest ``limit`` requests both scored, labelled or not: what the label-free estimates of
+        both rest on before labels come."""
+        pairs = self._pairs_query(champion, challenger).order_by(_obs.seq.desc()).limit(limit)
+        with reading(self.engine) as db:
+            rows = [tuple(r)[1:3] for r in db.execute(pairs)]
+        return pd.DataFrame(rows, columns=["probability", "shadow_probability"], dtype=float)
+
     def canary_answers(self, champion: int, challenger: int) -> np.ndarray:
         """The probabilities ``challenger`` answered with, beside ``champion``, labelled or not
         (the label-free check of a canary before its labels come)."""
