@@ -31,6 +31,10 @@ it started it), trains one small initial model (``streamfit init --max-evals 2``
 (e) rss        the predictor's RSS after warm-up, after all M requests, and its peak (VmHWM).
     tradeoff   max_batch x linger_ms: latency at 1,000/s and saturated throughput per setting.
 
+Before the parts, ``runtime_us_per_row``: the served model on LightGBM and on every runtime of
+the family (``benchmarks/runtimes.py``'s measurement, built in the warm cache), side by side,
+with ``served_vs_fastest_at_100``.
+
 The machine has 2 shared cores and the broker runs on them too: figures are for this machine,
 and ratios are measured side by side in one run. ``--quick`` (about two minutes) runs fewer
 requests (the JSON says how many).
