@@ -11,7 +11,7 @@ it started it), trains one small initial model (``streamfit init --max-evals 2``
 (a) inprocess  rows/s of ``Predictor.process`` (decode, validate, transform, predict, encode,
                produce to a null producer; the predictor stores nothing; its metrics counted per
                batch), with the model as the
-               predictor serves it by default (compiled by treelite + tl2cgen once its compiler
+               predictor serves it by default (compiled by its model runtime once its compiler
                thread is done), and with LightGBM only (``compile_model=False``), interleaved in
                one run with a per-message baseline that does what the source design did: one
                pandas DataFrame per message, the transform on that one-row frame, LightGBM's
@@ -33,6 +33,10 @@ it started it), trains one small initial model (``streamfit init --max-evals 2``
                lost requests, p99 in the second around the swap and while the new model loads.
 (e) rss        the predictor's RSS after warm-up, after all M requests, and its peak (VmHWM).
     tradeoff   max_batch x linger_ms: latency at 1,000/s and saturated throughput per setting.
+
+Before the parts, ``runtime_us_per_row``: the served model on LightGBM and on every runtime of
+the family (``benchmarks/runtimes.py``'s measurement, built in the warm cache), side by side,
+with ``served_vs_fastest_at_100``.
 
 The machine has 2 shared cores and the broker runs on them too: figures are for this machine,
 and ratios are measured side by side in one run. ``--quick`` (about two minutes) runs fewer
@@ -120,6 +124,19 @@ def warm_model_cache(template: Path) -> tuple[Path, float]:
     if not predictor.wait_for_compile(900) or not predictor.serving_compiled:
         print("  the model was not compiled: LightGBM serves", flush=True)
     return settings.model_cache, time.perf_counter() - start
+
+
+def runtime_costs(template: Path, cache: Path) -> dict[str, Any]:
+    """µs per row of the served model on LightGBM and on each runtime of the family, in the
+    warm cache (the served runtime's library is reused, the others are built there once)."""
+    from runtimes import served_runtime_costs
+
+    settings = Settings(data_dir=template / "warm", tracking_uri=_uri(template))
+    registry = ModelRegistry.from_settings(settings)
+    champion = registry.champion()
+    assert champion is not None
+    bundle, directory = registry.load(champion, cache)
+    return served_runtime_costs(bundle, directory)
 
 
 def _uri(template: Path) -> str:
@@ -466,7 +483,7 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
     shutil.copytree(
         template / "warm" / "model-cache",
         data_dir / "model-cache",
-        ignore=shutil.ignore_patterns("model.so*"),
+        ignore=shutil.ignore_patterns("model.so*", "model.lleaves.o*"),
     )
     settings = Settings(data_dir=data_dir, tracking_uri=_uri(template))
     champion = ModelRegistry.from_settings(settings).champion()
@@ -913,6 +930,10 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         out["speedup_vs_baseline"] = a["speedup_vs_baseline"]
         out["metrics_overhead"] = a["metrics_overhead"]
         out["metrics_overhead_direct"] = a["metrics_overhead_direct"]
+    if "runtime_us_per_row" in results:
+        r = results["runtime_us_per_row"]
+        out["runtime_served"] = r.get("served")
+        out["runtime_served_vs_fastest"] = r.get("served_vs_fastest_at_100")
     e2e = results.get("e2e", {})
     if all(
         isinstance(e2e.get(g), dict) and "error" not in e2e[g]
@@ -972,6 +993,7 @@ def report(summary: dict[str, Any], results: dict[str, Any]) -> None:
         "rss_growth_mb": "~0",
         "metrics_overhead": "<= 0.03",
         "metrics_overhead_direct": "<= 0.03",
+        "runtime_served_vs_fastest": "<= 1.5",
     }
     for key, value in summary.items():
         shown = f"{value:,}" if isinstance(value, int) else str(value)
@@ -1023,7 +1045,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             template = train_model(work)
         print("fetching and compiling the champion once (the deployments' warm cache)...")
-        _, results["model_cache_warm_s"] = warm_model_cache(template)
+        cache, results["model_cache_warm_s"] = warm_model_cache(template)
+        print("the served model on every runtime, side by side (benchmarks/runtimes.py)...")
+        results["runtime_us_per_row"] = attempt("runtimes", runtime_costs, template, cache)
         bootstrap = ensure_broker(args.port) if set(parts) - {"inprocess"} else ""
         if "inprocess" in parts:
             print("(a) in-process hot path vs per-message baseline...", flush=True)

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import GUARANTEES, METRICS_PORTS, OPTIMIZERS, PROMOTIONS, ConfigError, Settings
+from .config import (
+    GUARANTEES,
+    METRICS_PORTS,
+    MODEL_RUNTIMES,
+    OPTIMIZERS,
+    PROMOTIONS,
+    ConfigError,
+    Settings,
+)
 from .console import LOG_FORMATS, LOG_LEVELS, Terminal, configure_logging
 
 log = logging.getLogger("streamfit")
@@ -37,6 +45,7 @@ _SETTING_OPTIONS = (
     "store",
     "trials",
     "compile_model",
+    "model_runtime",
     "max_evals",
     "init_max_evals",
     "optimizer",
@@ -179,8 +188,13 @@ def _serving(parser: argparse.ArgumentParser) -> None:
         dest="compile_model",
         action="store_false",
         default=None,
-        help="serve with LightGBM only; by default a compiled copy of the model (treelite + "
-        "tl2cgen, checked against LightGBM) takes over once built in the background",
+        help="serve with LightGBM only; by default a compiled copy of the model (checked "
+        "against LightGBM) takes over once built in the background",
+    )
+    parser.add_argument(
+        "--model-runtime",
+        choices=MODEL_RUNTIMES,
+        help="the compiled copy's runtime (default auto: lleaves, else treelite + tl2cgen)",
     )
 
 

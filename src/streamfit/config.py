@@ -24,6 +24,9 @@ OPTIMIZERS = ("hyperopt", "skopt", "optuna")
 # live comparison on labelled traffic decides (streamfit.live); canary: as shadow, but
 # canary_percent % of requests (a stable hash of request_id) are answered by the challenger.
 PROMOTIONS = ("offline", "shadow", "canary")
+# model_runtime: "auto" tries the compiled runtimes fastest first (streamfit.serving.runtimes,
+# whose registry must name exactly these, in this order).
+MODEL_RUNTIMES = ("auto", "lleaves", "tl2cgen")
 # Service -> the setting holding the port of its /metrics, /healthz and /readyz.
 METRICS_PORTS = {
     service: f"{service}_metrics_port"
@@ -76,9 +79,11 @@ class Settings:
     guarantee: str = "at-least-once"
     group: str = "streamfit-predictor"
     recorder_group: str = "streamfit-recorder"
-    # Serve a compiled copy of the model (treelite + tl2cgen, built off the hot path and checked
-    # against LightGBM first); LightGBM serves meanwhile, and whenever there is no C compiler.
+    # Serve a compiled copy of the model (built off the hot path and checked against LightGBM
+    # first); LightGBM serves meanwhile, and whenever no runtime is available or it is refused.
     compile_model: bool = True
+    # Which compiled runtime: "auto" (lleaves, else tl2cgen), or one of MODEL_RUNTIMES by name.
+    model_runtime: str = "auto"
     # Trainer: one consumer group on the one-partition retrain topic (one works, others wait)
     trainer_group: str = "streamfit-trainer"
     max_evals: int = 10
@@ -214,6 +219,10 @@ class Settings:
             )
         if self.live_check_seconds < 0:
             raise ConfigError(f"live_check_seconds must be >= 0, got {self.live_check_seconds}")
+        if self.model_runtime not in MODEL_RUNTIMES:
+            raise ConfigError(
+                f"model_runtime must be one of {MODEL_RUNTIMES}, got {self.model_runtime!r}"
+            )
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         for name in ("store", "trials"):

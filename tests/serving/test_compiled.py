@@ -1,31 +1,22 @@
-"""The compiled model (treelite + tl2cgen): same outputs as LightGBM, a cache that is never
-trusted blindly, and a predictor that swaps it in off the hot path."""
+"""The compiled model in the predictor: swapped in off the hot path, LightGBM meanwhile and when
+there is none. What every runtime must do on its own is the contract in test_runtimes.py."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import shutil
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import orjson
 import pytest
 
 from streamfit import messages
 from streamfit.bundle import ModelBundle, ModelStore
-from streamfit.data import load_adult
 from streamfit.serving import _compiled
-from streamfit.serving._compiled import (
-    LIBRARY_FILE,
-    SIDECAR_FILE,
-    CompileError,
-    compile_bundle,
-    compiled_bundle,
-)
+from streamfit.serving._compiled import CompileError, compile_bundle
+from streamfit.serving.runtimes import runtimes_for
 from tests.serving.conftest import Running, train_bundle
 
 pytestmark = pytest.mark.skipif(_compiled.compiler() is None, reason="no C compiler")
@@ -47,62 +38,10 @@ def _predictions(batch):
     return [orjson.loads(m.value) for m in batch if m.topic == "predictions"]
 
 
-def test_compiled_model_equals_lightgbm_on_real_rows(local):
-    store = local
-    version = store.champion()
-    bundle = store.load(version)
-    compiled = compile_bundle(bundle, store.path(version))
-    assert compiled.compiled and compiled.max_abs_diff <= _compiled.TOLERANCE
-    assert compiled.checked_rows > 400  # canary, adult.test rows, and rows with holes
-    features = bundle.pipeline.transform(load_adult("test").head(3000))
-    assert np.isnan(features).any()  # adult.test has missing values of its own
-    served = compiled_bundle(bundle, compiled)
-    assert served.version == version
-    np.testing.assert_allclose(
-        served.predict_matrix(features), bundle.predict_matrix(features), rtol=0, atol=1e-12
-    )
-    # the library is cached in the bundle, beside a sidecar naming what it was built from
-    meta = json.loads((store.path(version) / SIDECAR_FILE).read_text())
-    assert meta["key"] == _compiled.cache_key(bundle) and meta["model_version"] == version
-    again = compile_bundle(store.load(version), store.path(version))
-    assert not again.compiled and again.max_abs_diff <= _compiled.TOLERANCE
-
-
-def test_corrupted_library_is_rebuilt(local):
-    store = local
-    version = store.champion()
-    bundle = store.load(version)
-    compile_bundle(bundle, store.path(version))
-    library = store.path(version) / LIBRARY_FILE
-    library.write_bytes(b"\x7fELF not really a library" * 100)
-    rebuilt = compile_bundle(bundle, store.path(version))
-    assert rebuilt.compiled and rebuilt.max_abs_diff <= _compiled.TOLERANCE
-
-
-def test_foreign_library_is_rebuilt_and_a_forged_one_refused(local):
-    store = local
-    first = store.champion()
-    compile_bundle(store.load(first), store.path(first))
-    # another model's library and sidecar, copied in: the key names the other model
-    other = store.save(train_bundle(rounds=12, seed=3))
-    for name in (LIBRARY_FILE, SIDECAR_FILE):
-        shutil.copy(store.path(first) / name, store.path(other) / name)
-    rebuilt = compile_bundle(store.load(other), store.path(other))
-    assert rebuilt.compiled and rebuilt.max_abs_diff <= _compiled.TOLERANCE
-    # the same, but with the sidecar rewritten to claim the third model: loaded, then refused
-    forged = store.save(train_bundle(rounds=14, seed=4))
-    bundle = store.load(forged)
-    shutil.copy(store.path(first) / LIBRARY_FILE, store.path(forged) / LIBRARY_FILE)
-    meta = json.loads((store.path(first) / SIDECAR_FILE).read_text())
-    meta["key"] = _compiled.cache_key(bundle)
-    (store.path(forged) / SIDECAR_FILE).write_text(json.dumps(meta))
-    with pytest.raises(CompileError, match="mismatch"):
-        compile_bundle(bundle, store.path(forged))
-
-
 def test_a_build_past_its_time_bound_is_abandoned_with_its_compilers(local):
     """The build runs in a child process; past its bound the child and every gcc it started
-    are killed, nothing half-built is left, and a later build with time enough succeeds."""
+    (tl2cgen's build runs gcc) are killed, nothing half-built is left, and a later build with
+    time enough succeeds."""
     store = local
     version = store.champion()
     bundle, directory = store.load(version), store.path(version)
@@ -119,7 +58,7 @@ def test_a_build_past_its_time_bound_is_abandoned_with_its_compilers(local):
     watcher.start()
     try:
         with pytest.raises(CompileError, match="took longer than 1 s: abandoned"):
-            compile_bundle(bundle, directory, timeout_s=1.0)
+            compile_bundle(bundle, directory, runtime="tl2cgen", timeout_s=1.0)
     finally:
         building.clear()
         watcher.join()
@@ -127,7 +66,7 @@ def test_a_build_past_its_time_bound_is_abandoned_with_its_compilers(local):
     time.sleep(0.5)
     assert _processes_in_sessions(sessions) == []  # no gcc left compiling
     assert sorted(p.name for p in directory.iterdir() if "model." in p.name) == ["model.txt"]
-    built = compile_bundle(bundle, directory)
+    built = compile_bundle(bundle, directory, runtime="tl2cgen")
     assert built.compiled and built.max_abs_diff <= _compiled.TOLERANCE
 
 
@@ -154,17 +93,18 @@ def _processes_in_sessions(sessions: set[int]) -> list[int]:
 
 
 def test_no_compiler_means_lightgbm_said_once(settings, store, local, monkeypatch, caplog):
+    """tl2cgen without gcc: no runtime available, LightGBM serves and the log says why once."""
     from streamfit.bus import MemoryBus
     from streamfit.serving import Predictor
 
     monkeypatch.setenv("CC", "no-such-compiler-streamfit")
     with pytest.raises(CompileError, match="no C compiler"):
-        compile_bundle(local.load(1), local.path(1))
-    predictor = Predictor(settings, MemoryBus())
+        compile_bundle(local.load(1), local.path(1), runtime="tl2cgen")
+    predictor = Predictor(settings.replace(model_runtime="tl2cgen"), MemoryBus())
     newer = store.save(train_bundle(rounds=8, seed=6))
     assert predictor.swap_to(1) and predictor.swap_to(newer)
     assert predictor.wait_for_compile(0) and not predictor.serving_compiled
-    assert caplog.text.count("no C compiler found") == 1
+    assert caplog.text.count("no model runtime available (tl2cgen: no C compiler found") == 1
 
 
 def test_predictor_serves_the_compiled_model_with_its_version(
@@ -176,7 +116,8 @@ def test_predictor_serves_the_compiled_model_with_its_version(
         predictor = service.predictor
         _wait_compiled(predictor)
         assert predictor.serving_compiled and predictor.model_version == 1
-        assert "serving model v1 compiled" in caplog.text
+        served = runtimes_for(settings.model_runtime)[0].name  # the first, when it can run
+        assert f"serving model v1 compiled by {served}" in caplog.text
         for i, row in enumerate(requests_data[:15]):
             service.send("requests", messages.request(f"r{i}", row))
         answers = {a["request_id"]: a for a in _predictions(service.collect(15))}
@@ -207,7 +148,8 @@ def test_compile_disabled_serves_lightgbm(settings, store, requests_data):
         assert service.predictor.wait_for_compile(0)  # nothing was ever asked for
         assert not service.predictor.serving_compiled
         assert type(service.predictor._bundle) is ModelBundle
-        assert not list(settings.model_cache.glob(f"*/{LIBRARY_FILE}"))
+        for runtime in runtimes_for(settings.model_runtime):
+            assert not list(settings.model_cache.glob(f"*/{runtime.library_file}"))
     finally:
         service.stop()
 
@@ -232,7 +174,7 @@ def test_refused_compile_keeps_lightgbm(settings, store, monkeypatch, caplog):
     from streamfit.serving import Predictor
     from streamfit.serving import _slot as slot_module
 
-    def refuse(bundle, directory):
+    def refuse(bundle, directory, runtime):
         raise CompileError("mismatch: max abs difference 0.5 > 1e-09")
 
     monkeypatch.setattr(slot_module, "compile_bundle", refuse)

@@ -14,7 +14,8 @@ import orjson
 from streamfit import messages
 from streamfit.bundle import BUNDLE_FILES, MODEL_FILE, bundle_sha256
 from streamfit.serving import Predictor
-from streamfit.serving._compiled import LIBRARY_FILE, SIDECAR_FILE
+from streamfit.serving._compiled import sidecar_file
+from streamfit.serving.runtimes import runtimes_for
 from tests.serving.conftest import Running, train_bundle
 
 
@@ -120,7 +121,8 @@ def test_a_pickle_and_code_beside_the_bundle_are_never_fetched_loaded_or_run(
     assert predictor.slot.swap_to(entry)
     predictor.slot.wait_for_compile(timeout=300)  # a build in flight has a temporary file
     cached = settings.model_cache / f"v{version:06d}"
-    built_here = {LIBRARY_FILE, SIDECAR_FILE}
+    runtimes = runtimes_for(settings.model_runtime)
+    built_here = {r.library_file for r in runtimes} | {sidecar_file(r) for r in runtimes}
     assert sorted(p.name for p in cached.iterdir() if p.name not in built_here) == sorted(
         BUNDLE_FILES
     )

@@ -1,19 +1,22 @@
-"""A compiled copy of a bundle's LightGBM model (treelite + tl2cgen), verified before use.
+"""A compiled copy of a bundle's LightGBM model (a runtime of :mod:`.runtimes`: lleaves, or
+treelite + tl2cgen), verified before use.
 
-The shared library is a derived cache in the bundle's directory, never the model of record
-(``model.txt`` and ``pipeline.json`` stay that): ``model.so`` plus ``model.so.json``, a sidecar
-naming the key it was built for (a hash of the model text and the treelite/tl2cgen versions)
-and the library's own SHA-256. A library whose sidecar is missing, names another key or another
-digest is never loaded: it is rebuilt. Every loaded library is then checked against LightGBM on
-a validation batch (the canary row plus rows of adult.test through the bundle's pipeline, with
-missing values and unseen categories); any difference beyond ``TOLERANCE`` refuses it.
+The library is a derived cache in the bundle's directory, never the model of record
+(``model.txt`` and ``pipeline.json`` stay that): the runtime's library file (``model.so`` for
+tl2cgen, ``model.lleaves.o`` for lleaves) plus a ``.json`` sidecar naming the key it was built
+for (a hash of the model text, the runtime and its tool versions) and the library's own SHA-256.
+A library whose sidecar is missing, names another key or another digest is never loaded: it is
+rebuilt. Every loaded library is then checked against LightGBM on a validation batch (the canary
+row plus rows of adult.test through the bundle's pipeline, with missing values and unseen
+categories); any difference beyond ``TOLERANCE`` refuses it.
 
 The build runs in a child process (``python -m streamfit.serving._build``) under a time
 bound: gcc on a large model takes minutes (317 s at -O3 for an 877-tree model on a busy 2-core
 machine, and once over 20 minutes in the soak run), and a build that outlives its bound is
 killed, gcc included, so the compiler moves on to the newer model instead of waiting behind it.
 The memory the build takes (treelite's copy of the model, the generated sources: some 70 MB for
-that model) goes back to the system when the child exits, not into the predictor's heap.
+that model; LLVM's for lleaves) goes back to the system when the child exits, not into the
+predictor's heap.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import signal
 import subprocess
 import sys
@@ -40,12 +42,12 @@ import numpy as np
 
 from ..bundle import CANARY_ROW, MODEL_FILE, ModelBundle, atomic_write_text
 from ..data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, load_adult
+from .runtimes import AUTO, ModelRuntime, Predict, get_runtime, runtimes_for
+from .runtimes import compiler as compiler  # re-exported: the slot and tests ask it
 
 log = logging.getLogger("streamfit.predictor")
 _native_log = logging.getLogger("streamfit.compiled.native")
 
-LIBRARY_FILE = "model.so"
-SIDECAR_FILE = "model.so.json"
 TOLERANCE = 1e-9
 VALIDATION_ROWS = 400
 _TIMING_ROWS = 1000
@@ -59,9 +61,10 @@ class CompileError(Exception):
 
 @dataclass
 class CompiledModel:
-    """A loaded, verified tl2cgen predictor for one model."""
+    """A loaded, verified compiled predictor for one model."""
 
-    predictor: Any  # tl2cgen.Predictor
+    predictor: Predict  # float64 matrix -> probabilities, single-threaded
+    runtime: str
     path: Path
     key: str
     compiled: bool  # True if built just now, False if a cached library was reused
@@ -72,10 +75,7 @@ class CompiledModel:
     checked_rows: int = 0
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        import tl2cgen
-
-        matrix = tl2cgen.DMatrix(np.ascontiguousarray(features, dtype=np.float64))
-        return self.predictor.predict(matrix).reshape(-1)
+        return self.predictor(features)
 
 
 @dataclass
@@ -89,22 +89,20 @@ class CompiledBundle(ModelBundle):
         return self.compiled.predict(features)
 
 
-def compiler() -> str | None:
-    """The C compiler tl2cgen would use, or None."""
-    return shutil.which(os.environ.get("CC", "gcc"))
+def sidecar_file(runtime: ModelRuntime) -> str:
+    return runtime.library_file + ".json"
 
 
-def cache_key(bundle: ModelBundle) -> str:
-    """What a cached library must have been built from: this model text, these tool versions."""
-    import tl2cgen
-    import treelite
-
+def cache_key(bundle: ModelBundle, runtime: ModelRuntime | None = None) -> str:
+    """What a cached library must have been built from: this model text, this runtime, these
+    tool versions."""
+    runtime = runtime or get_runtime()
     model = hashlib.sha256(bundle.booster.model_to_string().encode()).hexdigest()
     parts = {
         "model_sha256": model,
-        "treelite": treelite.__version__,
-        "tl2cgen": tl2cgen.__version__,
+        **runtime.versions(),
         "machine": platform.machine(),
+        "runtime": runtime.name,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
@@ -117,9 +115,9 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _cached_library(directory: Path, key: str) -> Path | None:
+def _cached_library(directory: Path, runtime: ModelRuntime, key: str) -> Path | None:
     """The bundle's library if its sidecar vouches for it under ``key``; else None."""
-    library, sidecar = directory / LIBRARY_FILE, directory / SIDECAR_FILE
+    library, sidecar = directory / runtime.library_file, directory / sidecar_file(runtime)
     try:
         meta = json.loads(sidecar.read_text())
         if meta.get("key") != key:
@@ -133,15 +131,22 @@ def _cached_library(directory: Path, key: str) -> Path | None:
     return library
 
 
-def _build(bundle: ModelBundle, directory: Path, key: str, threads: int, timeout_s: float) -> Path:
-    library = directory / LIBRARY_FILE
+def _build(
+    bundle: ModelBundle,
+    directory: Path,
+    runtime: ModelRuntime,
+    key: str,
+    threads: int,
+    timeout_s: float,
+) -> Path:
+    library = directory / runtime.library_file
     # The loader caches libraries by path: a fresh build goes to a temporary name first, then
-    # replaces model.so in one rename, and its sidecar follows (a reader in between sees a
+    # replaces the library in one rename, and its sidecar follows (a reader in between sees a
     # sidecar whose digest does not match, and rebuilds rather than trusting it).
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".model-", suffix=".so")
+    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".model-", suffix=library.suffix)
     os.close(handle)
     try:
-        _build_in_child(directory / MODEL_FILE, Path(temporary), threads, timeout_s)
+        _build_in_child(runtime, directory / MODEL_FILE, Path(temporary), threads, timeout_s)
         digest = _file_sha256(Path(temporary))
         os.replace(temporary, library)
     except BaseException:
@@ -151,18 +156,22 @@ def _build(bundle: ModelBundle, directory: Path, key: str, threads: int, timeout
         "key": key,
         "sha256": digest,
         "model_version": bundle.version,
+        "runtime": runtime.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "note": "derived cache of model.txt: safe to delete",
     }
-    atomic_write_text(directory / SIDECAR_FILE, json.dumps(meta, indent=2))
+    atomic_write_text(directory / sidecar_file(runtime), json.dumps(meta, indent=2))
     return library
 
 
-def _build_in_child(model_file: Path, library: Path, threads: int, timeout_s: float) -> None:
+def _build_in_child(
+    runtime: ModelRuntime, model_file: Path, library: Path, threads: int, timeout_s: float
+) -> None:
     """Run the build (:mod:`streamfit.serving._build`) in a child process of its own session,
     killed with every gcc it started if it outlives ``timeout_s``; its output is kept for the
     error message only."""
-    command = [sys.executable, "-m", _BUILD_MODULE, str(model_file), str(library), str(threads)]
+    command = [sys.executable, "-m", _BUILD_MODULE, runtime.name, str(model_file), str(library)]
+    command.append(str(threads))
     child = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -238,43 +247,75 @@ def compile_bundle(
     bundle: ModelBundle,
     directory: Path,
     *,
+    runtime: str = AUTO,
     threads: int = 1,
     timeout_s: float = BUILD_TIMEOUT_S,
 ) -> CompiledModel:
     """Load (or build, then load) the bundle's compiled model and verify it against LightGBM.
 
-    Raises CompileError with the reason when there is none to use.
+    ``runtime`` is a ``model_runtime`` setting: a runtime's name, or ``"auto"`` for the first
+    of them (fastest first) that is available, builds and matches LightGBM; one not available
+    or refused is logged and the next one tried. Raises CompileError with the reason (every
+    runtime's, for ``"auto"``) when there is none to use.
     """
-    if compiler() is None:
-        raise CompileError(f"no C compiler found ({os.environ.get('CC', 'gcc')} not on PATH)")
-    try:
-        import tl2cgen
-        import treelite  # noqa: F401
-    except ImportError as exc:
-        raise CompileError(f"treelite/tl2cgen not installed: {exc}") from exc
-    _route_native_logs()
     if not (directory / MODEL_FILE).is_file():
         raise CompileError(f"{directory} is not a bundle directory")
-    key = cache_key(bundle)
-    library = _cached_library(directory, key)
+    reasons = []
+    for candidate in runtimes_for(runtime):
+        reason, level = candidate.missing(), logging.INFO
+        if reason is None:
+            try:
+                return _compile_with(candidate, bundle, directory, threads, timeout_s)
+            except CompileError as exc:
+                reason, level = str(exc), logging.WARNING
+        reasons.append(f"{candidate.name}: {reason}")
+        if runtime == AUTO:
+            log.log(
+                level, "runtime %s not used for v%s: %s", candidate.name, bundle.version, reason
+            )
+    if runtime != AUTO:
+        raise CompileError(f"model runtime {reasons[0]}")
+    raise CompileError(f"no model runtime usable ({'; '.join(reasons)})")
+
+
+def available_runtimes(runtime: str = AUTO) -> tuple[list[ModelRuntime], list[str]]:
+    """The runtimes a ``model_runtime`` setting could use here, and why each other one cannot."""
+    usable, reasons = [], []
+    for candidate in runtimes_for(runtime):
+        missing = candidate.missing()
+        if missing is None:
+            usable.append(candidate)
+        else:
+            reasons.append(f"{candidate.name}: {missing}")
+    return usable, reasons
+
+
+def _compile_with(
+    runtime: ModelRuntime, bundle: ModelBundle, directory: Path, threads: int, timeout_s: float
+) -> CompiledModel:
+    _route_native_logs()
+    key = cache_key(bundle, runtime)
+    library = _cached_library(directory, runtime, key)
     built, compile_s = library is None, 0.0
     if library is None:
         start = time.perf_counter()
         try:
-            library = _build(bundle, directory, key, threads, timeout_s)
+            library = _build(bundle, directory, runtime, key, threads, timeout_s)
         except CompileError:
             raise
         except Exception as exc:  # a read-only directory, no process to start...
             raise CompileError(f"compile failed: {exc}") from exc
         compile_s = time.perf_counter() - start
     try:
-        predictor = tl2cgen.Predictor(str(library), nthread=1)
+        predict = runtime.load(library, directory / MODEL_FILE)
     except Exception as exc:
         raise CompileError(f"cannot load {library}: {exc}") from exc
-    compiled = CompiledModel(predictor, library, key, built, compile_s, float("nan"), 0.0, 0.0)
+    compiled = CompiledModel(
+        predict, runtime.name, library, key, built, compile_s, float("nan"), 0.0, 0.0
+    )
     features = validation_matrix(bundle)
     try:
-        got = compiled.predict(features)
+        got = np.asarray(compiled.predict(features), dtype=np.float64)
     except Exception as exc:
         raise CompileError(f"compiled model fails to predict: {exc}") from exc
     expected = bundle.booster.predict(features, num_threads=1)

@@ -8,11 +8,11 @@ when it was registered, loads and validates it (the canary warms it too), and sw
 reference assignment: the loop reads :attr:`ModelSlot.bundle` once per batch. A failure at any
 step is logged with its reason and counted; the model serving keeps serving.
 
-Each model that starts serving is then compiled (treelite + tl2cgen, or its cached library in the
-same cache directory loaded) and checked against LightGBM by a compiler thread at a lower
-priority; if it matches and is still the model serving, the compiled copy is swapped in the same
-way. LightGBM serves until then, and for good when there is no C compiler or the compiled copy
-is refused.
+Each model that starts serving is then compiled by the ``model_runtime`` setting's runtime
+(lleaves, or treelite + tl2cgen), or its cached library in the same cache directory loaded, and
+checked against LightGBM by a compiler thread at a lower priority; if it matches and is still
+the model serving, the compiled copy is swapped in the same way. LightGBM serves until then, and
+for good when no runtime is available or the compiled copy is refused.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 
 from ..bundle import BundleError, ModelBundle
 from ..registry import IntegrityError, ModelRegistry, RegisteredBundle
-from ._compiled import CompileError, compile_bundle, compiled_bundle, compiler
+from ._compiled import CompileError, available_runtimes, compile_bundle, compiled_bundle
+from .runtimes import AUTO
 
 if TYPE_CHECKING:
     from ..metrics import PredictorMetrics
@@ -45,6 +46,7 @@ class ModelSlot:
         metrics: PredictorMetrics,
         *,
         compile_model: bool = True,
+        runtime: str = AUTO,
         role: str = "serving",
     ) -> None:
         self.role = role  # what the logs say this slot does: "serving" or "shadowing"
@@ -52,6 +54,7 @@ class ModelSlot:
         self.cache = Path(cache)
         self.metrics = metrics
         self.compile_model = compile_model
+        self.runtime = runtime  # a model_runtime setting: "auto" or a runtime's name
         self.bundle: ModelBundle | None = None  # read once per batch by the loop
         self._directories: dict[int, Path] = {}  # version -> its verified cache directory
         # The lock orders swaps by the watcher and the compiler thread.
@@ -61,7 +64,7 @@ class ModelSlot:
         self._compile_idle = threading.Event()
         self._compile_idle.set()
         self._compiler_thread: threading.Thread | None = None
-        self._no_compiler_said = False
+        self._no_runtime_said = False
         self.last_refusal: str | None = None  # why the latest model was refused
 
     @property
@@ -155,12 +158,13 @@ class ModelSlot:
 
     # -- compiled models (off the hot path) ---------------------------------------------------
     def _request_compile(self, bundle: ModelBundle) -> None:
-        if compiler() is None:
-            if not self._no_compiler_said:
-                self._no_compiler_said = True
+        usable, reasons = available_runtimes(self.runtime)
+        if not usable:
+            if not self._no_runtime_said:
+                self._no_runtime_said = True
                 log.warning(
-                    "no C compiler found (%s): serving with LightGBM, not a compiled model",
-                    os.environ.get("CC", "gcc"),
+                    "no model runtime available (%s): serving with LightGBM, not a compiled model",
+                    "; ".join(reasons),
                 )
             return
         with self._swap_lock:
@@ -193,7 +197,7 @@ class ModelSlot:
         another model has started serving meanwhile."""
         version = bundle.version
         try:
-            compiled = compile_bundle(bundle, self._directories[version])
+            compiled = compile_bundle(bundle, self._directories[version], runtime=self.runtime)
         except CompileError as exc:
             self.metrics.compile_refusals.inc()
             log.warning("model v%s stays on LightGBM: %s", version, exc)
@@ -210,10 +214,11 @@ class ModelSlot:
             self.metrics.model_compiled.set(1)
         self.metrics.compiled_models.inc()
         log.info(
-            "%s model v%s compiled (%.1f µs/row vs %.1f µs/row with LightGBM; %s; "
+            "%s model v%s compiled by %s (%.1f µs/row vs %.1f µs/row with LightGBM; %s; "
             "max abs difference %.3g on %s checked rows)",
             self.role,
             version,
+            compiled.runtime,
             compiled.us_per_row,
             compiled.lightgbm_us_per_row,
             f"built in {compiled.compile_s:.1f} s" if compiled.compiled else "cached library",

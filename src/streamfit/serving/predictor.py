@@ -141,6 +141,7 @@ class Predictor(ServiceLoop):
             settings.model_cache,
             self.metrics,
             compile_model=settings.compile_model,
+            runtime=settings.model_runtime,
         )
         # The shadowed challenger: its own slot (fetch, verify, compile), its own counters (a
         # registry of their own, not served on /metrics: their names are the champion's).
@@ -151,6 +152,7 @@ class Predictor(ServiceLoop):
             settings.model_cache,
             self.shadow_metrics,
             compile_model=settings.compile_model,
+            runtime=settings.model_runtime,
             role="shadowing",
         )
         self._wait_for_model_s = wait_for_model_s
