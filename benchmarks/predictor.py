@@ -164,8 +164,8 @@ class Deployment:
     def __init__(self, work: Path, template: Path, bootstrap: str, name: str, **settings: Any):
         self.root = work / f"{name}-{uuid.uuid4().hex[:6]}"
         self.data_dir = self.root / "data"
-        # The model cache of a predictor that served the champion before (compiled library
-        # included): the registry is the template's, shared by every deployment.
+        # The model cache of a predictor that served the champion before, and the compiled
+        # models it built (shared, by content): the registry is the template's, shared too.
         shutil.copytree(template / "warm" / "model-cache", self.data_dir / "model-cache")
         suffix = uuid.uuid4().hex[:8]
         self.topics = Topics(**{t: f"bench-{t}-{suffix}" for t in vars(Topics())})
@@ -175,6 +175,7 @@ class Deployment:
             f'group = "bench-predictors-{suffix}"',
             f'recorder_group = "bench-recorders-{suffix}"',
             f'tracking_uri = "{_uri(template)}"',
+            f'compiled_cache = "{template / "warm" / "compiled-models"}"',
             *(f"{k} = {json.dumps(v)}" for k, v in settings.items()),
             "[topics]",
             *(f'{k} = "{v}"' for k, v in vars(self.topics).items()),

@@ -84,6 +84,9 @@ class Settings:
     compile_model: bool = True
     # Which compiled runtime: "auto" (lleaves, else tl2cgen), or one of MODEL_RUNTIMES by name.
     model_runtime: str = "auto"
+    # Where compiled models are kept, by content (model text, runtime, versions): predictors
+    # sharing it build each model once. Empty: <data_dir>/compiled-models.
+    compiled_cache: str = ""
     # Trainer: one consumer group on the one-partition retrain topic (one works, others wait)
     trainer_group: str = "streamfit-trainer"
     max_evals: int = 10
@@ -287,6 +290,15 @@ class Settings:
     def model_cache(self) -> Path:
         """Bundles fetched from the registry, verified: a cache, rebuilt when deleted."""
         return self.data_dir / "model-cache"
+
+    @property
+    def compiled_models(self) -> Path:
+        """Compiled copies of models by cache key: a derived cache, rebuilt when deleted."""
+        return (
+            Path(self.compiled_cache).expanduser()
+            if self.compiled_cache
+            else (self.data_dir / "compiled-models")
+        )
 
     @property
     def models_dir(self) -> Path:

@@ -92,6 +92,10 @@ class Deployment:
     """A data dir + config with topic names of its own, and the processes started on it."""
 
     def __init__(self, root: Path, bootstrap: str, template: tuple[str, str]) -> None:
+        # Compiled models are kept by content, in the session's temporary directory: its
+        # deployments, all serving the template champion at first, build it once (as the
+        # predictors of one machine do).
+        compiled_cache = root.parent / "compiled-models"
         self.root = root
         self.data_dir = root / "data"
         suffix = uuid.uuid4().hex[:8]
@@ -105,6 +109,7 @@ class Deployment:
             f'recorder_group = "recorders-{suffix}"\n'
             f'tracking_uri = "{template[0]}"\n'
             f'experiment = "deployment-{suffix}"\nregistered_model = "deployment-{suffix}"\n'
+            f'compiled_cache = "{compiled_cache}"\n'
             f"[topics]\n{topic_lines}\n"
         )
         self.settings = Settings.load(config_file=self.config, environ={})

@@ -14,7 +14,8 @@ import pytest
 
 from streamfit import messages
 from streamfit.bundle import ModelBundle, ModelStore
-from streamfit.serving import _compiled
+from streamfit.bus import MemoryBus
+from streamfit.serving import Predictor, _compiled
 from streamfit.serving._compiled import CompileError, compile_bundle
 from streamfit.serving.runtimes import runtimes_for
 from tests.serving.conftest import Running, train_bundle
@@ -94,8 +95,6 @@ def _processes_in_sessions(sessions: set[int]) -> list[int]:
 
 def test_no_compiler_means_lightgbm_said_once(settings, store, local, monkeypatch, caplog):
     """tl2cgen without gcc: no runtime available, LightGBM serves and the log says why once."""
-    from streamfit.bus import MemoryBus
-    from streamfit.serving import Predictor
 
     monkeypatch.setenv("CC", "no-such-compiler-streamfit")
     with pytest.raises(CompileError, match="no C compiler"):
@@ -140,6 +139,25 @@ def test_predictor_serves_the_compiled_model_with_its_version(
         service.stop()
 
 
+def test_predictors_sharing_a_compiled_cache_build_each_model_once(settings, store, tmp_path):
+    """Two predictors, caches of their own, one compiled cache (``compiled_cache``): the second
+    loads the library the first built, found by the model's content, not its path."""
+    shared = settings.replace(compiled_cache=str(tmp_path / "compiled"))
+    first = Predictor(shared.replace(data_dir=tmp_path / "first"), MemoryBus())
+    second = Predictor(shared.replace(data_dir=tmp_path / "second"), MemoryBus())
+    for predictor in (first, second):
+        assert predictor.swap_to(1)
+        _wait_compiled(predictor)
+        assert predictor.serving_compiled
+    built, reused = (p._bundle.compiled for p in (first, second))
+    assert built.compiled and not reused.compiled
+    assert built.path == reused.path and built.path.parent == shared.compiled_models / built.key
+    for data_dir in (tmp_path / "first", tmp_path / "second"):  # nothing beside the bundles
+        assert {p.name for p in (data_dir / "model-cache" / "v000001").iterdir()} == {
+            "manifest.json", "model.txt", "pipeline.json"
+        }  # fmt: skip
+
+
 def test_compile_disabled_serves_lightgbm(settings, store, requests_data):
     service = Running(settings.replace(compile_model=False))
     try:
@@ -148,15 +166,14 @@ def test_compile_disabled_serves_lightgbm(settings, store, requests_data):
         assert service.predictor.wait_for_compile(0)  # nothing was ever asked for
         assert not service.predictor.serving_compiled
         assert type(service.predictor._bundle) is ModelBundle
-        for runtime in runtimes_for(settings.model_runtime):
-            assert not list(settings.model_cache.glob(f"*/{runtime.library_file}"))
+        for runtime in runtimes_for(settings.model_runtime):  # nothing built, anywhere
+            for cache in (settings.model_cache, settings.compiled_models):
+                assert not list(cache.glob(f"**/{runtime.library_file}"))
     finally:
         service.stop()
 
 
 def test_compiled_copy_of_a_superseded_model_is_not_swapped_in(settings, store):
-    from streamfit.bus import MemoryBus
-    from streamfit.serving import Predictor
 
     predictor = Predictor(settings.replace(compile_model=False), MemoryBus())
     assert predictor.swap_to(1)
@@ -170,11 +187,9 @@ def test_compiled_copy_of_a_superseded_model_is_not_swapped_in(settings, store):
 
 
 def test_refused_compile_keeps_lightgbm(settings, store, monkeypatch, caplog):
-    from streamfit.bus import MemoryBus
-    from streamfit.serving import Predictor
     from streamfit.serving import _slot as slot_module
 
-    def refuse(bundle, directory, runtime):
+    def refuse(bundle, directory, **options):
         raise CompileError("mismatch: max abs difference 0.5 > 1e-09")
 
     monkeypatch.setattr(slot_module, "compile_bundle", refuse)

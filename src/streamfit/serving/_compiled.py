@@ -133,12 +133,14 @@ def _cached_library(directory: Path, runtime: ModelRuntime, key: str) -> Path | 
 
 def _build(
     bundle: ModelBundle,
+    model_file: Path,
     directory: Path,
     runtime: ModelRuntime,
     key: str,
     threads: int,
     timeout_s: float,
 ) -> Path:
+    """Build ``model_file`` into ``directory``: the library, then its sidecar."""
     library = directory / runtime.library_file
     # The loader caches libraries by path: a fresh build goes to a temporary name first, then
     # replaces the library in one rename, and its sidecar follows (a reader in between sees a
@@ -146,7 +148,7 @@ def _build(
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".model-", suffix=library.suffix)
     os.close(handle)
     try:
-        _build_in_child(runtime, directory / MODEL_FILE, Path(temporary), threads, timeout_s)
+        _build_in_child(runtime, model_file, Path(temporary), threads, timeout_s)
         digest = _file_sha256(Path(temporary))
         os.replace(temporary, library)
     except BaseException:
@@ -250,8 +252,14 @@ def compile_bundle(
     runtime: str = AUTO,
     threads: int = 1,
     timeout_s: float = BUILD_TIMEOUT_S,
+    libraries: Path | None = None,
 ) -> CompiledModel:
     """Load (or build, then load) the bundle's compiled model and verify it against LightGBM.
+
+    ``libraries``: where built libraries are kept, one directory per cache key (the model text,
+    the runtime, its versions and options), so every predictor of a machine that shares it builds
+    a model once (K processes of ``--processes``, a restarted predictor with a fresh model cache);
+    None keeps them beside the bundle in ``directory``.
 
     ``runtime`` is a ``model_runtime`` setting: a runtime's name, or ``"auto"`` for the first
     of them (fastest first) that is available, builds and matches LightGBM; one not available
@@ -265,7 +273,7 @@ def compile_bundle(
         reason, level = candidate.missing(), logging.INFO
         if reason is None:
             try:
-                return _compile_with(candidate, bundle, directory, threads, timeout_s)
+                return _compile_with(candidate, bundle, directory, libraries, threads, timeout_s)
             except CompileError as exc:
                 reason, level = str(exc), logging.WARNING
         reasons.append(f"{candidate.name}: {reason}")
@@ -291,16 +299,25 @@ def available_runtimes(runtime: str = AUTO) -> tuple[list[ModelRuntime], list[st
 
 
 def _compile_with(
-    runtime: ModelRuntime, bundle: ModelBundle, directory: Path, threads: int, timeout_s: float
+    runtime: ModelRuntime,
+    bundle: ModelBundle,
+    directory: Path,
+    libraries: Path | None,
+    threads: int,
+    timeout_s: float,
 ) -> CompiledModel:
     _route_native_logs()
     key = cache_key(bundle, runtime)
-    library = _cached_library(directory, runtime, key)
+    where = directory if libraries is None else libraries / key
+    library = _cached_library(where, runtime, key)
     built, compile_s = library is None, 0.0
     if library is None:
         start = time.perf_counter()
         try:
-            library = _build(bundle, directory, runtime, key, threads, timeout_s)
+            where.mkdir(parents=True, exist_ok=True)
+            library = _build(
+                bundle, directory / MODEL_FILE, where, runtime, key, threads, timeout_s
+            )
         except CompileError:
             raise
         except Exception as exc:  # a read-only directory, no process to start...

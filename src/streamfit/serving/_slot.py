@@ -47,6 +47,7 @@ class ModelSlot:
         *,
         compile_model: bool = True,
         runtime: str = AUTO,
+        libraries: Path | None = None,
         role: str = "serving",
     ) -> None:
         self.role = role  # what the logs say this slot does: "serving" or "shadowing"
@@ -55,6 +56,7 @@ class ModelSlot:
         self.metrics = metrics
         self.compile_model = compile_model
         self.runtime = runtime  # a model_runtime setting: "auto" or a runtime's name
+        self.libraries = libraries  # built libraries by cache key (None: beside each bundle)
         self.bundle: ModelBundle | None = None  # read once per batch by the loop
         self._directories: dict[int, Path] = {}  # version -> its verified cache directory
         # The lock orders swaps by the watcher and the compiler thread.
@@ -197,7 +199,9 @@ class ModelSlot:
         another model has started serving meanwhile."""
         version = bundle.version
         try:
-            compiled = compile_bundle(bundle, self._directories[version], runtime=self.runtime)
+            compiled = compile_bundle(
+                bundle, self._directories[version], runtime=self.runtime, libraries=self.libraries
+            )
         except CompileError as exc:
             self.metrics.compile_refusals.inc()
             log.warning("model v%s stays on LightGBM: %s", version, exc)

@@ -142,6 +142,7 @@ class Predictor(ServiceLoop):
             self.metrics,
             compile_model=settings.compile_model,
             runtime=settings.model_runtime,
+            libraries=settings.compiled_models,
         )
         # The shadowed challenger: its own slot (fetch, verify, compile), its own counters (a
         # registry of their own, not served on /metrics: their names are the champion's).
@@ -153,6 +154,7 @@ class Predictor(ServiceLoop):
             self.shadow_metrics,
             compile_model=settings.compile_model,
             runtime=settings.model_runtime,
+            libraries=settings.compiled_models,
             role="shadowing",
         )
         self._wait_for_model_s = wait_for_model_s
