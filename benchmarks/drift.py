@@ -33,7 +33,7 @@ import pandas as pd
 
 from streamfit import messages
 from streamfit.app import adult_requests
-from streamfit.bundle import ModelBundle, ModelStore
+from streamfit.bundle import ModelBundle
 from streamfit.bus import MemoryBus
 from streamfit.config import Settings
 from streamfit.data import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, load_adult
@@ -490,6 +490,28 @@ def _monitor_process(settings: Settings, log_path: Path) -> subprocess.Popen:
     return process
 
 
+def register_champion(settings: Settings, bundle: ModelBundle) -> int:
+    """Register ``bundle`` in the settings' registry and make it @champion through the one
+    promotion path: predictors and the monitor follow the registry, not a local pointer."""
+    from streamfit.promotion import promote
+    from streamfit.training.tracking import get_tracker
+
+    tracker = get_tracker(settings)
+    test = load_adult("test")
+    example = test[list(FEATURE_COLUMNS)].dropna().head(5).reset_index(drop=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        bundle.save(Path(scratch))
+        tracker.start_round("benchmark-drift", {})
+        try:
+            version = tracker.log_model(Path(scratch), example, [0.5] * len(example))
+        finally:
+            tracker.end_round()
+    if version is None:
+        raise RuntimeError("the tracker registered no model version")
+    promote(settings, version, by="benchmark")
+    return version
+
+
 def monitor_overhead(train: pd.DataFrame, rows: int, repeats: int) -> dict:
     """Throughput without the monitor, with it in a thread and in its own process, interleaved."""
     requests = adult_requests(rows, seed=5)  # labels ride along (demo mode): metrics have data
@@ -504,8 +526,7 @@ def monitor_overhead(train: pd.DataFrame, rows: int, repeats: int) -> dict:
             for mode in modes[repeat % 3 :] + modes[: repeat % 3]:
                 # A fresh store per run: every run pays the same SQLite inserts from row 1.
                 settings = Settings(data_dir=Path(tmp) / f"{mode}-{repeat}")
-                store = ModelStore(settings.models_dir)
-                store.set_champion(store.save(ModelBundle(bundle.booster, bundle.pipeline, {})))
+                register_champion(settings, ModelBundle(bundle.booster, bundle.pipeline, {}))
                 payloads = [
                     messages.request(f"{repeat}-{i}", data) for i, data in enumerate(requests)
                 ]
