@@ -116,8 +116,8 @@ class Settings:
     drift_psi_floor: float = 0.0  # a feature drifts only if its PSI reaches this too
     drift_score_floor: float = 0.0  # the classifier alarms only if its drift score does too
     # The monitor's false-alarm budget over time: expected checks between false alarms. Half
-    # goes to the window tests (alpha per check at most 1 / (2 ERT)), half to per-feature CUSUMs
-    # that accumulate evidence across checks (see monitoring/sequential.py).
+    # goes to the window tests (alpha per check at most 1 / (2 ERT)), half to a per-feature change
+    # scan that accumulates evidence across checks (see monitoring/sequential.py).
     drift_ert: float = 100.0
     drift_folds: int = 3
     drift_classifier: str = "lightgbm"  # or "random_forest" (MLBox's choice)

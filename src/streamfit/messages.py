@@ -16,7 +16,7 @@ models        {"version": int (registry version), "event": "initial"|"promoted"|
 labels        {"request_id": str, "label": 0|1 or an income_bracket string}
 drift         {"window_end": int|str, "drift": float (domain classifier), "drifted": bool,
                "features": {name: {"score", "p_value" (corrected), "psi", "drifted"}},
-               "sequential": {"drifted", "features": [names], "threshold", "cusum": {name: S}},
+               "sequential": {"drifted", "features": [names], "threshold", "evidence": {name: z}},
                "output": {"p_value", "statistic", "drifted", "mean", "reference_mean"},
                "labels": {"n", "positive_rate", "reference_rate", "p_value", "drifted",
                "calibration_error", "calibration_p_value"}}; NaN is written as null, "output"

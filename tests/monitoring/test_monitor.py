@@ -91,10 +91,11 @@ def test_checks_publish_events_and_metrics(
     assert events[1]["window_end"] == 800
     assert set(events[1]["features"]["age"]) == {"score", "p_value", "psi", "drifted"}
     assert (settings.data_dir / "charts" / "drift-800.png").exists()
-    # The sequential layer saw only the 400 new rows: age's CUSUM crossed its threshold at once.
+    # The sequential layer saw only the 400 new rows: age's evidence crossed its threshold at once.
     assert events[1]["sequential"]["features"][0] == "age"
-    assert events[1]["sequential"]["cusum"]["age"] > events[1]["sequential"]["threshold"]
-    assert monitor.cusum.statistics["age"] == 0.0  # restarted after the alarm
+    assert events[1]["sequential"]["evidence"]["age"] > events[1]["sequential"]["threshold"]
+    assert monitor.sequential.blocks == []  # restarted after the alarm
+    assert logged[-1][0]["drift.sequential.age"] == events[1]["sequential"]["evidence"]["age"]
 
     metrics, step = logged[-1]
     assert step == 800 and metrics["drift.drifted"] == 1.0  # step: observations in store

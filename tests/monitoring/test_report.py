@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from streamfit.monitoring import DriftDetector, OutputDrift
-from streamfit.monitoring.sequential import Cusum
+from streamfit.monitoring.sequential import SequentialScan
 
 
 def _chromium() -> str:
@@ -51,8 +51,8 @@ def test_chromium_renders_every_section(
     window = adult_test.sample(800, random_state=9).reset_index(drop=True)
     window["hours_per_week"] = window["hours_per_week"] * 1.3
     report = detector.score(window, window_end=800)
-    cusum = Cusum(list(detector.kinds), ert=100)
-    report.add_sequential(cusum.update(detector.feature_p_values(window)), cusum)
+    scan = SequentialScan(detector.reference_counts, ert=100)
+    report.add_sequential(scan.update(detector.feature_counts(window)), scan)
     rng = np.random.default_rng(0)
     p = rng.beta(2, 5, 3000)
     output = OutputDrift().fit(p, (rng.random(3000) < p).astype(int))

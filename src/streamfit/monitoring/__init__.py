@@ -20,14 +20,13 @@ from .performance import (
     window_metrics,
 )
 from .report import DriftReport, FeatureDrift
-from .sequential import Cusum
+from .sequential import SequentialScan
 from .service import build_monitor
 
 __all__ = [
     "CLASSIFIERS",
     "CORRECTIONS",
     "ChiSquaredTest",
-    "Cusum",
     "DomainClassifier",
     "DriftDetector",
     "DriftReport",
@@ -38,6 +37,7 @@ __all__ = [
     "OutputDrift",
     "PSITest",
     "ProbabilityCalibrator",
+    "SequentialScan",
     "TestResult",
     "auc_with_z",
     "build_monitor",

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from ._base import DriftTest, TestResult
 from ._binning import Binning, _as_float
@@ -110,18 +110,33 @@ class ChiSquaredTest(_CountTest):
 
     def test(self, current: pd.Series) -> TestResult:
         reference, window = self._counts(current)
-        keep, pooled = _pool_sparse_bins(reference, window.sum(), self.min_expected)
-        table = np.vstack(
-            [
-                np.r_[reference[keep], reference[pooled].sum()],
-                np.r_[window[keep], window[pooled].sum()],
-            ]
-        )
-        table = table[:, table.sum(axis=0) > 0]
-        if window.sum() == 0 or table.shape[1] < 2:
-            return TestResult(0.0, 1.0)
-        result = stats.chi2_contingency(table, correction=False)
-        return TestResult(float(result.statistic), float(result.pvalue))
+        return chi_squared_counts(reference, window, self.min_expected)
+
+
+def chi_squared_counts(
+    reference: np.ndarray, window: np.ndarray, min_expected: float = 5.0
+) -> TestResult:
+    """Chi-squared test of homogeneity of two count vectors over the same bins, sparse bins
+    pooled (see :func:`_pool_sparse_bins`): the window test, and each span of the sequential
+    scan (about 70 calls per check, hence Pearson's statistic written out for the 2 x k table:
+    the same value as scipy's ``chi2_contingency(correction=False)``, a tenth of the cost)."""
+    reference, window = np.asarray(reference, dtype=float), np.asarray(window, dtype=float)
+    n_reference, n_window = reference.sum(), window.sum()
+    if n_window == 0 or n_reference == 0:
+        return TestResult(0.0, 1.0)
+    keep, pooled = _pool_sparse_bins(reference, n_window, min_expected)
+    reference_cells = np.r_[reference[keep], reference[pooled].sum()]
+    window_cells = np.r_[window[keep], window[pooled].sum()]
+    totals = reference_cells + window_cells
+    used = totals > 0
+    if used.sum() < 2:
+        return TestResult(0.0, 1.0)
+    n = n_reference + n_window
+    # Both rows' (O - E)^2 / E summed: the reference row's deviation is the window's, negated.
+    deviations = window_cells[used] - n_window * totals[used] / n
+    scale = n * n / (n_reference * n_window)
+    statistic = float(scale * np.sum(deviations * deviations / totals[used]))
+    return TestResult(statistic, float(special.chdtrc(int(used.sum()) - 1, statistic)))
 
 
 class PSITest(_CountTest):
@@ -168,8 +183,7 @@ def _pool_sparse_bins(
     cumulative = np.cumsum(expected[order])
     enough = int(np.searchsorted(cumulative, min_expected)) + 1  # smallest pool reaching it
     size = min(max(sparse, enough), expected.size)
-    pooled = order[:size]
-    return np.setdiff1d(np.arange(expected.size), pooled), pooled
+    return order[size:], order[:size]
 
 
 _TESTS: dict[str, type[DriftTest]] = {t.name: t for t in (KSTest, ChiSquaredTest, PSITest)}

@@ -212,6 +212,21 @@ class DriftDetector:
             if n in current.columns
         }
 
+    def feature_counts(self, current: pd.DataFrame) -> dict[str, list[int]]:
+        """Each feature's count per reference bin (the PSI bins: deciles and a zero bin for
+        numerics, frequent categories for the rest) in ``current``: what the sequential scan
+        accumulates across checks. Features absent from ``current`` are left out."""
+        binnings = self._fitted()["binnings"]
+        current = current.reset_index(drop=True)
+        return {
+            n: binnings[n].counts(current[n]).tolist() for n in self.kinds if n in current.columns
+        }
+
+    @property
+    def reference_counts(self) -> dict[str, list[float]]:
+        """The reference's count per bin of each feature, aligned with :meth:`feature_counts`."""
+        return {n: list(state["reference_counts"]) for n, state in self.fitted_psi.items()}
+
     def score(self, current: pd.DataFrame, window_end: int | str | None = None) -> DriftReport:
         """Compare a window with the reference."""
         started = time.perf_counter()

@@ -35,7 +35,7 @@ from .performance import (
     realised_metrics,
 )
 from .report import DriftReport
-from .sequential import Cusum
+from .sequential import SequentialScan
 
 if TYPE_CHECKING:
     from ..bus import Bus, Producer
@@ -51,7 +51,7 @@ def detector_from_settings(settings: Settings, *, monitor: bool = False) -> Drif
     checks, whose window tests get half the false-alarm budget (alpha <= 1 / (2 ERT))."""
     alpha = settings.drift_alpha
     if monitor:
-        alpha = min(alpha, Cusum.window_alpha(settings.drift_ert))
+        alpha = min(alpha, SequentialScan.window_alpha(settings.drift_ert))
     return DriftDetector(
         alpha=alpha,
         correction=settings.drift_correction,
@@ -107,7 +107,7 @@ class Monitor:
         self.history = history  # labelled rows kept for per-version metrics
         self.refresh = refresh
         self.detector = detector_from_settings(settings, monitor=True).fit(reference_frame)
-        self.cusum = Cusum(list(self.detector.kinds), settings.drift_ert)
+        self.sequential = SequentialScan(self.detector.reference_counts, settings.drift_ert)
         self.running = False
         self.step = 0
         self.last_count = 0
@@ -123,7 +123,7 @@ class Monitor:
         detector = detector_from_settings(self.settings, monitor=True).fit(reference_frame)
         with self._lock:
             self.detector = detector
-            self.cusum = Cusum(list(detector.kinds), self.settings.drift_ert)
+            self.sequential = SequentialScan(detector.reference_counts, self.settings.drift_ert)
 
     # -- one check -------------------------------------------------------------------------------
     def run_once(self, force: bool = False) -> DriftReport | None:
@@ -146,8 +146,8 @@ class Monitor:
         with self._lock:
             report = self.detector.score(window, window_end=count)
             if len(block):
-                alarmed = self.cusum.update(self.detector.feature_p_values(block))
-                report.add_sequential(alarmed, self.cusum)
+                alarmed = self.sequential.update(self.detector.feature_counts(block))
+                report.add_sequential(alarmed, self.sequential)
             if self.output is not None:
                 self._output_drift(report, window)
         metrics = self._metrics(report, window)
@@ -241,7 +241,7 @@ class Monitor:
             "drift.drifted_features": float(len(report.drifted_features)),
             "drift.sequential_drifted": float(bool(report.sequential_features)),
         }
-        metrics.update({f"drift.cusum.{n}": v for n, v in report.cusum.items()})
+        metrics.update({f"drift.sequential.{n}": v for n, v in report.sequential.items()})
         for layer, values in (("output", report.output), ("labels", report.labels)):
             for key, value in (values or {}).items():
                 if isinstance(value, bool | int | float):

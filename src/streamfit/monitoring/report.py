@@ -51,10 +51,10 @@ class DriftReport:
     alpha: float = 0.01
     seconds: float = 0.0
     correction: str = "holm"
-    # The sequential layer (monitor only): per-feature CUSUM statistics after this check, the
-    # threshold, and the features whose CUSUM crossed it at this check.
-    cusum: dict[str, float] = field(default_factory=dict)
-    cusum_threshold: float = math.nan
+    # The sequential layer (monitor only): per-feature evidence of the change scan after this
+    # check (z scale), the threshold, and the features whose evidence crossed it at this check.
+    sequential: dict[str, float] = field(default_factory=dict)
+    sequential_threshold: float = math.nan
     sequential_features: list[str] = field(default_factory=list)
 
     output: dict[str, Any] | None = None  # output drift (monitor only, see output.py)
@@ -66,11 +66,12 @@ class DriftReport:
         if any(layer and layer["drifted"] for layer in (output, labels)):
             self.drifted = True
 
-    def add_sequential(self, alarmed: list[str], cusum: Any) -> None:
-        """Fold one CUSUM update into the verdict (statistics are read before a reset)."""
+    def add_sequential(self, alarmed: list[str], scan: Any) -> None:
+        """Fold one update of the sequential scan into the verdict (its evidence as it stood
+        before an alarm's reset)."""
         self.sequential_features = list(alarmed)
-        self.cusum_threshold = float(cusum.threshold)
-        self.cusum = {n: float(v) for n, v in cusum.last.items()}
+        self.sequential_threshold = float(scan.threshold)
+        self.sequential = {n: float(v) for n, v in scan.last.items()}
         if alarmed:
             self.drifted = True
 
@@ -107,8 +108,8 @@ class DriftReport:
             sequential={
                 "drifted": bool(self.sequential_features),
                 "features": list(self.sequential_features),
-                "threshold": _json_float(self.cusum_threshold),
-                "cusum": {n: _json_float(v) for n, v in self.cusum.items()},
+                "threshold": _json_float(self.sequential_threshold),
+                "evidence": {n: _json_float(v) for n, v in self.sequential.items()},
             },
             output=_scalars(self.output),
             labels=_scalars(self.labels),
@@ -189,12 +190,13 @@ class DriftReport:
                 + ("the window is separable from the reference." if self.classifier_drifted
                    else "no evidence the window is separable from the reference.")
             )  # fmt: skip
-        if self.cusum:
+        if self.sequential:
+            threshold = self.sequential_threshold
             lines.append(
-                "Sequential (CUSUM across checks): "
+                "Sequential (change scan across checks): "
                 + (f"{', '.join(self.sequential_features)} crossed the threshold "
-                   f"{self.cusum_threshold:.2f}." if self.sequential_features
-                   else f"no feature's evidence reached the threshold {self.cusum_threshold:.2f}.")
+                   f"{threshold:.2f}." if self.sequential_features
+                   else f"no feature's evidence reached the threshold {threshold:.2f}.")
             )  # fmt: skip
         if self.output is not None:
             lines.append(f"Model output: {_output_reason(self.output)}")
