@@ -38,6 +38,7 @@ import threading
 import time
 import uuid
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -157,6 +158,8 @@ class Predictor(ServiceLoop):
             libraries=settings.compiled_models,
             role="shadowing",
         )
+        # Its scoring thread (started at the first batch shadowed).
+        self._shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow-scorer")
         self._wait_for_model_s = wait_for_model_s
         # Canary mode's share of requests the challenger answers (0: shadow or offline mode).
         self._canary_percent = settings.canary_percent if settings.promotion == "canary" else 0
@@ -303,6 +306,7 @@ class Predictor(ServiceLoop):
                 target=self._watch_models, args=(models,), name="model-watcher", daemon=True
             )
             watcher.start()
+            stack.callback(self._shadow_pool.shutdown)
             consumer = stack.enter_context(
                 self.bus.consumer([self.topics.requests], group=settings.group)
             )
@@ -372,13 +376,23 @@ class Predictor(ServiceLoop):
             )
         if not parsed.ids:
             return 0
+        # The shadowed challenger scores the batch on a thread of its own meanwhile: both
+        # models' native code runs without the GIL, so a free core takes the second model.
+        challenger = self._shadow_challenger(bundle)
+        scoring = (
+            None
+            if challenger is None
+            else self._shadow_pool.submit(self._shadow_scores, challenger, parsed)
+        )
         try:
             probabilities = bundle.predict_columns(parsed.columns).tolist()
         except (OverflowError, ValueError, TypeError):
             # A value the schema let through but NumPy cannot take (an integer beyond float
             # range): find it row by row, so only its own message fails.
             probabilities = self._predict_one_by_one(bundle, parsed, requests, producer)
-        shadow = self._shadow_scores(bundle, parsed, probabilities)
+        shadow = None if scoring is None else scoring.result()
+        if shadow is not None and any(p is None for p in probabilities):
+            shadow = None  # rows the champion could not score: the batch goes without them
         ids, version = parsed.ids, bundle.version
         kept = [i for i, p in enumerate(probabilities) if p is not None]
         if len(kept) < len(ids):
@@ -430,20 +444,20 @@ class Predictor(ServiceLoop):
         self.metrics.canary_predictions.inc(len(picked))
         return out_ids, out
 
-    def _shadow_scores(
-        self,
-        champion: ModelBundle,
-        parsed: messages.RequestBatch,
-        answers: list[float | None],
-    ) -> tuple[int, list[float]] | None:
-        """The shadowed challenger's version and probabilities for the batch, or None (none
-        shadowed, or it failed on this batch: the answers go out without them)."""
-        challenger = self.shadow.bundle  # one per batch, as the champion
+    def _shadow_challenger(self, champion: ModelBundle) -> ModelBundle | None:
+        """The challenger shadowed for this batch (read once per batch, as the champion)."""
+        challenger = self.shadow.bundle
         if challenger is None or challenger.version == champion.version:
             return None
+        return challenger
+
+    @staticmethod
+    def _shadow_scores(
+        challenger: ModelBundle, parsed: messages.RequestBatch
+    ) -> tuple[int, list[float]] | None:
+        """The shadowed challenger's version and probabilities for the batch, or None (it
+        failed on this batch: the answers go out without them)."""
         try:
-            if any(p is None for p in answers):  # rows the champion could not score either
-                return None
             scores = challenger.predict_columns(parsed.columns)
             if not np.all(np.isfinite(scores)):  # the recorder would refuse the predictions
                 raise ValueError("the challenger returned a non-finite probability")
