@@ -789,32 +789,14 @@ def challenger(deployment: Deployment) -> Any:
 
     Trained before the load starts, so the training does not disturb the paced sender.
     """
-    import lightgbm as lgb
-
-    from streamfit.bundle import ModelBundle
-    from streamfit.data import load_adult
-    from streamfit.training.space import DEFAULT_SPACE, lightgbm_params
+    from runtimes import retrained_sized
 
     registry = ModelRegistry.from_settings(deployment.settings)
     entry = registry.champion()
     assert entry is not None
     champion, _ = registry.load(entry, deployment.root / "trainer-cache")
-    frame = load_adult("train")
-    params, _cap = lightgbm_params(
-        DEFAULT_SPACE,
-        champion.manifest["params"],
-        threads=1,
-        seed=99,
-        feature_names=champion.pipeline.feature_names,
-    )
-    data = lgb.Dataset(
-        champion.pipeline.transform(frame),
-        frame["label"],
-        categorical_feature=champion.pipeline.categorical_features,
-    )
     rounds = int(champion.manifest.get("best_iteration") or champion.booster.num_trees())
-    booster = lgb.train({**params, "verbosity": -1}, data, num_boost_round=rounds)
-    return ModelBundle(booster, champion.pipeline, {"trigger": "benchmark"})
+    return retrained_sized(champion, rounds)
 
 
 def promote(deployment: Deployment, bundle: Any) -> int:
