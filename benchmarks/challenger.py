@@ -135,8 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         results["shadow"] = part_shadow(rows, batch=1000)
     print(json.dumps(results, indent=2))
     RESULTS.mkdir(exist_ok=True)
-    name = "challenger-quick.json" if args.quick else "challenger.json"
-    (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
+    out = RESULTS / ("challenger-quick.json" if args.quick else "challenger.json")
+    # --only one part keeps the other part's last results in the file
+    kept = json.loads(out.read_text()) if out.exists() else {}
+    out.write_text(json.dumps(kept | results, indent=2) + "\n")
     return 0
 
 
