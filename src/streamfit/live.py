@@ -317,8 +317,10 @@ def experiments_command(settings: Settings, output: str = "table") -> str:
         return json.dumps(found, indent=2)
     if not found:
         return f"no live comparison of {settings.registered_model!r} yet"
-    header = ("id", "challenger", "champion", "decision", "pairs", "estimate", "interval")
-    header += ("took", "est. accuracy")
+    header = (
+        "id", "challenger", "champion", "decision", "pairs", "estimate", "interval", "took",
+        "est. accuracy",
+    )  # fmt: skip
     rows = [header]
     for c in found:
         interval = (
