@@ -107,6 +107,29 @@ def test_checks_publish_events_and_metrics(
     assert 0.5 < metrics["estimated.accuracy"] < 1.0  # from the unlabelled version-2 window
 
 
+def test_after_an_alarm_the_window_holds_only_newer_requests(
+    settings: Settings, reference: pd.DataFrame, adult_test: pd.DataFrame
+) -> None:
+    # The restart (AlarmBudget.window_rows): no request takes part in two alarms, so one stretch
+    # of shifted requests raises one alarm, not one at every check whose window still holds it.
+    store = ObservationStore(settings.store_url)
+    monitor = Monitor(settings, get_bus(None), reference, store=store)
+    shifted = adult_test.iloc[:400].copy()
+    shifted["age"] = shifted["age"] + 25
+    store.record(_observations(shifted, 0, version=1, labelled=False))
+    report = monitor.run_once()
+    assert report is not None and report.drifted and monitor.alarm_count == 400
+    assert monitor.sequential.blocks == []
+    store.record(_observations(adult_test.iloc[400:700], 400, version=1, labelled=False))
+    report = monitor.run_once()
+    # The last 400 requests hold 100 of the shifted ones: without the restart, a second alarm.
+    assert report is not None and report.n_current == 300, report.table()
+    assert not report.drifted, report.table()
+    store.record(_observations(adult_test.iloc[700:1000], 700, version=1, labelled=False))
+    report = monitor.run_once()
+    assert report is not None and report.n_current == 400 and not report.drifted
+
+
 def test_thread_publishes_and_stops(
     settings: Settings, reference: pd.DataFrame, adult_test: pd.DataFrame
 ) -> None:

@@ -10,8 +10,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from streamfit.monitoring import DriftDetector
-from streamfit.monitoring.sequential import SequentialScan, spans_for
+from streamfit.config import Settings
+from streamfit.data import FEATURE_COLUMNS
+from streamfit.monitoring import DriftDetector, alarm_budget
+from streamfit.monitoring.drift import _correct
+from streamfit.monitoring.sequential import AlarmBudget, SequentialScan, spans_for
 
 BLOCK = 250  # drift_every: rows new at each check
 
@@ -36,6 +39,23 @@ def _block(
     return detector.feature_counts(frame.iloc[rng.choice(len(frame), BLOCK, p=p)])
 
 
+def _fresh_blocks(frame: pd.DataFrame, n: int, rng: np.random.Generator) -> list[pd.DataFrame]:
+    """``n`` blocks of BLOCK rows, no row repeated within 16 consecutive blocks (the scan's
+    longest span): each check's rows are then a simple random sample of the population, as live
+    traffic would be. Drawn with replacement, they would come from adult.test's empirical
+    distribution, off the population by adult.test's own sampling noise, which the tests cannot
+    allow for (benchmarks/drift.py, FreshRows)."""
+    available, recent, blocks = np.ones(len(frame), dtype=bool), [], []
+    for _ in range(n):
+        chosen = rng.choice(np.flatnonzero(available), BLOCK, replace=False)
+        available[chosen] = False
+        recent.append(chosen)
+        if len(recent) == 16:
+            available[recent.pop(0)] = True
+        blocks.append(frame.iloc[chosen])
+    return blocks
+
+
 def test_spans_and_threshold_split_the_budget() -> None:
     assert spans_for(16) == [1, 2, 4, 8, 16]
     assert spans_for(20) == [1, 2, 4, 8, 16, 20]
@@ -44,50 +64,84 @@ def test_spans_and_threshold_split_the_budget() -> None:
     # Half of 1 / ERT per check, over 4 features and 5 spans.
     assert scan.alpha * 4 * 5 == pytest.approx(1 / 200)
     assert scan.threshold == pytest.approx(stats.norm.isf(1 / (2 * 100 * 4)))
-    assert SequentialScan.window_alpha(100) == 0.005
 
 
-def test_undrifted_stream_stays_within_the_false_alarm_budget(
+def test_the_budget_adds_up_to_one_false_alarm_per_ert_checks() -> None:
+    # Union bound over every source of a check: the window's feature and classifier tests
+    # (Holm), its three output and label tests (Bonferroni), and the scan.
+    budget = AlarmBudget(ert=100, n_features=14)
+    assert budget.window == budget.scan == 0.005
+    assert budget.window_tests == pytest.approx(0.005 * 15 / 18)
+    assert budget.window_tests + 3 * budget.output_test == pytest.approx(budget.window)
+    assert budget.window + budget.scan == pytest.approx(1 / budget.ert)
+    # The default: twice the target of 100, so 1,000 checks expect at most 5 false alarms.
+    default = alarm_budget(Settings())
+    assert default.ert == 200 and default.n_features == len(FEATURE_COLUMNS)
+    assert 1000 * (default.window + default.scan) == pytest.approx(5)
+    # The restart: after an alarm the window holds only the requests that came after it.
+    assert [AlarmBudget.window_rows(1000, n) for n in (0, 250, 999, 1000, 10**6)] == [
+        1000,
+        250,
+        999,
+        1000,
+        1000,
+    ]
+    with pytest.raises(ValueError, match="ert"):
+        AlarmBudget(ert=0.5, n_features=14)
+    with pytest.raises(ValueError, match="n_features"):
+        AlarmBudget(ert=100, n_features=0)
+
+
+def _window_p(detector: DriftDetector, window: pd.DataFrame) -> float:
+    """The smallest Holm-adjusted p-value of the window's feature tests, as DriftDetector.score
+    corrects them (the window alarms when it is below the detector's alpha); the domain
+    classifier is left out here for time (its share stays in the budget, unspent)."""
+    return min(_correct(list(detector.feature_p_values(window).values()), "holm"))
+
+
+def _monitor_false_alarms(
+    detector: DriftDetector, stream: list[pd.DataFrame], ert: float, full_window_p: list[float]
+) -> int:
+    """Checks that alarm on ``stream`` (blocks of BLOCK rows) as Monitor.run_once decides at
+    budget ``ert``: the window test on the last 4 blocks, only those since the last alarm, or
+    the change scan; after either, both restart. ``full_window_p``: each check's whole-window
+    p-value, computed once for every budget tried."""
+    budget = AlarmBudget(ert, len(detector.kinds))
+    scan = SequentialScan(detector.reference_counts, ert=ert)
+    fresh, alarms = 4 * BLOCK, 0
+    for index, block in enumerate(stream):
+        fresh += BLOCK
+        rows = AlarmBudget.window_rows(4 * BLOCK, fresh)
+        if rows == 4 * BLOCK:
+            p_value = full_window_p[index]
+        else:  # the restart: only the blocks since the alarm (never more than the last 3)
+            p_value = _window_p(detector, pd.concat(stream[index - 2 : index + 1]).tail(rows))
+        by_scan = bool(scan.update(detector.feature_counts(block)))
+        if p_value < budget.window_tests or by_scan:
+            alarms += 1
+            scan.reset()
+            fresh = 0
+    return alarms
+
+
+def test_the_monitor_as_a_whole_holds_its_budget_on_an_undrifted_stream(
     detector: DriftDetector, adult_test: pd.DataFrame
 ) -> None:
-    # 1,000 checks of 250 fresh adult.test rows each: with drift_ert = 100 the scan's half of
-    # the budget allows 1,000 / (2 * 100) = 5 false alarms on average. adult.test is itself a
-    # finite sample whose small deviation from adult.data the 4,000-row spans begin to see
-    # (benchmarks/drift.py: 5 in 1,000 checks; 22 in 3,000 in a multinomial simulation), so the
-    # bound checked is three times the nominal count.
-    rng = np.random.default_rng(11)
-    blocks = [_block(detector, adult_test, rng) for _ in range(1000)]
-    scan = SequentialScan(detector.reference_counts, ert=100)
-    alarms = sum(bool(scan.update(block)) for block in blocks)
-    # Without pooling sparse cells (the chi-squared approximation then fails on rare countries)
-    # the same stream raises many more: what a regression of the calibration looks like.
-    loose = SequentialScan(detector.reference_counts, ert=100, min_expected=0.0)
-    loose_alarms = sum(bool(loose.update(block)) for block in blocks)
-    print(f"false alarms in 1,000 undrifted checks: {alarms} (no pooling: {loose_alarms})")
-    assert alarms <= 15
-    assert loose_alarms > 15
-
-
-def test_five_point_share_change_is_caught_within_5000_messages(
-    detector: DriftDetector, adult_test: pd.DataFrame
-) -> None:
-    # The share of men falls 5 points (67 % -> 62 %): z of about 1.7 per 250-row block, too
-    # small for any one block; the change comes after 4 to 8 undrifted blocks.
-    rng = np.random.default_rng(12)
-    fewer_men = _share_weights(adult_test, "gender", "Male", -0.05)
-    delays, runs = [], 40
-    for _ in range(runs):
-        scan = SequentialScan(detector.reference_counts, ert=100)
-        for _ in range(int(rng.integers(4, 9))):
-            if scan.update(_block(detector, adult_test, rng)):
-                scan.reset()  # a false alarm before the change: the monitor restarts alike
-        delay, alarmed = 0, []
-        while "gender" not in alarmed and delay < 10_000:  # another feature's alarm: false
-            delay += BLOCK
-            alarmed = scan.update(_block(detector, adult_test, rng, fewer_men))
-        delays.append(delay)
-    assert np.mean(np.asarray(delays) <= 5000) >= 0.95, sorted(delays)
-    assert np.median(delays) <= 2000, sorted(delays)
+    # 600 checks of 250 new adult.test rows, each check's window the last 1,000: the window
+    # test and the scan together, as the user sees them (either raises the drift alarm). At the
+    # default budget (ERT 200) the arithmetic allows 600 / 200 = 3 false alarms on average; the
+    # target is 100 checks per false alarm, so at most 6.
+    blocks = _fresh_blocks(adult_test, 603, np.random.default_rng(21))
+    stream = blocks[3:]  # checked; the 3 before fill the first window
+    full_window_p = [_window_p(detector, pd.concat(blocks[i : i + 4])) for i in range(len(stream))]
+    ert = Settings().drift_ert
+    alarms = _monitor_false_alarms(detector, stream, ert, full_window_p)
+    # What a regression of the split looks like (say, the window test given the whole budget
+    # instead of half, and the scan too): the same stream at a quarter of the budget.
+    loose = _monitor_false_alarms(detector, stream, ert / 4, full_window_p)
+    print(f"false alarms in {len(stream)} undrifted checks: {alarms} (budget / 4: {loose})")
+    assert alarms <= len(stream) / 100
+    assert loose > len(stream) / 100
 
 
 def test_state_round_trips_and_rejects_bad_budgets() -> None:

@@ -7,7 +7,7 @@ from ._base import DriftTest, TestResult
 from ._classifier import CLASSIFIERS, DomainClassifier, auc_with_z, drift_score
 from ._univariate import ChiSquaredTest, KSTest, PSITest, drift_test_from_dict, get_drift_test
 from .drift import CORRECTIONS, DriftDetector, drifting_features
-from .monitor import Monitor, detector_from_settings
+from .monitor import Monitor, alarm_budget, detector_from_settings
 from .offline import drift_command
 from .output import OutputDrift
 from .performance import (
@@ -20,11 +20,12 @@ from .performance import (
     window_metrics,
 )
 from .report import DriftReport, FeatureDrift
-from .sequential import SequentialScan
+from .sequential import AlarmBudget, SequentialScan
 from .service import build_monitor
 
 __all__ = [
     "CLASSIFIERS",
+    "AlarmBudget",
     "CORRECTIONS",
     "ChiSquaredTest",
     "DomainClassifier",
@@ -39,6 +40,7 @@ __all__ = [
     "ProbabilityCalibrator",
     "SequentialScan",
     "TestResult",
+    "alarm_budget",
     "auc_with_z",
     "build_monitor",
     "detector_from_settings",

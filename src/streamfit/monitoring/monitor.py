@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pandas as pd
 
+from ..data import FEATURE_COLUMNS
 from ..health import Health
 from ..metrics import MonitorMetrics
 from ..stores import ObservationStore
@@ -35,7 +36,7 @@ from .performance import (
     realised_metrics,
 )
 from .report import DriftReport
-from .sequential import SequentialScan
+from .sequential import AlarmBudget, SequentialScan
 
 if TYPE_CHECKING:
     from ..bus import Bus, Producer
@@ -46,12 +47,19 @@ logger = logging.getLogger("streamfit.monitor")
 LogMetrics = Callable[[dict[str, float], int], None]
 
 
+def alarm_budget(settings: Settings) -> AlarmBudget:
+    """The monitor's false-alarm budget: ``drift_ert`` checks between false alarms, over the
+    schema's features (see :class:`AlarmBudget`)."""
+    return AlarmBudget(settings.drift_ert, len(FEATURE_COLUMNS))
+
+
 def detector_from_settings(settings: Settings, *, monitor: bool = False) -> DriftDetector:
     """An unfitted detector configured by the ``drift_*`` settings. ``monitor``: for repeated
-    checks, whose window tests get half the false-alarm budget (alpha <= 1 / (2 ERT))."""
+    checks, whose feature and classifier tests get their share of the window's half of the
+    false-alarm budget (:attr:`AlarmBudget.window_tests`, 0.0021 at the default ERT 200)."""
     alpha = settings.drift_alpha
     if monitor:
-        alpha = min(alpha, SequentialScan.window_alpha(settings.drift_ert))
+        alpha = min(alpha, alarm_budget(settings).window_tests)
     return DriftDetector(
         alpha=alpha,
         correction=settings.drift_correction,
@@ -111,6 +119,7 @@ class Monitor:
         self.running = False
         self.step = 0
         self.last_count = 0
+        self.alarm_count = 0  # observations in the store at the last alarm: the restart point
         self.latest: DriftReport | None = None
         self.latest_metrics: dict[str, float] = {}
         self._lock = threading.Lock()  # guards the detector against set_reference mid-check
@@ -134,7 +143,10 @@ class Monitor:
         if not force and (count - self.last_count < self.settings.drift_every or count == 0):
             return None
         started = time.perf_counter()
-        window = self.store.recent_frame(self.settings.drift_window)
+        # After an alarm the window holds only requests that came after it (AlarmBudget): no
+        # request takes part in two alarms, so one unlucky stretch raises one, not four.
+        rows = AlarmBudget.window_rows(self.settings.drift_window, count - self.alarm_count)
+        window = self.store.recent_frame(rows)
         if window.empty:
             return None
         # The sequential layer sees the disjoint block of rows new since the last check (at most
@@ -150,6 +162,9 @@ class Monitor:
                 report.add_sequential(alarmed, self.sequential)
             if self.output is not None:
                 self._output_drift(report, window)
+            if report.drifted:  # whichever source fired, both restart
+                self.alarm_count = count
+                self.sequential.reset()
         metrics = self._metrics(report, window)
         self._publish(report)
         top = ", ".join(f"{n}={report.features[n].score:.2f}" for n in report.ranking()[:3])
@@ -218,12 +233,12 @@ class Monitor:
 
     def _output_drift(self, report: DriftReport, window: pd.DataFrame) -> None:
         """Output drift on the window's probabilities, label drift on the latest labelled rows.
-        Each of the three tests (output, label share, calibration) runs at alpha / (m + 4), the
-        share a Bonferroni split over all m + 4 tests of the check would give it; together they
-        add at most 3 alpha / (m + 4) (0.17 alpha for 14 features) to a check's false alarms."""
+        Each of the three tests (output, label share, calibration) runs at the detector's alpha
+        / (m + 1), m the schema's features: with the detector at (m + 1) / (m + 4) of the
+        window's share (AlarmBudget), the window's m + 4 tests spend exactly that share."""
         if self.output is None:
             return
-        alpha = self.detector.alpha / (len(report.features) + 4)
+        alpha = self.detector.alpha / (len(FEATURE_COLUMNS) + 1)
         output = self.output.test_output(window["probability"].to_numpy(dtype=float), alpha)
         labelled = self.store.labelled_outcomes(self.history).tail(self.settings.performance_window)
         labels = self.output.test_labels(
@@ -296,19 +311,24 @@ class Monitor:
         """Where the last monitor left off: the ``window_end`` of the newest drift event on the
         topic, so a restarted monitor (or its replacement) does not repeat that check. Ignored
         when the store holds fewer observations (a store started afresh)."""
-        last = 0
+        last, alarmed = 0, False
         try:
             with self.bus.consumer([self.settings.topics.drift], group=None, replay=1) as tail:
                 while batch := tail.poll(10, timeout=0.5):
                     for message in batch:
                         with contextlib.suppress(ValueError, KeyError, TypeError):
-                            last = max(last, int(orjson.loads(message.value)["window_end"]))
+                            event = orjson.loads(message.value)
+                            end = int(event["window_end"])
+                            if end >= last:
+                                last, alarmed = end, event.get("drifted") is True
         except Exception as exc:  # the drift topic unreadable: check from scratch
             logger.warning("could not read the last drift event: %s", exc)
             return 0
         if not 0 < last <= self.store.count():
             return 0
         logger.info("resuming after the drift check at %d observations", last)
+        if alarmed:  # that check alarmed: its rows must not raise the next alarm too
+            self.alarm_count = last
         return last
 
     def start(self) -> Monitor:
@@ -354,4 +374,4 @@ class Monitor:
         }
 
 
-__all__ = ["LogMetrics", "Monitor", "detector_from_settings"]
+__all__ = ["LogMetrics", "Monitor", "alarm_budget", "detector_from_settings"]
