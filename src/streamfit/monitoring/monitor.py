@@ -137,11 +137,13 @@ class Monitor:
     # -- one check -------------------------------------------------------------------------------
     def run_once(self, force: bool = False) -> DriftReport | None:
         """Check if ``drift_every`` new observations arrived (or ``force``); return the report."""
-        if self.refresh is not None:
-            self.refresh(self)
         count = self.store.count()
         if not force and (count - self.last_count < self.settings.drift_every or count == 0):
             return None
+        # Follow the champion only when a check is due: a registry call at every poll (each
+        # second) cost the monitor CPU while nothing was checked.
+        if self.refresh is not None:
+            self.refresh(self)
         started = time.perf_counter()
         # After an alarm the window holds only requests that came after it (AlarmBudget): no
         # request takes part in two alarms, so one unlucky stretch raises one, not four.
@@ -155,17 +157,20 @@ class Monitor:
         block = window.tail(new_rows) if new_rows > 0 else window.iloc[0:0]
         self.last_count = count
         self.step += 1
+        # Read once per check, for the label tests and the realised metrics alike (two reads of
+        # up to ``history`` rows were a third of a check's CPU on a long-running store).
+        labelled = self.store.labelled_outcomes(self.history)
         with self._lock:
             report = self.detector.score(window, window_end=count)
             if len(block):
                 alarmed = self.sequential.update(self.detector.feature_counts(block))
                 report.add_sequential(alarmed, self.sequential)
             if self.output is not None:
-                self._output_drift(report, window)
+                self._output_drift(report, window, labelled)
             if report.drifted:  # whichever source fired, both restart
                 self.alarm_count = count
                 self.sequential.reset()
-        metrics = self._metrics(report, window)
+        metrics = self._metrics(report, window, labelled)
         self._publish(report)
         top = ", ".join(f"{n}={report.features[n].score:.2f}" for n in report.ranking()[:3])
         logger.info(
@@ -231,7 +236,9 @@ class Monitor:
                 if key in metrics:  # NaN (undefined) values are left out of ``metrics``
                     gauge.labels(source).set(metrics[key])
 
-    def _output_drift(self, report: DriftReport, window: pd.DataFrame) -> None:
+    def _output_drift(
+        self, report: DriftReport, window: pd.DataFrame, labelled: pd.DataFrame
+    ) -> None:
         """Output drift on the window's probabilities, label drift on the latest labelled rows.
         Each of the three tests (output, label share, calibration) runs at the detector's alpha
         / (m + 1), m the schema's features: with the detector at (m + 1) / (m + 4) of the
@@ -240,7 +247,7 @@ class Monitor:
             return
         alpha = self.detector.alpha / (len(FEATURE_COLUMNS) + 1)
         output = self.output.test_output(window["probability"].to_numpy(dtype=float), alpha)
-        labelled = self.store.labelled_outcomes(self.history).tail(self.settings.performance_window)
+        labelled = labelled.tail(self.settings.performance_window)
         labels = self.output.test_labels(
             labelled["probability"].to_numpy(dtype=float),
             labelled["label"].to_numpy(dtype=float),
@@ -248,7 +255,9 @@ class Monitor:
         )
         report.add_output(output, labels)
 
-    def _metrics(self, report: DriftReport, window: pd.DataFrame) -> dict[str, float]:
+    def _metrics(
+        self, report: DriftReport, window: pd.DataFrame, labelled: pd.DataFrame
+    ) -> dict[str, float]:
         metrics: dict[str, float] = {
             "drift.score": report.drift,
             "drift.auc": report.auc,
@@ -262,7 +271,6 @@ class Monitor:
                 if isinstance(value, bool | int | float):
                     metrics[f"drift.{layer}.{key}"] = float(value)
         metrics.update({f"drift.feature.{n}": f.score for n, f in report.features.items()})
-        labelled = self.store.labelled_outcomes(self.history)
         recent = labelled.tail(self.settings.performance_window)
         realised = realised_metrics(recent["label"].to_numpy(), recent["probability"].to_numpy())
         metrics.update({f"realised.{k}": v for k, v in realised.items()})
