@@ -7,9 +7,10 @@ Prints a table and writes benchmarks/results/drift.json. Everything runs through
 public API; the delay part streams rows through the real ObservationStore and Monitor.
 
 The overhead part measures the predictor's throughput (the real ``Predictor`` loop on the
-in-process bus, observation store on) with no monitor, with the monitor as a thread in the same
-process (as ``streamfit demo`` runs it) and as its own process (``streamfit monitor``), side by
-side and interleaved in one run. ``--overhead-only`` runs just that part and updates the JSON.
+in-process bus, a ``Recorder`` beside it writing the observation store) with no monitor, with
+the monitor as a thread in the same process (as ``streamfit demo`` runs it) and as its own
+process (``streamfit monitor``), side by side and interleaved in one run. ``--overhead-only``
+runs just that part and updates the JSON.
 """
 
 from __future__ import annotations
