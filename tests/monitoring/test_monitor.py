@@ -171,6 +171,22 @@ def test_a_new_monitor_resumes_after_the_last_published_check(
     assert orjson.loads(again[0].value)["window_end"] == 320
 
 
+@pytest.mark.parametrize("drifted", [True, False])
+def test_a_resumed_monitor_keeps_the_restart_of_the_last_alarm(
+    settings: Settings, reference: pd.DataFrame, adult_test: pd.DataFrame, drifted: bool
+) -> None:
+    # A replacement monitor must not alarm again on the rows of its predecessor's last alarm.
+    bus = get_bus(None)
+    store = ObservationStore(settings.store_url)
+    store.record(_observations(adult_test.iloc[:350], 0, version=1, labelled=False))
+    producer = bus.producer()
+    producer.produce(settings.topics.drift, orjson.dumps({"window_end": 350, "drifted": drifted}))
+    producer.flush()
+    monitor = Monitor(settings, bus, reference, store=store)
+    assert monitor._resume_point() == 350
+    assert monitor.alarm_count == (350 if drifted else 0)
+
+
 def test_drift_settings_are_validated() -> None:
     from streamfit.config import ConfigError
 
