@@ -208,3 +208,23 @@ def _wait_until(condition, timeout: float = 120.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_a_library_already_built_serves_from_the_first_request(settings, store, tmp_path):
+    """A predictor (re)started where the champion's library is already built loads it before it
+    consumes: no request of the start-up is answered by LightGBM. One with nothing built does
+    not wait for a build: LightGBM answers meanwhile."""
+    shared = settings.replace(compiled_cache=str(tmp_path / "compiled"))
+    first = Running(shared.replace(data_dir=tmp_path / "first"))
+    try:
+        assert not first.predictor.serving_compiled  # ready before its build: LightGBM serves
+        _wait_compiled(first.predictor)
+        assert first.predictor.serving_compiled
+    finally:
+        first.stop()
+    restarted = Running(shared.replace(data_dir=tmp_path / "restarted"))
+    try:
+        assert restarted.predictor.serving_compiled  # as soon as it is ready
+        assert not restarted.predictor._bundle.compiled.compiled  # loaded, not built again
+    finally:
+        restarted.stop()

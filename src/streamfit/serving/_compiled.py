@@ -286,6 +286,19 @@ def compile_bundle(
     raise CompileError(f"no model runtime usable ({'; '.join(reasons)})")
 
 
+def library_cached(
+    bundle: ModelBundle, directory: Path, *, runtime: str = AUTO, libraries: Path | None = None
+) -> bool:
+    """Whether :func:`compile_bundle` would load a library already built rather than build one:
+    the first runtime it would try has a library vouched for under this bundle's cache key."""
+    for candidate in runtimes_for(runtime):
+        if candidate.missing() is None:
+            key = cache_key(bundle, candidate)
+            where = directory if libraries is None else libraries / key
+            return _cached_library(where, candidate, key) is not None
+    return False
+
+
 def available_runtimes(runtime: str = AUTO) -> tuple[list[ModelRuntime], list[str]]:
     """The runtimes a ``model_runtime`` setting could use here, and why each other one cannot."""
     usable, reasons = [], []
