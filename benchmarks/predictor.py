@@ -21,14 +21,21 @@ it started it), trains one small initial model (``streamfit init --max-evals 2``
                instrumentation timed alone (``metrics_overhead_direct``).
 (b) e2e        N requests already waiting on ``requests``; one predictor process; time from the
                process being ready to the last prediction read back (acknowledged by the broker).
-               Once at-least-once, once exactly-once (Kafka transactions), and first the no-op
-               loop (``benchmarks/noop_loop.py``: decode the id, produce, flush, commit per batch,
-               on plain confluent-kafka) on the same broker: ``e2e_vs_noop``.
+               In each round, one after the other on the same broker: the no-op loop
+               (``benchmarks/noop_loop.py``: decode the id, produce, flush, commit per batch of
+               ``max_batch``, on plain confluent-kafka), the no-op loop acknowledging as many
+               requests at once as the predictor does under a backlog (``max_batch`` x
+               ``batches_per_commit``), the predictor at-least-once, then exactly-once (Kafka
+               transactions). Ratios are taken within a round and the median over the rounds
+               (5; 2 with ``--quick``) is reported: ``e2e_vs_noop`` (the issue's yardstick) and
+               ``e2e_vs_noop_same_commits``.
 (b') processes  the same through ``streamfit predictor --processes 1`` then ``--processes 2``
                (one consumer group, 3 partitions), the group stable and warm before a burst
                is produced: ``processes_2_vs_1``.
 (c) latency    paced sender at 1,000/s and 10,000/s; latency = prediction read back minus the
-               moment the app produced the request (both in this process, one clock).
+               moment the app produced the request (both in this process, one clock). First the
+               no-op loop at 1,000/s, as many requests as the predictor's steady part:
+               ``p99_at_1k_vs_noop``.
 (d) swap       during the 1,000/s run a new model is saved and announced on ``models``; failed or
                lost requests, p99 in the second around the swap and while the new model loads.
 (e) rss        the predictor's RSS after warm-up, after all M requests, and its peak (VmHWM).
@@ -70,6 +77,7 @@ RESULTS = Path(__file__).parent / "results"
 ALL_PARTS = ("inprocess", "e2e", "processes", "latency", "rss", "tradeoff")
 
 sys.path.insert(0, str(REPO / "src"))  # run from a fresh clone without installing
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a quiet terminal
 
 from streamfit import messages  # noqa: E402
 from streamfit.app import adult_requests  # noqa: E402
