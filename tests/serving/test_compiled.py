@@ -158,6 +158,28 @@ def test_predictors_sharing_a_compiled_cache_build_each_model_once(settings, sto
         }  # fmt: skip
 
 
+def test_predictors_compiling_the_same_model_at_once_build_it_once(local, tmp_path):
+    """K predictors started together (``--processes K``) sharing a compiled cache: one builds
+    the model, the others wait for it and load its library."""
+    version = local.champion()
+    results: list = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(
+                compile_bundle(local.load(version), local.path(version), libraries=tmp_path)
+            )
+        )
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert len(results) == 3
+    assert sorted(r.compiled for r in results) == [False, False, True]
+    assert len({r.path for r in results}) == 1
+
+
 def test_compile_disabled_serves_lightgbm(settings, store, requests_data):
     service = Running(settings.replace(compile_model=False))
     try:
