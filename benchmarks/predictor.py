@@ -442,6 +442,22 @@ def paced_send(
         producer.flush(60)
 
 
+def paced_latencies(
+    deployment: Deployment,
+    receiver: Receiver,
+    records: list[dict[str, Any]],
+    seconds: float,
+    phase: str,
+) -> np.ndarray:
+    """1,000 requests/s for ``seconds`` (ids ``phase-N``): each one's latency in ms, NaN where
+    none came back within 30 s of the last send."""
+    n = int(1000 * seconds)
+    sent_at = np.zeros(n)
+    paced_send(deployment, _request_values(n, f"{phase}-", records), 1000, sent_at)
+    receiver.wait_for(phase, n, timeout=30)
+    return _latencies(receiver, f"{phase}-", sent_at)
+
+
 def _percentiles(latencies_ms: np.ndarray) -> dict[str, float]:
     if not len(latencies_ms):
         return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
@@ -855,14 +871,14 @@ def part_noop_latency(template: Path, work: Path, bootstrap: str, seconds: float
         receiver = Receiver(deployment)
         deployment.start_noop()
         deployment.warm_up(receiver, records)
-        n = int(1000 * seconds)
-        sent_at = np.zeros(n)
-        paced_send(deployment, _request_values(n, "n1-", records), 1000, sent_at)
-        receiver.wait_for("n1", n, timeout=30)
+        lat = paced_latencies(deployment, receiver, records, seconds, "n1")
         receiver.close()
-        lat = _latencies(receiver, "n1-", sent_at)
         answered = ~np.isnan(lat)
-        return {"sent": n, "answered": int(answered.sum()), "steady": _percentiles(lat[answered])}
+        return {
+            "sent": len(lat),
+            "answered": int(answered.sum()),
+            "steady": _percentiles(lat[answered]),
+        }
     finally:
         deployment.stop()
 
@@ -969,11 +985,7 @@ def part_tradeoff(
             receiver = Receiver(deployment)
             deployment.start()
             deployment.warm_up(receiver, records)
-            n = int(1000 * seconds)
-            sent_at = np.zeros(n)
-            paced_send(deployment, _request_values(n, "t-", records), 1000, sent_at)
-            receiver.wait_for("t", n, timeout=30)
-            lat = _latencies(receiver, "t-", sent_at)
+            lat = paced_latencies(deployment, receiver, records, seconds, "t")
             values = _request_values(burst, "u-", records)
             start = time.monotonic()
             preload(deployment, values)
