@@ -1,8 +1,9 @@
 """The least a correct at-least-once predictor does, on plain confluent-kafka: the yardstick of
 ``benchmarks/predictor.py`` (``noop_per_s``, ``e2e_vs_noop``).
 
-Per batch of up to ``--max-batch`` requests: decode each request's id, produce a fixed answer
-keyed by it, flush (every answer acknowledged), commit the consumed offsets. No model, no
+Per batch of up to ``--max-batch`` requests (the first waited for, then what has arrived): decode
+each request's id, produce a fixed answer keyed by it, flush (every answer acknowledged), commit
+the consumed offsets. No model, no
 validation, no observation: what is left is the broker round trips and JSON. Same client
 settings as streamfit's own producer and consumer (idempotent, acks=all, lz4), so the ratio
 measures streamfit's work, not a configuration difference.
@@ -53,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     print("noop loop consuming", flush=True)
     loads, produce, topic = orjson.loads, producer.produce, args.predictions
     while running:
-        batch = consumer.consume(args.max_batch, 0.2)
+        # Wait for the first request only, then take what else has arrived, as the predictor
+        # does: consume(n, timeout) alone would hold every request until n arrive or the
+        # timeout passes (200 ms of latency at a low rate).
+        first = consumer.poll(0.2)
+        if first is None:
+            continue
+        batch = [first, *consumer.consume(args.max_batch - 1, 0)] if args.max_batch > 1 else [first]
         answered = 0
         for message in batch:
             if message.error():

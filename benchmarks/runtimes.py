@@ -328,7 +328,10 @@ def retrained_sized(bundle: ModelBundle, trees: int) -> ModelBundle:
         categorical_feature=bundle.pipeline.categorical_features,
     )
     booster = lgb.train({**params, "verbosity": -1}, data, num_boost_round=trees)
-    return ModelBundle(booster, bundle.pipeline, {"trigger": "benchmark"})
+    # The parameters go with it: a benchmark run that promotes it leaves a champion the next
+    # run can retrain the same way (benchmarks/predictor.py --model-dir).
+    manifest = {"trigger": "benchmark", "params": bundle.manifest["params"]}
+    return ModelBundle(booster, bundle.pipeline, manifest)
 
 
 # -- report -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import subprocess
 import urllib.error
 import urllib.request
 
+from streamfit.health import Health
 from tests.conftest import REPO
 
 
@@ -26,6 +27,14 @@ def status(url: str) -> int | None:
         return get(url)[0]
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return None
+
+
+class ProbedService:
+    """What the probe server reads of a service: its metrics and its health."""
+
+    def __init__(self, metrics: object) -> None:
+        self.metrics = metrics
+        self.health = Health(metrics)
 
 
 def free_port() -> int:

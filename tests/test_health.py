@@ -22,16 +22,10 @@ from streamfit.metrics import (
     TrainerMetrics,
 )
 from streamfit.serving.predictor import PredictorStats
-from tests.probes import get, promtool_check
+from tests.probes import ProbedService, get, promtool_check
 
 
-class _Service:
-    def __init__(self, metrics) -> None:
-        self.metrics = metrics
-        self.health = Health(metrics)
-
-
-def exercised_services() -> dict[str, _Service]:
+def exercised_services() -> dict[str, ProbedService]:
     """One of each service's metrics, with a value in every family (labels included)."""
     predictor = PredictorMetrics()
     now = time.time()
@@ -56,10 +50,10 @@ def exercised_services() -> dict[str, _Service]:
     monitor.accuracy.labels("estimated").set(0.84)
     monitor.check_seconds.observe(1.2)
     return {
-        "predictor": _Service(predictor),
-        "recorder": _Service(recorder),
-        "trainer": _Service(trainer),
-        "monitor": _Service(monitor),
+        "predictor": ProbedService(predictor),
+        "recorder": ProbedService(recorder),
+        "trainer": ProbedService(trainer),
+        "monitor": ProbedService(monitor),
     }
 
 
@@ -90,7 +84,7 @@ def test_every_service_on_one_endpoint_as_the_demo_serves_them() -> None:
 
 
 def test_healthz_and_readyz_follow_the_loop_over_http() -> None:
-    service = _Service(PredictorMetrics())
+    service = ProbedService(PredictorMetrics())
     health = service.health
     with ProbeServer({"predictor": service}, port=0, host="127.0.0.1") as server:
         base = f"http://127.0.0.1:{server.port}"
@@ -123,7 +117,7 @@ def test_a_loop_that_stops_turning_is_not_alive() -> None:
 
 
 def test_a_taken_port_leaves_the_service_running_without_probes(caplog) -> None:
-    service = _Service(RecorderMetrics())
+    service = ProbedService(RecorderMetrics())
     taken = ProbeServer({"recorder": service}, port=0, host="127.0.0.1").start()
     try:
         with serving_probes({"recorder": service}, taken.port, "127.0.0.1") as server:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,33 +18,22 @@ from streamfit.bus import Message
 from streamfit.cli import main
 from streamfit.config import Settings
 from streamfit.console import render_status
-from streamfit.health import Health, ProbeServer
+from streamfit.health import ProbeServer
 from streamfit.metrics import MonitorMetrics, PredictorMetrics, RecorderMetrics, TrainerMetrics
 from streamfit.registry import ModelRegistry
 from streamfit.status import parse_targets, scrape, snapshot, summarise
 from tests.conftest import REPO
-
-
-class _Service:
-    def __init__(self, metrics) -> None:
-        self.metrics = metrics
-        self.health = Health(metrics)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.probes import ProbedService, free_port
 
 
 def test_the_core_reads_a_running_endpoint_between_two_scrapes() -> None:
     predictor, recorder = PredictorMetrics(), RecorderMetrics()
     trainer, monitor = TrainerMetrics(), MonitorMetrics()
     services = {
-        "predictor": _Service(predictor),
-        "recorder": _Service(recorder),
-        "trainer": _Service(trainer),
-        "monitor": _Service(monitor),
+        "predictor": ProbedService(predictor),
+        "recorder": ProbedService(recorder),
+        "trainer": ProbedService(trainer),
+        "monitor": ProbedService(monitor),
     }
     now = time.time()
     predictor.ready.set(1)
@@ -104,7 +92,7 @@ def test_the_core_reads_a_running_endpoint_between_two_scrapes() -> None:
 
 
 def test_a_target_that_does_not_answer_is_down_not_a_crash() -> None:
-    port = _free_port()
+    port = free_port()
     state, _ = snapshot([f"127.0.0.1:{port}"], timeout=1)
     (target,) = state["targets"]
     assert not target["up"] and "refused" in target["error"].lower()
@@ -125,7 +113,7 @@ def test_targets_are_checked() -> None:
 def test_status_once_json_reports_the_version_a_running_demo_serves(tmp_path: Path) -> None:
     """A real `streamfit demo` (in-process bus, its own data dir and metrics port) and
     `streamfit status --once --json` against it, both as a user runs them."""
-    port = _free_port()
+    port = free_port()
     environment = {
         k: v for k, v in os.environ.items() if not k.startswith(("STREAMFIT_", "MLFLOW_"))
     }

@@ -538,9 +538,8 @@ def cmd_predictor(settings: Settings, args: argparse.Namespace) -> int:
         return run_predictor_processes(
             args.argv, args.processes, settings.metrics_port("predictor")
         )
-    _run_service(
-        Predictor(settings, bus, wait_for_model_s=args.wait_for_model), settings, "predictor"
-    )
+    predictor = Predictor(settings, bus, wait_for_model_s=args.wait_for_model, owns_process=True)
+    _run_service(predictor, settings, "predictor")
     return 0
 
 

@@ -75,6 +75,12 @@ class Settings:
     retrain_every: int = 50
     keep_models: int = 2
     max_batch: int = 1000
+    # Under a backlog, up to this many micro-batches are answered per acknowledgement (one flush
+    # and offset commit, or one transaction): fewer broker round trips and transaction markers
+    # per request. A crash then redelivers up to max_batch * batches_per_commit requests
+    # (at-least-once), and exactly-once answers become visible per transaction. Without a
+    # backlog a poll returns one micro-batch or less, acknowledged at once.
+    batches_per_commit: int = 5
     linger_ms: float = 5.0
     guarantee: str = "at-least-once"
     group: str = "streamfit-predictor"
@@ -161,6 +167,7 @@ class Settings:
             "retrain_every",
             "keep_models",
             "max_batch",
+            "batches_per_commit",
             "max_evals",
             "init_max_evals",
             "train_threads",

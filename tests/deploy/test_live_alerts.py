@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -16,22 +15,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streamfit.health import Health, ProbeServer
+from streamfit.health import ProbeServer
 from streamfit.metrics import MonitorMetrics, PredictorMetrics, TrainerMetrics
 from tests.conftest import REPO
 from tests.deploy.conftest import ALERTS, alert_rules
-
-
-class _Service:
-    def __init__(self, metrics) -> None:
-        self.metrics = metrics
-        self.health = Health(metrics)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.probes import ProbedService, free_port
 
 
 def _get(url: str) -> dict:
@@ -52,9 +40,9 @@ def troubled_services() -> Iterator[str]:
     predictor.model_version.set(2)
     predictor.model_loaded.set(time.time())
     services = {
-        "monitor": _Service(monitor),
-        "trainer": _Service(trainer),
-        "predictor": _Service(predictor),
+        "monitor": ProbedService(monitor),
+        "trainer": ProbedService(trainer),
+        "predictor": ProbedService(predictor),
     }
     with ProbeServer(services, port=0, host="127.0.0.1") as server:
         yield f"127.0.0.1:{server.port}"
@@ -70,7 +58,7 @@ def prometheus(tmp_path: Path, troubled_services: str) -> Iterator[str]:
         ],
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
+    port = free_port()
     environment = {
         **os.environ,
         "STREAMFIT_PROMETHEUS_PORT": str(port),

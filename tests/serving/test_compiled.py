@@ -158,6 +158,28 @@ def test_predictors_sharing_a_compiled_cache_build_each_model_once(settings, sto
         }  # fmt: skip
 
 
+def test_predictors_compiling_the_same_model_at_once_build_it_once(local, tmp_path):
+    """K predictors started together (``--processes K``) sharing a compiled cache: one builds
+    the model, the others wait for it and load its library."""
+    version = local.champion()
+    results: list = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(
+                compile_bundle(local.load(version), local.path(version), libraries=tmp_path)
+            )
+        )
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    assert len(results) == 3
+    assert sorted(r.compiled for r in results) == [False, False, True]
+    assert len({r.path for r in results}) == 1
+
+
 def test_compile_disabled_serves_lightgbm(settings, store, requests_data):
     service = Running(settings.replace(compile_model=False))
     try:
@@ -208,3 +230,23 @@ def _wait_until(condition, timeout: float = 120.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_a_library_already_built_serves_from_the_first_request(settings, store, tmp_path):
+    """A predictor (re)started where the champion's library is already built loads it before it
+    consumes: no request of the start-up is answered by LightGBM. One with nothing built does
+    not wait for a build: LightGBM answers meanwhile."""
+    shared = settings.replace(compiled_cache=str(tmp_path / "compiled"))
+    first = Running(shared.replace(data_dir=tmp_path / "first"))
+    try:
+        assert not first.predictor.serving_compiled  # ready before its build: LightGBM serves
+        _wait_compiled(first.predictor)
+        assert first.predictor.serving_compiled
+    finally:
+        first.stop()
+    restarted = Running(shared.replace(data_dir=tmp_path / "restarted"))
+    try:
+        assert restarted.predictor.serving_compiled  # as soon as it is ready
+        assert not restarted.predictor._bundle.compiled.compiled  # loaded, not built again
+    finally:
+        restarted.stop()

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import functools
+import gc
+import threading
 import time
 
 import orjson
 import pytest
 
 from streamfit import messages
+from streamfit.bus import MemoryBus
 from streamfit.serving import Predictor
 from tests.serving.conftest import Running, train_bundle
 
@@ -151,3 +155,68 @@ def test_an_unexpected_exception_dead_letters_its_message_only(
         assert [a["request_id"] for a in _predictions(service.collect(1))] == ["after"]
     finally:
         service.stop()
+
+
+class _PollRecorder(Predictor):
+    """Records each poll's size and each micro-batch the model gets."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.polls: list[int] = []
+        self.micro_batches: list[int] = []
+
+    def _process_micro_batches(self, polled, producer, started) -> None:
+        self.polls.append(len(polled))
+        super()._process_micro_batches(polled, producer, started)
+
+    def process(self, batch, producer) -> None:
+        self.micro_batches.append(len(batch))
+        super().process(batch, producer)
+
+
+@pytest.mark.parametrize("batches_per_commit", [1, 4])
+def test_a_backlog_is_answered_in_micro_batches_acknowledged_together(
+    settings, store, requests_data, batches_per_commit
+):
+    """Requests waiting before the start: each poll takes up to max_batch x batches_per_commit
+    of them (one acknowledgement), the model gets them max_batch at a time; all answered."""
+    settings = settings.replace(max_batch=50, batches_per_commit=batches_per_commit)
+    bus = MemoryBus()
+    with bus.producer() as producer:
+        for i in range(1000):
+            row = requests_data[i % len(requests_data)]
+            producer.produce(settings.topics.requests, messages.request(f"r{i}", row))
+    listener = bus.consumer([settings.topics.predictions], group=None)
+    predictor = _PollRecorder(settings, bus)
+    thread = threading.Thread(target=predictor.run, daemon=True)
+    thread.start()
+    try:
+        answered: set[str] = set()
+        deadline = time.monotonic() + 60
+        while len(answered) < 1000 and time.monotonic() < deadline:
+            answered |= {orjson.loads(m.value)["request_id"] for m in listener.poll(1000, 0.5)}
+        assert len(answered) == 1000
+        assert max(predictor.micro_batches) == 50 and sum(predictor.micro_batches) == 1000
+        assert max(predictor.polls) == 50 * batches_per_commit
+    finally:
+        predictor.stop()
+        thread.join(10)
+
+
+def test_only_a_predictor_owning_its_process_tunes_the_garbage_collector(settings, store):
+    """``streamfit predictor`` (owns_process): rarer young collections, and what is loaded
+    before it consumes frozen out of full collections. Embedded, it leaves the process alone."""
+    before = gc.get_threshold()
+    service = Running(settings)
+    try:
+        assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    finally:
+        service.stop()
+    service = Running(settings, functools.partial(Predictor, owns_process=True))
+    try:
+        assert gc.get_threshold() == (50_000, 20, 100)
+        assert gc.get_freeze_count() > 10_000  # the libraries and the model, at least
+    finally:
+        service.stop()
+        gc.unfreeze()
+        gc.set_threshold(*before)

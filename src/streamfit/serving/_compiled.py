@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import functools
 import hashlib
 import json
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,6 +131,20 @@ def _cached_library(directory: Path, runtime: ModelRuntime, key: str) -> Path | 
     except (OSError, ValueError, AttributeError):
         return None
     return library
+
+
+@contextlib.contextmanager
+def _building(where: Path) -> Iterator[None]:
+    """One build at a time per library directory, across processes: the K predictors of
+    ``--processes K`` (or of one machine sharing ``compiled_cache``) start on the same model at
+    once, and one builds it while the others wait, then load it (K builds of 15-60 s of CPU
+    each on the same cores otherwise). The lock is the kernel's: it goes with a dead holder."""
+    with (where / ".build.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _build(
@@ -286,6 +302,19 @@ def compile_bundle(
     raise CompileError(f"no model runtime usable ({'; '.join(reasons)})")
 
 
+def library_cached(
+    bundle: ModelBundle, directory: Path, *, runtime: str = AUTO, libraries: Path | None = None
+) -> bool:
+    """Whether :func:`compile_bundle` would load a library already built rather than build one:
+    the first runtime it would try has a library vouched for under this bundle's cache key."""
+    for candidate in runtimes_for(runtime):
+        if candidate.missing() is None:
+            key = cache_key(bundle, candidate)
+            where = directory if libraries is None else libraries / key
+            return _cached_library(where, candidate, key) is not None
+    return False
+
+
 def available_runtimes(runtime: str = AUTO) -> tuple[list[ModelRuntime], list[str]]:
     """The runtimes a ``model_runtime`` setting could use here, and why each other one cannot."""
     usable, reasons = [], []
@@ -315,14 +344,20 @@ def _compile_with(
         start = time.perf_counter()
         try:
             where.mkdir(parents=True, exist_ok=True)
-            library = _build(
-                bundle, directory / MODEL_FILE, where, runtime, key, threads, timeout_s
-            )
+            # A directory of libraries may be shared; a bundle's own directory is not.
+            with contextlib.nullcontext() if libraries is None else _building(where):
+                # Another predictor sharing the directory may have built it while we waited.
+                library = _cached_library(where, runtime, key)
+                built = library is None
+                if library is None:
+                    library = _build(
+                        bundle, directory / MODEL_FILE, where, runtime, key, threads, timeout_s
+                    )
         except CompileError:
             raise
         except Exception as exc:  # a read-only directory, no process to start...
             raise CompileError(f"compile failed: {exc}") from exc
-        compile_s = time.perf_counter() - start
+        compile_s = time.perf_counter() - start if built else 0.0
     try:
         predict = runtime.load(library, directory / MODEL_FILE)
     except Exception as exc:

@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING
 
 from ..bundle import BundleError, ModelBundle
 from ..registry import IntegrityError, ModelRegistry, RegisteredBundle
-from ._compiled import CompileError, available_runtimes, compile_bundle, compiled_bundle
+from ._compiled import (
+    CompileError,
+    available_runtimes,
+    compile_bundle,
+    compiled_bundle,
+    library_cached,
+)
 from .runtimes import AUTO
 
 if TYPE_CHECKING:
@@ -81,6 +87,15 @@ class ModelSlot:
     def wait_for_compile(self, timeout: float | None = None) -> bool:
         """Wait until the compiler thread has dealt with the latest model; False on timeout."""
         return self._compile_idle.wait(timeout)
+
+    def compiled_library_cached(self) -> bool:
+        """Whether the model serving will be compiled from a library already built (a restart,
+        or another predictor of the machine built it): loading one takes about a second."""
+        bundle = self.bundle
+        if not self.compile_model or bundle is None or self.serving_compiled:
+            return False
+        directory = self._directories[bundle.version]
+        return library_cached(bundle, directory, runtime=self.runtime, libraries=self.libraries)
 
     # -- fetch, verify, validate, swap ---------------------------------------------------------
     def entry(
