@@ -91,4 +91,4 @@ class PredictorSlot(contextlib.AbstractContextManager["PredictorSlot"]):
     def __exit__(self, *exc: object) -> None:
         if self._lock is not None:
             self._lock.close()  # closing the file releases the lock
-            self._lock = None
+            self._lock, self.slot = None, None
