@@ -110,6 +110,18 @@ class Soak:
                 raise SystemExit(f"{command}: {text!r} never logged: {self.log(command)[-2000:]}")
             time.sleep(0.2)
 
+    def wait_for_compiles(self, promotions: int, timeout: float) -> None:
+        """Until the predictor has compiled (or refused to compile) every promoted model."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log("predictor")
+            handled = sum(
+                log.count(text) for text in (" compiled by ", "stays on LightGBM", "not swapped in")
+            )
+            if handled >= promotions + 1:  # + the initial model
+                return
+            time.sleep(1)
+
     def rss(self) -> dict[str, float]:
         return {name: rss_mb(p.pid) for name, p in self.processes.items()}
 
@@ -186,6 +198,14 @@ class Soak:
                         producer.produce(topics.labels, messages.label(str(j), label), b"%d" % j)
             done.set()
 
+        # The predictor's RSS as each promotion is announced: what the swaps before it left.
+        rss_at_promotions: list[dict[str, float]] = []
+
+        def promoted(message: Any) -> None:
+            version = orjson.loads(message.value)["version"]
+            promotions.append(version)
+            rss_at_promotions.append({"version": version, "predictor": self.rss()["predictor"]})
+
         predictions = bus.consumer([topics.predictions], group=None)
         models = bus.consumer([topics.models], group=None)
         predictions.poll(1, timeout=1)
@@ -204,7 +224,7 @@ class Soak:
                     answered.add(request_id)
                     last_news = time.monotonic()
             for message in models.poll(10, timeout=0):
-                promotions.append(orjson.loads(message.value)["version"])
+                promoted(message)
             while next_mark <= 10 and len(answered) >= total * next_mark // 10:
                 marks.append((time.monotonic() - started, len(answered)))
                 rss_per_10pct.append(self.rss())
@@ -228,7 +248,10 @@ class Soak:
         expected = (total // args.retrain_every) if args.retrain_every else 0
         while time.monotonic() < deadline and self.log("trainer").count("round done") < expected:
             for message in models.poll(10, timeout=0.5):
-                promotions.append(orjson.loads(message.value)["version"])
+                promoted(message)
+        # The last promotion's swap and compile have had their time by now (or get it here).
+        self.wait_for_compiles(len(promotions), min(args.settle, 600))
+        rss["after_settle"] = self.rss()
         rounds = self.log("trainer").count("round done")
         failed_rounds = self.log("trainer").count("retraining failed")
         predictions.close()
@@ -274,6 +297,7 @@ class Soak:
             "throughput_per_10pct": throughput,
             "rss_mb": rss,
             "rss_mb_per_10pct": rss_per_10pct,
+            "predictor_rss_mb_at_promotions": rss_at_promotions,
             "rss_growth_pct_start_to_end": growth,
             "rss_growth_pct_warm_to_end": growth_after_warmup,
             "rss_growth_pct_middle_to_end": growth_second_half,
@@ -301,6 +325,19 @@ def table(result: dict[str, Any]) -> str:
             f"{rss.get('middle', {}).get(name, 0):>6.1f}MB {rss['end'][name]:>6.1f}MB "
             f"{result['rss_growth_pct_start_to_end'][name]:>7.1f}% "
             f"{result['rss_growth_pct_warm_to_end'].get(name, 0):>9.1f}%"
+        )
+    if "after_settle" in rss:
+        lines.append(
+            "after the last round (stream over, last model compiled): "
+            + ", ".join(f"{n} {mb:.1f}MB" for n, mb in rss["after_settle"].items())
+        )
+    if result.get("predictor_rss_mb_at_promotions"):
+        lines.append(
+            "predictor RSS as each promotion is announced: "
+            + ", ".join(
+                f"v{p['version']} {p['predictor']:.1f}MB"
+                for p in result["predictor_rss_mb_at_promotions"]
+            )
         )
     lines += [
         "",
