@@ -12,8 +12,11 @@ the predictions back ``read_committed`` and counts every request id once.
 
 Figures: sent, answered, lost, duplicates; the RSS of each service when the stream starts, at
 its middle and at its end; throughput (predictions read back per second) over each 10 % of the
-run; retrains completed (promotions announced on ``models``). Prints a table and writes
-``benchmarks/results/soak.json``. Needs ``scripts/kafka up`` and ``scripts/mlflow up``.
+run; retrains completed (promotions announced on ``models``); the predictor's RSS as each
+promotion is announced (what the swaps before it left) and every service's RSS after the last
+round (``after_settle``: the stream over, the last promoted model swapped in and compiled).
+Prints a table and writes ``benchmarks/results/soak.json``. Needs ``scripts/kafka up`` and
+``scripts/mlflow up``.
 """
 
 from __future__ import annotations
