@@ -101,3 +101,25 @@ def test_a_predictor_killed_mid_transaction_is_fenced_by_its_replacement(deploym
     assert summary["answered"] == COUNT and summary["lost"] == 0
     assert summary["duplicates"] == 0  # the app reads predictions read_committed
     assert second.poll() is None
+
+
+def test_two_live_predictors_given_one_instance_id_the_fenced_one_exits_naming_the_setting(
+    deployment,
+):
+    args = ("--guarantee", "exactly-once", "--instance-id", "twin", *FAST_GROUP)
+    first = deployment.start("predictor", *args, name="twin-a")
+    deployment.wait_for_log(first, "predictor consuming")
+    # Another data directory (another host, say), the same instance id: the same transactional id.
+    other = ("--data-dir", str(deployment.root / "other-data"))
+    second = deployment.start("predictor", *args, *other, name="twin-b")
+    deployment.wait_for_log(second, "predictor consuming")
+    assert _transactional_id(deployment.log(second)) == _transactional_id(deployment.log(first))
+    app, _summary = start_app(deployment, "app", "--count", "3000", "--rate", "300")
+    wait_until(lambda: first.poll() is not None, 120, "the fenced predictor to exit")
+    assert first.returncode == 2
+    log = deployment.log(first)
+    assert "another predictor took over transactional id" in log and "--instance-id" in log
+    assert "Traceback" not in log  # one clear line, not a crash
+    assert second.poll() is None
+    app.terminate()
+    app.wait(timeout=60)
