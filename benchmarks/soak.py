@@ -151,7 +151,8 @@ class Soak:
         self.cli("init", "--max-evals", str(args.max_evals), wait=True)
         self.cli("predictor")
         self.cli("recorder", "--retrain-every", str(args.retrain_every))
-        self.cli("trainer", "--max-evals", str(args.max_evals))
+        window = ("--train-window", str(args.train_window)) if args.train_window else ()
+        self.cli("trainer", "--max-evals", str(args.max_evals), *window)
         if args.noop:
             self.start_noop()
         self.wait_for("predictor", "predictor consuming")
@@ -358,6 +359,12 @@ def main() -> int:
         "--retrain-every", type=int, help="labelled observations per retrain (requests / 4)"
     )
     parser.add_argument("--label-delay", type=float, default=1.0)
+    parser.add_argument(
+        "--train-window",
+        type=int,
+        help="the trainer's train_window (default its own, 200,000): a smaller one makes "
+        "rounds quicker and models of one size, for many promotions in a short run",
+    )
     parser.add_argument("--max-evals", type=int, default=2, help="trials per round")
     parser.add_argument("--bus", default="kafka://127.0.0.1:9092")
     parser.add_argument("--tracking-uri", default="http://127.0.0.1:5000")
