@@ -8,7 +8,7 @@ by itself, so the predictor's RSS grew with every swap though nothing stayed ali
 the soak run's own models (v1 of 344 trees, then four of ~960), ten swaps in process took RSS
 from 292 to 342 MB with one booster alive throughout, and ``malloc_trim(0)`` then gave 52 MB
 back. Trimming after each swap keeps it near where it started. Elsewhere than glibc (musl,
-macOS) there is no ``malloc_trim``: nothing is done.
+macOS) there is no ``malloc_trim``: only the garbage collection is done.
 """
 
 from __future__ import annotations
