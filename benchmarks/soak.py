@@ -12,8 +12,11 @@ the predictions back ``read_committed`` and counts every request id once.
 
 Figures: sent, answered, lost, duplicates; the RSS of each service when the stream starts, at
 its middle and at its end; throughput (predictions read back per second) over each 10 % of the
-run; retrains completed (promotions announced on ``models``). Prints a table and writes
-``benchmarks/results/soak.json``. Needs ``scripts/kafka up`` and ``scripts/mlflow up``.
+run; retrains completed (promotions announced on ``models``); the predictor's RSS as each
+promotion is announced (what the swaps before it left) and every service's RSS after the last
+round (``after_settle``: the stream over, the last promoted model swapped in and compiled).
+Prints a table and writes ``benchmarks/results/soak.json``. Needs ``scripts/kafka up`` and
+``scripts/mlflow up``.
 """
 
 from __future__ import annotations
@@ -110,6 +113,18 @@ class Soak:
                 raise SystemExit(f"{command}: {text!r} never logged: {self.log(command)[-2000:]}")
             time.sleep(0.2)
 
+    def wait_for_compiles(self, promotions: int, timeout: float) -> None:
+        """Until the predictor has compiled (or refused to compile) every promoted model."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            log = self.log("predictor")
+            handled = sum(
+                log.count(text) for text in (" compiled by ", "stays on LightGBM", "not swapped in")
+            )
+            if handled >= promotions + 1:  # + the initial model
+                return
+            time.sleep(1)
+
     def rss(self) -> dict[str, float]:
         return {name: rss_mb(p.pid) for name, p in self.processes.items()}
 
@@ -136,7 +151,8 @@ class Soak:
         self.cli("init", "--max-evals", str(args.max_evals), wait=True)
         self.cli("predictor")
         self.cli("recorder", "--retrain-every", str(args.retrain_every))
-        self.cli("trainer", "--max-evals", str(args.max_evals))
+        window = ("--train-window", str(args.train_window)) if args.train_window else ()
+        self.cli("trainer", "--max-evals", str(args.max_evals), *window)
         if args.noop:
             self.start_noop()
         self.wait_for("predictor", "predictor consuming")
@@ -186,6 +202,14 @@ class Soak:
                         producer.produce(topics.labels, messages.label(str(j), label), b"%d" % j)
             done.set()
 
+        # The predictor's RSS as each promotion is announced: what the swaps before it left.
+        rss_at_promotions: list[dict[str, float]] = []
+
+        def promoted(message: Any) -> None:
+            version = orjson.loads(message.value)["version"]
+            promotions.append(version)
+            rss_at_promotions.append({"version": version, "predictor": self.rss()["predictor"]})
+
         predictions = bus.consumer([topics.predictions], group=None)
         models = bus.consumer([topics.models], group=None)
         predictions.poll(1, timeout=1)
@@ -204,7 +228,7 @@ class Soak:
                     answered.add(request_id)
                     last_news = time.monotonic()
             for message in models.poll(10, timeout=0):
-                promotions.append(orjson.loads(message.value)["version"])
+                promoted(message)
             while next_mark <= 10 and len(answered) >= total * next_mark // 10:
                 marks.append((time.monotonic() - started, len(answered)))
                 rss_per_10pct.append(self.rss())
@@ -228,7 +252,10 @@ class Soak:
         expected = (total // args.retrain_every) if args.retrain_every else 0
         while time.monotonic() < deadline and self.log("trainer").count("round done") < expected:
             for message in models.poll(10, timeout=0.5):
-                promotions.append(orjson.loads(message.value)["version"])
+                promoted(message)
+        # The last promotion's swap and compile have had their time by now (or get it here).
+        self.wait_for_compiles(len(promotions), min(args.settle, 600))
+        rss["after_settle"] = self.rss()
         rounds = self.log("trainer").count("round done")
         failed_rounds = self.log("trainer").count("retraining failed")
         predictions.close()
@@ -274,6 +301,7 @@ class Soak:
             "throughput_per_10pct": throughput,
             "rss_mb": rss,
             "rss_mb_per_10pct": rss_per_10pct,
+            "predictor_rss_mb_at_promotions": rss_at_promotions,
             "rss_growth_pct_start_to_end": growth,
             "rss_growth_pct_warm_to_end": growth_after_warmup,
             "rss_growth_pct_middle_to_end": growth_second_half,
@@ -302,6 +330,19 @@ def table(result: dict[str, Any]) -> str:
             f"{result['rss_growth_pct_start_to_end'][name]:>7.1f}% "
             f"{result['rss_growth_pct_warm_to_end'].get(name, 0):>9.1f}%"
         )
+    if "after_settle" in rss:
+        lines.append(
+            "after the last round (stream over, last model compiled): "
+            + ", ".join(f"{n} {mb:.1f}MB" for n, mb in rss["after_settle"].items())
+        )
+    if result.get("predictor_rss_mb_at_promotions"):
+        lines.append(
+            "predictor RSS as each promotion is announced: "
+            + ", ".join(
+                f"v{p['version']} {p['predictor']:.1f}MB"
+                for p in result["predictor_rss_mb_at_promotions"]
+            )
+        )
     lines += [
         "",
         "throughput per 10 % of the run (answered/s): "
@@ -318,6 +359,12 @@ def main() -> int:
         "--retrain-every", type=int, help="labelled observations per retrain (requests / 4)"
     )
     parser.add_argument("--label-delay", type=float, default=1.0)
+    parser.add_argument(
+        "--train-window",
+        type=int,
+        help="the trainer's train_window (default its own, 200,000): a smaller one makes "
+        "rounds quicker and models of one size, for many promotions in a short run",
+    )
     parser.add_argument("--max-evals", type=int, default=2, help="trials per round")
     parser.add_argument("--bus", default="kafka://127.0.0.1:9092")
     parser.add_argument("--tracking-uri", default="http://127.0.0.1:5000")

@@ -41,6 +41,7 @@ _SETTING_OPTIONS = (
     "linger_ms",
     "guarantee",
     "group",
+    "instance_id",
     "recorder_group",
     "store",
     "trials",
@@ -183,6 +184,11 @@ def _serving(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--guarantee", choices=GUARANTEES, help="delivery (default at-least-once)")
     parser.add_argument("--group", help="consumer group of the predictors")
+    parser.add_argument(
+        "--instance-id",
+        help="exactly-once: this predictor's stable name within its group, kept across restarts "
+        "(default: host name + data directory); give each predictor its own",
+    )
     parser.add_argument(
         "--no-compile-model",
         dest="compile_model",

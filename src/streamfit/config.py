@@ -84,6 +84,13 @@ class Settings:
     linger_ms: float = 5.0
     guarantee: str = "at-least-once"
     group: str = "streamfit-predictor"
+    # Exactly-once: this predictor's transactional id is <group>-<instance_id>-<slot>, stable
+    # across restarts, so a restarted predictor fences its killed predecessor and the broker
+    # aborts that one's open transaction at once (see serving/instance.py). Empty: the host
+    # name and a digest of the data directory. The slot tells apart the predictors sharing one
+    # data directory (--processes K). Set it per predictor where host names are not stable or
+    # not unique (containers): two live predictors with one id fence each other.
+    instance_id: str = ""
     recorder_group: str = "streamfit-recorder"
     # Serve a compiled copy of the model (built off the hot path and checked against LightGBM
     # first); LightGBM serves meanwhile, and whenever no runtime is available or it is refused.

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from streamfit.bus import Bus, BusUnavailable, Consumer, Message, Producer
+from streamfit.bus import Bus, BusFenced, BusUnavailable, Consumer, Message, Producer
 
 
 def unique(prefix: str) -> str:
@@ -223,6 +223,42 @@ def test_transactions_are_visible_to_read_committed_consumers_only_when_committe
         publish(producer, source, [b"sentinel"])
         assert values(drain(again, 1)) == [b"sentinel"]
     processor.close()
+
+
+def test_a_new_producer_of_a_transactional_id_fences_the_old_one_and_aborts_its_transaction(
+    bus: Bus,
+) -> None:
+    """A restarted service takes its predecessor's transactional id: the predecessor's open
+    transaction is aborted at once (no read_committed reader waits for it) and the predecessor
+    can never commit again."""
+    source, sink = unique("source"), unique("sink")
+    bus.ensure_topics({source: 1, sink: 1})
+    group, transactional_id = unique("group"), unique("tx")
+    with bus.producer() as producer:
+        publish(producer, source, [b"a", b"b"])
+    old = bus.transactional_producer(transactional_id)
+    with (
+        bus.consumer([source], group) as consumer,
+        bus.consumer([sink], unique("reader"), read_committed=True) as reader,
+    ):
+        got = drain(consumer, 2)
+        old.begin()
+        old.produce(sink, b"zombie", b"k")
+        old.flush()  # on the broker, in a transaction left open
+        new = bus.transactional_producer(transactional_id)
+        new.begin()
+        new.produce(sink, b"after", b"k")  # same partition: stuck behind an open transaction
+        new.commit_with(consumer)
+        started = time.monotonic()
+        assert values(drain(reader, 1, timeout=60)) == [b"after"]
+        assert time.monotonic() - started < 30  # not the transaction timeout (120 s)
+        with pytest.raises(BusFenced, match=transactional_id):
+            old.produce(sink, b"late", b"k")
+            old.commit_with(consumer)
+        assert reader.poll(10, timeout=1.0) == []
+        assert len(got) == 2
+    new.close()
+    old.close()  # nothing to deliver: no error, no wait
 
 
 @pytest.mark.kafka

@@ -55,11 +55,17 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_two_processes_answer_every_request_once_and_both_own_partitions(deployment):
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_two_processes_answer_every_request_once_and_both_own_partitions(deployment, guarantee):
     base = _free_base_port()
-    parent = deployment.start("predictor", "--processes", "2", "--metrics-port", str(base))
+    parent = deployment.start(
+        "predictor", "--processes", "2", "--metrics-port", str(base), "--guarantee", guarantee
+    )
     _wait_for_consumers(deployment, parent, 2)
     assert len(_children(deployment, parent)) == 2
+    if guarantee == "exactly-once":  # one data directory, two slots: two transactional ids
+        ids = re.findall(r"exactly-once as transactional id '([^']+)'", deployment.log(parent))
+        assert len(ids) == len(set(ids)) == 2, ids
     # Both children are members of the one group, each with partitions of its own. Traffic
     # starts once the group is stable: a rebalance under traffic may answer a request twice at
     # least once (the new owner reads what the old one answered but had not committed).

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from ._base import (
     Bus,
     BusError,
+    BusFenced,
     BusRefused,
     BusUnavailable,
     Consumer,
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Bus",
     "BusError",
+    "BusFenced",
     "BusRefused",
     "BusUnavailable",
     "Consumer",

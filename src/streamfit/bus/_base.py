@@ -41,6 +41,12 @@ class BusRefused(BusError):
     to do what was asked (read a topic, write one, join a group...). No retry fixes it."""
 
 
+class BusFenced(BusError):
+    """A newer transactional producer with the same transactional id started: this one may
+    never commit again (Kafka's fencing). Either it is a zombie whose replacement already runs,
+    or two live producers share an id."""
+
+
 class Message(NamedTuple):
     """One consumed message. A named tuple, not a frozen dataclass: the predictor builds one per
     request, and a tuple is built about 3x faster (a frozen dataclass's ``__init__`` goes
@@ -126,7 +132,13 @@ class Consumer(ABC):
 
 
 class TransactionalProducer(Producer):
-    """A producer whose output and the consumer's offsets commit atomically (exactly-once)."""
+    """A producer whose output and the consumer's offsets commit atomically (exactly-once).
+
+    One transactional id, one live producer: :meth:`Bus.transactional_producer` returns it ready,
+    after fencing any earlier producer of the same id (whose open transaction is aborted at
+    once, so read_committed readers need not wait for it to time out). The earlier one's next
+    ``commit_with`` raises :class:`BusFenced`.
+    """
 
     @abstractmethod
     def begin(self) -> None: ...
@@ -165,6 +177,8 @@ class Bus(ABC):
         member that dies is noticed sooner, by its missing heartbeats, whatever this says."""
 
     def transactional_producer(self, transactional_id: str) -> TransactionalProducer:
+        """A transactional producer, ready to ``begin``; any earlier one of ``transactional_id``
+        is fenced (see :class:`TransactionalProducer`)."""
         raise BusError(f"{type(self).__name__} does not support transactions")
 
     def ensure_topics(self, partitions: dict[str, int]) -> None:

@@ -43,6 +43,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from ._base import (
     Bus,
     BusError,
+    BusFenced,
     BusRefused,
     BusUnavailable,
     Consumer,
@@ -107,6 +108,9 @@ _REBALANCING = {
 }
 
 _MESSAGE_TIMEOUT_MS = 120_000
+# A newer producer with this transactional id fenced this one (librdkafka's own code, and the
+# broker's, which it may pass on).
+_FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
 
 _PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
@@ -137,6 +141,8 @@ def _describe(error: KafkaError) -> str:
 def _raise_from(exc: KafkaException, what: str, cls: type[BusError] = BusError) -> BusError:
     error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
     detail = _describe(error) if error is not None else str(exc)
+    if error is not None and error.code() in _FENCED:
+        cls = BusFenced  # whatever call noticed it: no retry or abort helps a fenced producer
     return cls(f"{what}: {detail}")
 
 
@@ -198,7 +204,15 @@ class KafkaBus(Bus):
             # librdkafka wants message.timeout.ms <= transaction.timeout.ms
             {"transactional.id": transactional_id, "transaction.timeout.ms": _MESSAGE_TIMEOUT_MS},
         )
-        return _KafkaTransactionalProducer(config, self.principal)
+        producer = _KafkaTransactionalProducer(config, self.principal)
+        try:
+            # Now, not at the first transaction: a restarted service fences its predecessor
+            # (and the broker aborts that one's open transaction) before it even has input.
+            producer.init()
+        except BaseException:
+            producer.close()
+            raise
+        return producer
 
     def consumer(
         self,
@@ -414,6 +428,7 @@ class _KafkaProducer(Producer):
         self._failed = 0
         self._first_failure = ""
         self._refused: BusRefused | None = None
+        self._fenced = False  # a newer producer of its transactional id took over
         try:
             self._producer = confluent_kafka.Producer(config | {"on_delivery": self._on_delivery})
         except KafkaException as exc:
@@ -428,6 +443,7 @@ class _KafkaProducer(Producer):
             if self._refused is None and _refused(error):
                 what = f"write topic {message.topic()!r}"
                 self._refused = _refusal(self._principal, error, what)
+            self._fenced = self._fenced or error.code() in _FENCED
 
     def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
         while True:
@@ -478,6 +494,10 @@ class _KafkaProducer(Producer):
         self._failed, self._first_failure, self._refused = 0, "", None
         if refused is not None:
             raise refused
+        if self._fenced:
+            raise BusFenced(
+                f"{failed} message(s) not delivered: a newer producer took over; {first}"
+            )
         if failed:
             raise DeliveryError(f"{failed} message(s) not delivered; first: {first}")
         if pending:
@@ -497,10 +517,15 @@ class _KafkaTransactionalProducer(_KafkaProducer, TransactionalProducer):
         self._initialised = False
         self._timeout = 30.0
 
-    def begin(self) -> None:
+    def init(self) -> None:
+        """``init_transactions``: fences any earlier producer of this transactional id and has
+        the broker abort its open transaction (once; :meth:`begin` does it if not done)."""
         if not self._initialised:
             self._call(self._producer.init_transactions, self._timeout, what="init_transactions")
             self._initialised = True
+
+    def begin(self) -> None:
+        self.init()
         self._call(self._producer.begin_transaction, what="begin_transaction")
 
     def commit_with(self, consumer: Consumer) -> None:
@@ -519,6 +544,11 @@ class _KafkaTransactionalProducer(_KafkaProducer, TransactionalProducer):
         self._call(self._producer.commit_transaction, self._timeout, what="commit_transaction")
         consumer._offsets.clear()
 
+    def close(self) -> None:
+        if self._fenced:  # nothing of a fenced producer will ever be delivered
+            return
+        super().close()
+
     def abort(self) -> None:
         self._call(self._producer.abort_transaction, self._timeout, what="abort_transaction")
 
@@ -529,6 +559,12 @@ class _KafkaTransactionalProducer(_KafkaProducer, TransactionalProducer):
                 return
             except KafkaException as exc:
                 error = exc.args[0]
+                if error.code() in _FENCED:
+                    self._fenced = True
+                    raise BusFenced(
+                        f"transactional id {self._transactional_id!r} was taken over by a newer "
+                        f"producer ({what}: {_describe(error)})"
+                    ) from exc
                 if _refused(error):
                     raise _refusal(
                         self._principal,

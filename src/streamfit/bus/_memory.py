@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ._base import Bus, Consumer, Message, Producer, TransactionalProducer
+from ._base import Bus, BusFenced, Consumer, Message, Producer, TransactionalProducer
 
 
 @dataclass
@@ -38,12 +38,16 @@ class MemoryBus(Bus):
         self._logs: dict[str, _Log] = defaultdict(_Log)
         # (topic, group) -> cursor; broadcast consumers own an anonymous cursor.
         self._cursors: dict[tuple[str, object], _Cursor] = {}
+        # transactional id -> the epoch of its newest producer (older ones are fenced)
+        self._epochs: dict[str, int] = {}
 
     def producer(self) -> Producer:
         return _MemoryProducer(self)
 
     def transactional_producer(self, transactional_id: str) -> TransactionalProducer:
-        return _MemoryTransactionalProducer(self)
+        with self._cond:
+            epoch = self._epochs[transactional_id] = self._epochs.get(transactional_id, 0) + 1
+        return _MemoryTransactionalProducer(self, transactional_id, epoch)
 
     def consumer(
         self,
@@ -100,8 +104,10 @@ class _MemoryProducer(Producer):
 class _MemoryTransactionalProducer(TransactionalProducer):
     """Buffers a transaction's messages and publishes them together with the offsets commit."""
 
-    def __init__(self, bus: MemoryBus) -> None:
+    def __init__(self, bus: MemoryBus, transactional_id: str, epoch: int) -> None:
         self._bus = bus
+        self._transactional_id = transactional_id
+        self._epoch = epoch
         self._pending: list[Message] = []
 
     def produce(self, topic: str, value: bytes, key: bytes | None = None) -> None:
@@ -115,6 +121,12 @@ class _MemoryTransactionalProducer(TransactionalProducer):
 
     def commit_with(self, consumer: Consumer) -> None:
         with self._bus._cond:
+            if self._bus._epochs[self._transactional_id] != self._epoch:
+                self._pending = []  # aborted, as the broker aborts a fenced transaction
+                raise BusFenced(
+                    f"transactional id {self._transactional_id!r} was taken over by a newer "
+                    "producer (commit)"
+                )
             self._bus._append(self._pending)
             consumer.commit()
         self._pending = []

@@ -34,6 +34,7 @@ from ._compiled import (
     compiled_bundle,
     library_cached,
 )
+from ._heap import release_freed_memory
 from .runtimes import AUTO
 
 if TYPE_CHECKING:
@@ -154,6 +155,9 @@ class ModelSlot:
         log.info("now %s model v%s (was v%s)", self.role, bundle.version, previous)
         if self.compile_model:
             self._request_compile(bundle)
+        # The old model is gone (or goes with the batch in flight: the compiler thread's next
+        # trim returns that); glibc would keep its memory (see _heap.py).
+        release_freed_memory()
         return True
 
     def clear(self) -> int | None:
@@ -161,6 +165,7 @@ class ModelSlot:
         it held, if any. A compile under way finds the slot empty and is not swapped in."""
         with self._swap_lock:
             previous, self.bundle = self.version, None
+        release_freed_memory()
         return previous
 
     def swap_to_champion(self) -> bool:
@@ -205,6 +210,8 @@ class ModelSlot:
                 bundle, self._compile_wanted = self._compile_wanted, None
             if bundle is not None and bundle is self.bundle:
                 self.compile(bundle)
+            bundle = None  # held until the next wake-up otherwise: a model no longer served
+            release_freed_memory()  # the build's loading and checking, a superseded model
             with self._swap_lock:
                 if self._compile_wanted is None:
                     self._compile_idle.set()

@@ -37,7 +37,6 @@ import gc
 import logging
 import threading
 import time
-import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -47,12 +46,13 @@ import numpy as np
 from .. import messages
 from ..batches import handle_isolating
 from ..bundle import BundleError, ModelBundle
-from ..bus import Bus, Consumer, Message, Producer, TransactionalProducer
+from ..bus import Bus, BusFenced, Consumer, Message, Producer, TransactionalProducer
 from ..config import Settings
 from ..health import Health, ServiceLoop
 from ..metrics import DEAD_LETTER_CLASSES, REFUSAL_REASONS, PredictorMetrics
 from ..registry import ModelRegistry
 from ._slot import ModelSlot
+from .instance import PredictorSlot
 
 log = logging.getLogger("streamfit.predictor")
 
@@ -187,6 +187,7 @@ class Predictor(ServiceLoop):
         self._wait_for_model_s = wait_for_model_s
         # Canary mode's share of requests the challenger answers (0: shadow or offline mode).
         self._canary_percent = settings.canary_percent if settings.promotion == "canary" else 0
+        self.transactional_id: str | None = None  # exactly-once: its slot's (serving/instance.py)
 
     # -- model management (the slot: fetch, verify, validate, swap, compile) -------------------
     @property
@@ -329,12 +330,36 @@ class Predictor(ServiceLoop):
 
     # -- the loop -----------------------------------------------------------------------------
     def _run(self) -> None:
+        try:
+            self._serve()
+        except BusFenced as exc:
+            raise BusFenced(
+                f"stopping: another predictor took over transactional id "
+                f"{self.transactional_id!r}. If it is not this predictor's replacement, two "
+                "live predictors share an id: give each its own --instance-id (setting "
+                f"instance_id, STREAMFIT_INSTANCE_ID). ({exc})"
+            ) from exc
+
+    def _serve(self) -> None:
         settings = self.settings
         linger = settings.linger_ms / 1000
         exactly_once = settings.guarantee == "exactly-once"
         with contextlib.ExitStack() as stack:
             # Subscribe to model events before loading the champion, so none is missed between.
             models = stack.enter_context(self.bus.consumer([self.topics.models], group=None))
+            producer: Producer
+            if exactly_once:
+                # First of all: the transactional id of this predictor's slot fences a killed
+                # predecessor's and aborts its open transaction (serving/instance.py).
+                slot = stack.enter_context(
+                    PredictorSlot(settings.data_dir, settings.group, settings.instance_id)
+                )
+                self.transactional_id = slot.transactional_id
+                producer = self.bus.transactional_producer(slot.transactional_id)
+                log.info("exactly-once as transactional id %r", slot.transactional_id)
+            else:
+                producer = self.bus.producer()
+            stack.callback(producer.close)
             self._load_champion()
             if not self.running:
                 return
@@ -347,16 +372,6 @@ class Predictor(ServiceLoop):
             consumer = stack.enter_context(
                 self.bus.consumer([self.topics.requests], group=settings.group)
             )
-            producer: Producer
-            if exactly_once:
-                # Unique per process: id(self) alone repeats across processes (--processes K),
-                # and two producers with one transactional id fence each other.
-                producer = self.bus.transactional_producer(
-                    f"{settings.group}-{uuid.uuid4().hex[:12]}"
-                )
-            else:
-                producer = self.bus.producer()
-            stack.callback(producer.close)
             if self.owns_process:
                 tune_garbage_collector()
             log.info("predictor consuming %r (%s)", self.topics.requests, settings.guarantee)
