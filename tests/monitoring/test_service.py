@@ -105,3 +105,24 @@ def test_the_champion_comes_from_the_registry_not_a_local_pointer(
     newer = _champion(monitor_settings, None)
     monitor.run_once(force=True)
     assert monitor.refresh.version == newer
+
+
+def test_a_promotion_is_followed_between_checks(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No traffic after a promotion: no check is due, yet the monitor follows the champion (its
+    gauges and reference), at most every _FOLLOW_EVERY_S, not at every poll."""
+    from streamfit.monitoring import monitor as monitor_module
+
+    monkeypatch.setattr(monitor_module, "_FOLLOW_EVERY_S", 3600.0)  # no interval passes by itself
+    _champion(settings, None)
+    monitor = build_monitor(settings, get_bus(None), track=False)
+    first = monitor.refresh.version
+    version = _champion(settings, None)
+    assert monitor.run_once() is None  # nothing recorded: no check due
+    assert monitor.refresh.version == version != first  # followed at the first poll
+    newer = _champion(settings, None)
+    assert monitor.run_once() is None
+    assert monitor.refresh.version == version  # not at every poll
+    monitor._follow_at = 0.0  # the interval has passed
+    assert monitor.run_once() is None and monitor.refresh.version == newer

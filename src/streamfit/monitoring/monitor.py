@@ -46,6 +46,9 @@ logger = logging.getLogger("streamfit.monitor")
 
 LogMetrics = Callable[[dict[str, float], int], None]
 
+# Between checks, how often the monitor asks the registry whether the champion changed.
+_FOLLOW_EVERY_S = 10.0
+
 
 def alarm_budget(settings: Settings) -> AlarmBudget:
     """The monitor's false-alarm budget: ``drift_ert`` checks between false alarms, over the
@@ -119,6 +122,7 @@ class Monitor:
         self.running = False
         self.step = 0
         self.last_count = 0
+        self._follow_at = 0.0  # monotonic time the champion is next looked for between checks
         self.alarm_count = 0  # observations in the store at the last alarm: the restart point
         self.latest: DriftReport | None = None
         self.latest_metrics: dict[str, float] = {}
@@ -138,12 +142,15 @@ class Monitor:
     def run_once(self, force: bool = False) -> DriftReport | None:
         """Check if ``drift_every`` new observations arrived (or ``force``); return the report."""
         count = self.store.count()
-        if not force and (count - self.last_count < self.settings.drift_every or count == 0):
+        due = force or (count - self.last_count >= self.settings.drift_every and count > 0)
+        # Follow the champion before each check, and every _FOLLOW_EVERY_S between checks (a
+        # promotion shows in the monitor's gauges while no traffic comes), not at every poll:
+        # a registry call each second cost the monitor CPU while nothing was checked.
+        if self.refresh is not None and (due or time.monotonic() >= self._follow_at):
+            self.refresh(self)  # refitting the reference may take seconds: count from its end
+            self._follow_at = time.monotonic() + _FOLLOW_EVERY_S
+        if not due:
             return None
-        # Follow the champion only when a check is due: a registry call at every poll (each
-        # second) cost the monitor CPU while nothing was checked.
-        if self.refresh is not None:
-            self.refresh(self)
         started = time.perf_counter()
         # After an alarm the window holds only requests that came after it (AlarmBudget): no
         # request takes part in two alarms, so one unlucky stretch raises one, not four.
