@@ -165,9 +165,9 @@ class _PollRecorder(Predictor):
         self.polls: list[int] = []
         self.micro_batches: list[int] = []
 
-    def _process_micro_batches(self, polled, producer, started) -> None:
+    def _process_micro_batches(self, polled, producer, started) -> float:
         self.polls.append(len(polled))
-        super()._process_micro_batches(polled, producer, started)
+        return super()._process_micro_batches(polled, producer, started)
 
     def process(self, batch, producer) -> None:
         self.micro_batches.append(len(batch))
@@ -198,6 +198,9 @@ def test_a_backlog_is_answered_in_micro_batches_acknowledged_together(
         assert len(answered) == 1000
         assert max(predictor.micro_batches) == 50 and sum(predictor.micro_batches) == 1000
         assert max(predictor.polls) == 50 * batches_per_commit
+        # every micro-batch is timed once (the last of a poll with its acknowledgement)
+        timed = predictor.metrics.value("streamfit_predictor_batch_seconds_count")
+        assert timed == len(predictor.micro_batches)
     finally:
         predictor.stop()
         thread.join(10)

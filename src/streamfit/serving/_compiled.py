@@ -133,6 +133,12 @@ def _cached_library(directory: Path, runtime: ModelRuntime, key: str) -> Path | 
     return library
 
 
+def _library_directory(directory: Path, libraries: Path | None, key: str) -> Path:
+    """Where the library of cache key ``key`` lives: beside the bundle in ``directory``, or in
+    its own directory of the shared ``libraries``."""
+    return directory if libraries is None else libraries / key
+
+
 @contextlib.contextmanager
 def _building(where: Path) -> Iterator[None]:
     """One build at a time per library directory, across processes: the K predictors of
@@ -310,7 +316,7 @@ def library_cached(
     for candidate in runtimes_for(runtime):
         if candidate.missing() is None:
             key = cache_key(bundle, candidate)
-            where = directory if libraries is None else libraries / key
+            where = _library_directory(directory, libraries, key)
             return _cached_library(where, candidate, key) is not None
     return False
 
@@ -337,7 +343,7 @@ def _compile_with(
 ) -> CompiledModel:
     _route_native_logs()
     key = cache_key(bundle, runtime)
-    where = directory if libraries is None else libraries / key
+    where = _library_directory(directory, libraries, key)
     library = _cached_library(where, runtime, key)
     built, compile_s = library is None, 0.0
     if library is None:

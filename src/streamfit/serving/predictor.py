@@ -395,27 +395,31 @@ class Predictor(ServiceLoop):
                     started = time.perf_counter()  # the linger is waiting, not work
                 if isinstance(producer, TransactionalProducer):
                     producer.begin()
-                    self._process_micro_batches(polled, producer, started)
+                    started = self._process_micro_batches(polled, producer, started)
                     producer.commit_with(consumer)
                 else:
-                    self._process_micro_batches(polled, producer, started)
+                    started = self._process_micro_batches(polled, producer, started)
                     producer.flush()  # every prediction acknowledged ...
                     consumer.commit()  # ... before the requests count as done
+                # The last micro-batch is timed with the acknowledgement of them all.
+                self.metrics.batch_seconds.observe(time.perf_counter() - started)
             self.health.stopping()
             watcher.join(timeout=2)
 
     def _process_micro_batches(
         self, polled: list[Message], producer: Producer, started: float
-    ) -> None:
+    ) -> float:
         """``polled`` in micro-batches of ``max_batch`` (the model's batch, and the unit a
-        failure is isolated in), each timed in ``batch_seconds`` (the acknowledgement that
-        follows them is timed with the last)."""
+        failure is isolated in), each but the last timed in ``batch_seconds``; returns when
+        the last one started (the caller times it with the acknowledgement that follows)."""
         size = self.settings.max_batch
         for at in range(0, len(polled), size):
+            if at:
+                now = time.perf_counter()
+                self.metrics.batch_seconds.observe(now - started)
+                started = now
             self.process_isolating(polled[at : at + size], producer)
-            now = time.perf_counter()
-            self.metrics.batch_seconds.observe(now - started)
-            started = now
+        return started
 
     def _refresh_status(self, consumer: Consumer) -> None:
         """Readiness (a model, and partitions to read) and the consumer lag gauges."""
