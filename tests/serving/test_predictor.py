@@ -11,6 +11,7 @@ import pytest
 from streamfit import messages
 from streamfit.bus import MemoryBus
 from streamfit.serving import Predictor
+from streamfit.serving import predictor as predictor_module
 from tests.serving.conftest import Running, train_bundle
 
 
@@ -176,10 +177,13 @@ class _PollRecorder(Predictor):
 
 @pytest.mark.parametrize("batches_per_commit", [1, 4])
 def test_a_backlog_is_answered_in_micro_batches_acknowledged_together(
-    settings, store, requests_data, batches_per_commit
+    settings, store, requests_data, batches_per_commit, monkeypatch
 ):
     """Requests waiting before the start: each poll takes up to max_batch x batches_per_commit
-    of them (one acknowledgement), the model gets them max_batch at a time; all answered."""
+    of them (one acknowledgement), the model gets them max_batch at a time; all answered. Once
+    caught up, the heap is trimmed once (what the backlog took goes back to the system)."""
+    trims = []
+    monkeypatch.setattr(predictor_module, "release_freed_memory", lambda: trims.append(1))
     settings = settings.replace(max_batch=50, batches_per_commit=batches_per_commit)
     bus = MemoryBus()
     with bus.producer() as producer:
@@ -201,6 +205,8 @@ def test_a_backlog_is_answered_in_micro_batches_acknowledged_together(
         # every micro-batch is timed once (the last of a poll with its acknowledgement)
         timed = predictor.metrics.value("streamfit_predictor_batch_seconds_count")
         assert timed == len(predictor.micro_batches)
+        time.sleep(1)  # idle polls, caught up
+        assert len(trims) == 1
     finally:
         predictor.stop()
         thread.join(10)

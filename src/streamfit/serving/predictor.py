@@ -51,6 +51,7 @@ from ..config import Settings
 from ..health import Health, ServiceLoop
 from ..metrics import DEAD_LETTER_CLASSES, REFUSAL_REASONS, PredictorMetrics
 from ..registry import ModelRegistry
+from ._heap import release_freed_memory
 from ._slot import ModelSlot
 from .instance import PredictorSlot
 
@@ -378,6 +379,7 @@ class Predictor(ServiceLoop):
             self.ready.set()
             status_at = 0.0
             poll_max = settings.max_batch * settings.batches_per_commit
+            behind = False
             while self.running:
                 self.health.beat()
                 if time.monotonic() >= status_at:
@@ -387,6 +389,13 @@ class Predictor(ServiceLoop):
                 # the broker's work per commit (or per transaction) is then shared by more
                 # requests. Otherwise a poll returns what has arrived, one micro-batch or less.
                 polled = consumer.poll(poll_max, timeout=0.2)
+                if len(polled) == poll_max:
+                    behind = True
+                elif behind and len(polled) < settings.max_batch:
+                    # Caught up: what the backlog's larger polls and fetches took is free now,
+                    # but glibc keeps it (see _heap.py) until something trims the heap.
+                    behind = False
+                    release_freed_memory()
                 if not polled:
                     continue
                 started = time.perf_counter()
