@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: install demo test lint bench kafka-up kafka-down postgres-up postgres-down clean
 
-$(BIN)/streamfit $(VENV)/.installed: pyproject.toml
+$(BIN)/streamfit $(VENV)/.installed: pyproject.toml setup.py src/streamfit/_native.c
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "streamfit needs Python 3.11+"'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip

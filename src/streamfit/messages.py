@@ -25,16 +25,19 @@ drift         {"window_end": int|str, "drift": float (domain classifier), "drift
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import msgspec
+import numpy as np
 import orjson
 
+from ._native import RowDecoder, encode_predictions
 from .data import LABEL_COLUMN, label_to_int
-from .features import RECORD_COLUMNS, Record, validate_record
+from .features import RECORD_COLUMNS, FeaturePipeline, Record, validate_record
 
 PAYLOAD_LIMIT = 2048  # bytes of the offending message kept in a dead-letter record
 
@@ -87,25 +90,52 @@ _encode = msgspec.json.Encoder().encode
 
 @dataclass(slots=True)
 class RequestBatch:
-    """A micro-batch of requests, decoded and validated, as columns ready for the pipeline."""
+    """A micro-batch of requests, decoded and validated, ready for a model's pipeline."""
 
     positions: list[int] = field(default_factory=list)  # index in the input of each valid one
     ids: list[str] = field(default_factory=list)
-    columns: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # RECORD_COLUMNS -> values
+    # RECORD_COLUMNS -> values; empty when the batch was decoded natively
+    columns: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     rejected: list[tuple[int, InvalidMessage]] = field(default_factory=list)  # (index, reason)
+    # Decoded natively: the messages, and the matrix of the pipeline they were decoded for.
+    values: Sequence[bytes] = ()
+    native: tuple[FeaturePipeline, np.ndarray] | None = None
+
+    def features(self, pipeline: FeaturePipeline) -> np.ndarray:
+        """The batch as ``pipeline``'s model input."""
+        if self.native is None:
+            return pipeline.transform(self.columns)
+        decoded_for, matrix = self.native
+        if decoded_for is pipeline:
+            return matrix
+        # Another model's pipeline (a shadowed challenger's): decoded again with its categories.
+        # Whether a message is decoded natively never depends on the pipeline, only its codes.
+        again = _decode_natively(self.values, pipeline)
+        assert again is not None, "the native decoder took these messages once already"
+        return again[1]
 
 
-def parse_requests(values: Sequence[bytes]) -> RequestBatch:
+def parse_requests(
+    values: Sequence[bytes], pipeline: FeaturePipeline | None = None
+) -> RequestBatch:
     """Decode and validate a batch in one pass; a bad message is rejected alone, with its reason.
 
-    msgspec checks each message against the schema while decoding it (no dict, no per-field
-    Python check); a message it refuses goes through :func:`parse_request` and
-    ``validate_record`` once more, only to word the reason.
-
-    The whole batch is first decoded by one ``map`` (the loop runs in C: no Python frame per
-    message); only a batch with a bad message in it is decoded again message by message, to
-    keep the good ones and word each rejection.
+    Given the model's ``pipeline``, the native decoder first tries the whole batch, from the
+    bytes straight into the model's matrix (``_native.c``); it takes the common shape
+    of a valid request, and leaves anything else, and so every batch with an invalid message in
+    it, to msgspec: msgspec checks each message against the schema while decoding it; a message
+    it refuses goes through :func:`parse_request` and ``validate_record`` once more, only to
+    word the reason. msgspec decodes the whole batch by one ``map`` first (the loop runs in C:
+    no Python frame per message); only a batch with a bad message in it is decoded again message
+    by message, to keep the good ones and word each rejection.
     """
+    if pipeline is not None:
+        decoded = _decode_natively(values, pipeline)
+        if decoded is not None:
+            ids, matrix = decoded
+            return RequestBatch(
+                list(range(len(ids))), ids, values=values, native=(pipeline, matrix)
+            )
     try:
         requests = list(map(_decode_request, values))
     # msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8.
@@ -130,6 +160,20 @@ def _parse_one_by_one(values: Sequence[bytes]) -> RequestBatch:
         records.append(astuple(request.data))
     batch.columns = _as_columns(records)
     return batch
+
+
+def _decode_natively(
+    values: Sequence[bytes], pipeline: FeaturePipeline
+) -> tuple[list[str], np.ndarray] | None:
+    """The batch's ids and ``pipeline``'s matrix, or None when a message needs msgspec."""
+    raw = np.empty((len(values), pipeline.raw_width))
+    ids = _row_decoder(pipeline).decode(values, raw)
+    return None if ids is None else (ids, pipeline.transform_raw(raw))
+
+
+@functools.lru_cache(maxsize=8)  # the champion's, a challenger's, the ones just replaced
+def _row_decoder(pipeline: FeaturePipeline) -> RowDecoder:
+    return pipeline.row_decoder("request_id", "data")
 
 
 def _as_columns(records: list[tuple[Any, ...]]) -> dict[str, tuple[Any, ...]]:
@@ -236,9 +280,16 @@ def predictions(
     version: int,
     shadow: tuple[int, Sequence[float]] | None = None,
 ) -> list[bytes]:
-    """Encode a batch of predictions (same JSON as :func:`prediction`, about 0.4 µs each);
-    ``shadow``: the shadowed challenger's version and its probabilities for the same rows."""
+    """Encode a batch of predictions (same JSON as :func:`prediction`); ``shadow``: the
+    shadowed challenger's version and its probabilities for the same rows.
+
+    Without a shadow, msgspec writes the probabilities as one JSON list and the native encoder
+    (``_native.c``) copies each number into its message: 0.1 µs a prediction, against 0.3 µs
+    for msgspec message by message, which stays for ids that need escaping."""
     if shadow is None:
+        encoded = encode_predictions(ids, probabilities, _encode(probabilities), version)
+        if encoded is not None:
+            return encoded
         return [
             _encode(_Prediction(request_id, probability, int(probability >= 0.5), version))
             for request_id, probability in zip(ids, probabilities, strict=True)

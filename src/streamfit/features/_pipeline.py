@@ -19,14 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from ..data import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, NUMERIC_COLUMNS
+from .._native import RowDecoder
+from ..data import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS
 
 CROSSES: tuple[tuple[str, str], ...] = (
     ("education", "occupation"),
     ("native_country", "occupation"),
 )
+# The raw columns, first in the matrix: numbers as given, categories as codes.
+RAW_COLUMNS: tuple[str, ...] = (*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS)
+_RAW_INDEX = {name: i for i, name in enumerate(RAW_COLUMNS)}
 # Every output column, before any is dropped.
-_ALL_FEATURE_NAMES = (*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS, *(f"{a}*{b}" for a, b in CROSSES))
+_ALL_FEATURE_NAMES = (*RAW_COLUMNS, *(f"{a}*{b}" for a, b in CROSSES))
 
 Columns = Mapping[str, Sequence[Any] | np.ndarray]
 
@@ -54,6 +58,7 @@ class FeaturePipeline:
         self.categories: dict[str, list[str]] = {}  # column -> categories, code = index
         self.crosses: dict[str, list[tuple[str, str]]] = {}  # "a*b" -> kept (a, b) pairs
         self._index: dict[str, dict[Any, float]] = {}
+        self._means = self._stds = np.empty(0)
         self._cross_tables: dict[str, np.ndarray] = {}
         # Output columns kept from the full matrix; None when nothing is dropped (no copy).
         full = _ALL_FEATURE_NAMES
@@ -77,8 +82,12 @@ class FeaturePipeline:
             # Most frequent first, ties by name: a stable, readable code assignment.
             self.categories[name] = sorted(counts, key=lambda v: (-counts[v], v))
         self._build_index()
+        rows = _row_count(columns)
         for left, right in CROSSES:
-            a, b = self._codes(left, columns), self._codes(right, columns)
+            a, b = (
+                self._codes(name, columns[name]) if name in present else np.full(rows, np.nan)
+                for name in (left, right)
+            )
             ok = ~(np.isnan(a) | np.isnan(b))
             pairs, counts = np.unique(
                 np.stack([a[ok], b[ok]], axis=1).astype(np.int64), axis=0, return_counts=True
@@ -109,35 +118,63 @@ class FeaturePipeline:
         if not self.numeric:
             raise RuntimeError("FeaturePipeline is not fitted: call fit() or from_dict() first")
         rows = _row_count(columns)
-        out = np.empty((rows, len(_ALL_FEATURE_NAMES)), dtype=np.float64)
-        for i, name in enumerate(NUMERIC_COLUMNS):
-            mean, std = self.numeric[name]
-            values = _as_float(columns[name]) if name in columns else np.full(rows, np.nan)
-            np.subtract(values, mean, out=out[:, i])
-            out[:, i] /= std
-        start = len(NUMERIC_COLUMNS)
-        codes = {name: self._codes(name, columns, rows) for name in CATEGORICAL_COLUMNS}
-        for offset, name in enumerate(CATEGORICAL_COLUMNS):
-            out[:, start + offset] = codes[name]
-        start += len(CATEGORICAL_COLUMNS)
+        raw = np.empty((rows, len(_ALL_FEATURE_NAMES)), dtype=np.float64)
+        for i, name in enumerate(RAW_COLUMNS):
+            if name not in columns:
+                raw[:, i] = np.nan
+            elif i < len(NUMERIC_COLUMNS):
+                raw[:, i] = _as_float(columns[name])
+            else:
+                raw[:, i] = self._codes(name, columns[name])
+        return self.transform_raw(raw)
+
+    def transform_raw(self, raw: np.ndarray) -> np.ndarray:
+        """Finish a matrix whose first columns hold a batch's raw values, in ``RAW_COLUMNS``
+        order: the numbers as given and each category's code (its index in ``categories``),
+        NaN where missing or unseen; the rest of its columns are written here. Scales the
+        numbers in place and returns the model's matrix.
+
+        ``transform`` ends here, and so does the predictor's native decoder
+        (``streamfit.messages``), which writes the raw values straight from the JSON bytes."""
+        if raw.shape[1:] != (len(_ALL_FEATURE_NAMES),):
+            raise ValueError(f"expected {len(_ALL_FEATURE_NAMES)} columns, got {raw.shape[1:]}")
+        numbers = raw[:, : len(NUMERIC_COLUMNS)]
+        np.subtract(numbers, self._means, out=numbers)
+        np.divide(numbers, self._stds, out=numbers)
         for offset, (left, right) in enumerate(CROSSES):
             table = self._cross_tables[f"{left}*{right}"]
             # Missing codes (NaN) map to the table's last row/column, which holds NaN.
-            a = np.nan_to_num(codes[left], nan=table.shape[0] - 1).astype(np.intp)
-            b = np.nan_to_num(codes[right], nan=table.shape[1] - 1).astype(np.intp)
-            out[:, start + offset] = table[a, b]
-        return out if self._keep is None else out[:, self._keep]
+            a = np.nan_to_num(raw[:, _RAW_INDEX[left]], nan=table.shape[0] - 1).astype(np.intp)
+            b = np.nan_to_num(raw[:, _RAW_INDEX[right]], nan=table.shape[1] - 1).astype(np.intp)
+            raw[:, len(RAW_COLUMNS) + offset] = table[a, b]
+        return raw if self._keep is None else raw[:, self._keep]
 
     def transform_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Transform a batch of JSON-like dicts (the predictor's hot path)."""
         names = (*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS)
         return self.transform({name: [r.get(name) for r in records] for name in names})
 
-    def _codes(self, name: str, columns: Columns, rows: int | None = None) -> np.ndarray:
-        if name not in columns:
-            return np.full(rows if rows is not None else _row_count(columns), np.nan)
+    def row_decoder(self, id_key: str, data_key: str) -> RowDecoder:
+        """A native decoder of JSON objects ``{id_key: str, data_key: {column: value}}`` into
+        this pipeline's raw columns, for :meth:`transform_raw` (see ``streamfit/_native.c``): its
+        ``decode(values, raw)`` fills ``raw``'s rows and returns the ids, or None when a
+        message needs the full decoder. The true label may ride along, never read."""
+        return RowDecoder(
+            id_key=id_key,
+            data_key=data_key,
+            numbers=NUMERIC_COLUMNS,
+            categories=[(name, self.categories[name]) for name in CATEGORICAL_COLUMNS],
+            ignored=[LABEL_COLUMN],
+            width=len(_ALL_FEATURE_NAMES),
+        )
+
+    @property
+    def raw_width(self) -> int:
+        """Columns of the matrix :meth:`transform_raw` takes."""
+        return len(_ALL_FEATURE_NAMES)
+
+    def _codes(self, name: str, values: Sequence[Any]) -> np.ndarray:
         index = self._index[name]
-        values = columns[name]
         # map() with a second iterable calls index.get(v, nan) in C: no Python frame per value.
         return np.fromiter(map(index.get, values, repeat(math.nan)), np.float64, len(values))
 
@@ -146,6 +183,8 @@ class FeaturePipeline:
             name: {value: float(code) for code, value in enumerate(values)}
             for name, values in self.categories.items()
         }
+        self._means = np.array([self.numeric[name][0] for name in NUMERIC_COLUMNS])
+        self._stds = np.array([self.numeric[name][1] for name in NUMERIC_COLUMNS])
 
     def _build_cross_tables(self) -> None:
         """A dense (codes of a + 1) x (codes of b + 1) lookup; the extra row/column is 'missing'."""

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import operator
 import threading
 import time
 import zlib
@@ -114,6 +115,8 @@ class PredictorStats:
             "uptime_s": round(time.time() - self.started, 1),
         }
 
+
+_payload = operator.attrgetter("value")
 
 # How often the loop refreshes its readiness (partitions assigned) and consumer lag gauges.
 _STATUS_EVERY_S = 1.0
@@ -452,7 +455,8 @@ class Predictor(ServiceLoop):
         """Predict ``requests``; the number of predictions produced."""
         bundle = self._bundle  # one model per batch, even if a swap lands meanwhile
         assert bundle is not None
-        parsed = messages.parse_requests([m.value for m in requests])
+        payloads = list(map(_payload, requests))
+        parsed = messages.parse_requests(payloads, bundle.pipeline)
         for position, error in parsed.rejected:
             self._dead_letter(
                 producer, str(error), requests[position].value, error.request_id, "invalid"
@@ -467,27 +471,27 @@ class Predictor(ServiceLoop):
             if challenger is None
             else self._shadow_pool.submit(self._shadow_scores, challenger, parsed)
         )
+        scored: list[int] | None = None  # the rows scored, when not all were
         try:
-            probabilities = bundle.predict_columns(parsed.columns).tolist()
+            probabilities = bundle.predict_matrix(parsed.features(bundle.pipeline)).tolist()
         except (OverflowError, ValueError, TypeError):
             # A value the schema let through but NumPy cannot take (an integer beyond float
             # range): find it row by row, so only its own message fails.
+            if parsed.native is not None:
+                parsed = messages.parse_requests(payloads)  # as columns, to take row by row
             probabilities = self._predict_one_by_one(bundle, parsed, requests, producer)
+            scored = [i for i, p in enumerate(probabilities) if p is not None]
         shadow = None if scoring is None else scoring.result()
-        if shadow is not None and any(p is None for p in probabilities):
-            shadow = None  # rows the champion could not score: the batch goes without them
         ids, version = parsed.ids, bundle.version
-        kept = [i for i, p in enumerate(probabilities) if p is not None]
-        if len(kept) < len(ids):
-            ids = [ids[i] for i in kept]
-            probabilities = [probabilities[i] for i in kept]
-            if shadow is not None:
-                shadow = (shadow[0], [shadow[1][i] for i in kept])
+        if scored is not None and len(scored) < len(ids):
+            shadow = None  # rows the champion could not score: the batch goes without them
+            ids = [ids[i] for i in scored]
+            probabilities = [probabilities[i] for i in scored]
         if shadow is not None and self._canary_percent:
             ids, values = self._canary_answers(ids, probabilities, version, shadow)
         else:
             values = messages.predictions(ids, probabilities, version, shadow)
-        producer.produce_many(self.topics.predictions, values, [i.encode() for i in ids])
+        producer.produce_many(self.topics.predictions, values, list(map(str.encode, ids)))
         if shadow is not None:
             self.metrics.shadow_predictions.inc(len(ids))
         return len(ids)
@@ -541,7 +545,7 @@ class Predictor(ServiceLoop):
         """The shadowed challenger's version and probabilities for the batch, or None (it
         failed on this batch: the answers go out without them)."""
         try:
-            scores = challenger.predict_columns(parsed.columns)
+            scores = challenger.predict_matrix(parsed.features(challenger.pipeline))
             if not np.all(np.isfinite(scores)):  # the recorder would refuse the predictions
                 raise ValueError("the challenger returned a non-finite probability")
             scores = scores.tolist()

@@ -1,0 +1,642 @@
+/* The predictor's hot path in C: requests from JSON bytes straight into the feature matrix's raw
+ * columns (RowDecoder), and predictions into JSON (encode_predictions).
+ *
+ * Why native: msgspec decodes and checks each request into Python objects, and the pipeline then
+ * turns those objects into a float matrix: together 2 to 3 us a request, more than the compiled
+ * model itself. Here one pass over the bytes writes each number, and each category's code, into
+ * the row of the matrix, and makes one Python object a request: its id.
+ *
+ * Only the common shape is decoded here: an object with just the id and the data, strings of
+ * printable ASCII without escapes, numbers that convert exactly (below), each key once. For
+ * anything else the whole batch is declined (decode returns None) and takes the msgspec path,
+ * which stays the reference for what is valid and words every rejection. So a message is never
+ * judged differently here: what this accepts, msgspec accepts too, with the same values
+ * (tests/test_native.py checks that on generated messages).
+ *
+ * Numbers, as msgspec reads an `int | float` and NumPy then converts it to float64, that is
+ * correctly rounded (the integer through Python's int): an integer of up to 19 digits is exact in
+ * uint64, whose conversion to double rounds to nearest; a float by one IEEE division or
+ * multiplication when mantissa and power of ten are both exact doubles (Clinger's fast path);
+ * anything else by strtod (Python leaves LC_NUMERIC at "C": the point is the decimal
+ * separator). A number beyond the largest double is declined (msgspec refuses it: out of range).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { KIND_NUMBER, KIND_CATEGORY, KIND_IGNORED };
+
+typedef struct {
+    char *text; /* NULL: an empty slot */
+    Py_ssize_t size;
+    double code;
+} Entry;
+
+typedef struct {
+    char *name;
+    Py_ssize_t size;
+    int kind;
+    Py_ssize_t column; /* output column of a number or a category */
+    Entry *table;      /* a category's codes: open addressing over a power-of-two size */
+    size_t mask;
+    int successor; /* the field whose key followed this one's last time */
+} Field;
+
+typedef struct {
+    PyObject_HEAD
+    char *id_key;
+    Py_ssize_t id_size;
+    char *data_key;
+    Py_ssize_t data_size;
+    Field *fields;
+    int field_count;
+    Py_ssize_t written; /* columns written per row: the numbers, then the categories */
+    Py_ssize_t width;   /* doubles per output row */
+    int first;          /* the field whose key came first last time */
+} RowDecoder;
+
+typedef struct {
+    const char *p;
+    const char *end;
+} Cursor;
+
+static const double POWERS_OF_TEN[] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+static uint64_t hash_bytes(const char *text, Py_ssize_t size) {
+    uint64_t hash = 1469598103934665603ULL; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < size; i++) {
+        hash ^= (unsigned char)text[i];
+        hash *= 1099511628211ULL;
+    }
+    return hash;
+}
+
+static Entry *find_slot(const Field *field, const char *text, Py_ssize_t size) {
+    size_t at = (size_t)hash_bytes(text, size) & field->mask;
+    for (;;) {
+        Entry *entry = &field->table[at];
+        if (entry->text == NULL ||
+            (entry->size == size && memcmp(entry->text, text, (size_t)size) == 0))
+            return entry;
+        at = (at + 1) & field->mask;
+    }
+}
+
+static char *copy_text(const char *text, Py_ssize_t size) {
+    char *copy = PyMem_Malloc((size_t)size + 1);
+    if (copy != NULL) {
+        memcpy(copy, text, (size_t)size);
+        copy[size] = '\0';
+    }
+    return copy;
+}
+
+static inline void skip_space(Cursor *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\n' || *c->p == '\r' || *c->p == '\t'))
+        c->p++;
+}
+
+static inline int take(Cursor *c, char expected) {
+    if (c->p < c->end && *c->p == expected) {
+        c->p++;
+        return 1;
+    }
+    return 0;
+}
+
+static inline int take_word(Cursor *c, const char *word, Py_ssize_t size) {
+    if (c->end - c->p >= size && memcmp(c->p, word, (size_t)size) == 0) {
+        c->p += size;
+        return 1;
+    }
+    return 0;
+}
+
+/* Bytes that end a plain string: its closing quote, or what only msgspec handles (an escape, a
+ * control character, any byte of a character beyond ASCII). */
+static unsigned char STOPS_STRING[256];
+
+static void init_stops(void) {
+    for (int ch = 0; ch < 256; ch++)
+        STOPS_STRING[ch] = ch == '"' || ch == '\\' || ch < 0x20 || ch >= 0x80;
+}
+
+/* A string of printable ASCII without escapes; 0 for anything else (msgspec's to judge). */
+static int read_string(Cursor *c, const char **text, Py_ssize_t *size) {
+    if (!take(c, '"'))
+        return 0;
+    const char *start = c->p;
+    while (c->p < c->end && !STOPS_STRING[(unsigned char)*c->p])
+        c->p++;
+    if (c->p == c->end || *c->p != '"')
+        return 0;
+    *text = start;
+    *size = c->p - start;
+    c->p++;
+    return 1;
+}
+
+static inline int is_digit(const Cursor *c) {
+    return c->p < c->end && *c->p >= '0' && *c->p <= '9';
+}
+
+/* A JSON number as msgspec and NumPy make it a float64 (see the top of this file); 0: declined. */
+static int read_number(Cursor *c, double *out) {
+    const char *start = c->p;
+    int negative = take(c, '-');
+    uint64_t mantissa = 0;
+    int digits = 0, exponent = 0, integer = 1;
+    if (take(c, '0')) {
+        if (is_digit(c))
+            return 0; /* a leading zero: not JSON */
+    } else if (is_digit(c)) {
+        for (; is_digit(c); c->p++, digits++)
+            if (digits < 19)
+                mantissa = mantissa * 10 + (uint64_t)(*c->p - '0');
+    } else {
+        return 0;
+    }
+    if (take(c, '.')) {
+        integer = 0;
+        if (!is_digit(c))
+            return 0;
+        for (; is_digit(c); c->p++, digits++, exponent--)
+            if (digits < 19)
+                mantissa = mantissa * 10 + (uint64_t)(*c->p - '0');
+    }
+    if (c->p < c->end && (*c->p == 'e' || *c->p == 'E')) {
+        integer = 0;
+        c->p++;
+        int exponent_negative = 0, written = 0;
+        if (!take(c, '+'))
+            exponent_negative = take(c, '-');
+        if (!is_digit(c))
+            return 0;
+        for (; is_digit(c); c->p++)
+            if (written < 10000)
+                written = written * 10 + (*c->p - '0');
+        exponent += exponent_negative ? -written : written;
+    }
+    if (integer && digits <= 19) { /* exact in uint64: one correctly rounded conversion */
+        double value = (double)mantissa;
+        *out = negative && mantissa != 0 ? -value : value; /* -0 is the integer 0 */
+        return 1;
+    }
+    if (!integer && digits <= 19 && mantissa <= (1ULL << 53) && exponent >= -22 &&
+        exponent <= 22) {
+        double value = (double)mantissa;
+        value = exponent < 0 ? value / POWERS_OF_TEN[-exponent] : value * POWERS_OF_TEN[exponent];
+        *out = negative ? -value : value;
+        return 1;
+    }
+    char text[64];
+    Py_ssize_t size = c->p - start;
+    if (size >= (Py_ssize_t)sizeof text)
+        return 0;
+    memcpy(text, start, (size_t)size);
+    text[size] = '\0';
+    double value = strtod(text, NULL); /* subnormal or 0 below them, as msgspec rounds too */
+    if (!isfinite(value))
+        return 0;
+    *out = value;
+    return 1;
+}
+
+/* The index of a key's field, or -1; tried from ``guess`` on. */
+static int find_field(const RowDecoder *self, const char *name, Py_ssize_t size, int guess) {
+    for (int tried = 0, i = guess; tried < self->field_count; tried++) {
+        const Field *field = &self->fields[i];
+        if (field->size == size && memcmp(field->name, name, (size_t)size) == 0)
+            return i;
+        i = i + 1 == self->field_count ? 0 : i + 1;
+    }
+    return -1;
+}
+
+/* The data object into one row: absent or null is NaN, a category not seen in training too. */
+static int read_data(RowDecoder *self, Cursor *c, double *row) {
+    for (Py_ssize_t i = 0; i < self->written; i++)
+        row[i] = NAN;
+    if (!take(c, '{'))
+        return 0;
+    skip_space(c);
+    if (take(c, '}'))
+        return 1;
+    uint64_t seen = 0;
+    int *found = &self->first;
+    for (;;) {
+        const char *name, *text;
+        Py_ssize_t size, text_size;
+        if (!read_string(c, &name, &size))
+            return 0;
+        /* A writer spells every request's keys in one order: the key that followed this one
+         * last time is nearly always the one (one comparison, not half the fields). */
+        int index = find_field(self, name, size, *found);
+        if (index < 0)
+            return 0;
+        *found = index;
+        Field *field = &self->fields[index];
+        found = &field->successor;
+        uint64_t bit = 1ULL << index;
+        if (seen & bit)
+            return 0; /* a key twice: msgspec's to judge */
+        seen |= bit;
+        skip_space(c);
+        if (!take(c, ':'))
+            return 0;
+        skip_space(c);
+        if (!take_word(c, "null", 4)) {
+            double ignored;
+            switch (field->kind) {
+            case KIND_NUMBER:
+                if (!read_number(c, &row[field->column]))
+                    return 0;
+                break;
+            case KIND_CATEGORY: {
+                if (!read_string(c, &text, &text_size))
+                    return 0;
+                const Entry *entry = find_slot(field, text, text_size);
+                row[field->column] = entry->text != NULL ? entry->code : NAN;
+                break;
+            }
+            default: /* a scalar the model never sees, such as the true label in demo mode */
+                if (!(read_string(c, &text, &text_size) || take_word(c, "true", 4) ||
+                      take_word(c, "false", 5) || read_number(c, &ignored)))
+                    return 0;
+            }
+        }
+        skip_space(c);
+        if (take(c, '}'))
+            return 1;
+        if (!take(c, ','))
+            return 0;
+        skip_space(c);
+    }
+}
+
+/* One request: its row, and the span of its id; 0 when msgspec must decode it. */
+static int read_request(RowDecoder *self, const char *bytes, Py_ssize_t size, double *row,
+                        const char **id, Py_ssize_t *id_size) {
+    Cursor c = {bytes, bytes + size};
+    int seen_id = 0, seen_data = 0;
+    skip_space(&c);
+    if (!take(&c, '{'))
+        return 0;
+    skip_space(&c);
+    for (;;) {
+        const char *key;
+        Py_ssize_t key_size;
+        if (!read_string(&c, &key, &key_size))
+            return 0;
+        skip_space(&c);
+        if (!take(&c, ':'))
+            return 0;
+        skip_space(&c);
+        if (key_size == self->id_size && memcmp(key, self->id_key, (size_t)key_size) == 0) {
+            if (seen_id || !read_string(&c, id, id_size) || *id_size == 0)
+                return 0;
+            seen_id = 1;
+        } else if (key_size == self->data_size &&
+                   memcmp(key, self->data_key, (size_t)key_size) == 0) {
+            if (seen_data || !read_data(self, &c, row))
+                return 0;
+            seen_data = 1;
+        } else {
+            return 0;
+        }
+        skip_space(&c);
+        if (take(&c, '}'))
+            break;
+        if (!take(&c, ','))
+            return 0;
+        skip_space(&c);
+    }
+    skip_space(&c);
+    return c.p == c.end && seen_id && seen_data;
+}
+
+static PyObject *RowDecoder_decode(RowDecoder *self, PyObject *args) {
+    PyObject *values, *sequence, *ids = NULL;
+    Py_buffer out;
+    if (!PyArg_ParseTuple(args, "Ow*:decode", &values, &out))
+        return NULL;
+    sequence = PySequence_Fast(values, "values must be a sequence of bytes");
+    if (sequence == NULL)
+        goto done;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(sequence);
+    if (out.itemsize != sizeof(double) || !PyBuffer_IsContiguous(&out, 'C') ||
+        out.len < (Py_ssize_t)(count * self->width * (Py_ssize_t)sizeof(double))) {
+        PyErr_SetString(PyExc_ValueError, "out must be a C-contiguous float64 array of "
+                                          "len(values) rows of the decoder's width");
+        goto done;
+    }
+    ids = PyList_New(count);
+    if (ids == NULL)
+        goto done;
+    PyObject **items = PySequence_Fast_ITEMS(sequence);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const char *id;
+        Py_ssize_t id_size;
+        double *row = (double *)out.buf + i * self->width;
+        if (!PyBytes_Check(items[i]) ||
+            !read_request(self, PyBytes_AS_STRING(items[i]), PyBytes_GET_SIZE(items[i]), row,
+                          &id, &id_size)) {
+            Py_CLEAR(ids);
+            ids = Py_NewRef(Py_None);
+            goto done;
+        }
+        PyObject *text = PyUnicode_New(id_size, 127); /* ASCII, checked while reading */
+        if (text == NULL) {
+            Py_CLEAR(ids);
+            goto done;
+        }
+        memcpy(PyUnicode_DATA(text), id, (size_t)id_size);
+        PyList_SET_ITEM(ids, i, text);
+    }
+done:
+    Py_XDECREF(sequence);
+    PyBuffer_Release(&out);
+    return ids;
+}
+
+static int text_of(PyObject *object, char **text, Py_ssize_t *size) {
+    const char *utf8 = PyUnicode_AsUTF8AndSize(object, size);
+    if (utf8 == NULL)
+        return 0;
+    *text = copy_text(utf8, *size);
+    if (*text == NULL) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    return 1;
+}
+
+static int add_categories(Field *field, PyObject *categories) {
+    PyObject *sequence = PySequence_Fast(categories, "categories must be a sequence of str");
+    if (sequence == NULL)
+        return 0;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(sequence);
+    size_t slots = 8;
+    while (slots < (size_t)count * 2)
+        slots *= 2;
+    field->table = PyMem_Calloc(slots, sizeof(Entry));
+    field->mask = slots - 1;
+    if (field->table == NULL) {
+        Py_DECREF(sequence);
+        PyErr_NoMemory();
+        return 0;
+    }
+    for (Py_ssize_t code = 0; code < count; code++) {
+        Py_ssize_t size;
+        const char *text = PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(sequence, code), &size);
+        if (text == NULL) {
+            Py_DECREF(sequence);
+            return 0;
+        }
+        Entry *entry = find_slot(field, text, size);
+        if (entry->text == NULL) {
+            entry->text = copy_text(text, size);
+            if (entry->text == NULL) {
+                Py_DECREF(sequence);
+                PyErr_NoMemory();
+                return 0;
+            }
+            entry->size = size;
+        }
+        entry->code = (double)code; /* a repeated category keeps its last code, as a dict would */
+    }
+    Py_DECREF(sequence);
+    return 1;
+}
+
+static void RowDecoder_dealloc(RowDecoder *self) {
+    for (int i = 0; i < self->field_count; i++) {
+        Field *field = &self->fields[i];
+        PyMem_Free(field->name);
+        if (field->table != NULL) {
+            for (size_t at = 0; at <= field->mask; at++)
+                PyMem_Free(field->table[at].text);
+            PyMem_Free(field->table);
+        }
+    }
+    PyMem_Free(self->fields);
+    PyMem_Free(self->id_key);
+    PyMem_Free(self->data_key);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int RowDecoder_init(RowDecoder *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"id_key", "data_key", "numbers", "categories", "ignored", "width",
+                               NULL};
+    PyObject *id_key, *data_key, *numbers, *categories, *ignored;
+    Py_ssize_t width;
+    if (self->fields != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "RowDecoder is initialised once");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UUOOOn:RowDecoder", keywords, &id_key,
+                                     &data_key, &numbers, &categories, &ignored, &width))
+        return -1;
+    if (!text_of(id_key, &self->id_key, &self->id_size) ||
+        !text_of(data_key, &self->data_key, &self->data_size))
+        return -1;
+    Py_ssize_t number_count = PySequence_Size(numbers);
+    Py_ssize_t category_count = PySequence_Size(categories);
+    Py_ssize_t ignored_count = PySequence_Size(ignored);
+    if (number_count < 0 || category_count < 0 || ignored_count < 0)
+        return -1;
+    Py_ssize_t total = number_count + category_count + ignored_count;
+    if (total > 64 || number_count + category_count > width) {
+        PyErr_SetString(PyExc_ValueError,
+                        "at most 64 fields, and the numbers and categories within width");
+        return -1;
+    }
+    self->fields = PyMem_Calloc((size_t)total + 1, sizeof(Field));
+    if (self->fields == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    self->written = number_count + category_count;
+    self->width = width;
+    for (Py_ssize_t i = 0; i < total; i++) {
+        Field *field = &self->fields[self->field_count++];
+        PyObject *name, *pair = NULL;
+        int ok;
+        if (i < number_count) {
+            field->kind = KIND_NUMBER;
+            field->column = i;
+            name = PySequence_GetItem(numbers, i);
+        } else if (i < number_count + category_count) {
+            /* (name, categories), a category's code being its index */
+            field->kind = KIND_CATEGORY;
+            field->column = i;
+            pair = PySequence_GetItem(categories, i - number_count);
+            name = pair == NULL ? NULL : PySequence_GetItem(pair, 0);
+        } else {
+            field->kind = KIND_IGNORED;
+            name = PySequence_GetItem(ignored, i - number_count - category_count);
+        }
+        ok = name != NULL && PyUnicode_Check(name) && text_of(name, &field->name, &field->size);
+        if (ok && field->kind == KIND_CATEGORY) {
+            PyObject *values = PySequence_GetItem(pair, 1);
+            ok = values != NULL && add_categories(field, values);
+            Py_XDECREF(values);
+        }
+        Py_XDECREF(name);
+        Py_XDECREF(pair);
+        if (!ok) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "field names must be str");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyMethodDef RowDecoder_methods[] = {
+    {"decode", (PyCFunction)RowDecoder_decode, METH_VARARGS,
+     "decode(values, out) -> list[str] | None\n\n"
+     "Each request of values (bytes) into its row of out (float64, len(values) x width): the\n"
+     "numbers, then the categories' codes, NaN where missing or unseen; returns the ids, or\n"
+     "None when any request needs the full decoder (out is then partly written)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject RowDecoderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "streamfit._native.RowDecoder",
+    .tp_basicsize = sizeof(RowDecoder),
+    .tp_dealloc = (destructor)RowDecoder_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "RowDecoder(id_key, data_key, numbers, categories, ignored, width)\n\n"
+              "Decodes {id_key: str, data_key: {column: value}} requests into matrix rows.",
+    .tp_methods = RowDecoder_methods,
+    .tp_init = (initproc)RowDecoder_init,
+    .tp_new = PyType_GenericNew,
+};
+
+/* encode_predictions(ids, probabilities, texts, version): see its docstring. */
+static PyObject *encode_predictions(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *id_sequence, *probability_sequence, *values = NULL;
+    const char *texts;
+    Py_ssize_t texts_size;
+    long long version;
+    if (!PyArg_ParseTuple(args, "OOy#L:encode_predictions", &id_sequence, &probability_sequence,
+                          &texts, &texts_size, &version))
+        return NULL;
+    PyObject *ids = PySequence_Fast(id_sequence, "ids must be a sequence");
+    PyObject *probabilities =
+        ids == NULL ? NULL : PySequence_Fast(probability_sequence, "probabilities too");
+    if (probabilities == NULL)
+        goto fail;
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(ids);
+    if (PySequence_Fast_GET_SIZE(probabilities) != count) {
+        PyErr_SetString(PyExc_ValueError, "as many probabilities as ids, please");
+        goto fail;
+    }
+    char version_text[24];
+    int version_size = snprintf(version_text, sizeof version_text, "%lld", version);
+    static const char ID[] = "{\"request_id\":\"", PROBABILITY[] = "\",\"probability\":",
+                      LABEL[] = ",\"label\":", VERSION[] = ",\"model_version\":";
+    Cursor c = {texts, texts + texts_size};
+    if (!take(&c, '['))
+        goto decline;
+    values = PyList_New(count);
+    if (values == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *id = PySequence_Fast_GET_ITEM(ids, i);
+        PyObject *probability = PySequence_Fast_GET_ITEM(probabilities, i);
+        if (!PyUnicode_CheckExact(id) || !PyUnicode_IS_ASCII(id) || !PyFloat_CheckExact(probability))
+            goto decline;
+        const char *id_text = (const char *)PyUnicode_DATA(id);
+        Py_ssize_t id_size = PyUnicode_GET_LENGTH(id);
+        for (Py_ssize_t at = 0; at < id_size; at++)
+            if (STOPS_STRING[(unsigned char)id_text[at]]) /* an id msgspec would escape */
+                goto decline;
+        const char *number = c.p;
+        while (c.p < c.end && *c.p != ',' && *c.p != ']')
+            c.p++;
+        Py_ssize_t number_size = c.p - number;
+        if (c.p == c.end || number_size == 0 || (*c.p == ']') != (i == count - 1))
+            goto decline;
+        c.p++;
+        char label = PyFloat_AS_DOUBLE(probability) >= 0.5 ? '1' : '0';
+        Py_ssize_t size = (Py_ssize_t)(sizeof ID - 1) + id_size + (Py_ssize_t)(sizeof PROBABILITY - 1) +
+                          number_size + (Py_ssize_t)(sizeof LABEL - 1) + 1 +
+                          (Py_ssize_t)(sizeof VERSION - 1) + version_size + 1;
+        PyObject *value = PyBytes_FromStringAndSize(NULL, size);
+        if (value == NULL)
+            goto fail;
+        char *out = PyBytes_AS_STRING(value);
+#define PUT(text, n)                                                                               \
+    do {                                                                                           \
+        memcpy(out, (text), (size_t)(n));                                                          \
+        out += (n);                                                                                \
+    } while (0)
+        PUT(ID, sizeof ID - 1);
+        PUT(id_text, id_size);
+        PUT(PROBABILITY, sizeof PROBABILITY - 1);
+        PUT(number, number_size);
+        PUT(LABEL, sizeof LABEL - 1);
+        *out++ = label;
+        PUT(VERSION, sizeof VERSION - 1);
+        PUT(version_text, version_size);
+        *out = '}';
+#undef PUT
+        PyList_SET_ITEM(values, i, value);
+    }
+    if ((count == 0 && !take(&c, ']')) || c.p != c.end)
+        goto decline;
+    Py_DECREF(ids);
+    Py_DECREF(probabilities);
+    return values;
+decline:
+    Py_XDECREF(values);
+    Py_XDECREF(ids);
+    Py_XDECREF(probabilities);
+    Py_RETURN_NONE;
+fail:
+    Py_XDECREF(values);
+    Py_XDECREF(ids);
+    Py_XDECREF(probabilities);
+    return NULL;
+}
+
+static PyMethodDef module_methods[] = {
+    {"encode_predictions", encode_predictions, METH_VARARGS,
+     "encode_predictions(ids, probabilities, texts, version) -> list[bytes] | None\n\n"
+     "Each prediction's JSON, byte for byte as msgspec writes it (see streamfit.messages):\n"
+     "texts is msgspec's JSON of the probabilities list, whose numbers are copied as they are.\n"
+     "None when an id needs escaping, or the input is not as described."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_native",
+    .m_doc = "The predictor's hot path: requests into feature rows, predictions into JSON.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC PyInit__native(void) {
+    init_stops();
+    if (PyType_Ready(&RowDecoderType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL)
+        return NULL;
+    if (PyModule_AddObjectRef(m, "RowDecoder", (PyObject *)&RowDecoderType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

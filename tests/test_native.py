@@ -1,0 +1,196 @@
+"""The native hot path (src/streamfit/_native.c) against the reference, msgspec.
+
+The request decoder against msgspec then the pipeline: what it decodes, it decodes bit for bit
+as the reference does; what it declines, the reference decodes or rejects (so no message is ever
+judged by the native decoder alone). The prediction encoder: byte for byte msgspec's messages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streamfit import messages
+from streamfit._native import encode_predictions
+from streamfit.data import CATEGORICAL_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS, load_adult
+from streamfit.features import FeaturePipeline
+from tests.fuzz.cases import CORPUS
+from tests.fuzz.cases import requests as hostile_requests
+
+# Number texts where a decoder could round differently from msgspec and NumPy: exact in int64 or
+# not, Clinger's fast path or strtod, subnormal, the largest double, a negative zero.
+TRICKY_NUMBERS = [
+    "0", "-0", "-0.0", "0.1", "0.30000000000000004", "1E2", "1e+2", "1e-5", "3.141592653589793",
+    "123456789012345678", "-999999999999999999", "18446744073709551615", "-9999999999999999999",
+    "123456789012345678901234567890", "9007199254740993", "9007199254740993.0", "1e23",
+    "100000000000000000000000.0", "1.7976931348623157e308", "2.2250738585072014e-308", "4.9e-324",
+    "1e-400", "-1e-400", "2.4703282292062328e-324", "8.589973e9", "0.000001234567890123456789",
+    "12345678901234567890.5",
+]  # fmt: skip
+SPACE = st.sampled_from(["", " ", "\n", "\t", "\r\n  "])
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    return FeaturePipeline(min_cross_count=1).fit(load_adult("train"))
+
+
+def _bits(matrix: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(matrix).view(np.uint64)
+
+
+def _assert_as_reference(values: list[bytes], pipeline: FeaturePipeline) -> bool:
+    """True when the native decoder took the batch (and agreed with the reference)."""
+    native = messages._decode_natively(values, pipeline)
+    if native is None:
+        return False
+    reference = messages.parse_requests(values)
+    assert reference.rejected == []
+    ids, matrix = native
+    assert ids == reference.ids
+    assert np.array_equal(_bits(matrix), _bits(pipeline.transform(reference.columns)))
+    return True
+
+
+@st.composite
+def request_texts(draw: st.DrawFn) -> bytes:
+    """Valid requests as any JSON writer might spell them: keys in any order, any whitespace,
+    numbers as integers, shortest floats or tricky texts, nulls, absent columns, unseen
+    categories, the true label riding along."""
+    fields = []
+    for name in draw(st.permutations([*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS, LABEL_COLUMN])):
+        if draw(st.integers(0, 4)) == 0:
+            continue  # absent
+        if name in NUMERIC_COLUMNS:
+            value = draw(
+                st.just("null")
+                | st.integers(-(10**18), 10**18).map(str)
+                | st.floats(allow_nan=False, allow_infinity=False).map(repr)
+                | st.sampled_from(TRICKY_NUMBERS)
+            )
+        elif name in CATEGORICAL_COLUMNS:
+            value = json.dumps(draw(st.sampled_from(["Private", "Bachelors", "Male", "?", "new"])))
+        else:
+            value = draw(st.sampled_from(['">50K"', '"<=50K"', "1", "0", "null", "true"]))
+        fields.append(f'"{name}"{draw(SPACE)}:{draw(SPACE)}{value}')
+    data = "{" + draw(SPACE) + f",{draw(SPACE)}".join(fields) + draw(SPACE) + "}"
+    request_id = json.dumps(draw(st.text("abcXYZ-_:0123456789 ", min_size=1, max_size=40)))
+    parts = [f'"request_id":{draw(SPACE)}{request_id}', f'"data":{draw(SPACE)}{data}']
+    if draw(st.booleans()):
+        parts.reverse()
+    text = draw(SPACE) + "{" + f",{draw(SPACE)}".join(parts) + "}" + draw(SPACE)
+    return text.encode()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(request_texts(), min_size=1, max_size=20))
+def test_valid_requests_are_decoded_natively_as_the_reference_decodes_them(pipeline, values):
+    assert _assert_as_reference(values, pipeline)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(hostile_requests(), min_size=1, max_size=5))
+def test_whatever_the_native_decoder_takes_the_reference_takes_alike(pipeline, values):
+    _assert_as_reference(values, pipeline)
+
+
+def test_every_adult_test_row_is_decoded_natively_as_the_reference_does(pipeline):
+    frame = load_adult("test")
+    rows = frame[[*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS, LABEL_COLUMN]].to_dict("records")
+    values = [
+        messages.request(f"r{i}", {k: None if v != v else v for k, v in row.items()})
+        for i, row in enumerate(rows)
+    ]
+    assert _assert_as_reference(values, pipeline)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b'{"request_id": "esc\\u0041ped", "data": {}}',  # an escape: msgspec's to unescape
+        b'{"request_id": "r", "data": {"workclass": "Priv\\u0061te"}}',
+        '{"request_id": "r", "data": {"workclass": "Privé"}}'.encode(),  # not ASCII
+        b'{"request_id": "r", "data": {"age": 40, "age": 41}}',  # a key twice
+        b'{"request_id": "r", "data": {}, "extra": 1}',  # a key msgspec would skip
+        b'{"request_id": "r", "data": {"age": 1e400}}',
+        b'{"request_id": "r", "data": {"age": 01}}',
+        b'{"request_id": "r", "data": {"age": 40}} trailing',
+        b'{"request_id": "r", "data": {"income_bracket": {"nested": 1}}}',
+        b'{"request_id": "r", "data": {"age": 40,}}',
+    ],
+)
+def test_what_the_native_decoder_declines_goes_to_the_reference(pipeline, value):
+    """Declined, so the reference decodes it or words its rejection, as before."""
+    assert messages._decode_natively([value], pipeline) is None
+    batch = messages.parse_requests([value], pipeline)
+    assert batch.native is None
+    assert batch.ids + [str(e) for _, e in batch.rejected] == [
+        *messages.parse_requests([value]).ids,
+        *(str(e) for _, e in messages.parse_requests([value]).rejected),
+    ]
+
+
+@pytest.mark.parametrize("value", CORPUS)
+def test_the_hostile_corpus_is_decoded_as_the_reference_does_or_declined(pipeline, value):
+    _assert_as_reference([value], pipeline)
+
+
+def test_one_declined_message_sends_its_whole_batch_to_the_reference(pipeline):
+    good = messages.request("good", {"age": 40, "workclass": "Private"})
+    batch = messages.parse_requests([good, b'{"request_id": "bad"}', good], pipeline)
+    assert batch.native is None and batch.ids == ["good", "good"]
+    assert [position for position, _ in batch.rejected] == [1]
+
+
+def test_a_challengers_pipeline_gets_its_own_codes(pipeline):
+    """A batch decoded for the champion, asked for another pipeline's matrix (a shadowed
+    challenger's, fitted on other data): decoded again with that pipeline's categories."""
+    frame = load_adult("test")
+    other = FeaturePipeline(min_cross_count=1).fit(frame.iloc[:300])
+    rows = frame[[*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS]].iloc[:200].to_dict("records")
+    values = [
+        messages.request(f"r{i}", {k: None if v != v else v for k, v in row.items()})
+        for i, row in enumerate(rows)
+    ]
+    batch = messages.parse_requests(values, pipeline)
+    assert batch.native is not None
+    reference = messages.parse_requests(values)
+    for each in (pipeline, other):
+        assert np.array_equal(_bits(batch.features(each)), _bits(each.transform(reference.columns)))
+    assert not np.array_equal(batch.features(pipeline), batch.features(other), equal_nan=True)
+
+
+def _reference_predictions(ids, probabilities, version):
+    return [
+        messages._encode(messages._Prediction(i, p, int(p >= 0.5), version))
+        for i, p in zip(ids, probabilities, strict=True)
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(st.text(max_size=30), st.floats()), max_size=30),
+    st.integers(0, 2**62),
+)
+def test_predictions_are_encoded_byte_for_byte_as_msgspec_encodes_them(rows, version):
+    ids = [i for i, _ in rows]
+    probabilities = [p for _, p in rows]
+    plain = all(i.isascii() and i.isprintable() and not set(i) & {'"', "\\"} for i in ids)
+    reference = _reference_predictions(ids, probabilities, version)
+    assert messages.predictions(ids, probabilities, version) == reference
+    native = encode_predictions(ids, probabilities, messages._encode(probabilities), version)
+    # Ids that JSON must escape are msgspec's to write: declined.
+    assert native == (reference if plain else None)
+
+
+def test_the_encoder_declines_input_not_as_described():
+    ids, probabilities = ["a", "b"], [0.25, 0.75]
+    for texts in (b"[0.25]", b"[0.25,0.75,1.0]", b"0.25,0.75", b"[0.25,0.75]x", b"[0.25,]"):
+        assert encode_predictions(ids, probabilities, texts, 1) is None
+    assert encode_predictions(ids, [0.25, 1], b"[0.25,1]", 1) is None  # not a float
+    assert encode_predictions([], [], b"[]", 1) == []
+    with pytest.raises(ValueError, match="as many"):
+        encode_predictions(ids, [0.5], b"[0.5]", 1)
