@@ -4,10 +4,12 @@ Stateless: no database, no label join, no retrain counting on the hot path (the 
 :mod:`streamfit.recording`, records requests, predictions and labels and asks for retrains). Its
 data directory holds only the model cache.
 
-Hot path per micro-batch: decode and validate every message in one msgspec pass (a bad one is
-dead-lettered, never fails its batch; should anything else raise, the batch is handled again
-message by message and only the offender is dead-lettered: see :mod:`streamfit.batches`),
-transform the whole batch as columns with NumPy, one LightGBM call, encode, produce. Then wait
+Hot path per micro-batch: decode the whole batch from its bytes into the model's feature matrix
+in C (``streamfit/_native.c``), or, for a batch with a message of another shape (an invalid one
+among them), decode and validate every message in one msgspec pass and transform the columns
+with NumPy (a bad message is dead-lettered, never fails its batch; should anything else raise,
+the batch is handled again message by message and only the offender is dead-lettered: see
+:mod:`streamfit.batches`); one call of the compiled model, encode, produce. Then wait
 for the broker's acks and commit the consumed offsets (at-least-once) — or commit all of it as
 one Kafka transaction (exactly-once).
 
