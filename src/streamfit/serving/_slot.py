@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..bundle import BundleError, ModelBundle
+from ..heap import release_freed_memory
 from ..registry import IntegrityError, ModelRegistry, RegisteredBundle
 from ._compiled import (
     CompileError,
@@ -34,7 +35,6 @@ from ._compiled import (
     compiled_bundle,
     library_cached,
 )
-from ._heap import release_freed_memory
 from .runtimes import AUTO
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ class ModelSlot:
         if self.compile_model:
             self._request_compile(bundle)
         # The old model is gone (or goes with the batch in flight: the compiler thread's next
-        # trim returns that); glibc would keep its memory (see _heap.py).
+        # trim returns that); glibc would keep its memory (see streamfit/heap.py).
         release_freed_memory()
         return True
 

@@ -52,9 +52,9 @@ from ..bundle import BundleError, ModelBundle
 from ..bus import Bus, BusFenced, Consumer, Message, Producer, TransactionalProducer
 from ..config import Settings
 from ..health import Health, ServiceLoop
+from ..heap import release_freed_memory
 from ..metrics import DEAD_LETTER_CLASSES, REFUSAL_REASONS, PredictorMetrics
 from ..registry import ModelRegistry
-from ._heap import release_freed_memory
 from ._slot import ModelSlot
 from .instance import PredictorSlot
 
@@ -398,7 +398,7 @@ class Predictor(ServiceLoop):
                     behind = True
                 elif behind and len(polled) < settings.max_batch:
                     # Caught up: what the backlog's larger polls and fetches took is free now,
-                    # but glibc keeps it (see _heap.py) until something trims the heap.
+                    # but glibc keeps it (see streamfit/heap.py) until something trims the heap.
                     behind = False
                     release_freed_memory()
                 if not polled:

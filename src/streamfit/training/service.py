@@ -35,6 +35,7 @@ from .. import messages
 from ..bus import Bus, Message
 from ..config import Settings
 from ..health import Health, ServiceLoop
+from ..heap import release_freed_memory
 from ..live import LiveJudge
 from ..metrics import TrainerMetrics
 from ..progress import LineProgress, Progress
@@ -153,7 +154,14 @@ class TrainerService(ServiceLoop):
                     time.sleep(min(0.2, self.settings.live_check_seconds))
 
     def _round(self, trigger: str, messages_count: int, producer: Any, run_round: Any) -> bool:
-        """Run one round; False if it failed (logged: the champion keeps serving)."""
+        """Run one round; False if it failed (logged: the champion keeps serving). Either way
+        the heap it used goes back to the system (glibc would keep it: see streamfit/heap.py)."""
+        try:
+            return self._run_round(trigger, messages_count, producer, run_round)
+        finally:
+            release_freed_memory()
+
+    def _run_round(self, trigger: str, messages_count: int, producer: Any, run_round: Any) -> bool:
         progress = _Heartbeat(self.progress, self.health)
         try:
             new_rows = self.observations.labelled_frame(limit=self.settings.train_window)

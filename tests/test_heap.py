@@ -1,4 +1,5 @@
-"""A model swap hands the memory it freed back to the system (glibc keeps it otherwise)."""
+"""A model swap (or a backlog, or a round) hands the memory it freed back to the system
+(glibc keeps it otherwise)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from tests.conftest import REPO
 _CHILD = """
 import ctypes
 from pathlib import Path
-from streamfit.serving._heap import release_freed_memory
+from streamfit.heap import release_freed_memory
 
 def rss_mb():
     for line in Path("/proc/self/status").read_text().splitlines():
