@@ -82,12 +82,8 @@ class FeaturePipeline:
             # Most frequent first, ties by name: a stable, readable code assignment.
             self.categories[name] = sorted(counts, key=lambda v: (-counts[v], v))
         self._build_index()
-        rows = _row_count(columns)
         for left, right in CROSSES:
-            a, b = (
-                self._codes(name, columns[name]) if name in present else np.full(rows, np.nan)
-                for name in (left, right)
-            )
+            a, b = self._codes(left, columns), self._codes(right, columns)
             ok = ~(np.isnan(a) | np.isnan(b))
             pairs, counts = np.unique(
                 np.stack([a[ok], b[ok]], axis=1).astype(np.int64), axis=0, return_counts=True
@@ -119,13 +115,10 @@ class FeaturePipeline:
             raise RuntimeError("FeaturePipeline is not fitted: call fit() or from_dict() first")
         rows = _row_count(columns)
         raw = np.empty((rows, len(_ALL_FEATURE_NAMES)), dtype=np.float64)
-        for i, name in enumerate(RAW_COLUMNS):
-            if name not in columns:
-                raw[:, i] = np.nan
-            elif i < len(NUMERIC_COLUMNS):
-                raw[:, i] = _as_float(columns[name])
-            else:
-                raw[:, i] = self._codes(name, columns[name])
+        for i, name in enumerate(NUMERIC_COLUMNS):
+            raw[:, i] = _as_float(columns[name]) if name in columns else np.nan
+        for i, name in enumerate(CATEGORICAL_COLUMNS, start=len(NUMERIC_COLUMNS)):
+            raw[:, i] = self._codes(name, columns, rows)
         return self.transform_raw(raw)
 
     def transform_raw(self, raw: np.ndarray) -> np.ndarray:
@@ -150,9 +143,8 @@ class FeaturePipeline:
         return raw if self._keep is None else raw[:, self._keep]
 
     def transform_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
-        """Transform a batch of JSON-like dicts (the predictor's hot path)."""
-        names = (*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS)
-        return self.transform({name: [r.get(name) for r in records] for name in names})
+        """Transform a batch of JSON-like dicts."""
+        return self.transform({name: [r.get(name) for r in records] for name in RAW_COLUMNS})
 
     def row_decoder(self, id_key: str, data_key: str) -> RowDecoder:
         """A native decoder of JSON objects ``{id_key: str, data_key: {column: value}}`` into
@@ -165,7 +157,7 @@ class FeaturePipeline:
             numbers=NUMERIC_COLUMNS,
             categories=[(name, self.categories[name]) for name in CATEGORICAL_COLUMNS],
             ignored=[LABEL_COLUMN],
-            width=len(_ALL_FEATURE_NAMES),
+            width=self.raw_width,
         )
 
     @property
@@ -173,8 +165,11 @@ class FeaturePipeline:
         """Columns of the matrix :meth:`transform_raw` takes."""
         return len(_ALL_FEATURE_NAMES)
 
-    def _codes(self, name: str, values: Sequence[Any]) -> np.ndarray:
+    def _codes(self, name: str, columns: Columns, rows: int | None = None) -> np.ndarray:
+        if name not in columns:
+            return np.full(rows if rows is not None else _row_count(columns), np.nan)
         index = self._index[name]
+        values = columns[name]
         # map() with a second iterable calls index.get(v, nan) in C: no Python frame per value.
         return np.fromiter(map(index.get, values, repeat(math.nan)), np.float64, len(values))
 
