@@ -13,8 +13,9 @@ the predictions back ``read_committed`` and counts every request id once.
 Figures: sent, answered, lost, duplicates; the RSS of each service when the stream starts, at
 its middle and at its end; throughput (predictions read back per second) over each 10 % of the
 run; retrains completed (promotions announced on ``models``); the predictor's RSS as each
-promotion is announced (what the swaps before it left) and every service's RSS after the last
-round (``after_settle``: the stream over, the last promoted model swapped in and compiled).
+promotion is announced (what the swaps before it left); every service's RSS after the last
+round (``after_settle``: the stream over, the last promoted model swapped in and compiled); the
+trainer's peak RSS in each round, beside the rows it trained on.
 Prints a table and writes ``benchmarks/results/soak.json``. Needs ``scripts/kafka up`` and
 ``scripts/mlflow up``.
 """
@@ -26,6 +27,7 @@ import heapq
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -42,11 +44,20 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident memory now (``VmHWM``: its peak since the last reset_peak)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return round(int(line.split()[1]) / 1024, 1)
     return 0.0
+
+
+def reset_peak(pid: int) -> None:
+    """Start a new ``VmHWM`` from the process's RSS now (Linux's clear_refs, value 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+_ROUND_ROWS = re.compile(r"retraining \(\w+\) on (\d+) new labelled observations")
 
 
 class Soak:
@@ -210,6 +221,22 @@ class Soak:
             promotions.append(version)
             rss_at_promotions.append({"version": version, "predictor": self.rss()["predictor"]})
 
+        # The trainer's peak RSS in each round: rounds run back to back once the stream is
+        # steady, so its RSS at any one moment is some point of some round; a round's peak is
+        # the like-for-like figure, against its window's size.
+        trainer_rounds: list[dict[str, float]] = []
+        trainer_pid = self.processes["trainer"].pid
+        reset_peak(trainer_pid)
+
+        def rounds_done() -> None:
+            log = self.log("trainer")
+            sizes = [int(n) for n in _ROUND_ROWS.findall(log)]
+            while len(trainer_rounds) < log.count("round done"):
+                rows = sizes[len(trainer_rounds)] if len(trainer_rounds) < len(sizes) else 0
+                peak = rss_mb(trainer_pid, "VmHWM")
+                reset_peak(trainer_pid)
+                trainer_rounds.append({"rows": rows, "peak_rss_mb": peak})
+
         predictions = bus.consumer([topics.predictions], group=None)
         models = bus.consumer([topics.models], group=None)
         predictions.poll(1, timeout=1)
@@ -218,7 +245,7 @@ class Soak:
         sender = threading.Thread(target=send, name="soak-sender", daemon=True)
         sender.start()
         next_mark = 1
-        last_news = time.monotonic()
+        last_news = last_look = time.monotonic()
         while len(answered) < total:
             for message in predictions.poll(5000, timeout=0.2):
                 request_id = int(orjson.loads(message.value)["request_id"])
@@ -229,6 +256,9 @@ class Soak:
                     last_news = time.monotonic()
             for message in models.poll(10, timeout=0):
                 promoted(message)
+            if time.monotonic() - last_look > 1:
+                rounds_done()
+                last_look = time.monotonic()
             while next_mark <= 10 and len(answered) >= total * next_mark // 10:
                 marks.append((time.monotonic() - started, len(answered)))
                 rss_per_10pct.append(self.rss())
@@ -253,6 +283,8 @@ class Soak:
         while time.monotonic() < deadline and self.log("trainer").count("round done") < expected:
             for message in models.poll(10, timeout=0.5):
                 promoted(message)
+            rounds_done()
+        rounds_done()
         # The last promotion's swap and compile have had their time by now (or get it here).
         self.wait_for_compiles(len(promotions), min(args.settle, 600))
         rss["after_settle"] = self.rss()
@@ -284,6 +316,8 @@ class Soak:
             for name in watched
             if "middle" in rss
         }
+        largest = max((r["rows"] for r in trainer_rounds), default=0)
+        full = [r["peak_rss_mb"] for r in trainer_rounds if r["rows"] == largest]
         return {
             "requests": total,
             "sent": sent,
@@ -305,6 +339,11 @@ class Soak:
             "rss_growth_pct_start_to_end": growth,
             "rss_growth_pct_warm_to_end": growth_after_warmup,
             "rss_growth_pct_middle_to_end": growth_second_half,
+            "trainer_rounds": trainer_rounds,
+            # the peak of each round on a full window, first to last
+            "trainer_peak_growth_pct_full_windows": (
+                round(100 * (full[-1] - full[0]) / full[0], 1) if len(full) > 1 else None
+            ),
             "machine": (
                 f"{os.cpu_count()} cores ({platform.machine()}), shared with other engineers' "
                 "jobs while it ran; broker, MLflow and PostgreSQL on the same cores"
@@ -342,6 +381,12 @@ def table(result: dict[str, Any]) -> str:
                 f"v{p['version']} {p['predictor']:.1f}MB"
                 for p in result["predictor_rss_mb_at_promotions"]
             )
+        )
+    if result.get("trainer_rounds"):
+        lines.append(
+            "trainer peak RSS per round (rows): "
+            + ", ".join(f"{r['peak_rss_mb']:.1f}MB ({r['rows']})" for r in result["trainer_rounds"])
+            + f"; full windows, first to last: {result['trainer_peak_growth_pct_full_windows']} %"
         )
     lines += [
         "",

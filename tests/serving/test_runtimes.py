@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -92,7 +93,7 @@ def test_corrupted_library_is_rebuilt(runtime, local):
 @pytest.mark.parametrize("damage", ["truncated", "overwritten"])
 def test_corrupted_library_with_a_forged_sidecar_is_refused_not_loaded(runtime, local, damage):
     """Its sidecar vouches for it (digest rewritten to match): refused with the reason, and the
-    process that tried is still here (LLVM aborts on an object file it cannot read)."""
+    process that tried is still here (`dlopen` of a truncated library dies of SIGBUS)."""
     version = local.champion()
     bundle, directory = local.load(version), local.path(version)
     compile_bundle(bundle, directory, runtime=runtime.name)
@@ -169,3 +170,26 @@ def test_runtime_names_are_listed_once_and_validated():
         get_runtime("onnx")
     with pytest.raises(ConfigError, match="model_runtime must be one of"):
         Settings(model_runtime="onnx")
+
+
+def test_a_model_let_go_is_unmapped_and_a_rebuilt_library_at_its_path_is_loaded_afresh(
+    runtime, local
+):
+    """Nothing of a swapped-out model's library stays mapped (each promotion's would add up),
+    and it goes at once, not at some later garbage collection: until then, ``dlopen`` of a
+    library rebuilt at the same path would give back the old one."""
+    version = local.champion()
+    bundle, directory = local.load(version), local.path(version)
+    library = directory / runtime.library_file
+
+    def mapped() -> bool:
+        return str(library) in Path("/proc/self/maps").read_text()
+
+    compiled = compile_bundle(bundle, directory, runtime=runtime.name)
+    assert mapped()
+    del compiled
+    assert not mapped()
+    # rebuilt in place of a damaged one: what is loaded is the new file, not a stale handle
+    library.write_bytes(b"\x7fELF not really a library" * 100)
+    rebuilt = compile_bundle(bundle, directory, runtime=runtime.name)
+    assert rebuilt.compiled and rebuilt.max_abs_diff <= _compiled.TOLERANCE

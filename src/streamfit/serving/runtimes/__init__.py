@@ -10,9 +10,9 @@ one when it is not installed or refused.
 from __future__ import annotations
 
 from ...config import MODEL_RUNTIMES
-from ._base import ModelRuntime, Predict
+from ._base import ModelRuntime, Predict, compiler
 from ._lleaves import LleavesRuntime
-from ._tl2cgen import Tl2cgenRuntime, compiler
+from ._tl2cgen import Tl2cgenRuntime
 
 # The one registry, fastest first: "auto" tries them in this order.
 _RUNTIMES: dict[str, type[ModelRuntime]] = {

@@ -9,7 +9,12 @@ path of :mod:`streamfit.serving._compiled`.
 
 from __future__ import annotations
 
+import _ctypes
+import ctypes
+import os
+import shutil
 import struct
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
@@ -46,10 +51,32 @@ class ModelRuntime(ABC):
         probability per row, single-threaded."""
 
 
+def compiler() -> str | None:
+    """The C compiler the runtimes build or link with, or None."""
+    return shutil.which(os.environ.get("CC", "gcc"))
+
+
+class SharedLibrary:
+    """A ``dlopen``ed library, ``dlclose``d as soon as this object is gone.
+
+    ctypes' own ``CDLL`` is never closed: its function objects sit in reference cycles, so a
+    model's library stayed mapped until a full garbage collection at best, and loading a
+    rebuilt library at the same path meanwhile gave back the old one (``dlopen`` matches loaded
+    libraries by name). Here the functions are made from bare addresses and keep nothing alive:
+    whoever calls one must hold this object for as long as it does."""
+
+    def __init__(self, path: Path) -> None:
+        self._handle = _ctypes.dlopen(str(path), os.RTLD_NOW | os.RTLD_LOCAL)
+        weakref.finalize(self, _ctypes.dlclose, self._handle).atexit = False
+
+    def function(self, name: str, prototype: type[ctypes._CFuncPtr]) -> ctypes._CFuncPtr:
+        return prototype(_ctypes.dlsym(self._handle, name))
+
+
 def check_elf_file(path: Path) -> None:
     """Raise ValueError unless ``path`` is a 64-bit ELF file whose segments and sections all
     lie inside it. The loaders do not fail cleanly on a damaged file: ``dlopen`` of a truncated
-    shared library dies of SIGBUS, LLVM aborts on an object file it cannot read, and a predictor
+    shared library dies of SIGBUS, and a predictor
     must log and keep LightGBM instead. (The sidecar's digest already keeps out a damaged cache;
     this is for a sidecar that vouches for one anyway.)"""
     data = path.read_bytes()

@@ -1,4 +1,12 @@
-"""lleaves: the model compiled by LLVM (through llvmlite) into machine code, no C compiler.
+"""lleaves: the model compiled by LLVM (through llvmlite) into machine code, linked by the C
+compiler into a shared library the predictor ``dlopen``s.
+
+Only the build (a child process) runs LLVM. lleaves' own loader would link the object file in
+the predictor's memory with llvmlite's JIT: LLVM's start-up (+20 MB) and each engine's copies
+of the object stayed in the predictor's heap, and RSS rose by 13-26 MB at the first promotion
+of a ~960-tree model and kept stepping up at each one after (335 -> 375 MB over five swaps at
+1,500 requests/s). The same machine code in a shared library is file-backed pages, unmapped
+when the model is let go, and predicts as fast (21.0 µs/row on that model, both ways).
 
 lleaves 1.3 builds with llvmlite's legacy pass manager, which llvmlite 0.45 removed: the
 dependency is pinned below it (pyproject.toml), and a newer llvmlite is reported as missing
@@ -7,41 +15,76 @@ rather than failing inside a build.
 
 from __future__ import annotations
 
+import ctypes
+import importlib.util
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from ._base import ModelRuntime, Predict, check_elf_file
+import numpy as np
+
+from ._base import ModelRuntime, Predict, SharedLibrary, check_elf_file, compiler
+
+_ENTRY = "forest_root"  # lleaves' default name for the compiled forest
+# (rows, probabilities, first row, end row): the GIL is released during the call
+_FOREST = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32)
+
+
+def _release(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
 
 
 class LleavesRuntime(ModelRuntime):
     name = "lleaves"
-    library_file = "model.lleaves.o"  # an object file llvmlite's JIT links in at load
+    library_file = "model.lleaves.so"
 
     def missing(self) -> str | None:
-        try:
-            import lleaves  # noqa: F401
-            import llvmlite.binding
-        except ImportError as exc:
-            return f"lleaves not installed: {exc}"
-        if not hasattr(llvmlite.binding, "PassManagerBuilder"):
-            return f"llvmlite {llvmlite.__version__} is too new for lleaves (needs < 0.45)"
+        # Asked in the predictor: found by the package metadata, without importing llvmlite
+        # (which would load LLVM into a process that never runs it).
+        for package in ("lleaves", "llvmlite"):
+            if importlib.util.find_spec(package) is None:
+                return f"lleaves not installed: no module named {package!r}"
+        if _release(version("llvmlite")) >= (0, 45):
+            return f"llvmlite {version('llvmlite')} is too new for lleaves (needs < 0.45)"
+        if compiler() is None:
+            return "no C compiler found to link lleaves' object file (gcc not on PATH)"
         return None
 
     def versions(self) -> dict[str, str]:
-        from importlib.metadata import version
-
-        return {"lleaves": version("lleaves"), "llvmlite": version("llvmlite")}
+        try:
+            return {"lleaves": version("lleaves"), "llvmlite": version("llvmlite")}
+        except PackageNotFoundError:
+            return {}
 
     def build(self, model_file: Path, library: Path, threads: int) -> None:
         import lleaves
 
+        objects = library.with_suffix(".o")
         # lleaves loads an existing cache file instead of compiling: start from none.
-        library.unlink(missing_ok=True)
-        lleaves.Model(model_file=str(model_file)).compile(cache=str(library))
+        objects.unlink(missing_ok=True)
+        try:
+            lleaves.Model(model_file=str(model_file)).compile(cache=str(objects))
+            command = [compiler() or "gcc", "-shared", "-o", str(library), str(objects), "-lm"]
+            linked = subprocess.run(command, capture_output=True, text=True)
+            if linked.returncode != 0:
+                raise RuntimeError(f"linking lleaves' object file failed: {linked.stderr.strip()}")
+        finally:
+            objects.unlink(missing_ok=True)
 
     def load(self, library: Path, model_file: Path) -> Predict:
-        import lleaves
+        check_elf_file(library)  # dlopen of a truncated library dies of SIGBUS
+        return _CompiledForest(library)
 
-        check_elf_file(library)  # LLVM aborts the process on an object file it cannot read
-        model = lleaves.Model(model_file=str(model_file))
-        model.compile(cache=str(library))  # the file exists: loaded, not compiled
-        return lambda features: model.predict(features, n_jobs=1)
+
+class _CompiledForest:
+    """The forest's entry point in its shared library, which stays open while this lives."""
+
+    def __init__(self, library: Path) -> None:
+        self._library = SharedLibrary(library)
+        self._forest = self._library.function(_ENTRY, _FOREST)
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        rows = np.ascontiguousarray(features, dtype=np.float64)
+        probabilities = np.zeros(len(rows))
+        self._forest(rows.ctypes.data, probabilities.ctypes.data, 0, len(rows))
+        return probabilities

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
-from ._base import ModelRuntime, Predict, check_elf_file
-
-
-def compiler() -> str | None:
-    """The C compiler tl2cgen would use, or None."""
-    return shutil.which(os.environ.get("CC", "gcc"))
-
+from ._base import ModelRuntime, Predict, check_elf_file, compiler
 
 # -O1 with quantized thresholds: 2.7-3.3x LightGBM at batches of 100-1000 where the former -O3
 # build was 1.1-1.7x, in less build time (benchmarks/runtimes.py); branch annotations added
