@@ -44,3 +44,43 @@ def test_memory_freed_by_a_swap_goes_back_to_the_system():
     released, freed, after = out[0] == "True", int(out[1]), int(out[2])
     assert released  # glibc, as on every Linux image streamfit ships on
     assert freed - after > 150, (freed, after)  # of the 200 MB freed but kept by malloc
+
+
+# A freed 4 MB block raises glibc's mmap threshold; then 60 blocks of 1 MB, each followed by a
+# smaller block that stays (as a model's small objects stay beside its large buffers), are freed.
+_LARGE = """
+import ctypes, sys
+from pathlib import Path
+from streamfit.heap import map_large_blocks
+
+def rss_mb():
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+
+if sys.argv[1] == "mapped":
+    assert map_large_blocks()
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+libc.free(libc.malloc(4 << 20))
+large, small = [], []
+for _ in range(60):
+    large.append(libc.malloc(1 << 20))
+    ctypes.memset(large[-1], 1, 1 << 20)
+    small.append(libc.malloc(100 << 10))  # too large for the holes below: after it
+before = rss_mb()
+for block in large:
+    libc.free(block)
+print(round(before - rss_mb()))
+"""
+
+
+def test_large_blocks_freed_go_back_to_the_system_at_once_when_mapped():
+    def returned_mb(mode: str) -> int:
+        command = [sys.executable, "-c", _LARGE, mode]
+        done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, check=True)
+        return int(done.stdout)
+
+    assert returned_mb("mapped") > 50  # each had its own mapping: unmapped when freed
+    assert returned_mb("default") < 10  # glibc's sliding threshold put them in the heap

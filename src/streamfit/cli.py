@@ -494,8 +494,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def _run_service(service: Any, settings: Settings, name: str) -> None:
     """Run a service loop, with its /metrics, /healthz and /readyz (streamfit.health) on its
     port; SIGINT/SIGTERM only ask it to stop (``/readyz`` turns 503, then it finishes its batch,
-    flushes and commits)."""
+    flushes and commits). The process is the service's: large blocks get mappings of their
+    own (streamfit/heap.py), so memory a model swap or a round frees goes back to the system."""
     from .health import serving_probes
+    from .heap import map_large_blocks
+
+    map_large_blocks()
 
     def _stop(signum: int, frame: object) -> None:
         log.info("signal %d: stopping after the current batch", signum)
