@@ -1,8 +1,8 @@
 # One image for every streamfit service and for the MLflow tracking server (mlflow and psycopg
 # are dependencies of streamfit). Used by docker-compose.yml.
 FROM python:3.11-slim
-# libgomp1: LightGBM; gcc + libc6-dev: predictors compile the served model (treelite + tl2cgen;
-# without a compiler LightGBM serves).
+# libgomp1: LightGBM; gcc + libc6-dev: predictors build the served model's library (lleaves'
+# object file is linked by gcc; treelite + tl2cgen compile C with it). Without one LightGBM serves.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*

@@ -511,7 +511,7 @@ def part_inprocess(template: Path, work: Path, rows: int, baseline_rows: int, ba
     shutil.copytree(
         template / "warm" / "model-cache",
         data_dir / "model-cache",
-        ignore=shutil.ignore_patterns("model.so*", "model.lleaves.o*"),
+        ignore=shutil.ignore_patterns("model.so*", "model.lleaves.so*"),
     )
     settings = Settings(data_dir=data_dir, tracking_uri=_uri(template))
     champion = ModelRegistry.from_settings(settings).champion()

@@ -1,5 +1,5 @@
 """The child process of a compiled model's build (see :mod:`streamfit.serving._compiled`):
-LightGBM text model -> a runtime's library (tl2cgen: C and gcc; lleaves: LLVM).
+LightGBM text model -> a runtime's library (tl2cgen: C and gcc; lleaves: LLVM, then gcc links it).
 
     python -m streamfit.serving._build RUNTIME MODEL_FILE LIBRARY THREADS
 """

@@ -3,7 +3,7 @@ treelite + tl2cgen), verified before use.
 
 The library is a derived cache in the bundle's directory, never the model of record
 (``model.txt`` and ``pipeline.json`` stay that): the runtime's library file (``model.so`` for
-tl2cgen, ``model.lleaves.o`` for lleaves) plus a ``.json`` sidecar naming the key it was built
+tl2cgen, ``model.lleaves.so`` for lleaves) plus a ``.json`` sidecar naming the key it was built
 for (a hash of the model text, the runtime and its tool versions) and the library's own SHA-256.
 A library whose sidecar is missing, names another key or another digest is never loaded: it is
 rebuilt. Every loaded library is then checked against LightGBM on a validation batch (the canary
