@@ -229,10 +229,13 @@ class Soak:
         reset_peak(trainer_pid)
 
         def rounds_done() -> None:
-            log = self.log("trainer")
-            sizes = [int(n) for n in _ROUND_ROWS.findall(log)]
-            while len(trainer_rounds) < log.count("round done"):
-                rows = sizes[len(trainer_rounds)] if len(trainer_rounds) < len(sizes) else 0
+            rows, sizes = 0, []  # each finished round's rows: from its start, logged last before
+            for line in self.log("trainer").splitlines():  # (a failed round logs a start too)
+                if started := _ROUND_ROWS.search(line):
+                    rows = int(started.group(1))
+                elif "round done" in line:
+                    sizes.append(rows)
+            for rows in sizes[len(trainer_rounds) :]:
                 peak = rss_mb(trainer_pid, "VmHWM")
                 reset_peak(trainer_pid)
                 trainer_rounds.append({"rows": rows, "peak_rss_mb": peak})
