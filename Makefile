@@ -1,15 +1,23 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Each sets itself up.
+# Every package comes from uv.lock, exactly what CI tested; `make upgrade` moves the lock on.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# uv itself, pinned, in a virtualenv of its own (.uv) so that nothing is installed system-wide.
+UV_VERSION := 0.13.9
+UV := .uv/bin/uv
 
-.PHONY: install demo test lint bench kafka-up kafka-down postgres-up postgres-down clean
+.PHONY: install demo test lint bench dist upgrade kafka-up kafka-down postgres-up postgres-down clean
 
-$(BIN)/streamfit $(VENV)/.installed: pyproject.toml setup.py src/streamfit/_native.c
+$(UV):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "streamfit needs Python 3.11+"'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(PYTHON) -m venv .uv
+	.uv/bin/pip install --quiet uv==$(UV_VERSION)
+
+# --frozen: install uv.lock as it is (hashes checked), never re-resolve. The dev group (pytest,
+# ruff...) comes with it; streamfit itself is installed editable, its native decoder compiled.
+$(BIN)/streamfit $(VENV)/.installed: pyproject.toml uv.lock setup.py src/streamfit/_native.c | $(UV)
+	$(UV) sync --frozen --quiet --python $(PYTHON)
 	@touch $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -37,6 +45,18 @@ kafka-up:
 kafka-down:
 	scripts/kafka down
 
+# An sdist and a wheel (the native decoder compiled in) in dist/.
+dist: | $(UV)
+	$(UV) build --python $(PYTHON) --out-dir dist
+
+# Re-resolves uv.lock to the newest release of everything, installs it and runs the whole suite;
+# the new uv.lock is left for review (git diff uv.lock), whether the suite passed or not.
+upgrade: | $(UV)
+	$(UV) lock --upgrade
+	$(UV) sync --frozen --quiet --python $(PYTHON)
+	@touch $(VENV)/.installed
+	bash scripts/test $(ARGS)
+
 postgres-up:
 	scripts/postgres up
 
@@ -44,4 +64,4 @@ postgres-down:
 	scripts/postgres down
 
 clean:
-	rm -rf streamfit-data .pytest_cache
+	rm -rf streamfit-data .pytest_cache dist

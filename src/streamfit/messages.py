@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -50,14 +50,43 @@ class InvalidMessage(ValueError):
         self.request_id = request_id
 
 
+def load_json(value: bytes, what: str = "") -> Any:
+    """``value`` as JSON; InvalidMessage, worded by streamfit (what and where, never the JSON
+    library's text, which changes between releases), when it is not JSON. ``what`` prefixes it."""
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidMessage(f"{what}{_not_json(value, exc.pos)}") from None
+
+
+def _not_json(value: bytes, position: int) -> str:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"invalid UTF-8 at byte {exc.start}"
+    if not value.strip():
+        return "invalid JSON: the message is empty"
+    return f"invalid JSON at character {position}"
+
+
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for reasons a producer in any language reads."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
 def parse_request(value: bytes) -> tuple[str, dict[str, Any]]:
     """Decode a request into (request_id, data); raise InvalidMessage with the reason."""
-    try:
-        message = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidMessage(f"invalid JSON: {exc}") from None
+    message = load_json(value)
     if not isinstance(message, dict):
-        raise InvalidMessage(f"a request must be a JSON object, got {type(message).__name__}")
+        raise InvalidMessage(f"a request must be a JSON object, got {json_type(message)}")
     request_id = message.get("request_id")
     if not isinstance(request_id, str) or not request_id:
         raise InvalidMessage("missing or non-string 'request_id'")
@@ -189,9 +218,8 @@ def _explain(value: bytes, error: Exception) -> InvalidMessage:
         request_id, data = parse_request(value)
     except InvalidMessage as exc:
         return exc
-    reason = validate_record(data)
-    # Should the two checks ever disagree, msgspec's own wording still says what is wrong.
-    return InvalidMessage(reason or str(error), request_id)
+    # Should the two checks ever disagree, the reason still says which part is wrong.
+    return InvalidMessage(validate_record(data) or "'data' does not match the schema", request_id)
 
 
 class _ShadowIn(msgspec.Struct, gc=False):
@@ -226,8 +254,9 @@ def parse_prediction(value: bytes) -> Prediction:
     dead-letters it)."""
     try:
         prediction = _decode_prediction(value)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        raise InvalidMessage(f"invalid prediction: {_reason(exc)}", request_id_of(value)) from None
+    # Older msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8.
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise InvalidMessage(_prediction_problem(value), request_id_of(value)) from None
     shadow = prediction.shadow
     return Prediction(
         prediction.request_id,
@@ -238,15 +267,62 @@ def parse_prediction(value: bytes) -> Prediction:
     )
 
 
+def _prediction_problem(value: bytes) -> str:
+    """Why msgspec refused a prediction, in streamfit's words (it runs on that path only)."""
+    try:
+        record = load_json(value)
+    except InvalidMessage as exc:
+        return f"invalid prediction: {exc}"
+    if not isinstance(record, dict):
+        return f"invalid prediction: a JSON object is needed, got {json_type(record)}"
+    shadow = record.get("shadow", None)
+    problem = (
+        _field_problem(record, "request_id", _NON_EMPTY_STRING)
+        or _field_problem(record, "probability", _PROBABILITY)
+        or _field_problem(record, "model_version", _VERSION)
+        or (shadow is not None and not isinstance(shadow, dict) and "'shadow' must be an object")
+        or (
+            shadow is not None
+            and (
+                _field_problem(shadow, "version", _VERSION)
+                or _field_problem(shadow, "probability", _PROBABILITY)
+            )
+        )
+        or "it does not match the prediction schema"
+    )
+    return f"invalid prediction: {problem}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+# (what a field must be, in words; the check)
+_NON_EMPTY_STRING = ("a non-empty string", lambda value: isinstance(value, str) and value != "")
+_PROBABILITY = ("a number from 0 to 1", lambda value: _is_number(value) and 0 <= value <= 1)
+_VERSION = ("an integer >= 0", lambda value: type(value) is int and value >= 0)
+
+
+def _field_problem(
+    record: dict[str, Any], name: str, rule: tuple[str, Callable[[Any], bool]]
+) -> str | None:
+    """What is wrong with ``record[name]`` under ``rule``, or None."""
+    if name not in record:
+        return f"missing {name!r}"
+    value = record[name]
+    expected, valid = rule
+    if valid(value):
+        return None
+    got = repr(value)[:40] if isinstance(value, str) or _is_number(value) else json_type(value)
+    return f"{name!r} must be {expected}, got {got}"
+
+
 def parse_label(value: bytes) -> tuple[str, int]:
     """Decode a label into (request_id, 0 or 1): ``label`` 0/1 or an income bracket, or an
     ``income_bracket``; raise InvalidMessage naming what is wrong."""
-    try:
-        record = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidMessage(f"invalid label: invalid JSON: {exc}") from None
+    record = load_json(value, "invalid label: ")
     if not isinstance(record, dict):
-        raise InvalidMessage(f"invalid label: a JSON object is needed, got {type(record).__name__}")
+        raise InvalidMessage(f"invalid label: a JSON object is needed, got {json_type(record)}")
     request_id = record.get("request_id")
     if not isinstance(request_id, str) or not request_id:
         raise InvalidMessage("invalid label: missing or non-string 'request_id'")
@@ -257,12 +333,6 @@ def parse_label(value: bytes) -> tuple[str, int]:
             f"invalid label: 'label' must be 0, 1, '<=50K' or '>50K', got {raw!r}", request_id
         )
     return request_id, label
-
-
-def _reason(error: Exception) -> str:
-    if isinstance(error, UnicodeDecodeError):
-        return f"invalid UTF-8: {error}"
-    return str(error)
 
 
 def request_id_of(value: bytes) -> str | None:
@@ -373,10 +443,7 @@ class ModelEvent:
 
 def parse_model_event(value: bytes) -> ModelEvent:
     """Read a ``models`` event; InvalidMessage says what is wrong."""
-    try:
-        event = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidMessage(f"invalid JSON: {exc}") from None
+    event = load_json(value)
     version = event.get("version") if isinstance(event, dict) else None
     if type(version) is not int or version < 1:  # bool is an int: refused too
         raise InvalidMessage(f"a model event needs an integer 'version' >= 1, got {version!r}")
