@@ -7,9 +7,14 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/streamfit
-COPY pyproject.toml README.md ./
+# The dependencies exactly as uv.lock pins them (hashes checked), then streamfit itself.
+COPY pyproject.toml uv.lock Makefile ./
+RUN pip install --no-cache-dir "uv==$(sed -n 's/^UV_VERSION := //p' Makefile)" \
+    && uv export --frozen --no-dev --no-emit-project -o /tmp/requirements.txt \
+    && uv pip install --system --no-cache --require-hashes -r /tmp/requirements.txt
+COPY setup.py README.md ./
 COPY src ./src
-RUN pip install --no-cache-dir .
+RUN uv pip install --system --no-cache --no-deps .
 # Each service's own data directory: a volume of its own in docker-compose.yml.
 WORKDIR /data
 ENTRYPOINT ["streamfit"]
