@@ -21,7 +21,7 @@ busy machine slows them all alike:
 - ``lleaves``: lleaves 1.3 (LLVM through llvmlite < 0.45), default options, and with cache
   blocking off (``fblocksize`` = the number of trees, its advice for single rows).
 - ``onnxruntime``: onnxmltools' conversion of the booster (float32 input, ``zipmap=False``), one
-  intra-op thread; skipped when not installed (``pip install -e '.[onnx]'``).
+  intra-op thread; skipped when not installed (``.uv/bin/uv sync --extra onnx``).
 
 The slowest builds (-O3 with annotations and quantization; lleaves with one block: 305 s for
 the served model, six times its default) run on the served model only. ``--quick`` runs the

@@ -14,7 +14,7 @@ import zlib
 
 import pytest
 
-from streamfit.config import Settings
+from streamfit.config import ConfigError, Settings
 from tests import test_live
 from tests.test_live import _bundle, _run, _wait
 
@@ -126,6 +126,9 @@ def test_a_better_canary_is_promoted(request, live_settings, mlflow_server):
     assert {a["model_version"] for a in after} == {challenger}
 
 
-@pytest.mark.parametrize("percent", [0, 100])
-def test_canary_percent_bounds(tmp_path, percent):
-    assert Settings(data_dir=tmp_path, canary_percent=percent).canary_percent == percent
+def test_canary_percent_outside_0_to_100_is_refused(tmp_path):
+    for percent in (0, 100):
+        assert Settings(data_dir=tmp_path, canary_percent=percent).canary_percent == percent
+    for percent in (-1, 101):
+        with pytest.raises(ConfigError, match="canary_percent must be in"):
+            Settings(data_dir=tmp_path, canary_percent=percent)

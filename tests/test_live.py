@@ -231,6 +231,6 @@ def test_one_comparison_at_a_time(tmp_path, mlflow_server):
     settings = mlflow_settings(tmp_path, mlflow_server, promotion="shadow")
     models = Registered(settings, mlflow_server)
     models.promote(models.save(_bundle(5, 500)))
-    with pytest.raises(ComparisonError, match="no champion|already"):
-        start_comparison(settings, models.save(_bundle(6, 500)))
+    start_comparison(settings, models.save(_bundle(6, 500)))
+    with pytest.raises(ComparisonError, match="already"):
         start_comparison(settings, models.save(_bundle(7, 500)))

@@ -17,8 +17,6 @@ from streamfit.bus import get_bus
 from streamfit.config import Settings, Topics
 from tests.conftest import REPO, service_up
 
-pytestmark = pytest.mark.kafka
-
 
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory, mlflow_server) -> tuple[str, str]:

@@ -22,8 +22,6 @@ from streamfit.recording import Recorder
 from streamfit.stores import ObservationStore
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.kafka
-
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout

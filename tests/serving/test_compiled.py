@@ -18,9 +18,15 @@ from streamfit.bus import MemoryBus
 from streamfit.serving import Predictor, _compiled
 from streamfit.serving._compiled import CompileError, compile_bundle
 from streamfit.serving.runtimes import runtimes_for
+from tests.conftest import skip_or_fail_in_ci
 from tests.serving.conftest import Running, train_bundle
 
-pytestmark = pytest.mark.skipif(_compiled.compiler() is None, reason="no C compiler")
+
+@pytest.fixture(autouse=True)
+def _compiler() -> None:
+    """Every test here compiles: the default serving path needs a C compiler."""
+    if _compiled.compiler() is None:
+        skip_or_fail_in_ci("no C compiler")
 
 
 @pytest.fixture

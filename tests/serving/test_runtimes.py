@@ -19,6 +19,7 @@ from streamfit.data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, load_adult
 from streamfit.serving import _compiled
 from streamfit.serving._compiled import CompileError, compile_bundle, compiled_bundle, sidecar_file
 from streamfit.serving.runtimes import AUTO, get_runtime, runtimes_for
+from tests.conftest import skip_or_fail_in_ci
 from tests.serving.conftest import train_bundle
 
 RUNTIMES = MODEL_RUNTIMES[1:]  # every runtime, "auto" aside
@@ -28,7 +29,7 @@ RUNTIMES = MODEL_RUNTIMES[1:]  # every runtime, "auto" aside
 def runtime(request):
     found = get_runtime(request.param)
     if found.missing():
-        pytest.skip(f"{found.name} cannot run here: {found.missing()}")
+        skip_or_fail_in_ci(f"{found.name} cannot run here: {found.missing()}")
     return found
 
 
@@ -154,7 +155,7 @@ def test_a_runtime_not_installed_gives_way_with_a_clear_log_line(
     caplog.set_level(logging.INFO, logger="streamfit.predictor")
     others = [r for r in runtimes_for(AUTO) if r.name != runtime.name and not r.missing()]
     if not others:
-        pytest.skip("no other runtime to fall back to here")
+        skip_or_fail_in_ci("no other runtime to fall back to here")
     served = compile_bundle(local.load(version), local.path(version), runtime=AUTO)
     assert served.runtime == others[0].name
     order = [r.name for r in runtimes_for(AUTO)]
