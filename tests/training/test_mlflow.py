@@ -69,7 +69,8 @@ def test_parent_and_child_runs(rounds: Rounds) -> None:
     assert tags["trigger"] == "retrain" and tags["optimizer"] == "hyperopt"
     assert tags["round"] == str(rounds.second.round_id)
     assert int(tags["data_rows"]) == TrialStore(rounds.settings.trials_url).rounds()[1]["data_rows"]
-    assert tags["gate"] in ("promoted", "refused")
+    assert tags["gate"] == ("promoted" if rounds.second.promoted else "refused")
+    assert tags["gate_reason"] == rounds.second.reason
     metrics = parent.data.metrics
     for name in ("best_cv_logloss", "test_auc", "test_log_loss", "test_accuracy"):
         assert name in metrics
