@@ -51,7 +51,7 @@ def test_invalid_utf8_request_id_is_dead_lettered_once_and_never_stops_a_predict
         producer.produce(topics.requests, messages.request("after", requests_data[1]), b"k")
     answers, letters = _collect(listener, predictions=2, dead=1, topics=topics)
     assert sorted(a["request_id"] for a in answers) == ["after", "before"]
-    assert len(letters) == 1 and "not valid UTF-8" in letters[0]["error"]
+    assert len(letters) == 1 and letters[0]["error"] == "invalid UTF-8 at byte 18"
     assert letters[0]["payload"] == POISON.decode(errors="replace")
     assert first.poll() is None  # still running
 

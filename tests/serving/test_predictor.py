@@ -77,7 +77,7 @@ def test_bundle_whose_features_do_not_match_is_refused(running, store):
 
 
 BAD_INPUTS = [
-    (b"{not json", None, "invalid JSON"),
+    (b"{not json", None, "invalid JSON at character 1"),
     (b'{"request_id": "no-data"}', "no-data", "missing 'data'"),
     (b'{"data": {"age": 30}}', None, "request_id"),
     (b'{"request_id": "wrong-type", "data": {"age": "thirty"}}', "wrong-type", "must be a number"),
@@ -85,8 +85,8 @@ BAD_INPUTS = [
     (b'{"request_id": "not-object", "data": [1, 2]}', "not-object", "must be an object"),
     (b"[]", None, "JSON object"),
     # The poison pill: a request_id that is not UTF-8 once stopped every predictor of the group.
-    (b'{"request_id": "ab\xed\xa0\x80", "data": {}}', None, "not valid UTF-8"),
-    (b"\xff\xfe\x00", None, "not valid UTF-8"),
+    (b'{"request_id": "ab\xed\xa0\x80", "data": {}}', None, "invalid UTF-8 at byte 18"),
+    (b"\xff\xfe\x00", None, "invalid UTF-8 at byte 0"),
 ]
 
 
