@@ -1,0 +1,465 @@
+"""A contract inferred from a table, each decision with the reason it was taken.
+
+The rules (prior art: AutoGluon's and FLAML's), any override of the user winning:
+
+* **Task**, from the label: two distinct values → binary; strings, or few distinct integers
+  (at most 1,000, and at most 10 % of the rows, 5 % past 1,000 rows) → multiclass; otherwise
+  regression. Rows without a label are dropped and counted.
+* **Classes**: sorted; for binary the positive class is the minority class unless told.
+* **Columns**: numbers → numeric; dates (a format pandas can infer, parsing at least 80 % of
+  the distinct values) → datetime; strings and booleans → categorical, with the levels seen at
+  least twice (rarer and unseen values are missing at serving time). Dropped with a warning:
+  columns without values, constant columns, free text (more than 1 % distinct, three words or
+  more on average) and ID-like text (more than 99 % distinct).
+* A column a request may leave out (missing values in training) is optional, the others required.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+from pandas.tseries.api import guess_datetime_format
+
+from ._contract import ColumnSpec, Contract, ContractError, Kind, Scalar, Task, ValueType
+from ._sources import read_source
+
+TaskChoice = Literal["auto", "binary", "multiclass", "regression"]
+Role = Literal["feature", "label", "id", "time", "ignored", "dropped"]
+
+MAX_INTEGER_CLASSES = 1000
+DATE_PARSED_SHARE = 0.8
+MIN_LEVEL_COUNT = 2
+ID_LIKE_SHARE = 0.99
+TEXT_DISTINCT_SHARE = 0.01
+TEXT_WORDS = 3.0
+MOSTLY_UNIQUE_SHARE = 0.5  # a categorical past this may be an identifier: say so
+NUMBER_SHARE_FOR_MIXED = 0.5  # text mostly of numbers, yet not all: a mixed column
+_FORCED_KINDS: dict[str, Kind] = {"--categorical": "categorical", "--numeric": "numeric"}
+_UNUSED_ROLES: dict[str, Role] = {
+    "--id-column": "id",
+    "--time-column": "time",
+    "--ignore": "ignored",
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What became of one column, and why: one line of ``streamfit contract infer``'s table."""
+
+    column: str
+    role: Role
+    kind: str  # the feature's kind, else the role
+    type: str
+    summary: str  # levels or range
+    missing_rate: float
+    reason: str
+
+    @property
+    def warning(self) -> bool:
+        """Dropped by a rule, not by the user: worth a second look."""
+        return self.role == "dropped"
+
+
+@dataclass(frozen=True)
+class Inference:
+    """The contract, the decision taken for each column, and notes on the task and the rows."""
+
+    contract: Contract
+    decisions: tuple[Decision, ...]
+    notes: tuple[str, ...]
+    rows: int
+    unlabelled_rows: int
+
+
+def infer_source(
+    source: str,
+    label: str,
+    *,
+    table: str | None = None,
+    query: str | None = None,
+    **overrides: Any,
+) -> Inference:
+    """:func:`infer` on the rows of a file or a database (see :func:`read_source`)."""
+    return infer(read_source(source, table=table, query=query), label, **overrides)
+
+
+def infer(
+    frame: pd.DataFrame,
+    label: str,
+    task: TaskChoice = "auto",
+    *,
+    categorical: Iterable[str] = (),
+    numeric: Iterable[str] = (),
+    ignore: Iterable[str] = (),
+    id_column: str | None = None,
+    time_column: str | None = None,
+    positive_class: Scalar | None = None,
+) -> Inference:
+    """Infer the contract of a model predicting ``label`` from the other columns of ``frame``.
+
+    Raises ContractError (one line) for data nothing can be learnt from: no rows, no such label
+    column, a label with one value, a column of mixed types, no feature left.
+    """
+    if frame.empty:
+        raise ContractError("the table has no rows")
+    if label not in frame.columns:
+        raise ContractError(f"no label column {label!r}; the columns are {_listed(frame.columns)}")
+    roles = _overrides(
+        frame,
+        label,
+        {"--categorical": categorical, "--numeric": numeric, "--ignore": ignore},
+        {"--id-column": id_column, "--time-column": time_column},
+    )
+    labelled = frame[label].notna()
+    frame = frame[labelled]
+    if frame.empty:
+        raise ContractError(f"label column {label!r} has no values")
+    task_, classes, positive, notes = _task(frame[label], label, task, positive_class)
+    unlabelled = int((~labelled).sum())
+    if unlabelled:
+        notes.append(f"{unlabelled} of {len(labelled)} rows have no label: dropped")
+
+    decisions, specs, ignored = [], [], []
+    for name in frame.columns:
+        role = roles.get(name)
+        if name == label:
+            decisions.append(_label_decision(frame[label], task_, classes, notes[0]))
+        elif role in ("--id-column", "--time-column", "--ignore"):
+            decisions.append(_unused_decision(name, frame[name], role))
+            if role == "--ignore":
+                ignored.append(name)
+        else:
+            spec, decision = _column(name, frame[name], _FORCED_KINDS.get(role or ""))
+            decisions.append(decision)
+            if spec is None:
+                ignored.append(name)
+            else:
+                specs.append(spec)
+    if not specs:
+        raise ContractError(f"no feature column left beside the label {label!r}")
+    contract = Contract(
+        task=task_,
+        label=label,
+        columns=tuple(specs),
+        classes=classes,
+        positive_class=positive,
+        id_column=id_column,
+        time_column=time_column,
+        ignored=tuple(ignored),
+    )
+    return Inference(contract, tuple(decisions), tuple(notes), len(frame), unlabelled)
+
+
+def _overrides(
+    frame: pd.DataFrame,
+    label: str,
+    lists: Mapping[str, Iterable[str]],
+    single: Mapping[str, str | None],
+) -> dict[str, str]:
+    """Column → the option that names it; every named column exists, none is named twice."""
+    roles: dict[str, str] = {}
+    named = [(option, name) for option, names in lists.items() for name in names]
+    named += [(option, name) for option, name in single.items() if name is not None]
+    for option, name in named:
+        if name not in frame.columns:
+            raise ContractError(f"{option}: no column {name!r}")
+        if name == label:
+            raise ContractError(f"{option}: {name!r} is the label")
+        if name in roles and roles[name] != option:
+            raise ContractError(f"column {name!r} is given to both {roles[name]} and {option}")
+        roles[name] = option
+    return roles
+
+
+def _task(
+    labels: pd.Series, label: str, asked: TaskChoice, positive: Scalar | None
+) -> tuple[Task, tuple[Scalar, ...], Scalar | None, list[str]]:
+    """The task, the classes in order, the positive class, and notes (the first one says why)."""
+    value_type, labels = _typed(label, labels, check_mixed=False)
+    if value_type == "datetime":
+        raise ContractError(f"label column {label!r} holds dates: nothing streamfit predicts")
+    counts = labels.value_counts()
+    if len(counts) < 2:
+        raise ContractError(f"label column {label!r} has one value ({_python(counts.index[0])!r})")
+    numeric = value_type in ("integer", "float")
+    rows, distinct = len(labels), len(counts)
+    share = 0.05 if rows > 1000 else 0.1
+    if asked == "auto":
+        if distinct == 2:
+            task: Task = "binary"
+            why = "2 distinct values"
+        elif not numeric:
+            task, why = "multiclass", f"{distinct} distinct {value_type} values"
+        elif value_type == "integer" and distinct <= min(MAX_INTEGER_CLASSES, share * rows):
+            task = "multiclass"
+            why = f"{distinct} distinct integers in {rows} rows (at most {share:.0%})"
+        else:
+            task, why = "regression", f"{distinct} distinct numbers in {rows} rows"
+    elif asked in ("binary", "multiclass", "regression"):
+        task, why = asked, f"--task {asked}"
+        if task == "binary" and distinct != 2:
+            raise ContractError(f"--task binary: label {label!r} has {distinct} distinct values")
+        if task == "regression" and not numeric:
+            raise ContractError(f"--task regression: label {label!r} is not numeric")
+    else:
+        raise ContractError(f"--task must be auto, binary, multiclass or regression, not {asked!r}")
+    notes = [f"task: {task} ({why} in {label!r})"]
+    if task == "regression":
+        if positive is not None:
+            raise ContractError("--positive-class is for a binary task; this one is regression")
+        return task, (), None, notes
+    classes = tuple(sorted(_python(value) for value in counts.index))
+    if task == "multiclass":
+        if positive is not None:
+            raise ContractError("--positive-class is for a binary task; this one is multiclass")
+        notes.append(f"classes, in order: {_listed(classes)}")
+        return task, classes, None, notes
+    if positive is None:
+        # The minority class; on a tie, the later one in sorted order (1 rather than 0).
+        chosen = min(reversed(classes), key=lambda value: counts[_original(counts, value)])
+        why = "the minority class"
+    else:
+        matches = [value for value in classes if str(value) == str(positive)]
+        if not matches:
+            raise ContractError(
+                f"--positive-class {positive!r} is not a value of {label!r} ({_listed(classes)})"
+            )
+        chosen, why = matches[0], "--positive-class"
+    share_of_rows = counts[_original(counts, chosen)] / rows
+    notes.append(f"positive class: {chosen!r} ({why}, {share_of_rows:.1%} of the rows)")
+    negative = next(value for value in classes if value != chosen)
+    return task, (negative, chosen), chosen, notes
+
+
+def _column(
+    name: str, values: pd.Series, forced: Kind | None
+) -> tuple[ColumnSpec | None, Decision]:
+    """The spec of one feature (None: dropped) and the decision that says why."""
+    rows = len(values)
+    missing_rate = round(float(values.isna().mean()), 4)
+    if forced == "numeric":
+        if ptypes.is_bool_dtype(values):
+            numbers = values.astype("float64")
+        else:
+            numbers = pd.to_numeric(values, errors="coerce")
+        lost = int(numbers.isna().sum() - values.isna().sum())
+        reason = "--numeric" + (
+            f"; {lost} values that are not numbers become missing" if lost else ""
+        )
+        return _numeric(name, numbers, reason)
+    value_type, values = _typed(name, values, check_mixed=forced is None)
+    present = values.dropna()
+    if forced == "categorical":
+        return _categorical(name, values, value_type, "--categorical")
+    if present.empty:
+        return None, _dropped(name, value_type, "", missing_rate, "no values")
+    distinct = present.nunique()
+    if distinct == 1:
+        only = _python(present.iloc[0])
+        return None, _dropped(name, value_type, repr(only), missing_rate, "constant")
+    if value_type in ("integer", "float"):
+        return _numeric(name, values, "numbers")
+    if value_type == "datetime":
+        return _datetime(name, values)
+    if value_type == "string":
+        words = present.str.split().str.len().mean()
+        if distinct / len(present) > TEXT_DISTINCT_SHARE and words >= TEXT_WORDS:
+            why = f"free text ({words:.1f} words on average)"
+            return None, _dropped(name, value_type, f"{distinct} distinct", missing_rate, why)
+        if distinct / len(present) > ID_LIKE_SHARE:
+            why = f"ID-like ({distinct / len(present):.0%} distinct)"
+            return None, _dropped(name, value_type, f"{distinct} distinct", missing_rate, why)
+    reason = "true/false" if value_type == "boolean" else "text"
+    if distinct / rows > MOSTLY_UNIQUE_SHARE:
+        reason += (
+            f"; {distinct / rows:.0%} distinct: if an identifier, pass --id-column or --ignore"
+        )
+    return _categorical(name, values, value_type, reason)
+
+
+def _numeric(name: str, numbers: pd.Series, reason: str) -> tuple[ColumnSpec, Decision]:
+    present = numbers.dropna()
+    whole = bool(((present % 1) == 0).all())
+    value_type: ValueType = "integer" if whole else "float"
+    low, high = (_python(present.min()), _python(present.max())) if len(present) else (None, None)
+    spec = ColumnSpec(
+        name,
+        "numeric",
+        value_type,
+        required=not numbers.isna().any(),
+        minimum=low,
+        maximum=high,
+        missing_rate=round(float(numbers.isna().mean()), 4),
+    )
+    summary = f"{low:g} to {high:g}" if low is not None else ""
+    return spec, _feature(spec, summary, reason)
+
+
+def _categorical(
+    name: str, values: pd.Series, value_type: ValueType, reason: str
+) -> tuple[ColumnSpec, Decision]:
+    counts = values.value_counts()
+    kept = counts[counts >= MIN_LEVEL_COUNT]
+    rare = len(counts) - len(kept)
+    if rare:
+        reason += f"; {rare} values seen once become missing"
+    levels = tuple(sorted(_python(value) for value in kept.index))
+    spec = ColumnSpec(
+        name,
+        "categorical",
+        value_type,
+        required=not values.isna().any(),
+        levels=levels,
+        missing_rate=round(float(values.isna().mean()), 4),
+    )
+    shown = _listed(levels, limit=4)
+    return spec, _feature(spec, f"{len(levels)}: {shown}" if levels else "none", reason)
+
+
+def _datetime(name: str, values: pd.Series) -> tuple[ColumnSpec, Decision]:
+    times = _as_datetimes(values)
+    spec = ColumnSpec(
+        name,
+        "datetime",
+        "datetime",
+        required=not times.isna().any(),
+        missing_rate=round(float(times.isna().mean()), 4),
+    )
+    present = times.dropna()
+    dated = (present.dt.normalize() == present).all()
+    low, high = (
+        f"{t:%Y-%m-%d}" if dated else t.isoformat() for t in (present.min(), present.max())
+    )
+    return spec, _feature(spec, f"{low} to {high}", "dates and times: the model gets their parts")
+
+
+def _typed(name: str, values: pd.Series, check_mixed: bool = True) -> tuple[ValueType, pd.Series]:
+    """The type of a column's values, and the values as that type (text that is dates becomes
+    datetimes). A column of mixed types raises ContractError unless ``check_mixed`` is off."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype(object)
+    if ptypes.is_bool_dtype(values):
+        return "boolean", values
+    if ptypes.is_numeric_dtype(values):
+        present = values.dropna()
+        return ("integer" if ((present % 1) == 0).all() else "float"), values
+    if ptypes.is_datetime64_any_dtype(values):
+        return "datetime", values
+    present = values.dropna()
+    kinds = {_kind_of(value) for value in present}
+    if len(kinds) > 1:
+        examples = {}
+        for value in present:
+            examples.setdefault(_kind_of(value), value)
+        shown = " and ".join(f"{kind} ({value!r})" for kind, value in sorted(examples.items()))
+        raise ContractError(f"column {name!r} mixes types: {shown}")
+    kind = kinds.pop() if kinds else "string"
+    if kind == "number":
+        return _typed(name, pd.to_numeric(values))
+    if kind == "boolean":
+        return "boolean", values
+    if kind == "datetime":
+        return "datetime", _as_datetimes(values)
+    if not ptypes.is_string_dtype(values):
+        values = values.astype("str").where(values.notna())
+    distinct = pd.Series(present.unique()).astype("str")
+    numbers = pd.to_numeric(distinct, errors="coerce").notna().mean() if len(distinct) else 0.0
+    if check_mixed and NUMBER_SHARE_FOR_MIXED <= numbers < 1:
+        text = distinct[pd.to_numeric(distinct, errors="coerce").isna()].iloc[0]
+        raise ContractError(
+            f"column {name!r} mixes numbers and text (such as {text!r}): make that text "
+            f"missing, or pass --numeric or --categorical {name!r}"
+        )
+    if numbers == 0 and len(distinct) and _parsed_date_share(distinct) >= DATE_PARSED_SHARE:
+        return "datetime", _as_datetimes(values)
+    return "string", values
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "boolean"
+    if isinstance(value, int | float | np.number):
+        return "number"
+    if isinstance(value, pd.Timestamp | np.datetime64) or hasattr(value, "isoformat"):
+        return "datetime"
+    return "string" if isinstance(value, str) else type(value).__name__
+
+
+def _parsed_date_share(distinct: pd.Series) -> float:
+    """Share of ``distinct`` that parses as dates, in the format of the first one; 0 when
+    pandas cannot infer a format (so "A1" is never a date through a lenient parser)."""
+    date_format = guess_datetime_format(str(distinct.iloc[0]))
+    if date_format is None:
+        return 0.0
+    parsed = pd.to_datetime(distinct, format=date_format, errors="coerce", utc=True)
+    return float(parsed.notna().mean())
+
+
+def _as_datetimes(values: pd.Series) -> pd.Series:
+    if ptypes.is_datetime64_any_dtype(values):
+        return values
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        present = values.dropna()
+        first = str(present.iloc[0]) if len(present) else ""
+        date_format = guess_datetime_format(first) if first else None
+        return pd.to_datetime(values, format=date_format, errors="coerce", utc=True)
+
+
+def _label_decision(
+    labels: pd.Series, task: Task, classes: tuple[Scalar, ...], why: str
+) -> Decision:
+    value_type, labels = _typed(str(labels.name), labels, check_mixed=False)
+    if task == "regression":
+        summary = f"{_python(labels.min()):g} to {_python(labels.max()):g}"
+    elif task == "binary":
+        summary = f"{classes[0]} / {classes[1]} (positive)"
+    else:
+        summary = f"{len(classes)}: {_listed(classes, limit=4)}"
+    return Decision(str(labels.name), "label", "label", value_type, summary, 0.0, why)
+
+
+def _unused_decision(name: str, values: pd.Series, option: str) -> Decision:
+    role = _UNUSED_ROLES[option]
+    value_type, values = _typed(name, values, check_mixed=False)
+    if role == "time" and value_type not in ("datetime", "integer", "float"):
+        raise ContractError(f"--time-column {name!r} holds neither dates nor numbers")
+    missing_rate = round(float(values.isna().mean()), 4)
+    summary = f"{values.nunique()} distinct"
+    return Decision(name, role, role, value_type, summary, missing_rate, option)
+
+
+def _feature(spec: ColumnSpec, summary: str, reason: str) -> Decision:
+    if not spec.required:
+        reason += "; optional (missing values in training)"
+    return Decision(spec.name, "feature", spec.kind, spec.type, summary, spec.missing_rate, reason)
+
+
+def _dropped(name: str, value_type: str, summary: str, missing_rate: float, why: str) -> Decision:
+    return Decision(name, "dropped", "dropped", value_type, summary, missing_rate, why)
+
+
+def _python(value: Any) -> Scalar:
+    """A JSON scalar: numpy's become Python's, whole floats integers."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _original(counts: pd.Series, value: Scalar) -> Any:
+    """The index entry of ``counts`` that :func:`_python` turned into ``value``."""
+    return next(key for key in counts.index if _python(key) == value)
+
+
+def _listed(values: Iterable[Any], limit: int = 8) -> str:
+    items = [str(value) for value in values]
+    more = len(items) - limit
+    return ", ".join(items[:limit]) + (f", … ({more} more)" if more > 0 else "")
