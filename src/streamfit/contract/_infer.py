@@ -129,7 +129,9 @@ def infer(
     for name in frame.columns:
         role = roles.get(name)
         if name == label:
-            decisions.append(_label_decision(frame[label], task_, classes, notes[0]))
+            decisions.append(
+                _label_decision(frame[label], task_, classes, notes[0].removeprefix("task: "))
+            )
         elif role in ("--id-column", "--time-column", "--ignore"):
             decisions.append(_unused_decision(name, frame[name], role))
             if role == "--ignore":
