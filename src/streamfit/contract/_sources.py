@@ -86,8 +86,12 @@ def _read_sql(url: str, table: str | None, query: str | None) -> pd.DataFrame:
                     raise ContractError(f"{shown}: no table {table!r}")
                 return pd.read_sql_table(table, connection)
             return pd.read_sql_query(sa.text(query), connection)
-    except sa.exc.SQLAlchemyError as exc:
-        cause = exc.orig if isinstance(exc, sa.exc.DBAPIError) else exc
+    except (sa.exc.SQLAlchemyError, pd.errors.DatabaseError) as exc:
+        cause: BaseException = exc
+        if isinstance(cause, pd.errors.DatabaseError) and cause.__cause__ is not None:
+            cause = cause.__cause__  # pandas wraps SQLAlchemy's error in its own
+        if isinstance(cause, sa.exc.DBAPIError):
+            cause = cause.orig  # the driver's own words, without SQLAlchemy's long tail
         raise ContractError(f"{shown}: SQL error ({_first_line(cause)})") from None
     finally:
         engine.dispose()
