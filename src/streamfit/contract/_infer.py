@@ -3,7 +3,7 @@
 The rules (prior art: AutoGluon's and FLAML's), any override of the user winning:
 
 * **Task**, from the label: two distinct values → binary; strings, or few distinct integers
-  (at most 1,000, and at most 10 % of the rows, 5 % past 1,000 rows) → multiclass; otherwise
+  (at most 100, and at most 10 % of the rows, 5 % past 1,000 rows) → multiclass; otherwise
   regression. Rows without a label are dropped and counted.
 * **Classes**: sorted; for binary the positive class is the minority class unless told.
 * **Columns**: numbers → numeric; dates (a format pandas can infer, parsing at least 80 % of
@@ -32,7 +32,8 @@ from ._sources import read_source
 TaskChoice = Literal["auto", "binary", "multiclass", "regression"]
 Role = Literal["feature", "label", "id", "time", "ignored", "dropped"]
 
-MAX_INTEGER_CLASSES = 1000
+# AutoGluon allows 1,000; flights' arr_delay (577 distinct minutes) is a quantity, not classes.
+MAX_INTEGER_CLASSES = 100
 DATE_PARSED_SHARE = 0.8
 MIN_LEVEL_COUNT = 2
 ID_LIKE_SHARE = 0.99
@@ -129,9 +130,9 @@ def infer(
     for name in frame.columns:
         role = roles.get(name)
         if name == label:
-            decisions.append(
-                _label_decision(frame[label], task_, classes, notes[0].removeprefix("task: "))
-            )
+            why = notes[0].removeprefix("task: ")
+            missing_rate = round(unlabelled / len(labelled), 4)
+            decisions.append(_label_decision(frame[label], task_, classes, missing_rate, why))
         elif role in ("--id-column", "--time-column", "--ignore"):
             decisions.append(_unused_decision(name, frame[name], role))
             if role == "--ignore":
@@ -270,7 +271,7 @@ def _column(
     if value_type == "datetime":
         return _datetime(name, values)
     if value_type == "string":
-        words = present.str.split().str.len().mean()
+        words = present.str.count(r"\S+").mean()
         if distinct / len(present) > TEXT_DISTINCT_SHARE and words >= TEXT_WORDS:
             why = f"free text ({words:.1f} words on average)"
             return None, _dropped(name, value_type, f"{distinct} distinct", missing_rate, why)
@@ -309,7 +310,9 @@ def _categorical(
     counts = values.value_counts()
     kept = counts[counts >= MIN_LEVEL_COUNT]
     rare = len(counts) - len(kept)
-    if rare:
+    if rare == 1:
+        reason += "; 1 value seen once becomes missing"
+    elif rare:
         reason += f"; {rare} values seen once become missing"
     levels = tuple(sorted(_python(value) for value in kept.index))
     spec = ColumnSpec(
@@ -354,14 +357,13 @@ def _typed(name: str, values: pd.Series, check_mixed: bool = True) -> tuple[Valu
     if ptypes.is_datetime64_any_dtype(values):
         return "datetime", values
     present = values.dropna()
-    kinds = {_kind_of(value) for value in present}
-    if len(kinds) > 1:
-        examples = {}
-        for value in present:
-            examples.setdefault(_kind_of(value), value)
+    examples: dict[str, Any] = {}  # a value of each type, pandas' str dtype holding only text
+    for value in present.unique() if values.dtype == object else present.iloc[:1]:
+        examples.setdefault(_kind_of(value), value)
+    if len(examples) > 1:
         shown = " and ".join(f"{kind} ({value!r})" for kind, value in sorted(examples.items()))
         raise ContractError(f"column {name!r} mixes types: {shown}")
-    kind = kinds.pop() if kinds else "string"
+    kind = next(iter(examples), "string")
     if kind == "number":
         return _typed(name, pd.to_numeric(values))
     if kind == "boolean":
@@ -415,8 +417,9 @@ def _as_datetimes(values: pd.Series) -> pd.Series:
 
 
 def _label_decision(
-    labels: pd.Series, task: Task, classes: tuple[Scalar, ...], why: str
+    labels: pd.Series, task: Task, classes: tuple[Scalar, ...], missing_rate: float, why: str
 ) -> Decision:
+    """The label's line: its classes or range; its missing rate is that of the rows dropped."""
     value_type, labels = _typed(str(labels.name), labels, check_mixed=False)
     if task == "regression":
         summary = f"{_python(labels.min()):g} to {_python(labels.max()):g}"
@@ -424,7 +427,7 @@ def _label_decision(
         summary = f"{classes[0]} / {classes[1]} (positive)"
     else:
         summary = f"{len(classes)}: {_listed(classes, limit=4)}"
-    return Decision(str(labels.name), "label", "label", value_type, summary, 0.0, why)
+    return Decision(str(labels.name), "label", "label", value_type, summary, missing_rate, why)
 
 
 def _unused_decision(name: str, values: pd.Series, option: str) -> Decision:
