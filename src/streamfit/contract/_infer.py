@@ -16,31 +16,27 @@ The rules (prior art: AutoGluon's and FLAML's), any override of the user winning
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
-from pandas.tseries.api import guess_datetime_format
 
 from ._contract import ColumnSpec, Contract, ContractError, Kind, Scalar, Task, ValueType
 from ._sources import read_source
+from ._types import as_datetimes, json_scalar, typed
 
 TaskChoice = Literal["auto", "binary", "multiclass", "regression"]
 Role = Literal["feature", "label", "id", "time", "ignored", "dropped"]
 
 # AutoGluon allows 1,000; flights' arr_delay (577 distinct minutes) is a quantity, not classes.
 MAX_INTEGER_CLASSES = 100
-DATE_PARSED_SHARE = 0.8
 MIN_LEVEL_COUNT = 2
 ID_LIKE_SHARE = 0.99
 TEXT_DISTINCT_SHARE = 0.01
 TEXT_WORDS = 3.0
 MOSTLY_UNIQUE_SHARE = 0.5  # a categorical past this may be an identifier: say so
-NUMBER_SHARE_FOR_MIXED = 0.5  # text mostly of numbers, yet not all: a mixed column
 _FORCED_KINDS: dict[str, Kind] = {"--categorical": "categorical", "--numeric": "numeric"}
 _UNUSED_ROLES: dict[str, Role] = {
     "--id-column": "id",
@@ -184,12 +180,14 @@ def _task(
     labels: pd.Series, label: str, asked: TaskChoice, positive: Scalar | None
 ) -> tuple[Task, tuple[Scalar, ...], Scalar | None, list[str]]:
     """The task, the classes in order, the positive class, and notes (the first one says why)."""
-    value_type, labels = _typed(label, labels, check_mixed=False)
+    value_type, labels = typed(label, labels, check_mixed=False)
     if value_type == "datetime":
         raise ContractError(f"label column {label!r} holds dates: nothing streamfit predicts")
     counts = labels.value_counts()
     if len(counts) < 2:
-        raise ContractError(f"label column {label!r} has one value ({_python(counts.index[0])!r})")
+        raise ContractError(
+            f"label column {label!r} has one value ({json_scalar(counts.index[0])!r})"
+        )
     numeric = value_type in ("integer", "float")
     rows, distinct = len(labels), len(counts)
     share = 0.05 if rows > 1000 else 0.1
@@ -217,7 +215,7 @@ def _task(
         if positive is not None:
             raise ContractError("--positive-class is for a binary task; this one is regression")
         return task, (), None, notes
-    classes = tuple(sorted(_python(value) for value in counts.index))
+    classes = tuple(sorted(json_scalar(value) for value in counts.index))
     if task == "multiclass":
         if positive is not None:
             raise ContractError("--positive-class is for a binary task; this one is multiclass")
@@ -256,7 +254,7 @@ def _column(
             f"; {lost} values that are not numbers become missing" if lost else ""
         )
         return _numeric(name, numbers, reason)
-    value_type, values = _typed(name, values, check_mixed=forced is None)
+    value_type, values = typed(name, values, check_mixed=forced is None)
     present = values.dropna()
     if forced == "categorical":
         return _categorical(name, values, value_type, "--categorical")
@@ -264,7 +262,7 @@ def _column(
         return None, _dropped(name, value_type, "", missing_rate, "no values")
     distinct = present.nunique()
     if distinct == 1:
-        only = _python(present.iloc[0])
+        only = json_scalar(present.iloc[0])
         return None, _dropped(name, value_type, repr(only), missing_rate, "constant")
     if value_type in ("integer", "float"):
         return _numeric(name, values, "numbers")
@@ -290,7 +288,9 @@ def _numeric(name: str, numbers: pd.Series, reason: str) -> tuple[ColumnSpec, De
     present = numbers.dropna()
     whole = bool(((present % 1) == 0).all())
     value_type: ValueType = "integer" if whole else "float"
-    low, high = (_python(present.min()), _python(present.max())) if len(present) else (None, None)
+    low, high = (
+        (json_scalar(present.min()), json_scalar(present.max())) if len(present) else (None, None)
+    )
     spec = ColumnSpec(
         name,
         "numeric",
@@ -314,7 +314,7 @@ def _categorical(
         reason += "; 1 value seen once becomes missing"
     elif rare:
         reason += f"; {rare} values seen once become missing"
-    levels = tuple(sorted(_python(value) for value in kept.index))
+    levels = tuple(sorted(json_scalar(value) for value in kept.index))
     spec = ColumnSpec(
         name,
         "categorical",
@@ -328,7 +328,7 @@ def _categorical(
 
 
 def _datetime(name: str, values: pd.Series) -> tuple[ColumnSpec, Decision]:
-    times = _as_datetimes(values)
+    times = as_datetimes(values)
     spec = ColumnSpec(
         name,
         "datetime",
@@ -344,85 +344,13 @@ def _datetime(name: str, values: pd.Series) -> tuple[ColumnSpec, Decision]:
     return spec, _feature(spec, f"{low} to {high}", "dates and times: the model gets their parts")
 
 
-def _typed(name: str, values: pd.Series, check_mixed: bool = True) -> tuple[ValueType, pd.Series]:
-    """The type of a column's values, and the values as that type (text that is dates becomes
-    datetimes). A column of mixed types raises ContractError unless ``check_mixed`` is off."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        values = values.astype(object)
-    if ptypes.is_bool_dtype(values):
-        return "boolean", values
-    if ptypes.is_numeric_dtype(values):
-        present = values.dropna()
-        return ("integer" if ((present % 1) == 0).all() else "float"), values
-    if ptypes.is_datetime64_any_dtype(values):
-        return "datetime", values
-    present = values.dropna()
-    examples: dict[str, Any] = {}  # a value of each type, pandas' str dtype holding only text
-    for value in present.unique() if values.dtype == object else present.iloc[:1]:
-        examples.setdefault(_kind_of(value), value)
-    if len(examples) > 1:
-        shown = " and ".join(f"{kind} ({value!r})" for kind, value in sorted(examples.items()))
-        raise ContractError(f"column {name!r} mixes types: {shown}")
-    kind = next(iter(examples), "string")
-    if kind == "number":
-        return _typed(name, pd.to_numeric(values))
-    if kind == "boolean":
-        return "boolean", values
-    if kind == "datetime":
-        return "datetime", _as_datetimes(values)
-    if not ptypes.is_string_dtype(values):
-        values = values.astype("str").where(values.notna())
-    distinct = pd.Series(present.unique()).astype("str")
-    numbers = pd.to_numeric(distinct, errors="coerce").notna().mean() if len(distinct) else 0.0
-    if check_mixed and NUMBER_SHARE_FOR_MIXED <= numbers < 1:
-        text = distinct[pd.to_numeric(distinct, errors="coerce").isna()].iloc[0]
-        raise ContractError(
-            f"column {name!r} mixes numbers and text (such as {text!r}): make that text "
-            f"missing, or pass --numeric or --categorical {name!r}"
-        )
-    if numbers == 0 and len(distinct) and _parsed_date_share(distinct) >= DATE_PARSED_SHARE:
-        return "datetime", _as_datetimes(values)
-    return "string", values
-
-
-def _kind_of(value: Any) -> str:
-    if isinstance(value, bool | np.bool_):
-        return "boolean"
-    if isinstance(value, int | float | np.number):
-        return "number"
-    if isinstance(value, pd.Timestamp | np.datetime64) or hasattr(value, "isoformat"):
-        return "datetime"
-    return "string" if isinstance(value, str) else type(value).__name__
-
-
-def _parsed_date_share(distinct: pd.Series) -> float:
-    """Share of ``distinct`` that parses as dates, in the format of the first one; 0 when
-    pandas cannot infer a format (so "A1" is never a date through a lenient parser)."""
-    date_format = guess_datetime_format(str(distinct.iloc[0]))
-    if date_format is None:
-        return 0.0
-    parsed = pd.to_datetime(distinct, format=date_format, errors="coerce", utc=True)
-    return float(parsed.notna().mean())
-
-
-def _as_datetimes(values: pd.Series) -> pd.Series:
-    if ptypes.is_datetime64_any_dtype(values):
-        return values
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        present = values.dropna()
-        first = str(present.iloc[0]) if len(present) else ""
-        date_format = guess_datetime_format(first) if first else None
-        return pd.to_datetime(values, format=date_format, errors="coerce", utc=True)
-
-
 def _label_decision(
     labels: pd.Series, task: Task, classes: tuple[Scalar, ...], missing_rate: float, why: str
 ) -> Decision:
     """The label's line: its classes or range; its missing rate is that of the rows dropped."""
-    value_type, labels = _typed(str(labels.name), labels, check_mixed=False)
+    value_type, labels = typed(str(labels.name), labels, check_mixed=False)
     if task == "regression":
-        summary = f"{_python(labels.min()):g} to {_python(labels.max()):g}"
+        summary = f"{json_scalar(labels.min()):g} to {json_scalar(labels.max()):g}"
     elif task == "binary":
         summary = f"{classes[0]} / {classes[1]} (positive)"
     else:
@@ -432,7 +360,7 @@ def _label_decision(
 
 def _unused_decision(name: str, values: pd.Series, option: str) -> Decision:
     role = _UNUSED_ROLES[option]
-    value_type, values = _typed(name, values, check_mixed=False)
+    value_type, values = typed(name, values, check_mixed=False)
     if role == "time" and value_type not in ("datetime", "integer", "float"):
         raise ContractError(f"--time-column {name!r} holds neither dates nor numbers")
     missing_rate = round(float(values.isna().mean()), 4)
@@ -450,18 +378,9 @@ def _dropped(name: str, value_type: str, summary: str, missing_rate: float, why:
     return Decision(name, "dropped", "dropped", value_type, summary, missing_rate, why)
 
 
-def _python(value: Any) -> Scalar:
-    """A JSON scalar: numpy's become Python's, whole floats integers."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
 def _original(counts: pd.Series, value: Scalar) -> Any:
     """The index entry of ``counts`` that :func:`_python` turned into ``value``."""
-    return next(key for key in counts.index if _python(key) == value)
+    return next(key for key in counts.index if json_scalar(key) == value)
 
 
 def _listed(values: Iterable[Any], limit: int = 8) -> str:
