@@ -272,7 +272,16 @@ def check_backward(serving: Contract, candidate: Contract) -> list[str]:
     """Why ``candidate`` cannot replace ``serving`` without breaking today's producers or
     consumers (Schema Registry's BACKWARD rule: the new reader reads what is written now);
     empty when it can. Same task, label and classes; no new required column; no type change.
-    New levels, new optional columns and dropped columns are fine."""
+    New levels, new optional columns and dropped columns are fine.
+
+    >>> size = ColumnSpec("size", "numeric", "float")
+    >>> serving = Contract("binary", "y", (size,), classes=("no", "yes"), positive_class="yes")
+    >>> check_backward(serving, serving)
+    []
+    >>> colour = ColumnSpec("colour", "categorical", "string", levels=("red",))
+    >>> check_backward(serving, Contract("binary", "y", (size, colour), ("no", "yes"), "yes"))
+    ["column 'colour' becomes required (new)"]
+    """
     reasons = []
     for what in ("task", "label", "positive_class"):
         before, after = getattr(serving, what), getattr(candidate, what)

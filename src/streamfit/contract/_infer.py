@@ -102,6 +102,20 @@ def infer(
 
     Raises ContractError (one line) for data nothing can be learnt from: no rows, no such label
     column, a label with one value, a column of mixed types, no feature left.
+
+    >>> frame = pd.DataFrame({
+    ...     "size": [1.5, 2.0, 2.5, 3.0, 3.5, 4.0],
+    ...     "colour": ["red", "blue", "red", "blue", "red", "green"],
+    ...     "y": ["no", "no", "yes", "no", "yes", "no"],
+    ... })
+    >>> inference = infer(frame, "y")
+    >>> inference.contract.task, inference.contract.positive_class
+    ('binary', 'yes')
+    >>> for d in inference.decisions:
+    ...     print(f"{d.column}: {d.kind}, {d.summary} ({d.reason})")
+    size: numeric, 1.5 to 4 (numbers)
+    colour: categorical, 2: blue, red (text; 1 value seen once becomes missing)
+    y: label, no / yes (positive) (binary (2 distinct values in 'y'))
     """
     if frame.empty:
         raise ContractError("the table has no rows")
