@@ -82,6 +82,7 @@ def test_binary_classes_keep_their_json_types(breast_cancer: pd.DataFrame) -> No
         (lambda e: e["columns"][0].update(kind="text"), "column 'species': kind must be one of"),
         (lambda e: e["columns"][0].update(minimum=1), "only numeric columns have a range"),
         (lambda e: e["columns"][2].update(levels=["a"]), "only categorical columns have levels"),
+        (lambda e: e["columns"][0].update(required="no"), "required must be true or false"),
         (lambda e: e.update(ignored=["island"]), "column 'island' has more than one role"),
         (lambda e: e.update(id_column="sex"), "column 'sex' has more than one role"),
     ],

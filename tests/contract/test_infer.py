@@ -242,3 +242,12 @@ def test_at_most_100_integer_classes(distinct: int, task: str) -> None:
     labels = list(range(distinct)) * 30
     frame = pd.DataFrame({"x": range(len(labels)), "y": labels})
     assert infer(frame, "y").contract.task == task
+
+
+def test_infinite_numbers_become_missing() -> None:
+    frame = pd.DataFrame({"x": [1.0, float("inf"), 3.0, 4.0], "y": [0, 1, 0, 1]})
+    inference = infer(frame, "y")
+    x = inference.contract.column("x")
+    assert (x.maximum, x.required) == (4, False)
+    assert "1 infinite values become missing" in inference.decisions[0].reason
+    assert Contract.from_json(inference.contract.to_json()) == inference.contract

@@ -52,8 +52,10 @@ class ColumnSpec:
 
     def __post_init__(self) -> None:
         where = f"column {self.name!r}"
-        if not self.name:
+        if not self.name or not isinstance(self.name, str):
             raise ContractError("a column needs a name")
+        if not isinstance(self.required, bool):
+            raise ContractError(f"{where}: required must be true or false")
         if self.kind not in KINDS:
             raise ContractError(f"{where}: kind must be one of {KINDS}, got {self.kind!r}")
         if self.type not in VALUE_TYPES:
@@ -92,7 +94,7 @@ class ColumnSpec:
             name=entry.get("name", ""),
             kind=entry.get("kind"),  # type: ignore[arg-type]  # checked in __post_init__
             type=entry.get("type"),  # type: ignore[arg-type]
-            required=bool(entry.get("required", True)),
+            required=entry.get("required", True),
             levels=tuple(entry.get("levels", ())),
             minimum=entry.get("minimum"),
             maximum=entry.get("maximum"),

@@ -299,6 +299,10 @@ def _column(
 
 
 def _numeric(name: str, numbers: pd.Series, reason: str) -> tuple[ColumnSpec, Decision]:
+    infinite = numbers.isin([float("inf"), float("-inf")])
+    if infinite.any():  # no JSON number for them, and no range either
+        numbers = numbers.mask(infinite)
+        reason += f"; {int(infinite.sum())} infinite values become missing"
     present = numbers.dropna()
     whole = bool(((present % 1) == 0).all())
     value_type: ValueType = "integer" if whole else "float"
