@@ -169,6 +169,13 @@ def test_kind_overrides_win() -> None:
         }
     )
     by_column = decisions(frame, "y", categorical=["year"], numeric=["size"])
+    days = pd.DataFrame({"day": ["2024-01-01", "2024-01-02"] * 3, "y": [0, 1, 0, 1, 1, 0]})
+    day = infer(days, "y", categorical=["day"]).contract.column("day")
+    assert (day.kind, day.type, day.levels) == (
+        "categorical",
+        "string",
+        ("2024-01-01", "2024-01-02"),
+    )
     contract = infer(frame, "y", categorical=["year"], numeric=["size"]).contract
     year = contract.column("year")
     assert (year.kind, year.type, year.levels) == ("categorical", "integer", (2007, 2008, 2009))

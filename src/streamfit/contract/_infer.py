@@ -268,9 +268,12 @@ def _column(
             f"; {lost} values that are not numbers become missing" if lost else ""
         )
         return _numeric(name, numbers, reason)
+    raw = values
     value_type, values = typed(name, values, check_mixed=forced is None)
     present = values.dropna()
     if forced == "categorical":
+        if value_type == "datetime":  # dates as categories: their text, as requests send it
+            value_type, values = "string", raw.astype("str").where(raw.notna())
         return _categorical(name, values, value_type, "--categorical")
     if present.empty:
         return None, _dropped(name, value_type, "", missing_rate, "no values")
