@@ -83,7 +83,12 @@ def test_a_bar_starts_again_for_the_next_round() -> None:
 
 def test_every_command_takes_the_log_options() -> None:
     parser = build_parser()
-    required = {"promote": ["3"], "shadow": ["3"], "replay": ["--version", "3"]}
+    required = {
+        "promote": ["3"],
+        "shadow": ["3"],
+        "replay": ["--version", "3"],
+        "contract": ["infer", "data.csv", "--label", "y"],
+    }
     for command in set(COMMANDS) - {"drift"}:  # drift: offline, options hidden
         options = ["--log-format", "json", "--log-level", "debug"]
         args = parser.parse_args([command, *required.get(command, []), *options])

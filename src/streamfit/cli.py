@@ -276,6 +276,50 @@ def _promotion(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _contract_commands(commands: argparse._SubParsersAction) -> None:
+    contract = commands.add_parser(
+        "contract", help="the feature contract of your data: what a model reads and predicts"
+    )
+    actions = contract.add_subparsers(dest="contract_command", required=True, metavar="ACTION")
+    infer = actions.add_parser(
+        "infer",
+        help="infer a contract from a table: print each decision and why, write contract.json",
+        description="Exit code 2, with one line, for a source it cannot use.",
+    )
+    infer.add_argument("source", help="a CSV or Parquet file, or an SQLAlchemy URL")
+    infer.add_argument("--label", required=True, help="the column to predict")
+    query = infer.add_mutually_exclusive_group()
+    query.add_argument("--table", help="with a database URL: read this table")
+    query.add_argument("--query", help="with a database URL: read the rows of this SQL query")
+    infer.add_argument(
+        "--task",
+        choices=("auto", "binary", "multiclass", "regression"),
+        default="auto",
+        help="default auto: from the label's values",
+    )
+    infer.add_argument(
+        "--positive-class", metavar="VALUE", help="binary: the class a probability is about"
+    )
+    for option, what in (
+        ("--categorical", "read these columns as categories"),
+        ("--numeric", "read these columns as numbers"),
+        ("--ignore", "leave these columns out of the model"),
+    ):
+        infer.add_argument(
+            option, nargs="+", action="extend", default=[], metavar="COLUMN", help=what
+        )
+    infer.add_argument("--id-column", metavar="COLUMN", help="the rows' identifier (not a feature)")
+    infer.add_argument("--time-column", metavar="COLUMN", help="the rows' time (not a feature)")
+    infer.add_argument(
+        "--output",
+        type=Path,
+        default=Path("contract.json"),
+        help="where to write the contract (default contract.json)",
+    )
+    _logging(infer, "WARNING", hidden=True)
+    infer.set_defaults(config=None, bus_option=[])  # offline: no bus, no tracking
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="streamfit",
@@ -400,6 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _logging(drift, "WARNING", hidden=True)
     drift.set_defaults(config=None, bus_option=[])  # offline: no bus, no tracking
+
+    _contract_commands(commands)
 
     shadow = commands.add_parser(
         "shadow",
@@ -742,6 +788,31 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
             live.update(render_status(state), refresh=True)
 
 
+def cmd_contract(settings: Settings, args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .console import render_inference
+    from .contract import infer_source
+
+    inference = infer_source(
+        args.source,
+        args.label,
+        table=args.table,
+        query=args.query,
+        task=args.task,
+        categorical=args.categorical,
+        numeric=args.numeric,
+        ignore=args.ignore,
+        id_column=args.id_column,
+        time_column=args.time_column,
+        positive_class=args.positive_class,
+    )
+    (args.terminal.console or Console(width=160)).print(render_inference(inference))
+    inference.contract.save(args.output)
+    args.terminal.say(f"contract written to {args.output}")
+    return 0
+
+
 def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
     if path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -764,6 +835,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "experiments": cmd_experiments,
     "drift": cmd_drift,
     "status": cmd_status,
+    "contract": cmd_contract,
 }
 
 

@@ -26,10 +26,10 @@ import threading
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from rich import box
-from rich.console import Console
+from rich.console import Console, Group
 from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
@@ -40,8 +40,12 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 from rich.table import Table
+from rich.text import Text
 
 from .progress import LineProgress, Progress
+
+if TYPE_CHECKING:
+    from .contract import Inference
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -218,6 +222,27 @@ def render_status(snapshot: dict[str, Any]) -> Table:
     return table
 
 
+def render_inference(inference: Inference) -> Group:
+    """``streamfit contract infer``'s output: the task and rows, then a line per column with
+    the decision taken and why; columns dropped by a rule stand out."""
+    table = Table(box=box.SIMPLE_HEAD, expand=False)
+    for column in ("column", "kind", "type", "levels or range", "missing", "reason"):
+        table.add_column(column, overflow="fold")
+    for decision in inference.decisions:
+        missing = f"{decision.missing_rate:.1%}" if decision.missing_rate else ""
+        table.add_row(
+            decision.column,
+            decision.kind,
+            decision.type,
+            decision.summary,
+            missing,
+            decision.reason,
+            style="yellow" if decision.warning else None,
+        )
+    lines = [Text(note) for note in (f"{inference.rows} rows", *inference.notes)]
+    return Group(*lines, table)
+
+
 def _number(value: float | None, pattern: str = "{:.3f}", missing: str = "-") -> str:
     return missing if value is None else pattern.format(value)
 
@@ -294,5 +319,6 @@ __all__ = [
     "LOG_FORMATS",
     "Terminal",
     "configure_logging",
+    "render_inference",
     "render_status",
 ]
