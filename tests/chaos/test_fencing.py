@@ -20,8 +20,8 @@ from tests.chaos.conftest import start_app, wait_until
 pytestmark = pytest.mark.kafka
 
 # What a read_committed reader may wait after the kill: the replacement's start-up, its group
-# join (under the killed one's id: at once) and a batch, on a loaded machine. Without fencing the open
-# transaction holds the partition until the broker times it out: >= 120 s.
+# join (under the killed one's id: at once) and a batch, on a loaded machine. Without fencing
+# the open transaction holds the partition until the broker times it out: >= 120 s.
 STALL_BOUND_S = 60.0
 COUNT = 9000  # 30 s at 300 requests/s
 

@@ -15,8 +15,8 @@ import pytest
 
 from streamfit import messages
 from streamfit.bus import BusFenced, MemoryBus
-from streamfit.serving import Predictor
 from streamfit.instance import InstanceSlot, default_instance
+from streamfit.serving import Predictor
 from tests.conftest import REPO
 
 _HOLD = """
