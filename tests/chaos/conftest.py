@@ -189,7 +189,12 @@ class Tail:
         self._newest: dict[int, float] = {}  # partition -> newest CreateTime read there
 
     def read(self) -> None:
-        while batch := self.consumer.poll(1000, timeout=0.05):
+        """What has arrived: returns once a poll finds less than a full batch waiting, so a
+        steady stream cannot keep the caller here."""
+        full = True
+        while full:
+            batch = self.consumer.poll(1000, timeout=0.05)
+            full = len(batch) == 1000
             seen = time.monotonic()
             for message in batch:
                 request_id = orjson.loads(message.value)["request_id"]
