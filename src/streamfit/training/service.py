@@ -53,7 +53,8 @@ _MAX_RETRY_S = 120.0
 _STALL_S = 900.0
 # A round polls nothing while it trains (minutes on a large window, more on a busy machine):
 # Kafka's default of 5 minutes would evict the trainer mid-round, refuse its commit and run the
-# round's commands again. A trainer that dies is still replaced within the session timeout.
+# round's commands again. A trainer that dies is still replaced: at once by a restart under its
+# member id, else by a standby within the session timeout.
 _ROUND_BOUND_S = 6 * 3600.0
 
 
