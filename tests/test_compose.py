@@ -64,6 +64,20 @@ def test_the_command_matches_the_cli(name: str, monkeypatch: pytest.MonkeyPatch)
     assert volume == f"{name}-data:/data"
 
 
+def test_every_group_member_keeps_its_host_name_when_re_created() -> None:
+    """Its group member id is the host name and the data directory (the same /data for all):
+    a host name of its own, not the container's id, lets a re-created container take its
+    predecessor's partitions at once."""
+    members = {
+        name: service
+        for name, service in STREAMFIT.items()
+        if service["command"][0] in ("predictor", "recorder", "trainer")
+    }
+    assert {name: service.get("hostname") for name, service in members.items()} == {
+        name: name for name in members
+    }
+
+
 def test_no_two_services_share_a_volume() -> None:
     mounted = [v.split(":")[0] for s in SERVICES.values() for v in s.get("volumes", [])]
     named = [m for m in mounted if not m.startswith("./")]  # the rest: files of deploy/

@@ -16,12 +16,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 
 from .features import FeaturePipeline
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 MODEL_FILE = "model.txt"
 PIPELINE_FILE = "pipeline.json"
@@ -82,6 +84,10 @@ class ModelBundle:
 
     @classmethod
     def load(cls, directory: Path) -> ModelBundle:
+        # Imported here, not with the module: LightGBM brings scikit-learn and SciPy, seconds
+        # of every start of a service that only catches BundleError (the recorder).
+        import lightgbm as lgb
+
         try:
             manifest = json.loads((directory / MANIFEST_FILE).read_text())
             pipeline = FeaturePipeline.from_dict(

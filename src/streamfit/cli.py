@@ -176,6 +176,15 @@ def _retrain_every(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _instance_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--instance-id",
+        help="this process's stable name within its consumer group, kept across restarts so "
+        "that a replacement takes its partitions at once (default: host name + data "
+        "directory); give each process on another host or data directory its own",
+    )
+
+
 def _serving(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-models", type=int, help="model bundles kept on disk (default 2)")
     parser.add_argument("--max-batch", type=int, help="largest micro-batch (default 1000)")
@@ -184,11 +193,7 @@ def _serving(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--guarantee", choices=GUARANTEES, help="delivery (default at-least-once)")
     parser.add_argument("--group", help="consumer group of the predictors")
-    parser.add_argument(
-        "--instance-id",
-        help="exactly-once: this predictor's stable name within its group, kept across restarts "
-        "(default: host name + data directory); give each predictor its own",
-    )
+    _instance_id(parser)
     parser.add_argument(
         "--no-compile-model",
         dest="compile_model",
@@ -352,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     trainer = commands.add_parser("trainer", help="run the retraining service")
     _training(trainer, "max_evals")
+    _instance_id(trainer)
     trainer.add_argument(
         "--gate-tolerance",
         type=float,
@@ -416,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
     recorder.add_argument(
         "--recorder-group", help="consumer group of the recorders (default streamfit-recorder)"
     )
+    _instance_id(recorder)
 
     _drift_aware(trainer)
     _drift_aware(demo)

@@ -84,12 +84,14 @@ class Settings:
     linger_ms: float = 5.0
     guarantee: str = "at-least-once"
     group: str = "streamfit-predictor"
-    # Exactly-once: this predictor's transactional id is <group>-<instance_id>-<slot>, stable
-    # across restarts, so a restarted predictor fences its killed predecessor and the broker
-    # aborts that one's open transaction at once (see serving/instance.py). Empty: the host
-    # name and a digest of the data directory. The slot tells apart the predictors sharing one
-    # data directory (--processes K). Set it per predictor where host names are not stable or
-    # not unique (containers): two live predictors with one id fence each other.
+    # Every group member (predictor, recorder, trainer) joins its consumer group as
+    # <group>-<instance_id>-<slot>, stable across restarts: a replacement takes a killed
+    # member's partitions at once (Kafka's static membership), and an exactly-once predictor's
+    # transactional id, the same, fences its killed predecessor's open transaction (see
+    # streamfit/instance.py). Empty: the host name and a digest of the data directory. The slot
+    # tells apart the processes sharing one data directory (--processes K). Set it per process
+    # where host names are not stable or not unique (containers): two live members with one id
+    # fence each other, and the fenced one stops.
     instance_id: str = ""
     recorder_group: str = "streamfit-recorder"
     # Serve a compiled copy of the model (built off the hot path and checked against LightGBM

@@ -6,13 +6,10 @@ import time
 
 import pytest
 
-from streamfit.bus import get_bus
+from streamfit.bus import BusFenced, get_bus
 from tests.bus.test_contract import drain, publish, unique
 
 pytestmark = pytest.mark.kafka
-
-# A dead member leaves after 6 s, the broker's minimum (and the floor of max.poll.interval.ms).
-FAST = {"session.timeout.ms": "6000", "heartbeat.interval.ms": "500"}
 
 
 @pytest.mark.parametrize(("interval_s", "evicted"), [(7.0, True), (120.0, False)])
@@ -21,8 +18,10 @@ def test_a_member_working_longer_than_its_poll_interval_loses_its_messages(
 ) -> None:
     """The trainer's case: a round works for long without polling. Past ``max_poll_interval_s``
     the group evicts the member, its commit is refused and the command comes again; within it,
-    the commit holds (the trainer asks for hours, Kafka's default is 5 minutes)."""
-    bus = get_bus(f"kafka://{kafka_bootstrap}", FAST)
+    the commit holds (the trainer asks for hours, Kafka's default is 5 minutes). A poll interval
+    below the session timeout (45 s) shortens the session to match: librdkafka refuses one
+    longer than the interval."""
+    bus = get_bus(f"kafka://{kafka_bootstrap}")
     topic, group = unique("long-work"), unique("group")
     bus.ensure_topics({topic: 1})
     with bus.producer() as producer:
@@ -34,4 +33,53 @@ def test_a_member_working_longer_than_its_poll_interval_loses_its_messages(
     with bus.consumer([topic], group=group) as successor:
         again = drain(successor, 1, timeout=12 if evicted else 8)
     assert [m.value for m in again] == ([b"retrain"] if evicted else [])
+    bus.close()
+
+
+# Far below the session timeout (45 s): what a replacement under the same id waits at most.
+TAKEOVER_S = 10.0
+
+
+def test_a_member_joining_under_the_id_of_a_gone_one_takes_its_partitions_at_once(
+    kafka_bootstrap: str,
+) -> None:
+    """Static membership: a member that is gone without leaving (killed; a static member's close
+    does not leave either) keeps its partitions for the session timeout, unless a replacement
+    joins under its instance id: that one gets them at once, with the committed offsets."""
+    bus = get_bus(f"kafka://{kafka_bootstrap}")
+    topic, group = unique("static"), unique("group")
+    bus.ensure_topics({topic: 3})
+    with bus.producer() as producer:
+        publish(producer, topic, [b"one", b"two", b"three"])
+    with bus.consumer([topic], group=group, instance_id="member-0") as first:
+        assert sorted(m.value for m in drain(first, 3)) == [b"one", b"three", b"two"]
+        first.commit()
+    with bus.producer() as producer:
+        publish(producer, topic, [b"four"])
+    started = time.monotonic()
+    with bus.consumer([topic], group=group, instance_id="member-0") as replacement:
+        got = drain(replacement, 1, timeout=TAKEOVER_S)
+        took = time.monotonic() - started
+    assert [m.value for m in got] == [b"four"], f"nothing in {took:.1f} s"
+    assert took < TAKEOVER_S
+    bus.close()
+
+
+def test_two_live_members_with_one_instance_id_the_older_is_fenced_and_says_so(
+    kafka_bootstrap: str,
+) -> None:
+    bus = get_bus(f"kafka://{kafka_bootstrap}")
+    topic, group = unique("twins"), unique("group")
+    bus.ensure_topics({topic: 1})
+    with bus.producer() as producer:
+        publish(producer, topic, [b"first"])
+    with bus.consumer([topic], group=group, instance_id="twin") as older:
+        assert [m.value for m in drain(older, 1)] == [b"first"]
+        with bus.consumer([topic], group=group, instance_id="twin") as newer:
+            newer.poll(1, timeout=1.0)  # joins, under the older one's id
+            deadline = time.monotonic() + 30  # the older one learns it at its next heartbeat
+            with pytest.raises(BusFenced, match="group.instance.id 'twin'"):
+                while time.monotonic() < deadline:
+                    older.poll(1, timeout=0.5)
+                    older.commit()
     bus.close()

@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import orjson
 import pytest
 
-from streamfit.bus import get_bus
+from streamfit.bus import Bus, get_bus
 from tests.conftest import REPO
 from tests.kafka import conftest as kafka_fixtures
 from tests.kafka.conftest import Deployment
@@ -34,14 +35,10 @@ SEEDS = list(range(1, int(os.environ.get("STREAMFIT_CHAOS_SEEDS", "2")) + 1))
 REPORT_PATH = Path(
     os.environ.get("STREAMFIT_CHAOS_REPORT", REPO / "benchmarks" / "results" / "chaos.json")
 )
-# A dead member leaves its group after 6 s (the broker's minimum), not librdkafka's 45.
-FAST_GROUP = (
-    "--bus-option",
-    "session.timeout.ms=6000",
-    "--bus-option",
-    "heartbeat.interval.ms=500",
-)
 OWN_BROKER_PORT = "19092"
+# What a replacement started at once after a SIGKILL may take, on the defaults, to have done
+# what its predecessor left: answer the requests on its partitions, or record them (issue 23).
+CATCH_UP_S = 10.0
 
 
 @dataclass
@@ -178,6 +175,50 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> No
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.2)
+
+
+class Tail:
+    """Every message on ``topic`` from its creation on, read by a broadcast consumer: for each
+    one, its ``request_id``, when it was produced (its CreateTime, Unix time) and when this
+    reader saw it (monotonic). Clocks a recovery by the work done: the first answer a
+    replacement produced, or the requests sent before a moment that are still waiting."""
+
+    def __init__(self, bus: Bus, topic: str) -> None:
+        self.consumer = bus.consumer([topic], group=None)
+        self.messages: list[tuple[str, float, float]] = []
+        self._newest: dict[int, float] = {}  # partition -> newest CreateTime read there
+
+    def read(self) -> None:
+        """What has arrived: returns once a poll finds less than a full batch waiting, so a
+        steady stream cannot keep the caller here."""
+        full = True
+        while full:
+            batch = self.consumer.poll(1000, timeout=0.05)
+            full = len(batch) == 1000
+            seen = time.monotonic()
+            for message in batch:
+                request_id = orjson.loads(message.value)["request_id"]
+                self.messages.append((request_id, message.timestamp, seen))
+                newest = self._newest.get(message.partition, 0.0)
+                self._newest[message.partition] = max(newest, message.timestamp)
+
+    def ids(self) -> set[str]:
+        return {request_id for request_id, _, _ in self.messages}
+
+    def produced_by(self, moment: float, partitions: int, total: int) -> set[str] | None:
+        """The ids produced at or before ``moment``; None while a partition may hold one this
+        reader has not read yet (it read nothing later there, and not all ``total``)."""
+        read_past = len(self._newest) == partitions and min(self._newest.values()) > moment
+        if not read_past and len(self.ids()) < total:
+            return None
+        return {request_id for request_id, at, _ in self.messages if at <= moment}
+
+    def first_seen_after(self, moment: float) -> float | None:
+        """When this reader saw the first message produced after ``moment`` (monotonic)."""
+        return min((seen for _, at, seen in self.messages if at > moment), default=None)
+
+    def close(self) -> None:
+        self.consumer.close()
 
 
 def start_app(target: Deployment, name: str, *args: str):

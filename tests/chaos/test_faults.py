@@ -21,7 +21,6 @@ from streamfit.promotion import promote
 from streamfit.registry import ModelRegistry
 from streamfit.stores import ObservationStore
 from tests.chaos.conftest import (
-    FAST_GROUP,
     champion,
     lenient_env,
     restart_own_broker,
@@ -37,7 +36,7 @@ pytestmark = pytest.mark.kafka
 # -- the broker restarts during a promotion (the suite's own broker) -----------------------------
 def test_broker_restart_during_a_promotion(deployment_on_own_broker, chaos_report):
     deployment = deployment_on_own_broker
-    predictor = deployment.start("predictor", *FAST_GROUP)
+    predictor = deployment.start("predictor")
     deployment.wait_for_log(predictor, "predictor consuming")
     copy = copy_of_champion(deployment.settings)
     app, summary_path = start_app(deployment, "app", "--count", "1500", "--rate", "150")
@@ -93,7 +92,7 @@ def test_a_full_disk_under_the_model_cache(deployment, chaos_report):
     keeps serving; once there is room the next promotion is served. A predictor that cannot fit
     even its first model exits with one clear line and code 2."""
     with tmpfs(deployment.root / "predictor-data", "32m") as data_dir:
-        predictor = deployment.start("predictor", "--data-dir", str(data_dir), *FAST_GROUP)
+        predictor = deployment.start("predictor", "--data-dir", str(data_dir))
         deployment.wait_for_log(predictor, "now serving model v1")
         deployment.wait_for_log(predictor, "predictor consuming")
         time.sleep(3)  # let the compiler thread write its library (or give up) first
@@ -139,8 +138,8 @@ def test_a_full_disk_under_the_recorders_store(deployment, chaos_report):
     letters.poll(1, timeout=1)
     with tmpfs(deployment.root / "recorder-data", "4m") as data_dir:
         url = f"sqlite:///{data_dir / 'observations.db'}"
-        predictor = deployment.start("predictor", *FAST_GROUP)
-        recorder = deployment.start("recorder", "--store", url, *FAST_GROUP)
+        predictor = deployment.start("predictor")
+        recorder = deployment.start("recorder", "--store", url)
         deployment.wait_for_log(predictor, "predictor consuming")
         deployment.wait_for_log(recorder, "recorder consuming")
         filler = fill(data_dir)
@@ -174,7 +173,7 @@ def test_a_full_disk_under_the_recorders_store(deployment, chaos_report):
 
 # -- a bundle truncated after registration ------------------------------------------------------
 def test_a_truncated_bundle_is_never_served(deployment, mlflow_server, chaos_report):
-    predictor = deployment.start("predictor", *FAST_GROUP)
+    predictor = deployment.start("predictor")
     deployment.wait_for_log(predictor, "predictor consuming")
     registered = Registered(deployment.settings, mlflow_server)
     bad = registered.save(train_bundle(rounds=5))
@@ -264,7 +263,7 @@ def test_the_tracking_server_unreachable_during_a_round(deployment, mlflow_serve
     """The round fails cleanly, the champion keeps serving, and the retrain command is kept and
     retried: once the server is back, the round runs and its model is served."""
     gate = Gate(mlflow_server)
-    predictor = deployment.start("predictor", *FAST_GROUP)
+    predictor = deployment.start("predictor")
     env = {
         **lenient_env(),
         # the MLflow client's own retries (minutes by default) cut short: the point is ours
@@ -272,9 +271,7 @@ def test_the_tracking_server_unreachable_during_a_round(deployment, mlflow_serve
         "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
     }
-    trainer = deployment.start(
-        "trainer", "--max-evals", "2", "--tracking-uri", gate.url, *FAST_GROUP, env=env
-    )
+    trainer = deployment.start("trainer", "--max-evals", "2", "--tracking-uri", gate.url, env=env)
     deployment.wait_for_log(predictor, "predictor consuming")
     deployment.wait_for_log(trainer, "trainer waiting")
     with deployment.bus().producer() as producer:
@@ -307,10 +304,8 @@ def test_the_tracking_server_unreachable_during_a_round(deployment, mlflow_serve
 # -- a model event from 2100 --------------------------------------------------------------------
 def test_model_events_and_commands_from_2100_break_nothing(deployment, chaos_report):
     year_2100 = 4102444800.0
-    predictor = deployment.start("predictor", *FAST_GROUP)
-    trainer = deployment.start(
-        "trainer", "--max-evals", "1", *FAST_GROUP, name="trainer", env=lenient_env()
-    )
+    predictor = deployment.start("predictor")
+    trainer = deployment.start("trainer", "--max-evals", "1", name="trainer", env=lenient_env())
     deployment.wait_for_log(predictor, "predictor consuming")
     deployment.wait_for_log(trainer, "trainer waiting")
     copy = copy_of_champion(deployment.settings)

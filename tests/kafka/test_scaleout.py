@@ -17,6 +17,7 @@ import pytest
 
 from streamfit.bus import get_bus
 from streamfit.config import Settings, Topics
+from streamfit.instance import SLOTS_DIR
 from streamfit.registry import ModelRegistry
 from streamfit.stores import ObservationStore
 from tests.kafka.conftest import register_copy
@@ -170,17 +171,11 @@ def machines(tmp_path, kafka_bootstrap, postgres_schema_url, trained_model) -> I
 
 def test_every_service_on_a_machine_of_its_own(machines):
     m = machines
-    trainer_options = (
-        "--max-evals",
-        "2",
-        # a dead member leaves the group after 6 s (the broker's minimum), not librdkafka's 45
-        "--bus-option",
-        "session.timeout.ms=6000",
-        "--bus-option",
-        "heartbeat.interval.ms=500",
-    )
-    # a restarted recorder gets the partitions of the killed one once its session expires
-    recorder_options = ("--retrain-every", str(RETRAIN_EVERY), *trainer_options[2:])
+    # On the defaults: the restarted recorder joins under the killed one's id (same data
+    # directory) and takes its partitions at once; the standby trainer gets the killed one's
+    # once its session times out (45 s).
+    trainer_options = ("--max-evals", "2")
+    recorder_options = ("--retrain-every", str(RETRAIN_EVERY))
     lenient = {"STREAMFIT_GATE_TOLERANCE": "10"}  # the model's quality is not the point
     for name in ("predictor-1", "predictor-2"):
         m.start(name, "predictor", "--no-compile-model")
@@ -264,7 +259,8 @@ def test_every_service_on_a_machine_of_its_own(machines):
     m.stop_all()
 
     # no shared disk: every file lies under the directory of the service that made it (or is
-    # the test's own), and the predictors' directories hold nothing but their model caches
+    # the test's own), and the predictors' directories hold nothing but their model caches and
+    # the lock of their group member id (streamfit/instance.py)
     machines_dir = m.root / "machines"
     own = {m.config, m.root / "app-summary.json"}
     for path in m.files():
@@ -273,9 +269,10 @@ def test_every_service_on_a_machine_of_its_own(machines):
         assert path.is_relative_to(machines_dir), f"{path} outside every data directory"
         assert path.relative_to(machines_dir).parts[0] in SERVICES, path
     assert not (m.root / "operator").exists()  # the operator's settings wrote nothing
-    for name in ("predictor-1", "predictor-2"):  # caches only: the models, their compiled copies
+    for name in ("predictor-1", "predictor-2"):  # the models, their compiled copies, the lock
         held = {p.name for p in m.data_dir(name).iterdir()}
-        assert "model-cache" in held and held <= {"model-cache", "compiled-models"}, held
+        assert "model-cache" in held, held
+        assert held <= {"model-cache", "compiled-models", SLOTS_DIR}, held
     for name in SERVICES:
         # on the tracking server and the database, nothing of MLflow or the trials is local
         made = {p.name for p in m.data_dir(name).rglob("*")}

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import signal
+import threading
 
 import pytest
 
 from streamfit import messages
+from streamfit.bus import BusFenced
+from streamfit.recording import Recorder
 from tests.recording.conftest import Stream, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -195,3 +198,30 @@ def test_a_starting_recorder_first_delivers_what_was_left_unsent(stream: Stream)
     started = stream.start()
     assert started.stats.retrains_sent == 1 and stream.store.unsent() == 0
     assert [c["threshold"] for c in stream.read("retrain", 1)] == [10]
+
+
+def test_two_live_recorders_given_one_instance_id_the_older_stops_and_says_why(
+    stream: Stream, tmp_path
+) -> None:
+    """Another data directory (another host, say), the same ``instance_id``: the same group
+    member id. Kafka fences the older member, which stops with the line the CLI prints."""
+    twins = stream.settings.replace(instance_id="twin")
+    older = Recorder(twins.replace(data_dir=tmp_path / "older"), stream.bus)
+    raised: list[BusFenced] = []
+
+    def run() -> None:
+        try:
+            older.run()
+        except BusFenced as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    wait_for(lambda: older.health.ready, "the older recorder in its group", 60)
+    newer = stream.start(instance_id="twin", data_dir=tmp_path / "newer")
+    thread.join(60)
+    assert not thread.is_alive(), "the fenced recorder went on"
+    (error,) = raised
+    assert "another recorder took over id" in str(error) and "--instance-id" in str(error)
+    assert f"{twins.recorder_group}-twin-0" in str(error)
+    assert newer.running

@@ -1,6 +1,7 @@
-"""A predictor's transactional id (exactly-once): stable for a predictor and its replacement,
-different for two predictors alive at once; two that share one anyway: the fenced one stops
-with a message naming the setting to change."""
+"""A group member's stable id (its group.instance.id, and an exactly-once predictor's
+transactional id): the same for a process and its replacement, different for two processes
+alive at once; two that share one anyway: the fenced one stops with a message naming the setting
+to change."""
 
 from __future__ import annotations
 
@@ -14,16 +15,16 @@ import pytest
 
 from streamfit import messages
 from streamfit.bus import BusFenced, MemoryBus
+from streamfit.instance import InstanceSlot, default_instance
 from streamfit.serving import Predictor
-from streamfit.serving.instance import PredictorSlot, default_instance
 from tests.conftest import REPO
 
 _HOLD = """
 import sys, time
 from pathlib import Path
-from streamfit.serving.instance import PredictorSlot
-with PredictorSlot(Path(sys.argv[1]), "group") as slot:
-    print(slot.transactional_id, flush=True)
+from streamfit.instance import InstanceSlot
+with InstanceSlot(Path(sys.argv[1]), "group") as slot:
+    print(slot.stable_id, flush=True)
     time.sleep(600)
 """
 
@@ -33,12 +34,12 @@ def test_the_default_instance_is_the_same_for_one_data_directory_and_differs_for
 ):
     assert default_instance(tmp_path / "a") == default_instance(tmp_path / "a")
     assert default_instance(tmp_path / "a") != default_instance(tmp_path / "b")
-    with PredictorSlot(tmp_path / "a", "g") as a, PredictorSlot(tmp_path / "b", "g") as b:
+    with InstanceSlot(tmp_path / "a", "g") as a, InstanceSlot(tmp_path / "b", "g") as b:
         assert a.slot == b.slot == 0
-        assert a.transactional_id != b.transactional_id
+        assert a.stable_id != b.stable_id
 
 
-def test_a_sigkilled_predictors_slot_goes_to_its_replacement(tmp_path):
+def test_a_sigkilled_processs_slot_goes_to_its_replacement(tmp_path):
     """The lock dies with the process: the next predictor takes the same slot, so the same
     transactional id, while a predictor alive beside it gets another."""
     holder = subprocess.Popen(
@@ -50,20 +51,20 @@ def test_a_sigkilled_predictors_slot_goes_to_its_replacement(tmp_path):
     try:
         held = holder.stdout.readline().strip()
         assert held.endswith("-0"), held
-        with PredictorSlot(tmp_path, "group") as beside:
+        with InstanceSlot(tmp_path, "group") as beside:
             assert beside.slot == 1  # alive at once: never the same id
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
-    with PredictorSlot(tmp_path, "group") as replacement:
-        assert replacement.transactional_id == held
+    with InstanceSlot(tmp_path, "group") as replacement:
+        assert replacement.stable_id == held
 
 
-def test_an_explicit_instance_id_names_the_transactional_id(tmp_path):
-    with PredictorSlot(tmp_path, "predictors", "pod-3") as slot:
-        assert slot.transactional_id == "predictors-pod-3-0"
+def test_an_explicit_instance_id_names_the_stable_id(tmp_path):
+    with InstanceSlot(tmp_path, "predictors", "pod-3") as slot:
+        assert slot.stable_id == "predictors-pod-3-0"
     with pytest.raises(RuntimeError, match="not held"):
-        _ = slot.transactional_id
+        _ = slot.stable_id
 
 
 def test_two_live_predictors_sharing_an_instance_id_the_fenced_one_stops_and_says_why(
@@ -90,7 +91,7 @@ def test_two_live_predictors_sharing_an_instance_id_the_fenced_one_stops_and_say
     first, first_thread = start("first")
     second, second_thread = start("second")  # on another data directory, same instance id
     try:
-        assert first.transactional_id == second.transactional_id == f"{twins.group}-twin-0"
+        assert first.stable_id == second.stable_id == f"{twins.group}-twin-0"
         with bus.producer() as producer:
             deadline = time.monotonic() + 30
             for i in range(10_000):

@@ -42,9 +42,9 @@ class BusRefused(BusError):
 
 
 class BusFenced(BusError):
-    """A newer transactional producer with the same transactional id started: this one may
-    never commit again (Kafka's fencing). Either it is a zombie whose replacement already runs,
-    or two live producers share an id."""
+    """A newer transactional producer with the same transactional id started, or a newer group
+    member with the same instance id joined: this one may never commit again (Kafka's fencing).
+    Either it is a zombie whose replacement already runs, or two live processes share an id."""
 
 
 class Message(NamedTuple):
@@ -168,13 +168,19 @@ class Bus(ABC):
         read_committed: bool = True,
         replay: int = 0,
         max_poll_interval_s: float | None = None,
+        instance_id: str | None = None,
     ) -> Consumer:
         """A consumer of ``topics`` in ``group``; ``group=None``: a broadcast consumer, which
         starts at the end of each partition, or ``replay`` messages before it (at most).
 
         ``max_poll_interval_s``: the longest its owner may work between two polls (a training
         round) before the group takes its partitions away; None: the transport's default. A
-        member that dies is noticed sooner, by its missing heartbeats, whatever this says."""
+        member that dies is noticed sooner, by its missing heartbeats, whatever this says.
+
+        ``instance_id``: the member's stable id (:mod:`streamfit.instance`), kept across
+        restarts: a consumer joining under the id of a dead member takes its partitions at
+        once, and one joining under the id of a live member fences it (the fenced one's
+        ``poll`` or ``commit`` raises :class:`BusFenced`). None: a member only for its life."""
 
     def transactional_producer(self, transactional_id: str) -> TransactionalProducer:
         """A transactional producer, ready to ``begin``; any earlier one of ``transactional_id``

@@ -126,6 +126,10 @@ _PRODUCER_DEFAULTS: dict[str, Any] = {
     "delivery.report.only.error": True,  # only failures need a callback
 }
 
+# librdkafka's default session timeout: a member that dies without a replacement under its
+# instance id keeps its partitions this long (streamfit/instance.py).
+_SESSION_TIMEOUT_MS = 45_000
+
 _CONSUMER_DEFAULTS: dict[str, Any] = {
     "enable.auto.commit": False,
     "enable.auto.offset.store": False,
@@ -222,6 +226,7 @@ class KafkaBus(Bus):
         read_committed: bool = True,
         replay: int = 0,
         max_poll_interval_s: float | None = None,
+        instance_id: str | None = None,
     ) -> Consumer:
         if not topics:
             raise ValueError("a consumer needs at least one topic")
@@ -238,11 +243,17 @@ class KafkaBus(Bus):
             config = self._config(_CONSUMER_DEFAULTS, settings)
             return _KafkaConsumer(config, topics, None, self.principal, replay)
         settings |= {"group.id": group, "auto.offset.reset": "earliest"}
+        if instance_id:
+            settings["group.instance.id"] = instance_id
+        config = self._config(_CONSUMER_DEFAULTS, settings)
         if max_poll_interval_s is not None:
-            settings["max.poll.interval.ms"] = round(max_poll_interval_s * 1000)
-        return _KafkaConsumer(
-            self._config(_CONSUMER_DEFAULTS, settings), topics, group, self.principal
-        )
+            interval_ms = round(max_poll_interval_s * 1000)
+            config["max.poll.interval.ms"] = interval_ms
+            # librdkafka refuses a session longer than the poll interval: a member that must
+            # poll this often is given up after as long without a heartbeat too.
+            session_ms = int(config.get("session.timeout.ms", _SESSION_TIMEOUT_MS))
+            config["session.timeout.ms"] = min(session_ms, interval_ms)
+        return _KafkaConsumer(config, topics, group, self.principal, instance_id=instance_id)
 
     def ensure_topics(self, partitions: dict[str, int]) -> None:
         for name, count in partitions.items():
@@ -394,7 +405,9 @@ class _ErrorReporter:
 
     def log(self, level: int, msg: str, *args: object) -> None:
         """The ``logger`` interface librdkafka calls (``logging.Logger.log``'s signature)."""
-        if level >= logging.CRITICAL:
+        if level >= logging.CRITICAL and "FATAL" not in args:
+            # A FATAL line's error also reaches whoever polls or commits, raised with a clearer
+            # message (a fenced group member), or error_cb below: logged once, there.
             _librdkafka_log.log(level, msg, *args)
         elif any(_PROTOCOL_HINT.search(str(arg)) for arg in (msg, *args)):
             self.protocol_hints += 1
@@ -595,9 +608,12 @@ class _KafkaConsumer(Consumer):
         group: str | None,
         principal: str,
         replay: int = 0,
+        *,
+        instance_id: str | None = None,
     ) -> None:
         self._group = group
         self._group_id = str(config.get("group.id", ""))
+        self._instance_id = instance_id
         self._topics = list(topics)
         self._principal = principal
         self._closed = False
@@ -700,9 +716,26 @@ class _KafkaConsumer(Consumer):
             raise _refusal(self._principal, error, f"read topic {topics}")
         if _refused(error):
             raise _refusal(self._principal, error, "read")
+        if self._fenced(error):
+            raise self._fencing(error)
         if error.fatal() or code in _FATAL_FOR_CONSUMER:
             raise BusError(f"Kafka consumer error {_describe(error)}")
         log.warning("Kafka consumer: %s", _describe(error))
+
+    def _fenced(self, error: KafkaError) -> bool:
+        """Whether another member joined under this one's instance id. librdkafka reports it as
+        a fatal error (code _FATAL) whose text names the broker's FENCED_INSTANCE_ID."""
+        if error.code() == KafkaError.FENCED_INSTANCE_ID:
+            return True
+        fatal = error.code() == KafkaError._FATAL or error.fatal()
+        return fatal and bool(self._instance_id) and "group.instance.id" in error.str()
+
+    def _fencing(self, error: KafkaError) -> BusFenced:
+        return BusFenced(
+            f"another member of consumer group {self._group_id!r} joined as "
+            f"group.instance.id {self._instance_id!r}, and Kafka fenced this one "
+            "(FENCED_INSTANCE_ID)"
+        )
 
     def assigned(self) -> bool:
         if self._closed:
@@ -746,6 +779,8 @@ class _KafkaConsumer(Consumer):
                 break
             except KafkaException as exc:
                 error = exc.args[0]
+                if self._fenced(error):
+                    raise self._fencing(error) from exc
                 if error.code() in _REBALANCING:
                     log.warning(
                         "Kafka offset commit refused during a rebalance (%s): "

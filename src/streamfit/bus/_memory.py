@@ -57,9 +57,11 @@ class MemoryBus(Bus):
         read_committed: bool = True,
         replay: int = 0,
         max_poll_interval_s: float | None = None,
+        instance_id: str | None = None,
     ) -> Consumer:
         # Transactions are published only when they commit: every consumer is read_committed.
-        # No member of an in-process group is ever evicted: max_poll_interval_s has no use.
+        # No member of an in-process group is ever evicted, nor outlives its process:
+        # max_poll_interval_s and instance_id have no use.
         return _MemoryConsumer(self, topics, group, replay)
 
     # -- internals used by the clients --------------------------------------------------------

@@ -35,9 +35,10 @@ from typing import Any
 
 from .. import messages
 from ..batches import handle_isolating
-from ..bus import Bus, Message, Producer
+from ..bus import Bus, BusFenced, Message, Producer
 from ..config import Settings
 from ..health import Health, ServiceLoop
+from ..instance import InstanceSlot, taken_over
 from ..metrics import RecorderMetrics
 from ..stores import ObservationBatch, ObservationStore, StoreUnavailable
 from ._decode import Refused, decode_batch
@@ -97,27 +98,41 @@ class Recorder(ServiceLoop):
         self.ready = threading.Event()  # set once the loop consumes
         self._wake = threading.Event()  # cuts a backoff short on stop()
         self._queued = False  # the batch being handled queued a retrain command
+        self.stable_id: str | None = None  # its slot's (streamfit/instance.py)
 
     def stop(self) -> None:
         super().stop()
         self._wake.set()  # a backoff in progress ends now
 
     def _run(self) -> None:
+        try:
+            self._consume()
+        except BusFenced as exc:
+            raise BusFenced(taken_over("recorder", self.stable_id, exc)) from exc
+
+    def _consume(self) -> None:
         topics = self.topics
         subscribed = [topics.requests, topics.predictions, topics.labels]
+        group = self.settings.recorder_group
         with contextlib.ExitStack() as stack:
+            # A replacement joins under the same id and takes the partitions over at once.
+            slot = stack.enter_context(
+                InstanceSlot(self.settings.data_dir, group, self.settings.instance_id)
+            )
+            self.stable_id = slot.stable_id
             consumer = stack.enter_context(
-                self.bus.consumer(subscribed, group=self.settings.recorder_group)
+                self.bus.consumer(subscribed, group=group, instance_id=slot.stable_id)
             )
             producer = stack.enter_context(self.bus.producer())
             # What a killed predecessor left unsent, but not what it published and was killed
             # before marking sent: those are on the topic already.
             self.deliver(producer, outbox=True, published=self._published_keys())
             log.info(
-                "recorder consuming %s into %s (retrain every %d labelled)",
+                "recorder consuming %s into %s (retrain every %d labelled) as group member %r",
                 subscribed,
                 self.store.display_url,
                 self.settings.retrain_every,
+                slot.stable_id,
             )
             self.ready.set()
             swept = status_at = time.monotonic()

@@ -53,10 +53,10 @@ from ..bus import Bus, BusFenced, Consumer, Message, Producer, TransactionalProd
 from ..config import Settings
 from ..health import Health, ServiceLoop
 from ..heap import release_freed_memory
+from ..instance import InstanceSlot, taken_over
 from ..metrics import DEAD_LETTER_CLASSES, REFUSAL_REASONS, PredictorMetrics
 from ..registry import ModelRegistry
 from ._slot import ModelSlot
-from .instance import PredictorSlot
 
 log = logging.getLogger("streamfit.predictor")
 
@@ -193,7 +193,7 @@ class Predictor(ServiceLoop):
         self._wait_for_model_s = wait_for_model_s
         # Canary mode's share of requests the challenger answers (0: shadow or offline mode).
         self._canary_percent = settings.canary_percent if settings.promotion == "canary" else 0
-        self.transactional_id: str | None = None  # exactly-once: its slot's (serving/instance.py)
+        self.stable_id: str | None = None  # its slot's (streamfit/instance.py)
 
     # -- model management (the slot: fetch, verify, validate, swap, compile) -------------------
     @property
@@ -339,12 +339,7 @@ class Predictor(ServiceLoop):
         try:
             self._serve()
         except BusFenced as exc:
-            raise BusFenced(
-                f"stopping: another predictor took over transactional id "
-                f"{self.transactional_id!r}. If it is not this predictor's replacement, two "
-                "live predictors share an id: give each its own --instance-id (setting "
-                f"instance_id, STREAMFIT_INSTANCE_ID). ({exc})"
-            ) from exc
+            raise BusFenced(taken_over("predictor", self.stable_id, exc)) from exc
 
     def _serve(self) -> None:
         settings = self.settings
@@ -353,16 +348,17 @@ class Predictor(ServiceLoop):
         with contextlib.ExitStack() as stack:
             # Subscribe to model events before loading the champion, so none is missed between.
             models = stack.enter_context(self.bus.consumer([self.topics.models], group=None))
+            # The id a replacement takes over: the group member's, and under exactly-once the
+            # transactional id, which fences a killed predecessor's producer first of all and
+            # aborts its open transaction (streamfit/instance.py).
+            slot = stack.enter_context(
+                InstanceSlot(settings.data_dir, settings.group, settings.instance_id)
+            )
+            self.stable_id = slot.stable_id
             producer: Producer
             if exactly_once:
-                # First of all: the transactional id of this predictor's slot fences a killed
-                # predecessor's and aborts its open transaction (serving/instance.py).
-                slot = stack.enter_context(
-                    PredictorSlot(settings.data_dir, settings.group, settings.instance_id)
-                )
-                self.transactional_id = slot.transactional_id
-                producer = self.bus.transactional_producer(slot.transactional_id)
-                log.info("exactly-once as transactional id %r", slot.transactional_id)
+                producer = self.bus.transactional_producer(slot.stable_id)
+                log.info("exactly-once as transactional id %r", slot.stable_id)
             else:
                 producer = self.bus.producer()
             stack.callback(producer.close)
@@ -376,11 +372,18 @@ class Predictor(ServiceLoop):
             watcher.start()
             stack.callback(self._shadow_pool.shutdown)
             consumer = stack.enter_context(
-                self.bus.consumer([self.topics.requests], group=settings.group)
+                self.bus.consumer(
+                    [self.topics.requests], group=settings.group, instance_id=slot.stable_id
+                )
             )
             if self.owns_process:
                 tune_garbage_collector()
-            log.info("predictor consuming %r (%s)", self.topics.requests, settings.guarantee)
+            log.info(
+                "predictor consuming %r (%s) as group member %r",
+                self.topics.requests,
+                settings.guarantee,
+                slot.stable_id,
+            )
             self.ready.set()
             status_at = 0.0
             poll_max = settings.max_batch * settings.batches_per_commit

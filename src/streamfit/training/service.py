@@ -32,10 +32,11 @@ import time
 from typing import Any
 
 from .. import messages
-from ..bus import Bus, Message
+from ..bus import Bus, BusFenced, Message
 from ..config import Settings
 from ..health import Health, ServiceLoop
 from ..heap import release_freed_memory
+from ..instance import InstanceSlot, taken_over
 from ..live import LiveJudge
 from ..metrics import TrainerMetrics
 from ..progress import LineProgress, Progress
@@ -52,7 +53,8 @@ _MAX_RETRY_S = 120.0
 _STALL_S = 900.0
 # A round polls nothing while it trains (minutes on a large window, more on a busy machine):
 # Kafka's default of 5 minutes would evict the trainer mid-round, refuse its commit and run the
-# round's commands again. A trainer that dies is still replaced within the session timeout.
+# round's commands again. A trainer that dies is still replaced: at once by a restart under its
+# member id, else by a standby within the session timeout.
 _ROUND_BOUND_S = 6 * 3600.0
 
 
@@ -87,20 +89,34 @@ class TrainerService(ServiceLoop):
         self.drift_alarms = 0  # drift events with drifted=true
         self._drift_answered: int | None = -1  # champion version a drift round was started for
         self.judge = LiveJudge(settings, self.observations, registry=self.registry)
+        self.stable_id: str | None = None  # its slot's (streamfit/instance.py)
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        except BusFenced as exc:
+            raise BusFenced(taken_over("trainer", self.stable_id, exc)) from exc
+
+    def _serve(self) -> None:
         from .round import run_round  # heavy imports (MLflow, optimisers) only when training
 
         topics = self.settings.topics
+        group = self.settings.trainer_group
         with contextlib.ExitStack() as stack:
             subscribed = [topics.retrain]
             if self.settings.retrain_on_drift:
                 subscribed.append(topics.drift)
+            # A replacement joins under the same id and takes the retrain partition at once.
+            slot = stack.enter_context(
+                InstanceSlot(self.settings.data_dir, group, self.settings.instance_id)
+            )
+            self.stable_id = slot.stable_id
             consumer = stack.enter_context(
                 self.bus.consumer(
                     subscribed,
-                    group=self.settings.trainer_group,
+                    group=group,
                     max_poll_interval_s=_ROUND_BOUND_S,
+                    instance_id=slot.stable_id,
                 )
             )
             producer = self.bus.producer()
@@ -108,7 +124,11 @@ class TrainerService(ServiceLoop):
             judge = threading.Thread(target=self._judge_loop, name="live-judge", daemon=True)
             judge.start()
             stack.callback(judge.join, 10)
-            log.info("trainer waiting for retrain commands on %s", subscribed)
+            log.info(
+                "trainer waiting for retrain commands on %s as group member %r",
+                subscribed,
+                slot.stable_id,
+            )
             self.ready.set()
             champion = self._champion()
             if champion is not None:
