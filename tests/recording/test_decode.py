@@ -80,7 +80,8 @@ def test_a_request_carrying_its_income_bracket_labels_itself() -> None:
         ),
         (
             "predictions",
-            b'{"request_id": "p", "probability": 0.5, "model_version": 1, "shadow": {"version": 2}}',
+            b'{"request_id": "p", "probability": 0.5, "model_version": 1, '
+            b'"shadow": {"version": 2}}',
             "invalid prediction: missing 'probability'",
             "p",
         ),

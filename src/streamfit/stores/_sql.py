@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,6 +77,25 @@ def transact(engine: sa.Engine, work: Callable[[sa.Connection], T]) -> T:
             if attempt == _ATTEMPTS or getattr(exc, "sqlstate", None) not in _RETRYABLE_SQLSTATES:
                 raise
     raise AssertionError("unreachable")
+
+
+def copy_rows(db: sa.Connection, table: sa.Table, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Append ``rows`` (values in the order of ``table``'s columns) to ``table``: PostgreSQL's
+    ``COPY`` (one stream, no statement per row), SQLite's ``executemany``."""
+    columns = ", ".join(db.dialect.identifier_preparer.quote(c.name) for c in table.columns)
+    name = db.dialect.identifier_preparer.format_table(table)
+    if db.dialect.name != "postgresql":
+        marks = ", ".join("?" * len(table.columns))
+        db.exec_driver_sql(f"INSERT INTO {name} ({columns}) VALUES ({marks})", list(rows))
+        return
+    statement = f"COPY {name} ({columns}) FROM STDIN"
+    dbapi = db.dialect.loaded_dbapi
+    try:
+        with db.connection.dbapi_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+    except dbapi.Error as exc:  # in SQLAlchemy's terms, which _translated words for us
+        raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
 
 
 @contextlib.contextmanager
