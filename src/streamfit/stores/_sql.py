@@ -88,10 +88,13 @@ def copy_rows(db: sa.Connection, table: sa.Table, rows: Sequence[tuple[Any, ...]
         marks = ", ".join("?" * len(table.columns))
         db.exec_driver_sql(f"INSERT INTO {name} ({columns}) VALUES ({marks})", list(rows))
         return
-    statement = f"COPY {name} ({columns}) FROM STDIN"
+    # Binary: no text to format here and parse there (bytea's hex doubles the data's size).
+    statement = f"COPY {name} ({columns}) FROM STDIN (FORMAT BINARY)"
+    types = [c.type.compile(dialect=db.dialect).lower() for c in table.columns]
     dbapi = db.dialect.loaded_dbapi
     try:
         with db.connection.dbapi_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types(types)
             for row in rows:
                 copy.write_row(row)
     except dbapi.Error as exc:  # in SQLAlchemy's terms, which _translated words for us
@@ -133,6 +136,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA temp_store=MEMORY")  # temporary tables (a batch being staged)
     cursor.close()
 
 

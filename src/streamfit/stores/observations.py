@@ -152,6 +152,11 @@ _STAGED_PARTS = (
 )
 _POSITION = {name: at for at, name in enumerate(_STAGED_PARTS, start=2)}
 
+
+def _double(kind: sa.types.TypeEngine) -> sa.types.TypeEngine:
+    return sa.Double() if isinstance(kind, sa.Float) else kind
+
+
 # One batch on its way in: bulk-loaded (COPY on PostgreSQL, executemany on SQLite), counted and
 # merged into the observations by one statement each, so a batch costs a few round trips
 # whatever its size. Temporary: private to its connection, emptied when the batch commits.
@@ -160,7 +165,8 @@ staged_table = sa.Table(
     sa.MetaData(),
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("request_id", sa.Text, nullable=False),
-    *(sa.Column(name, observations_table.c[name].type) for name in _STAGED_PARTS),
+    # Doubles, not Floats: COPY's binary format wants the type's own name (FLOAT is an alias).
+    *(sa.Column(name, _double(observations_table.c[name].type)) for name in _STAGED_PARTS),
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DELETE ROWS",
 )
@@ -253,6 +259,8 @@ class ObservationStore:
             if rows:
                 db.execute(self._create_staged)
                 copy_rows(db, staged_table, rows)
+                if db.dialect.name == "postgresql":
+                    db.execute(_NESTED_LOOPS)
                 observed, labelled = db.execute(_COMPLETED).one()
                 db.execute(self._merge)
                 if db.dialect.name == "sqlite":  # PostgreSQL empties it at commit
@@ -561,28 +569,28 @@ def _completed_statement() -> sa.Select:
     labelled observations (data and label both present), in one pass over the batch.
 
     A merge only fills what is empty, so a row's state after it is its state before it or
-    what the batch brings. The state before is one index probe per staged row, a correlated
-    subquery rather than a join: the temporary table has no statistics, and PostgreSQL would
-    otherwise hash-join it with a scan of the whole observation table.
+    what the batch brings; only rows that bring data or a label can change it.
     """
-    new = staged_table.c
-    before = (  # 0 no row or neither part, 1 data, 2 label, 3 both
-        sa.select(
-            sa.case((_obs.data.is_not(None), 1), else_=0)
-            + sa.case((_obs.label.is_not(None), 2), else_=0)
-        )
-        .where(_obs.request_id == new.request_id)
-        .scalar_subquery()
-    )
-    rows = sa.select(new.data, new.label, sa.func.coalesce(before, 0).label("before")).subquery()
-    had_data, had_label = rows.c.before.in_([1, 3]), rows.c.before.in_([2, 3])
-    observed = sa.and_(rows.c.data.is_not(None), sa.not_(had_data))
+    new, old = staged_table.c, _obs
+    observed = sa.and_(new.data.is_not(None), old.data.is_(None))
     labelled = sa.and_(
-        rows.c.before != 3,
-        sa.or_(had_data, rows.c.data.is_not(None)),
-        sa.or_(had_label, rows.c.label.is_not(None)),
+        sa.func.coalesce(old.data, new.data).is_not(None),
+        sa.func.coalesce(old.label, new.label).is_not(None),
+        sa.or_(old.data.is_(None), old.label.is_(None)),
     )
-    return sa.select(sa.func.count().filter(observed), sa.func.count().filter(labelled))
+    return (
+        sa.select(sa.func.count().filter(observed), sa.func.count().filter(labelled))
+        .select_from(staged_table.outerjoin(observations_table, old.request_id == new.request_id))
+        .where(sa.or_(new.data.is_not(None), new.label.is_not(None)))
+    )
+
+
+# The temporary table has no statistics: PostgreSQL would hash-join it with a scan of the whole
+# observation table. A nested loop, one probe of the request_id index per staged row, is the
+# plan at any table size (SQLite's own for a LEFT JOIN); for this transaction only.
+_NESTED_LOOPS = sa.text(
+    "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+)
 
 
 _COMPLETED = _completed_statement()
