@@ -2,6 +2,7 @@
 through the real Kafka broker, request-to-prediction latency, a model swap under load, memory.
 
     python benchmarks/predictor.py [--quick] [--only inprocess,e2e,processes,latency,rss,tradeoff]
+                                   [--rounds N]
 
 Starts the local broker with ``scripts/kafka up`` if none answers (and stops it at exit only if
 it started it), trains one small initial model (``streamfit init --max-evals 2``) unless
@@ -28,7 +29,16 @@ it started it), trains one small initial model (``streamfit init --max-evals 2``
                ``batches_per_commit``), the predictor at-least-once, then exactly-once (Kafka
                transactions). Ratios are taken within a round and the median over the rounds
                (5; 2 with ``--quick``) is reported: ``e2e_vs_noop`` (the issue's yardstick) and
-               ``e2e_vs_noop_same_commits``.
+               ``e2e_vs_noop_same_commits``. After each round's at-least-once predictor, the
+               recorders over its backlog (its requests and predictions), one after the other,
+               each in a consumer group and a store of its own: one on SQLite, one on PostgreSQL
+               (``scripts/postgres``, a schema of its own), two in one group on PostgreSQL;
+               time from their start to their group's lag reaching 0, every request then
+               stored once with its prediction. ``recorder_vs_predictor_sqlite`` and
+               ``_postgresql`` (observations stored per second over the predictor's requests
+               answered per second, median over rounds), ``recorder_vs_predictor`` the lower
+               of the two, ``recorders_2_vs_1`` (on 2 cores the broker, the database and both
+               recorders share the CPU).
 (b') processes  the same through ``streamfit predictor --processes 1`` then ``--processes 2``
                (one consumer group, 3 partitions), the group stable and warm before a burst
                is produced: ``processes_2_vs_1``.
@@ -261,25 +271,34 @@ class Deployment:
         ]
         return self._start(command, "noop loop consuming")
 
-    def start_recorder(self, store: str, group: str, number: int = 0) -> subprocess.Popen:
-        """A recorder on this deployment's topics, writing ``store`` in consumer group ``group``
-        beside the predictor; returns its process once it consumes."""
-        log_path = self.root / f"recorder-{group}-{number}.log"
-        log_path.touch()
+    def start_recorders(self, store: str, group: str, count: int) -> tuple[list, float]:
+        """``count`` recorders on this deployment's topics, writing ``store`` in consumer group
+        ``group``, started at once: (their processes, the monotonic time the first of them
+        consumes: the others may still be starting, so a rate from then on is not flattered)."""
         command = ["recorder", "--config", str(self.config), "--store", store]
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamfit.cli", *command, "--recorder-group", group],
-            stdout=log_path.open("ab"),
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=_env(),
-        )
+        logs = [self.root / f"recorder-{group}-{n}.log" for n in range(count)]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "streamfit.cli", *command, "--recorder-group", group],
+                stdout=log.open("ab"),
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env=_env(),
+            )
+            for log in logs
+        ]
+        first = 0.0
         deadline = time.monotonic() + 120
-        while "recorder consuming" not in log_path.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"recorder did not start:\n{log_path.read_text()[-3000:]}")
+        waiting = set(range(count))
+        while waiting:
+            for n in list(waiting):
+                if "recorder consuming" in logs[n].read_text():
+                    waiting.discard(n)
+                    first = first or time.monotonic()
+                elif processes[n].poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"recorder did not start:\n{logs[n].read_text()[-3000:]}")
             time.sleep(0.01)
-        return process
+        return processes, first
 
     def _start(self, command: list[str], ready_line: str) -> float:
         log = self.log_path.open("ab")
@@ -780,6 +799,11 @@ def part_recorders(
             "messages_per_s": round(2 * count / run["wall_s"]),
             "vs_predictor": round(per_s / predictor_per_s, 2),
         }
+        print(
+            f"  recorders, {name}: {per_s:,.0f} observations/s, {out[name]['vs_predictor']}x the"
+            f" predictor's {predictor_per_s:,.0f} requests/s",
+            flush=True,
+        )
     out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     out["recorders_2_vs_1"] = round(out["postgresql-2"]["per_s"] / out["postgresql"]["per_s"], 2)
     return out
@@ -834,8 +858,7 @@ def _recorders(deployment: Deployment, store: str, processes: int, group: str) -
     high = {
         (tp.topic, tp.partition): reader.get_watermark_offsets(tp, timeout=10)[1] for tp in wanted
     }
-    started = [deployment.start_recorder(store, group, n) for n in range(processes)]
-    start = time.monotonic()
+    started, start = deployment.start_recorders(store, group, processes)
     try:
         while True:
             committed = reader.committed(wanted, timeout=10)
