@@ -101,7 +101,7 @@ def test_a_bad_label_and_a_bad_request_are_dead_lettered_with_the_reason(stream:
     assert [d.get("request_id") for d in letters] == ["b1", "b2", None]
     assert "'label' must be 0, 1" in letters[0]["error"]
     assert "'age'" in letters[1]["error"] and letters[1]["error"].startswith("invalid request")
-    assert "invalid JSON" in letters[2]["error"]
+    assert "invalid UTF-8 at byte 0" in letters[2]["error"]
     assert {d["service"] for d in letters} == {"recorder"}
     assert stream.store.get("b1") is None and stream.store.get("b2") is None
     wait_for(lambda: recorder.stats.dead_letters == 3, "the recorder's count")
