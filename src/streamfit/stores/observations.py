@@ -250,6 +250,9 @@ class ObservationStore:
         rows = _rows(batch, time.time() if now is None else now)
 
         def work(db: sa.Connection) -> Recorded:
+            if rows:  # into this connection's own table: concurrent recorders stage at once
+                db.execute(self._create_staged)
+                copy_rows(db, staged_table, rows)
             # The counter's row lock serialises concurrent recorders from here to their commit
             # (SQLite's BEGIN IMMEDIATE already does); in READ COMMITTED each statement then
             # sees all that the previous holders wrote, so the rows' states read below are
@@ -257,8 +260,6 @@ class ObservationStore:
             counted = _locked_mark(db, LABELLED_COUNT)
             observed = labelled = 0
             if rows:
-                db.execute(self._create_staged)
-                copy_rows(db, staged_table, rows)
                 if db.dialect.name == "postgresql":
                     db.execute(_NESTED_LOOPS)
                 observed, labelled = db.execute(_COMPLETED).one()
