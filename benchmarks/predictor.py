@@ -2,6 +2,7 @@
 through the real Kafka broker, request-to-prediction latency, a model swap under load, memory.
 
     python benchmarks/predictor.py [--quick] [--only inprocess,e2e,processes,latency,rss,tradeoff]
+                                   [--rounds N]
 
 Starts the local broker with ``scripts/kafka up`` if none answers (and stops it at exit only if
 it started it), trains one small initial model (``streamfit init --max-evals 2``) unless
@@ -28,7 +29,16 @@ it started it), trains one small initial model (``streamfit init --max-evals 2``
                ``batches_per_commit``), the predictor at-least-once, then exactly-once (Kafka
                transactions). Ratios are taken within a round and the median over the rounds
                (5; 2 with ``--quick``) is reported: ``e2e_vs_noop`` (the issue's yardstick) and
-               ``e2e_vs_noop_same_commits``.
+               ``e2e_vs_noop_same_commits``. After each round's at-least-once predictor, the
+               recorders over its backlog (its requests and predictions), one after the other,
+               each in a consumer group and a store of its own: one on SQLite, one on PostgreSQL
+               (``scripts/postgres``, a schema of its own), two in one group on PostgreSQL;
+               time from their start to their group's lag reaching 0, every request then
+               stored once with its prediction. ``recorder_vs_predictor_sqlite`` and
+               ``_postgresql`` (observations stored per second over the predictor's requests
+               answered per second, median over rounds), ``recorder_vs_predictor`` the lower
+               of the two, ``recorders_2_vs_1`` (on 2 cores the broker, the database and both
+               recorders share the CPU).
 (b') processes  the same through ``streamfit predictor --processes 1`` then ``--processes 2``
                (one consumer group, 3 partitions), the group stable and warm before a burst
                is produced: ``processes_2_vs_1``.
@@ -55,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import json
 import os
 import platform
@@ -66,6 +77,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,6 +170,27 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
 
 
+def ensure_postgres(port: str) -> str:
+    """Start ``scripts/postgres`` if it is not running; stop it at exit only if we started it.
+    (Its server is a development one: fsync is off.)"""
+    script = REPO / "scripts" / "postgres"
+    env = {**os.environ, "STREAMFIT_POSTGRES_PORT": port}
+    if subprocess.run([script, "status"], capture_output=True, env=env).returncode != 0:
+        print("starting PostgreSQL (scripts/postgres up)...", flush=True)
+        subprocess.run([script, "up"], check=True, env=env)
+        atexit.register(subprocess.run, [script, "down"], env=env)
+    return f"postgresql+psycopg://streamfit:streamfit@127.0.0.1:{port}/streamfit"
+
+
+def _machine() -> dict[str, Any]:
+    """What the figures were measured on: CPUs, Python, and the load (other users included)."""
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
 def _rss_mb(pid: int) -> tuple[float, float]:
     """(current RSS, peak RSS) of a process, in MiB."""
     values = {}
@@ -238,43 +271,34 @@ class Deployment:
         ]
         return self._start(command, "noop loop consuming")
 
-    def start_recorder(self) -> subprocess.Popen:
-        """A recorder on this deployment's topics (SQLite in its own directory), beside the
-        predictor; returns its process once it consumes."""
-        log_path = self.root / "recorder.log"
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamfit.cli", "recorder", "--config", str(self.config)],
-            stdout=log_path.open("ab"),
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-            env=_env(),
-        )
+    def start_recorders(self, store: str, group: str, count: int) -> tuple[list, float]:
+        """``count`` recorders on this deployment's topics, writing ``store`` in consumer group
+        ``group``, started at once: (their processes, the monotonic time the first of them
+        consumes: the others may still be starting, so a rate from then on is not flattered)."""
+        command = ["recorder", "--config", str(self.config), "--store", store]
+        logs = [self.root / f"recorder-{group}-{n}.log" for n in range(count)]
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "streamfit.cli", *command, "--recorder-group", group],
+                stdout=log.open("ab"),
+                stderr=subprocess.STDOUT,
+                cwd=REPO,
+                env=_env(),
+            )
+            for log in logs
+        ]
+        first = 0.0
         deadline = time.monotonic() + 120
-        while "recorder consuming" not in log_path.read_text():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"recorder did not start:\n{log_path.read_text()[-3000:]}")
+        waiting = set(range(count))
+        while waiting:
+            for n in list(waiting):
+                if "recorder consuming" in logs[n].read_text():
+                    waiting.discard(n)
+                    first = first or time.monotonic()
+                elif processes[n].poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"recorder did not start:\n{logs[n].read_text()[-3000:]}")
             time.sleep(0.01)
-        return process
-
-    def recorder_lag(self) -> int:
-        """Messages of ``requests`` and ``predictions`` the recorders' group has not committed."""
-        from confluent_kafka import Consumer, TopicPartition
-
-        bootstrap = self.settings.bus.removeprefix("kafka://")
-        reader = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": self.settings.recorder_group}
-        )
-        try:
-            lag = 0
-            for topic in (self.topics.requests, self.topics.predictions):
-                partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
-                wanted = [TopicPartition(topic, p) for p in partitions]
-                for tp in reader.committed(wanted, timeout=10):
-                    _, high = reader.get_watermark_offsets(tp, timeout=10)
-                    lag += high - max(tp.offset, 0)
-            return lag
-        finally:
-            reader.close()
+        return processes, first
 
     def _start(self, command: list[str], ready_line: str) -> float:
         log = self.log_path.open("ab")
@@ -314,13 +338,16 @@ class Deployment:
         assert self.process is not None
         return _rss_mb(self.process.pid)
 
-    def stop(self) -> None:
+    def stop_predictor(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+    def stop(self) -> None:
+        self.stop_predictor()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -642,20 +669,18 @@ E2E_RUNS = {
 
 
 def part_e2e_rounds(
-    template: Path, work: Path, bootstrap: str, count: int, rounds: int
+    template: Path, work: Path, bootstrap: str, count: int, rounds: int, postgres: str
 ) -> dict[str, Any]:
     """Every run of :data:`E2E_RUNS` once per round, ``rounds`` times: on a shared machine the
     load changes from minute to minute, so each ratio is taken within a round (runs seconds
-    apart) and the median over rounds is reported. The recorder runs after the first round's
-    at-least-once predictor."""
+    apart) and the median over rounds is reported. The recorders (:data:`RECORDER_RUNS`) run
+    after each round's at-least-once predictor, over its backlog."""
     out: dict[str, Any] = {name: [] for name in E2E_RUNS}
     for round_ in range(rounds):
         for name, (guarantee, noop_commit) in E2E_RUNS.items():
             print(f"(b) round {round_ + 1}/{rounds}: {count:,} waiting requests, {name}...")
             try:
-                run = part_e2e(
-                    template, work, bootstrap, count, guarantee, noop_commit, record=round_ == 0
-                )
+                run = part_e2e(template, work, bootstrap, count, guarantee, noop_commit, postgres)
             except Exception as exc:  # a benchmark reports what it could measure
                 print(f"  {name} failed: {exc!r}", flush=True)
                 run = {"error": repr(exc)}
@@ -670,6 +695,18 @@ def part_e2e_rounds(
                     ratios.setdefault(key, []).append(round(per_s[name] / per_s[noop], 3))
     out["ratios_per_round"] = ratios
     out["ratios_median"] = {k: round(float(np.median(v)), 2) for k, v in ratios.items()}
+    recorded = [
+        r["recorders"] for r in out["at-least-once"] if "recorders_2_vs_1" in r.get("recorders", {})
+    ]
+    if recorded:
+        medians = {
+            f"{name}/vs_predictor": [r[name]["vs_predictor"] for r in recorded]
+            for name in RECORDER_RUNS
+        }
+        medians["recorders_2_vs_1"] = [r["recorders_2_vs_1"] for r in recorded]
+        out["recorders_median"] = {
+            key: round(float(np.median(values)), 2) for key, values in medians.items()
+        }
     out["per_s_median"] = {
         name: round(float(np.median([r["per_s"] for r in out[name] if "per_s" in r])))
         for name in E2E_RUNS
@@ -685,10 +722,11 @@ def part_e2e(
     count: int,
     guarantee: str,
     noop_commit: int | None = None,
-    record: bool = False,
+    postgres: str = "",
 ) -> dict[str, Any]:
     """``count`` waiting requests through one predictor process, or the no-op loop when
-    ``noop_commit`` is given (see :data:`E2E_RUNS`); ``record``: then the recorder over them."""
+    ``noop_commit`` is given (see :data:`E2E_RUNS`); at-least-once, given the ``postgres``
+    server: then the recorders over them (:func:`part_recorders`)."""
     noop = noop_commit is not None
     name = "noop" if noop else f"e2e-{guarantee}"
     deployment = Deployment(work, template, bootstrap, name, guarantee=guarantee)
@@ -708,8 +746,15 @@ def part_e2e(
         wall = receiver.last - ready
         steady = (receiver.count - 1) / max(receiver.last - receiver.first, 1e-9)
         recorded: dict[str, Any] = {}
-        if record and guarantee == "at-least-once" and not noop:
-            recorded = part_recorder(deployment, count, receiver.count / wall)
+        if postgres and guarantee == "at-least-once" and not noop:
+            deployment.stop_predictor()  # idle now, but the recorders get the CPU to themselves
+            try:
+                recorded["recorders"] = part_recorders(
+                    deployment, count, receiver.count / wall, postgres
+                )
+            except Exception as exc:  # a benchmark reports what it could measure
+                print(f"  recorders failed: {exc!r}", flush=True)
+                recorded["recorders"] = {"error": repr(exc)}
         return recorded | {
             "guarantee": guarantee,
             "requests": count,
@@ -726,27 +771,110 @@ def part_e2e(
         deployment.stop()
 
 
-def part_recorder(deployment: Deployment, count: int, predictor_per_s: float) -> dict[str, Any]:
-    """The recorder over what the predictor just did: ``count`` requests and their ``count``
-    predictions waiting; time from its start to the group's lag reaching 0."""
-    process = deployment.start_recorder()
-    start = time.monotonic()
+# Recorder runs over one predictor's backlog, one after the other: (store, recorders in the group).
+RECORDER_RUNS = {
+    "sqlite": ("sqlite", 1),
+    "postgresql": ("postgresql", 1),
+    "postgresql-2": ("postgresql", 2),
+}
+
+
+def part_recorders(
+    deployment: Deployment, count: int, predictor_per_s: float, postgres: str
+) -> dict[str, Any]:
+    """The recorder over what the predictor just did (``count`` requests and their ``count``
+    predictions waiting), once per :data:`RECORDER_RUNS`, each in a consumer group and a store
+    of its own: time from the recorders' start to their group's lag reaching 0, and the store
+    then holding every request once."""
+    out: dict[str, Any] = {"loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+    for name, (backend, processes) in RECORDER_RUNS.items():
+        with _fresh_store(deployment, backend, postgres) as store:
+            run = _recorders(deployment, store, processes, f"{name}-{uuid.uuid4().hex[:6]}")
+            run["stored"] = _complete_rows(store)
+        if run["stored"] != count:
+            raise RuntimeError(f"{name}: {run['stored']:,} of {count:,} requests stored")
+        per_s = count / run["wall_s"]  # observations completed (request and prediction) per s
+        out[name] = run | {
+            "per_s": round(per_s),
+            "messages_per_s": round(2 * count / run["wall_s"]),
+            "vs_predictor": round(per_s / predictor_per_s, 2),
+        }
+        print(
+            f"  recorders, {name}: {per_s:,.0f} observations/s, {out[name]['vs_predictor']}x the"
+            f" predictor's {predictor_per_s:,.0f} requests/s",
+            flush=True,
+        )
+    out["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    out["recorders_2_vs_1"] = round(out["postgresql-2"]["per_s"] / out["postgresql"]["per_s"], 2)
+    return out
+
+
+def _complete_rows(store: str) -> int:
+    """Rows of the observation store with both the request and its prediction."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(store)
+    with engine.connect() as db:
+        found = db.exec_driver_sql(
+            "SELECT count(*) FROM observations WHERE data IS NOT NULL AND probability IS NOT NULL"
+        ).scalar_one()
+    engine.dispose()
+    return int(found)
+
+
+@contextlib.contextmanager
+def _fresh_store(deployment: Deployment, backend: str, postgres: str) -> Iterator[str]:
+    """An empty observation store: an SQLite file in the deployment's directory, or a schema of
+    its own on the PostgreSQL server (dropped afterwards)."""
+    if backend == "sqlite":
+        yield f"sqlite:///{deployment.root / f'observations-{uuid.uuid4().hex[:6]}.db'}"
+        return
+    import sqlalchemy as sa
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(postgres)
+    with engine.begin() as db:
+        db.exec_driver_sql(f"CREATE SCHEMA {schema}")
     try:
-        while deployment.recorder_lag() > 0:
-            if process.poll() is not None or time.monotonic() - start > 900:
-                raise RuntimeError("the recorder stopped or did not catch up in 15 minutes")
-            time.sleep(0.2)
+        yield f"{postgres}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as db:
+            db.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        engine.dispose()
+
+
+def _recorders(deployment: Deployment, store: str, processes: int, group: str) -> dict[str, Any]:
+    """``processes`` recorders in ``group`` over the waiting backlog, until the group's lag is 0."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    bootstrap = deployment.settings.bus.removeprefix("kafka://")
+    reader = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    topics = (deployment.topics.requests, deployment.topics.predictions)
+    wanted = [
+        TopicPartition(topic, p)
+        for topic in topics
+        for p in reader.list_topics(topic, timeout=10).topics[topic].partitions
+    ]
+    high = {
+        (tp.topic, tp.partition): reader.get_watermark_offsets(tp, timeout=10)[1] for tp in wanted
+    }
+    started, start = deployment.start_recorders(store, group, processes)
+    try:
+        while True:
+            committed = reader.committed(wanted, timeout=10)
+            if all(tp.offset >= high[(tp.topic, tp.partition)] for tp in committed):
+                break
+            if any(p.poll() is not None for p in started) or time.monotonic() - start > 900:
+                raise RuntimeError("a recorder stopped, or they did not catch up in 15 minutes")
+            time.sleep(0.02)
         wall = time.monotonic() - start
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-    per_s = count / wall  # observations completed (request and prediction) per second
-    return {
-        "recorder_wall_s": round(wall, 2),
-        "recorder_per_s": round(per_s),
-        "recorder_messages_per_s": round(2 * count / wall),
-        "recorder_vs_predictor": round(per_s / predictor_per_s, 2),
-    }
+        for process in started:
+            process.send_signal(signal.SIGTERM)
+        for process in started:
+            process.wait(timeout=60)
+        reader.close()
+    return {"recorders": processes, "wall_s": round(wall, 2)}
 
 
 def part_processes(template: Path, work: Path, bootstrap: str, count: int) -> dict[str, Any]:
@@ -1029,10 +1157,13 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
         out["e2e_exactly_once_per_s"] = medians.get("exactly-once")
         out["noop_per_s"] = medians.get("noop")
         out["noop_same_commits_per_s"] = medians.get("noop-same-commits")
-        first = e2e["at-least-once"][0]
-        for key in ("recorder_per_s", "recorder_messages_per_s", "recorder_vs_predictor"):
-            if key in first:
-                out[key] = first[key]
+        recorders = e2e.get("recorders_median", {})
+        if recorders:
+            on = {name: recorders[f"{name}/vs_predictor"] for name in ("sqlite", "postgresql")}
+            out["recorder_vs_predictor"] = min(on.values())  # the target holds on both
+            out |= {f"recorder_vs_predictor_{name}": ratio for name, ratio in on.items()}
+            out["recorder_2_vs_predictor_postgresql"] = recorders["postgresql-2/vs_predictor"]
+            out["recorders_2_vs_1"] = recorders["recorders_2_vs_1"]
         names = {
             "e2e_vs_noop": "at-least-once / noop",
             "e2e_exactly_once_vs_noop": "exactly-once / noop",
@@ -1084,6 +1215,10 @@ def report(summary: dict[str, Any], results: dict[str, Any]) -> None:
         "metrics_overhead": "<= 0.03",
         "metrics_overhead_direct": "<= 0.03",
         "runtime_served_vs_fastest": "<= 1.5",
+        "recorder_vs_predictor": ">= 1.0 (the lower of SQLite's and PostgreSQL's)",
+        "recorder_vs_predictor_sqlite": ">= 1.0",
+        "recorder_vs_predictor_postgresql": ">= 1.0",
+        "recorders_2_vs_1": "(PostgreSQL; broker, database and both recorders share 2 cores)",
     }
     for key, value in summary.items():
         shown = f"{value:,}" if isinstance(value, int) else str(value)
@@ -1105,6 +1240,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", type=Path, help="data dir with a champion (else trained)")
     parser.add_argument("--port", default=os.environ.get("STREAMFIT_KAFKA_PORT", "9092"))
     parser.add_argument(
+        "--postgres-port", default=os.environ.get("STREAMFIT_POSTGRES_PORT", "5432")
+    )
+    parser.add_argument("--rounds", type=int, help="rounds of part (b) (default 5; 2 --quick)")
+    parser.add_argument(
         "--out", type=Path, help="default: results/predictor.json (predictor-quick.json --quick)"
     )
     args = parser.parse_args(argv)
@@ -1117,7 +1256,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results: dict[str, Any] = {
         "mode": "quick" if q else "full",
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "machine": _machine(),
     }
 
     def attempt(name: str, part: Any, *part_args: Any) -> Any:
@@ -1156,8 +1295,10 @@ def main(argv: list[str] | None = None) -> int:
         if "e2e" in parts:
             count = 100_000 if q else 200_000
             # The same number of requests through each, one after the other on the same broker.
+            rounds = args.rounds or (2 if q else 5)
+            postgres = ensure_postgres(args.postgres_port)
             results["e2e"] = attempt(
-                "e2e", part_e2e_rounds, template, work, bootstrap, count, 2 if q else 5
+                "e2e", part_e2e_rounds, template, work, bootstrap, count, rounds, postgres
             )
         if "processes" in parts:
             count = 100_000 if q else 200_000
@@ -1198,6 +1339,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     summary = summarise(results)
     report(summary, results)
+    results["machine_at_end"] = _machine()
     results = {**summary, **results, "wall_s": round(time.monotonic() - started, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")

@@ -418,7 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
         "retrain every N labelled observations",
     )
     _retrain_every(recorder)
-    recorder.add_argument("--max-batch", type=int, help="largest batch per transaction (1000)")
+    recorder.add_argument(
+        "--max-batch",
+        type=int,
+        help="largest batch per transaction: this x batches_per_commit (1000 x 5)",
+    )
     recorder.add_argument(
         "--recorder-group", help="consumer group of the recorders (default streamfit-recorder)"
     )

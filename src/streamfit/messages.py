@@ -29,7 +29,8 @@ import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from operator import attrgetter
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 import numpy as np
@@ -145,7 +146,9 @@ class RequestBatch:
 
 
 def parse_requests(
-    values: Sequence[bytes], pipeline: FeaturePipeline | None = None
+    values: Sequence[bytes],
+    pipeline: FeaturePipeline | None = None,
+    columns: Sequence[str] = RECORD_COLUMNS,
 ) -> RequestBatch:
     """Decode and validate a batch in one pass; a bad message is rejected alone, with its reason.
 
@@ -157,6 +160,9 @@ def parse_requests(
     word the reason. msgspec decodes the whole batch by one ``map`` first (the loop runs in C:
     no Python frame per message); only a batch with a bad message in it is decoded again message
     by message, to keep the good ones and word each rejection.
+
+    Decoded by msgspec, the batch's ``columns`` are the ones named (all by default; the recorder
+    takes the label only).
     """
     if pipeline is not None:
         decoded = _decode_natively(values, pipeline)
@@ -169,13 +175,13 @@ def parse_requests(
         requests = list(map(_decode_request, values))
     # msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8.
     except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError included
-        return _parse_one_by_one(values)
+        return _parse_one_by_one(values, columns)
     batch = RequestBatch(list(range(len(requests))), [r.request_id for r in requests])
-    batch.columns = _as_columns([astuple(r.data) for r in requests])
+    batch.columns = _as_columns([r.data for r in requests], columns)
     return batch
 
 
-def _parse_one_by_one(values: Sequence[bytes]) -> RequestBatch:
+def _parse_one_by_one(values: Sequence[bytes], columns: Sequence[str]) -> RequestBatch:
     batch = RequestBatch()
     records = []
     for position, value in enumerate(values):
@@ -186,8 +192,8 @@ def _parse_one_by_one(values: Sequence[bytes]) -> RequestBatch:
             continue
         batch.positions.append(position)
         batch.ids.append(request.request_id)
-        records.append(astuple(request.data))
-    batch.columns = _as_columns(records)
+        records.append(request.data)
+    batch.columns = _as_columns(records, columns)
     return batch
 
 
@@ -205,12 +211,8 @@ def _row_decoder(pipeline: FeaturePipeline) -> RowDecoder:
     return pipeline.row_decoder("request_id", "data")
 
 
-def _as_columns(records: list[tuple[Any, ...]]) -> dict[str, tuple[Any, ...]]:
-    columns = zip(*records, strict=True) if records else ((),) * len(RECORD_COLUMNS)
-    return dict(zip(RECORD_COLUMNS, columns, strict=True))
-
-
-astuple = msgspec.structs.astuple
+def _as_columns(records: list[Record], columns: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+    return {name: tuple(map(attrgetter(name), records)) for name in columns}
 
 
 def _explain(value: bytes, error: Exception) -> InvalidMessage:
@@ -237,10 +239,10 @@ class _PredictionIn(msgspec.Struct, gc=False):
 _decode_prediction = msgspec.json.Decoder(_PredictionIn).decode
 
 
-@dataclass(frozen=True, slots=True)
-class Prediction:
+class Prediction(NamedTuple):
     """A prediction as the recorder reads it; ``shadow_*`` are set while a challenger is
-    shadowed (its version and its probability for the same request)."""
+    shadowed (its version and its probability for the same request). A named tuple: one is
+    built per message, about 3x faster than a frozen dataclass."""
 
     request_id: str
     probability: float

@@ -273,6 +273,154 @@ def test_concurrent_writers_count_every_threshold_exactly_once(store_url: str) -
         store.close()
 
 
+# -- the batched path: a poll's worth of parts staged (COPY / executemany) and merged at once ---
+_COLUMNS = ("data", "probability", "model_version", "label", "shadow_version", "shadow_probability")
+
+
+def _arrivals(rng: random.Random, requests: int) -> list[tuple[str, str, tuple]]:
+    """Every part of ``requests`` requests, shuffled, about a third of them delivered again
+    (with other values: the first must win), as (kind, request_id, value)."""
+    parts = []
+    for i in range(requests):
+        request_id = f"b{i}"
+        parts += [
+            ("request", request_id, (_request(request_id, 17 + i % 70),)),
+            ("prediction", request_id, (i / requests, 1 + i % 3)),
+            ("label", request_id, (i % 2,)),
+        ]
+        if i % 4 == 0:
+            parts.append(("shadow", request_id, (9, 1 - i / requests)))
+    again = [
+        (kind, request_id, (_request(request_id, 99),) if kind == "request" else value)
+        for kind, request_id, value in rng.sample(parts, len(parts) // 3)
+    ]
+    again = [(k, r, (1 - v[0],) if k == "label" else v) for k, r, v in again]
+    arrivals = parts + again
+    rng.shuffle(arrivals)
+    return arrivals
+
+
+def _batch(arrivals: list[tuple[str, str, tuple]]) -> ObservationBatch:
+    batch = ObservationBatch()
+    for kind, request_id, value in arrivals:
+        rows = {
+            "request": batch.requests,
+            "prediction": batch.predictions,
+            "label": batch.labels,
+            "shadow": batch.shadows,
+        }[kind]
+        rows.append((request_id, *value))
+    return batch
+
+
+def _expected(arrivals: list[tuple[str, str, tuple]]) -> dict[str, tuple]:
+    """Each request's row as the first arrival of each of its parts made it."""
+    rows: dict[str, dict[str, object]] = {}
+    names = {
+        "request": ("data",),
+        "prediction": ("probability", "model_version"),
+        "label": ("label",),
+        "shadow": ("shadow_version", "shadow_probability"),
+    }
+    for kind, request_id, value in arrivals:
+        row = rows.setdefault(request_id, dict.fromkeys(_COLUMNS))
+        if row[names[kind][0]] is None:
+            row.update(zip(names[kind], value, strict=True))
+    return {request_id: tuple(row[c] for c in _COLUMNS) for request_id, row in rows.items()}
+
+
+def _table(store: ObservationStore) -> dict[str, tuple]:
+    columns = [observations_table.c[c] for c in _COLUMNS]
+    with store.engine.connect() as db:
+        found = db.execute(sa.select(observations_table.c.request_id, *columns)).all()
+    return {row[0]: tuple(row[1:]) for row in found}
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_batches_of_any_size_and_order_keep_the_first_arrival_of_every_part(
+    store: ObservationStore, seed: int
+) -> None:
+    """600 requests' parts (a third redelivered with other values), shuffled and cut into
+    batches of 1 to 2,000 parts: every row is what the first arrival of each part made it,
+    and the kept counts and retrain thresholds are exact."""
+    rng = random.Random(seed)
+    arrivals = _arrivals(rng, 600)
+    thresholds: list[int] = []
+    start = 0
+    while start < len(arrivals):
+        size = rng.choice([1, 7, 300, 2000])
+        batch = _batch(arrivals[start : start + size])
+        thresholds += store.record(batch, every=50, command=_retrain).thresholds
+        start += size
+    assert _table(store) == _expected(arrivals)
+    assert (store.count(), store.count(labelled=True), store.pending_labels()) == (600, 600, 0)
+    assert thresholds == list(range(50, 601, 50))
+
+
+def test_a_batch_delivered_again_whole_changes_no_row_and_counts_nothing(
+    store: ObservationStore,
+) -> None:
+    """The recorder killed after its commit, before the offsets': the whole poll comes again."""
+    rng = random.Random(3)
+    batch = _batch(_arrivals(rng, 400))
+    first = store.record(batch, every=100, command=_retrain, now=10.0)
+    with store.engine.connect() as db:
+        before = db.execute(sa.select(observations_table).order_by("seq")).all()
+    again = store.record(batch, every=100, command=_retrain, now=20.0)
+    with store.engine.connect() as db:
+        assert db.execute(sa.select(observations_table).order_by("seq")).all() == before
+    assert (first.labelled, first.thresholds) == (400, [100, 200, 300, 400])
+    assert (again.labelled, again.thresholds) == (400, [])
+    assert store.unsent() == 4
+
+
+def test_a_batch_the_database_refuses_leaves_nothing_behind_for_the_next(
+    store: ObservationStore,
+) -> None:
+    """A refused batch rolls back whole, its staged rows too: the next batch merges its own."""
+    good = [(f"g{i}", _request(f"g{i}")) for i in range(500)]
+    refused = ObservationBatch(requests=good, predictions=[("g1", 0.5, 2**63)])
+    with pytest.raises(StoreError):
+        store.record(refused, every=10, command=_retrain)
+    assert (store.count(), store.unsent(), _table(store)) == (0, 0, {})
+    outcome = store.record(ObservationBatch(requests=[("n", _request("n"))], labels=[("n", 1)]))
+    assert (outcome.labelled, store.count()) == (1, 1)
+    assert list(_table(store)) == ["n"]
+
+
+def test_concurrent_writers_of_large_overlapping_batches_count_exactly(store_url: str) -> None:
+    """Two writers (as two recorders of one group) record the parts of the same 1,200 requests
+    in batches of 400, one the requests and predictions, the other the labels and the
+    predictions again: every row complete, each threshold queued once."""
+    stores = [ObservationStore(store_url) for _ in range(2)]
+    queued: list[int] = []
+    lock = threading.Lock()
+    ids = [f"w{i}" for i in range(1200)]
+
+    def write(number: int, store: ObservationStore) -> None:
+        for start in range(0, len(ids), 400):
+            chunk = ids[start : start + 400]
+            batch = ObservationBatch(predictions=[(i, 0.5, 1) for i in chunk])
+            if number == 0:
+                batch.requests = [(i, _request(i)) for i in chunk]
+            else:
+                batch.labels = [(i, 1) for i in reversed(chunk)]
+            outcome = store.record(batch, every=100, command=_retrain)
+            with lock:
+                queued.extend(outcome.thresholds)
+
+    threads = [threading.Thread(target=write, args=(n, s)) for n, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(queued) == list(range(100, 1201, 100))
+    assert (stores[0].count(), stores[0].count(labelled=True)) == (1200, 1200)
+    assert all(row[2] == 1 for row in _table(stores[0]).values())  # model_version
+    for store in stores:
+        store.close()
+
+
 def test_a_value_the_database_refuses_is_a_store_error(store: ObservationStore) -> None:
     with pytest.raises(StoreError) as raised:
         store.record(ObservationBatch(predictions=[("big", 0.5, 2**63)]))

@@ -47,18 +47,12 @@ def decode_batch(batch: list[Message], topics: Topics) -> Decoded:
     for message in batch:
         try:
             if message.topic == topics.predictions:
-                prediction = messages.parse_prediction(message.value)
-                out.batch.predictions.append(
-                    (prediction.request_id, prediction.probability, prediction.model_version)
+                request_id, probability, version, shadow_version, shadow_probability = (
+                    messages.parse_prediction(message.value)
                 )
-                if prediction.shadow_version is not None:
-                    out.batch.shadows.append(
-                        (
-                            prediction.request_id,
-                            prediction.shadow_version,
-                            prediction.shadow_probability,
-                        )
-                    )
+                out.batch.predictions.append((request_id, probability, version))
+                if shadow_version is not None:
+                    out.batch.shadows.append((request_id, shadow_version, shadow_probability))
             elif message.topic == topics.labels:
                 out.batch.labels.append(messages.parse_label(message.value))
             elif message.topic != topics.requests:
@@ -69,12 +63,12 @@ def decode_batch(batch: list[Message], topics: Topics) -> Decoded:
 
 
 def _requests(requests: list[Message], out: Decoded) -> None:
-    parsed = messages.parse_requests([m.value for m in requests])
+    parsed = messages.parse_requests([m.value for m in requests], columns=(LABEL_COLUMN,))
     for position, error in parsed.rejected:
         out.refused.append(
             Refused(f"invalid request: {error}", requests[position].value, error.request_id)
         )
-    labels = parsed.columns.get(LABEL_COLUMN, ())
+    labels = parsed.columns[LABEL_COLUMN]
     for request_id, position, raw in zip(parsed.ids, parsed.positions, labels, strict=True):
         out.batch.requests.append((request_id, requests[position].value))
         label = None if raw is None else label_to_int(raw)

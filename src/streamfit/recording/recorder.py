@@ -1,7 +1,7 @@
 """``streamfit recorder``: requests, predictions and labels in; the observation store kept.
 
 The only writer of the observation store (see :mod:`streamfit.stores.observations`). Per polled
-batch:
+batch (up to ``max_batch`` x ``batches_per_commit`` messages under a backlog):
 
 1. decode every message; one it cannot read is dead-lettered with the reason, never fatal;
 2. upsert all of it in **one** database transaction, which also advances the retrain counter
@@ -135,6 +135,10 @@ class Recorder(ServiceLoop):
                 slot.stable_id,
             )
             self.ready.set()
+            # Under a backlog, as many messages per transaction and offset commit as the
+            # predictor acknowledges at once: each costs the same few statements and round trips
+            # whatever its size.
+            per_transaction = self.settings.max_batch * self.settings.batches_per_commit
             swept = status_at = time.monotonic()
             while self.running:
                 self.health.beat()
@@ -142,7 +146,7 @@ class Recorder(ServiceLoop):
                     status_at = time.monotonic() + 1.0
                     self.health.set_ready(consumer.assigned())
                     self.metrics.set_lag(consumer.lag())
-                batch = consumer.poll(self.settings.max_batch, timeout=0.2)
+                batch = consumer.poll(per_transaction, timeout=0.2)
                 sweep = time.monotonic() - swept > _OUTBOX_SWEEP_S
                 if sweep:
                     swept = time.monotonic()

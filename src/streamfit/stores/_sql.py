@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -79,6 +79,28 @@ def transact(engine: sa.Engine, work: Callable[[sa.Connection], T]) -> T:
     raise AssertionError("unreachable")
 
 
+def copy_rows(db: sa.Connection, table: sa.Table, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Append ``rows`` (values in the order of ``table``'s columns) to ``table``: PostgreSQL's
+    ``COPY`` (one stream, no statement per row), SQLite's ``executemany``."""
+    columns = ", ".join(db.dialect.identifier_preparer.quote(c.name) for c in table.columns)
+    name = db.dialect.identifier_preparer.format_table(table)
+    if db.dialect.name != "postgresql":
+        marks = ", ".join("?" * len(table.columns))
+        db.exec_driver_sql(f"INSERT INTO {name} ({columns}) VALUES ({marks})", list(rows))
+        return
+    # Binary: no text to format here and parse there (bytea's hex doubles the data's size).
+    statement = f"COPY {name} ({columns}) FROM STDIN (FORMAT BINARY)"
+    types = [c.type.compile(dialect=db.dialect).lower() for c in table.columns]
+    dbapi = db.dialect.loaded_dbapi
+    try:
+        with db.connection.dbapi_connection.cursor() as cursor, cursor.copy(statement) as copy:
+            copy.set_types(types)
+            for row in rows:
+                copy.write_row(row)
+    except dbapi.Error as exc:  # in SQLAlchemy's terms, which _translated words for us
+        raise sa.exc.DBAPIError.instance(statement, None, exc, dbapi.Error) from exc
+
+
 @contextlib.contextmanager
 def reading(engine: sa.Engine) -> Iterator[sa.Connection]:
     with _translated(), engine.connect() as db:
@@ -114,6 +136,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA temp_store=MEMORY")  # temporary tables (a batch being staged)
     cursor.close()
 
 

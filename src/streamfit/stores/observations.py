@@ -50,7 +50,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ..data import FEATURE_COLUMNS, NUMERIC_COLUMNS
-from ._sql import create_schema, make_engine, reading, transact, writing
+from ._sql import copy_rows, create_schema, make_engine, reading, transact, writing
 
 _metadata = sa.MetaData()
 _BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER
@@ -138,6 +138,38 @@ _PARTS = (
     "shadow_probability",
 )
 _FILLED = (*_PARTS, "labelled_at")
+# A batch's rows in the order they are staged: position, request_id, then _STAGED_PARTS.
+_STAGED_PARTS = (
+    "data",
+    "received_at",
+    "probability",
+    "model_version",
+    "predicted_at",
+    "label",
+    "labelled_at",
+    "shadow_version",
+    "shadow_probability",
+)
+_POSITION = {name: at for at, name in enumerate(_STAGED_PARTS, start=2)}
+
+
+def _double(kind: sa.types.TypeEngine) -> sa.types.TypeEngine:
+    return sa.Double() if isinstance(kind, sa.Float) else kind
+
+
+# One batch on its way in: bulk-loaded (COPY on PostgreSQL, executemany on SQLite), counted and
+# merged into the observations by one statement each, so a batch costs a few round trips
+# whatever its size. Temporary: private to its connection, emptied when the batch commits.
+staged_table = sa.Table(
+    "observations_staged",
+    sa.MetaData(),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("request_id", sa.Text, nullable=False),
+    # Doubles, not Floats: COPY's binary format wants the type's own name (FLOAT is an alias).
+    *(sa.Column(name, _double(observations_table.c[name].type)) for name in _STAGED_PARTS),
+    prefixes=["TEMPORARY"],
+    postgresql_on_commit="DELETE ROWS",
+)
 
 
 @dataclass
@@ -193,7 +225,8 @@ class ObservationStore:
         else:
             raise ValueError(f"observation store needs SQLite or PostgreSQL, got {dialect!r}")
         self._insert = insert
-        self._upsert = _upsert_statement(insert)
+        self._create_staged = sa.schema.CreateTable(staged_table, if_not_exists=True)
+        self._merge = _merge_statement(insert)
         self._start_counts()
 
     @property
@@ -214,17 +247,25 @@ class ObservationStore:
         multiple of ``every`` labelled observations reached beyond the stored mark."""
         if every < 0 or (every and command is None):
             raise ValueError("record needs every >= 0, and a command when every > 0")
-        rows = _merge(batch, time.time() if now is None else now)
+        rows = _rows(batch, time.time() if now is None else now)
 
         def work(db: sa.Connection) -> Recorded:
+            if rows:  # into this connection's own table: concurrent recorders stage at once
+                db.execute(self._create_staged)
+                copy_rows(db, staged_table, rows)
             # The counter's row lock serialises concurrent recorders from here to their commit
             # (SQLite's BEGIN IMMEDIATE already does); in READ COMMITTED each statement then
             # sees all that the previous holders wrote, so the rows' states read below are
             # exact and the counter moves by exactly the rows this batch completes.
             counted = _locked_mark(db, LABELLED_COUNT)
-            observed, labelled = _completed(db, rows)
+            observed = labelled = 0
             if rows:
-                db.execute(self._upsert, rows)
+                if db.dialect.name == "postgresql":
+                    db.execute(_NESTED_LOOPS)
+                observed, labelled = db.execute(_COMPLETED).one()
+                db.execute(self._merge)
+                if db.dialect.name == "sqlite":  # PostgreSQL empties it at commit
+                    db.execute(staged_table.delete())
             if observed:
                 _set_mark(db, OBSERVED_COUNT, _locked_mark(db, OBSERVED_COUNT) + observed)
             labelled += counted
@@ -479,34 +520,38 @@ class ObservationStore:
             return [tuple(r) for r in db.execute(query)][::-1]
 
 
-def _merge(batch: ObservationBatch, now: float) -> list[dict[str, Any]]:
-    """One row per request_id (an upsert may touch a row only once), in first-arrival order;
-    within the batch too, the first value of a part wins."""
-    rows: dict[str, dict[str, Any]] = {}
+def _rows(batch: ObservationBatch, now: float) -> list[tuple[Any, ...]]:
+    """The staged rows: one per request_id (an upsert may touch a row only once), in
+    first-arrival order; within the batch too, the first value of a part wins."""
+    rows: dict[str, list[Any]] = {}
+    empty = [None] * len(_STAGED_PARTS)
 
-    def row(request_id: str) -> dict[str, Any]:
+    def row(request_id: str) -> list[Any]:
         found = rows.get(request_id)
         if found is None:
-            found = rows[request_id] = dict.fromkeys(_FILLED) | {"request_id": request_id}
+            found = rows[request_id] = [len(rows), request_id, *empty]
         return found
 
-    for request_id, data in batch.requests:
+    data, probability, label, shadow = (
+        _POSITION[name] for name in ("data", "probability", "label", "shadow_probability")
+    )
+    for request_id, message in batch.requests:
         entry = row(request_id)
-        if entry["data"] is None:
-            entry.update(data=data, received_at=now)
-    for request_id, probability, version in batch.predictions:
+        if entry[data] is None:
+            entry[data : data + 2] = message, now
+    for request_id, p, version in batch.predictions:
         entry = row(request_id)
-        if entry["probability"] is None:
-            entry.update(probability=probability, model_version=version, predicted_at=now)
-    for request_id, label in batch.labels:
+        if entry[probability] is None:
+            entry[probability : probability + 3] = p, version, now
+    for request_id, value in batch.labels:
         entry = row(request_id)
-        if entry["label"] is None:
-            entry.update(label=label, labelled_at=now)
-    for request_id, version, probability in batch.shadows:
+        if entry[label] is None:
+            entry[label : label + 2] = value, now
+    for request_id, version, p in batch.shadows:
         entry = row(request_id)
-        if entry["shadow_probability"] is None:
-            entry.update(shadow_version=version, shadow_probability=probability)
-    return list(rows.values())
+        if entry[shadow] is None:
+            entry[shadow - 1 : shadow + 1] = version, p
+    return list(map(tuple, rows.values()))
 
 
 def _locked_mark(db: sa.Connection, name: str) -> int:
@@ -520,38 +565,47 @@ def _set_mark(db: sa.Connection, name: str, value: int) -> None:
     db.execute(marks_table.update().where(marks_table.c.name == name).values(value=value))
 
 
-_ID_CHUNK = 900  # bound parameters per statement: below SQLite's oldest limit of 999
+def _completed_statement() -> sa.Select:
+    """How many staged rows the merge will make observations (their request arrives) and
+    labelled observations (data and label both present), in one pass over the batch.
 
-
-def _completed(db: sa.Connection, rows: list[dict[str, Any]]) -> tuple[int, int]:
-    """How many of ``rows`` the upsert will make observations (their request arrives) and
-    labelled observations (data and label both present).
-
-    An upsert only fills what is empty, so a row's state after it is its state before it or
-    what the batch brings; only rows bringing data or a label can change state.
+    A merge only fills what is empty, so a row's state after it is its state before it or
+    what the batch brings; only rows that bring data or a label can change it.
     """
-    brings = {r["request_id"]: r for r in rows if r["data"] is not None or r["label"] is not None}
-    before: dict[str, tuple[bool, bool]] = {}
-    ids = list(brings)
-    for start in range(0, len(ids), _ID_CHUNK):
-        found = db.execute(
-            sa.select(_obs.request_id, _observed, _obs.label.is_not(None)).where(
-                _obs.request_id.in_(ids[start : start + _ID_CHUNK])
-            )
-        )
-        before.update((request_id, (data, label)) for request_id, data, label in found)
-    observed = labelled = 0
-    for request_id, row in brings.items():
-        had_data, had_label = before.get(request_id, (False, False))
-        has_data = had_data or row["data"] is not None
-        has_label = had_label or row["label"] is not None
-        observed += has_data and not had_data
-        labelled += has_data and has_label and not (had_data and had_label)
-    return observed, labelled
+    new, old = staged_table.c, _obs
+    observed = sa.and_(new.data.is_not(None), old.data.is_(None))
+    labelled = sa.and_(
+        sa.func.coalesce(old.data, new.data).is_not(None),
+        sa.func.coalesce(old.label, new.label).is_not(None),
+        sa.or_(old.data.is_(None), old.label.is_(None)),
+    )
+    return (
+        sa.select(sa.func.count().filter(observed), sa.func.count().filter(labelled))
+        .select_from(staged_table.outerjoin(observations_table, old.request_id == new.request_id))
+        .where(sa.or_(new.data.is_not(None), new.label.is_not(None)))
+    )
 
 
-def _upsert_statement(insert: Any) -> Any:
-    statement = insert(observations_table)
+# The temporary table has no statistics: PostgreSQL would hash-join it with a scan of the whole
+# observation table. A nested loop, one probe of the request_id index per staged row, is the
+# plan at any table size (SQLite's own for a LEFT JOIN); for this transaction only.
+_NESTED_LOOPS = sa.text(
+    "SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)"
+)
+
+
+_COMPLETED = _completed_statement()
+
+
+def _merge_statement(insert: Any) -> Any:
+    """The staged batch into the observations, in staged order (``seq`` follows arrival)."""
+    names = ["request_id", *_STAGED_PARTS]
+    staged = (
+        sa.select(*(staged_table.c[name] for name in names))
+        .where(sa.true())  # SQLite: an upsert's SELECT needs a WHERE, to parse
+        .order_by(staged_table.c.position)
+    )
+    statement = insert(observations_table).from_select(names, staged)
     new = statement.excluded
     # Fill what is empty, never overwrite: idempotent and independent of arrival order. A row
     # that would not change is not written at all (a redelivered message costs one index probe).
