@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 
@@ -93,35 +92,6 @@ def test_promote_and_rollback_from_the_cli_are_followed_by_a_running_predictor(d
     missing = deployment.start("promote", "999", name="promote-missing")
     assert missing.wait(timeout=120) == 2
     assert "no version 999" in deployment.log(missing)
-
-
-@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
-def test_predictor_killed_mid_stream_loses_nothing(deployment, guarantee):
-    args = ("--guarantee", guarantee)
-    predictor = deployment.start("predictor", *args, name="predictor-a")
-    deployment.wait_for_log(predictor, "predictor consuming")
-    app = deployment.start(
-        "app",
-        "--count",
-        "4000",
-        "--rate",
-        "800",
-        "--summary-json",
-        str(deployment.root / "kill.json"),
-        "--timeout",
-        "180",
-    )
-    time.sleep(2.5)  # mid-stream
-    predictor.send_signal(signal.SIGKILL)
-    predictor.wait()
-    replacement = deployment.start("predictor", *args, name="predictor-b")
-    deployment.wait_for_log(replacement, "predictor consuming")
-    summary = deployment.app_summary(app, deployment.root / "kill.json", timeout=300)
-    assert summary["sent"] == 4000
-    assert summary["answered"] == 4000 and summary["lost"] == 0
-    if guarantee == "exactly-once":
-        assert summary["duplicates"] == 0  # the app reads predictions read_committed
-    print(f"{guarantee}: duplicates after SIGKILL = {summary['duplicates']}")
 
 
 def test_broker_restart_mid_stream_loses_nothing(deployment):
