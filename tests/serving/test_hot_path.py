@@ -7,6 +7,7 @@ import pytest
 
 from streamfit import messages
 from streamfit.bus import MemoryBus, Message, Producer
+from streamfit.instance import SLOTS_DIR
 from streamfit.serving import Predictor
 
 
@@ -73,7 +74,8 @@ def test_stop_answers_the_last_batch_and_leaves_nothing_but_the_model_caches(
     running.stop()
     assert answered == {f"s{i}" for i in range(25)}
     # Stateless: no observation store, no database of any kind in its data directory; only
-    # the models it fetched and their compiled copies (caches, rebuilt when deleted).
-    caches = (settings.model_cache, settings.compiled_models)
+    # the models it fetched and their compiled copies (caches, rebuilt when deleted), and the
+    # empty lock file of its instance slot (its group member id).
+    caches = (settings.model_cache, settings.compiled_models, settings.data_dir / SLOTS_DIR)
     files = [p for p in settings.data_dir.rglob("*") if p.is_file()]
     assert files and all(any(c in p.parents for c in caches) for p in files), files
