@@ -1,5 +1,5 @@
 """Exactly-once after a SIGKILL mid-transaction: the replacement predictor takes the same
-transactional id (serving/instance.py), fences its predecessor and has the broker abort the
+transactional id (streamfit/instance.py), fences its predecessor and has the broker abort the
 open transaction at once. Read_committed readers (the app, the recorder) then wait seconds,
 not the transaction timeout (120 s), and still get every answer exactly once."""
 
