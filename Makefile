@@ -16,8 +16,8 @@ $(UV):
 
 # --frozen: install uv.lock as it is (hashes checked), never re-resolve. The dev group (pytest,
 # ruff...) comes with it; streamfit itself is installed editable, its native decoder compiled.
-# --compile-bytecode, as pip does: a service starts in ~3 s, not ~10 s spent compiling its
-# dependencies again on every start where PYTHONDONTWRITEBYTECODE is set (recovery tests).
+# --compile-bytecode, as pip does: a service does not compile its dependencies again at every
+# start where PYTHONDONTWRITEBYTECODE is set (recovery is clocked from a replacement's start).
 $(BIN)/streamfit $(VENV)/.installed: pyproject.toml uv.lock setup.py src/streamfit/_native.c | $(UV)
 	$(UV) sync --frozen --quiet --compile-bytecode --python $(PYTHON)
 	@touch $(VENV)/.installed

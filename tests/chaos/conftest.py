@@ -38,8 +38,8 @@ REPORT_PATH = Path(
 OWN_BROKER_PORT = "19092"
 # What a replacement started at once after a SIGKILL may take, on the defaults, to have done
 # what its predecessor left: answer the requests on its partitions, or record them (issue 23).
-# Under exactly-once it first waits for the broker to abort the dead one's open transaction
-# (6.4 s on average, 8 s at most, measured on a lightly loaded machine): twice the bound.
+# Under exactly-once it first fences the dead one's transactional id, whose open transaction
+# the broker aborts: twice the bound.
 CATCH_UP_S = 10.0
 CATCH_UP_EXACTLY_ONCE_S = 2 * CATCH_UP_S
 
