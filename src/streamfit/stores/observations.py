@@ -126,20 +126,10 @@ sa.Index(
     postgresql_where=outbox_table.c.sent_at.is_(None),
 )
 
-# Columns an upsert may fill, each only while it is still NULL.
-_PARTS = (
-    "data",
-    "received_at",
-    "probability",
-    "model_version",
-    "predicted_at",
-    "label",
-    "shadow_version",
-    "shadow_probability",
-)
-_FILLED = (*_PARTS, "labelled_at")
-# A batch's rows in the order they are staged: position, request_id, then _STAGED_PARTS.
-_STAGED_PARTS = (
+# Columns an upsert may fill, each only while it is still NULL, in the order a batch stages them
+# (position, request_id, then these): each part's columns side by side, so _rows fills a part
+# with one slice.
+_FILLED = (
     "data",
     "received_at",
     "probability",
@@ -150,7 +140,9 @@ _STAGED_PARTS = (
     "shadow_version",
     "shadow_probability",
 )
-_POSITION = {name: at for at, name in enumerate(_STAGED_PARTS, start=2)}
+# The columns whose filling changes a row (a labelled_at only ever comes with its label).
+_PARTS = tuple(name for name in _FILLED if name != "labelled_at")
+_POSITION = {name: at for at, name in enumerate(_FILLED, start=2)}
 
 
 def _double(kind: sa.types.TypeEngine) -> sa.types.TypeEngine:
@@ -166,7 +158,7 @@ staged_table = sa.Table(
     sa.Column("position", sa.Integer, nullable=False),
     sa.Column("request_id", sa.Text, nullable=False),
     # Doubles, not Floats: COPY's binary format wants the type's own name (FLOAT is an alias).
-    *(sa.Column(name, _double(observations_table.c[name].type)) for name in _STAGED_PARTS),
+    *(sa.Column(name, _double(observations_table.c[name].type)) for name in _FILLED),
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DELETE ROWS",
 )
@@ -524,7 +516,7 @@ def _rows(batch: ObservationBatch, now: float) -> list[tuple[Any, ...]]:
     """The staged rows: one per request_id (an upsert may touch a row only once), in
     first-arrival order; within the batch too, the first value of a part wins."""
     rows: dict[str, list[Any]] = {}
-    empty = [None] * len(_STAGED_PARTS)
+    empty = [None] * len(_FILLED)
 
     def row(request_id: str) -> list[Any]:
         found = rows.get(request_id)
@@ -599,7 +591,7 @@ _COMPLETED = _completed_statement()
 
 def _merge_statement(insert: Any) -> Any:
     """The staged batch into the observations, in staged order (``seq`` follows arrival)."""
-    names = ["request_id", *_STAGED_PARTS]
+    names = ["request_id", *_FILLED]
     staged = (
         sa.select(*(staged_table.c[name] for name in names))
         .where(sa.true())  # SQLite: an upsert's SELECT needs a WHERE, to parse
