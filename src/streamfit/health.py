@@ -41,6 +41,8 @@ from prometheus_client import (
 )
 from prometheus_client.registry import Collector
 
+from .bus import BusFenced
+from .instance import taken_over
 from .metrics import ServiceMetrics
 
 log = logging.getLogger("streamfit.health")
@@ -137,10 +139,13 @@ class Service(Protocol):
 class ServiceLoop:
     """A long-running service's loop and its probes: :meth:`run` marks it started and finished
     around :meth:`_run`, which loops while ``running``; :meth:`stop` turns ``/readyz`` 503 and
-    asks the loop to finish its work and return (safe from a signal handler)."""
+    asks the loop to finish its work and return (safe from a signal handler). A group member
+    fenced by another under its id stops with the one line of :func:`~.instance.taken_over`."""
 
     health: Health
     running: bool = False
+    service = "service"  # its name, in that line
+    stable_id: str | None = None  # its group member id, once it holds its slot (instance.py)
 
     def stop(self) -> None:
         self.health.stopping()
@@ -151,6 +156,8 @@ class ServiceLoop:
         self.health.starting()
         try:
             self._run()
+        except BusFenced as exc:
+            raise BusFenced(taken_over(self.service, self.stable_id, exc)) from exc
         finally:
             self.health.finished()
 

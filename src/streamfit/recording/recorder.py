@@ -35,10 +35,10 @@ from typing import Any
 
 from .. import messages
 from ..batches import handle_isolating
-from ..bus import Bus, BusFenced, Message, Producer
+from ..bus import Bus, Message, Producer
 from ..config import Settings
 from ..health import Health, ServiceLoop
-from ..instance import InstanceSlot, taken_over
+from ..instance import InstanceSlot
 from ..metrics import RecorderMetrics
 from ..stores import ObservationBatch, ObservationStore, StoreUnavailable
 from ._decode import Refused, decode_batch
@@ -79,6 +79,8 @@ class RecorderStats:
 class Recorder(ServiceLoop):
     """The recorder loop; ``store`` defaults to ``settings.store_url``."""
 
+    service = "recorder"
+
     def __init__(
         self,
         settings: Settings,
@@ -98,19 +100,12 @@ class Recorder(ServiceLoop):
         self.ready = threading.Event()  # set once the loop consumes
         self._wake = threading.Event()  # cuts a backoff short on stop()
         self._queued = False  # the batch being handled queued a retrain command
-        self.stable_id: str | None = None  # its slot's (streamfit/instance.py)
 
     def stop(self) -> None:
         super().stop()
         self._wake.set()  # a backoff in progress ends now
 
     def _run(self) -> None:
-        try:
-            self._consume()
-        except BusFenced as exc:
-            raise BusFenced(taken_over("recorder", self.stable_id, exc)) from exc
-
-    def _consume(self) -> None:
         topics = self.topics
         subscribed = [topics.requests, topics.predictions, topics.labels]
         group = self.settings.recorder_group

@@ -49,11 +49,11 @@ import numpy as np
 from .. import messages
 from ..batches import handle_isolating
 from ..bundle import BundleError, ModelBundle
-from ..bus import Bus, BusFenced, Consumer, Message, Producer, TransactionalProducer
+from ..bus import Bus, Consumer, Message, Producer, TransactionalProducer
 from ..config import Settings
 from ..health import Health, ServiceLoop
 from ..heap import release_freed_memory
-from ..instance import InstanceSlot, taken_over
+from ..instance import InstanceSlot
 from ..metrics import DEAD_LETTER_CLASSES, REFUSAL_REASONS, PredictorMetrics
 from ..registry import ModelRegistry
 from ._slot import ModelSlot
@@ -147,6 +147,8 @@ class Predictor(ServiceLoop):
     """``metrics``: where it counts (its own :class:`PredictorMetrics` by default); ``health``
     tells ``/healthz`` and ``/readyz`` (see :mod:`streamfit.health`)."""
 
+    service = "predictor"
+
     def __init__(
         self,
         settings: Settings,
@@ -193,7 +195,6 @@ class Predictor(ServiceLoop):
         self._wait_for_model_s = wait_for_model_s
         # Canary mode's share of requests the challenger answers (0: shadow or offline mode).
         self._canary_percent = settings.canary_percent if settings.promotion == "canary" else 0
-        self.stable_id: str | None = None  # its slot's (streamfit/instance.py)
 
     # -- model management (the slot: fetch, verify, validate, swap, compile) -------------------
     @property
@@ -336,12 +337,6 @@ class Predictor(ServiceLoop):
 
     # -- the loop -----------------------------------------------------------------------------
     def _run(self) -> None:
-        try:
-            self._serve()
-        except BusFenced as exc:
-            raise BusFenced(taken_over("predictor", self.stable_id, exc)) from exc
-
-    def _serve(self) -> None:
         settings = self.settings
         linger = settings.linger_ms / 1000
         exactly_once = settings.guarantee == "exactly-once"

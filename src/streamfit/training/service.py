@@ -32,11 +32,11 @@ import time
 from typing import Any
 
 from .. import messages
-from ..bus import Bus, BusFenced, Message
+from ..bus import Bus, Message
 from ..config import Settings
 from ..health import Health, ServiceLoop
 from ..heap import release_freed_memory
-from ..instance import InstanceSlot, taken_over
+from ..instance import InstanceSlot
 from ..live import LiveJudge
 from ..metrics import TrainerMetrics
 from ..progress import LineProgress, Progress
@@ -59,6 +59,8 @@ _ROUND_BOUND_S = 6 * 3600.0
 
 
 class TrainerService(ServiceLoop):
+    service = "trainer"
+
     def __init__(
         self,
         settings: Settings,
@@ -89,15 +91,8 @@ class TrainerService(ServiceLoop):
         self.drift_alarms = 0  # drift events with drifted=true
         self._drift_answered: int | None = -1  # champion version a drift round was started for
         self.judge = LiveJudge(settings, self.observations, registry=self.registry)
-        self.stable_id: str | None = None  # its slot's (streamfit/instance.py)
 
     def _run(self) -> None:
-        try:
-            self._serve()
-        except BusFenced as exc:
-            raise BusFenced(taken_over("trainer", self.stable_id, exc)) from exc
-
-    def _serve(self) -> None:
         from .round import run_round  # heavy imports (MLflow, optimisers) only when training
 
         topics = self.settings.topics
