@@ -262,11 +262,7 @@ def test_concurrent_writers_count_every_threshold_exactly_once(store_url: str) -
             with lock:
                 queued.extend(outcome.thresholds)
 
-    threads = [threading.Thread(target=write, args=(n, s)) for n, s in enumerate(stores)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _concurrently(write, stores)
     assert sorted(queued) == list(range(10, 121, 10))
     assert stores[0].count(labelled=True) == 120 and stores[0].retrain_mark() == 12
     for store in stores:
@@ -409,11 +405,7 @@ def test_concurrent_writers_of_large_overlapping_batches_count_exactly(store_url
             with lock:
                 queued.extend(outcome.thresholds)
 
-    threads = [threading.Thread(target=write, args=(n, s)) for n, s in enumerate(stores)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    _concurrently(write, stores)
     assert sorted(queued) == list(range(100, 1201, 100))
     assert (stores[0].count(), stores[0].count(labelled=True)) == (1200, 1200)
     assert all(row[2] == 1 for row in _table(stores[0]).values())  # model_version
@@ -454,3 +446,12 @@ def test_the_module_example_runs() -> None:
 
     result = doctest.testmod(observations)
     assert result.attempted > 0 and result.failed == 0
+
+
+def _concurrently(write, stores: list) -> None:
+    """``write(number, store)`` for every store at once, each in a thread of its own."""
+    threads = [threading.Thread(target=write, args=(n, s)) for n, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
