@@ -1039,7 +1039,7 @@ def challenger(deployment: Deployment) -> Any:
 def promote(deployment: Deployment, bundle: Any) -> int:
     """What the trainer does after a winning round: register the bundle (its files and their
     SHA-256), make it the champion and announce it, through the one promotion path."""
-    from streamfit.data import FEATURE_COLUMNS, load_adult
+    from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
     from streamfit.promotion import promote as promote_version
     from streamfit.training.tracking import get_tracker
 

@@ -153,7 +153,7 @@ class Soak:
         from streamfit import messages
         from streamfit.app import adult_requests
         from streamfit.bus import get_bus
-        from streamfit.data import LABEL_COLUMN, label_to_int
+        from streamfit.datasets.adult import LABEL_COLUMN, label_to_int
 
         args, topics = self.args, self.topics
         bus = get_bus(args.bus)

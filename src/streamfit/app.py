@@ -18,7 +18,7 @@ import numpy as np
 from . import messages
 from .bus import Bus, BusError
 from .config import Settings
-from .data import FEATURE_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS, label_to_int, load_adult
+from .datasets.adult import FEATURE_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS, label_to_int, load_adult
 from .progress import Progress, as_progress
 
 log = logging.getLogger("streamfit.app")

@@ -7,13 +7,14 @@ import pandas as pd
 import pytest
 
 from streamfit.bundle import ModelBundle, ModelStore
-from streamfit.data import load_adult
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.datasets.adult import load_adult
 from streamfit.features import FeaturePipeline
 from streamfit.training.gate import decide, split_fixed_holdout, split_recent
 
 
 def _bundle(train: pd.DataFrame, rounds: int) -> ModelBundle:
-    pipeline = FeaturePipeline().fit(train)
+    pipeline = FeaturePipeline(ADULT).fit(train)
     dataset = lgb.Dataset(
         pipeline.transform(train),
         train["label"].to_numpy(),

@@ -67,9 +67,10 @@ def test_trials_record_rounds_reached_and_refit_uses_the_winners(
 
 
 def test_cv_objective_reports_the_best_iteration_not_the_cap(adult_small: pd.DataFrame) -> None:
+    from streamfit.datasets.adult import CONTRACT as ADULT
     from streamfit.features import FeaturePipeline
 
-    pipeline = FeaturePipeline().fit(adult_small)
+    pipeline = FeaturePipeline(ADULT).fit(adult_small)
     objective = CVObjective(
         pipeline.transform(adult_small),
         adult_small["label"].to_numpy(),

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..data import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, NUMERIC_COLUMNS
+from ..datasets.adult import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, NUMERIC_COLUMNS
 from ._base import DriftTest
 from ._binning import Binning, _as_float, _as_text
 from ._classifier import CLASSIFIERS, DomainClassifier, binned_feature_scores

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pandas as pd
 
-from ..data import FEATURE_COLUMNS
+from ..datasets.adult import FEATURE_COLUMNS
 from ..health import Health
 from ..metrics import MonitorMetrics
 from ..stores import ObservationStore

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..data import ALL_COLUMNS, FEATURE_COLUMNS
+from ..datasets.adult import ALL_COLUMNS, FEATURE_COLUMNS
 from .drift import DriftDetector
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ..bundle import BundleError, ModelBundle
-from ..data import FEATURE_COLUMNS, load_adult
+from ..datasets.adult import FEATURE_COLUMNS, load_adult
 from ..registry import ModelRegistry
 from ..stores import ObservationStore
 from .monitor import Monitor

@@ -1,4 +1,4 @@
-"""The UCI Adult data set, vendored (gzip) inside the package so a fresh clone works offline.
+"""The bundled example: the UCI Adult data set, vendored (gzip) inside the package.
 
 Source: Becker & Kohavi (1996), UCI Machine Learning Repository, CC BY 4.0 (see datasets/README.md).
 """
@@ -7,44 +7,20 @@ from __future__ import annotations
 
 import gzip
 from importlib import resources
+from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 
-NUMERIC_COLUMNS = (
-    "age",
-    "fnlwgt",
-    "education_num",
-    "capital_gain",
-    "capital_loss",
-    "hours_per_week",
-)
-CATEGORICAL_COLUMNS = (
-    "workclass",
-    "education",
-    "marital_status",
-    "occupation",
-    "relationship",
-    "race",
-    "gender",
-    "native_country",
-)
-FEATURE_COLUMNS = (
-    "age",
-    "workclass",
-    "fnlwgt",
-    "education",
-    "education_num",
-    "marital_status",
-    "occupation",
-    "relationship",
-    "race",
-    "gender",
-    "capital_gain",
-    "capital_loss",
-    "hours_per_week",
-    "native_country",
-)
+from ..contract import Contract
+
+# Adult's contract: inferred from adult.data by ``streamfit contract infer``, then edited as a
+# user would: every column optional (the example has always taken partial rows) and the two
+# crosses of the reference design.
+CONTRACT = Contract.load(Path(str(resources.files("streamfit.datasets") / "adult.contract.json")))
+NUMERIC_COLUMNS = CONTRACT.names("numeric")
+CATEGORICAL_COLUMNS = CONTRACT.names("categorical")
+FEATURE_COLUMNS = CONTRACT.features
 LABEL_COLUMN = "income_bracket"
 POSITIVE_LABEL = ">50K"
 ALL_COLUMNS = (*FEATURE_COLUMNS, LABEL_COLUMN)
