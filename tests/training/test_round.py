@@ -149,7 +149,7 @@ def test_every_trial_failing_fails_the_round_and_records_it(
 
     broken = SearchSpace(
         (IntStep("num_leaves", 8, 16, 8), IntStep("num_boost_round", 10, 20, 10)),
-        fixed={**DEFAULT_SPACE.fixed, "objective": "no-such-objective"},
+        fixed={**DEFAULT_SPACE.fixed, "lambda_l1": -1.0},  # LightGBM refuses it
     )
     with pytest.raises(TrainingError, match="none of 2 trials completed"):
         _round(settings, adult_small, evals=2, space=broken)
