@@ -33,12 +33,12 @@ import numpy as np
 import pandas as pd
 
 from streamfit import messages
-from streamfit.app import adult_requests
 from streamfit.bundle import ModelBundle
 from streamfit.bus import MemoryBus
 from streamfit.config import Settings
 from streamfit.datasets.adult import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, load_adult
 from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.datasets.adult import requests as adult_requests
 from streamfit.features import FeaturePipeline
 from streamfit.monitoring import (
     AlarmBudget,

@@ -20,12 +20,12 @@ import orjson
 import pytest
 
 from streamfit import messages
-from streamfit.app import adult_requests
 from streamfit.bundle import ModelBundle
 from streamfit.bus import Bus, MemoryBus, get_bus
 from streamfit.config import Settings, Topics
 from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.datasets.adult import load_adult
+from streamfit.datasets.adult import requests as adult_requests
 from streamfit.demo import _partitions
 from streamfit.features import FeaturePipeline
 from streamfit.live import ComparisonError, start_comparison

@@ -576,5 +576,5 @@ def _truncate(payload: bytes) -> str:
     return text + ("…" if len(payload) > PAYLOAD_LIMIT else "")
 
 
-def label(request_id: str, value: int) -> bytes:
+def label(request_id: str, value: Any) -> bytes:
     return orjson.dumps({"request_id": request_id, "label": value})

@@ -8,12 +8,12 @@ from pathlib import Path
 import lightgbm as lgb
 import pytest
 
-from streamfit.app import adult_requests
 from streamfit.bundle import MODEL_FILE, ModelBundle
 from streamfit.bus import MemoryBus
 from streamfit.config import Settings
 from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
+from streamfit.datasets.adult import requests as adult_requests
 from streamfit.features import FeaturePipeline
 from streamfit.promotion import promote
 from streamfit.registry import ModelRegistry

@@ -8,9 +8,9 @@ import orjson
 import pytest
 
 from streamfit import messages
-from streamfit.app import adult_requests
 from streamfit.bus import Message
 from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.datasets.adult import requests as adult_requests
 from streamfit.features import request_schema
 from streamfit.promotion import end_shadow, promote, start_shadow
 from streamfit.recording._decode import decode_batch

@@ -72,9 +72,7 @@ def load_dataset(settings: Settings) -> Dataset:
     when they cannot be used."""
     source = Source.of(settings)
     if source is None:
-        from .adult import CONTRACT
-
-        return Dataset("adult", CONTRACT, _adult("train"), _adult("test"))
+        return adult_dataset()
     contract = settings_contract(settings)
     return _load(source, contract or _inferred(source, settings))
 
@@ -154,6 +152,28 @@ def split(frame: pd.DataFrame, contract: Contract, name: str = "data") -> Datase
     return Dataset(name, contract, train, rows[test].reset_index(drop=True), int((~labelled).sum()))
 
 
+# Never change: a new seed would move rows that earlier champions trained on into the holdout.
+HOLDOUT_SEED = 20_240_601
+
+
+def split_fixed_holdout(
+    frame: pd.DataFrame, fraction: float, stratified: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, holdout): a ``fraction`` of the rows (``stratified``: of each label's), the same
+    rows every time."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"holdout fraction must be in [0, 1), got {fraction}")
+    rng = np.random.default_rng(HOLDOUT_SEED)
+    held = np.zeros(len(frame), dtype=bool)
+    labels = frame["label"].to_numpy()
+    groups = [labels == value for value in np.unique(labels)] if stratified else [labels == labels]
+    for group in groups:
+        rows = np.flatnonzero(group)
+        take = math.ceil(fraction * len(rows))
+        held[rng.permutation(rows)[:take]] = True
+    return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
+
+
 def _test_rows(labels: np.ndarray, stratified: bool) -> np.ndarray:
     """The same rows every time: ``TEST_FRACTION`` of each class (or of all rows)."""
     rng = np.random.default_rng(SPLIT_SEED)
@@ -169,6 +189,33 @@ def _test_rows(labels: np.ndarray, stratified: bool) -> np.ndarray:
     return held
 
 
+def table_requests(dataset: Dataset, count: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``count`` test rows of ``dataset`` as request data, cycling if needed, each with its
+    true label (as the table has it) under the contract's label column; NaN becomes null and a
+    whole float a JSON integer."""
+    contract, test = dataset.contract, dataset.test
+    rules = task_of(contract)
+    order = np.random.default_rng(seed).permutation(len(test))
+    rows = test.iloc[np.resize(order, count)]
+    records = rows[list(contract.features)].to_dict("records")
+    for record, target in zip(records, rows["label"].tolist(), strict=True):
+        for name, value in record.items():
+            if isinstance(value, float):
+                if math.isnan(value):
+                    record[name] = None
+                elif value.is_integer() and abs(value) < 2**53:
+                    record[name] = int(value)
+        record[contract.label] = rules.label_of(target)
+    return records
+
+
+def adult_dataset() -> Dataset:
+    """The bundled example: adult.data to train on, adult.test to score."""
+    from .adult import CONTRACT
+
+    return Dataset("adult", CONTRACT, _adult("train"), _adult("test"))
+
+
 @functools.cache
 def _adult_cached(split_name: str) -> pd.DataFrame:
     from .adult import load_adult
@@ -181,11 +228,15 @@ def _adult(split_name: str) -> pd.DataFrame:
 
 
 __all__ = [
+    "HOLDOUT_SEED",
     "Dataset",
     "Source",
+    "adult_dataset",
     "infer_from_settings",
     "load_dataset",
     "serving_contract",
     "settings_contract",
     "split",
+    "split_fixed_holdout",
+    "table_requests",
 ]

@@ -8,11 +8,12 @@ from __future__ import annotations
 import gzip
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pandas as pd
 
 from ..contract import Contract
+from . import adult_dataset, table_requests
 
 # Adult's contract: inferred from adult.data by ``streamfit contract infer``, then edited as a
 # user would: every column optional (the example has always taken partial rows) and the two
@@ -65,3 +66,8 @@ def load_adult(split: Literal["train", "test"] = "train") -> pd.DataFrame:
     for column in NUMERIC_COLUMNS:
         frame[column] = frame[column].astype("float64")
     return frame
+
+
+def requests(count: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``count`` rows of adult.test as request data (the label riding along), cycling."""
+    return table_requests(adult_dataset(), count, seed)

@@ -23,32 +23,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from ..bundle import BundleError, ModelBundle, ModelStore
 from ..contract import check_backward
-
-# Never change: a new seed would move rows that earlier champions trained on into the holdout.
-HOLDOUT_SEED = 20_240_601
-
-
-def split_fixed_holdout(
-    frame: pd.DataFrame, fraction: float, stratified: bool = True
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, holdout): a ``fraction`` of the rows (``stratified``: of each label's), the same
-    rows every time."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"holdout fraction must be in [0, 1), got {fraction}")
-    rng = np.random.default_rng(HOLDOUT_SEED)
-    held = np.zeros(len(frame), dtype=bool)
-    labels = frame["label"].to_numpy()
-    groups = [labels == value for value in np.unique(labels)] if stratified else [labels == labels]
-    for group in groups:
-        rows = np.flatnonzero(group)
-        take = math.ceil(fraction * len(rows))
-        held[rng.permutation(rows)[:take]] = True
-    return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
+from ..datasets import HOLDOUT_SEED, split_fixed_holdout
 
 
 def split_recent(
