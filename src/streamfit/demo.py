@@ -45,11 +45,12 @@ def ensure_initial_model(
     outcome = run_round(
         settings, trigger="initial", max_evals=settings.init_max_evals, progress=report
     )
-    metrics = outcome.metrics
-    report.note(
-        f"initial model v{outcome.version}: adult.test AUC {metrics['auc']:.4f}, "
-        f"accuracy {metrics['accuracy']:.4f}, log loss {metrics['log_loss']:.4f}"
+    shown = ", ".join(
+        f"{name.replace('_', ' ')} {value:.4f}"
+        for name, value in outcome.metrics.items()
+        if name in ("auc", "accuracy", "log_loss", "macro_f1", "rmse", "mae", "r2")
     )
+    report.note(f"initial model v{outcome.version}, on the test rows: {shown}")
     return outcome.version
 
 

@@ -116,6 +116,25 @@ def infer_from_settings(source: Source, settings: Settings) -> Any:
     )
 
 
+def remember_source(settings: Settings) -> Any:
+    """``streamfit init --data``: the contract (the settings' file, else inferred) checked
+    against the table and written to ``<data_dir>/contract.json``, the source to
+    ``<data_dir>/dataset.json``; returns the inference (None for a given contract).
+    ContractError, one line, for a table or contract that cannot be used; nothing is written
+    then."""
+    source = Source(settings.data, settings.data_table, settings.data_query)
+    inference = None
+    if settings.contract:
+        contract = Contract.load(settings.contract_file)
+    else:
+        inference = infer_from_settings(source, settings)
+        contract = inference.contract
+    _load(source, contract)  # every feature and the label readable as the contract says
+    contract.save(settings.data_dir / "contract.json")
+    source.save(settings.data_dir)
+    return inference
+
+
 def _inferred(source: Source, settings: Settings) -> Contract:
     return infer_from_settings(source, settings).contract
 
@@ -234,6 +253,7 @@ __all__ = [
     "adult_dataset",
     "infer_from_settings",
     "load_dataset",
+    "remember_source",
     "serving_contract",
     "settings_contract",
     "split",
