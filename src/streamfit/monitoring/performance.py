@@ -128,7 +128,7 @@ def regression_metrics(
     }
 
 
-def performance(
+def realised_performance(
     task: str, y_true: Sequence[Any] | np.ndarray, predictions: Sequence[Any] | np.ndarray
 ) -> dict[str, float]:
     """Realised metrics of one task (:data:`TASK_METRICS`), with ``n``. Labels: class index
@@ -247,7 +247,7 @@ __all__ = [
     "METRICS",
     "TASK_METRICS",
     "multiclass_metrics",
-    "performance",
+    "realised_performance",
     "regression_metrics",
     "ProbabilityCalibrator",
     "estimate_performance",

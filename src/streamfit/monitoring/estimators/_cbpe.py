@@ -97,7 +97,8 @@ class MulticlassCBPE(PerformanceEstimator):
         return self
 
     def _calibration_helps(self, p: np.ndarray, y: np.ndarray) -> bool:
-        """True when isotonic calibration lowers the mean out-of-fold ECE of this class."""
+        """True when an isotonic map fitted on the other folds lowers this class's expected
+        calibration error, averaged over the held-out folds (NannyML's rule)."""
         if y.size < 10 * self.n_folds or y.min() == y.max():
             return False
         folds = KFold(self.n_folds, shuffle=True, random_state=self.seed)

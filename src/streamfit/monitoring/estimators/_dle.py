@@ -38,7 +38,7 @@ class RegressionDLE(PerformanceEstimator):
         *,
         n_estimators: int = 100,
         learning_rate: float = 0.05,
-        num_leaves: int = 15,
+        num_leaves: int = 31,
         min_child_samples: int = 20,
         seed: int = 0,
     ) -> None:
