@@ -95,13 +95,12 @@ class RegressionDLE(PerformanceEstimator):
         for name in self.columns:
             column = frame[name] if name in frame.columns else pd.Series([np.nan] * len(frame))
             if name in self.levels:
-                text = (
-                    column.astype(object)
-                    .where(column.notna(), None)
-                    .map(lambda value: None if value is None else str(value))
-                )
-                codes = pd.Categorical(text, categories=self.levels[name]).codes.astype(float)
-                columns.append(np.where(codes < 0, np.nan, codes))
+                index = {level: i for i, level in enumerate(self.levels[name])}
+                codes = [
+                    np.nan if pd.isna(value) else index.get(str(value), np.nan)
+                    for value in column.tolist()
+                ]
+                columns.append(np.asarray(codes, dtype=float))
             else:
                 columns.append(pd.to_numeric(column, errors="coerce").to_numpy(dtype=float))
         return np.column_stack([*columns, predictions]) if columns else predictions[:, None]
