@@ -474,6 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
         "promote", help="make a model version the champion; predictors follow"
     )
     promote.add_argument("version", type=int, help="registry version, as in `now serving model vN`")
+    promote.add_argument(
+        "--allow-breaking",
+        action="store_true",
+        help="promote even if its contract breaks today's producers (a new required column, a "
+        "type change, another task, label or classes)",
+    )
     rollback = commands.add_parser(
         "rollback", help="go back to the previous champion; predictors follow"
     )
@@ -756,9 +762,16 @@ def cmd_leaderboard(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_promote(settings: Settings, args: argparse.Namespace) -> int:
-    from .promotion import promote
+    from .promotion import breaking_changes, promote
 
-    entry = promote(settings, args.version, event="promoted", reason="manual", by="cli")
+    breaking = breaking_changes(settings, args.version)
+    if breaking and not args.allow_breaking:
+        raise ConfigError(
+            f"v{args.version}'s contract breaks the producers of today's champion: "
+            f"{'; '.join(breaking)} (--allow-breaking promotes it anyway)"
+        )
+    reason = "manual, breaking: " + "; ".join(breaking) if breaking else "manual"
+    entry = promote(settings, args.version, event="promoted", reason=reason, by="cli")
     args.terminal.say(f"champion is now v{entry.version} (promoted)")
     return 0
 

@@ -1,9 +1,12 @@
 """The JSON messages on streamfit's topics. Plain JSON, so any Kafka client can take part.
 
 requests      {"request_id": str, "data": {column: value}}
-predictions   {"request_id": str, "probability": float, "label": 0|1, "model_version": int,
+predictions   binary {"request_id": str, "probability": float, "label": 0|1, "model_version": int,
                and while a challenger is shadowed "shadow": {"version": int, "probability": float}
-               (its answer, recorded beside the champion's, never the one the app acts on)}
+               (its answer, recorded beside the champion's, never the one the app acts on)};
+              multiclass {"request_id", "label": class, "probabilities": {class: p},
+               "model_version"}; regression {"request_id", "value": float, "model_version"}
+               (with "shadow" alike)
 dead_letter   {"request_id": str (when known), "error": reason, "payload": raw message, truncated,
                "service": "recorder" (absent: the predictor)}
 retrain       {"reason": str, "labelled": int, "threshold": int (recorder), "requested_at": float}
@@ -13,7 +16,8 @@ models        {"version": int (registry version), "event": "initial"|"promoted"|
                "model_uri": "models:/<registered model>/<version>", "sha256": hex digest of the
                bundle (bundle.bundle_sha256), "reason": str, and optional "metrics", "trigger",
                "by"}
-labels        {"request_id": str, "label": 0|1 or an income_bracket string}
+labels        {"request_id": str, "label": a class (binary: or 1/0) or a number; the contract's
+               label column's name may stand for "label"}
 drift         {"window_end": int|str, "drift": float (domain classifier), "drifted": bool,
                "features": {name: {"score", "p_value" (corrected), "psi", "drifted"}},
                "sequential": {"drifted", "features": [names], "threshold", "evidence": {name: z}},
@@ -30,7 +34,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
@@ -181,7 +184,7 @@ def parse_requests(
     except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError included
         return _parse_one_by_one(values, columns, schema)
     batch = RequestBatch(list(range(len(requests))), [r.request_id for r in requests])
-    batch.columns = _as_columns([r.data for r in requests], columns)
+    batch.columns = schema.as_columns([r.data for r in requests], columns)
     return batch
 
 
@@ -199,7 +202,7 @@ def _parse_one_by_one(
         batch.positions.append(position)
         batch.ids.append(request.request_id)
         records.append(request.data)
-    batch.columns = _as_columns(records, columns)
+    batch.columns = schema.as_columns(records, columns)
     return batch
 
 
@@ -222,10 +225,6 @@ def _row_decoder(pipeline: FeaturePipeline) -> RowDecoder | None:
 
 def _schema(pipeline: FeaturePipeline) -> RequestSchema:
     return request_schema(pipeline.contract)
-
-
-def _as_columns(records: list[Any], columns: Sequence[str]) -> dict[str, tuple[Any, ...]]:
-    return {name: tuple(map(attrgetter(name), records)) for name in columns}
 
 
 def _explain(value: bytes, schema: RequestSchema) -> InvalidMessage:

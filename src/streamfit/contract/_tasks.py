@@ -79,7 +79,9 @@ class _Classes(TaskRules):
         self._index = {_key(c): i for i, c in enumerate(contract.classes)}
 
     def _class_index(self, value: Any) -> int | None:
-        if value is None or isinstance(value, float) and math.isnan(value):
+        if not isinstance(value, str | int | float | np.generic):  # None, lists, objects...
+            return None
+        if isinstance(value, float) and math.isnan(value):
             return None
         return self._index.get(_key(value))
 
@@ -233,7 +235,7 @@ def task_of(contract: Contract) -> TaskRules:
 
 
 def _key(value: Any) -> Any:
-    """Labels compare as text with surrounding spaces removed (a CSV's ``" >50K"``), and
+    """Labels compare as text with surrounding spaces removed (a CSV's ``" yes"``), and
     numbers by value: ``1`` and ``1.0`` are one class."""
     if isinstance(value, str):
         return value.strip()

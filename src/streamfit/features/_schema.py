@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
+from operator import attrgetter
 from typing import Annotated, Any
 
 import msgspec
@@ -43,13 +45,18 @@ class RequestSchema:
         self._specs = {spec.name: spec for spec in contract.columns}
         self._riders = frozenset((contract.label, *contract.unused_columns))
         self.columns: tuple[str, ...] = (*contract.features, *sorted(self._riders))
-        fields = [_field(spec) for spec in contract.columns]
-        fields += [(name, Any, None) for name in sorted(self._riders)]
-        # msgspec wants the fields with a default after those without one.
-        fields.sort(key=lambda entry: len(entry) == 3)
+        # Attributes are f0, f1...: a column's name need not be an identifier ("mean radius");
+        # msgspec reads each from its JSON key.
+        self.attributes = {name: f"f{i}" for i, name in enumerate(self.columns)}
+        fields = [_field(spec, self.attributes[spec.name]) for spec in contract.columns]
+        fields += [
+            (self.attributes[name], Any, msgspec.field(default=None, name=name))
+            for name in sorted(self._riders)
+        ]
         self.record = msgspec.defstruct(
             "Record",
             fields,
+            kw_only=True,
             forbid_unknown_fields=not self.ignore_extra,
             gc=False,  # scalars only: no reference cycles to collect
         )
@@ -59,6 +66,10 @@ class RequestSchema:
             gc=False,
         )
         self.decode = msgspec.json.Decoder(request).decode
+
+    def as_columns(self, records: list[Any], columns: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        """Decoded records as columns: name -> the records' values."""
+        return {name: tuple(map(attrgetter(self.attributes[name]), records)) for name in columns}
 
     def problem(self, data: Any) -> str | None:
         """Why ``data`` cannot be predicted, or None when it can; never raises."""
@@ -84,10 +95,12 @@ def request_schema(contract: Contract, extra_columns: str = "refuse") -> Request
     return RequestSchema(contract, extra_columns)
 
 
-def _field(spec: ColumnSpec) -> tuple[Any, ...]:
+def _field(spec: ColumnSpec, attribute: str) -> tuple[Any, ...]:
     # A numeric column takes any JSON number, whatever the type of its training values.
     value_type = int | float if spec.kind == "numeric" else _VALUE_TYPES[spec.type]
-    return (spec.name, value_type) if spec.required else (spec.name, value_type | None, None)
+    if spec.required:
+        return (attribute, value_type, msgspec.field(name=spec.name))
+    return (attribute, value_type | None, msgspec.field(default=None, name=spec.name))
 
 
 def _value_problem(spec: ColumnSpec, value: Any) -> str | None:

@@ -396,7 +396,9 @@ class _Round:
             )
             if result.status == "ok" and (best is None or result.loss < best[1].loss):
                 best = (suggestion.params, result)
-            line = _trial_line(suggestion.number, self.max_evals, suggestion.warm, result, best)
+            line = _trial_line(
+                suggestion.number, self.max_evals, suggestion.warm, result, best, self.rules.loss
+            )
             self.progress.update("trials", done, self.max_evals, line)
         if best is None:
             raise TrainingError(f"round {self.round_id}: none of {self.max_evals} trials completed")
@@ -627,12 +629,14 @@ def _trial_line(
     warm: bool,
     result: CVResult,
     best: tuple[dict[str, Any], CVResult] | None,
+    loss: str = "log_loss",
 ) -> str:
     origin = " [warm start]" if warm else ""
+    loss = "logloss" if loss == "log_loss" else loss
     best_text = f"{best[1].loss:.4f}" if best else "-"
     if result.status == "ok":
         return (
-            f"trial {number + 1}/{total}{origin}: cv logloss {result.loss:.4f} "
+            f"trial {number + 1}/{total}{origin}: cv {loss} {result.loss:.4f} "
             f"at {result.rounds} rounds (best {best_text})"
         )
     if result.status == "pruned":
