@@ -126,18 +126,25 @@ def _field_comments() -> dict[str, str]:
     return notes
 
 
-def _flags(parser: argparse.ArgumentParser) -> dict[str, list[str]]:
-    """Setting name -> ``--flag (command, ...)`` for each flag that sets it."""
+def _flags(parser: argparse.ArgumentParser) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Setting name -> ``--flag (command, ...)`` for each flag that sets it; and -> its help."""
     found: dict[str, dict[str, set[str]]] = {}
+    helps: dict[str, str] = {}
     for name, _, sub in _subcommands(parser):
         for action in sub._actions:
             if action.option_strings and action.help != argparse.SUPPRESS:
                 flag = action.option_strings[-1]
                 found.setdefault(action.dest, {}).setdefault(flag, set()).add(name)
-    return {
-        dest: [f"`{flag}` ({', '.join(sorted(commands))})" for flag, commands in flags.items()]
+                if action.help:
+                    helps.setdefault(action.dest, sub._get_formatter()._expand_help(action))
+    shown = {
+        dest: [
+            f"`{flag}` ({'most commands' if len(commands) > 6 else ', '.join(sorted(commands))})"
+            for flag, commands in flags.items()
+        ]
         for dest, flags in found.items()
     }
+    return shown, helps
 
 
 def _default(item: dataclasses.Field[Any]) -> Any:
@@ -148,7 +155,7 @@ def _default(item: dataclasses.Field[Any]) -> Any:
 
 def settings_page() -> str:
     notes = _field_comments()
-    flags = _flags(cli.build_parser())
+    flags, helps = _flags(cli.build_parser())
     lines = [
         "# Settings",
         "",
@@ -181,7 +188,8 @@ def settings_page() -> str:
         env = code(config.ENV_PREFIX + item.name.upper())
         flag = "<br>".join(flags.get(item.name, ()))
         lines.append(
-            f"| `{item.name}` | {env} | {shown} | {flag} | {cell(notes.get(item.name, ''))} |"
+            f"| `{item.name}` | {env} | {shown} | {flag} | "
+            f"{cell(notes.get(item.name) or helps.get(item.name, ''))} |"
         )
     lines += [
         "",
