@@ -23,6 +23,10 @@ README = (ROOT / "README.md").read_text()
 PENDING = {"init --data data.csv --label y"}
 
 
+def _substitute(word: str, variables: dict[str, str]) -> str:
+    return re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], word)
+
+
 def _bash_lines() -> list[list[str]]:
     """Every command of the README's bash blocks, variables substituted, comments dropped."""
     commands = []
@@ -33,7 +37,7 @@ def _bash_lines() -> list[list[str]]:
             while words and re.fullmatch(r"[A-Z]+=.*", words[0]):
                 name, value = words.pop(0).split("=", 1)
                 variables[name] = value
-            words = [re.sub(r"\$(\w+)", lambda m: variables[m.group(1)], w) for w in words]
+            words = [_substitute(w, variables) for w in words]
             if words:
                 commands.append(words)
     return commands

@@ -30,7 +30,7 @@ RUN_NOTES = {
     "runtimes.json": "shared with other engineers' builds and tests: read the ratios",
     "challenger.json": "shared by four engineers (the simulation); see shadow_machine_load",
     "challenger-quick.json": "shared, loaded (a quick run)",
-    "training.json": "one LightGBM thread, two cores shared with other work: wall times are upper bounds",
+    "training.json": "one LightGBM thread, 2 cores shared with other work: wall times are bounds",
     "training-quick.json": "shared (a quick run)",
     "chaos.json": "a fresh-clone CI run with nothing else running",
     "soak.json": "load average 10-28",
@@ -93,7 +93,11 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
 def scalars(name: str) -> str:
     """Every top-level figure of a results file, in a collapsed block."""
     data = load(name)
-    rows = [[f"`{k}`", v] for k, v in data.items() if isinstance(v, int | float | str) and k != "machine"]
+    rows = [
+        [f"`{k}`", v]
+        for k, v in data.items()
+        if isinstance(v, int | float | str) and k != "machine"
+    ]
     body = table(["key", "value"], rows).replace("\n", "\n    ")
     return f'??? info "Every top-level figure in `{name}`"\n\n    {body}\n'
 
@@ -104,7 +108,9 @@ class Figures:
     def __init__(self) -> None:
         self.images: dict[str, bytes] = {}
 
-    def plot(self, path: str, draw: Callable[[Any], None], alt: str, size: tuple[float, float] = (7, 3.6)) -> str:
+    def plot(
+        self, path: str, draw: Callable[[Any], None], alt: str, size: tuple[float, float] = (7, 3.6)
+    ) -> str:
         figure, axes = plt.subplots(figsize=size, dpi=110)
         draw(axes)
         axes.grid(alpha=0.3)
@@ -121,7 +127,6 @@ class Figures:
 
 def predictor(figures: Figures) -> str:
     data = load("predictor.json")
-    e2e = data["e2e"]["per_s_median"] if "per_s_median" in data["e2e"] else {}
     ratios = [
         ("e2e_vs_noop", "at-least-once / no-op loop", 0.8),
         ("e2e_exactly_once_vs_noop", "exactly-once / no-op loop", 0.7),
@@ -133,7 +138,9 @@ def predictor(figures: Figures) -> str:
     present = [(k, label, t) for k, label, t in ratios if k in data]
 
     def bars(axes: Any) -> None:
-        axes.barh([label for _, label, _ in present], [data[k] for k, _, _ in present], color="#3f6ea6")
+        axes.barh(
+            [label for _, label, _ in present], [data[k] for k, _, _ in present], color="#3f6ea6"
+        )
         for i, (_, _, target) in enumerate(present):
             if target is not None:
                 axes.plot([target, target], [i - 0.4, i + 0.4], color="#c0392b", lw=2)
@@ -158,7 +165,12 @@ def predictor(figures: Figures) -> str:
     def runtime_plot(axes: Any) -> None:
         for name in names:
             batches = sorted(runtimes[name], key=int)
-            axes.plot([int(b) for b in batches], [runtimes[name][b] for b in batches], marker="o", label=name)
+            axes.plot(
+                [int(b) for b in batches],
+                [runtimes[name][b] for b in batches],
+                marker="o",
+                label=name,
+            )
         axes.set_xscale("log")
         axes.set_yscale("log")
         axes.set_xlabel("batch size")
@@ -168,23 +180,41 @@ def predictor(figures: Figures) -> str:
     throughput = [
         ["no-op loop (plain confluent-kafka)", data.get("noop_per_s"), 1.0],
         ["predictor, at-least-once", data.get("e2e_kafka_per_s"), data.get("e2e_vs_noop")],
-        ["predictor, exactly-once", data.get("e2e_exactly_once_per_s"), data.get("e2e_exactly_once_vs_noop")],
-        ["recorder (observations/s)", data.get("recorder_per_s"), data.get("recorder_vs_predictor")],
+        [
+            "predictor, exactly-once",
+            data.get("e2e_exactly_once_per_s"),
+            data.get("e2e_exactly_once_vs_noop"),
+        ],
+        [
+            "recorder (observations/s)",
+            data.get("recorder_per_s"),
+            data.get("recorder_vs_predictor"),
+        ],
     ]
-    del e2e
     parts = [
         machine("predictor.json"),
         "",
-        figures.plot("benchmarks/predictor-ratios.png", bars, "Throughput and latency ratios against the no-op loop"),
+        figures.plot(
+            "benchmarks/predictor-ratios.png",
+            bars,
+            "Throughput and latency ratios against the no-op loop",
+        ),
         "",
         table(["what answers 200,000 waiting requests", "per second", "ratio"], throughput),
         "",
-        figures.plot("benchmarks/predictor-latency.png", latency, "Latency percentiles at 1,000 and 10,000 requests/s"),
+        figures.plot(
+            "benchmarks/predictor-latency.png",
+            latency,
+            "Latency percentiles at 1,000 and 10,000 requests/s",
+        ),
         "",
         table(
             ["in process", "rows/s"],
             [
-                ["served model (compiled), decode → predict → encode", data.get("inprocess_rows_per_s")],
+                [
+                    "served model (compiled), decode → predict → encode",
+                    data.get("inprocess_rows_per_s"),
+                ],
                 ["the same on LightGBM's own predict", data.get("inprocess_lightgbm_rows_per_s")],
                 ["per-message DataFrame baseline", data.get("baseline_rows_per_s")],
                 ["speed-up against the baseline (x)", data.get("speedup_vs_baseline")],
@@ -193,7 +223,14 @@ def predictor(figures: Figures) -> str:
         "",
     ]
     if names:
-        parts += [figures.plot("benchmarks/predictor-runtimes.png", runtime_plot, "Model runtimes: µs per row by batch size"), ""]
+        parts += [
+            figures.plot(
+                "benchmarks/predictor-runtimes.png",
+                runtime_plot,
+                "Model runtimes: µs per row by batch size",
+            ),
+            "",
+        ]
     parts.append(scalars("predictor.json"))
     for other in sorted(RESULTS.glob("predictor-*.json")):
         parts += ["", f"### `{other.name}`", "", machine(other.name), "", scalars(other.name)]
@@ -214,11 +251,17 @@ def soak(figures: Figures) -> str:
             ["requests sent / answered", f"{data.get('sent', 0):,} / {data.get('answered', 0):,}"],
             ["lost / duplicates", f"{data.get('lost')} / {data.get('duplicates')}"],
             ["rate (target, per s)", data.get("rate_target_per_s")],
-            ["retrains requested / rounds completed", f"{data.get('retrains_requested')} / {data.get('rounds_completed')}"],
+            [
+                "retrains requested / rounds completed",
+                f"{data.get('retrains_requested')} / {data.get('rounds_completed')}",
+            ],
         ]
         parts += [table(["", "figure"], summary), ""]
         if tenths:
-            def draw(axes: Any, tenths: list[dict[str, float]] = tenths, services: list[str] = services) -> None:
+
+            def draw(
+                axes: Any, tenths: list[dict[str, float]] = tenths, services: list[str] = services
+            ) -> None:
                 x = [10 * (i + 1) for i in range(len(tenths))]
                 for service in services:
                     axes.plot(x, [t[service] for t in tenths], marker="o", label=service)
@@ -228,7 +271,10 @@ def soak(figures: Figures) -> str:
                 axes.legend()
 
             image = f"benchmarks/{path.stem}-rss.png"
-            parts += [figures.plot(image, draw, f"RSS per service over the stream ({path.name})"), ""]
+            parts += [
+                figures.plot(image, draw, f"RSS per service over the stream ({path.name})"),
+                "",
+            ]
             growth = data.get("rss_growth_pct_warm_to_end", {})
             parts += [
                 table(
@@ -253,13 +299,26 @@ def drift(figures: Figures) -> str:
     data = load("drift.json")
     windows = data["windows"]
     scenarios = list(windows)
-    detectors = [("streamfit", "streamfit"), ("nannyml_univariate", "NannyML univariate"), ("nannyml_domain_classifier", "NannyML domain classifier")]
+    detectors = [
+        ("streamfit", "streamfit"),
+        ("nannyml_univariate", "NannyML univariate"),
+        ("nannyml_domain_classifier", "NannyML domain classifier"),
+    ]
 
     def draw(axes: Any) -> None:
         width = 0.27
         for i, (key, label) in enumerate(detectors):
-            axes.bar([x + i * width for x in range(len(scenarios))], [100 * windows[s][key]["alarm_rate"] for s in scenarios], width, label=label)
-        axes.set_xticks([x + width for x in range(len(scenarios))], [s.replace("_", " ") for s in scenarios], fontsize=8)
+            axes.bar(
+                [x + i * width for x in range(len(scenarios))],
+                [100 * windows[s][key]["alarm_rate"] for s in scenarios],
+                width,
+                label=label,
+            )
+        axes.set_xticks(
+            [x + width for x in range(len(scenarios))],
+            [s.replace("_", " ") for s in scenarios],
+            fontsize=8,
+        )
         axes.axhline(95, color="#c0392b", lw=1, ls="--")
         axes.axhline(1, color="#c0392b", lw=1, ls=":")
         axes.set_ylabel("% of 1,000-row windows alarmed")
@@ -270,7 +329,9 @@ def drift(figures: Figures) -> str:
             s.replace("_", " "),
             windows[s].get("shifted_feature") or "—",
             f"{100 * windows[s]['streamfit']['alarm_rate']:.0f} %",
-            "—" if windows[s]["streamfit"].get("ranked_first") is None else f"{100 * windows[s]['streamfit']['ranked_first']:.0f} %",
+            "—"
+            if windows[s]["streamfit"].get("ranked_first") is None
+            else f"{100 * windows[s]['streamfit']['ranked_first']:.0f} %",
             f"{100 * windows[s]['nannyml_univariate']['alarm_rate']:.0f} %",
             f"{100 * windows[s]['nannyml_domain_classifier']['alarm_rate']:.0f} %",
         ]
@@ -278,25 +339,56 @@ def drift(figures: Figures) -> str:
     ]
     sequential = data.get("sequential", {})
     seq_rows = [
-        ["undrifted checks / checks that alarmed", f"{sequential.get('undrifted_checks')} / {sequential.get('false_alarm_checks')}"],
+        [
+            "undrifted checks / checks that alarmed",
+            f"{sequential.get('undrifted_checks')} / {sequential.get('false_alarm_checks')}",
+        ],
         ["measured ERT (checks per false alarm; target ≥ 100)", sequential.get("measured_ert")],
-        ["5-point fall of a share: median / p95 delay (messages)", f"{sequential.get('median_delay')} / {sequential.get('p95_delay')}"],
+        [
+            "5-point fall of a share: median / p95 delay (messages)",
+            f"{sequential.get('median_delay')} / {sequential.get('p95_delay')}",
+        ],
         ["caught within 5,000 messages", f"{100 * sequential.get('within_5000', 0):.0f} %"],
     ]
     estimation = data.get("estimation", {})
+    overhead = data.get("monitor_overhead", {})
     timing = data.get("timing", {})
     other_rows = [
-        ["CPU per check of a 1,000-row window, median / max (s)", f"{timing.get('cpu_seconds_1000_median', 0):.2f} / {timing.get('cpu_seconds_1000_max', 0):.2f}"],
-        ["estimated vs realised accuracy, MAE / p95 (pp)", f"{100 * estimation.get('accuracy_mae', 0):.2f} / {100 * estimation.get('accuracy_p95_error', 0):.2f}"],
-        ["predictor throughput with the monitor as a process / thread", f"{100 * data.get('monitor_overhead', {}).get('ratio_process', 0):.0f} % / {100 * data.get('monitor_overhead', {}).get('ratio_thread', 0):.0f} %"],
+        [
+            "CPU per check of a 1,000-row window, median / max (s)",
+            f"{timing.get('cpu_seconds_1000_median', 0):.2f} / "
+            f"{timing.get('cpu_seconds_1000_max', 0):.2f}",
+        ],
+        [
+            "estimated vs realised accuracy, MAE / p95 (pp)",
+            f"{100 * estimation.get('accuracy_mae', 0):.2f} / "
+            f"{100 * estimation.get('accuracy_p95_error', 0):.2f}",
+        ],
+        [
+            "predictor throughput with the monitor as a process / thread",
+            f"{100 * overhead.get('ratio_process', 0):.0f} % / "
+            f"{100 * overhead.get('ratio_thread', 0):.0f} %",
+        ],
     ]
     return "\n".join(
         [
             machine("drift.json"),
             "",
-            figures.plot("benchmarks/drift-detection.png", draw, "Drift alarm rates per scenario", (7.5, 3.8)),
+            figures.plot(
+                "benchmarks/drift-detection.png", draw, "Drift alarm rates per scenario", (7.5, 3.8)
+            ),
             "",
-            table(["1,000-row windows", "shifted feature", "streamfit alarms", "shifted feature ranked first", "NannyML univariate", "NannyML domain classifier"], rows),
+            table(
+                [
+                    "1,000-row windows",
+                    "shifted feature",
+                    "streamfit alarms",
+                    "shifted feature ranked first",
+                    "NannyML univariate",
+                    "NannyML domain classifier",
+                ],
+                rows,
+            ),
             "",
             table(["sequential monitor", "figure"], seq_rows),
             "",
@@ -313,23 +405,60 @@ def challenger(figures: Figures) -> str:
     data = load("challenger.json")
     sim = data.get("simulation", {})
     rows = [
-        ["equal models: false promotions (nominal ≤ 5 %)", f"{100 * sim.get('equal_false_promotion_rate', 0):.1f} %"],
-        ["the same, a naive z-test looked at every 50 pairs", f"{100 * sim.get('equal_naive_peeking_promotion_rate', 0):.1f} %"],
-        ["clearly worse: rejected / median pairs", f"{100 * sim.get('worse_rejection_rate', 0):.0f} % / {sim.get('worse_median_pairs_to_reject')}"],
-        ["slightly worse: rejected / median pairs", f"{100 * sim.get('slightly_worse_rejection_rate', 0):.1f} % / {sim.get('slightly_worse_median_pairs_to_reject')}"],
-        ["clearly better: promoted / median pairs", f"{100 * sim.get('better_promotion_rate', 0):.0f} % / {sim.get('better_median_pairs_to_promote')}"],
+        [
+            "equal models: false promotions (nominal ≤ 5 %)",
+            f"{100 * sim.get('equal_false_promotion_rate', 0):.1f} %",
+        ],
+        [
+            "the same, a naive z-test looked at every 50 pairs",
+            f"{100 * sim.get('equal_naive_peeking_promotion_rate', 0):.1f} %",
+        ],
+        [
+            "clearly worse: rejected / median pairs",
+            f"{100 * sim.get('worse_rejection_rate', 0):.0f} % / "
+            f"{sim.get('worse_median_pairs_to_reject')}",
+        ],
+        [
+            "slightly worse: rejected / median pairs",
+            f"{100 * sim.get('slightly_worse_rejection_rate', 0):.1f} % / "
+            f"{sim.get('slightly_worse_median_pairs_to_reject')}",
+        ],
+        [
+            "clearly better: promoted / median pairs",
+            f"{100 * sim.get('better_promotion_rate', 0):.0f} % / "
+            f"{sim.get('better_median_pairs_to_promote')}",
+        ],
     ]
     shadow = data.get("shadow", {})
     shadow_rows = [
-        ["µs per row, champion alone / with a shadowed challenger", f"{shadow.get('us_per_row_champion_only')} / {shadow.get('us_per_row_with_shadow')}"],
+        [
+            "µs per row, champion alone / with a shadowed challenger",
+            f"{shadow.get('us_per_row_champion_only')} / {shadow.get('us_per_row_with_shadow')}",
+        ],
         ["`shadow_cost_ratio` (wall clock; goal ≤ 1.3)", shadow.get("shadow_cost_ratio")],
         ["`shadow_cpu_ratio`", shadow.get("shadow_cpu_ratio")],
     ]
 
     def draw(axes: Any) -> None:
-        labels = ["false promotion,\nsequential", "false promotion,\nnaive peeking", "clearly worse\nrejected", "slightly worse\nrejected", "clearly better\npromoted"]
-        keys = ["equal_false_promotion_rate", "equal_naive_peeking_promotion_rate", "worse_rejection_rate", "slightly_worse_rejection_rate", "better_promotion_rate"]
-        axes.bar(labels, [100 * sim.get(k, 0) for k in keys], color=["#3f6ea6", "#c0392b", "#3f6ea6", "#3f6ea6", "#3f6ea6"])
+        labels = [
+            "false promotion,\nsequential",
+            "false promotion,\nnaive peeking",
+            "clearly worse\nrejected",
+            "slightly worse\nrejected",
+            "clearly better\npromoted",
+        ]
+        keys = [
+            "equal_false_promotion_rate",
+            "equal_naive_peeking_promotion_rate",
+            "worse_rejection_rate",
+            "slightly_worse_rejection_rate",
+            "better_promotion_rate",
+        ]
+        axes.bar(
+            labels,
+            [100 * sim.get(k, 0) for k in keys],
+            color=["#3f6ea6", "#c0392b", "#3f6ea6", "#3f6ea6", "#3f6ea6"],
+        )
         axes.axhline(5, color="grey", ls="--", lw=1)
         axes.set_ylabel(f"% of {sim.get('runs')} runs")
         axes.tick_params(axis="x", labelsize=8)
@@ -338,9 +467,20 @@ def challenger(figures: Figures) -> str:
         [
             machine("challenger.json"),
             "",
-            figures.plot("benchmarks/challenger-simulation.png", draw, "Live challenger test: error and decision rates"),
+            figures.plot(
+                "benchmarks/challenger-simulation.png",
+                draw,
+                "Live challenger test: error and decision rates",
+            ),
             "",
-            table([f"simulation, {sim.get('runs')} runs per case, α = {sim.get('alpha')}, {sim.get('min_pairs')}..{sim.get('max_pairs')} pairs", "result"], rows),
+            table(
+                [
+                    f"simulation, {sim.get('runs')} runs per case, α = {sim.get('alpha')}, "
+                    f"{sim.get('min_pairs')}..{sim.get('max_pairs')} pairs",
+                    "result",
+                ],
+                rows,
+            ),
             "",
             table(["shadow scoring in process", "figure"], shadow_rows),
             "",
@@ -360,7 +500,12 @@ def runtimes(figures: Figures) -> str:
 
         def draw(axes: Any, found: dict[str, Any] = found, batches: list[str] = batches) -> None:
             for name, runtime in found.items():
-                axes.plot([int(b) for b in batches], [runtime["us_per_row"][b] for b in batches], marker="o", label=name)
+                axes.plot(
+                    [int(b) for b in batches],
+                    [runtime["us_per_row"][b] for b in batches],
+                    marker="o",
+                    label=name,
+                )
             axes.set_xscale("log")
             axes.set_yscale("log")
             axes.set_xlabel("batch size")
@@ -368,13 +513,20 @@ def runtimes(figures: Figures) -> str:
             axes.legend(fontsize=7)
 
         rows = [
-            [name, r.get("build_s"), f"{r.get('max_abs_diff'):.0e}", *[f"{r['us_per_row'][b]} ({r['speedup_vs_lightgbm'][b]}x)" for b in batches]]
+            [
+                name,
+                r.get("build_s"),
+                f"{r.get('max_abs_diff'):.0e}",
+                *[f"{r['us_per_row'][b]} ({r['speedup_vs_lightgbm'][b]}x)" for b in batches],
+            ]
             for name, r in found.items()
         ]
         parts += [
             f"### {model} model ({info['trees']} trees)",
             "",
-            figures.plot(f"benchmarks/runtimes-{model}.png", draw, f"Runtimes on the {model} model"),
+            figures.plot(
+                f"benchmarks/runtimes-{model}.png", draw, f"Runtimes on the {model} model"
+            ),
             "",
             table(["runtime", "build (s)", "max abs Δp", *[f"batch {b}" for b in batches]], rows),
             "",
@@ -393,15 +545,39 @@ def training(figures: Figures) -> str:
     def draw(axes: Any) -> None:
         for i, run in enumerate(runs):
             color = f"C{i}"
-            axes.plot(range(1, len(run["warm_curve"]) + 1), run["warm_curve"], color=color, label=f"seed {run['seed']} warm")
+            axes.plot(
+                range(1, len(run["warm_curve"]) + 1),
+                run["warm_curve"],
+                color=color,
+                label=f"seed {run['seed']} warm",
+            )
             axes.plot(range(1, len(run["cold_curve"]) + 1), run["cold_curve"], color=color, ls="--")
         axes.set_xlabel("trial")
         axes.set_ylabel("best CV log loss so far")
         axes.set_ylim(top=min(0.2875, axes.get_ylim()[1]))
         axes.legend(fontsize=7, title="solid warm, dashed cold", title_fontsize=7)
 
-    speed = [[s["optimizer"], s["trials"], round(s["wall_s"]), s.get("pruned", 0), round(s["cv_logloss"], 4), round(s["auc"], 4)] for s in data.get("speed", [])]
-    warm = [[r["seed"], r["warm_trials"] or "not in budget", r["cold_trials"], round(r["warm_best"], 4), round(r["cold_best"], 4)] for r in runs]
+    speed = [
+        [
+            s["optimizer"],
+            s["trials"],
+            round(s["wall_s"]),
+            s.get("pruned", 0),
+            round(s["cv_logloss"], 4),
+            round(s["auc"], 4),
+        ]
+        for s in data.get("speed", [])
+    ]
+    warm = [
+        [
+            r["seed"],
+            r["warm_trials"] or "not in budget",
+            r["cold_trials"],
+            round(r["warm_best"], 4),
+            round(r["cold_best"], 4),
+        ]
+        for r in runs
+    ]
     parts = [
         machine("training.json"),
         "",
@@ -409,8 +585,14 @@ def training(figures: Figures) -> str:
             ["initial champion", "figure"],
             [
                 ["budget, optimiser", f"{init['budget']}, {init['optimizer']}"],
-                ["adult.test AUC / log loss / accuracy", f"{init['auc']:.4f} / {init['log_loss']:.4f} / {init['accuracy']:.4f}"],
-                ["CV log loss, boosting rounds in CV", f"{init['cv_logloss']:.4f}, {init['best_iteration']}"],
+                [
+                    "adult.test AUC / log loss / accuracy",
+                    f"{init['auc']:.4f} / {init['log_loss']:.4f} / {init['accuracy']:.4f}",
+                ],
+                [
+                    "CV log loss, boosting rounds in CV",
+                    f"{init['cv_logloss']:.4f}, {init['best_iteration']}",
+                ],
                 ["wall (s)", round(init["wall_s"])],
             ],
         ),
@@ -418,17 +600,31 @@ def training(figures: Figures) -> str:
     ]
     if runs:
         parts += [
-            figures.plot("benchmarks/training-warm-start.png", draw, "Warm against cold rounds: best CV log loss by trial"),
+            figures.plot(
+                "benchmarks/training-warm-start.png",
+                draw,
+                "Warm against cold rounds: best CV log loss by trial",
+            ),
             "",
-            table(["seed", "warm: trials to target", "cold: trials to target", "warm best", "cold best"], warm),
+            table(
+                [
+                    "seed",
+                    "warm: trials to target",
+                    "cold: trials to target",
+                    "warm best",
+                    "cold best",
+                ],
+                warm,
+            ),
             "",
         ]
     parts += [table(["optimiser", "trials", "wall (s)", "pruned", "CV log loss", "AUC"], speed), ""]
     if "mlflow" in data:
         m = data["mlflow"]
         parts += [
-            f"MLflow's share of a {m['trials']}-trial round: {100 * m['overhead_ratio']:.1f} % the first in a process, "
-            f"{100 * m.get('steady_overhead_ratio', 0):.1f} % later; importing MLflow {m.get('mlflow_startup_s', 0):.1f} s once.",
+            f"MLflow's share of a {m['trials']}-trial round: {100 * m['overhead_ratio']:.1f} % "
+            f"the first in a process, {100 * m.get('steady_overhead_ratio', 0):.1f} % later; "
+            f"importing MLflow {m.get('mlflow_startup_s', 0):.1f} s once.",
             "",
         ]
     return "\n".join(parts)
@@ -439,22 +635,43 @@ def training(figures: Figures) -> str:
 
 def chaos(figures: Figures) -> str:
     data = load("chaos.json")
-    rows = [[f["fault"], f["runs"], f["requests"], f["lost"], f["duplicates"], f.get("recovery_s_mean"), f.get("recovery_s_max")] for f in data["faults"]]
+    rows = [
+        [
+            f["fault"],
+            f["runs"],
+            f["requests"],
+            f["lost"],
+            f["duplicates"],
+            f.get("recovery_s_mean"),
+            f.get("recovery_s_max"),
+        ]
+        for f in data["faults"]
+    ]
     recovered = [f for f in data["faults"] if isinstance(f.get("recovery_s_mean"), int | float)]
 
     def draw(axes: Any) -> None:
-        axes.barh([f["fault"] for f in recovered], [f["recovery_s_mean"] for f in recovered], color="#3f6ea6")
+        axes.barh(
+            [f["fault"] for f in recovered],
+            [f["recovery_s_mean"] for f in recovered],
+            color="#3f6ea6",
+        )
         axes.invert_yaxis()
         axes.tick_params(axis="y", labelsize=7)
         axes.set_xlabel("recovery, s (mean over runs)")
 
     return "\n".join(
         [
-            machine("chaos.json") + f" Suite: {data.get('suite_s')} s, {data.get('seeds')} seeds per kill.",
+            machine("chaos.json")
+            + f" Suite: {data.get('suite_s')} s, {data.get('seeds')} seeds per kill.",
             "",
-            table(["fault", "runs", "requests", "lost", "duplicates", "recovery mean (s)", "max (s)"], rows),
+            table(
+                ["fault", "runs", "requests", "lost", "duplicates", "recovery mean (s)", "max (s)"],
+                rows,
+            ),
             "",
-            figures.plot("benchmarks/chaos-recovery.png", draw, "Recovery time per fault", (7.5, 4)),
+            figures.plot(
+                "benchmarks/chaos-recovery.png", draw, "Recovery time per fault", (7.5, 4)
+            ),
             "",
         ]
     )
@@ -473,5 +690,8 @@ SECTIONS: dict[str, Callable[[Figures], str]] = {
 
 def index() -> str:
     """Every results file, with the machine and load of its run."""
-    rows = [[f"`{p.name}`", machine(p.name).split("): ", 1)[1].rstrip(".*")] for p in sorted(RESULTS.glob("*.json"))]
+    rows = [
+        [f"`{p.name}`", machine(p.name).split("): ", 1)[1].rstrip(".*")]
+        for p in sorted(RESULTS.glob("*.json"))
+    ]
     return table(["results file", "machine and load"], rows)

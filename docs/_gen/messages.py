@@ -29,9 +29,7 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
     loads: Callable[[bytes], Any] = json.loads
     return {
         "requests": [loads(messages.request("42", data))],
-        "predictions": [
-            loads(p) for p in messages.predictions(["42"], [0.13], 3)
-        ]
+        "predictions": [loads(p) for p in messages.predictions(["42"], [0.13], 3)]
         + [loads(p) for p in messages.predictions(["43"], [0.8], 3, shadow=(4, [0.7]))],
         "labels": [loads(messages.label("42", 0))],
         "dead_letter": [
@@ -54,7 +52,16 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
                     trigger="retrain",
                 )
             ),
-            loads(messages.model_ready(4, "shadow", model_uri="models:/streamfit-model/4", sha256=sha, reason="manual", by="cli")),
+            loads(
+                messages.model_ready(
+                    4,
+                    "shadow",
+                    model_uri="models:/streamfit-model/4",
+                    sha256=sha,
+                    reason="manual",
+                    by="cli",
+                )
+            ),
         ],
         "drift": [
             messages.drift_event(
@@ -62,11 +69,31 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
                 drift=0.31,
                 drifted=True,
                 features={"age": feature},
-                sequential={"drifted": False, "features": [], "threshold": 3.57, "evidence": {"age": 2.1}},
-                output={"n": 1000, "statistic": 0.04, "p_value": 0.3, "drifted": False, "mean": 0.25, "reference_mean": 0.24},
-                labels={"n": 1000, "positive_rate": 0.25, "reference_rate": 0.24, "p_value": 0.6, "drifted": False},
+                sequential={
+                    "drifted": False,
+                    "features": [],
+                    "threshold": 3.57,
+                    "evidence": {"age": 2.1},
+                },
+                output={
+                    "n": 1000,
+                    "statistic": 0.04,
+                    "p_value": 0.3,
+                    "drifted": False,
+                    "mean": 0.25,
+                    "reference_mean": 0.24,
+                },
+                labels={
+                    "n": 1000,
+                    "positive_rate": 0.25,
+                    "reference_rate": 0.24,
+                    "p_value": 0.6,
+                    "drifted": False,
+                },
             ),
-            messages.drift_event(window_end=10, drift=None, drifted=False, features={}, sequential={}),
+            messages.drift_event(
+                window_end=10, drift=None, drifted=False, features={}, sequential={}
+            ),
         ],
     }
 
@@ -155,7 +182,10 @@ def messages_page() -> str:
             schema = msgspec.json.schema(getattr(messages, struct))
             how = f"msgspec's schema of `streamfit.messages.{struct}`, what the reader accepts"
         else:
-            schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", **infer(examples[topic])}
+            schema = {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                **infer(examples[topic]),
+            }
             how = "inferred from the messages streamfit's encoders write"
         for example in examples[topic]:
             jsonschema.validate(example, schema)
@@ -171,7 +201,7 @@ def messages_page() -> str:
             *(json.dumps(e) for e in examples[topic]),
             "```",
             "",
-            f"??? note \"JSON Schema ({how})\"",
+            f'??? note "JSON Schema ({how})"',
             "",
             "    ```json",
             *("    " + line for line in json.dumps(schema, indent=2).splitlines()),

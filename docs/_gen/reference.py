@@ -31,7 +31,9 @@ def code(text: object) -> str:
 # ---------------------------------------------------------------------------------------- CLI
 
 
-def _subcommands(parser: argparse.ArgumentParser) -> Iterator[tuple[str, str, argparse.ArgumentParser]]:
+def _subcommands(
+    parser: argparse.ArgumentParser,
+) -> Iterator[tuple[str, str, argparse.ArgumentParser]]:
     """(name, one-line help, parser) of every subcommand, nested ones as ``contract infer``."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
@@ -51,14 +53,20 @@ def _option_row(parser: argparse.ArgumentParser, action: argparse.Action) -> str
     if action.option_strings:
         name = ", ".join(action.option_strings)
         if action.nargs != 0:
-            name += " " + formatter._format_args(action, formatter._get_default_metavar_for_optional(action))
+            name += " " + formatter._format_args(
+                action, formatter._get_default_metavar_for_optional(action)
+            )
     else:
         name = formatter._format_args(action, formatter._get_default_metavar_for_positional(action))
     text = formatter._expand_help(action) if action.help else ""
     if action.choices and not isinstance(action.choices, dict):
         text += " Choices: " + ", ".join(code(c) for c in action.choices) + "."
     default = action.default
-    shown = "" if default in (None, False, [], argparse.SUPPRESS) or action.nargs == 0 else code(default)
+    shown = (
+        ""
+        if default in (None, False, [], argparse.SUPPRESS) or action.nargs == 0
+        else code(default)
+    )
     if action.required:
         shown = "required"
     return f"| {code(name)} | {cell(text)} | {shown} |"
@@ -95,7 +103,14 @@ def cli_page() -> str:
             if not rows:
                 continue
             title = group.title or "options"
-            lines += [f"**{title}**", "", "| option | meaning | default |", "|---|---|---|", *rows, ""]
+            lines += [
+                f"**{title}**",
+                "",
+                "| option | meaning | default |",
+                "|---|---|---|",
+                *rows,
+                "",
+            ]
     return "\n".join(lines) + "\n"
 
 
@@ -160,7 +175,8 @@ def settings_page() -> str:
         "# Settings",
         "",
         "Generated from `streamfit.config.Settings` when the site is built: every setting, its"
-        " default, and where to set it. " + (config.__doc__ or "").split("\n\n")[1].replace("\n", " "),
+        " default, and where to set it. "
+        + (config.__doc__ or "").split("\n\n")[1].replace("\n", " "),
         "",
         "- **TOML**: `--config FILE` (or `STREAMFIT_CONFIG`); keys at the top level or under"
         " a `[streamfit]` table, e.g. `retrain_every = 100`.",
@@ -251,7 +267,9 @@ def metrics_page() -> str:
             "|---|---|---|---|",
         ]
         for name, kind_, labels, text in metric_rows(kind):
-            lines.append(f"| `{name}` | {kind_} | {code(labels) if labels else ''} | {cell(text)} |")
+            lines.append(
+                f"| `{name}` | {kind_} | {code(labels) if labels else ''} | {cell(text)} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -277,7 +295,8 @@ def alerts_page() -> str:
     for rule in rules:
         summary = rule.get("annotations", {}).get("summary", "")
         lines.append(
-            f"| [`{rule['alert']}`](#{rule['alert'].lower()}) | {rule.get('labels', {}).get('severity', '')}"
+            f"| [`{rule['alert']}`](#{rule['alert'].lower()}) | "
+            f"{rule.get('labels', {}).get('severity', '')}"
             f" | {rule.get('for', '')} | {cell(summary)} |"
         )
     for rule in rules:
