@@ -300,10 +300,8 @@ class _Round:
             promoted=outcome.promoted,
             mlflow_run_id=self.run_id,
         )
-        self.say(
-            f"round {self.round_id} done in {time.perf_counter() - started:.1f}s; "
-            f"tracking took {self.tracker.summary()}"
-        )
+        self.say(f"round {self.round_id} done in {time.perf_counter() - started:.1f}s")
+        log.debug("round %s: tracking took %s", self.round_id, self.tracker.summary())
         return outcome
 
     def _search_refit_gate(self, optimizer: Optimizer) -> RoundOutcome:
