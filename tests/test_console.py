@@ -36,7 +36,7 @@ def _round(settings: Settings, adult_small: pd.DataFrame, progress) -> None:
 
 @pytest.fixture
 def adult_small() -> pd.DataFrame:
-    from streamfit.data import load_adult
+    from streamfit.datasets.adult import load_adult
 
     train = load_adult("train")
     return train.groupby("label", group_keys=False).sample(frac=0.05, random_state=3)

@@ -18,9 +18,6 @@ from streamfit.cli import build_parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-# Commands the lead is building now (issue 25's "your own data"): strict, so that the test
-# fails, and this entry goes, once they exist.
-PENDING = {"init --data data.csv --label y"}
 
 
 def _substitute(word: str, variables: dict[str, str]) -> str:
@@ -61,17 +58,7 @@ def test_the_readme_shows_the_two_commands_and_the_three_for_your_own_data() -> 
 
 
 @pytest.mark.parametrize(
-    "args",
-    [
-        pytest.param(
-            args,
-            id=" ".join(args[:2]),
-            marks=[pytest.mark.xfail(strict=True, reason="being built")]
-            if " ".join(args) in PENDING
-            else [],
-        )
-        for args in _streamfit_commands()
-    ],
+    "args", [pytest.param(args, id=" ".join(args[:2])) for args in _streamfit_commands()]
 )
 def test_every_streamfit_command_in_the_readme_is_accepted(args: list[str]) -> None:
     try:

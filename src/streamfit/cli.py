@@ -72,6 +72,19 @@ _SETTING_OPTIONS = (
     "canary_accuracy_floor",
     "metrics_host",
     *METRICS_PORTS.values(),
+    "data",
+    "data_table",
+    "data_query",
+    "label",
+    "task",
+    "contract",
+    "id_column",
+    "time_column",
+    "ignore",
+    "categorical",
+    "numeric",
+    "positive_class",
+    "extra_columns",
 )
 
 
@@ -281,6 +294,57 @@ def _promotion(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _data(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "your data (default: the bundled example, UCI Adult; after `init --data`, the data "
+        "directory remembers it)"
+    )
+    group.add_argument(
+        "--data", metavar="SOURCE", help="a CSV or Parquet file, or an SQLAlchemy URL"
+    )
+    query = group.add_mutually_exclusive_group()
+    query.add_argument("--table", dest="data_table", help="with a database URL: this table")
+    query.add_argument("--query", dest="data_query", help="with a database URL: this SQL query")
+    group.add_argument("--label", metavar="COLUMN", help="the column to predict")
+    group.add_argument(
+        "--task",
+        choices=("auto", "binary", "multiclass", "regression"),
+        help="default auto: from the label's values",
+    )
+    group.add_argument(
+        "--contract",
+        metavar="FILE",
+        help="train on this (edited) contract instead of inferring one (`streamfit contract "
+        "infer` writes one)",
+    )
+    _column_roles(group, default=None)
+
+
+def _column_roles(group: argparse._ActionsContainer, default: list[str] | None) -> None:
+    group.add_argument(
+        "--positive-class", metavar="VALUE", help="binary: the class a probability is about"
+    )
+    for option, what in (
+        ("--categorical", "read these columns as categories"),
+        ("--numeric", "read these columns as numbers"),
+        ("--ignore", "leave these columns out of the model"),
+    ):
+        group.add_argument(
+            option, nargs="+", action="extend", default=default, metavar="COLUMN", help=what
+        )
+    group.add_argument("--id-column", metavar="COLUMN", help="the rows' identifier (not a feature)")
+    group.add_argument("--time-column", metavar="COLUMN", help="the rows' time (not a feature)")
+
+
+def _extra_columns(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--extra-columns",
+        choices=("refuse", "ignore"),
+        help="a request column the contract does not know: refuse (default: dead-lettered "
+        "with the reason) or ignore",
+    )
+
+
 def _contract_commands(commands: argparse._SubParsersAction) -> None:
     contract = commands.add_parser(
         "contract", help="the feature contract of your data: what a model reads and predicts"
@@ -302,19 +366,7 @@ def _contract_commands(commands: argparse._SubParsersAction) -> None:
         default="auto",
         help="default auto: from the label's values",
     )
-    infer.add_argument(
-        "--positive-class", metavar="VALUE", help="binary: the class a probability is about"
-    )
-    for option, what in (
-        ("--categorical", "read these columns as categories"),
-        ("--numeric", "read these columns as numbers"),
-        ("--ignore", "leave these columns out of the model"),
-    ):
-        infer.add_argument(
-            option, nargs="+", action="extend", default=[], metavar="COLUMN", help=what
-        )
-    infer.add_argument("--id-column", metavar="COLUMN", help="the rows' identifier (not a feature)")
-    infer.add_argument("--time-column", metavar="COLUMN", help="the rows' time (not a feature)")
+    _column_roles(infer, default=[])
     infer.add_argument(
         "--output",
         type=Path,
@@ -323,6 +375,18 @@ def _contract_commands(commands: argparse._SubParsersAction) -> None:
     )
     _logging(infer, "WARNING", hidden=True)
     infer.set_defaults(config=None, bus_option=[])  # offline: no bus, no tracking
+    show = actions.add_parser(
+        "show",
+        help="print the contract of a registered model version (default: the champion)",
+    )
+    show.add_argument("version", type=int, nargs="?", help="registry version (default champion)")
+    show.add_argument(
+        "--format",
+        choices=("json", "jsonschema"),
+        default="json",
+        help="json: the contract; jsonschema: the JSON Schema of a valid request's data",
+    )
+    _common(show)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -364,7 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="how much worse (log loss) a challenger may be and still win",
     )
 
-    app = commands.add_parser("app", help="send Adult test rows as requests, read predictions")
+    app = commands.add_parser(
+        "app", help="send the data set's test rows as requests (labels late or riding along)"
+    )
     app.add_argument("--count", type=int, default=200, help="requests to send (default 200)")
     app.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
     app.add_argument(
@@ -444,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     drift = commands.add_parser(
         "drift",
-        help="compare two CSV/Parquet files of Adult rows: per-feature table and verdict",
+        help="compare two CSV/Parquet files of rows: per-feature table and verdict",
         description="Exit code 0 whatever the verdict; 2 for input it cannot use.",
     )
     drift.add_argument("--reference", type=Path, required=True, help="reference rows (training)")
@@ -535,6 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
         _probes(command, service)
     for command in (init, trainer, demo, leaderboard, promote, rollback):
         _trials(command)
+    for command in (init, trainer, recorder, app, demo, monitor):
+        _data(command)
+    for command in (predictor, recorder, demo):
+        _extra_columns(command)
     return parser
 
 
@@ -575,6 +645,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     from .registry import ModelRegistry
 
     terminal: Terminal = args.terminal
+    _remember_data(settings, args)
     if args.force and ModelRegistry.from_settings(settings).champion() is not None:
         from .training.round import run_round
 
@@ -659,6 +730,7 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import mlflow_ui_hint, render_summary, run_demo
 
     terminal: Terminal = args.terminal
+    _remember_data(settings, args)
     with terminal.progress() as progress:
         summary = run_demo(
             settings,
@@ -800,11 +872,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_contract(settings: Settings, args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from .console import render_inference
     from .contract import infer_source
 
+    if args.contract_command == "show":
+        return _show_contract(settings, args)
     inference = infer_source(
         args.source,
         args.label,
@@ -818,9 +889,46 @@ def cmd_contract(settings: Settings, args: argparse.Namespace) -> int:
         time_column=args.time_column,
         positive_class=args.positive_class,
     )
-    (args.terminal.console or Console(width=160)).print(render_inference(inference))
+    _print_inference(args, inference)
     inference.contract.save(args.output)
     args.terminal.say(f"contract written to {args.output}")
+    return 0
+
+
+def _remember_data(settings: Settings, args: argparse.Namespace) -> None:
+    """With ``--data``: the contract checked and written into the data directory, with the
+    source, so every service started on it reads the same data (``streamfit.datasets``)."""
+    if not settings.data:
+        return
+    from .datasets import remember_source
+
+    inference = remember_source(settings)
+    if inference is not None:
+        _print_inference(args, inference)
+    args.terminal.say(f"contract written to {settings.data_dir / 'contract.json'}")
+
+
+def _print_inference(args: argparse.Namespace, inference: Any) -> None:
+    from rich.console import Console
+
+    from .console import render_inference
+
+    (args.terminal.console or Console(width=160)).print(render_inference(inference))
+
+
+def _show_contract(settings: Settings, args: argparse.Namespace) -> int:
+    from .registry import ModelRegistry
+
+    registry = ModelRegistry.from_settings(settings)
+    entry = registry.get(args.version) if args.version else registry.champion()
+    if entry is None:
+        raise ConfigError("no champion in the registry yet: give a version")
+    bundle, _ = registry.load(entry, settings.model_cache)
+    contract = bundle.contract
+    text = contract.to_json()
+    if args.format == "jsonschema":
+        text = json.dumps(contract.json_schema(), indent=2) + "\n"
+    sys.stdout.write(text)
     return 0
 
 

@@ -27,6 +27,7 @@ PROMOTIONS = ("offline", "shadow", "canary")
 # model_runtime: "auto" tries the compiled runtimes fastest first (streamfit.serving.runtimes,
 # whose registry must name exactly these, in this order).
 MODEL_RUNTIMES = ("auto", "lleaves", "tl2cgen")
+TASK_CHOICES = ("auto", "binary", "multiclass", "regression")
 # Service -> the setting holding the port of its /metrics, /healthz and /readyz.
 METRICS_PORTS = {
     service: f"{service}_metrics_port"
@@ -71,6 +72,24 @@ class Settings:
     experiment: str = "streamfit"
     registered_model: str = "streamfit-model"  # the MLflow registered model served
     topics: Topics = field(default_factory=Topics)
+    # Your data (streamfit.datasets). data: a CSV or Parquet path or an SQLAlchemy URL (with
+    # data_table or data_query); empty: the bundled example, UCI Adult. contract: a contract
+    # file to train on (empty: <data_dir>/contract.json when `streamfit init` wrote one, else
+    # inferred from the data with the settings below).
+    data: str = ""
+    data_table: str = ""
+    data_query: str = ""
+    label: str = ""
+    task: str = "auto"
+    contract: str = ""
+    id_column: str = ""
+    time_column: str = ""
+    ignore: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    positive_class: str = ""
+    # A request column the contract does not know: "refuse" (dead-lettered) or "ignore".
+    extra_columns: str = "refuse"
     # Predictor
     retrain_every: int = 50
     keep_models: int = 2
@@ -253,6 +272,14 @@ class Settings:
                     f"{name} must be an SQLAlchemy URL, sqlite:///path or "
                     f"postgresql+psycopg://user:password@host/db, got {url!r}"
                 )
+        if self.task not in TASK_CHOICES:
+            raise ConfigError(f"task must be one of {TASK_CHOICES}, got {self.task!r}")
+        if self.extra_columns not in ("refuse", "ignore"):
+            raise ConfigError(f"extra_columns must be refuse or ignore, got {self.extra_columns!r}")
+        if self.data and not self.label and not self.contract:
+            raise ConfigError("data needs label (the column to predict) or a contract file")
+        if (self.data_table or self.data_query) and "://" not in self.data:
+            raise ConfigError("data_table and data_query need data to be a database URL")
         if not (self.bus.startswith("memory") or self.bus.startswith("kafka://")):
             raise ConfigError(f"bus must be 'memory://' or 'kafka://host:port', got {self.bus!r}")
 
@@ -321,6 +348,13 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def contract_file(self) -> Path:
+        """The contract to train on: ``contract``, else the one ``streamfit init`` wrote."""
+        return (
+            Path(self.contract).expanduser() if self.contract else self.data_dir / "contract.json"
+        )
 
     @property
     def store_url(self) -> str:
@@ -392,6 +426,9 @@ def _coerce(name: str, value: Any) -> Any:
             return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
         if isinstance(default, Path):
             return Path(value)
+        if isinstance(default, tuple):  # "a,b" from the environment, a list from TOML
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(str(item).strip() for item in items if str(item).strip())
         return type(default)(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {name}={value!r} is invalid: {exc}") from exc

@@ -48,11 +48,12 @@ def ensure_initial_model(
     outcome = run_round(
         settings, trigger="initial", max_evals=settings.init_max_evals, progress=report
     )
-    metrics = outcome.metrics
-    report.note(
-        f"initial model v{outcome.version}: adult.test AUC {metrics['auc']:.4f}, "
-        f"accuracy {metrics['accuracy']:.4f}, log loss {metrics['log_loss']:.4f}"
+    shown = ", ".join(
+        f"{name.replace('_', ' ')} {value:.4f}"
+        for name, value in outcome.metrics.items()
+        if name in ("auc", "accuracy", "log_loss", "macro_f1", "rmse", "mae", "r2")
     )
+    report.note(f"initial model v{outcome.version}, on the test rows: {shown}")
     return outcome.version
 
 
@@ -199,11 +200,7 @@ def render_summary(summary: dict[str, Any]) -> str:
             "versions",
             f"{versions or 'none'}  (v{summary.get('serving_version')} serving at the end)",
         ),
-        (
-            "accuracy",
-            ("n/a" if accuracy is None else f"{accuracy:.3f} against the true labels")
-            + (f"  (monitor: {', '.join(judged)})" if judged else ""),
-        ),
+        _quality(accuracy, summary.get("mae"), judged),
         ("latency", latency or "n/a"),
         ("drift", drift),
     ]
@@ -219,6 +216,16 @@ def render_summary(summary: dict[str, Any]) -> str:
     if "wall_s" in summary:
         rows.append(("took", f"{summary['wall_s']:.0f} s"))
     return "demo summary\n" + "\n".join(f"  {name:<10}{value}" for name, value in rows)
+
+
+def _quality(accuracy: float | None, mae: float | None, judged: list[str]) -> tuple[str, str]:
+    """The summary's row on the answers against the true labels: accuracy, or for a
+    regression the mean absolute error."""
+    monitor = f"  (monitor: {', '.join(judged)})" if judged else ""
+    if accuracy is None and mae is not None:
+        return "error", f"{mae:.4g} mean absolute error against the true labels{monitor}"
+    shown = "n/a" if accuracy is None else f"{accuracy:.3f} against the true labels"
+    return "accuracy", shown + monitor
 
 
 def mlflow_ui_hint(settings: Settings) -> str:

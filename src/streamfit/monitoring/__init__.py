@@ -7,6 +7,11 @@ from ._base import DriftTest, TestResult
 from ._classifier import CLASSIFIERS, DomainClassifier, auc_with_z, drift_score
 from ._univariate import ChiSquaredTest, KSTest, PSITest, drift_test_from_dict, get_drift_test
 from .drift import CORRECTIONS, DriftDetector, drifting_features
+from .estimators import (
+    PerformanceEstimator,
+    estimator_for,
+    estimator_from_dict,
+)
 from .monitor import Monitor, alarm_budget, detector_from_settings
 from .offline import drift_command
 from .output import OutputDrift
@@ -17,6 +22,7 @@ from .performance import (
     expected_roc_auc,
     metrics_by_version,
     realised_metrics,
+    realised_performance,
     window_metrics,
 )
 from .report import DriftReport, FeatureDrift
@@ -36,6 +42,7 @@ __all__ = [
     "KSTest",
     "Monitor",
     "OutputDrift",
+    "PerformanceEstimator",
     "PSITest",
     "ProbabilityCalibrator",
     "SequentialScan",
@@ -49,10 +56,13 @@ __all__ = [
     "drift_test_from_dict",
     "drifting_features",
     "estimate_performance",
+    "estimator_for",
+    "estimator_from_dict",
     "expected_calibration_error",
     "expected_roc_auc",
     "get_drift_test",
     "metrics_by_version",
     "realised_metrics",
+    "realised_performance",
     "window_metrics",
 ]

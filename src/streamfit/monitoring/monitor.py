@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pandas as pd
 
-from ..data import FEATURE_COLUMNS
+from ..datasets.adult import FEATURE_COLUMNS
 from ..health import Health
 from ..metrics import MonitorMetrics
 from ..stores import ObservationStore
@@ -41,6 +41,7 @@ from .sequential import AlarmBudget, SequentialScan
 if TYPE_CHECKING:
     from ..bus import Bus, Producer
     from ..config import Settings
+    from ..contract import Contract
 
 logger = logging.getLogger("streamfit.monitor")
 
@@ -50,20 +51,28 @@ LogMetrics = Callable[[dict[str, float], int], None]
 _FOLLOW_EVERY_S = 10.0
 
 
-def alarm_budget(settings: Settings) -> AlarmBudget:
-    """The monitor's false-alarm budget: ``drift_ert`` checks between false alarms, over the
-    schema's features (see :class:`AlarmBudget`)."""
-    return AlarmBudget(settings.drift_ert, len(FEATURE_COLUMNS))
+def alarm_budget(settings: Settings, n_features: int | None = None) -> AlarmBudget:
+    """The monitor's false-alarm budget: ``drift_ert`` checks between false alarms, over
+    ``n_features`` watched features (default: Adult's; see :class:`AlarmBudget`)."""
+    return AlarmBudget(settings.drift_ert, n_features or len(FEATURE_COLUMNS))
 
 
-def detector_from_settings(settings: Settings, *, monitor: bool = False) -> DriftDetector:
-    """An unfitted detector configured by the ``drift_*`` settings. ``monitor``: for repeated
-    checks, whose feature and classifier tests get their share of the window's half of the
-    false-alarm budget (:attr:`AlarmBudget.window_tests`, 0.0021 at the default ERT 200)."""
+def detector_from_settings(
+    settings: Settings, *, monitor: bool = False, contract: Contract | None = None
+) -> DriftDetector:
+    """An unfitted detector configured by the ``drift_*`` settings, over ``contract``'s columns
+    when given (else Adult's). ``monitor``: for repeated checks, whose feature and classifier
+    tests get their share of the window's half of the false-alarm budget
+    (:attr:`AlarmBudget.window_tests`, 0.0021 at the default ERT 200 over Adult's features)."""
+    kinds = {}
+    if contract is not None:
+        kinds = {c.name: c.kind for c in contract.columns if c.kind != "datetime"}
     alpha = settings.drift_alpha
     if monitor:
-        alpha = min(alpha, alarm_budget(settings).window_tests)
+        alpha = min(alpha, alarm_budget(settings, len(kinds) or None).window_tests)
     return DriftDetector(
+        list(kinds) if kinds else None,
+        column_kinds=kinds,
         alpha=alpha,
         correction=settings.drift_correction,
         psi_floor=settings.drift_psi_floor,
@@ -102,8 +111,10 @@ class Monitor:
         history: int = 100_000,
         refresh: Callable[[Monitor], None] | None = None,
         metrics: MonitorMetrics | None = None,
+        contract: Contract | None = None,
     ) -> None:
         self.settings = settings
+        self.contract = contract  # the served model's columns (None: Adult's)
         self.metrics = metrics if metrics is not None else MonitorMetrics()
         # A check on a big window takes seconds to minutes: only a loop silent far longer is
         # stuck.
@@ -117,7 +128,9 @@ class Monitor:
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.history = history  # labelled rows kept for per-version metrics
         self.refresh = refresh
-        self.detector = detector_from_settings(settings, monitor=True).fit(reference_frame)
+        self.detector = detector_from_settings(settings, monitor=True, contract=contract).fit(
+            reference_frame
+        )
         self.sequential = SequentialScan(self.detector.reference_counts, settings.drift_ert)
         self.running = False
         self.step = 0
@@ -131,9 +144,15 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self._producer: Producer | None = None
 
-    def set_reference(self, reference_frame: pd.DataFrame) -> None:
-        """Refit on a newly promoted model's training data, so absorbed shifts stop alerting."""
-        detector = detector_from_settings(self.settings, monitor=True).fit(reference_frame)
+    def set_reference(
+        self, reference_frame: pd.DataFrame, contract: Contract | None = None
+    ) -> None:
+        """Refit on a newly promoted model's training data, so absorbed shifts stop alerting;
+        ``contract``: the new model's, when its columns changed."""
+        if contract is not None:
+            self.contract = contract
+        detector = detector_from_settings(self.settings, monitor=True, contract=self.contract)
+        detector = detector.fit(reference_frame)
         with self._lock:
             self.detector = detector
             self.sequential = SequentialScan(detector.reference_counts, self.settings.drift_ert)
@@ -248,11 +267,11 @@ class Monitor:
     ) -> None:
         """Output drift on the window's probabilities, label drift on the latest labelled rows.
         Each of the three tests (output, label share, calibration) runs at the detector's alpha
-        / (m + 1), m the schema's features: with the detector at (m + 1) / (m + 4) of the
+        / (m + 1), m the watched features: with the detector at (m + 1) / (m + 4) of the
         window's share (AlarmBudget), the window's m + 4 tests spend exactly that share."""
         if self.output is None:
             return
-        alpha = self.detector.alpha / (len(FEATURE_COLUMNS) + 1)
+        alpha = self.detector.alpha / (len(self.detector.kinds) + 1)
         output = self.output.test_output(window["probability"].to_numpy(dtype=float), alpha)
         labelled = labelled.tail(self.settings.performance_window)
         labels = self.output.test_labels(

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data import FEATURE_COLUMNS
+from ..datasets.adult import FEATURE_COLUMNS
 from ..registry import ModelRegistry
 from ..stores import ObservationStore
 from .performance import realised_metrics

@@ -244,13 +244,18 @@ def lightgbm_params(
     threads: int,
     seed: int,
     feature_names: Sequence[str] = (),
+    task: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Full LightGBM parameters for a trial and its boosting-round cap.
 
+    ``task``: the task's objective and metric (``TaskRules.lightgbm_params``), over the space's
+    binary ones; ``is_unbalance`` re-weights two classes, so it applies to binary only.
     ``cross_gain_scale`` is not a LightGBM parameter: it becomes ``feature_contri`` (1 for every
     column, the scale for crossed columns, recognised by the ``*`` in their names).
     """
-    full = {**space.fixed, **params, "num_threads": threads, "seed": seed}
+    full = {**space.fixed, **params, **(task or {}), "num_threads": threads, "seed": seed}
+    if full.get("objective") != "binary":
+        full.pop("is_unbalance", None)
     cap = int(full.pop("num_boost_round", 1000))
     if CROSS_GAIN in full:
         scale = float(full.pop(CROSS_GAIN))
