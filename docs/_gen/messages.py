@@ -98,6 +98,28 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
     }
 
 
+def _example_contract() -> Any:
+    """The bundled example's feature contract (UCI Adult), when this streamfit has contracts."""
+    try:
+        from streamfit.datasets.adult import CONTRACT
+    except ImportError:
+        return None
+    return CONTRACT
+
+
+def _request_schema(contract: Any) -> dict[str, Any]:
+    """A request's JSON Schema: its id, and ``data`` as the served model's contract says."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "type": "object",
+        "properties": {
+            "request_id": {"type": "string", "minLength": 1},
+            "data": contract.json_schema(),
+        },
+        "required": ["request_id", "data"],
+    }
+
+
 def _type(value: Any) -> str:
     if value is None:
         return "null"
@@ -153,8 +175,10 @@ def messages_page() -> str:
         "# Messages",
         "",
         "Generated from `streamfit.messages` when the site is built. Every message is plain"
-        " JSON, so any Kafka client can take part. For `requests` and `predictions` the schema"
-        " is the one the reading service decodes with (msgspec's JSON Schema of its struct);"
+        " JSON, so any Kafka client can take part. A request's `data` follows the served"
+        " model's feature contract: shown here for the bundled example (UCI Adult); for your"
+        " model, `streamfit contract show --format jsonschema` prints it. For `predictions`"
+        " the schema is the one the recorder decodes with (msgspec's JSON Schema of its struct);"
         " for the other topics it is inferred from the messages streamfit's own encoders write,"
         " and each example below is checked against it when the site is built. A message a"
         " service cannot read goes to `dead_letter` with the reason.",
@@ -178,7 +202,10 @@ def messages_page() -> str:
         )
     for topic in topics:
         struct = READER_STRUCTS.get(topic)
-        if struct and hasattr(messages, struct):
+        if topic == "requests" and _example_contract() is not None:
+            schema = _request_schema(_example_contract())
+            how = "the bundled example's contract (`Contract.json_schema()`) under `data`"
+        elif struct and hasattr(messages, struct):
             schema = msgspec.json.schema(getattr(messages, struct))
             how = f"msgspec's schema of `streamfit.messages.{struct}`, what the reader accepts"
         else:
