@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 import pandas as pd
 
@@ -34,14 +35,17 @@ from .performance import (
     estimate_performance,
     metrics_by_version,
     realised_metrics,
+    realised_performance,
 )
 from .report import DriftReport
 from .sequential import AlarmBudget, SequentialScan
 
 if TYPE_CHECKING:
+    from ..bundle import ModelBundle
     from ..bus import Bus, Producer
     from ..config import Settings
     from ..contract import Contract
+    from .estimators import PerformanceEstimator
 
 logger = logging.getLogger("streamfit.monitor")
 
@@ -112,6 +116,8 @@ class Monitor:
         refresh: Callable[[Monitor], None] | None = None,
         metrics: MonitorMetrics | None = None,
         contract: Contract | None = None,
+        model: ModelBundle | None = None,
+        estimator: PerformanceEstimator | None = None,
     ) -> None:
         self.settings = settings
         self.contract = contract  # the served model's columns (None: Adult's)
@@ -124,6 +130,8 @@ class Monitor:
         self.log_metrics = log_metrics
         self.log_artifact = log_artifact
         self.calibrator = calibrator
+        self.model = model  # the served model (multiclass: its class probabilities again)
+        self.estimator = estimator  # the label-free estimate of a multiclass or regression model
         self.output = output  # the served model's reference predictions, for output drift
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.history = history  # labelled rows kept for per-version metrics
@@ -298,6 +306,9 @@ class Monitor:
                     metrics[f"drift.{layer}.{key}"] = float(value)
         metrics.update({f"drift.feature.{n}": f.score for n, f in report.features.items()})
         recent = labelled.tail(self.settings.performance_window)
+        if self.task != "binary":
+            metrics.update(self._task_metrics(window, recent))
+            return {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(v)}
         realised = realised_metrics(recent["label"].to_numpy(), recent["probability"].to_numpy())
         metrics.update({f"realised.{k}": v for k, v in realised.items()})
         for version, values in metrics_by_version(labelled).items():
@@ -311,6 +322,36 @@ class Monitor:
         )
         metrics.update({f"estimated.{k}": v for k, v in estimated.items()})
         return {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(v)}
+
+    @property
+    def task(self) -> str:
+        return self.contract.task if self.contract is not None else "binary"
+
+    def _task_metrics(self, window: pd.DataFrame, recent: pd.DataFrame) -> dict[str, float]:
+        """Multiclass and regression: realised metrics over the latest labelled rows, and the
+        estimator's (CBPE, DLE) on the unlabelled ones. A multiclass prediction is stored as
+        its class: the served model gives the rows' class probabilities again."""
+        metrics: dict[str, float] = {}
+        if self.task == "multiclass":  # the rows themselves, for the model to score again
+            recent = self.store.labelled_frame(limit=self.settings.performance_window)
+        recent = recent.dropna(subset=["label"])
+        if len(recent):
+            realised = realised_performance(
+                self.task, recent["label"].to_numpy(), self._outputs(recent)
+            )
+            metrics.update({f"realised.{k}": v for k, v in realised.items()})
+        unlabelled = window[window["label"].isna()]
+        target = unlabelled if len(unlabelled) else window
+        if self.estimator is not None and len(target):
+            features = target if self.estimator.needs_features else None
+            estimated = self.estimator.estimate(self._outputs(target), features)
+            metrics.update({f"estimated.{k}": v for k, v in estimated.items()})
+        return metrics
+
+    def _outputs(self, rows: pd.DataFrame) -> np.ndarray:
+        if self.task == "regression" or self.model is None:
+            return rows["probability"].to_numpy(dtype=float)
+        return self.model.predict_matrix(self.model.pipeline.transform(rows))
 
     def _publish(self, report: DriftReport) -> None:
         if self._producer is None:

@@ -29,6 +29,7 @@ from ..contract import task_of
 from ..datasets import load_dataset, split_fixed_holdout
 from ..registry import ModelRegistry
 from ..stores import ObservationStore
+from .estimators import PerformanceEstimator, estimator_for
 from .monitor import Monitor
 from .output import OutputDrift
 from .performance import ProbabilityCalibrator
@@ -119,6 +120,23 @@ def champion_output(settings: Settings, bundle: ModelBundle | None) -> OutputDri
     return OutputDrift().fit(proba, holdout["label"].to_numpy())
 
 
+def champion_estimator(
+    settings: Settings, bundle: ModelBundle | None
+) -> PerformanceEstimator | None:
+    """The label-free estimator of a multiclass (CBPE) or regression (DLE) champion, fitted on
+    its predictions of the fixed holdout; None for binary (the calibrator's estimate) or
+    without a usable model."""
+    if bundle is None or bundle.rules.name == "binary":
+        return None
+    _, holdout = _fixed_holdout(settings)
+    if len(holdout) < 20:
+        return None
+    outputs = bundle.predict_matrix(bundle.pipeline.transform(holdout))
+    estimator = estimator_for(bundle.rules.name)
+    features = holdout[list(bundle.contract.features)] if estimator.needs_features else None
+    return estimator.fit(outputs, holdout["label"].to_numpy(), features)
+
+
 class FollowChampion:
     """``Monitor.refresh`` hook: new reference and calibrator when the champion changes."""
 
@@ -150,6 +168,8 @@ class FollowChampion:
         monitor.set_reference(training_reference(self.settings, self.observations))
         monitor.calibrator = champion_calibrator(self.settings, self.served.bundle)
         monitor.output = champion_output(self.settings, self.served.bundle)
+        monitor.model = self.served.bundle
+        monitor.estimator = champion_estimator(self.settings, self.served.bundle)
 
 
 class ServingRunLog:
@@ -216,6 +236,9 @@ def build_monitor(
         output=champion_output(settings, served.bundle),
         report_dir=settings.data_dir / "drift",
         refresh=follow,
+        contract=load_dataset(settings).contract,
+        model=served.bundle,
+        estimator=champion_estimator(settings, served.bundle),
     )
 
 
@@ -225,6 +248,7 @@ __all__ = [
     "ServingRunLog",
     "build_monitor",
     "champion_calibrator",
+    "champion_estimator",
     "champion_output",
     "training_reference",
 ]
