@@ -1136,7 +1136,7 @@ def part_tradeoff(
 
 # -- report ----------------------------------------------------------------------------------------
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
-    """The flat keys the README and the issue quote, from the parts that ran."""
+    """The flat keys the docs' benchmarks pages and the issue quote, from the parts that ran."""
     out: dict[str, Any] = {}
     results = {k: v for k, v in results.items() if not (isinstance(v, dict) and "error" in v)}
     if "inprocess" in results:

@@ -462,7 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="send true labels separately after this delay",
     )
-    demo.add_argument("--summary-json", type=Path, help="write the summary to this file")
+    demo.add_argument(
+        "--summary-json", type=Path, help="write the whole summary to this file, as JSON"
+    )
 
     leaderboard = commands.add_parser("leaderboard", help="the best trials of every round so far")
     leaderboard.add_argument("--round", dest="round_id", type=int, help="only this round")
@@ -731,7 +733,7 @@ def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import mlflow_ui_hint, render_summary, run_demo
 
     terminal: Terminal = args.terminal
     _remember_data(settings, args)
@@ -743,14 +745,12 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             label_delay=args.label_delay,
             progress=progress,
         )
-    indent = None if terminal.log_format == "json" else 2  # one line per record for shippers
-    terminal.say("\ndemo summary:\n" + json.dumps(summary, indent=indent))
+    if terminal.log_format == "json":  # one JSON object per line, for log shippers
+        terminal.say(json.dumps(summary))
+    else:
+        terminal.say("\n" + render_summary(summary))
     _write_json(args.summary_json, summary)
-    terminal.say(
-        f"\nopen the experiments in the MLflow UI:\n"
-        f"  .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_uri}\n"
-        f"then browse http://127.0.0.1:5000"
-    )
+    terminal.say("\n" + mlflow_ui_hint(settings))
     return 0 if summary["lost"] == 0 else 1
 
 

@@ -61,7 +61,7 @@ class Settings:
     bus_password_file: str = ""
     # The password read from bus_password_file: never shown (see __repr__), never compared.
     bus_password: str = field(default="", init=False, repr=False, compare=False)
-    request_partitions: int = 3
+    request_partitions: int = 3  # partitions of requests and predictions, created on Kafka
     tracking_uri: str = ""  # empty: sqlite:///<data_dir>/mlflow.db
     # Observation store (SQLAlchemy URL), written by the recorder, read by trainer and monitor.
     store: str = ""  # empty: sqlite:///<data_dir>/observations.db
@@ -70,7 +70,7 @@ class Settings:
     # sqlite:///<data_dir>/trials.db.
     trials: str = ""
     experiment: str = "streamfit"
-    registered_model: str = "streamfit-model"
+    registered_model: str = "streamfit-model"  # the MLflow registered model served
     topics: Topics = field(default_factory=Topics)
     # Your data (streamfit.datasets). data: a CSV or Parquet path or an SQLAlchemy URL (with
     # data_table or data_query); empty: the bundled example, UCI Adult. contract: a contract
@@ -129,11 +129,11 @@ class Settings:
     train_threads: int = 1
     seed: int = 42
     gate_tolerance: float = 0.005
-    warm_start_top_k: int = 5
+    warm_start_top_k: int = 5  # best earlier trials a round re-scores first (same space)
     # Gate holdout: this share of adult.data is never trained on (same rows every round), and
     # the newest gate_recent_fraction of the labelled observations is held out of each round.
     holdout_fraction: float = 0.1
-    gate_recent_fraction: float = 0.2
+    gate_recent_fraction: float = 0.2  # newest labelled share held out of each round
     pruning: bool = True  # Optuna only: stop unpromising CV runs early
     # A round trains on (at most) the newest train_window labelled observations besides
     # adult.data: the cost and memory of a round stay bounded however long the stream runs.
@@ -158,7 +158,7 @@ class Settings:
     drift_folds: int = 3
     drift_classifier: str = "lightgbm"  # or "random_forest" (MLBox's choice)
     performance_window: int = 1000  # last W labelled observations for realised metrics
-    monitor_poll_seconds: float = 1.0
+    monitor_poll_seconds: float = 1.0  # at most one check per this many seconds
     # Drift-aware retraining: leave out features whose drift score (recent requests against the
     # training data) reaches this, 0 = keep all; and let a drifted=true event trigger a retrain.
     drop_drifting_features: float = 0.0
@@ -169,7 +169,7 @@ class Settings:
     # decision before live_min_pairs labelled pairs, the champion kept at live_max_pairs.
     promotion: str = "offline"
     live_alpha: float = 0.05
-    live_epsilon: float = 0.01
+    live_epsilon: float = 0.01  # probabilities clipped to [eps, 1 - eps] in the live test
     live_min_pairs: int = 50
     live_max_pairs: int = 200
     live_check_seconds: float = 1.0  # how often a trainer looks at the pairs

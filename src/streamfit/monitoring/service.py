@@ -159,7 +159,8 @@ class FollowChampion:
             monitor.metrics.champion_version.set(self.served.version)
         if not changed:
             return
-        log.info(
+        log.log(
+            logging.DEBUG if previous is None else logging.INFO,
             "champion is now v%s (was v%s): refitting the drift reference",
             self.served.version,
             previous,

@@ -131,14 +131,12 @@ _CACHED_COMPILE_WAIT_S = 30.0
 def tune_garbage_collector() -> None:
     """For a process whose main work is the predictor's loop, once its model is loaded.
 
-    Each micro-batch allocates thousands of short-lived tuples; CPython's default young
-    collection every 700 allocations traversed them again and again: 13 % of the predictor's
-    CPU in py-spy over Kafka. Collecting the young generation every 50,000 allocations (garbage
-    cycles are still collected, later) answered 20-35 % more requests a second on the same
-    broker. And what exists once the model is loaded (about 330,000 objects: the libraries,
-    the model) lives as long as the process: frozen, a full collection no longer walks it
-    (300-760 ms each on a loaded 2-core machine, a stall of the loop; 0 ms frozen).
-    Process-wide: only a predictor that owns its process does it (``owns_process``)."""
+    Each micro-batch allocates thousands of short-lived objects, which CPython's default young
+    collection (every 700 allocations) walks again and again: it runs every 50,000 instead
+    (cycles are still collected, later). What exists once the model is loaded lives as long as
+    the process: frozen, so that a full collection, a stall of the loop, no longer walks it.
+    The figures: docs/benchmarks/predictor.md. Process-wide: only a predictor that owns its
+    process does it (``owns_process``)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)

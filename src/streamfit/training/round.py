@@ -11,9 +11,9 @@ the current one. They are *re-evaluated* on this round's data rather than truste
 scores were measured on other data; their fresh results are told to the optimiser before it
 proposes anything, so its model starts informed. They count as the optimiser's start-up
 trials: with ``n_startup`` (5) or more of them, its model proposes from the next trial on and
-refines around the best of them (measured against drawing 5 random points after them first:
-same trials to target on every seed of the benchmark, no better best, and a 10-trial retrain
-would have no model-based trial left). Warm-start trials count towards ``max_evals``.
+refines around the best of them (random points drawn after them were no better on the
+benchmark, and would leave a 10-trial retrain no model-based trial). Warm-start trials count
+towards ``max_evals``.
 A change to the search space (ranges, dimensions, fixed params) changes the hash and starts cold.
 A cold round (nothing to warm-start from, or ``warm_start=False``) evaluates the space's
 ``start`` point first.
@@ -314,10 +314,8 @@ class _Round:
             promoted=outcome.promoted,
             mlflow_run_id=self.run_id,
         )
-        self.say(
-            f"round {self.round_id} done in {time.perf_counter() - started:.1f}s; "
-            f"tracking took {self.tracker.summary()}"
-        )
+        self.say(f"round {self.round_id} done in {time.perf_counter() - started:.1f}s")
+        log.debug("round %s: tracking took %s", self.round_id, self.tracker.summary())
         return outcome
 
     def _search_refit_gate(self, optimizer: Optimizer) -> RoundOutcome:

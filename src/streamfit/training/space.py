@@ -181,7 +181,7 @@ def params_key(params: Mapping[str, Any]) -> str:
     return json.dumps({k: norm(v) for k, v in sorted(params.items())})
 
 
-# Ranges chosen on adult (see benchmarks/training.py and the README): they contain the good
+# Ranges chosen on adult (benchmarks/training.py, docs/benchmarks/training.md): they hold the good
 # region (learning rate 0.03-0.1, 16-48 leaves, colsample 0.4-0.7, little or no bagging) while
 # keeping one 3-fold CV at 1 thread to a few seconds; rates below 0.025 cost 3x the time for
 # <0.001 log loss.
