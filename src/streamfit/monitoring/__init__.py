@@ -1,5 +1,6 @@
-"""Monitoring: input drift (per-feature tests and a domain classifier), realised and estimated
-performance, and the background monitor that publishes drift events."""
+"""Monitoring: input drift (per-feature tests and a domain classifier) over a contract's columns,
+realised and estimated performance and output drift per task (binary, multiclass, regression),
+and the background monitor that publishes drift events."""
 
 from __future__ import annotations
 
@@ -14,7 +15,12 @@ from .estimators import (
 )
 from .monitor import Monitor, alarm_budget, detector_from_settings
 from .offline import drift_command
-from .output import OutputDrift
+from .output import (
+    MulticlassOutputDrift,
+    OutputDrift,
+    RegressionOutputDrift,
+    output_drift_for,
+)
 from .performance import (
     ProbabilityCalibrator,
     estimate_performance,
@@ -41,10 +47,12 @@ __all__ = [
     "FeatureDrift",
     "KSTest",
     "Monitor",
+    "MulticlassOutputDrift",
     "OutputDrift",
     "PerformanceEstimator",
     "PSITest",
     "ProbabilityCalibrator",
+    "RegressionOutputDrift",
     "SequentialScan",
     "TestResult",
     "alarm_budget",
@@ -62,6 +70,7 @@ __all__ = [
     "expected_roc_auc",
     "get_drift_test",
     "metrics_by_version",
+    "output_drift_for",
     "realised_metrics",
     "realised_performance",
     "window_metrics",

@@ -1,11 +1,15 @@
 """Realised performance once labels arrive, and estimated performance before they do.
 
 Realised metrics are plain scikit-learn computations over arrays, guarded for the small or
-one-class windows a live service produces. The estimate follows confidence-based performance
-estimation (CBPE, NannyML): if the probabilities are calibrated, a prediction with probability p
-is right with probability max(p, 1 - p) at the 0.5 threshold, so the expected accuracy of a
-window is a mean over its probabilities, and the expected ROC AUC follows from the expected
-numbers of correctly and wrongly ordered (positive, negative) pairs. It assumes calibration,
+one-class windows a live service produces; :func:`realised_performance` picks the task's
+(binary, multiclass, regression). The estimates of the other tasks are in
+:mod:`streamfit.monitoring.estimators`; the binary one, here, is also its ``BinaryCBPE``.
+
+The binary estimate follows confidence-based performance estimation (CBPE, NannyML): if the
+probabilities are calibrated, a prediction with probability p is right with probability
+max(p, 1 - p) at the 0.5 threshold, so the expected accuracy of a window is a mean over its
+probabilities, and the expected ROC AUC follows from the expected numbers of correctly and
+wrongly ordered (positive, negative) pairs. It assumes calibration,
 an unchanged P(y | x), and no shift into regions the model never saw: a drift alarm is the
 signal to distrust it.
 """

@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
-from sklearn.model_selection import KFold
+from sklearn.model_selection import StratifiedKFold
 
 from ...estimates import expected_multiclass
-from ..performance import ProbabilityCalibrator, estimate_performance, expected_calibration_error
+from ..performance import ProbabilityCalibrator, estimate_performance
 from ._base import PerformanceEstimator, check_rows
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class MulticlassCBPE(PerformanceEstimator):
     task = "multiclass"
     metrics = ("accuracy", "macro_f1", "log_loss")
 
-    def __init__(self, n_folds: int = 3, seed: int = 0) -> None:
+    def __init__(self, n_folds: int = 5, seed: int = 0) -> None:
         if n_folds < 2:
             raise ValueError(f"n_folds must be at least 2, got {n_folds}")
         self.n_folds = n_folds
@@ -98,18 +98,18 @@ class MulticlassCBPE(PerformanceEstimator):
 
     def _calibration_helps(self, p: np.ndarray, y: np.ndarray) -> bool:
         """True when an isotonic map fitted on the other folds lowers this class's expected
-        calibration error, averaged over the held-out folds (NannyML's rule)."""
+        calibration error over the pooled out-of-fold rows (NannyML's rule). The ECE uses
+        equal-mass bins: one-vs-rest probabilities crowd near 0, where equal-width bins would
+        pool most rows into one and hide a miscalibration."""
         if y.size < 10 * self.n_folds or y.min() == y.max():
             return False
-        folds = KFold(self.n_folds, shuffle=True, random_state=self.seed)
-        raw, calibrated = [], []
-        for train, test in folds.split(p):
-            if y[train].min() == y[train].max():
-                return False
-            fitted = ProbabilityCalibrator().fit(p[train], y[train])
-            raw.append(expected_calibration_error(y[test], p[test]))
-            calibrated.append(expected_calibration_error(y[test], fitted.transform(p[test])))
-        return float(np.mean(calibrated)) < float(np.mean(raw))
+        folds = StratifiedKFold(self.n_folds, shuffle=True, random_state=self.seed)
+        if np.bincount(y).min() < self.n_folds:
+            return False
+        calibrated = np.empty_like(p)
+        for train, test in folds.split(p, y):
+            calibrated[test] = ProbabilityCalibrator().fit(p[train], y[train]).transform(p[test])
+        return _equal_mass_ece(y, calibrated) < _equal_mass_ece(y, p)
 
     def calibrate(self, predictions: np.ndarray) -> np.ndarray:
         """The calibrated probability matrix: per-class maps, rows renormalised to sum to 1
@@ -142,6 +142,17 @@ class MulticlassCBPE(PerformanceEstimator):
             return self._empty()
         q = self.calibrate(predictions)
         return {"n": int(q.shape[0]), **expected_multiclass(_matrix(predictions), q)}
+
+
+def _equal_mass_ece(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
+    """Expected calibration error over ``n_bins`` bins of equally many rows, by probability."""
+    order = np.argsort(p, kind="stable")
+    gaps = [
+        abs(float(y[rows].mean()) - float(p[rows].mean())) * rows.size
+        for rows in np.array_split(order, n_bins)
+        if rows.size
+    ]
+    return float(sum(gaps) / y.size)
 
 
 def _probabilities(predictions: np.ndarray) -> np.ndarray:
