@@ -280,6 +280,19 @@ class Monitor:
         if self.output is None:
             return
         alpha = self.detector.alpha / (len(self.detector.kinds) + 1)
+        if self.task != "binary":  # the task's outputs: class probabilities or values
+            recent = labelled.tail(self.settings.performance_window)
+            if self.task == "multiclass":
+                recent = self.store.labelled_frame(limit=self.settings.performance_window)
+            recent = recent.dropna(subset=["label"])
+            output = self.output.test_output(self._outputs(window), alpha)
+            labels = None
+            if len(recent):
+                labels = self.output.test_labels(
+                    self._outputs(recent), recent["label"].to_numpy(dtype=float), alpha
+                )
+            report.add_output(output, labels)
+            return
         output = self.output.test_output(window["probability"].to_numpy(dtype=float), alpha)
         labelled = labelled.tail(self.settings.performance_window)
         labels = self.output.test_labels(

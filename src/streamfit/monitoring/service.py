@@ -31,7 +31,7 @@ from ..registry import ModelRegistry
 from ..stores import ObservationStore
 from .estimators import PerformanceEstimator, estimator_for
 from .monitor import Monitor
-from .output import OutputDrift
+from .output import OutputDrift, output_drift_for
 from .performance import ProbabilityCalibrator
 
 if TYPE_CHECKING:
@@ -110,14 +110,15 @@ def champion_calibrator(
 
 
 def champion_output(settings: Settings, bundle: ModelBundle | None) -> OutputDrift | None:
-    """Output and label drift reference: the champion's predictions on the fixed holdout."""
-    if bundle is None or bundle.rules.name != "binary":
+    """Output and label drift reference: the champion's predictions on the fixed holdout (its
+    task's tests: probabilities, classes or values)."""
+    if bundle is None:
         return None
     _, holdout = _fixed_holdout(settings)
     if len(holdout) < 100:
         return None
-    proba = bundle.predict_matrix(bundle.pipeline.transform(holdout))
-    return OutputDrift().fit(proba, holdout["label"].to_numpy())
+    outputs = bundle.predict_matrix(bundle.pipeline.transform(holdout))
+    return output_drift_for(bundle.rules.name).fit(outputs, holdout["label"].to_numpy())
 
 
 def champion_estimator(
