@@ -68,25 +68,11 @@ def detector_from_settings(
     when given (else Adult's). ``monitor``: for repeated checks, whose feature and classifier
     tests get their share of the window's half of the false-alarm budget
     (:attr:`AlarmBudget.window_tests`, 0.0021 at the default ERT 200 over Adult's features)."""
-    kinds = {}
-    if contract is not None:
-        kinds = {c.name: c.kind for c in contract.columns if c.kind != "datetime"}
     alpha = settings.drift_alpha
     if monitor:
-        alpha = min(alpha, alarm_budget(settings, len(kinds) or None).window_tests)
-    return DriftDetector(
-        list(kinds) if kinds else None,
-        column_kinds=kinds,
-        alpha=alpha,
-        correction=settings.drift_correction,
-        psi_floor=settings.drift_psi_floor,
-        drift_floor=settings.drift_score_floor,
-        classifier=settings.drift_classifier,
-        n_folds=settings.drift_folds,
-        reference_size=settings.drift_reference_rows,
-        current_size=max(settings.drift_window, 10),
-        seed=settings.seed,
-    )
+        n_features = sum(c.kind != "datetime" for c in contract.columns) if contract else None
+        alpha = min(alpha, alarm_budget(settings, n_features or None).window_tests)
+    return DriftDetector.from_settings(settings, contract=contract, alpha=alpha)
 
 
 class Monitor:

@@ -213,9 +213,9 @@ def _drifting(
     threshold = settings.drop_drifting_features
     if threshold <= 0 or current is None or len(current) < MIN_DRIFT_ROWS:
         return []
-    from ..monitoring import detector_from_settings, drifting_features  # the monitor's scoring
+    from ..monitoring.drift import DriftDetector, drifting_features  # SciPy: on first use
 
-    detector = detector_from_settings(settings)
+    detector = DriftDetector.from_settings(settings, contract=contract)
     dropped = drifting_features(reference, current, threshold, detector=detector)
     # Never everything: a model needs a feature; keep the least drifting one.
     return dropped[:-1] if len(dropped) == len(contract.features) else dropped
