@@ -193,10 +193,16 @@ class Monitor:
         metrics = self._metrics(report, window, labelled)
         self._publish(report)
         top = ", ".join(f"{n}={report.features[n].score:.2f}" for n in report.ranking()[:3])
+        shown = {"binary": ("accuracy", "auc"), "multiclass": ("accuracy", "log_loss")}
+        names = shown.get(self.task, ("rmse", "mae"))
+
+        def performance(source: str) -> str:
+            return " ".join(f"{n} {metrics.get(f'{source}.{n}', math.nan):.3f}" for n in names)
+
         logger.info(
             "drift check %d at %d observations: drifted=%s drift=%.3f (p=%.2g) features [%s] "
-            "drifted features %s; realised on last %d labelled: accuracy %.3f AUC %.3f; "
-            "estimated on %d unlabelled: accuracy %.3f AUC %.3f (%.2fs)",
+            "drifted features %s; realised on last %d labelled: %s; "
+            "estimated on %d unlabelled: %s (%.2fs)",
             self.step,
             count,
             report.drifted,
@@ -205,11 +211,9 @@ class Monitor:
             top,
             report.drifted_features,
             metrics.get("realised.n", 0),
-            metrics.get("realised.accuracy", math.nan),
-            metrics.get("realised.auc", math.nan),
+            performance("realised"),
             metrics.get("estimated.n", 0),
-            metrics.get("estimated.accuracy", math.nan),
-            metrics.get("estimated.auc", math.nan),
+            performance("estimated"),
             report.seconds,
         )
         if report.drifted and self.report_dir is not None:
