@@ -102,7 +102,7 @@ def test_a_bad_label_and_a_bad_request_are_dead_lettered_with_the_reason(stream:
     wait_for(lambda: stream.store.count(labelled=True) == 1, "the good one")
     letters = sorted(stream.read("dead_letter", 3), key=lambda d: d.get("request_id", "~"))
     assert [d.get("request_id") for d in letters] == ["b1", "b2", None]
-    assert "'label' must be 0, 1" in letters[0]["error"]
+    assert "'label' must be '<=50K' or '>50K' (or 1 for" in letters[0]["error"]
     assert "'age'" in letters[1]["error"] and letters[1]["error"].startswith("invalid request")
     assert letters[2]["error"] == "invalid request: invalid UTF-8 at byte 0"
     assert {d["service"] for d in letters} == {"recorder"}
