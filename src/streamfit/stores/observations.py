@@ -49,7 +49,10 @@ import orjson
 import pandas as pd
 import sqlalchemy as sa
 
+from ..config import Retention
 from ..data import FEATURE_COLUMNS, NUMERIC_COLUMNS
+from . import _retention
+from ._retention import Retained
 from ._sql import copy_rows, create_schema, make_engine, reading, transact, writing
 
 _metadata = sa.MetaData()
@@ -70,6 +73,9 @@ observations_table = sa.Table(
     # The shadowed challenger's answer to the same request (streamfit.challenger compares them).
     sa.Column("shadow_version", sa.BigInteger),
     sa.Column("shadow_probability", sa.Float),
+    # When the row was created (its first part recorded), never changed: what retention ages
+    # rows by, and the partition key on PostgreSQL.
+    sa.Column("recorded_at", sa.Float),
 )
 _obs = observations_table.c
 _observed = _obs.data.is_not(None)
@@ -94,6 +100,29 @@ sa.Index(  # pending labels: rows without a request yet (few; counted on every s
     sqlite_where=_obs.data.is_(None),
     postgresql_where=_obs.data.is_(None),
 )
+
+# A new table on PostgreSQL: the same columns, range-partitioned by recorded_at (see
+# stores/_retention.py). A unique index on a partitioned table must hold the partition key, so
+# request_id's is a plain one: the counter's row lock, held from before the merge to the
+# commit, is what keeps one row per request_id there.
+_partitioned_metadata = sa.MetaData()
+_SEQ = sa.Sequence("observations_seq_seq", metadata=_partitioned_metadata)
+partitioned_table = sa.Table(
+    "observations",
+    _partitioned_metadata,
+    sa.Column("seq", sa.BigInteger, _SEQ, server_default=_SEQ.next_value(), nullable=False),
+    sa.Column("request_id", sa.Text, nullable=False),
+    *(c._copy() for c in observations_table.columns if c.name not in ("seq", "request_id")),
+    postgresql_partition_by="RANGE (recorded_at)",
+)
+for _index in list(observations_table.indexes):
+    sa.Index(
+        _index.name,
+        *(partitioned_table.c[c.name] for c in _index.columns),
+        postgresql_where=_index.dialect_options["postgresql"]["where"],
+    )
+sa.Index("observations_request_id", partitioned_table.c.request_id)
+sa.Index("observations_seq", partitioned_table.c.seq)
 
 # Named counters, e.g. the last retrain threshold published ("retrain_mark").
 marks_table = sa.Table(
@@ -139,9 +168,11 @@ _FILLED = (
     "labelled_at",
     "shadow_version",
     "shadow_probability",
+    "recorded_at",
 )
-# The columns whose filling changes a row (a labelled_at only ever comes with its label).
-_PARTS = tuple(name for name in _FILLED if name != "labelled_at")
+# The columns whose filling changes a row (a labelled_at only ever comes with its label; a
+# recorded_at with the row).
+_PARTS = tuple(name for name in _FILLED if name not in ("labelled_at", "recorded_at"))
 _POSITION = {name: at for at, name in enumerate(_FILLED, start=2)}
 
 
@@ -202,11 +233,19 @@ Command = Callable[[int, int], tuple[str, bytes]]
 class ObservationStore:
     """Observations behind SQLAlchemy Core; creates its tables on first use."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, partition_seconds: int = _retention.DAY_S) -> None:
+        """``partition_seconds``: the width of the partitions this store creates (PostgreSQL;
+        a writer with a retention sets it from :func:`_retention.partition_seconds`)."""
         self.url = url
         self.engine = make_engine(url)
+        self.partitions: _retention.Partitions | None = None
         if self.engine.dialect.name == "sqlite":
             _migrate_sqlite_v1(self.engine)
+        elif self.engine.dialect.name == "postgresql":
+            if _retention.create_partitioned(self.engine, partitioned_table):
+                self.partitions = _retention.Partitions(
+                    self.engine, "observations", partition_seconds
+                )
         create_schema(self.engine, _metadata)
         _add_shadow_columns(self.engine)
         dialect = self.engine.dialect.name
@@ -218,7 +257,9 @@ class ObservationStore:
             raise ValueError(f"observation store needs SQLite or PostgreSQL, got {dialect!r}")
         self._insert = insert
         self._create_staged = sa.schema.CreateTable(staged_table, if_not_exists=True)
-        self._merge = _merge_statement(insert)
+        self._merge = (
+            _merge_statement(insert) if self.partitions is None else _partitioned_merge()
+        )
         self._start_counts()
 
     @property
@@ -239,7 +280,10 @@ class ObservationStore:
         multiple of ``every`` labelled observations reached beyond the stored mark."""
         if every < 0 or (every and command is None):
             raise ValueError("record needs every >= 0, and a command when every > 0")
-        rows = _rows(batch, time.time() if now is None else now)
+        now = time.time() if now is None else now
+        rows = _rows(batch, now)
+        if rows and self.partitions is not None:
+            self.partitions.ensure(now)
 
         def work(db: sa.Connection) -> Recorded:
             if rows:  # into this connection's own table: concurrent recorders stage at once
@@ -255,7 +299,8 @@ class ObservationStore:
                 if db.dialect.name == "postgresql":
                     db.execute(_NESTED_LOOPS)
                 observed, labelled = db.execute(_COMPLETED).one()
-                db.execute(self._merge)
+                for statement in self._merge:
+                    db.execute(statement)
                 if db.dialect.name == "sqlite":  # PostgreSQL empties it at commit
                     db.execute(staged_table.delete())
             if observed:
@@ -307,6 +352,35 @@ class ObservationStore:
         db.execute(outbox_table.insert(), outbox)
         _set_mark(db, RETRAIN_MARK, reached)
         return Recorded(labelled, thresholds)
+
+    def retain(self, retention: Retention, now: float | None = None) -> Retained:
+        """Remove the rows ``retention`` no longer keeps (recorded before ``now`` minus its
+        duration, or beyond its newest rows): whole partitions on a partitioned table, else
+        small deletes, each in a short transaction of its own, so a writer is never held up
+        for long. The counts and the retrain mark are left as they are (see _retention)."""
+        now = time.time() if now is None else now
+        if not retention.bounded:
+            return Retained(0, [])
+        if self.partitions is not None:
+            self.partitions.ensure(now)  # the next rows' partition, made off the hot path
+            return _retention.retain_partitions(self.engine, "observations", retention, now)
+        return _retention.retain_rows(self.engine, observations_table, retention, now)
+
+    def size(self) -> tuple[int, int]:
+        """Rows held and bytes on disk (table and indexes; the whole file on SQLite). Counts
+        the rows: for reports, not for a hot path."""
+        with reading(self.engine) as db:
+            rows = db.execute(sa.select(sa.func.count()).select_from(observations_table))
+            rows = rows.scalar_one()
+            if db.dialect.name == "sqlite":
+                pages = db.exec_driver_sql("PRAGMA page_count").scalar_one()
+                size = pages * db.exec_driver_sql("PRAGMA page_size").scalar_one()
+            else:
+                size = db.exec_driver_sql(
+                    "SELECT sum(pg_total_relation_size(relid)) "
+                    "FROM pg_partition_tree('observations')"
+                ).scalar_one()
+        return int(rows), int(size or 0)
 
     @contextlib.contextmanager
     def sending(self) -> Iterator[list[OutboxMessage]]:
@@ -518,10 +592,13 @@ def _rows(batch: ObservationBatch, now: float) -> list[tuple[Any, ...]]:
     rows: dict[str, list[Any]] = {}
     empty = [None] * len(_FILLED)
 
+    recorded = _POSITION["recorded_at"]
+
     def row(request_id: str) -> list[Any]:
         found = rows.get(request_id)
         if found is None:
             found = rows[request_id] = [len(rows), request_id, *empty]
+            found[recorded] = now
         return found
 
     data, probability, label, shadow = (
@@ -589,7 +666,7 @@ _NESTED_LOOPS = sa.text(
 _COMPLETED = _completed_statement()
 
 
-def _merge_statement(insert: Any) -> Any:
+def _merge_statement(insert: Any) -> tuple[Any, ...]:
     """The staged batch into the observations, in staged order (``seq`` follows arrival)."""
     names = ["request_id", *_FILLED]
     staged = (
@@ -603,16 +680,41 @@ def _merge_statement(insert: Any) -> Any:
     # that would not change is not written at all (a redelivered message costs one index probe).
     fills = {name: sa.func.coalesce(_obs[name], new[name]) for name in _FILLED}
     changes = sa.or_(*(sa.and_(_obs[name].is_(None), new[name].is_not(None)) for name in _PARTS))
-    return statement.on_conflict_do_update(
-        index_elements=[_obs.request_id], set_=fills, where=changes
+    return (
+        statement.on_conflict_do_update(
+            index_elements=[_obs.request_id], set_=fills, where=changes
+        ),
     )
 
 
+def _partitioned_merge() -> tuple[Any, ...]:
+    """The same merge without ON CONFLICT (no unique index to conflict on): fill the empty
+    columns of the rows that exist, then insert the rest, in staged order. Exact because the
+    counter's row lock keeps a concurrent recorder out until this transaction commits, and
+    the insert sees what the update did."""
+    new = staged_table.c
+    fills = {
+        name: sa.func.coalesce(_obs[name], new[name]) for name in _FILLED if name != "recorded_at"
+    }
+    changes = sa.or_(*(sa.and_(_obs[name].is_(None), new[name].is_not(None)) for name in _PARTS))
+    update = (
+        observations_table.update()
+        .where(_obs.request_id == new.request_id, changes)
+        .values(fills)
+    )
+    names = ["request_id", *_FILLED]
+    absent = ~sa.exists().where(_obs.request_id == new.request_id)
+    staged = sa.select(*(new[name] for name in names)).where(absent).order_by(new.position)
+    return update, observations_table.insert().from_select(names, staged)
+
+
 def _add_shadow_columns(engine: sa.Engine) -> None:
-    """Give an observation table made before shadow scoring its two shadow columns (empty)."""
+    """Give an observation table made before shadow scoring its two shadow columns, and one
+    made before retention its recorded_at (empty: such rows are aged by their other times)."""
     with reading(engine) as db:
         have = {c["name"] for c in sa.inspect(db).get_columns("observations")}
-    missing = [n for n in ("shadow_version", "shadow_probability") if n not in have]
+    added = ("shadow_version", "shadow_probability", "recorded_at")
+    missing = [n for n in added if n not in have]
     if not missing:
         return
     with writing(engine) as db:
