@@ -241,11 +241,8 @@ class ObservationStore:
         self.partitions: _retention.Partitions | None = None
         if self.engine.dialect.name == "sqlite":
             _migrate_sqlite_v1(self.engine)
-        elif self.engine.dialect.name == "postgresql":
-            if _retention.create_partitioned(self.engine, partitioned_table):
-                self.partitions = _retention.Partitions(
-                    self.engine, "observations", partition_seconds
-                )
+        elif _retention.create_partitioned(self.engine, partitioned_table):  # PostgreSQL
+            self.partitions = _retention.Partitions(self.engine, "observations", partition_seconds)
         create_schema(self.engine, _metadata)
         _add_shadow_columns(self.engine)
         dialect = self.engine.dialect.name
@@ -257,9 +254,7 @@ class ObservationStore:
             raise ValueError(f"observation store needs SQLite or PostgreSQL, got {dialect!r}")
         self._insert = insert
         self._create_staged = sa.schema.CreateTable(staged_table, if_not_exists=True)
-        self._merge = (
-            _merge_statement(insert) if self.partitions is None else _partitioned_merge()
-        )
+        self._merge = _merge_statement(insert) if self.partitions is None else _partitioned_merge()
         self._start_counts()
 
     @property
@@ -698,9 +693,7 @@ def _partitioned_merge() -> tuple[Any, ...]:
     }
     changes = sa.or_(*(sa.and_(_obs[name].is_(None), new[name].is_not(None)) for name in _PARTS))
     update = (
-        observations_table.update()
-        .where(_obs.request_id == new.request_id, changes)
-        .values(fills)
+        observations_table.update().where(_obs.request_id == new.request_id, changes).values(fills)
     )
     names = ["request_id", *_FILLED]
     absent = ~sa.exists().where(_obs.request_id == new.request_id)
