@@ -536,21 +536,8 @@ class ObservationStore:
     def recent_frame(self, limit: int) -> pd.DataFrame:
         """The most recent observations (by arrival of the request), labelled or not, oldest
         first."""
-        query = (
-            sa.select(
-                _obs.request_id,
-                _obs.data,
-                _obs.label,
-                _obs.probability,
-                _obs.model_version,
-                _obs.received_at,
-            )
-            .where(_obs.data.is_not(None))
-            .order_by(_obs.received_at.desc(), _obs.seq.desc())
-            .limit(int(limit))
-        )
         with reading(self.engine) as db:
-            rows = [tuple(r) for r in db.execute(query)][::-1]
+            rows = [tuple(r) for r in db.execute(_recent_query(limit))][::-1]
         return _frame(rows, ["label", "probability", "model_version", "received_at"])
 
     def close(self) -> None:
@@ -569,16 +556,41 @@ class ObservationStore:
     ) -> list[tuple]:
         """``columns`` of the labelled observations (the newest ``limit``), oldest first;
         ``predicted``: only those whose prediction is recorded too."""
-        where = sa.and_(_labelled, _obs.probability.is_not(None)) if predicted else _labelled
-        query = (
-            sa.select(*(_obs[name] for name in columns))
-            .where(where)
-            .order_by(_obs.labelled_at.desc(), _obs.seq.desc())
-        )
-        if limit is not None:
-            query = query.limit(int(limit))
+        query = _latest_labelled_query(columns, limit, predicted=predicted)
         with reading(self.engine) as db:
             return [tuple(r) for r in db.execute(query)][::-1]
+
+
+def _latest_labelled_query(
+    columns: list[str], limit: int | None, *, predicted: bool = False
+) -> sa.Select:
+    """The newest labelled observations first: the training window and the monitor's realised
+    metrics, read backwards through the (labelled_at, seq) index of the labelled rows."""
+    where = sa.and_(_labelled, _obs.probability.is_not(None)) if predicted else _labelled
+    query = (
+        sa.select(*(_obs[name] for name in columns))
+        .where(where)
+        .order_by(_obs.labelled_at.desc(), _obs.seq.desc())
+    )
+    return query if limit is None else query.limit(int(limit))
+
+
+def _recent_query(limit: int) -> sa.Select:
+    """The newest observations by arrival of the request, through the (received_at, seq)
+    index: the monitor's drift window."""
+    return (
+        sa.select(
+            _obs.request_id,
+            _obs.data,
+            _obs.label,
+            _obs.probability,
+            _obs.model_version,
+            _obs.received_at,
+        )
+        .where(_obs.data.is_not(None))
+        .order_by(_obs.received_at.desc(), _obs.seq.desc())
+        .limit(int(limit))
+    )
 
 
 def _rows(batch: ObservationBatch, now: float) -> list[tuple[Any, ...]]:
