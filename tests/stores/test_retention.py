@@ -12,8 +12,7 @@ import sqlalchemy as sa
 
 from streamfit import messages
 from streamfit.config import Retention
-from streamfit.stores import ObservationBatch, ObservationStore
-from streamfit.stores import _retention
+from streamfit.stores import ObservationBatch, ObservationStore, _retention
 from streamfit.stores.observations import observations_table
 
 DAY = 86400.0
