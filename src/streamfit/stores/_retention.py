@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -33,6 +34,7 @@ log = logging.getLogger("streamfit.stores")
 
 DAY_S = 86400
 _LOCK_TIMEOUT = "2s"  # a partition change waits this long for its lock, then tries next pass
+_RETRY_S = 30.0  # after a partition could not be made, writers try again only this much later
 _DELETE_BATCH = 5000  # rows per delete transaction (SQLite, an unpartitioned table)
 _BOUNDS = re.compile(r"FROM \('?([-+\d.e]+)'?\) TO \('?([-+\d.e]+)'?\)")
 
@@ -110,6 +112,7 @@ class Partitions:
         self.table = table
         self.width = width
         self._known: list[Partition] = []
+        self._retry_at = 0.0  # monotonic time before which a failed creation is not retried
 
     def covered(self, at: float) -> bool:
         return any(p.lo <= at < p.hi for p in self._known)
@@ -117,6 +120,8 @@ class Partitions:
     def ensure(self, at: float) -> None:
         """A partition holds ``at``, and one holds ``at + width / 2`` (created ahead)."""
         if self.covered(at) and self.covered(at + self.width / 2):
+            return
+        if time.monotonic() < self._retry_at:  # meanwhile the DEFAULT partition takes the rows
             return
         with writing(self.engine) as db:
             db.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
@@ -144,6 +149,7 @@ class Partitions:
                 )
         except sa.exc.DBAPIError as exc:
             log.warning("partition %s not created (%s): its rows go to the default", name, exc.orig)
+            self._retry_at = time.monotonic() + _RETRY_S
             return
         self._known.append(Partition(name, lo, hi))
 

@@ -16,6 +16,14 @@ command per new threshold in a transactional *outbox*; :meth:`ObservationStore.s
 unsent commands out and marks them sent once the caller has delivered them. A recorder that dies
 anywhere in between neither skips nor repeats a threshold.
 
+:meth:`ObservationStore.retain` keeps the table bounded (``retain``: a duration and/or a row
+count, applied by the recorder): on PostgreSQL a new table is partitioned by ``recorded_at``
+and whole partitions are dropped; on SQLite, and on an unpartitioned PostgreSQL table made by
+an earlier streamfit (kept as it is: it works, retention deletes from it in small batches; to
+partition it, let a new table fill and drop the old), old rows are deleted a few thousand per
+transaction. The counts and the retrain mark stay those of everything recorded
+(:mod:`._retention`).
+
 Any SQLAlchemy URL: ``sqlite:///path/observations.db`` (the embedded default) or
 ``postgresql+psycopg://user:password@host/db`` for services on several machines.
 
@@ -414,7 +422,8 @@ class ObservationStore:
 
     # -- reading ------------------------------------------------------------------------------
     def count(self, labelled: bool = False) -> int:
-        """Observations (rows with a request); ``labelled``: those that also have a label.
+        """Observations (rows with a request) recorded so far, rows retention removed included;
+        ``labelled``: those that also have a label.
 
         Read from the counts :meth:`record` keeps, so it costs the same on any table size."""
         return self._mark(LABELLED_COUNT if labelled else OBSERVED_COUNT)
