@@ -11,7 +11,7 @@ import pytest
 from streamfit import messages
 from streamfit.bus import BusFenced
 from streamfit.recording import Recorder
-from streamfit.stores import ObservationBatch
+from streamfit.stores import ObservationBatch, ObservationStore
 from tests.recording.conftest import Stream, wait_for
 
 pytestmark = pytest.mark.kafka
@@ -234,13 +234,17 @@ def test_rows_older_than_retain_go_at_the_next_pass_while_recording_goes_on(
 ) -> None:
     old = time.time() - 3 * 86400
     ids = [f"old{i}" for i in range(300)]
-    stream.store.record(
+    # written with hour-wide partitions (PostgreSQL): a store that kept everything makes 30-day
+    # ones, which a retention set later drops whole, once they are all older than it
+    seeding = ObservationStore(stream.settings.store_url, partition_seconds=3600)
+    seeding.record(
         ObservationBatch(
             requests=[(i, _request(i)) for i in ids],
             labels=[(i, 1) for i in [*ids, "old-pending"]],
         ),
         now=old,
     )
+    seeding.close()
     stream.start(retain="1d")  # retrain every 10 labelled
     new = [f"new{i}" for i in range(100)]
     for chunk in (new[:50], new[50:]):

@@ -22,7 +22,7 @@ WEEK = Retention(seconds=7 * DAY)
 
 @pytest.fixture
 def store(store_url: str) -> Iterator[ObservationStore]:
-    store = ObservationStore(store_url)
+    store = ObservationStore(store_url, partition_seconds=int(DAY))
     yield store
     store.close()
 
@@ -94,7 +94,7 @@ def test_the_retrain_cadence_neither_fires_again_nor_stalls(store: ObservationSt
 def test_writers_keep_writing_while_retention_runs(store_url: str) -> None:
     """A writer records batch after batch while another connection removes 12,000 old rows
     (several delete transactions on SQLite, partitions on PostgreSQL): every batch goes in."""
-    setup = ObservationStore(store_url)
+    setup = ObservationStore(store_url, partition_seconds=int(DAY))
     for day in range(12):
         setup.record(_labelled(f"old{day}-", 1000), now=NOW - (20 - day) * DAY)
     setup.close()

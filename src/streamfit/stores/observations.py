@@ -198,6 +198,12 @@ staged_table = sa.Table(
     sa.Column("request_id", sa.Text, nullable=False),
     # Doubles, not Floats: COPY's binary format wants the type's own name (FLOAT is an alias).
     *(sa.Column(name, _double(observations_table.c[name].type)) for name in _FILLED),
+    # What a partitioned table already holds for the request (filled by _lookup_statement):
+    # where its row is (partition key and seq), and whether it has data and a label.
+    sa.Column("old_at", sa.Double),
+    sa.Column("old_seq", sa.BigInteger),
+    sa.Column("had_data", sa.Boolean),
+    sa.Column("had_label", sa.Boolean),
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DELETE ROWS",
 )
@@ -241,16 +247,18 @@ Command = Callable[[int, int], tuple[str, bytes]]
 class ObservationStore:
     """Observations behind SQLAlchemy Core; creates its tables on first use."""
 
-    def __init__(self, url: str, *, partition_seconds: int = _retention.DAY_S) -> None:
-        """``partition_seconds``: the width of the partitions this store creates (PostgreSQL;
-        a writer with a retention sets it from :func:`_retention.partition_seconds`)."""
+    def __init__(self, url: str, *, partition_seconds: int | None = None) -> None:
+        """``partition_seconds``: the width of the partitions this store creates (PostgreSQL),
+        by default :func:`_retention.partition_seconds` of keeping everything; a writer with a
+        retention passes that of its retention."""
         self.url = url
         self.engine = make_engine(url)
         self.partitions: _retention.Partitions | None = None
         if self.engine.dialect.name == "sqlite":
             _migrate_sqlite_v1(self.engine)
         elif _retention.create_partitioned(self.engine, partitioned_table):  # PostgreSQL
-            self.partitions = _retention.Partitions(self.engine, "observations", partition_seconds)
+            width = partition_seconds or _retention.partition_seconds(Retention())
+            self.partitions = _retention.Partitions(self.engine, "observations", width)
         create_schema(self.engine, _metadata)
         _add_shadow_columns(self.engine)
         dialect = self.engine.dialect.name
@@ -262,7 +270,13 @@ class ObservationStore:
             raise ValueError(f"observation store needs SQLite or PostgreSQL, got {dialect!r}")
         self._insert = insert
         self._create_staged = sa.schema.CreateTable(staged_table, if_not_exists=True)
-        self._merge = _merge_statement(insert) if self.partitions is None else _partitioned_merge()
+        # A partitioned table: the request_ids are looked up once (every partition's index)
+        # and the rows then reached by (partition key, seq), one partition each.
+        self._lookup, self._completed, self._merge = (
+            ((), _COMPLETED, _merge_statement(insert))
+            if self.partitions is None
+            else ((_lookup_statement(),), _FOUND_COMPLETED, _partitioned_merge())
+        )
         self._start_counts()
 
     @property
@@ -291,7 +305,7 @@ class ObservationStore:
         def work(db: sa.Connection) -> Recorded:
             if rows:  # into this connection's own table: concurrent recorders stage at once
                 db.execute(self._create_staged)
-                copy_rows(db, staged_table, rows)
+                copy_rows(db, staged_table, rows, _STAGED)
             # The counter's row lock serialises concurrent recorders from here to their commit
             # (SQLite's BEGIN IMMEDIATE already does); in READ COMMITTED each statement then
             # sees all that the previous holders wrote, so the rows' states read below are
@@ -301,7 +315,9 @@ class ObservationStore:
             if rows:
                 if db.dialect.name == "postgresql":
                     db.execute(_NESTED_LOOPS)
-                observed, labelled = db.execute(_COMPLETED).one()
+                for statement in self._lookup:
+                    db.execute(statement)
+                observed, labelled = db.execute(self._completed).one()
                 for statement in self._merge:
                     db.execute(statement)
                 if db.dialect.name == "sqlite":  # PostgreSQL empties it at commit
@@ -680,6 +696,40 @@ _NESTED_LOOPS = sa.text(
 
 
 _COMPLETED = _completed_statement()
+_STAGED = ("position", "request_id", *_FILLED)
+
+
+def _lookup_statement() -> Any:
+    """Note in each staged row where its request's row is and what it holds: the only
+    statement that probes every partition."""
+    new = staged_table.c
+    return (
+        staged_table.update()
+        .where(_obs.request_id == new.request_id)
+        .values(
+            old_at=_obs.recorded_at,
+            old_seq=_obs.seq,
+            had_data=_obs.data.is_not(None),
+            had_label=_obs.label.is_not(None),
+        )
+    )
+
+
+def _found_completed_statement() -> sa.Select:
+    """:func:`_completed_statement` from what :func:`_lookup_statement` noted."""
+    new = staged_table.c
+    had_data = sa.func.coalesce(new.had_data, False)
+    had_label = sa.func.coalesce(new.had_label, False)
+    observed = sa.and_(new.data.is_not(None), ~had_data)
+    labelled = sa.and_(
+        sa.or_(had_data, new.data.is_not(None)),
+        sa.or_(had_label, new.label.is_not(None)),
+        ~sa.and_(had_data, had_label),
+    )
+    return sa.select(sa.func.count().filter(observed), sa.func.count().filter(labelled))
+
+
+_FOUND_COMPLETED = _found_completed_statement()
 
 
 def _merge_statement(insert: Any) -> tuple[Any, ...]:
@@ -704,21 +754,26 @@ def _merge_statement(insert: Any) -> tuple[Any, ...]:
 
 
 def _partitioned_merge() -> tuple[Any, ...]:
-    """The same merge without ON CONFLICT (no unique index to conflict on): fill the empty
-    columns of the rows that exist, then insert the rest, in staged order. Exact because the
-    counter's row lock keeps a concurrent recorder out until this transaction commits, and
-    the insert sees what the update did."""
+    """The same merge without ON CONFLICT (no unique index to conflict on), after
+    :func:`_lookup_statement`: fill the empty columns of the rows found, each reached in its
+    own partition, then insert the rest in staged order. Exact because the counter's row lock
+    keeps a concurrent recorder out from before the lookup until this transaction commits."""
     new = staged_table.c
     fills = {
         name: sa.func.coalesce(_obs[name], new[name]) for name in _FILLED if name != "recorded_at"
     }
     changes = sa.or_(*(sa.and_(_obs[name].is_(None), new[name].is_not(None)) for name in _PARTS))
     update = (
-        observations_table.update().where(_obs.request_id == new.request_id, changes).values(fills)
+        observations_table.update()
+        .where(_obs.recorded_at == new.old_at, _obs.seq == new.old_seq, changes)
+        .values(fills)
     )
     names = ["request_id", *_FILLED]
-    absent = ~sa.exists().where(_obs.request_id == new.request_id)
-    staged = sa.select(*(new[name] for name in names)).where(absent).order_by(new.position)
+    staged = (
+        sa.select(*(new[name] for name in names))
+        .where(new.old_seq.is_(None))
+        .order_by(new.position)
+    )
     return update, observations_table.insert().from_select(names, staged)
 
 
