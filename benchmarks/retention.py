@@ -7,13 +7,17 @@ On PostgreSQL (``scripts/postgres``, fresh schemas dropped afterwards) and SQLit
 filled with ``--rows`` observations spread over 30 days, recorded as the recorder does (a batch
 of requests, then their predictions, then their labels), and:
 
+each day followed by a retention pass keeping 7 days, as a recorder with ``--retain 7d`` does
+(partitions dropped on PostgreSQL, small deletes on SQLite and on an unpartitioned table):
+
 - ``record_vs_unpartitioned``: observations recorded per second into the partitioned table over
   the same into an unpartitioned one (the table an earlier streamfit made), same batches;
+- rows and bytes held after 10 and after 30 days: flat once retention applies;
 - ``window_ms``: the training window (newest 10,000 labelled), the monitor's recent rows and
-  labelled outcomes (1,000 each), on the table after 10 days and after 30 days: their time
-  does not grow with the table's age (``window_30d_vs_10d``);
-- ``retain_ms``: one retention pass keeping 7 days (partitions dropped on PostgreSQL, small
-  deletes on SQLite and on the unpartitioned table) and the rows it removed.
+  labelled outcomes (1,000 each) after 10 and after 30 days (``window_day30_vs_day10``);
+- ``retain_pass_ms``: a retention pass, median and longest;
+- ``partitions_sweep``: partitioned over unpartitioned writes with 1, 5, 12, 30 partitions held
+  (each write probes every partition's request_id index once).
 
 Prints a table and writes ``benchmarks/results/retention.json``.
 """
@@ -37,6 +41,7 @@ import sqlalchemy as sa
 from streamfit import messages
 from streamfit.config import Retention
 from streamfit.stores import ObservationBatch, ObservationStore
+from streamfit.stores._retention import partition_seconds
 from streamfit.stores.observations import observations_table
 
 RESULTS = Path(__file__).parent / "results"
@@ -73,30 +78,70 @@ def _windows(store: ObservationStore) -> dict[str, float]:
 
 
 def run(url: str, rows_per_day: int, batch: int, now: float) -> dict[str, Any]:
-    store = ObservationStore(url)
-    recorded_s = 0.0
+    """30 days recorded as a recorder with ``retain 7d`` does: a retention pass after each
+    day's batches (partitions as wide as that recorder makes them)."""
+    keep = Retention(seconds=7 * DAY)
+    store = ObservationStore(url, partition_seconds=partition_seconds(keep))
+    recorded_s, passes = 0.0, []
     out: dict[str, Any] = {"partitioned": store.partitions is not None}
     for day in range(30):
-        batches = _batches(day, rows_per_day, batch)
         at = now - (29 - day) * DAY
         start = time.perf_counter()
-        for part in batches:
+        for part in _batches(day, rows_per_day, batch):
             store.record(part, now=at)
         recorded_s += time.perf_counter() - start
-        if day == 9:
+        start = time.perf_counter()
+        store.retain(keep, now=at + DAY / 2)
+        passes.append((time.perf_counter() - start) * 1000)
+        if day in (9, 29):
             _analyze(store)
-            out["window_ms_10d"] = _windows(store)
-    _analyze(store)
-    out["window_ms_30d"] = _windows(store)
+            rows, size = store.size()
+            out[f"day_{day + 1}"] = {"rows": rows, "bytes": size, "window_ms": _windows(store)}
     out["record_per_s"] = round(30 * rows_per_day / recorded_s)
-    rows, size = store.size()
-    start = time.perf_counter()
-    retained = store.retain(Retention(seconds=7 * DAY), now=now)
-    out["retain_ms"] = round((time.perf_counter() - start) * 1000, 1)
-    out["rows_before"], out["bytes_before"] = rows, size
-    out["rows_after"], out["bytes_after"] = store.size()
-    out["partitions_dropped"] = len(retained.partitions)
+    out["retain_pass_ms"] = {
+        "median": round(sorted(passes)[len(passes) // 2], 1),
+        "max": round(max(passes), 1),
+    }
     store.close()
+    return out
+
+
+def partitions_sweep(admin: sa.Engine, postgres: str, now: float) -> dict[str, Any]:
+    """Observations recorded per second with P partitions held (2,000 rows each), over the
+    same into an unpartitioned table holding as many rows: every write probes each
+    partition's request_id index once."""
+    out = {}
+    for held in (1, 5, 12, 30):
+        rates = []
+        for plain in (True, False):
+            schema = f"bench_{uuid.uuid4().hex[:10]}"
+            with admin.begin() as db:
+                db.exec_driver_sql(f"CREATE SCHEMA {schema}")
+            url = f"{postgres}?options=-csearch_path%3D{schema}"
+            try:
+                if plain:
+                    _unpartitioned(url)
+                store = ObservationStore(url, partition_seconds=int(DAY))
+                for day in range(held):
+                    for part in _batches(1000 + day, 2000, 2000):
+                        store.record(part, now=now - (held - day) * DAY)
+                store.record(ObservationBatch(labels=[("x", 1)]), now=now)
+                _analyze(store)
+                batches = _batches(0, 20_000, 2000)
+                start = time.perf_counter()
+                for part in batches:
+                    store.record(part, now=now)
+                rates.append(20_000 / (time.perf_counter() - start))
+                store.close()
+            finally:
+                with admin.begin() as db:
+                    db.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        out[str(held)] = {
+            "unpartitioned_per_s": round(rates[0]),
+            "partitioned_per_s": round(rates[1]),
+            "ratio": round(rates[1] / rates[0], 2),
+        }
+        print(f"  {held} partition(s): {out[str(held)]}", flush=True)
     return out
 
 
@@ -147,6 +192,8 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             print("sqlite...", flush=True)
             results["sqlite"] = run(f"sqlite:///{tmp}/o.db", per_day, args.batch, now)
+        print("partitions held (PostgreSQL)...", flush=True)
+        results["partitions_sweep"] = partitions_sweep(admin, args.postgres, now)
     finally:
         with admin.begin() as db:
             for schema in schemas:
@@ -158,9 +205,9 @@ def main() -> int:
     )
     for name in ("postgresql-partitioned", "postgresql-unpartitioned", "sqlite"):
         run_ = results[name]
-        run_["window_30d_vs_10d"] = {
-            query: round(run_["window_ms_30d"][query] / max(run_["window_ms_10d"][query], 1e-3), 2)
-            for query in run_["window_ms_30d"]
+        early, late = run_["day_10"]["window_ms"], run_["day_30"]["window_ms"]
+        run_["window_day30_vs_day10"] = {
+            query: round(late[query] / max(early[query], 1e-3), 2) for query in late
         }
     results["machine"] = (
         f"{os.cpu_count()} cores ({platform.machine()}), shared with other engineers' jobs; "
@@ -175,22 +222,27 @@ def main() -> int:
 
 def table(results: dict[str, Any]) -> str:
     lines = [
-        f"{results['rows']} observations over 30 days, batches of {results['batch']}",
-        f"{'store':<26} {'rec/s':>8} {'train 10d':>10} {'30d':>7} {'recent 10d':>11} {'30d':>7} "
-        f"{'retain ms':>10} {'rows before':>12} {'after':>7}",
+        f"{results['rows']} observations over 30 days, batches of {results['batch']}, a "
+        "retention pass (7d) after each day",
+        f"{'store':<26} {'rec/s':>7} {'rows d10':>9} {'d30':>7} {'MB d10':>7} {'d30':>6} "
+        f"{'train ms d10':>13} {'d30':>6} {'recent d10':>11} {'d30':>6} {'pass ms':>8}",
     ]
     for name in ("postgresql-partitioned", "postgresql-unpartitioned", "sqlite"):
         r = results[name]
+        a, b = r["day_10"], r["day_30"]
         lines.append(
-            f"{name:<26} {r['record_per_s']:>8} {r['window_ms_10d']['training_window']:>10} "
-            f"{r['window_ms_30d']['training_window']:>7} {r['window_ms_10d']['recent_frame']:>11} "
-            f"{r['window_ms_30d']['recent_frame']:>7} {r['retain_ms']:>10} "
-            f"{r['rows_before']:>12} {r['rows_after']:>7}"
+            f"{name:<26} {r['record_per_s']:>7} {a['rows']:>9} {b['rows']:>7} "
+            f"{a['bytes'] / 1e6:>7.1f} {b['bytes'] / 1e6:>6.1f} "
+            f"{a['window_ms']['training_window']:>13} {b['window_ms']['training_window']:>6} "
+            f"{a['window_ms']['recent_frame']:>11} {b['window_ms']['recent_frame']:>6} "
+            f"{r['retain_pass_ms']['median']:>8}"
         )
+    lines.append(f"record_vs_unpartitioned (PostgreSQL): {results['record_vs_unpartitioned']}")
     lines.append(
-        f"record_vs_unpartitioned (PostgreSQL): {results['record_vs_unpartitioned']}; "
-        f"{results['machine']}"
+        "partitioned / unpartitioned writes by partitions held: "
+        + ", ".join(f"{p}: {v['ratio']}" for p, v in results["partitions_sweep"].items())
     )
+    lines.append(results["machine"])
     return "\n".join(lines)
 
 

@@ -224,5 +224,6 @@ def test_postgres_a_table_made_before_partitioning_keeps_working(postgres_schema
     store.record(_labelled("new", 10), now=NOW)  # redelivered: upserts, no duplicate
     assert store.retain(WEEK, now=NOW).rows == 10
     assert _ids(store) == {f"new{i}" for i in range(10)}
+    assert store.size()[0] == 10 and store.size()[1] > 0
     assert store.count(labelled=True) == 20
     store.close()

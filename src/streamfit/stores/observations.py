@@ -395,9 +395,9 @@ class ObservationStore:
                 pages = db.exec_driver_sql("PRAGMA page_count").scalar_one()
                 size = pages * db.exec_driver_sql("PRAGMA page_size").scalar_one()
             else:
-                size = db.exec_driver_sql(
-                    "SELECT sum(pg_total_relation_size(relid)) "
-                    "FROM pg_partition_tree('observations')"
+                size = db.exec_driver_sql(  # a table not partitioned has no partition tree
+                    "SELECT coalesce(sum(pg_total_relation_size(relid)), "
+                    "pg_total_relation_size('observations')) FROM pg_partition_tree('observations')"
                 ).scalar_one()
         return int(rows), int(size or 0)
 
