@@ -43,6 +43,7 @@ _SETTING_OPTIONS = (
     "group",
     "instance_id",
     "recorder_group",
+    "retain",
     "store",
     "trials",
     "compile_model",
@@ -499,6 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     recorder.add_argument(
         "--recorder-group", help="consumer group of the recorders (default streamfit-recorder)"
+    )
+    recorder.add_argument(
+        "--retain",
+        help="keep only observations recorded within a duration (7d, 12h) and/or the newest N "
+        "rows (1000000, or 7d,1000000); default: keep everything",
     )
     _instance_id(recorder)
 

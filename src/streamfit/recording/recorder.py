@@ -22,6 +22,10 @@ instead: nothing is dead-lettered for that.
 
 Several recorders in one consumer group (``recorder_group``) split the partitions; the store
 makes their concurrent upserts and the retrain counter correct.
+
+With ``retain`` set, a thread of the recorder removes what the store no longer keeps, at start
+and then every few seconds to a minute (:meth:`ObservationStore.retain`: partitions dropped, or
+small deletes), beside the loop and never in its way; a failed pass is retried at the next.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ from ..features import request_schema
 from ..health import Health, ServiceLoop
 from ..instance import InstanceSlot
 from ..metrics import RecorderMetrics
-from ..stores import ObservationBatch, ObservationStore, StoreUnavailable
+from ..stores import ObservationBatch, ObservationStore, StoreError, StoreUnavailable
+from ..stores._retention import partition_seconds
 from ._decode import Refused, decode_batch
 
 log = logging.getLogger("streamfit.recorder")
@@ -54,6 +59,9 @@ _OUTBOX_SWEEP_S = 10.0
 # How far back a starting recorder looks on the retrain topic for commands already published:
 # far more than one delivery's worth (the thresholds one batch can cross).
 _PUBLISHED_LOOKBACK = 1000
+# Longest time between two retention passes: what a pass leaves behind is what the recorder
+# wrote in that time.
+_RETAIN_EVERY_S = 60.0
 
 
 @dataclass
@@ -72,6 +80,8 @@ class RecorderStats:
     labelled: int = 0
     pending_labels: int = 0  # labels whose request was not seen yet (at the latest sweep)
     store_retries: int = 0
+    retained_rows: int = 0  # rows deleted by retention (rows of dropped partitions not counted)
+    dropped_partitions: int = 0
     started: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, Any]:
@@ -96,7 +106,14 @@ class Recorder(ServiceLoop):
         self.health = Health(self.metrics)
         self.bus = bus
         self.topics = settings.topics
-        self.store = store if store is not None else ObservationStore(settings.store_url)
+        self.retention = settings.retention
+        self.store = (
+            store
+            if store is not None
+            else ObservationStore(
+                settings.store_url, partition_seconds=partition_seconds(self.retention)
+            )
+        )
         self.stats = RecorderStats()
         # What requests and labels look like: the contract of the deployment's data.
         self.schema = request_schema(serving_contract(settings), settings.extra_columns)
@@ -104,10 +121,29 @@ class Recorder(ServiceLoop):
         self.ready = threading.Event()  # set once the loop consumes
         self._wake = threading.Event()  # cuts a backoff short on stop()
         self._queued = False  # the batch being handled queued a retrain command
+        self._retaining = threading.Event()  # set: the retention thread ends
 
     def stop(self) -> None:
         super().stop()
         self._wake.set()  # a backoff in progress ends now
+        self._retaining.set()
+
+    def retain_once(self) -> None:
+        """One retention pass; a database error is logged, and the next pass tries again."""
+        try:
+            retained = self.store.retain(self.retention)
+        except StoreError as exc:
+            log.warning("retention pass failed, next one retries: %s", exc)
+            return
+        self.stats.retained_rows += retained.rows
+        self.stats.dropped_partitions += len(retained.partitions)
+
+    def _retain_in_background(self) -> None:
+        seconds = self.retention.seconds
+        every = _RETAIN_EVERY_S if seconds is None else min(_RETAIN_EVERY_S, max(1.0, seconds / 8))
+        while not self._retaining.is_set():
+            self.retain_once()
+            self._retaining.wait(every)
 
     def _run(self) -> None:
         topics = self.topics
@@ -133,6 +169,15 @@ class Recorder(ServiceLoop):
                 self.settings.retrain_every,
                 slot.stable_id,
             )
+            if self.retention.bounded:
+                self._retaining.clear()
+                retainer = threading.Thread(
+                    target=self._retain_in_background, name="recorder-retention", daemon=True
+                )
+                retainer.start()
+                stack.callback(retainer.join)
+                stack.callback(self._retaining.set)
+                log.info("retention: %s", self.settings.retain)
             self.ready.set()
             # Under a backlog, as many messages per transaction and offset commit as the
             # predictor acknowledges at once: each costs the same few statements and round trips
