@@ -51,9 +51,17 @@ from ..data import FEATURE_COLUMNS, load_adult
 from ..features import FeaturePipeline
 from ..progress import Progress, as_progress
 from .gate import GateDecision, decide, split_fixed_holdout, split_recent
-from .objective import CVObjective, CVResult, classification_metrics, fit_final
+from .objective import (
+    CVObjective,
+    CVResult,
+    TrialPruned,
+    classification_metrics,
+    fit_final,
+    refit_rounds,
+)
 from .optimizers import Optimizer, get_optimizer
-from .space import DEFAULT_SPACE, SearchSpace, params_key
+from .space import DEFAULT_SPACE, SearchSpace, lightgbm_params, params_key
+from .study import Announcement, SharedStudy, fail, is_shared
 from .tracking import Tracker, get_tracker
 from .tracking._timed import TimedTracker
 from .trials import TrialStore, data_fingerprint
@@ -168,7 +176,9 @@ class _RoundData:
         base_data: pd.DataFrame | None,
         new_observations: pd.DataFrame | None,
         recent: pd.DataFrame | None = None,
+        dropped: list[str] | None = None,
     ) -> _RoundData:
+        """``dropped``: the features a leader left out (a trainer joining its search)."""
         # Everything the gate scores on is kept out of training (see gate.py).
         original = base_data if base_data is not None else _adult("train")
         original = original[[*FEATURE_COLUMNS, "label"]]
@@ -177,7 +187,8 @@ class _RoundData:
         train = _concat(fixed_train, recent_train)
         rows, data_hash = data_fingerprint(train)
         current = recent if recent is not None else new_observations
-        dropped = _drifting(settings, fixed_train, current)
+        if dropped is None:
+            dropped = _drifting(settings, fixed_train, current)
         pipeline = FeaturePipeline(drop=dropped).fit(train)
         return cls(
             train=train,
@@ -336,47 +347,26 @@ class _Round:
 
     def _search(self, optimizer: Optimizer) -> tuple[dict[str, Any], CVResult]:
         data = self.data
-        objective = CVObjective(
-            data.features,
-            data.labels,
-            data.pipeline.categorical_features,
-            self.space,
-            threads=self.settings.train_threads,
-            seed=self.settings.seed,
-            feature_names=data.pipeline.feature_names,
-        )
+        objective = _objective(self.settings, data, self.space)
+        if is_shared(self.settings):
+            return self._shared_search(objective)
         best: tuple[dict[str, Any], CVResult] | None = None
         for done in range(1, self.max_evals + 1):
             suggestion = optimizer.ask()
             callback = optimizer.pruning_callback(suggestion)
             result = objective(suggestion.params, [callback] if callback else [])
             optimizer.tell(suggestion, result.loss, result.status)
-            self.trials.add_trial(
+            _record_trial(
+                self.trials,
+                self.tracker,
                 self.round_id,
+                data,
+                self.space,
                 suggestion.number,
                 suggestion.params,
-                loss=result.loss,
-                loss_std=result.loss_std,
-                rounds=result.rounds,
-                duration_s=result.duration_s,
-                status=result.status,
+                result,
                 optimizer=optimizer.name,
-                data_rows=data.rows,
-                data_hash=data.data_hash,
-                space_hash=self.space.hash,
                 warm=suggestion.warm,
-            )
-            metrics = {
-                "cv_logloss": result.loss,
-                "cv_logloss_std": result.loss_std,
-                "rounds": result.rounds,
-                "duration_s": result.duration_s,
-                "pruned": float(result.status == "pruned"),
-            }
-            self.tracker.log_trial(
-                suggestion.number,
-                suggestion.params,
-                {k: v for k, v in metrics.items() if v is not None},
             )
             if result.status == "ok" and (best is None or result.loss < best[1].loss):
                 best = (suggestion.params, result)
@@ -386,21 +376,77 @@ class _Round:
             raise TrainingError(f"round {self.round_id}: none of {self.max_evals} trials completed")
         return best
 
+    def _shared_search(self, objective: CVObjective) -> tuple[dict[str, Any], CVResult]:
+        """The round's study, announced for the other trainers to join (``study.py``); the
+        best completed trial of every worker's once the budget is spent."""
+        name = f"streamfit-round-{self.round_id}-{self.data.data_hash}"
+        study = SharedStudy(self.settings, name, self.max_evals, create=True)
+        try:
+            study.enqueue(self.points)
+            announcement = Announcement(
+                study=name,
+                round_id=self.round_id,
+                budget=self.max_evals,
+                data_rows=self.data.rows,
+                data_hash=self.data.data_hash,
+                space_hash=self.space.hash,
+                run_id=self.run_id,
+                dropped=list(self.data.dropped),
+            )
+            if self.producer is not None:
+                self.producer.produce(self.settings.topics.search, announcement.encode())
+                self.producer.flush()
+            self.say(f"search shared as study {name} (trial store's PostgreSQL)")
+            evaluate = _SharedTrial(
+                objective,
+                self.trials,
+                self.tracker,
+                self.round_id,
+                self.data,
+                self.space,
+                study,
+                self.progress,
+                self.settings.pruning,
+            )
+            study.work(evaluate)
+            winner = study.best()
+            if winner is None:
+                raise TrainingError(
+                    f"round {self.round_id}: none of {self.max_evals} trials completed"
+                )
+            workers = {t.user_attrs.get("worker") for t in study.trials()}
+            self.say(
+                f"search done: {len(study.trials())} trial(s) by {len(workers)} trainer(s), "
+                f"best cv logloss {winner.value:.4f}"
+            )
+            return self.space.snap(winner.params), CVResult(
+                loss=float(winner.value),
+                loss_std=winner.user_attrs.get("loss_std"),
+                rounds=int(winner.user_attrs["rounds"]),
+                duration_s=float(winner.user_attrs.get("duration_s", 0.0)),
+                status="ok",
+            )
+        finally:
+            study.close()
+
     def _refit(
         self, params: dict[str, Any], winner: CVResult
     ) -> tuple[lgb.Booster, np.ndarray, np.ndarray, dict[str, float]]:
         data, threads = self.data, self.settings.train_threads
-        booster = fit_final(
-            data.features,
-            data.labels,
-            data.pipeline.categorical_features,
-            self.space,
-            params,
-            winner.rounds,
-            threads=threads,
-            seed=self.settings.seed,
-            feature_names=data.pipeline.feature_names,
-        )
+        if self.settings.dask_scheduler:
+            booster = self._fit_on_cluster(params, winner)
+        else:
+            booster = fit_final(
+                data.features,
+                data.labels,
+                data.pipeline.categorical_features,
+                self.space,
+                params,
+                winner.rounds,
+                threads=threads,
+                seed=self.settings.seed,
+                feature_names=data.pipeline.feature_names,
+            )
         test = _adult("test")
         labels = test["label"].to_numpy()
         probabilities = booster.predict(data.pipeline.transform(test), num_threads=threads)
@@ -416,6 +462,36 @@ class _Round:
             "cv_logloss_std": float(winner.loss_std or 0.0),
         }
         return booster, labels, probabilities, metrics
+
+    def _fit_on_cluster(self, params: dict[str, Any], winner: CVResult) -> lgb.Booster:
+        """The refit by ``lightgbm.dask`` on the ``dask_scheduler``'s workers (dask_fit.py),
+        for the same boosting rounds as the single-process refit (no early stopping there)."""
+        from . import dask_fit
+
+        settings, data = self.settings, self.data
+        full, _cap = lightgbm_params(
+            self.space,
+            params,
+            threads=settings.train_threads,
+            seed=settings.seed,
+            feature_names=data.pipeline.feature_names,
+        )
+        rounds = refit_rounds(winner.rounds)
+        client = dask_fit.connect(settings.dask_scheduler)
+        try:
+            workers = max(1, len(client.scheduler_info()["workers"]))
+            self.say(f"refit on the Dask cluster {settings.dask_scheduler} ({workers} workers)")
+            window = dask_fit.partitioned(data.train, workers)
+            return dask_fit.fit(
+                client,
+                window,
+                data.pipeline,
+                full,
+                rounds,
+                timeout_s=settings.dask_timeout_seconds,
+            )
+        finally:
+            client.close()
 
     def _bundle(
         self,
@@ -580,6 +656,179 @@ class _Round:
         return text
 
 
+def _objective(settings: Settings, data: _RoundData, space: SearchSpace) -> CVObjective:
+    return CVObjective(
+        data.features,
+        data.labels,
+        data.pipeline.categorical_features,
+        space,
+        threads=settings.train_threads,
+        seed=settings.seed,
+        feature_names=data.pipeline.feature_names,
+    )
+
+
+def _record_trial(
+    trials: TrialStore,
+    tracker: Tracker,
+    round_id: int,
+    data: _RoundData,
+    space: SearchSpace,
+    number: int,
+    params: Mapping[str, Any],
+    result: CVResult,
+    *,
+    optimizer: str,
+    warm: bool,
+) -> None:
+    """One trial into the trial store and, as a child run of the round, the tracker."""
+    trials.add_trial(
+        round_id,
+        number,
+        params,
+        loss=result.loss,
+        loss_std=result.loss_std,
+        rounds=result.rounds,
+        duration_s=result.duration_s,
+        status=result.status,
+        optimizer=optimizer,
+        data_rows=data.rows,
+        data_hash=data.data_hash,
+        space_hash=space.hash,
+        warm=warm,
+    )
+    metrics = {
+        "cv_logloss": result.loss,
+        "cv_logloss_std": result.loss_std,
+        "rounds": result.rounds,
+        "duration_s": result.duration_s,
+        "pruned": float(result.status == "pruned"),
+    }
+    tracker.log_trial(number, params, {k: v for k, v in metrics.items() if v is not None})
+
+
+class _SharedTrial:
+    """Scores one claimed trial of a shared study and records it as every trial is recorded
+    (trial store, the round's MLflow run): the same for the leader and a joining trainer."""
+
+    def __init__(
+        self,
+        objective: CVObjective,
+        trials: TrialStore,
+        tracker: Tracker,
+        round_id: int,
+        data: _RoundData,
+        space: SearchSpace,
+        study: SharedStudy,
+        progress: Progress,
+        pruning: bool,
+    ) -> None:
+        self.objective = objective
+        self.trials = trials
+        self.tracker = tracker
+        self.round_id = round_id
+        self.data = data
+        self.space = space
+        self.study = study
+        self.progress = progress
+        self.pruning = pruning
+
+    def __call__(self, trial: Any) -> float:
+        import optuna
+
+        from .optimizers._optuna import PruningCallback, suggest
+
+        params = self.space.snap(suggest(trial, self.space))
+        callbacks = [PruningCallback(trial)] if self.pruning else []
+        result = self.objective(params, callbacks)
+        warm = self.study.is_warm(trial.number)
+        _record_trial(
+            self.trials,
+            self.tracker,
+            self.round_id,
+            self.data,
+            self.space,
+            trial.number,
+            params,
+            result,
+            optimizer="optuna",
+            warm=warm,
+        )
+        trial.set_user_attr("rounds", result.rounds)
+        trial.set_user_attr("duration_s", result.duration_s)
+        if result.loss_std is not None:
+            trial.set_user_attr("loss_std", result.loss_std)
+        finished, _running = self.study.counts()
+        best = self.study.best()
+        shown = (params, CVResult(best.value, None, 0, 0.0, "ok")) if best else None
+        line = _trial_line(trial.number, self.study.budget, warm, result, shown)
+        budget = self.study.budget
+        self.progress.update("trials", min(finished + 1, budget), budget, line)
+        if result.status == "pruned":
+            trial.set_user_attr("status", "pruned")
+            raise optuna.TrialPruned(str(TrialPruned(result.loss, result.rounds)))
+        if result.status == "failed" or result.loss is None:
+            raise fail(trial, result.error or "failed")
+        trial.set_user_attr("status", "ok")
+        return float(result.loss)
+
+
+def join_search(
+    settings: Settings,
+    announcement: Announcement,
+    *,
+    new_observations: pd.DataFrame | None = None,
+    base_data: pd.DataFrame | None = None,
+    tracker: Tracker | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
+    running: Callable[[], bool] = lambda: True,
+) -> int:
+    """Run trials of another trainer's round (its announced study) until its budget is spent;
+    the number of trials run here. Refused (0, logged) when this trainer's training rows differ
+    from the leader's: its trials would score other data."""
+    say = as_progress(progress)
+    with threadpool_limits(limits=settings.train_threads):
+        data = _RoundData.build(
+            settings, base_data, new_observations, dropped=list(announcement.dropped)
+        )
+        if announcement.space_hash != DEFAULT_SPACE.hash:
+            log.warning("not joining study %s: another search space", announcement.study)
+            return 0
+        if data.data_hash != announcement.data_hash:
+            log.warning(
+                "not joining study %s: %d training rows here (hash %s), %d at its leader (%s)",
+                announcement.study,
+                data.rows,
+                data.data_hash,
+                announcement.data_rows,
+                announcement.data_hash,
+            )
+            return 0
+        timed = TimedTracker(tracker if tracker is not None else get_tracker(settings))
+        timed.join_round(announcement.run_id)
+        trials = TrialStore(settings.trials_url)
+        study = SharedStudy(settings, announcement.study, announcement.budget, create=False)
+        try:
+            say.note(f"joining round {announcement.round_id}'s search ({announcement.study})")
+            evaluate = _SharedTrial(
+                _objective(settings, data, DEFAULT_SPACE),
+                trials,
+                timed,
+                announcement.round_id,
+                data,
+                DEFAULT_SPACE,
+                study,
+                say,
+                settings.pruning,
+            )
+            ran = study.work(evaluate, running=running)
+        finally:
+            study.close()
+            trials.close()
+    say.note(f"round {announcement.round_id}'s search done: {ran} trial(s) run here")
+    return ran
+
+
 def _warm_points(
     settings: Settings, store: ModelStore, trials: TrialStore, space: SearchSpace
 ) -> list[dict[str, Any]]:
@@ -654,4 +903,4 @@ def _adult(split: str) -> pd.DataFrame:
     return _adult_cached(split).copy()
 
 
-__all__ = ["TRIGGERS", "RoundOutcome", "TrainingError", "run_round"]
+__all__ = ["TRIGGERS", "RoundOutcome", "TrainingError", "join_search", "run_round"]
