@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from distributed import Client
 
 _WATCH_S = 0.5  # how often the watchdog looks at the cluster's workers
+_SOCKET_TIMEOUT_MIN = 5  # as LightGBM's own Dask tests
 
 
 class DaskFitError(RuntimeError):
@@ -110,18 +111,22 @@ def fit_model(
 
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
-    features, labels = features_and_labels(window, pipeline)
-    features, labels = client.persist([features, labels])
-    wait([features, labels], timeout=timeout_s)
+    # Dask's helpers (wait, chunk lengths, lightgbm.dask's own waits) look for the current
+    # client; ours is not the process-wide default.
+    with client.as_current():
+        features, labels = features_and_labels(window, pipeline)
+        features, labels = client.persist([features, labels])
+        wait([features, labels], timeout=timeout_s)
     workers = set(client.scheduler_info()["workers"])
     options = dict(params)
     threads = options.pop("num_threads", None)
     model = DaskLGBMClassifier(
         client=client,
         n_estimators=int(rounds),
-        n_jobs=threads,
-        # LightGBM's own socket timeout, in minutes: the backstop behind the watchdog below.
-        time_out=max(1, int(timeout_s // 60)),
+        num_threads=threads,
+        # LightGBM's socket timeout, in minutes, per network operation (not the whole fit):
+        # what a surviving worker waits for a dead peer before its task gives up.
+        time_out=max(1, min(_SOCKET_TIMEOUT_MIN, int(timeout_s // 60))),
         verbose=-1,
         **options,
     )
@@ -129,7 +134,9 @@ def fit_model(
 
     def run() -> None:
         try:
-            model.fit(features, labels, categorical_feature=list(pipeline.categorical_features))
+            with client.as_current():
+                categorical = list(pipeline.categorical_features)
+                model.fit(features, labels, categorical_feature=categorical)
         except BaseException as exc:  # reported by the watching thread
             outcome["error"] = exc
 

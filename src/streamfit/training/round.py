@@ -477,7 +477,10 @@ class _Round:
             feature_names=data.pipeline.feature_names,
         )
         rounds = refit_rounds(winner.rounds)
-        client = dask_fit.connect(settings.dask_scheduler)
+        try:
+            client = dask_fit.connect(settings.dask_scheduler)
+        except dask_fit.DaskFitError as exc:
+            raise TrainingError(f"round {self.round_id}: {exc}") from exc
         try:
             workers = max(1, len(client.scheduler_info()["workers"]))
             self.say(f"refit on the Dask cluster {settings.dask_scheduler} ({workers} workers)")
@@ -490,6 +493,8 @@ class _Round:
                 rounds,
                 timeout_s=settings.dask_timeout_seconds,
             )
+        except dask_fit.DaskFitError as exc:
+            raise TrainingError(f"round {self.round_id}: {exc}") from exc
         finally:
             client.close()
 
