@@ -134,7 +134,10 @@ class SharedStudy:
                 grace_period=GRACE_S,
                 heartbeat_stale_trial_callback=retry,
             )
-        seed = settings.seed + zlib.crc32(f"{name}/{WORKER}".encode()) % 100_000
+        # The leader's sampler is reproducible from the settings' seed; each joining worker's
+        # differs from it and from the others'.
+        who = name if create else f"{name}/{WORKER}"
+        seed = settings.seed + zlib.crc32(who.encode()) % 100_000
         kwargs: dict[str, Any] = {
             "study_name": name,
             "storage": self.storage,
