@@ -18,6 +18,7 @@ from distributed import Client, LocalCluster
 from streamfit import messages
 from streamfit.app import adult_requests
 from streamfit.bundle import ModelStore
+from streamfit.config import ConfigError, Settings
 from streamfit.data import FEATURE_COLUMNS, load_adult
 from streamfit.features import FeaturePipeline
 from streamfit.training import dask_fit
@@ -146,3 +147,8 @@ def test_a_worker_killed_mid_fit_fails_the_round_instead_of_hanging(tmp_path, se
     assert ModelStore(settings.models_dir).champion() is None  # nothing promoted
     (round_row,) = TrialStore(settings.trials_url).rounds()
     assert round_row["status"] == "failed"
+
+
+def test_a_scheduler_address_without_its_scheme_is_one_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="dask_scheduler must be a scheduler address"):
+        Settings(data_dir=tmp_path, dask_scheduler="scheduler:8786")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 import time
 
 import optuna
@@ -16,8 +17,9 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from streamfit import messages
+from streamfit.config import Settings
 from streamfit.training.space import DEFAULT_SPACE
-from streamfit.training.study import CLAIM, GRACE_S, HEARTBEAT_S, optuna_url
+from streamfit.training.study import CLAIM, GRACE_S, HEARTBEAT_S, SharedStudy, optuna_url
 from streamfit.training.trials import TrialStore
 from tests.chaos.conftest import champion, lenient_env, wait_until
 from tests.kafka import conftest as kafka_fixtures
@@ -126,3 +128,32 @@ def test_two_trainers_share_a_round_one_killed_mid_trial(deployment, trials_url)
     assert len(events) == 1, events  # exactly one promotion
     assert champion(deployment) == events[0]["version"] > before
     assert leader.poll() is None
+
+
+def test_workers_racing_for_the_last_slots_run_exactly_the_budget(trials_url, tmp_path):
+    """Four workers (threads here) on one study of budget 10: no overshoot, nothing RUNNING."""
+    settings = Settings(data_dir=tmp_path, optimizer="optuna", trials=trials_url)
+    SharedStudy(settings, "race", 10, create=True).close()
+    ran: list[int] = []
+
+    def worker() -> None:
+        study = SharedStudy(settings, "race", 10, create=False)
+
+        def evaluate(trial) -> float:
+            x = trial.suggest_float("x", -1.0, 1.0)
+            time.sleep(0.05)  # keep slots busy while the others ask
+            return x * x
+
+        ran.append(study.work(evaluate))
+        study.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    study = SharedStudy(settings, "race", 10, create=False)
+    assert study.counts() == (10, 0)
+    assert len([t for t in study.trials() if t.state == TrialState.COMPLETE]) == 10
+    assert sum(ran) >= 10
+    study.close()
