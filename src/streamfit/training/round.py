@@ -54,17 +54,16 @@ from .gate import GateDecision, decide, split_fixed_holdout, split_recent
 from .objective import (
     CVObjective,
     CVResult,
-    TrialPruned,
     classification_metrics,
     fit_final,
     refit_rounds,
 )
 from .optimizers import Optimizer, get_optimizer
 from .space import DEFAULT_SPACE, SearchSpace, lightgbm_params, params_key
-from .study import Announcement, SharedStudy, fail, is_shared
+from .study import Announcement, SharedStudy, SharedTrial, is_shared
 from .tracking import Tracker, get_tracker
 from .tracking._timed import TimedTracker
-from .trials import TrialStore, data_fingerprint
+from .trials import TrialStore, data_fingerprint, record_trial, trial_line
 
 if TYPE_CHECKING:
     from ..bus import Producer
@@ -168,6 +167,7 @@ class _RoundData:
     features: np.ndarray
     labels: np.ndarray
     dropped: list[str] = field(default_factory=list)
+    labelled_upto: float | None = None  # the newest observation's labelled_at, if any
 
     @classmethod
     def build(
@@ -201,7 +201,14 @@ class _RoundData:
             features=pipeline.transform(train),
             labels=train["label"].to_numpy(),
             dropped=dropped,
+            labelled_upto=_labelled_upto(new_observations),
         )
+
+
+def _labelled_upto(observations: pd.DataFrame | None) -> float | None:
+    if observations is None or observations.empty or "labelled_at" not in observations:
+        return None
+    return float(observations["labelled_at"].max())
 
 
 def _drifting(
@@ -356,21 +363,23 @@ class _Round:
             callback = optimizer.pruning_callback(suggestion)
             result = objective(suggestion.params, [callback] if callback else [])
             optimizer.tell(suggestion, result.loss, result.status)
-            _record_trial(
+            record_trial(
                 self.trials,
                 self.tracker,
                 self.round_id,
-                data,
-                self.space,
                 suggestion.number,
                 suggestion.params,
                 result,
                 optimizer=optimizer.name,
                 warm=suggestion.warm,
+                data_rows=data.rows,
+                data_hash=data.data_hash,
+                space_hash=self.space.hash,
             )
             if result.status == "ok" and (best is None or result.loss < best[1].loss):
                 best = (suggestion.params, result)
-            line = _trial_line(suggestion.number, self.max_evals, suggestion.warm, result, best)
+            best_loss = best[1].loss if best else None
+            line = trial_line(suggestion.number, self.max_evals, suggestion.warm, result, best_loss)
             self.progress.update("trials", done, self.max_evals, line)
         if best is None:
             raise TrainingError(f"round {self.round_id}: none of {self.max_evals} trials completed")
@@ -392,17 +401,19 @@ class _Round:
                 space_hash=self.space.hash,
                 run_id=self.run_id,
                 dropped=list(self.data.dropped),
+                labelled_upto=self.data.labelled_upto,
             )
             if self.producer is not None:
                 self.producer.produce(self.settings.topics.search, announcement.encode())
                 self.producer.flush()
             self.say(f"search shared as study {name} (trial store's PostgreSQL)")
-            evaluate = _SharedTrial(
+            evaluate = SharedTrial(
                 objective,
                 self.trials,
                 self.tracker,
                 self.round_id,
-                self.data,
+                self.data.rows,
+                self.data.data_hash,
                 self.space,
                 study,
                 self.progress,
@@ -673,111 +684,6 @@ def _objective(settings: Settings, data: _RoundData, space: SearchSpace) -> CVOb
     )
 
 
-def _record_trial(
-    trials: TrialStore,
-    tracker: Tracker,
-    round_id: int,
-    data: _RoundData,
-    space: SearchSpace,
-    number: int,
-    params: Mapping[str, Any],
-    result: CVResult,
-    *,
-    optimizer: str,
-    warm: bool,
-) -> None:
-    """One trial into the trial store and, as a child run of the round, the tracker."""
-    trials.add_trial(
-        round_id,
-        number,
-        params,
-        loss=result.loss,
-        loss_std=result.loss_std,
-        rounds=result.rounds,
-        duration_s=result.duration_s,
-        status=result.status,
-        optimizer=optimizer,
-        data_rows=data.rows,
-        data_hash=data.data_hash,
-        space_hash=space.hash,
-        warm=warm,
-    )
-    metrics = {
-        "cv_logloss": result.loss,
-        "cv_logloss_std": result.loss_std,
-        "rounds": result.rounds,
-        "duration_s": result.duration_s,
-        "pruned": float(result.status == "pruned"),
-    }
-    tracker.log_trial(number, params, {k: v for k, v in metrics.items() if v is not None})
-
-
-class _SharedTrial:
-    """Scores one claimed trial of a shared study and records it as every trial is recorded
-    (trial store, the round's MLflow run): the same for the leader and a joining trainer."""
-
-    def __init__(
-        self,
-        objective: CVObjective,
-        trials: TrialStore,
-        tracker: Tracker,
-        round_id: int,
-        data: _RoundData,
-        space: SearchSpace,
-        study: SharedStudy,
-        progress: Progress,
-        pruning: bool,
-    ) -> None:
-        self.objective = objective
-        self.trials = trials
-        self.tracker = tracker
-        self.round_id = round_id
-        self.data = data
-        self.space = space
-        self.study = study
-        self.progress = progress
-        self.pruning = pruning
-
-    def __call__(self, trial: Any) -> float:
-        import optuna
-
-        from .optimizers._optuna import PruningCallback, suggest
-
-        params = self.space.snap(suggest(trial, self.space))
-        callbacks = [PruningCallback(trial)] if self.pruning else []
-        result = self.objective(params, callbacks)
-        warm = self.study.is_warm(trial.number)
-        _record_trial(
-            self.trials,
-            self.tracker,
-            self.round_id,
-            self.data,
-            self.space,
-            trial.number,
-            params,
-            result,
-            optimizer="optuna",
-            warm=warm,
-        )
-        trial.set_user_attr("rounds", result.rounds)
-        trial.set_user_attr("duration_s", result.duration_s)
-        if result.loss_std is not None:
-            trial.set_user_attr("loss_std", result.loss_std)
-        finished, _running = self.study.counts()
-        best = self.study.best()
-        shown = (params, CVResult(best.value, None, 0, 0.0, "ok")) if best else None
-        line = _trial_line(trial.number, self.study.budget, warm, result, shown)
-        budget = self.study.budget
-        self.progress.update("trials", min(finished + 1, budget), budget, line)
-        if result.status == "pruned":
-            trial.set_user_attr("status", "pruned")
-            raise optuna.TrialPruned(str(TrialPruned(result.loss, result.rounds)))
-        if result.status == "failed" or result.loss is None:
-            raise fail(trial, result.error or "failed")
-        trial.set_user_attr("status", "ok")
-        return float(result.loss)
-
-
 def join_search(
     settings: Settings,
     announcement: Announcement,
@@ -815,12 +721,13 @@ def join_search(
         study = SharedStudy(settings, announcement.study, announcement.budget, create=False)
         try:
             say.note(f"joining round {announcement.round_id}'s search ({announcement.study})")
-            evaluate = _SharedTrial(
+            evaluate = SharedTrial(
                 _objective(settings, data, DEFAULT_SPACE),
                 trials,
                 timed,
                 announcement.round_id,
-                data,
+                data.rows,
+                data.data_hash,
                 DEFAULT_SPACE,
                 study,
                 say,
@@ -853,25 +760,6 @@ def _warm_points(
         with contextlib.suppress(KeyError, TypeError, ValueError):
             points.append(space.snap(candidate))
     return points
-
-
-def _trial_line(
-    number: int,
-    total: int,
-    warm: bool,
-    result: CVResult,
-    best: tuple[dict[str, Any], CVResult] | None,
-) -> str:
-    origin = " [warm start]" if warm else ""
-    best_text = f"{best[1].loss:.4f}" if best else "-"
-    if result.status == "ok":
-        return (
-            f"trial {number + 1}/{total}{origin}: cv logloss {result.loss:.4f} "
-            f"at {result.rounds} rounds (best {best_text})"
-        )
-    if result.status == "pruned":
-        return f"trial {number + 1}/{total}{origin}: pruned at round {result.rounds}"
-    return f"trial {number + 1}/{total}{origin}: failed ({result.error})"
 
 
 def _sync_champion(settings: Settings, tracker: Tracker) -> None:

@@ -185,11 +185,10 @@ class TrainerService(ServiceLoop):
             return  # this trainer's own round
         self.idle.clear()
         try:
-            new_rows = self.observations.labelled_frame(limit=self.settings.train_window)
             join_search(  # the leader's round counts the trials
                 self.settings,
                 announcement,
-                new_observations=new_rows,
+                new_observations=self._rows_of(announcement),
                 progress=_Heartbeat(self.progress, self.health),
                 running=lambda: self.running,
             )
@@ -203,6 +202,17 @@ class TrainerService(ServiceLoop):
         finally:
             release_freed_memory()
             self.idle.set()
+
+    def _rows_of(self, announcement: Announcement) -> Any:
+        """The labelled observations the leader trained on: those labelled up to its newest
+        (labels keep coming after its read), at most ``train_window`` of them. Read with room
+        for the newer ones; were there more, the data hashes differ and the join is refused."""
+        window = self.settings.train_window
+        rows = self.observations.labelled_frame(limit=window + max(1000, window // 10))
+        if announcement.labelled_upto is None or "labelled_at" not in rows:
+            return rows.iloc[0:0]
+        rows = rows[rows["labelled_at"] <= announcement.labelled_upto]
+        return rows.tail(window).reset_index(drop=True)
 
     def _judge_loop(self) -> None:
         """Thread: judge the live comparison every ``live_check_seconds`` while running."""

@@ -40,6 +40,11 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from ..config import Settings
+    from ..progress import Progress
+    from .objective import CVObjective
+    from .space import SearchSpace
+    from .tracking import Tracker
+    from .trials import TrialStore
 
 HEARTBEAT_S = 10  # Optuna warns that very short intervals have crashed workers
 GRACE_S = 40  # a trial silent this long belongs to a dead worker
@@ -73,6 +78,8 @@ class Announcement:
     leader: str = WORKER
     run_id: str | None = None
     dropped: list[str] = field(default_factory=list)
+    # The leader's newest labelled observation: a joining trainer reads the store up to it.
+    labelled_upto: float | None = None
 
     def encode(self) -> bytes:
         return json.dumps(asdict(self)).encode()
@@ -199,7 +206,8 @@ class SharedStudy:
     ) -> int:
         """Run trials until the budget is spent (or ``running()`` says stop); the number this
         worker ran. ``evaluate`` scores a claimed trial: it returns the loss, raises
-        ``optuna.TrialPruned``, or sets ``STATUS`` to failed and raises."""
+        ``optuna.TrialPruned``, or sets ``STATUS`` to failed and raises (see
+        :class:`SharedTrial`)."""
         import optuna
 
         ran = 0
@@ -242,14 +250,79 @@ class SharedStudy:
         self.storage.engine.dispose()
 
 
-def fail(trial: optuna.Trial, error: str) -> _FailedTrial:
-    """The exception an ``evaluate`` raises for a trial whose objective failed."""
-    trial.set_user_attr(STATUS, "failed")
-    return _FailedTrial(error)
+class SharedTrial:
+    """Scores one claimed trial of a shared study (its ``evaluate``) and records it as every
+    trial is recorded (trial store, a child run of the round's MLflow run): the same for the
+    leader and a joining trainer."""
+
+    def __init__(
+        self,
+        objective: CVObjective,
+        store: TrialStore,
+        tracker: Tracker,
+        round_id: int,
+        data_rows: int,
+        data_hash: str,
+        space: SearchSpace,
+        study: SharedStudy,
+        progress: Progress,
+        pruning: bool,
+    ) -> None:
+        self.objective = objective
+        self.store = store
+        self.tracker = tracker
+        self.round_id = round_id
+        self.data_rows = data_rows
+        self.data_hash = data_hash
+        self.space = space
+        self.study = study
+        self.progress = progress
+        self.pruning = pruning
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        import optuna
+
+        from .objective import TrialPruned
+        from .optimizers._optuna import PruningCallback, suggest
+        from .trials import record_trial, trial_line
+
+        params = self.space.snap(suggest(trial, self.space))
+        result = self.objective(params, [PruningCallback(trial)] if self.pruning else [])
+        warm = self.study.is_warm(trial.number)
+        record_trial(
+            self.store,
+            self.tracker,
+            self.round_id,
+            trial.number,
+            params,
+            result,
+            optimizer="optuna",
+            warm=warm,
+            data_rows=self.data_rows,
+            data_hash=self.data_hash,
+            space_hash=self.space.hash,
+        )
+        trial.set_user_attr("rounds", result.rounds)
+        trial.set_user_attr("duration_s", result.duration_s)
+        if result.loss_std is not None:
+            trial.set_user_attr("loss_std", result.loss_std)
+        finished, _running = self.study.counts()
+        best = self.study.best()
+        budget = self.study.budget
+        line = trial_line(trial.number, budget, warm, result, best.value if best else None)
+        self.progress.update("trials", min(finished + 1, budget), budget, line)
+        if result.status == "pruned":
+            trial.set_user_attr(STATUS, "pruned")
+            raise optuna.TrialPruned(str(TrialPruned(result.loss, result.rounds)))
+        if result.status == "failed" or result.loss is None:
+            trial.set_user_attr(STATUS, "failed")
+            raise _FailedTrial(result.error or "failed")
+        trial.set_user_attr(STATUS, "ok")
+        return float(result.loss)
 
 
 def _key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
-__all__ = ["WORKER", "Announcement", "SharedStudy", "fail", "is_shared", "optuna_url"]
+__all__ = ["WORKER", "Announcement", "SharedStudy", "SharedTrial", "is_shared", "optuna_url"]
