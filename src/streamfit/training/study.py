@@ -210,12 +210,13 @@ class SharedStudy:
         :class:`SharedTrial`)."""
         import optuna
 
-        ran = 0
+        claimed: list[int] = []
 
         def objective(trial: optuna.Trial) -> float:
             if not self._claim(trial):
                 self.study.stop()
                 raise optuna.TrialPruned("the round's budget is spent")
+            claimed.append(trial.number)
             return evaluate(trial)
 
         while running():
@@ -231,8 +232,7 @@ class SharedStudy:
                 time.sleep(_WAIT_S)
                 continue
             self.study.optimize(objective, n_trials=1, catch=(_FailedTrial,))
-            ran += 1
-        return ran
+        return len(claimed)
 
     def _claim(self, trial: optuna.Trial) -> bool:
         with self._lock.begin() as db:
