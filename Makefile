@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 UV := .uv/bin/uv
 
-.PHONY: install demo test lint bench dist upgrade kafka-up kafka-down postgres-up postgres-down clean
+.PHONY: install demo test docs lint bench dist upgrade kafka-up kafka-down postgres-up postgres-down clean
 
 $(UV):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "streamfit needs Python 3.11+"'
@@ -31,6 +31,11 @@ demo: install
 # and stops them afterwards (only those it started).
 test: install
 	bash scripts/test $(ARGS)
+
+# The documentation site, built strictly into site/ (a broken link or a missing page fails it); its
+# reference pages and benchmark plots are generated from the code and benchmarks/results/ at build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict --quiet
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
@@ -66,4 +71,4 @@ postgres-down:
 	scripts/postgres down
 
 clean:
-	rm -rf streamfit-data .pytest_cache dist
+	rm -rf streamfit-data .pytest_cache dist site

@@ -33,11 +33,12 @@ import numpy as np
 import pandas as pd
 
 from streamfit import messages
-from streamfit.app import adult_requests
 from streamfit.bundle import ModelBundle
 from streamfit.bus import MemoryBus
 from streamfit.config import Settings
-from streamfit.data import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, load_adult
+from streamfit.datasets.adult import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, load_adult
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.datasets.adult import requests as adult_requests
 from streamfit.features import FeaturePipeline
 from streamfit.monitoring import (
     AlarmBudget,
@@ -456,7 +457,7 @@ def estimation(
 # -- the predictor's throughput with and without the monitor ---------------------------------------
 def champion_bundle(train: pd.DataFrame) -> ModelBundle:
     """A model of the size a search picks (31 leaves, 300 rounds), trained without a search."""
-    pipeline = FeaturePipeline().fit(train)
+    pipeline = FeaturePipeline(ADULT).fit(train)
     data = lgb.Dataset(
         pipeline.transform(train),
         train["label"],

@@ -25,9 +25,10 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a quie
 sys.path.insert(0, str(REPO / "src"))  # run from a fresh clone without installing
 
 from streamfit import messages  # noqa: E402
-from streamfit.app import adult_requests  # noqa: E402
 from streamfit.bus import MemoryBus, Message, Producer  # noqa: E402
 from streamfit.config import Settings  # noqa: E402
+from streamfit.datasets.adult import requests as adult_requests  # noqa: E402
+from streamfit.features import request_schema  # noqa: E402
 from streamfit.registry import ModelRegistry  # noqa: E402
 from streamfit.serving import Predictor  # noqa: E402
 
@@ -91,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         bundle = predictor.slot.bundle
         assert bundle is not None
         matrices = [
-            bundle.pipeline.transform(messages.parse_requests([m.value for m in b]).columns)
+            bundle.pipeline.transform(
+                messages.parse_requests(
+                    [m.value for m in b], schema=request_schema(bundle.contract)
+                ).columns
+            )
             for b in batches
         ]
         model_rows, model_cpu = 0, time.thread_time()

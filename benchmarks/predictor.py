@@ -93,9 +93,9 @@ sys.path.insert(0, str(REPO / "src"))  # run from a fresh clone without installi
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a quiet terminal
 
 from streamfit import messages  # noqa: E402
-from streamfit.app import adult_requests  # noqa: E402
 from streamfit.bus import BusError, Message, Producer, get_bus  # noqa: E402
 from streamfit.config import Settings, Topics  # noqa: E402
+from streamfit.datasets.adult import requests as adult_requests  # noqa: E402
 from streamfit.registry import ModelRegistry  # noqa: E402
 
 
@@ -1039,7 +1039,7 @@ def challenger(deployment: Deployment) -> Any:
 def promote(deployment: Deployment, bundle: Any) -> int:
     """What the trainer does after a winning round: register the bundle (its files and their
     SHA-256), make it the champion and announce it, through the one promotion path."""
-    from streamfit.data import FEATURE_COLUMNS, load_adult
+    from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
     from streamfit.promotion import promote as promote_version
     from streamfit.training.tracking import get_tracker
 
@@ -1136,7 +1136,7 @@ def part_tradeoff(
 
 # -- report ----------------------------------------------------------------------------------------
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
-    """The flat keys the README and the issue quote, from the parts that ran."""
+    """The flat keys the docs' benchmarks pages and the issue quote, from the parts that ran."""
     out: dict[str, Any] = {}
     results = {k: v for k, v in results.items() if not (isinstance(v, dict) and "error" in v)}
     if "inprocess" in results:

@@ -54,7 +54,7 @@ sys.path.insert(0, str(REPO / "src"))  # run from a fresh clone without installi
 
 from streamfit.bundle import ModelBundle  # noqa: E402
 from streamfit.config import Settings  # noqa: E402
-from streamfit.data import load_adult  # noqa: E402
+from streamfit.datasets.adult import load_adult  # noqa: E402
 from streamfit.registry import ModelRegistry  # noqa: E402
 from streamfit.serving._compiled import _route_native_logs, validation_matrix  # noqa: E402
 

@@ -17,11 +17,12 @@ from typing import Any
 import lightgbm as lgb
 
 from streamfit import messages
-from streamfit.app import adult_requests
 from streamfit.bundle import ModelBundle
 from streamfit.bus import MemoryBus, Message, Producer
 from streamfit.config import Settings
-from streamfit.data import load_adult
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.datasets.adult import load_adult
+from streamfit.datasets.adult import requests as adult_requests
 from streamfit.features import FeaturePipeline
 from streamfit.serving import Predictor
 from streamfit.serving._compiled import CompileError, compile_bundle, compiled_bundle
@@ -37,7 +38,7 @@ class _Dropping(Producer):
 
 def _model(rounds: int, seed: int, version: int, directory: Path) -> tuple[ModelBundle, bool]:
     frame = load_adult("train")
-    pipeline = FeaturePipeline().fit(frame)
+    pipeline = FeaturePipeline(ADULT).fit(frame)
     data = lgb.Dataset(
         pipeline.transform(frame), frame["label"], categorical_feature=pipeline.categorical_features
     )

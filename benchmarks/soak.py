@@ -151,9 +151,9 @@ class Soak:
 
     def run(self) -> dict[str, Any]:
         from streamfit import messages
-        from streamfit.app import adult_requests
         from streamfit.bus import get_bus
-        from streamfit.data import LABEL_COLUMN, label_to_int
+        from streamfit.datasets.adult import LABEL_COLUMN, label_to_int
+        from streamfit.datasets.adult import requests as adult_requests
 
         args, topics = self.args, self.topics
         bus = get_bus(args.bus)

@@ -32,7 +32,7 @@ from typing import Any
 import pandas as pd
 
 from streamfit.config import Settings
-from streamfit.data import load_adult
+from streamfit.datasets.adult import load_adult
 from streamfit.training.round import RoundOutcome, run_round
 from streamfit.training.space import DEFAULT_SPACE
 from streamfit.training.tracking import NullTracker

@@ -28,8 +28,10 @@ import sqlalchemy as sa
 
 from streamfit.bus import Producer
 from streamfit.config import Settings
-from streamfit.data import FEATURE_COLUMNS, load_adult
-from streamfit.training.objective import classification_metrics, fit_final
+from streamfit.contract import task_of
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
+from streamfit.training.objective import fit_final
 from streamfit.training.round import _RoundData, join_search, run_round
 from streamfit.training.space import DEFAULT_SPACE, lightgbm_params
 from streamfit.training.study import Announcement
@@ -151,8 +153,9 @@ def _time_to_target(settings: Settings, trials: list[dict[str, Any]]) -> float |
             trial["rounds"],
             seed=settings.seed,
             feature_names=data.pipeline.feature_names,
+            rules=task_of(ADULT),
         )
-        if classification_metrics(labels, booster.predict(features))["log_loss"] <= TARGET:
+        if task_of(ADULT).metrics(labels, booster.predict(features))["log_loss"] <= TARGET:
             return trial["created"]
     return None
 
@@ -208,13 +211,14 @@ def _window(copies: int) -> pd.DataFrame:
 def _fit_inputs(window: pd.DataFrame) -> tuple[Any, dict[str, Any]]:
     from streamfit.features import FeaturePipeline
 
-    pipeline = FeaturePipeline().fit(window)
+    pipeline = FeaturePipeline(ADULT).fit(window)
     full, _cap = lightgbm_params(
         DEFAULT_SPACE,
         dict(DEFAULT_SPACE.start),
         threads=1,
         seed=1,
         feature_names=pipeline.feature_names,
+        task=task_of(ADULT).lightgbm_params(),
     )
     return pipeline, full
 

@@ -36,7 +36,7 @@ def _round(settings: Settings, adult_small: pd.DataFrame, progress) -> None:
 
 @pytest.fixture
 def adult_small() -> pd.DataFrame:
-    from streamfit.data import load_adult
+    from streamfit.datasets.adult import load_adult
 
     train = load_adult("train")
     return train.groupby("label", group_keys=False).sample(frac=0.05, random_state=3)
@@ -127,7 +127,7 @@ def test_init_from_a_fresh_data_dir_says_only_what_streamfit_says(tmp_path: Path
     assert all(name.startswith("streamfit") for name in loggers), lines
     printed = done.stdout.splitlines()  # the progress lines; the log lines are on stderr
     assert printed[0] == "training the initial model (1 trials, hyperopt)"
-    assert printed[-1].startswith("initial model v1: adult.test AUC 0.")
+    assert printed[-1].startswith("initial model v1, on the test rows: log loss 0.")
 
 
 def test_init_with_json_logs_writes_one_json_object_per_line(tmp_path: Path) -> None:

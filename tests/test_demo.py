@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import shlex
+import signal
+import subprocess
 import threading
+import time
 from pathlib import Path
 
 import mlflow
@@ -14,7 +19,8 @@ from mlflow import MlflowClient
 from streamfit.bundle import ModelStore
 from streamfit.cli import COMMANDS, main
 from streamfit.config import Settings
-from streamfit.data import FEATURE_COLUMNS, load_adult
+from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
+from streamfit.demo import mlflow_ui_hint, render_summary
 from tests.probes import free_port, get, promtool_check, status
 
 
@@ -134,6 +140,60 @@ def test_the_champion_pyfunc_predicts_raw_rows(demo) -> None:
     probabilities = model.predict(raw)
     assert len(probabilities) == 25
     assert all(0.0 < float(p) < 1.0 for p in probabilities)
+
+
+def test_the_summary_is_a_short_table_a_person_reads(demo) -> None:
+    _, summary = demo
+    text = render_summary(summary)
+    lines = text.splitlines()
+    assert lines[0] == "demo summary" and "{" not in text  # no raw JSON
+    rows = {line.split()[0]: line for line in lines[1:]}
+    for row in ("sent", "answered", "retrains", "versions", "accuracy", "latency", "drift"):
+        assert row in rows, text
+    assert rows["sent"].split() == ["sent", "120"]
+    assert "lost 0, duplicates 0" in rows["answered"]
+    assert f"v{summary['serving_version']} serving" in rows["versions"]
+    assert len(lines) <= 12
+
+
+def test_the_mlflow_ui_command_works_from_any_directory_and_opens_the_runs(
+    demo, tmp_path: Path
+) -> None:
+    settings, _ = demo
+    hint = mlflow_ui_hint(settings)
+    command = shlex.split(hint.splitlines()[1])
+    experiment = MlflowClient(tracking_uri=settings.mlflow_uri).get_experiment_by_name(
+        settings.experiment
+    )
+    assert hint.endswith(f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs")
+    assert Path(command[0]).is_absolute() and command[1] == "ui"
+    port = free_port()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ui = subprocess.Popen(
+        [*command, "--port", str(port)],
+        cwd=elsewhere,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its server's workers with it, stopped together below
+    )
+    try:
+        url = (
+            f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/get?experiment_id="
+            f"{experiment.experiment_id}"
+        )
+        deadline = time.monotonic() + 120
+        while status(url) != 200 and time.monotonic() < deadline and ui.poll() is None:
+            time.sleep(0.5)
+        code, body = get(url)
+        assert code == 200 and json.loads(body)["experiment"]["name"] == settings.experiment
+    finally:
+        os.killpg(ui.pid, signal.SIGTERM)
+        try:
+            ui.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(ui.pid, signal.SIGKILL)
+            ui.wait(30)
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))

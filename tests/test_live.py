@@ -20,11 +20,12 @@ import orjson
 import pytest
 
 from streamfit import messages
-from streamfit.app import adult_requests
 from streamfit.bundle import ModelBundle
 from streamfit.bus import Bus, MemoryBus, get_bus
 from streamfit.config import Settings, Topics
-from streamfit.data import load_adult
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.datasets.adult import load_adult
+from streamfit.datasets.adult import requests as adult_requests
 from streamfit.demo import _partitions
 from streamfit.features import FeaturePipeline
 from streamfit.live import ComparisonError, start_comparison
@@ -40,7 +41,7 @@ def _bundle(rounds: int, rows: int, seed: int = 0, shuffled: bool = False) -> Mo
     labels = frame["label"].to_numpy()
     if shuffled:  # a model of noise: it learned nothing about the label
         labels = labels[np.random.default_rng(seed).permutation(len(labels))]
-    pipeline = FeaturePipeline().fit(frame)
+    pipeline = FeaturePipeline(ADULT).fit(frame)
     data = lgb.Dataset(
         pipeline.transform(frame), labels, categorical_feature=pipeline.categorical_features
     )

@@ -15,10 +15,13 @@ from hypothesis import strategies as st
 
 from streamfit import messages
 from streamfit._native import encode_predictions
-from streamfit.data import CATEGORICAL_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS, load_adult
-from streamfit.features import FeaturePipeline
+from streamfit.datasets.adult import CATEGORICAL_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS, load_adult
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.features import FeaturePipeline, request_schema
 from tests.fuzz.cases import CORPUS
 from tests.fuzz.cases import requests as hostile_requests
+
+SCHEMA = request_schema(ADULT)
 
 # Number texts where a decoder could round differently from msgspec and NumPy: exact in int64 or
 # not, Clinger's fast path or strtod, subnormal, the largest double, a negative zero.
@@ -35,7 +38,7 @@ SPACE = st.sampled_from(["", " ", "\n", "\t", "\r\n  "])
 
 @pytest.fixture(scope="module")
 def pipeline():
-    return FeaturePipeline(min_cross_count=1).fit(load_adult("train"))
+    return FeaturePipeline(ADULT, min_cross_count=1).fit(load_adult("train"))
 
 
 def _bits(matrix: np.ndarray) -> np.ndarray:
@@ -47,7 +50,7 @@ def _assert_as_reference(values: list[bytes], pipeline: FeaturePipeline) -> bool
     native = messages._decode_natively(values, pipeline)
     if native is None:
         return False
-    reference = messages.parse_requests(values)
+    reference = messages.parse_requests(values, schema=SCHEMA)
     assert reference.rejected == []
     ids, matrix = native
     assert ids == reference.ids
@@ -128,8 +131,8 @@ def test_what_the_native_decoder_declines_goes_to_the_reference(pipeline, value)
     batch = messages.parse_requests([value], pipeline)
     assert batch.native is None
     assert batch.ids + [str(e) for _, e in batch.rejected] == [
-        *messages.parse_requests([value]).ids,
-        *(str(e) for _, e in messages.parse_requests([value]).rejected),
+        *messages.parse_requests([value], schema=SCHEMA).ids,
+        *(str(e) for _, e in messages.parse_requests([value], schema=SCHEMA).rejected),
     ]
 
 
@@ -149,7 +152,7 @@ def test_a_challengers_pipeline_gets_its_own_codes(pipeline):
     """A batch decoded for the champion, asked for another pipeline's matrix (a shadowed
     challenger's, fitted on other data): decoded again with that pipeline's categories."""
     frame = load_adult("test")
-    other = FeaturePipeline(min_cross_count=1).fit(frame.iloc[:300])
+    other = FeaturePipeline(ADULT, min_cross_count=1).fit(frame.iloc[:300])
     rows = frame[[*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS]].iloc[:200].to_dict("records")
     values = [
         messages.request(f"r{i}", {k: None if v != v else v for k, v in row.items()})
@@ -157,7 +160,7 @@ def test_a_challengers_pipeline_gets_its_own_codes(pipeline):
     ]
     batch = messages.parse_requests(values, pipeline)
     assert batch.native is not None
-    reference = messages.parse_requests(values)
+    reference = messages.parse_requests(values, schema=SCHEMA)
     for each in (pipeline, other):
         assert np.array_equal(_bits(batch.features(each)), _bits(each.transform(reference.columns)))
     assert not np.array_equal(batch.features(pipeline), batch.features(other), equal_nan=True)

@@ -57,6 +57,7 @@ typedef struct {
     Py_ssize_t written; /* columns written per row: the numbers, then the categories */
     Py_ssize_t width;   /* doubles per output row */
     int first;          /* the field whose key came first last time */
+    uint64_t required;  /* the fields a request must give, not null: a bit per field */
 } RowDecoder;
 
 typedef struct {
@@ -228,7 +229,7 @@ static int read_data(RowDecoder *self, Cursor *c, double *row) {
         return 0;
     skip_space(c);
     if (take(c, '}'))
-        return 1;
+        return self->required == 0;
     uint64_t seen = 0;
     int *found = &self->first;
     for (;;) {
@@ -252,7 +253,10 @@ static int read_data(RowDecoder *self, Cursor *c, double *row) {
         if (!take(c, ':'))
             return 0;
         skip_space(c);
-        if (!take_word(c, "null", 4)) {
+        if (take_word(c, "null", 4)) {
+            if (self->required & bit)
+                return 0; /* a required column null: msgspec words the reason */
+        } else {
             double ignored;
             switch (field->kind) {
             case KIND_NUMBER:
@@ -274,7 +278,7 @@ static int read_data(RowDecoder *self, Cursor *c, double *row) {
         }
         skip_space(c);
         if (take(c, '}'))
-            return 1;
+            return (seen & self->required) == self->required;
         if (!take(c, ','))
             return 0;
         skip_space(c);
@@ -434,15 +438,16 @@ static void RowDecoder_dealloc(RowDecoder *self) {
 
 static int RowDecoder_init(RowDecoder *self, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"id_key", "data_key", "numbers", "categories", "ignored", "width",
-                               NULL};
-    PyObject *id_key, *data_key, *numbers, *categories, *ignored;
+                               "required", NULL};
+    PyObject *id_key, *data_key, *numbers, *categories, *ignored, *required = NULL;
     Py_ssize_t width;
     if (self->fields != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "RowDecoder is initialised once");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UUOOOn:RowDecoder", keywords, &id_key,
-                                     &data_key, &numbers, &categories, &ignored, &width))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UUOOOn|O:RowDecoder", keywords, &id_key,
+                                     &data_key, &numbers, &categories, &ignored, &width,
+                                     &required))
         return -1;
     if (!text_of(id_key, &self->id_key, &self->id_size) ||
         !text_of(data_key, &self->data_key, &self->data_size))
@@ -497,6 +502,21 @@ static int RowDecoder_init(RowDecoder *self, PyObject *args, PyObject *kwargs) {
             return -1;
         }
     }
+    Py_ssize_t required_count = required == NULL ? 0 : PySequence_Size(required);
+    if (required_count < 0)
+        return -1;
+    for (Py_ssize_t i = 0; i < required_count; i++) {
+        PyObject *name = PySequence_GetItem(required, i);
+        const char *text = name != NULL && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+        int index = text == NULL ? -1 : find_field(self, text, (Py_ssize_t)strlen(text), 0);
+        Py_XDECREF(name);
+        if (index < 0) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "a required column must be a field");
+            return -1;
+        }
+        self->required |= 1ULL << index;
+    }
     return 0;
 }
 
@@ -514,7 +534,7 @@ static PyTypeObject RowDecoderType = {
     .tp_basicsize = sizeof(RowDecoder),
     .tp_dealloc = (destructor)RowDecoder_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "RowDecoder(id_key, data_key, numbers, categories, ignored, width)\n\n"
+    .tp_doc = "RowDecoder(id_key, data_key, numbers, categories, ignored, width, required=())\n\n"
               "Decodes {id_key: str, data_key: {column: value}} requests into matrix rows.",
     .tp_methods = RowDecoder_methods,
     .tp_init = (initproc)RowDecoder_init,

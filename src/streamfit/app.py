@@ -1,4 +1,5 @@
-"""Sample app: publishes Adult test rows as requests and reads the predictions back."""
+"""Sample app: publishes the data set's test rows (the user's table, or Adult's) as requests,
+with their labels riding along or sent late, and reads the predictions back."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import numpy as np
 from . import messages
 from .bus import Bus, BusError
 from .config import Settings
-from .data import FEATURE_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS, label_to_int, load_adult
+from .contract import TaskRules, task_of
+from .datasets import load_dataset, table_requests
 from .progress import Progress, as_progress
 
 log = logging.getLogger("streamfit.app")
@@ -32,7 +34,8 @@ class AppSummary:
     duplicates: int = 0
     dead_letters: int = 0
     model_versions: dict[int, int] = field(default_factory=dict)
-    accuracy: float | None = None
+    accuracy: float | None = None  # classification: the share of answers naming the true class
+    mae: float | None = None  # regression: the mean absolute error of the answers
     latency_ms: dict[str, float] = field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -43,6 +46,8 @@ class AppSummary:
         versions = ", ".join(f"v{v}: {n}" for v, n in sorted(self.model_versions.items()))
         latency = " ".join(f"{k} {v:.1f} ms" for k, v in self.latency_ms.items())
         accuracy = "n/a" if self.accuracy is None else f"{self.accuracy:.3f}"
+        if self.mae is not None:
+            accuracy = f"n/a, mean absolute error {self.mae:.4g}"
         return (
             f"sent {self.sent}, answered {self.answered}, lost {self.lost}, "
             f"duplicates {self.duplicates}, dead letters {self.dead_letters}\n"
@@ -50,22 +55,6 @@ class AppSummary:
             f"accuracy vs true labels: {accuracy}; latency {latency or 'n/a'}; "
             f"wall {self.wall_s:.1f} s"
         )
-
-
-def adult_requests(count: int, seed: int = 0) -> list[dict[str, Any]]:
-    """``count`` rows of adult.test as request data, cycling if needed; NaN becomes null."""
-    test = load_adult("test")
-    order = np.random.default_rng(seed).permutation(len(test))
-    rows = test.iloc[np.resize(order, count)][[*FEATURE_COLUMNS, LABEL_COLUMN]]
-    records = rows.to_dict("records")
-    for record in records:
-        for name, value in record.items():
-            if isinstance(value, float):
-                if math.isnan(value):
-                    record[name] = None
-                elif name in NUMERIC_COLUMNS and value.is_integer():
-                    record[name] = int(value)
-    return records
 
 
 def run_app(
@@ -90,9 +79,11 @@ def run_app(
     topics = settings.topics
     stop = stop or threading.Event()
     report = as_progress(progress)
-    rows = adult_requests(count, seed=settings.seed)
+    dataset = load_dataset(settings)
+    rules = task_of(dataset.contract)
+    rows = table_requests(dataset, count, seed=settings.seed)
     sent_at: dict[str, float] = {}
-    truth: dict[str, int | None] = {}
+    truth: dict[str, float | None] = {}
     summary = AppSummary()
     started = time.monotonic()
     with bus.consumer([topics.predictions, topics.dead_letter], group=None) as consumer:
@@ -100,7 +91,9 @@ def run_app(
 
         def send() -> None:
             try:
-                _send_all(bus, settings, rows, rate, label_delay, sent_at, truth, summary, stop)
+                _send_all(
+                    bus, settings, rules, rows, rate, label_delay, sent_at, truth, summary, stop
+                )
             except BusError as exc:
                 failures.append(exc)
 
@@ -152,9 +145,7 @@ def run_app(
     summary.dead_letters = len(dead)
     summary.lost = summary.sent - summary.answered - summary.dead_letters
     summary.model_versions = dict(sorted(versions.items()))
-    graded = [(answers[r]["label"], truth[r]) for r in answers if truth.get(r) is not None]
-    if graded:
-        summary.accuracy = round(sum(p == t for p, t in graded) / len(graded), 4)
+    _grade(summary, rules, answers, truth)
     if latencies:
         p50, p95, p99 = np.percentile(latencies, [50, 95, 99])
         summary.latency_ms = {"p50": round(p50, 2), "p95": round(p95, 2), "p99": round(p99, 2)}
@@ -162,19 +153,41 @@ def run_app(
     return summary
 
 
+def _grade(
+    summary: AppSummary,
+    rules: TaskRules,
+    answers: dict[str, dict[str, Any]],
+    truth: dict[str, float | None],
+) -> None:
+    """Accuracy (classification) or mean absolute error (regression) of the answers."""
+    graded = [(answers[r], truth[r]) for r in answers if truth.get(r) is not None]
+    if not graded:
+        return
+    if rules.name == "regression":
+        errors = [abs(answer["value"] - target) for answer, target in graded]
+        summary.mae = round(float(np.mean(errors)), 4)
+        return
+    hits = [rules.encode_label(answer["label"]) == target for answer, target in graded]
+    if rules.name == "binary":  # a binary answer's label is 1 or 0
+        hits = [answer["label"] == target for answer, target in graded]
+    summary.accuracy = round(sum(hits) / len(graded), 4)
+
+
 def _send_all(
     bus: Bus,
     settings: Settings,
+    rules: TaskRules,
     rows: list[dict[str, Any]],
     rate: float,
     label_delay: float | None,
     sent_at: dict[str, float],
-    truth: dict[str, int | None],
+    truth: dict[str, float | None],
     summary: AppSummary,
     stop: threading.Event,
 ) -> None:
     topics = settings.topics
-    late: list[tuple[float, str, int]] = []  # (due, request_id, label)
+    late: list[tuple[float, str, Any]] = []  # (due, request_id, label as the table has it)
+    label_column = rules.contract.label
     with bus.producer() as producer:
         start = time.monotonic()
         for i, row in enumerate(rows):
@@ -185,10 +198,10 @@ def _send_all(
                 time.sleep(min(due - now, 0.01))
                 _send_due_labels(producer, topics.labels, late)
             request_id = uuid.uuid4().hex
-            label = label_to_int(row[LABEL_COLUMN])
-            truth[request_id] = label
+            label = row[label_column]
+            truth[request_id] = rules.encode_label(label)
             data = (
-                row if label_delay is None else {k: v for k, v in row.items() if k != LABEL_COLUMN}
+                row if label_delay is None else {k: v for k, v in row.items() if k != label_column}
             )
             sent_at[request_id] = time.monotonic()
             producer.produce(
@@ -204,7 +217,7 @@ def _send_all(
             _send_due_labels(producer, topics.labels, late)
 
 
-def _send_due_labels(producer: Any, topic: str, late: list[tuple[float, str, int]]) -> None:
+def _send_due_labels(producer: Any, topic: str, late: list[tuple[float, str, Any]]) -> None:
     now = time.monotonic()
     while late and late[0][0] <= now:
         _, request_id, label = heapq.heappop(late)

@@ -1,12 +1,14 @@
 """Model bundles and the versioned store both the trainer and the predictors read.
 
-A bundle is a directory: ``model.txt`` (LightGBM's own text format), ``pipeline.json`` (the
-fitted feature pipeline) and ``manifest.json`` (version, created, metrics, data rows...).
+A bundle is a directory: ``model.txt`` (LightGBM's own text format), ``contract.json`` (the
+feature contract: what the model reads and predicts), ``pipeline.json`` (the fitted feature
+pipeline) and ``manifest.json`` (version, created, metrics, data rows...).
 No pickle anywhere: a service only ever parses text it can validate.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .contract import Contract, ContractError, TaskRules, task_of
 from .features import FeaturePipeline
 
 if TYPE_CHECKING:
@@ -27,28 +30,11 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.txt"
 PIPELINE_FILE = "pipeline.json"
+CONTRACT_FILE = "contract.json"
 MANIFEST_FILE = "manifest.json"
 CHAMPION_FILE = "champion.json"
 # The bundle itself: what its digest covers (a compiled library beside them is a derived cache).
-BUNDLE_FILES = (MANIFEST_FILE, MODEL_FILE, PIPELINE_FILE)
-
-# A plausible adult, used to check that a freshly loaded bundle predicts at all.
-CANARY_ROW: dict[str, Any] = {
-    "age": 39,
-    "workclass": "State-gov",
-    "fnlwgt": 77516,
-    "education": "Bachelors",
-    "education_num": 13,
-    "marital_status": "Never-married",
-    "occupation": "Adm-clerical",
-    "relationship": "Not-in-family",
-    "race": "White",
-    "gender": "Male",
-    "capital_gain": 2174,
-    "capital_loss": 0,
-    "hours_per_week": 40,
-    "native_country": "United-States",
-}
+BUNDLE_FILES = (CONTRACT_FILE, MANIFEST_FILE, MODEL_FILE, PIPELINE_FILE)
 
 
 class BundleError(Exception):
@@ -65,20 +51,30 @@ class ModelBundle:
     def version(self) -> int:
         return int(self.manifest.get("version", 0))
 
+    @property
+    def contract(self) -> Contract:
+        return self.pipeline.contract
+
+    @functools.cached_property
+    def rules(self) -> TaskRules:
+        return task_of(self.pipeline.contract)
+
     def predict_matrix(self, features: np.ndarray) -> np.ndarray:
-        """Probabilities for an already transformed matrix."""
+        """The model's outputs for an already transformed matrix: binary P(positive class),
+        multiclass one probability per class (rows x classes), regression the value."""
         return self.booster.predict(features, num_threads=1)
 
     def predict_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         return self.predict_matrix(self.pipeline.transform_records(records))
 
     def predict_columns(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
-        """Probabilities for a batch given as raw columns (the predictor's hot path)."""
+        """Outputs for a batch given as raw columns."""
         return self.predict_matrix(self.pipeline.transform(columns))
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.booster.save_model(str(directory / MODEL_FILE))
+        (directory / CONTRACT_FILE).write_text(self.contract.to_json())
         (directory / PIPELINE_FILE).write_text(json.dumps(self.pipeline.to_dict()))
         (directory / MANIFEST_FILE).write_text(json.dumps(self.manifest, indent=2, default=str))
 
@@ -88,13 +84,23 @@ class ModelBundle:
         # of every start of a service that only catches BundleError (the recorder).
         import lightgbm as lgb
 
+        if not (directory / CONTRACT_FILE).exists() and (directory / MODEL_FILE).exists():
+            raise BundleError(f"bundle {directory} predates feature contracts: retrain it")
         try:
             manifest = json.loads((directory / MANIFEST_FILE).read_text())
+            contract = Contract.load(directory / CONTRACT_FILE)
             pipeline = FeaturePipeline.from_dict(
-                json.loads((directory / PIPELINE_FILE).read_text())
+                json.loads((directory / PIPELINE_FILE).read_text()), contract
             )
             booster = lgb.Booster(model_file=str(directory / MODEL_FILE))
-        except (OSError, ValueError, KeyError, TypeError, lgb.basic.LightGBMError) as exc:
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            ContractError,
+            lgb.basic.LightGBMError,
+        ) as exc:
             raise BundleError(f"cannot load bundle {directory}: {exc}") from exc
         return cls(booster, pipeline, manifest)
 
@@ -105,9 +111,24 @@ class ModelBundle:
             raise BundleError(
                 f"model expects {self.booster.num_feature()} features, pipeline gives {expected}"
             )
-        probability = float(self.predict_records([CANARY_ROW])[0])
-        if not 0.0 <= probability <= 1.0:
-            raise BundleError(f"canary prediction {probability} is not a probability")
+        problem = self.rules.check_output(self.predict_records([canary_row(self.contract)]))
+        if problem:
+            raise BundleError(f"canary prediction: {problem}")
+
+
+def canary_row(contract: Contract) -> dict[str, Any]:
+    """A plausible request for ``contract``: each number mid-range, each category its first
+    level, each date a fixed day; used to check that a freshly loaded bundle predicts at all."""
+    row: dict[str, Any] = {}
+    for spec in contract.columns:
+        if spec.kind == "numeric":
+            low, high = spec.minimum or 0.0, spec.maximum or 0.0
+            row[spec.name] = (low + high) / 2
+        elif spec.kind == "categorical":
+            row[spec.name] = spec.levels[0] if spec.levels else None
+        else:
+            row[spec.name] = "2024-01-15T12:00:00"
+    return row
 
 
 class ModelStore:

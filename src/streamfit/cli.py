@@ -73,6 +73,19 @@ _SETTING_OPTIONS = (
     "canary_accuracy_floor",
     "metrics_host",
     *METRICS_PORTS.values(),
+    "data",
+    "data_table",
+    "data_query",
+    "label",
+    "task",
+    "contract",
+    "id_column",
+    "time_column",
+    "ignore",
+    "categorical",
+    "numeric",
+    "positive_class",
+    "extra_columns",
 )
 
 
@@ -290,6 +303,57 @@ def _promotion(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _data(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "your data (default: the bundled example, UCI Adult; after `init --data`, the data "
+        "directory remembers it)"
+    )
+    group.add_argument(
+        "--data", metavar="SOURCE", help="a CSV or Parquet file, or an SQLAlchemy URL"
+    )
+    query = group.add_mutually_exclusive_group()
+    query.add_argument("--table", dest="data_table", help="with a database URL: this table")
+    query.add_argument("--query", dest="data_query", help="with a database URL: this SQL query")
+    group.add_argument("--label", metavar="COLUMN", help="the column to predict")
+    group.add_argument(
+        "--task",
+        choices=("auto", "binary", "multiclass", "regression"),
+        help="default auto: from the label's values",
+    )
+    group.add_argument(
+        "--contract",
+        metavar="FILE",
+        help="train on this (edited) contract instead of inferring one (`streamfit contract "
+        "infer` writes one)",
+    )
+    _column_roles(group, default=None)
+
+
+def _column_roles(group: argparse._ActionsContainer, default: list[str] | None) -> None:
+    group.add_argument(
+        "--positive-class", metavar="VALUE", help="binary: the class a probability is about"
+    )
+    for option, what in (
+        ("--categorical", "read these columns as categories"),
+        ("--numeric", "read these columns as numbers"),
+        ("--ignore", "leave these columns out of the model"),
+    ):
+        group.add_argument(
+            option, nargs="+", action="extend", default=default, metavar="COLUMN", help=what
+        )
+    group.add_argument("--id-column", metavar="COLUMN", help="the rows' identifier (not a feature)")
+    group.add_argument("--time-column", metavar="COLUMN", help="the rows' time (not a feature)")
+
+
+def _extra_columns(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--extra-columns",
+        choices=("refuse", "ignore"),
+        help="a request column the contract does not know: refuse (default: dead-lettered "
+        "with the reason) or ignore",
+    )
+
+
 def _contract_commands(commands: argparse._SubParsersAction) -> None:
     contract = commands.add_parser(
         "contract", help="the feature contract of your data: what a model reads and predicts"
@@ -311,19 +375,7 @@ def _contract_commands(commands: argparse._SubParsersAction) -> None:
         default="auto",
         help="default auto: from the label's values",
     )
-    infer.add_argument(
-        "--positive-class", metavar="VALUE", help="binary: the class a probability is about"
-    )
-    for option, what in (
-        ("--categorical", "read these columns as categories"),
-        ("--numeric", "read these columns as numbers"),
-        ("--ignore", "leave these columns out of the model"),
-    ):
-        infer.add_argument(
-            option, nargs="+", action="extend", default=[], metavar="COLUMN", help=what
-        )
-    infer.add_argument("--id-column", metavar="COLUMN", help="the rows' identifier (not a feature)")
-    infer.add_argument("--time-column", metavar="COLUMN", help="the rows' time (not a feature)")
+    _column_roles(infer, default=[])
     infer.add_argument(
         "--output",
         type=Path,
@@ -332,6 +384,18 @@ def _contract_commands(commands: argparse._SubParsersAction) -> None:
     )
     _logging(infer, "WARNING", hidden=True)
     infer.set_defaults(config=None, bus_option=[])  # offline: no bus, no tracking
+    show = actions.add_parser(
+        "show",
+        help="print the contract of a registered model version (default: the champion)",
+    )
+    show.add_argument("version", type=int, nargs="?", help="registry version (default champion)")
+    show.add_argument(
+        "--format",
+        choices=("json", "jsonschema"),
+        default="json",
+        help="json: the contract; jsonschema: the JSON Schema of a valid request's data",
+    )
+    _common(show)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -373,7 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="how much worse (log loss) a challenger may be and still win",
     )
 
-    app = commands.add_parser("app", help="send Adult test rows as requests, read predictions")
+    app = commands.add_parser(
+        "app", help="send the data set's test rows as requests (labels late or riding along)"
+    )
     app.add_argument("--count", type=int, default=200, help="requests to send (default 200)")
     app.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
     app.add_argument(
@@ -405,7 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="send true labels separately after this delay",
     )
-    demo.add_argument("--summary-json", type=Path, help="write the summary to this file")
+    demo.add_argument(
+        "--summary-json", type=Path, help="write the whole summary to this file, as JSON"
+    )
 
     leaderboard = commands.add_parser("leaderboard", help="the best trials of every round so far")
     leaderboard.add_argument("--round", dest="round_id", type=int, help="only this round")
@@ -417,6 +485,12 @@ def build_parser() -> argparse.ArgumentParser:
         "promote", help="make a model version the champion; predictors follow"
     )
     promote.add_argument("version", type=int, help="registry version, as in `now serving model vN`")
+    promote.add_argument(
+        "--allow-breaking",
+        action="store_true",
+        help="promote even if its contract breaks today's producers (a new required column, a "
+        "type change, another task, label or classes)",
+    )
     rollback = commands.add_parser(
         "rollback", help="go back to the previous champion; predictors follow"
     )
@@ -451,11 +525,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     drift = commands.add_parser(
         "drift",
-        help="compare two CSV/Parquet files of Adult rows: per-feature table and verdict",
+        help="compare two CSV/Parquet files of rows: per-feature table and verdict",
         description="Exit code 0 whatever the verdict; 2 for input it cannot use.",
     )
     drift.add_argument("--reference", type=Path, required=True, help="reference rows (training)")
     drift.add_argument("--current", type=Path, required=True, help="rows to compare with it")
+    drift.add_argument(
+        "--contract",
+        type=Path,
+        help="compare the numeric and categorical columns of this contract (`streamfit "
+        "contract show > contract.json` gives the served model's); default: the files' own "
+        "columns (Adult's features in Adult rows)",
+    )
+    drift.add_argument("--columns", nargs="+", metavar="COLUMN", help="compare these columns")
     drift.add_argument(
         "--json", dest="json_out", type=Path, help="write the drift event (JSON) here"
     )
@@ -542,6 +624,10 @@ def build_parser() -> argparse.ArgumentParser:
         _probes(command, service)
     for command in (init, trainer, demo, leaderboard, promote, rollback):
         _trials(command)
+    for command in (init, trainer, recorder, app, demo, monitor):
+        _data(command)
+    for command in (predictor, recorder, demo):
+        _extra_columns(command)
     return parser
 
 
@@ -582,6 +668,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     from .registry import ModelRegistry
 
     terminal: Terminal = args.terminal
+    _remember_data(settings, args)
     if args.force and ModelRegistry.from_settings(settings).champion() is not None:
         from .training.round import run_round
 
@@ -663,9 +750,10 @@ def cmd_app(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .demo import mlflow_ui_hint, render_summary, run_demo
 
     terminal: Terminal = args.terminal
+    _remember_data(settings, args)
     with terminal.progress() as progress:
         summary = run_demo(
             settings,
@@ -674,14 +762,12 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
             label_delay=args.label_delay,
             progress=progress,
         )
-    indent = None if terminal.log_format == "json" else 2  # one line per record for shippers
-    terminal.say("\ndemo summary:\n" + json.dumps(summary, indent=indent))
+    if terminal.log_format == "json":  # one JSON object per line, for log shippers
+        terminal.say(json.dumps(summary))
+    else:
+        terminal.say("\n" + render_summary(summary))
     _write_json(args.summary_json, summary)
-    terminal.say(
-        f"\nopen the experiments in the MLflow UI:\n"
-        f"  .venv/bin/mlflow ui --backend-store-uri {settings.mlflow_uri}\n"
-        f"then browse http://127.0.0.1:5000"
-    )
+    terminal.say("\n" + mlflow_ui_hint(settings))
     return 0 if summary["lost"] == 0 else 1
 
 
@@ -693,9 +779,16 @@ def cmd_leaderboard(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_promote(settings: Settings, args: argparse.Namespace) -> int:
-    from .promotion import promote
+    from .promotion import breaking_changes, promote
 
-    entry = promote(settings, args.version, event="promoted", reason="manual", by="cli")
+    breaking = breaking_changes(settings, args.version)
+    if breaking and not args.allow_breaking:
+        raise ConfigError(
+            f"v{args.version}'s contract breaks the producers of today's champion: "
+            f"{'; '.join(breaking)} (--allow-breaking promotes it anyway)"
+        )
+    reason = "manual, breaking: " + "; ".join(breaking) if breaking else "manual"
+    entry = promote(settings, args.version, event="promoted", reason=reason, by="cli")
     args.terminal.say(f"champion is now v{entry.version} (promoted)")
     return 0
 
@@ -767,9 +860,18 @@ def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_drift(settings: Settings, args: argparse.Namespace) -> int:
+    from .contract import Contract
     from .monitoring.offline import drift_command
 
-    code, text = drift_command(args.reference, args.current, args.json_out, args.report_out)
+    contract = Contract.load(args.contract) if args.contract else None
+    code, text = drift_command(
+        args.reference,
+        args.current,
+        args.json_out,
+        args.report_out,
+        columns=args.columns,
+        contract=contract,
+    )
     if code:
         print(f"streamfit drift: {text}", file=sys.stderr)
     else:
@@ -809,11 +911,10 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_contract(settings: Settings, args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    from .console import render_inference
     from .contract import infer_source
 
+    if args.contract_command == "show":
+        return _show_contract(settings, args)
     inference = infer_source(
         args.source,
         args.label,
@@ -827,9 +928,46 @@ def cmd_contract(settings: Settings, args: argparse.Namespace) -> int:
         time_column=args.time_column,
         positive_class=args.positive_class,
     )
-    (args.terminal.console or Console(width=160)).print(render_inference(inference))
+    _print_inference(args, inference)
     inference.contract.save(args.output)
     args.terminal.say(f"contract written to {args.output}")
+    return 0
+
+
+def _remember_data(settings: Settings, args: argparse.Namespace) -> None:
+    """With ``--data``: the contract checked and written into the data directory, with the
+    source, so every service started on it reads the same data (``streamfit.datasets``)."""
+    if not settings.data:
+        return
+    from .datasets import remember_source
+
+    inference = remember_source(settings)
+    if inference is not None:
+        _print_inference(args, inference)
+    args.terminal.say(f"contract written to {settings.data_dir / 'contract.json'}")
+
+
+def _print_inference(args: argparse.Namespace, inference: Any) -> None:
+    from rich.console import Console
+
+    from .console import render_inference
+
+    (args.terminal.console or Console(width=160)).print(render_inference(inference))
+
+
+def _show_contract(settings: Settings, args: argparse.Namespace) -> int:
+    from .registry import ModelRegistry
+
+    registry = ModelRegistry.from_settings(settings)
+    entry = registry.get(args.version) if args.version else registry.champion()
+    if entry is None:
+        raise ConfigError("no champion in the registry yet: give a version")
+    bundle, _ = registry.load(entry, settings.model_cache)
+    contract = bundle.contract
+    text = contract.to_json()
+    if args.format == "jsonschema":
+        text = json.dumps(contract.json_schema(), indent=2) + "\n"
+    sys.stdout.write(text)
     return 0
 
 

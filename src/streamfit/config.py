@@ -27,6 +27,7 @@ PROMOTIONS = ("offline", "shadow", "canary")
 # model_runtime: "auto" tries the compiled runtimes fastest first (streamfit.serving.runtimes,
 # whose registry must name exactly these, in this order).
 MODEL_RUNTIMES = ("auto", "lleaves", "tl2cgen")
+TASK_CHOICES = ("auto", "binary", "multiclass", "regression")
 # Service -> the setting holding the port of its /metrics, /healthz and /readyz.
 METRICS_PORTS = {
     service: f"{service}_metrics_port"
@@ -61,7 +62,7 @@ class Settings:
     bus_password_file: str = ""
     # The password read from bus_password_file: never shown (see __repr__), never compared.
     bus_password: str = field(default="", init=False, repr=False, compare=False)
-    request_partitions: int = 3
+    request_partitions: int = 3  # partitions of requests and predictions, created on Kafka
     tracking_uri: str = ""  # empty: sqlite:///<data_dir>/mlflow.db
     # Observation store (SQLAlchemy URL), written by the recorder, read by trainer and monitor.
     store: str = ""  # empty: sqlite:///<data_dir>/observations.db
@@ -70,8 +71,26 @@ class Settings:
     # sqlite:///<data_dir>/trials.db.
     trials: str = ""
     experiment: str = "streamfit"
-    registered_model: str = "streamfit-model"
+    registered_model: str = "streamfit-model"  # the MLflow registered model served
     topics: Topics = field(default_factory=Topics)
+    # Your data (streamfit.datasets). data: a CSV or Parquet path or an SQLAlchemy URL (with
+    # data_table or data_query); empty: the bundled example, UCI Adult. contract: a contract
+    # file to train on (empty: <data_dir>/contract.json when `streamfit init` wrote one, else
+    # inferred from the data with the settings below).
+    data: str = ""
+    data_table: str = ""
+    data_query: str = ""
+    label: str = ""
+    task: str = "auto"
+    contract: str = ""
+    id_column: str = ""
+    time_column: str = ""
+    ignore: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    numeric: tuple[str, ...] = ()
+    positive_class: str = ""
+    # A request column the contract does not know: "refuse" (dead-lettered) or "ignore".
+    extra_columns: str = "refuse"
     # Predictor
     retrain_every: int = 50
     keep_models: int = 2
@@ -111,11 +130,11 @@ class Settings:
     train_threads: int = 1
     seed: int = 42
     gate_tolerance: float = 0.005
-    warm_start_top_k: int = 5
+    warm_start_top_k: int = 5  # best earlier trials a round re-scores first (same space)
     # Gate holdout: this share of adult.data is never trained on (same rows every round), and
     # the newest gate_recent_fraction of the labelled observations is held out of each round.
     holdout_fraction: float = 0.1
-    gate_recent_fraction: float = 0.2
+    gate_recent_fraction: float = 0.2  # newest labelled share held out of each round
     pruning: bool = True  # Optuna only: stop unpromising CV runs early
     # A round trains on (at most) the newest train_window labelled observations besides
     # adult.data: the cost and memory of a round stay bounded however long the stream runs.
@@ -145,7 +164,7 @@ class Settings:
     drift_folds: int = 3
     drift_classifier: str = "lightgbm"  # or "random_forest" (MLBox's choice)
     performance_window: int = 1000  # last W labelled observations for realised metrics
-    monitor_poll_seconds: float = 1.0
+    monitor_poll_seconds: float = 1.0  # at most one check per this many seconds
     # Drift-aware retraining: leave out features whose drift score (recent requests against the
     # training data) reaches this, 0 = keep all; and let a drifted=true event trigger a retrain.
     drop_drifting_features: float = 0.0
@@ -156,7 +175,7 @@ class Settings:
     # decision before live_min_pairs labelled pairs, the champion kept at live_max_pairs.
     promotion: str = "offline"
     live_alpha: float = 0.05
-    live_epsilon: float = 0.01
+    live_epsilon: float = 0.01  # probabilities clipped to [eps, 1 - eps] in the live test
     live_min_pairs: int = 50
     live_max_pairs: int = 200
     live_check_seconds: float = 1.0  # how often a trainer looks at the pairs
@@ -266,6 +285,14 @@ class Settings:
             )
         if self.dask_timeout_seconds <= 0:
             raise ConfigError(f"dask_timeout_seconds must be > 0, got {self.dask_timeout_seconds}")
+        if self.task not in TASK_CHOICES:
+            raise ConfigError(f"task must be one of {TASK_CHOICES}, got {self.task!r}")
+        if self.extra_columns not in ("refuse", "ignore"):
+            raise ConfigError(f"extra_columns must be refuse or ignore, got {self.extra_columns!r}")
+        if self.data and not self.label and not self.contract:
+            raise ConfigError("data needs label (the column to predict) or a contract file")
+        if (self.data_table or self.data_query) and "://" not in self.data:
+            raise ConfigError("data_table and data_query need data to be a database URL")
         if not (self.bus.startswith("memory") or self.bus.startswith("kafka://")):
             raise ConfigError(f"bus must be 'memory://' or 'kafka://host:port', got {self.bus!r}")
 
@@ -334,6 +361,13 @@ class Settings:
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def contract_file(self) -> Path:
+        """The contract to train on: ``contract``, else the one ``streamfit init`` wrote."""
+        return (
+            Path(self.contract).expanduser() if self.contract else self.data_dir / "contract.json"
+        )
 
     @property
     def store_url(self) -> str:
@@ -405,6 +439,9 @@ def _coerce(name: str, value: Any) -> Any:
             return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
         if isinstance(default, Path):
             return Path(value)
+        if isinstance(default, tuple):  # "a,b" from the environment, a list from TOML
+            items = value.split(",") if isinstance(value, str) else value
+            return tuple(str(item).strip() for item in items if str(item).strip())
         return type(default)(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {name}={value!r} is invalid: {exc}") from exc

@@ -6,9 +6,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import shlex
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .app import run_app
@@ -45,11 +48,12 @@ def ensure_initial_model(
     outcome = run_round(
         settings, trigger="initial", max_evals=settings.init_max_evals, progress=report
     )
-    metrics = outcome.metrics
-    report.note(
-        f"initial model v{outcome.version}: adult.test AUC {metrics['auc']:.4f}, "
-        f"accuracy {metrics['accuracy']:.4f}, log loss {metrics['log_loss']:.4f}"
+    shown = ", ".join(
+        f"{name.replace('_', ' ')} {value:.4f}"
+        for name, value in outcome.metrics.items()
+        if name in ("auc", "accuracy", "log_loss", "macro_f1", "rmse", "mae", "r2")
     )
+    report.note(f"initial model v{outcome.version}, on the test rows: {shown}")
     return outcome.version
 
 
@@ -159,6 +163,89 @@ def run_demo(
         wall_s=round(time.monotonic() - started, 1),
     )
     return summary
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """The demo's summary as a short table a person reads at a glance (``--summary-json``
+    writes all of it as JSON)."""
+    versions = ", ".join(f"v{v}: {n}" for v, n in summary.get("model_versions", {}).items())
+    monitor = summary.get("monitor", {})
+    accuracy = summary.get("accuracy")
+    judged = [
+        f"{name} {monitor[key]:.3f}"
+        for name, key in (("realised", "realised_accuracy"), ("estimated", "estimated_accuracy"))
+        if monitor.get(key) is not None
+    ]
+    latency = ", ".join(f"{k} {v:.1f} ms" for k, v in summary.get("latency_ms", {}).items())
+    checks = monitor.get("checks", 0)
+    score = "" if monitor.get("drift") is None else f" (score {monitor['drift']:.2f})"
+    if monitor.get("drifted"):
+        features = ", ".join(monitor.get("drifted_features", [])) or "the whole window"
+        drift = f"alarm at the last of {checks} checks: {features}{score}"
+    else:
+        drift = f"no alarm at the last of {checks} checks{score}"
+    rows = [
+        ("sent", f"{summary['sent']}"),
+        (
+            "answered",
+            f"{summary['answered']}  (lost {summary['lost']}, duplicates "
+            f"{summary['duplicates']}, dead letters {summary.get('dead_letters', 0)})",
+        ),
+        (
+            "retrains",
+            f"{summary.get('retrains', 0)} rounds, {summary.get('promotions', 0)} promoted "
+            f"({summary.get('retrains_requested', 0)} asked for)",
+        ),
+        (
+            "versions",
+            f"{versions or 'none'}  (v{summary.get('serving_version')} serving at the end)",
+        ),
+        _quality(accuracy, summary.get("mae"), judged),
+        ("latency", latency or "n/a"),
+        ("drift", drift),
+    ]
+    for comparison in summary.get("live_comparisons", []):
+        rows.append(
+            (
+                "live test",
+                f"v{comparison['challenger']} against v{comparison['champion']} "
+                f"({comparison['policy']}): {comparison['decision']} after "
+                f"{comparison['pairs']} labelled pairs",
+            )
+        )
+    if "wall_s" in summary:
+        rows.append(("took", f"{summary['wall_s']:.0f} s"))
+    return "demo summary\n" + "\n".join(f"  {name:<10}{value}" for name, value in rows)
+
+
+def _quality(accuracy: float | None, mae: float | None, judged: list[str]) -> tuple[str, str]:
+    """The summary's row on the answers against the true labels: accuracy, or for a
+    regression the mean absolute error."""
+    monitor = f"  (monitor: {', '.join(judged)})" if judged else ""
+    if accuracy is None and mae is not None:
+        return "error", f"{mae:.4g} mean absolute error against the true labels{monitor}"
+    shown = "n/a" if accuracy is None else f"{accuracy:.3f} against the true labels"
+    return "accuracy", shown + monitor
+
+
+def mlflow_ui_hint(settings: Settings) -> str:
+    """How to see the demo's runs: the link to the experiment's runs (MLflow 3's UI opens on its
+    GenAI overview otherwise) and, for a local store, a ``mlflow ui`` command with absolute
+    paths, so that it works from any directory."""
+    from mlflow import MlflowClient
+
+    uri = settings.mlflow_uri
+    experiment = MlflowClient(tracking_uri=uri).get_experiment_by_name(settings.experiment)
+    runs = f"#/experiments/{experiment.experiment_id}/runs" if experiment is not None else ""
+    if uri.startswith(("http://", "https://")):
+        return f"the runs in the MLflow UI: {uri.rstrip('/')}/{runs}"
+    mlflow = Path(sys.executable).with_name("mlflow")
+    command = shlex.quote(str(mlflow)) if mlflow.is_file() else "mlflow"
+    return (
+        f"open the runs in the MLflow UI:\n"
+        f"  {command} ui --backend-store-uri {shlex.quote(uri)}\n"
+        f"then browse http://127.0.0.1:5000/{runs}"
+    )
 
 
 def _stream_until_decided(

@@ -1,31 +1,16 @@
 """Handing the heap's free memory back to the system after a model swap, a backlog or a round.
 
-A swap frees the old model (its LightGBM booster, its compiled copy) and the work of loading the
-new one (parsing the model text, validating, LLVM's linking): tens of MB on models of ~1,000
-trees. glibc's malloc keeps freed memory in its arenas (one per thread that allocates: the
-watcher loads models, the compiler thread compiles them) and returns little of it to the system
-by itself, so the predictor's RSS grew with every swap though nothing stayed alive: measured on
-the soak run's own models (v1 of 344 trees, then four of ~960), ten swaps in process took RSS
-from 292 to 342 MB with one booster alive throughout, and ``malloc_trim(0)`` then gave 52 MB
-back. Trimming after each swap keeps it near where it started.
+A swap frees the old model and the work of loading the new one; a backlog, its larger polls and
+fetches; a round, its training window and fits. glibc's malloc keeps freed memory in its arenas
+(one per allocating thread) and returns little of it by itself, so RSS grew though nothing stayed
+alive: ``malloc_trim(0)`` after each of those hands it back. Elsewhere than glibc (musl, macOS)
+there is no ``malloc_trim``: only the garbage collection is done.
 
-A backlog leaves the same kind of free memory: its larger polls and fetches took a predictor
-from 387 to 475 MB while it consumed 400,000 waiting requests, and the heap kept it once the
-predictor had caught up; trimmed then, 388 MB. So does a training round: in a process doing a
-round's work (the soak's newest 200,000 labelled observations and adult.data, the transform, two
-LightGBM fits), RSS was 389-417 MB after each of three rounds, and 278-281 MB once trimmed.
-Elsewhere than glibc (musl, macOS) there is no ``malloc_trim``: only the garbage collection is
-done.
-
-Trimming returns whole free pages only. What it could not return came from glibc's sliding mmap
-threshold: a block of 128 KiB or more starts in a mapping of its own, unmapped when freed, but
-freeing one raises the threshold to its size (up to 32 MiB), so every later block of that size
-is carved from the heap instead, and the heap keeps the pages that small objects around them
-still pin. The first model of ~960 trees (its 4.4 MB text, LightGBM's buffers) raised it, and a
-``streamfit predictor`` at 1,500 requests/s rose from 297 to 318 MB at that first promotion and
-1-3 MB at every one after (325 MB after five); with the threshold held where glibc starts it,
-290 -> 296 MB at the first (the larger model) and 299 MB after five. So each service process
-holds it there (:func:`map_large_blocks`).
+Trimming returns whole free pages only. glibc's sliding mmap threshold keeps more: freeing a
+block of 128 KiB or more raises the threshold to its size, so later blocks of that size come
+from the heap, where small objects beside them pin their pages. Each service process holds the
+threshold where glibc starts it (:func:`map_large_blocks`). Why, and the soak runs' figures:
+docs/explanation/memory.md and docs/benchmarks/soak.md.
 """
 
 from __future__ import annotations

@@ -1,9 +1,12 @@
 """The JSON messages on streamfit's topics. Plain JSON, so any Kafka client can take part.
 
 requests      {"request_id": str, "data": {column: value}}
-predictions   {"request_id": str, "probability": float, "label": 0|1, "model_version": int,
+predictions   binary {"request_id": str, "probability": float, "label": 0|1, "model_version": int,
                and while a challenger is shadowed "shadow": {"version": int, "probability": float}
-               (its answer, recorded beside the champion's, never the one the app acts on)}
+               (its answer, recorded beside the champion's, never the one the app acts on)};
+              multiclass {"request_id", "label": class, "probabilities": {class: p},
+               "model_version"}; regression {"request_id", "value": float, "model_version"}
+               (with "shadow" alike)
 dead_letter   {"request_id": str (when known), "error": reason, "payload": raw message, truncated,
                "service": "recorder" (absent: the predictor)}
 retrain       {"reason": str, "labelled": int, "threshold": int (recorder), "requested_at": float}
@@ -13,7 +16,8 @@ models        {"version": int (registry version), "event": "initial"|"promoted"|
                "model_uri": "models:/<registered model>/<version>", "sha256": hex digest of the
                bundle (bundle.bundle_sha256), "reason": str, and optional "metrics", "trigger",
                "by"}
-labels        {"request_id": str, "label": 0|1 or an income_bracket string}
+labels        {"request_id": str, "label": a class (binary: or 1/0) or a number; the contract's
+               label column's name may stand for "label"}
 drift         {"window_end": int|str, "drift": float (domain classifier), "drifted": bool,
                "features": {name: {"score", "p_value" (corrected), "psi", "drifted"}},
                "sequential": {"drifted", "features": [names], "threshold", "evidence": {name: z}},
@@ -26,10 +30,10 @@ drift         {"window_end": int|str, "drift": float (domain classifier), "drift
 from __future__ import annotations
 
 import functools
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Annotated, Any, NamedTuple
 
 import msgspec
@@ -37,8 +41,8 @@ import numpy as np
 import orjson
 
 from ._native import RowDecoder, encode_predictions
-from .data import LABEL_COLUMN, label_to_int
-from .features import RECORD_COLUMNS, FeaturePipeline, Record, validate_record
+from .contract import TaskRules
+from .features import FeaturePipeline, RequestSchema, request_schema
 
 PAYLOAD_LIMIT = 2048  # bytes of the offending message kept in a dead-letter record
 
@@ -96,11 +100,6 @@ def parse_request(value: bytes) -> tuple[str, dict[str, Any]]:
     return request_id, message["data"]
 
 
-class _Request(msgspec.Struct, gc=False):
-    request_id: Annotated[str, msgspec.Meta(min_length=1)]
-    data: Record
-
-
 class _Shadow(msgspec.Struct, gc=False):
     version: int
     probability: float
@@ -114,7 +113,6 @@ class _Prediction(msgspec.Struct, gc=False, omit_defaults=True):
     shadow: _Shadow | None = None
 
 
-_decode_request = msgspec.json.Decoder(_Request).decode
 _encode = msgspec.json.Encoder().encode
 
 
@@ -124,7 +122,7 @@ class RequestBatch:
 
     positions: list[int] = field(default_factory=list)  # index in the input of each valid one
     ids: list[str] = field(default_factory=list)
-    # RECORD_COLUMNS -> values; empty when the batch was decoded natively
+    # the schema's columns -> values; empty when the batch was decoded natively
     columns: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     rejected: list[tuple[int, InvalidMessage]] = field(default_factory=list)  # (index, reason)
     # Decoded natively: the messages, and the matrix of the pipeline they were decoded for.
@@ -138,32 +136,41 @@ class RequestBatch:
         decoded_for, matrix = self.native
         if decoded_for is pipeline:
             return matrix
-        # Another model's pipeline (a shadowed challenger's): decoded again with its categories.
-        # Whether a message is decoded natively never depends on the pipeline, only its codes.
+        # Another model's pipeline (a shadowed challenger's): decoded again with its categories,
+        # natively when its contract allows, else by msgspec with its schema.
         again = _decode_natively(self.values, pipeline)
-        assert again is not None, "the native decoder took these messages once already"
-        return again[1]
+        if again is not None:
+            return again[1]
+        return pipeline.transform(parse_requests(self.values, schema=_schema(pipeline)).columns)
 
 
 def parse_requests(
     values: Sequence[bytes],
     pipeline: FeaturePipeline | None = None,
-    columns: Sequence[str] = RECORD_COLUMNS,
+    columns: Sequence[str] | None = None,
+    schema: RequestSchema | None = None,
 ) -> RequestBatch:
     """Decode and validate a batch in one pass; a bad message is rejected alone, with its reason.
 
     Given the model's ``pipeline``, the native decoder first tries the whole batch, from the
     bytes straight into the model's matrix (``_native.c``); it takes the common shape
     of a valid request, and leaves anything else, and so every batch with an invalid message in
-    it, to msgspec: msgspec checks each message against the schema while decoding it; a message
-    it refuses goes through :func:`parse_request` and ``validate_record`` once more, only to
-    word the reason. msgspec decodes the whole batch by one ``map`` first (the loop runs in C:
-    no Python frame per message); only a batch with a bad message in it is decoded again message
-    by message, to keep the good ones and word each rejection.
+    it, to msgspec: msgspec checks each message against the ``schema`` (the pipeline's contract's
+    by default) while decoding it; a message it refuses goes through :func:`parse_request` and
+    the schema's ``problem`` once more, only to word the reason. msgspec decodes the whole
+    batch by one ``map`` first (the loop runs in C: no Python frame per message); only a batch
+    with a bad message in it is decoded again message by message, to keep the good ones and
+    word each rejection.
 
-    Decoded by msgspec, the batch's ``columns`` are the ones named (all by default; the recorder
-    takes the label only).
+    Decoded by msgspec, the batch's ``columns`` are the ones named (the schema's by default; the
+    recorder takes the label only).
     """
+    if schema is None:
+        if pipeline is None:
+            raise ValueError("parse_requests needs a pipeline or a schema")
+        schema = _schema(pipeline)
+    if columns is None:
+        columns = schema.columns
     if pipeline is not None:
         decoded = _decode_natively(values, pipeline)
         if decoded is not None:
@@ -172,28 +179,30 @@ def parse_requests(
                 list(range(len(ids))), ids, values=values, native=(pipeline, matrix)
             )
     try:
-        requests = list(map(_decode_request, values))
+        requests = list(map(schema.decode, values))
     # msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8.
     except (msgspec.DecodeError, UnicodeDecodeError):  # ValidationError included
-        return _parse_one_by_one(values, columns)
+        return _parse_one_by_one(values, columns, schema)
     batch = RequestBatch(list(range(len(requests))), [r.request_id for r in requests])
-    batch.columns = _as_columns([r.data for r in requests], columns)
+    batch.columns = schema.as_columns([r.data for r in requests], columns)
     return batch
 
 
-def _parse_one_by_one(values: Sequence[bytes], columns: Sequence[str]) -> RequestBatch:
+def _parse_one_by_one(
+    values: Sequence[bytes], columns: Sequence[str], schema: RequestSchema
+) -> RequestBatch:
     batch = RequestBatch()
     records = []
     for position, value in enumerate(values):
         try:
-            request = _decode_request(value)
-        except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-            batch.rejected.append((position, _explain(value, exc)))
+            request = schema.decode(value)
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            batch.rejected.append((position, _explain(value, schema)))
             continue
         batch.positions.append(position)
         batch.ids.append(request.request_id)
         records.append(request.data)
-    batch.columns = _as_columns(records, columns)
+    batch.columns = schema.as_columns(records, columns)
     return batch
 
 
@@ -201,27 +210,30 @@ def _decode_natively(
     values: Sequence[bytes], pipeline: FeaturePipeline
 ) -> tuple[list[str], np.ndarray] | None:
     """The batch's ids and ``pipeline``'s matrix, or None when a message needs msgspec."""
+    decoder = _row_decoder(pipeline)
+    if decoder is None:
+        return None
     raw = np.empty((len(values), pipeline.raw_width))
-    ids = _row_decoder(pipeline).decode(values, raw)
+    ids = decoder.decode(values, raw)
     return None if ids is None else (ids, pipeline.transform_raw(raw))
 
 
 @functools.lru_cache(maxsize=8)  # the champion's, a challenger's, the ones just replaced
-def _row_decoder(pipeline: FeaturePipeline) -> RowDecoder:
+def _row_decoder(pipeline: FeaturePipeline) -> RowDecoder | None:
     return pipeline.row_decoder("request_id", "data")
 
 
-def _as_columns(records: list[Record], columns: Sequence[str]) -> dict[str, tuple[Any, ...]]:
-    return {name: tuple(map(attrgetter(name), records)) for name in columns}
+def _schema(pipeline: FeaturePipeline) -> RequestSchema:
+    return request_schema(pipeline.contract)
 
 
-def _explain(value: bytes, error: Exception) -> InvalidMessage:
+def _explain(value: bytes, schema: RequestSchema) -> InvalidMessage:
     try:
         request_id, data = parse_request(value)
     except InvalidMessage as exc:
         return exc
     # Should the two checks ever disagree, the reason still says which part is wrong.
-    return InvalidMessage(validate_record(data) or "'data' does not match the schema", request_id)
+    return InvalidMessage(schema.problem(data) or "'data' does not match the schema", request_id)
 
 
 class _ShadowIn(msgspec.Struct, gc=False):
@@ -251,9 +263,12 @@ class Prediction(NamedTuple):
     shadow_probability: float | None = None
 
 
-def parse_prediction(value: bytes) -> Prediction:
+def parse_prediction(value: bytes, rules: TaskRules | None = None) -> Prediction:
     """Decode a prediction; raise InvalidMessage naming what is wrong (the recorder
-    dead-letters it)."""
+    dead-letters it). A multiclass or regression model's (``rules``) is read as the class's
+    index or the value, in ``probability``'s place."""
+    if rules is not None and rules.name != "binary":
+        return _parse_task_prediction(value, rules)
     try:
         prediction = _decode_prediction(value)
     # Older msgspec raises UnicodeDecodeError, not DecodeError, for a string that is not UTF-8.
@@ -267,6 +282,49 @@ def parse_prediction(value: bytes) -> Prediction:
         shadow.version if shadow else None,
         shadow.probability if shadow else None,
     )
+
+
+def _parse_task_prediction(value: bytes, rules: TaskRules) -> Prediction:
+    record = load_json(value, "invalid prediction: ")
+    if not isinstance(record, dict):
+        problem = f"a JSON object is needed, got {json_type(record)}"
+        raise InvalidMessage(f"invalid prediction: {problem}")
+    shadow = record.get("shadow")
+    problem = (
+        _field_problem(record, "request_id", _NON_EMPTY_STRING)
+        or _field_problem(record, "model_version", _VERSION)
+        or _output_problem(record, rules)
+        or (shadow is not None and not isinstance(shadow, dict) and "'shadow' must be an object")
+        or (
+            shadow is not None
+            and (_field_problem(shadow, "version", _VERSION) or _output_problem(shadow, rules))
+        )
+    )
+    if problem:
+        raise InvalidMessage(f"invalid prediction: {problem}", request_id_of(value))
+    return Prediction(
+        record["request_id"],
+        _output(record, rules),
+        record["model_version"],
+        shadow["version"] if shadow else None,
+        _output(shadow, rules) if shadow else None,
+    )
+
+
+def _output(record: dict[str, Any], rules: TaskRules) -> float:
+    if rules.name == "regression":
+        return float(record["value"])
+    return float(rules.encode_label(record["label"]))  # type: ignore[arg-type]
+
+
+def _output_problem(record: dict[str, Any], rules: TaskRules) -> str | None:
+    if rules.name == "regression":
+        return _field_problem(record, "value", _NUMBER)
+    if "label" not in record:
+        return "missing 'label'"
+    if rules.encode_label(record["label"]) is None:
+        return f"'label' must be {rules.describe_label()}, got {record['label']!r}"[:120]
+    return None
 
 
 def _prediction_problem(value: bytes) -> str:
@@ -303,6 +361,7 @@ def _is_number(value: Any) -> bool:
 _NON_EMPTY_STRING = ("a non-empty string", lambda value: isinstance(value, str) and value != "")
 _PROBABILITY = ("a number from 0 to 1", lambda value: _is_number(value) and 0 <= value <= 1)
 _VERSION = ("an integer >= 0", lambda value: type(value) is int and value >= 0)
+_NUMBER = ("a finite number", lambda value: _is_number(value) and math.isfinite(value))
 
 
 def _field_problem(
@@ -319,20 +378,21 @@ def _field_problem(
     return f"{name!r} must be {expected}, got {got}"
 
 
-def parse_label(value: bytes) -> tuple[str, int]:
-    """Decode a label into (request_id, 0 or 1): ``label`` 0/1 or an income bracket, or an
-    ``income_bracket``; raise InvalidMessage naming what is wrong."""
+def parse_label(value: bytes, rules: TaskRules) -> tuple[str, float]:
+    """Decode a label into (request_id, encoded label) by the contract's ``rules``: ``label``
+    or the contract's label column, a class (binary: or 1/0) or a number; raise InvalidMessage
+    naming what is wrong."""
     record = load_json(value, "invalid label: ")
     if not isinstance(record, dict):
         raise InvalidMessage(f"invalid label: a JSON object is needed, got {json_type(record)}")
     request_id = record.get("request_id")
     if not isinstance(request_id, str) or not request_id:
         raise InvalidMessage("invalid label: missing or non-string 'request_id'")
-    raw = record.get("label", record.get(LABEL_COLUMN))
-    label = label_to_int(raw)
+    raw = record.get("label", record.get(rules.contract.label))
+    label = rules.encode_label(raw)
     if label is None:
         raise InvalidMessage(
-            f"invalid label: 'label' must be 0, 1, '<=50K' or '>50K', got {raw!r}", request_id
+            f"invalid label: 'label' must be {rules.describe_label()}, got {raw!r}", request_id
         )
     return request_id, label
 
@@ -351,13 +411,17 @@ def predictions(
     probabilities: Sequence[float],
     version: int,
     shadow: tuple[int, Sequence[float]] | None = None,
+    rules: TaskRules | None = None,
 ) -> list[bytes]:
     """Encode a batch of predictions (same JSON as :func:`prediction`); ``shadow``: the
-    shadowed challenger's version and its probabilities for the same rows.
+    shadowed challenger's version and its probabilities for the same rows. ``rules``: the
+    task's, for a multiclass or regression model (``probabilities`` are then its outputs).
 
     Without a shadow, msgspec writes the probabilities as one JSON list and the native encoder
     (``_native.c``) copies each number into its message: 0.1 µs a prediction, against 0.3 µs
     for msgspec message by message, which stays for ids that need escaping."""
+    if rules is not None and rules.name != "binary":
+        return _task_predictions(ids, probabilities, version, rules, shadow)
     if shadow is None:
         encoded = encode_predictions(ids, probabilities, _encode(probabilities), version)
         if encoded is not None:
@@ -381,6 +445,24 @@ def predictions(
             ids, probabilities, shadow_probabilities, strict=True
         )
     ]
+
+
+def _task_predictions(
+    ids: Sequence[str],
+    outputs: Sequence[Any],
+    version: int,
+    rules: TaskRules,
+    shadow: tuple[int, Sequence[Any]] | None,
+) -> list[bytes]:
+    """Multiclass ``label`` and ``probabilities`` {class: p}, or regression ``value``."""
+    encoded = []
+    for row, request_id in enumerate(ids):
+        record = {"request_id": request_id, **rules.prediction(outputs[row])}
+        record["model_version"] = version
+        if shadow is not None:
+            record["shadow"] = {"version": shadow[0], **rules.prediction(shadow[1][row])}
+        encoded.append(orjson.dumps(record))
+    return encoded
 
 
 def request(request_id: str, data: dict[str, Any]) -> bytes:
@@ -493,5 +575,5 @@ def _truncate(payload: bytes) -> str:
     return text + ("…" if len(payload) > PAYLOAD_LIMIT else "")
 
 
-def label(request_id: str, value: int) -> bytes:
+def label(request_id: str, value: Any) -> bytes:
     return orjson.dumps({"request_id": request_id, "label": value})

@@ -73,6 +73,22 @@ def promote(
     return entry
 
 
+def breaking_changes(
+    settings: Settings, version: int, registry: ModelRegistry | None = None
+) -> list[str]:
+    """Why registry ``version``'s contract would break the producers of the champion's
+    (:func:`streamfit.contract.check_backward`); empty when it would not, or with no champion."""
+    from .contract import check_backward
+
+    registry = registry or ModelRegistry.from_settings(settings)
+    champion = registry.champion()
+    if champion is None or champion.version == version:
+        return []
+    serving, _ = registry.load(champion, settings.model_cache)
+    candidate, _ = registry.load(registry.get(version), settings.model_cache)
+    return check_backward(serving.contract, candidate.contract)
+
+
 def rollback(
     settings: Settings,
     *,

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from streamfit.data import load_adult
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.datasets.adult import load_adult
 from streamfit.features import FeaturePipeline
 
 
@@ -17,8 +18,8 @@ def rows():
 
 
 def test_dropping_a_column_removes_it_and_its_crosses(rows) -> None:
-    full = FeaturePipeline().fit(rows)
-    pipe = FeaturePipeline(drop=["occupation", "age"]).fit(rows)
+    full = FeaturePipeline(ADULT).fit(rows)
+    pipe = FeaturePipeline(ADULT, drop=["occupation", "age"]).fit(rows)
     assert pipe.dropped == ["age", "occupation"]  # canonical column order
     kept = [n for n in full.feature_names if n != "age" and "occupation" not in n.split("*")]
     assert pipe.feature_names == kept
@@ -32,23 +33,24 @@ def test_dropping_a_column_removes_it_and_its_crosses(rows) -> None:
 
 
 def test_state_records_the_dropped_features(rows) -> None:
-    pipe = FeaturePipeline(drop=["hours_per_week"]).fit(rows)
+    pipe = FeaturePipeline(ADULT, drop=["hours_per_week"]).fit(rows)
     state = json.loads(json.dumps(pipe.to_dict()))
     assert state["dropped"] == ["hours_per_week"]
-    restored = FeaturePipeline.from_dict(state)
+    restored = FeaturePipeline.from_dict(state, ADULT)
     np.testing.assert_array_equal(restored.transform(rows), pipe.transform(rows))
 
 
-def test_version_one_state_loads_with_nothing_dropped(rows) -> None:
-    state = FeaturePipeline().fit(rows).to_dict()
+def test_a_state_from_before_contracts_is_refused_with_the_way_out(rows) -> None:
+    state = FeaturePipeline(ADULT).fit(rows).to_dict()
     del state["dropped"]
     state["state_version"] = 1
-    assert FeaturePipeline.from_dict(state).dropped == []
+    with pytest.raises(ValueError, match="predates feature contracts.*retrain"):
+        FeaturePipeline.from_dict(state, ADULT)
 
 
 def test_unknown_column_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown feature"):
-        FeaturePipeline(drop=["shoe_size"])
+        FeaturePipeline(ADULT, drop=["shoe_size"])
 
 
 def test_a_saved_bundle_serves_without_the_dropped_column(rows, tmp_path) -> None:
@@ -56,7 +58,7 @@ def test_a_saved_bundle_serves_without_the_dropped_column(rows, tmp_path) -> Non
 
     from streamfit.bundle import ModelBundle
 
-    pipe = FeaturePipeline(drop=["age"]).fit(rows)
+    pipe = FeaturePipeline(ADULT, drop=["age"]).fit(rows)
     data = lgb.Dataset(
         pipe.transform(rows), rows["label"], categorical_feature=pipe.categorical_features
     )

@@ -6,8 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streamfit.data import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, NUMERIC_COLUMNS, load_adult
-from streamfit.features import FeaturePipeline, validate_record
+from streamfit.datasets.adult import (
+    CATEGORICAL_COLUMNS,
+    FEATURE_COLUMNS,
+    NUMERIC_COLUMNS,
+    load_adult,
+)
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.features import FeaturePipeline, request_schema
+
+validate_record = request_schema(ADULT).problem
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +25,7 @@ def adult():
 
 @pytest.fixture(scope="module")
 def pipeline(adult):
-    return FeaturePipeline().fit(adult[0])
+    return FeaturePipeline(ADULT).fit(adult[0])
 
 
 def _records(frame):
@@ -37,7 +45,7 @@ def test_loader_handles_test_file_quirks(adult):
 
 
 def test_json_round_trip_gives_identical_output(adult, pipeline):
-    restored = FeaturePipeline.from_dict(json.loads(json.dumps(pipeline.to_dict())))
+    restored = FeaturePipeline.from_dict(json.loads(json.dumps(pipeline.to_dict())), ADULT)
     np.testing.assert_array_equal(pipeline.transform(adult[1]), restored.transform(adult[1]))
 
 

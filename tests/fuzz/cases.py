@@ -8,7 +8,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from streamfit.data import CATEGORICAL_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS
+from streamfit.datasets.adult import CATEGORICAL_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS
 
 COLUMNS = (*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS)
 

@@ -15,11 +15,14 @@ from hypothesis import strategies as st
 from streamfit import messages
 from streamfit.bus import MemoryBus, Message, Producer
 from streamfit.config import Topics
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.features import request_schema
 from streamfit.recording import decode_batch
 from streamfit.serving import Predictor
 from streamfit.training.service import TrainerService
 from tests.fuzz import cases
 
+SCHEMA = request_schema(ADULT)
 FUZZ = settings(
     max_examples=150,
     deadline=None,
@@ -95,13 +98,13 @@ def test_recorder_decodes_or_refuses_every_message_with_a_reason(labels, request
     topics = Topics()
     refused = 0
     for message in batch:  # each message alone: recorded or refused, exactly one of the two
-        alone = decode_batch([message], topics)
+        alone = decode_batch([message], topics, SCHEMA)
         assert bool(alone.batch) != bool(alone.refused), message
         for refusal in alone.refused:
             assert refusal.reason and refusal.payload == message.value
             assert not refusal.reason.startswith("unexpected error")
         refused += len(alone.refused)
-    assert len(decode_batch(batch, topics).refused) == refused  # and the same in one batch
+    assert len(decode_batch(batch, topics, SCHEMA).refused) == refused  # and the same in one batch
 
 
 @FUZZ

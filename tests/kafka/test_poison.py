@@ -9,7 +9,7 @@ import time
 import orjson
 
 from streamfit import messages
-from streamfit.app import adult_requests
+from streamfit.datasets.adult import requests as adult_requests
 from tests.fuzz import cases
 
 # What a new user sent: a request whose request_id is not valid UTF-8.

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from streamfit.data import load_adult
+from streamfit.datasets.adult import load_adult
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 
 from streamfit.bus import get_bus
 from streamfit.config import Settings
-from streamfit.data import FEATURE_COLUMNS
+from streamfit.datasets.adult import FEATURE_COLUMNS
 from streamfit.messages import DRIFT_EVENT_KEYS as EVENT_KEYS
 from streamfit.monitoring import OutputDrift
 from streamfit.monitoring.monitor import Monitor

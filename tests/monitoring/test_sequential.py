@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from streamfit.config import Settings
-from streamfit.data import FEATURE_COLUMNS
+from streamfit.datasets.adult import FEATURE_COLUMNS
 from streamfit.monitoring import DriftDetector, alarm_budget
 from streamfit.monitoring.drift import _correct
 from streamfit.monitoring.sequential import AlarmBudget, SequentialScan, spans_for

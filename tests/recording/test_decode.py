@@ -7,13 +7,16 @@ import pytest
 from streamfit import messages
 from streamfit.bus import Message
 from streamfit.config import Topics
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.features import request_schema
 from streamfit.recording import decode_batch
 
 TOPICS = Topics()
+SCHEMA = request_schema(ADULT)
 
 
 def _one(topic: str, value: bytes):
-    decoded = decode_batch([Message(topic, value)], TOPICS)
+    decoded = decode_batch([Message(topic, value)], TOPICS, SCHEMA)
     return decoded.batch, decoded.refused
 
 
@@ -22,10 +25,10 @@ def test_each_topic_decodes_into_its_part_in_arrival_order() -> None:
         Message("labels", messages.label("b", 1)),
         Message("requests", messages.request("a", {"age": 40})),
         Message("predictions", messages.prediction("a", 0.75, 2)),
-        Message("labels", b'{"request_id": "a", "income_bracket": "<=50K."}'),
+        Message("labels", b'{"request_id": "a", "income_bracket": "<=50K"}'),
         Message("requests", messages.request("b", {"age": 41})),
     ]
-    decoded = decode_batch(batch, TOPICS)
+    decoded = decode_batch(batch, TOPICS, SCHEMA)
     assert decoded.refused == []
     assert decoded.batch.requests == [("a", batch[1].value), ("b", batch[4].value)]
     assert decoded.batch.predictions == [("a", 0.75, 2)]
@@ -50,7 +53,12 @@ def test_a_request_carrying_its_income_bracket_labels_itself() -> None:
         ("labels", b"", "invalid label: invalid JSON: the message is empty", None),
         ("labels", b'{"label": 1}', "missing or non-string 'request_id'", None),
         ("labels", b'{"request_id": 7, "label": 1}', "missing or non-string 'request_id'", None),
-        ("labels", b'{"request_id": "x", "label": 2}', "'label' must be 0, 1", "x"),
+        (
+            "labels",
+            b'{"request_id": "x", "label": 2}',
+            "'label' must be '<=50K' or '>50K' (or 1 for '>50K', 0 for the other)",
+            "x",
+        ),
         ("labels", b"[1, 2]", "a JSON object is needed, got array", None),
         ("predictions", b"\xff\xfe", "invalid prediction: invalid UTF-8 at byte 0", None),
         (
@@ -120,7 +128,7 @@ def test_a_bad_message_does_not_spoil_the_rest_of_its_batch() -> None:
         Message("labels", b'{"request_id": "ok"}'),
         Message("labels", messages.label("ok", 0)),
     ]
-    decoded = decode_batch(batch, TOPICS)
+    decoded = decode_batch(batch, TOPICS, SCHEMA)
     assert [r for r, _ in decoded.batch.requests] == ["ok"]
     assert decoded.batch.labels == [("ok", 0)]
     assert len(decoded.refused) == 2

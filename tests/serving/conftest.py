@@ -8,11 +8,12 @@ from pathlib import Path
 import lightgbm as lgb
 import pytest
 
-from streamfit.app import adult_requests
 from streamfit.bundle import MODEL_FILE, ModelBundle
 from streamfit.bus import MemoryBus
 from streamfit.config import Settings
-from streamfit.data import FEATURE_COLUMNS, load_adult
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
+from streamfit.datasets.adult import requests as adult_requests
 from streamfit.features import FeaturePipeline
 from streamfit.promotion import promote
 from streamfit.registry import ModelRegistry
@@ -23,7 +24,7 @@ from streamfit.training.tracking import get_tracker
 def train_bundle(rounds: int, rows: int = 4000, seed: int = 0) -> ModelBundle:
     """A small real model: enough to predict, cheap enough for a unit test."""
     frame = load_adult("train").sample(rows, random_state=seed)
-    pipeline = FeaturePipeline().fit(frame)
+    pipeline = FeaturePipeline(ADULT).fit(frame)
     data = lgb.Dataset(
         pipeline.transform(frame), frame["label"], categorical_feature=pipeline.categorical_features
     )

@@ -159,7 +159,7 @@ def test_predictors_sharing_a_compiled_cache_build_each_model_once(settings, sto
     assert built.path == reused.path and built.path.parent == shared.compiled_models / built.key
     for data_dir in (tmp_path / "first", tmp_path / "second"):  # nothing beside the bundles
         assert {p.name for p in (data_dir / "model-cache" / "v000001").iterdir()} == {
-            "manifest.json", "model.txt", "pipeline.json"
+            "contract.json", "manifest.json", "model.txt", "pipeline.json"
         }  # fmt: skip
 
 

@@ -7,6 +7,8 @@ import pytest
 
 from streamfit import messages
 from streamfit.bus import MemoryBus, Message, Producer
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.features import request_schema
 from streamfit.instance import SLOTS_DIR
 from streamfit.serving import Predictor
 
@@ -32,7 +34,8 @@ def predictor(settings, store):
 def test_parse_requests_keeps_good_rows_as_columns_and_words_each_rejection():
     good = messages.request("a", {"age": 30, "workclass": "Private", "fnlwgt": None})
     batch = messages.parse_requests(
-        [good, b"{nope", b'{"request_id": "b", "data": {"age": true}}', messages.request("c", {})]
+        [good, b"{nope", b'{"request_id": "b", "data": {"age": true}}', messages.request("c", {})],
+        schema=request_schema(ADULT),
     )
     assert batch.ids == ["a", "c"] and batch.positions == [0, 3]
     assert batch.columns["age"] == (30, None)

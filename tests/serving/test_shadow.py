@@ -8,8 +8,10 @@ import orjson
 import pytest
 
 from streamfit import messages
-from streamfit.app import adult_requests
 from streamfit.bus import Message
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.datasets.adult import requests as adult_requests
+from streamfit.features import request_schema
 from streamfit.promotion import end_shadow, promote, start_shadow
 from streamfit.recording._decode import decode_batch
 from tests.serving.conftest import Running, mlflow_settings, train_bundle
@@ -59,6 +61,7 @@ def test_the_champion_answers_and_the_challenger_is_recorded_beside_it(
     decoded = decode_batch(
         [Message("predictions", orjson.dumps(a), None, 0, i) for i, a in enumerate(answers)],
         settings.topics,
+        request_schema(ADULT),
     )
     assert [s[:2] for s in decoded.batch.shadows] == [
         (a["request_id"], challenger) for a in answers

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from streamfit.config import Settings
-from streamfit.data import load_adult
+from streamfit.datasets.adult import load_adult
 
 
 @pytest.fixture(scope="session")

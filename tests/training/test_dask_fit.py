@@ -16,13 +16,15 @@ import pytest
 from distributed import Client, LocalCluster
 
 from streamfit import messages
-from streamfit.app import adult_requests
 from streamfit.bundle import ModelStore
 from streamfit.config import ConfigError, Settings
-from streamfit.data import FEATURE_COLUMNS, load_adult
+from streamfit.contract import task_of
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
+from streamfit.datasets.adult import requests as adult_requests
 from streamfit.features import FeaturePipeline
 from streamfit.training import dask_fit
-from streamfit.training.objective import classification_metrics, fit_final
+from streamfit.training.objective import fit_final
 from streamfit.training.round import TrainingError, run_round
 from streamfit.training.space import DEFAULT_SPACE, lightgbm_params
 from streamfit.training.tracking import NullTracker
@@ -47,10 +49,16 @@ def adult() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_cluster_fit_matches_one_process_and_to_local_predicts_as_the_cluster(cluster, adult):
     train, test = adult
-    pipeline = FeaturePipeline().fit(train)
+    rules = task_of(ADULT)
+    pipeline = FeaturePipeline(ADULT).fit(train)
     params = dict(DEFAULT_SPACE.start)
     full, _cap = lightgbm_params(
-        DEFAULT_SPACE, params, threads=1, seed=3, feature_names=pipeline.feature_names
+        DEFAULT_SPACE,
+        params,
+        threads=1,
+        seed=3,
+        feature_names=pipeline.feature_names,
+        task=rules.lightgbm_params(),
     )
     single = fit_final(
         pipeline.transform(train),
@@ -62,6 +70,7 @@ def test_cluster_fit_matches_one_process_and_to_local_predicts_as_the_cluster(cl
         threads=1,
         seed=3,
         feature_names=pipeline.feature_names,
+        rules=rules,
     )
     rounds = single.current_iteration()
     with Client(cluster) as client:
@@ -74,8 +83,8 @@ def test_cluster_fit_matches_one_process_and_to_local_predicts_as_the_cluster(cl
     assert local.booster_.current_iteration() == rounds
     assert np.array_equal(local.predict_proba(features), on_cluster)
     labels = test["label"].to_numpy()
-    auc_cluster = classification_metrics(labels, on_cluster[:, 1])["auc"]
-    auc_single = classification_metrics(labels, single.predict(features))["auc"]
+    auc_cluster = rules.metrics(labels, on_cluster[:, 1])["auc"]
+    auc_single = rules.metrics(labels, single.predict(features))["auc"]
     assert abs(auc_cluster - auc_single) <= 0.002, (auc_cluster, auc_single)
 
 

@@ -11,12 +11,13 @@ import pytest
 
 from streamfit.bundle import PIPELINE_FILE, ModelStore
 from streamfit.config import Settings
-from streamfit.data import FEATURE_COLUMNS, load_adult
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
 from streamfit.features import FeaturePipeline
 from streamfit.training.round import run_round
 from streamfit.training.tracking import NullTracker
 
-FULL_WIDTH = FeaturePipeline().feature_names
+FULL_WIDTH = FeaturePipeline(ADULT).feature_names
 
 
 class RecordingTracker(NullTracker):

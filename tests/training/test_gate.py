@@ -7,13 +7,14 @@ import pandas as pd
 import pytest
 
 from streamfit.bundle import ModelBundle, ModelStore
-from streamfit.data import load_adult
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.datasets.adult import load_adult
 from streamfit.features import FeaturePipeline
 from streamfit.training.gate import decide, split_fixed_holdout, split_recent
 
 
 def _bundle(train: pd.DataFrame, rounds: int) -> ModelBundle:
-    pipeline = FeaturePipeline().fit(train)
+    pipeline = FeaturePipeline(ADULT).fit(train)
     dataset = lgb.Dataset(
         pipeline.transform(train),
         train["label"].to_numpy(),
@@ -79,11 +80,11 @@ def test_fixed_holdout_is_stable_stratified_and_disjoint() -> None:
 
 def test_recent_observations_newest_share_is_held_out() -> None:
     observations = load_adult("test").head(50).assign(request_id=[f"r{i}" for i in range(50)])
-    train, holdout = split_recent(observations, 0.2)
+    train, holdout = split_recent(observations, 0.2, ADULT.features)
     assert len(train) == 40 and len(holdout) == 10
     assert holdout["age"].tolist() == observations["age"].tail(10).tolist()
     assert "request_id" not in holdout.columns
-    empty_train, empty_holdout = split_recent(None, 0.2)
+    empty_train, empty_holdout = split_recent(None, 0.2, ADULT.features)
     assert empty_train.empty and empty_holdout.empty
 
 

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 
 from streamfit.bundle import BUNDLE_FILES, BundleError, ModelStore, bundle_sha256
 from streamfit.config import Settings
-from streamfit.data import FEATURE_COLUMNS, load_adult
+from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
 from streamfit.promotion import promote, rollback
 from streamfit.registry import ModelRegistry
 from streamfit.training import leaderboard_command, run_round

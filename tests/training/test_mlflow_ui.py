@@ -13,7 +13,7 @@ import pytest
 from mlflow import MlflowClient
 
 from streamfit.config import Settings
-from streamfit.data import load_adult
+from streamfit.datasets.adult import load_adult
 from streamfit.training import run_round
 from streamfit.training.tracking import get_tracker
 

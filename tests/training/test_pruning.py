@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.features import FeaturePipeline
 from streamfit.training.objective import CVObjective
 from streamfit.training.optimizers import get_optimizer
@@ -16,7 +17,7 @@ SPACE = SearchSpace(
 
 
 def _objective(frame: pd.DataFrame) -> CVObjective:
-    pipeline = FeaturePipeline().fit(frame)
+    pipeline = FeaturePipeline(ADULT).fit(frame)
     return CVObjective(
         pipeline.transform(frame),
         frame["label"].to_numpy(),

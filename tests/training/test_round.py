@@ -67,9 +67,10 @@ def test_trials_record_rounds_reached_and_refit_uses_the_winners(
 
 
 def test_cv_objective_reports_the_best_iteration_not_the_cap(adult_small: pd.DataFrame) -> None:
+    from streamfit.datasets.adult import CONTRACT as ADULT
     from streamfit.features import FeaturePipeline
 
-    pipeline = FeaturePipeline().fit(adult_small)
+    pipeline = FeaturePipeline(ADULT).fit(adult_small)
     objective = CVObjective(
         pipeline.transform(adult_small),
         adult_small["label"].to_numpy(),
@@ -148,7 +149,7 @@ def test_every_trial_failing_fails_the_round_and_records_it(
 
     broken = SearchSpace(
         (IntStep("num_leaves", 8, 16, 8), IntStep("num_boost_round", 10, 20, 10)),
-        fixed={**DEFAULT_SPACE.fixed, "objective": "no-such-objective"},
+        fixed={**DEFAULT_SPACE.fixed, "lambda_l1": -1.0},  # LightGBM refuses it
     )
     with pytest.raises(TrainingError, match="none of 2 trials completed"):
         _round(settings, adult_small, evals=2, space=broken)

@@ -16,8 +16,14 @@ from ._contract import (
 )
 from ._infer import Decision, Inference, infer, infer_source
 from ._sources import read_source
+from ._tasks import BinaryRules, MulticlassRules, RegressionRules, TaskRules, task_of
 
 __all__ = [
+    "BinaryRules",
+    "MulticlassRules",
+    "RegressionRules",
+    "TaskRules",
+    "task_of",
     "ColumnSpec",
     "Contract",
     "ContractError",

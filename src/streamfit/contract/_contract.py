@@ -132,7 +132,9 @@ class Contract:
     ``classes`` is the class order of the model's probabilities (binary and multiclass;
     empty for regression); ``positive_class`` is the class a binary probability is about.
     ``columns`` are the features in the model's order; ``ignored``, ``id_column`` and
-    ``time_column`` are columns a request may carry that the model does not use.
+    ``time_column`` are columns a request may carry that the model does not use. ``crosses``
+    are pairs of categorical columns the pipeline also gives the model crossed (a level per
+    pair of levels seen together often enough); none unless the user names them.
     """
 
     task: Task
@@ -143,6 +145,7 @@ class Contract:
     id_column: str | None = None
     time_column: str | None = None
     ignored: tuple[str, ...] = field(default=())
+    crosses: tuple[tuple[str, str], ...] = field(default=())
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -165,6 +168,10 @@ class Contract:
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
             raise ContractError(f"column {repeated[0]!r} has more than one role")
+        categorical = {spec.name for spec in self.columns if spec.kind == "categorical"}
+        for pair in self.crosses:
+            if len(pair) != 2 or not set(pair) <= categorical:
+                raise ContractError(f"a cross needs two categorical columns, got {list(pair)}")
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -175,6 +182,10 @@ class Contract:
         """Columns a request may carry that the model does not read: ID, time, ignored."""
         roles = (self.id_column, self.time_column)
         return (*(name for name in roles if name is not None), *self.ignored)
+
+    def names(self, kind: Kind) -> tuple[str, ...]:
+        """The features of one kind, in the model's order."""
+        return tuple(spec.name for spec in self.columns if spec.kind == kind)
 
     def column(self, name: str) -> ColumnSpec:
         for spec in self.columns:
@@ -193,6 +204,7 @@ class Contract:
             "time_column": self.time_column,
             "columns": [spec.to_dict() for spec in self.columns],
             "ignored": list(self.ignored),
+            "crosses": [list(pair) for pair in self.crosses],
         }
 
     @classmethod
@@ -212,6 +224,7 @@ class Contract:
             id_column=entry.get("id_column"),
             time_column=entry.get("time_column"),
             ignored=tuple(entry.get("ignored", ())),
+            crosses=tuple(tuple(pair) for pair in entry.get("crosses", ())),
         )
 
     def to_json(self) -> str:
@@ -315,6 +328,7 @@ _CONTRACT_KEYS = {
     "time_column",
     "columns",
     "ignored",
+    "crosses",
 }
 
 

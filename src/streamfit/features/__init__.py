@@ -1,13 +1,7 @@
-"""Feature engineering shared by training and serving."""
+"""Feature engineering shared by training and serving: a contract's requests checked
+(:class:`RequestSchema`) and turned into the model's matrix (:class:`FeaturePipeline`)."""
 
-from ._pipeline import CROSSES, RAW_COLUMNS, FeaturePipeline
-from ._schema import RECORD_COLUMNS, Record, validate_record
+from ._pipeline import DATE_PARTS, FeaturePipeline
+from ._schema import RequestSchema, request_schema
 
-__all__ = [
-    "CROSSES",
-    "RAW_COLUMNS",
-    "RECORD_COLUMNS",
-    "FeaturePipeline",
-    "Record",
-    "validate_record",
-]
+__all__ = ["DATE_PARTS", "FeaturePipeline", "RequestSchema", "request_schema"]

@@ -1,5 +1,6 @@
-"""Monitoring: input drift (per-feature tests and a domain classifier), realised and estimated
-performance, and the background monitor that publishes drift events."""
+"""Monitoring: input drift (per-feature tests and a domain classifier) over a contract's columns,
+realised and estimated performance and output drift per task (binary, multiclass, regression),
+and the background monitor that publishes drift events."""
 
 from __future__ import annotations
 
@@ -7,9 +8,19 @@ from ._base import DriftTest, TestResult
 from ._classifier import CLASSIFIERS, DomainClassifier, auc_with_z, drift_score
 from ._univariate import ChiSquaredTest, KSTest, PSITest, drift_test_from_dict, get_drift_test
 from .drift import CORRECTIONS, DriftDetector, drifting_features
+from .estimators import (
+    PerformanceEstimator,
+    estimator_for,
+    estimator_from_dict,
+)
 from .monitor import Monitor, alarm_budget, detector_from_settings
 from .offline import drift_command
-from .output import OutputDrift
+from .output import (
+    MulticlassOutputDrift,
+    OutputDrift,
+    RegressionOutputDrift,
+    output_drift_for,
+)
 from .performance import (
     ProbabilityCalibrator,
     estimate_performance,
@@ -17,6 +28,7 @@ from .performance import (
     expected_roc_auc,
     metrics_by_version,
     realised_metrics,
+    realised_performance,
     window_metrics,
 )
 from .report import DriftReport, FeatureDrift
@@ -35,9 +47,12 @@ __all__ = [
     "FeatureDrift",
     "KSTest",
     "Monitor",
+    "MulticlassOutputDrift",
     "OutputDrift",
+    "PerformanceEstimator",
     "PSITest",
     "ProbabilityCalibrator",
+    "RegressionOutputDrift",
     "SequentialScan",
     "TestResult",
     "alarm_budget",
@@ -49,10 +64,14 @@ __all__ = [
     "drift_test_from_dict",
     "drifting_features",
     "estimate_performance",
+    "estimator_for",
+    "estimator_from_dict",
     "expected_calibration_error",
     "expected_roc_auc",
     "get_drift_test",
     "metrics_by_version",
+    "output_drift_for",
     "realised_metrics",
+    "realised_performance",
     "window_metrics",
 ]

@@ -22,18 +22,21 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..data import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, NUMERIC_COLUMNS
+from ..datasets.adult import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, NUMERIC_COLUMNS
 from ._base import DriftTest
 from ._binning import Binning, _as_float, _as_text
 from ._classifier import CLASSIFIERS, DomainClassifier, binned_feature_scores
 from ._univariate import PSITest, drift_test_from_dict, get_drift_test
 from .report import DriftReport, FeatureDrift
+
+if TYPE_CHECKING:
+    from ..contract import Contract
 
 CORRECTIONS = ("holm", "bonferroni", "bh")
 #: Numeric columns with at most this many distinct reference values (education_num has 16) are
@@ -42,12 +45,18 @@ MAX_LEVELS_FOR_COUNTS = 20
 
 
 class DriftDetector:
-    """Fit on reference rows, then ``score(window)`` returns a :class:`DriftReport`."""
+    """Fit on reference rows, then ``score(window)`` returns a :class:`DriftReport`.
+
+    ``features``: the columns to test (default: Adult's, the bundled example); ``column_kinds``:
+    ``numeric`` or ``categorical`` per column, where the dtype alone would mislead (a category
+    coded as integers). :meth:`for_contract` takes both from a model's feature contract.
+    """
 
     def __init__(
         self,
         features: Sequence[str] | None = None,
         *,
+        column_kinds: Mapping[str, str] | None = None,
         alpha: float = 0.01,
         correction: str = "holm",
         psi_floor: float = 0.0,
@@ -77,7 +86,12 @@ class DriftDetector:
             raise ValueError(f"classifier_null_runs must be >= 0, got {classifier_null_runs}")
         if reference_size < 10 or current_size < 10:
             raise ValueError("reference_size and current_size must be at least 10")
+        kinds = dict(column_kinds or {})
+        unknown = sorted({k for k in kinds.values() if k not in ("numeric", "categorical")})
+        if unknown:
+            raise ValueError(f"column kinds must be numeric or categorical, got {unknown}")
         self.features = list(features) if features is not None else None
+        self.column_kinds = kinds
         self.alpha = alpha
         self.correction = correction
         self.psi_floor = psi_floor
@@ -106,13 +120,23 @@ class DriftDetector:
         )
         self._cache: dict[str, Any] = {}
 
+    @classmethod
+    def for_contract(cls, contract: Contract, **params: Any) -> Self:
+        """A detector over a contract's numeric and categorical columns, of their declared
+        kinds. Datetime columns are left out: their raw values are strings that a window of
+        later requests always moves, which says nothing about the model's inputs."""
+        kinds = {c.name: c.kind for c in contract.columns if c.kind in ("numeric", "categorical")}
+        if not kinds:
+            raise ValueError("the contract has no numeric or categorical column to watch")
+        return cls(list(kinds), column_kinds=kinds, **params)
+
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, reference: pd.DataFrame) -> Self:
         names = self.features or [c for c in FEATURE_COLUMNS if c in reference.columns]
         names = [n for n in names if n in reference.columns]
         if not names:
             raise ValueError("the reference has none of the feature columns")
-        self.kinds = {n: _kind(reference[n], n) for n in names}
+        self.kinds = {n: self.column_kinds.get(n) or _kind(reference[n], n) for n in names}
         self.fitted_tests, self.fitted_psi = {}, {}
         for name, kind in self.kinds.items():
             test_name, params = self._test_for(reference[name], kind)
@@ -379,6 +403,7 @@ def _ge(value: float, threshold: float) -> bool:
 
 
 def _kind(column: pd.Series, name: str) -> str:
+    """A column's kind when none is declared: Adult's own lists, else the dtype."""
     if name in NUMERIC_COLUMNS:
         return "numeric"
     if name in CATEGORICAL_COLUMNS:

@@ -20,10 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 import pandas as pd
 
-from ..data import FEATURE_COLUMNS
+from ..datasets.adult import FEATURE_COLUMNS
 from ..health import Health
 from ..metrics import MonitorMetrics
 from ..stores import ObservationStore
@@ -34,13 +35,17 @@ from .performance import (
     estimate_performance,
     metrics_by_version,
     realised_metrics,
+    realised_performance,
 )
 from .report import DriftReport
 from .sequential import AlarmBudget, SequentialScan
 
 if TYPE_CHECKING:
+    from ..bundle import ModelBundle
     from ..bus import Bus, Producer
     from ..config import Settings
+    from ..contract import Contract
+    from .estimators import PerformanceEstimator
 
 logger = logging.getLogger("streamfit.monitor")
 
@@ -50,20 +55,28 @@ LogMetrics = Callable[[dict[str, float], int], None]
 _FOLLOW_EVERY_S = 10.0
 
 
-def alarm_budget(settings: Settings) -> AlarmBudget:
-    """The monitor's false-alarm budget: ``drift_ert`` checks between false alarms, over the
-    schema's features (see :class:`AlarmBudget`)."""
-    return AlarmBudget(settings.drift_ert, len(FEATURE_COLUMNS))
+def alarm_budget(settings: Settings, n_features: int | None = None) -> AlarmBudget:
+    """The monitor's false-alarm budget: ``drift_ert`` checks between false alarms, over
+    ``n_features`` watched features (default: Adult's; see :class:`AlarmBudget`)."""
+    return AlarmBudget(settings.drift_ert, n_features or len(FEATURE_COLUMNS))
 
 
-def detector_from_settings(settings: Settings, *, monitor: bool = False) -> DriftDetector:
-    """An unfitted detector configured by the ``drift_*`` settings. ``monitor``: for repeated
-    checks, whose feature and classifier tests get their share of the window's half of the
-    false-alarm budget (:attr:`AlarmBudget.window_tests`, 0.0021 at the default ERT 200)."""
+def detector_from_settings(
+    settings: Settings, *, monitor: bool = False, contract: Contract | None = None
+) -> DriftDetector:
+    """An unfitted detector configured by the ``drift_*`` settings, over ``contract``'s columns
+    when given (else Adult's). ``monitor``: for repeated checks, whose feature and classifier
+    tests get their share of the window's half of the false-alarm budget
+    (:attr:`AlarmBudget.window_tests`, 0.0021 at the default ERT 200 over Adult's features)."""
+    kinds = {}
+    if contract is not None:
+        kinds = {c.name: c.kind for c in contract.columns if c.kind != "datetime"}
     alpha = settings.drift_alpha
     if monitor:
-        alpha = min(alpha, alarm_budget(settings).window_tests)
+        alpha = min(alpha, alarm_budget(settings, len(kinds) or None).window_tests)
     return DriftDetector(
+        list(kinds) if kinds else None,
+        column_kinds=kinds,
         alpha=alpha,
         correction=settings.drift_correction,
         psi_floor=settings.drift_psi_floor,
@@ -102,8 +115,12 @@ class Monitor:
         history: int = 100_000,
         refresh: Callable[[Monitor], None] | None = None,
         metrics: MonitorMetrics | None = None,
+        contract: Contract | None = None,
+        model: ModelBundle | None = None,
+        estimator: PerformanceEstimator | None = None,
     ) -> None:
         self.settings = settings
+        self.contract = contract  # the served model's columns (None: Adult's)
         self.metrics = metrics if metrics is not None else MonitorMetrics()
         # A check on a big window takes seconds to minutes: only a loop silent far longer is
         # stuck.
@@ -113,11 +130,15 @@ class Monitor:
         self.log_metrics = log_metrics
         self.log_artifact = log_artifact
         self.calibrator = calibrator
+        self.model = model  # the served model (multiclass: its class probabilities again)
+        self.estimator = estimator  # the label-free estimate of a multiclass or regression model
         self.output = output  # the served model's reference predictions, for output drift
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.history = history  # labelled rows kept for per-version metrics
         self.refresh = refresh
-        self.detector = detector_from_settings(settings, monitor=True).fit(reference_frame)
+        self.detector = detector_from_settings(settings, monitor=True, contract=contract).fit(
+            reference_frame
+        )
         self.sequential = SequentialScan(self.detector.reference_counts, settings.drift_ert)
         self.running = False
         self.step = 0
@@ -131,9 +152,15 @@ class Monitor:
         self._thread: threading.Thread | None = None
         self._producer: Producer | None = None
 
-    def set_reference(self, reference_frame: pd.DataFrame) -> None:
-        """Refit on a newly promoted model's training data, so absorbed shifts stop alerting."""
-        detector = detector_from_settings(self.settings, monitor=True).fit(reference_frame)
+    def set_reference(
+        self, reference_frame: pd.DataFrame, contract: Contract | None = None
+    ) -> None:
+        """Refit on a newly promoted model's training data, so absorbed shifts stop alerting;
+        ``contract``: the new model's, when its columns changed."""
+        if contract is not None:
+            self.contract = contract
+        detector = detector_from_settings(self.settings, monitor=True, contract=self.contract)
+        detector = detector.fit(reference_frame)
         with self._lock:
             self.detector = detector
             self.sequential = SequentialScan(detector.reference_counts, self.settings.drift_ert)
@@ -248,11 +275,11 @@ class Monitor:
     ) -> None:
         """Output drift on the window's probabilities, label drift on the latest labelled rows.
         Each of the three tests (output, label share, calibration) runs at the detector's alpha
-        / (m + 1), m the schema's features: with the detector at (m + 1) / (m + 4) of the
+        / (m + 1), m the watched features: with the detector at (m + 1) / (m + 4) of the
         window's share (AlarmBudget), the window's m + 4 tests spend exactly that share."""
         if self.output is None:
             return
-        alpha = self.detector.alpha / (len(FEATURE_COLUMNS) + 1)
+        alpha = self.detector.alpha / (len(self.detector.kinds) + 1)
         output = self.output.test_output(window["probability"].to_numpy(dtype=float), alpha)
         labelled = labelled.tail(self.settings.performance_window)
         labels = self.output.test_labels(
@@ -279,6 +306,9 @@ class Monitor:
                     metrics[f"drift.{layer}.{key}"] = float(value)
         metrics.update({f"drift.feature.{n}": f.score for n, f in report.features.items()})
         recent = labelled.tail(self.settings.performance_window)
+        if self.task != "binary":
+            metrics.update(self._task_metrics(window, recent))
+            return {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(v)}
         realised = realised_metrics(recent["label"].to_numpy(), recent["probability"].to_numpy())
         metrics.update({f"realised.{k}": v for k, v in realised.items()})
         for version, values in metrics_by_version(labelled).items():
@@ -292,6 +322,36 @@ class Monitor:
         )
         metrics.update({f"estimated.{k}": v for k, v in estimated.items()})
         return {k: float(v) for k, v in metrics.items() if v is not None and not math.isnan(v)}
+
+    @property
+    def task(self) -> str:
+        return self.contract.task if self.contract is not None else "binary"
+
+    def _task_metrics(self, window: pd.DataFrame, recent: pd.DataFrame) -> dict[str, float]:
+        """Multiclass and regression: realised metrics over the latest labelled rows, and the
+        estimator's (CBPE, DLE) on the unlabelled ones. A multiclass prediction is stored as
+        its class: the served model gives the rows' class probabilities again."""
+        metrics: dict[str, float] = {}
+        if self.task == "multiclass":  # the rows themselves, for the model to score again
+            recent = self.store.labelled_frame(limit=self.settings.performance_window)
+        recent = recent.dropna(subset=["label"])
+        if len(recent):
+            realised = realised_performance(
+                self.task, recent["label"].to_numpy(), self._outputs(recent)
+            )
+            metrics.update({f"realised.{k}": v for k, v in realised.items()})
+        unlabelled = window[window["label"].isna()]
+        target = unlabelled if len(unlabelled) else window
+        if self.estimator is not None and len(target):
+            features = target if self.estimator.needs_features else None
+            estimated = self.estimator.estimate(self._outputs(target), features)
+            metrics.update({f"estimated.{k}": v for k, v in estimated.items()})
+        return metrics
+
+    def _outputs(self, rows: pd.DataFrame) -> np.ndarray:
+        if self.task == "regression" or self.model is None:
+            return rows["probability"].to_numpy(dtype=float)
+        return self.model.predict_matrix(self.model.pipeline.transform(rows))
 
     def _publish(self, report: DriftReport) -> None:
         if self._producer is None:

@@ -1,4 +1,5 @@
-"""``streamfit drift``: compare two files of Adult-style rows, outside any stream.
+"""``streamfit drift``: compare two files of rows, outside any stream: over a model's contract
+columns, over named columns, over every column the files share, or (by default) over Adult's.
 
 The verdict is information, not failure: the exit code is 0 whether or not the data drifted,
 and 2 only for input the command cannot use (missing or unreadable file, no feature columns).
@@ -6,12 +7,17 @@ and 2 only for input the command cannot use (missing or unreadable file, no feat
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..data import ALL_COLUMNS, FEATURE_COLUMNS
+from ..datasets.adult import ALL_COLUMNS, FEATURE_COLUMNS
 from .drift import DriftDetector
+
+if TYPE_CHECKING:
+    from ..contract import Contract
 
 EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
@@ -62,27 +68,40 @@ def drift_command(
     current: Path,
     json_out: Path | None = None,
     report_out: Path | None = None,
+    *,
+    columns: Sequence[str] | None = None,
+    contract: Contract | None = None,
+    own_columns: bool = False,
 ) -> tuple[int, str]:
     """Score ``current`` against ``reference``; return (exit code, text to print).
 
-    ``json_out`` receives the drift event (same shape as on the ``drift`` topic);
-    ``report_out`` an HTML page with the per-feature chart.
+    The columns compared: ``contract``'s numeric and categorical ones (of their declared
+    kinds), else ``columns``, else with ``own_columns`` every column both files have, else
+    Adult's features. ``json_out`` receives the drift event (same shape as on the ``drift``
+    topic); ``report_out`` an HTML page with the per-feature chart.
     """
+    kinds: dict[str, str] = {}
+    if contract is not None:
+        kinds = {c.name: c.kind for c in contract.columns if c.kind != "datetime"}
     try:
         reference_frame = read_table(reference)
         current_frame = read_table(current)
-        usable = [
-            c
-            for c in FEATURE_COLUMNS
-            if c in reference_frame.columns and c in current_frame.columns
-        ]
+        if kinds:
+            wanted, source = list(kinds), "contract"
+        elif columns is not None:
+            wanted, source = list(columns), "named"
+        elif own_columns or not set(FEATURE_COLUMNS) & set(map(str, reference_frame.columns)):
+            wanted, source = [str(c) for c in reference_frame.columns], "reference file's"
+        else:  # rows of the bundled example
+            wanted, source = list(FEATURE_COLUMNS), "Adult feature"
+        usable = [c for c in wanted if c in reference_frame.columns and c in current_frame.columns]
         if not usable:
             raise InputError(
-                f"no usable columns: {reference} and {current} share none of the Adult feature "
-                f"columns ({', '.join(FEATURE_COLUMNS)})"
+                f"no usable columns: {reference} and {current} share none of the {source} "
+                f"columns ({', '.join(wanted)})"
             )
         try:
-            detector = DriftDetector(usable).fit(reference_frame)
+            detector = DriftDetector(usable, column_kinds=kinds).fit(reference_frame)
             report = detector.score(current_frame, window_end=len(current_frame))
         except ValueError as exc:  # e.g. a numeric column with no numbers in it
             raise InputError(f"unusable input: {exc}") from exc
@@ -90,7 +109,7 @@ def drift_command(
         return EXIT_BAD_INPUT, f"error: {exc}"
 
     lines = [report.table()]
-    missing = [c for c in FEATURE_COLUMNS if c not in usable]
+    missing = [c for c in wanted if c not in usable]
     if missing:
         lines.append(f"not compared (absent from a file): {', '.join(missing)}")
     try:

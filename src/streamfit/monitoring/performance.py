@@ -1,11 +1,15 @@
 """Realised performance once labels arrive, and estimated performance before they do.
 
 Realised metrics are plain scikit-learn computations over arrays, guarded for the small or
-one-class windows a live service produces. The estimate follows confidence-based performance
-estimation (CBPE, NannyML): if the probabilities are calibrated, a prediction with probability p
-is right with probability max(p, 1 - p) at the 0.5 threshold, so the expected accuracy of a
-window is a mean over its probabilities, and the expected ROC AUC follows from the expected
-numbers of correctly and wrongly ordered (positive, negative) pairs. It assumes calibration,
+one-class windows a live service produces; :func:`realised_performance` picks the task's
+(binary, multiclass, regression). The estimates of the other tasks are in
+:mod:`streamfit.monitoring.estimators`; the binary one, here, is also its ``BinaryCBPE``.
+
+The binary estimate follows confidence-based performance estimation (CBPE, NannyML): if the
+probabilities are calibrated, a prediction with probability p is right with probability
+max(p, 1 - p) at the 0.5 threshold, so the expected accuracy of a window is a mean over its
+probabilities, and the expected ROC AUC follows from the expected numbers of correctly and
+wrongly ordered (positive, negative) pairs. It assumes calibration,
 an unchanged P(y | x), and no shift into regions the model never saw: a drift alarm is the
 signal to distrust it.
 """
@@ -18,11 +22,24 @@ from typing import Any, Self
 import numpy as np
 import pandas as pd
 from sklearn.isotonic import IsotonicRegression
-from sklearn.metrics import accuracy_score, f1_score, log_loss, roc_auc_score
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    log_loss,
+    mean_absolute_error,
+    r2_score,
+    roc_auc_score,
+)
 
-from ..estimates import expected_accuracy
+from ..estimates import EPS, expected_accuracy
 
 METRICS = ("auc", "log_loss", "accuracy", "f1", "ece")
+#: The realised metrics of each task (besides ``n``), as :func:`performance` returns them.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": (*METRICS, "positive_rate"),
+    "multiclass": ("log_loss", "accuracy", "macro_f1"),
+    "regression": ("rmse", "mae", "r2"),
+}
 
 
 def expected_calibration_error(
@@ -64,6 +81,70 @@ def realised_metrics(
         "ece": expected_calibration_error(y, p),
         "positive_rate": float(y.mean()),
     }
+
+
+def multiclass_metrics(
+    y_true: Sequence[int] | np.ndarray, proba: Sequence[Sequence[float]] | np.ndarray
+) -> dict[str, float]:
+    """Log loss, accuracy and macro-F1 of labelled multiclass predictions: ``y_true`` class
+    indices 0..k-1, ``proba`` an (n, k) matrix. Every one of the k classes counts in the macro
+    average, present in the window or not, so windows stay comparable."""
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(proba, dtype=float)
+    if p.ndim != 2 or p.shape[1] < 2 or p.shape[0] != y.size or y.ndim != 1:
+        raise ValueError(
+            f"need labels (n,) and probabilities (n, k >= 2), got {y.shape} and {p.shape}"
+        )
+    k = p.shape[1]
+    if y.size and (y.min() < 0 or y.max() >= k):
+        raise ValueError(f"class indices must be within 0..{k - 1}")
+    if y.size == 0:
+        return {"n": 0, **dict.fromkeys(TASK_METRICS["multiclass"], float("nan"))}
+    predicted = p.argmax(axis=1)
+    chosen = np.clip(p[np.arange(y.size), y] / p.sum(axis=1), EPS, 1 - EPS)
+    return {
+        "n": int(y.size),
+        "log_loss": float(-np.log(chosen).mean()),
+        "accuracy": float(accuracy_score(y, predicted)),
+        "macro_f1": float(
+            f1_score(y, predicted, labels=list(range(k)), average="macro", zero_division=0.0)
+        ),
+    }
+
+
+def regression_metrics(
+    y_true: Sequence[float] | np.ndarray, predicted: Sequence[float] | np.ndarray
+) -> dict[str, float]:
+    """RMSE, MAE and R² of labelled regression predictions (R² NaN under two rows or for a
+    constant label, where it is undefined)."""
+    y, v = np.asarray(y_true, dtype=float), np.asarray(predicted, dtype=float)
+    if y.shape != v.shape or y.ndim != 1:
+        raise ValueError(f"y_true and predicted differ in shape: {y.shape} vs {v.shape}")
+    nan = float("nan")
+    if y.size == 0:
+        return {"n": 0, **dict.fromkeys(TASK_METRICS["regression"], nan)}
+    constant = y.size < 2 or float(np.ptp(y)) == 0.0
+    return {
+        "n": int(y.size),
+        "rmse": float(np.sqrt(np.mean((y - v) ** 2))),
+        "mae": float(mean_absolute_error(y, v)),
+        "r2": nan if constant else float(r2_score(y, v)),
+    }
+
+
+def realised_performance(
+    task: str, y_true: Sequence[Any] | np.ndarray, predictions: Sequence[Any] | np.ndarray
+) -> dict[str, float]:
+    """Realised metrics of one task (:data:`TASK_METRICS`), with ``n``. Labels: class index
+    (binary, multiclass) or value (regression); predictions: probability of the positive class
+    (binary), an (n, k) probability matrix (multiclass) or the predicted value (regression)."""
+    if task == "binary":
+        return realised_metrics(y_true, predictions)
+    if task == "multiclass":
+        return multiclass_metrics(y_true, predictions)
+    if task == "regression":
+        return regression_metrics(y_true, predictions)
+    raise ValueError(f"task must be one of {tuple(TASK_METRICS)}, got {task!r}")
 
 
 def metrics_by_version(
@@ -168,6 +249,10 @@ def estimate_performance(
 
 __all__ = [
     "METRICS",
+    "TASK_METRICS",
+    "multiclass_metrics",
+    "realised_performance",
+    "regression_metrics",
     "ProbabilityCalibrator",
     "estimate_performance",
     "expected_calibration_error",

@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..data import FEATURE_COLUMNS
 from ..registry import ModelRegistry
 from ..stores import ObservationStore
-from .performance import realised_metrics
+from .performance import realised_metrics, realised_performance
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -95,14 +94,17 @@ def replay(
         store.close()
     if frame.empty:
         raise ReplayError("no labelled observation in that slice of recorded traffic")
-    columns = {name: frame[name].to_numpy() for name in FEATURE_COLUMNS}
-    labels = frame["label"].to_numpy(dtype=int)
+    labels = frame["label"].to_numpy(dtype=float)
     metrics: dict[int, dict[str, float]] = {}
     for wanted in dict.fromkeys((version, champion.version)):
         # BundleError (no such version, no digest, files not matching it) goes to the caller.
         bundle, _ = registry.load(registry.get(wanted), settings.model_cache)
-        scores = np.clip(bundle.predict_columns(columns), 0.0, 1.0)
-        metrics[wanted] = realised_metrics(labels, scores)
+        rows = frame.reindex(columns=list(bundle.contract.features))  # absent: missing
+        outputs = bundle.predict_matrix(bundle.pipeline.transform(rows))
+        if bundle.rules.name == "binary":
+            metrics[wanted] = realised_metrics(labels.astype(int), np.clip(outputs, 0.0, 1.0))
+        else:
+            metrics[wanted] = realised_performance(bundle.rules.name, labels, outputs)
     return Replay(len(frame), since, until, version, champion.version, metrics)
 
 

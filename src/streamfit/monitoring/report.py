@@ -262,6 +262,8 @@ data-feature="{e(f.name)}"><h2>{e(f.name)}: {status}</h2>
 
 
 def _output_section(output: dict[str, Any]) -> str:
+    if output.get("task", "binary") != "binary":
+        return _task_section("output", "Model output", output, _output_reason(output))
     labels = [f"{i / 10:.1f}-{(i + 1) / 10:.1f}" for i in range(10)]
     chart = _bars_svg(labels, output["reference_shares"], output["shares"])
     return f"""<section class="output{" drifted" if output["drifted"] else ""}" id="output">
@@ -274,6 +276,8 @@ def _output_section(output: dict[str, Any]) -> str:
 
 
 def _labels_section(labels: dict[str, Any]) -> str:
+    if labels.get("task", "binary") != "binary":
+        return _task_section("labels", "Labels", labels, _labels_reason(labels))
     chart = _bars_svg(
         ["positive", "negative"],
         [labels["reference_rate"], 1 - labels["reference_rate"]],
@@ -290,8 +294,34 @@ def _labels_section(labels: dict[str, Any]) -> str:
 <td>{labels["calibration_error"]:.3f}</td></tr></table>{chart}</section>"""
 
 
+def _task_section(kind: str, title: str, layer: dict[str, Any], reason: str) -> str:
+    """A multiclass or regression layer: its reason, and its shares per bin when it has any."""
+    chart = ""
+    if "bins" in layer:
+        chart = _bars_svg(list(layer["bins"]), layer["reference_shares"], layer["shares"])
+    drifted = layer["drifted"]
+    return f"""<section class="{kind}{" drifted" if drifted else ""}" id="{kind}">
+<h2>{title}: {"shifted" if drifted else "no shift"}</h2>
+<p class="reason">{html.escape(reason)}</p>{chart}</section>"""
+
+
 def _output_reason(output: dict[str, Any]) -> str:
     word = "shifted" if output["drifted"] else "no evidence of a shift"
+    task = output.get("task", "binary")
+    if task == "multiclass":
+        return (
+            f"{word}: predicted class shares {_rounded(output['shares'])} against "
+            f"{_rounded(output['reference_shares'])} on the reference, mean confidence "
+            f"{output['mean']:.3f} against {output['reference_mean']:.3f} (p = "
+            f"{output['p_value']:.2g} over the class and per-class tests, "
+            f"{output['n']} predictions)."
+        )
+    if task == "regression":
+        return (
+            f"{word}: mean predicted value {output['mean']:.4g} against "
+            f"{output['reference_mean']:.4g} on the reference "
+            f"(KS p = {output['p_value']:.2g}, {output['n']} predictions)."
+        )
     return (
         f"{word}: mean predicted probability {output['mean']:.3f} against "
         f"{output['reference_mean']:.3f} on the reference "
@@ -301,6 +331,20 @@ def _output_reason(output: dict[str, Any]) -> str:
 
 def _labels_reason(labels: dict[str, Any]) -> str:
     word = "shifted" if labels["drifted"] else "no evidence of a shift"
+    task = labels.get("task", "binary")
+    if task == "multiclass":
+        return (
+            f"{word}: label shares {_rounded(labels['shares'])} against "
+            f"{_rounded(labels['reference_shares'])} (p = {labels['p_value']:.2g}) on "
+            f"{labels['n']} labelled rows."
+        )
+    if task == "regression":
+        return (
+            f"{word}: mean label {labels['mean']:.4g} against {labels['reference_mean']:.4g} "
+            f"(KS p = {labels['p_value']:.2g}); residuals' mean {labels['residual_mean']:.4g} "
+            f"against {labels['reference_residual_mean']:.4g} (KS p = "
+            f"{labels['residual_p_value']:.2g}) on {labels['n']} labelled rows."
+        )
     return (
         f"{word}: positive rate {labels['positive_rate']:.3f} against "
         f"{labels['reference_rate']:.3f} (p = {labels['p_value']:.2g}); "
@@ -308,6 +352,10 @@ def _labels_reason(labels: dict[str, Any]) -> str:
         f"{labels['calibration_z']:.2f} (p = {labels['calibration_p_value']:.2g}) on "
         f"{labels['n']} labelled rows."
     )
+
+
+def _rounded(shares: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.2f}" for v in shares) + "]"
 
 
 _TEST_NAMES = {"ks": "Kolmogorov-Smirnov", "chi2": "chi-squared", "psi": "PSI"}

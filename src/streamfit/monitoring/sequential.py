@@ -39,7 +39,8 @@ overlapping spans are nearly independent at so small a level), so a 1,000-check 
 monitor at exactly ERT 100 would show fewer than 100 checks per false alarm about half the time.
 The default budget (``drift_ert`` 200, config) is therefore twice the issue's target of >= 100: it
 expects at most 5 false alarms in 1,000 checks, and the target fails only with 11 or more
-(1.4 % for a Poisson count of mean 5). ``benchmarks/drift.py`` measures it on real data (README).
+(1.4 % for a Poisson count of mean 5). ``benchmarks/drift.py`` measures it on real data
+(docs/benchmarks/drift.md).
 
 Why not the CUSUM this replaced (S = max(0, S + Phi^-1(1 - p) - k) on each block's p-value): a
 block's p-value is two-sided, so every block's evidence is folded onto |z| and the direction of a

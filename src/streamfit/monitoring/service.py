@@ -3,8 +3,9 @@
 * **Champion**: the registry's ``@champion``, its bundle fetched through the tracking server into
   the monitor's own ``<data_dir>/model-cache`` and verified, as a predictor does (no local
   pointer: the monitor may run on a machine of its own).
-* **Reference** = the served model's training data: adult.data without the gate's fixed holdout,
-  plus the labelled observations in the store. It is rebuilt whenever the champion changes, so a
+* **Reference** = the served model's training data: the data set's training rows
+  (``streamfit.datasets``) without the gate's fixed holdout, plus the labelled observations in
+  the store. It is rebuilt whenever the champion changes, so a
   shift the new model trained on stops alerting (as far as the observations weigh in the sample).
 * **Calibrator** for the label-free estimate: isotonic, fitted on the champion's predictions of
   the fixed holdout (rows no model trained on), refitted with the reference.
@@ -24,9 +25,11 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ..bundle import BundleError, ModelBundle
-from ..data import FEATURE_COLUMNS, load_adult
+from ..contract import task_of
+from ..datasets import load_dataset, split_fixed_holdout
 from ..registry import ModelRegistry
 from ..stores import ObservationStore
+from .estimators import PerformanceEstimator, estimator_for
 from .monitor import Monitor
 from .output import OutputDrift
 from .performance import ProbabilityCalibrator
@@ -42,13 +45,18 @@ log = logging.getLogger("streamfit.monitor")
 def training_reference(settings: Settings, observations: ObservationStore) -> pd.DataFrame:
     """The rows the champion was trained on (approximately: the newest ``train_window``
     labelled observations so far, as a round takes them)."""
-    from ..training.gate import split_fixed_holdout
-
-    original = load_adult("train")[[*FEATURE_COLUMNS, "label"]]
-    train, _ = split_fixed_holdout(original, settings.holdout_fraction)
-    observed = observations.labelled_frame(limit=settings.train_window)[list(FEATURE_COLUMNS)]
-    parts = [train[list(FEATURE_COLUMNS)], observed]
+    features = list(load_dataset(settings).contract.features)
+    train, _ = _fixed_holdout(settings)
+    observed = observations.labelled_frame(limit=settings.train_window).reindex(columns=features)
+    parts = [train[features], observed]
     return pd.concat([p for p in parts if len(p)], ignore_index=True)
+
+
+def _fixed_holdout(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, holdout) of the data set's training rows, as every round splits them."""
+    dataset = load_dataset(settings)
+    stratified = task_of(dataset.contract).stratified
+    return split_fixed_holdout(dataset.train, settings.holdout_fraction, stratified)
 
 
 class ServedModel:
@@ -92,11 +100,9 @@ def champion_calibrator(
     settings: Settings, bundle: ModelBundle | None
 ) -> ProbabilityCalibrator | None:
     """Isotonic calibration of the champion on the fixed holdout; None without a usable model."""
-    if bundle is None:
+    if bundle is None or bundle.rules.name != "binary":
         return None
-    from ..training.gate import split_fixed_holdout
-
-    _, holdout = split_fixed_holdout(load_adult("train"), settings.holdout_fraction)
+    _, holdout = _fixed_holdout(settings)
     if len(holdout) < 100:  # holdout_fraction 0 (or nearly): nothing to calibrate on
         return None
     proba = bundle.predict_matrix(bundle.pipeline.transform(holdout))
@@ -105,15 +111,30 @@ def champion_calibrator(
 
 def champion_output(settings: Settings, bundle: ModelBundle | None) -> OutputDrift | None:
     """Output and label drift reference: the champion's predictions on the fixed holdout."""
-    if bundle is None:
+    if bundle is None or bundle.rules.name != "binary":
         return None
-    from ..training.gate import split_fixed_holdout
-
-    _, holdout = split_fixed_holdout(load_adult("train"), settings.holdout_fraction)
+    _, holdout = _fixed_holdout(settings)
     if len(holdout) < 100:
         return None
     proba = bundle.predict_matrix(bundle.pipeline.transform(holdout))
     return OutputDrift().fit(proba, holdout["label"].to_numpy())
+
+
+def champion_estimator(
+    settings: Settings, bundle: ModelBundle | None
+) -> PerformanceEstimator | None:
+    """The label-free estimator of a multiclass (CBPE) or regression (DLE) champion, fitted on
+    its predictions of the fixed holdout; None for binary (the calibrator's estimate) or
+    without a usable model."""
+    if bundle is None or bundle.rules.name == "binary":
+        return None
+    _, holdout = _fixed_holdout(settings)
+    if len(holdout) < 20:
+        return None
+    outputs = bundle.predict_matrix(bundle.pipeline.transform(holdout))
+    estimator = estimator_for(bundle.rules.name)
+    features = holdout[list(bundle.contract.features)] if estimator.needs_features else None
+    return estimator.fit(outputs, holdout["label"].to_numpy(), features)
 
 
 class FollowChampion:
@@ -138,7 +159,8 @@ class FollowChampion:
             monitor.metrics.champion_version.set(self.served.version)
         if not changed:
             return
-        log.info(
+        log.log(
+            logging.DEBUG if previous is None else logging.INFO,
             "champion is now v%s (was v%s): refitting the drift reference",
             self.served.version,
             previous,
@@ -146,6 +168,8 @@ class FollowChampion:
         monitor.set_reference(training_reference(self.settings, self.observations))
         monitor.calibrator = champion_calibrator(self.settings, self.served.bundle)
         monitor.output = champion_output(self.settings, self.served.bundle)
+        monitor.model = self.served.bundle
+        monitor.estimator = champion_estimator(self.settings, self.served.bundle)
 
 
 class ServingRunLog:
@@ -212,6 +236,9 @@ def build_monitor(
         output=champion_output(settings, served.bundle),
         report_dir=settings.data_dir / "drift",
         refresh=follow,
+        contract=load_dataset(settings).contract,
+        model=served.bundle,
+        estimator=champion_estimator(settings, served.bundle),
     )
 
 
@@ -221,6 +248,7 @@ __all__ = [
     "ServingRunLog",
     "build_monitor",
     "champion_calibrator",
+    "champion_estimator",
     "champion_output",
     "training_reference",
 ]

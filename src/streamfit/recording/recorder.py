@@ -37,6 +37,8 @@ from .. import messages
 from ..batches import handle_isolating
 from ..bus import Bus, Message, Producer
 from ..config import Settings
+from ..datasets import serving_contract
+from ..features import request_schema
 from ..health import Health, ServiceLoop
 from ..instance import InstanceSlot
 from ..metrics import RecorderMetrics
@@ -96,6 +98,8 @@ class Recorder(ServiceLoop):
         self.topics = settings.topics
         self.store = store if store is not None else ObservationStore(settings.store_url)
         self.stats = RecorderStats()
+        # What requests and labels look like: the contract of the deployment's data.
+        self.schema = request_schema(serving_contract(settings), settings.extra_columns)
         self.running = False
         self.ready = threading.Event()  # set once the loop consumes
         self._wake = threading.Event()  # cuts a backoff short on stop()
@@ -202,7 +206,7 @@ class Recorder(ServiceLoop):
         return self._queued
 
     def _handle(self, batch: list[Message], producer: Producer) -> None:
-        decoded = decode_batch(batch, self.topics)
+        decoded = decode_batch(batch, self.topics, self.schema)
         if decoded.batch:
             self._queued |= self._record(decoded.batch)
             self._count(decoded.batch)

@@ -7,7 +7,7 @@ tl2cgen, ``model.lleaves.so`` for lleaves) plus a ``.json`` sidecar naming the k
 for (a hash of the model text, the runtime and its tool versions) and the library's own SHA-256.
 A library whose sidecar is missing, names another key or another digest is never loaded: it is
 rebuilt. Every loaded library is then checked against LightGBM on a validation batch (the canary
-row plus rows of adult.test through the bundle's pipeline, with missing values and unseen
+row plus rows drawn from the contract's ranges and levels, with missing values and unseen
 categories); any difference beyond ``TOLERANCE`` refuses it.
 
 The build runs in a child process (``python -m streamfit.serving._build``) under a time
@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import CANARY_ROW, MODEL_FILE, ModelBundle, atomic_write_text
-from ..data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, load_adult
+from ..bundle import MODEL_FILE, ModelBundle, atomic_write_text, canary_row
+from ..contract import Contract
 from .runtimes import AUTO, ModelRuntime, Predict, get_runtime, runtimes_for
 from .runtimes import compiler as compiler  # re-exported: the slot and tests ask it
 
@@ -213,27 +213,34 @@ def _build_in_child(
         raise CompileError(f"the build failed: {lines[-1] if lines else child.returncode}")
 
 
-@functools.lru_cache(maxsize=1)
-def _validation_columns() -> dict[str, list[Any]]:
-    """The canary, rows of adult.test, and the same rows with gaps and unseen categories."""
-    frame = load_adult("test").sample(VALIDATION_ROWS, random_state=0)
-    names = (*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS)
-    columns: dict[str, list[Any]] = {
-        n: [CANARY_ROW.get(n)] + [None if v != v else v for v in frame[n].tolist()] for n in names
-    }
+@functools.lru_cache(maxsize=4)
+def _validation_columns(contract: Contract) -> dict[str, list[Any]]:
+    """The canary, rows drawn from the contract's ranges and levels, and a copy of 100 of them
+    with gaps and unseen categories."""
     rng = np.random.default_rng(0)
-    for name in names:  # a second copy of 100 rows with holes punched in
-        values = columns[name][1:101]
+    canary = canary_row(contract)
+    columns: dict[str, list[Any]] = {}
+    for spec in contract.columns:
+        if spec.kind == "numeric":
+            low, high = spec.minimum or 0.0, spec.maximum or 1.0
+            values: list[Any] = rng.uniform(low, high, VALIDATION_ROWS).tolist()
+        elif spec.kind == "categorical":
+            levels = list(spec.levels) or [None]
+            values = [levels[i] for i in rng.integers(0, len(levels), VALIDATION_ROWS)]
+        else:
+            days = rng.integers(0, 3650, VALIDATION_ROWS)
+            values = [str(np.datetime64("2015-01-01") + int(d)) for d in days]
+        holes = values[:100]
         for i in rng.choice(100, 30, replace=False):
-            values[i] = None if name in NUMERIC_COLUMNS else f"unseen-{name}-{i}"
+            holes[i] = f"unseen-{spec.name}-{i}" if spec.kind == "categorical" else None
         for i in rng.choice(100, 10, replace=False):
-            values[i] = None
-        columns[name] = columns[name] + values
+            holes[i] = None
+        columns[spec.name] = [canary[spec.name], *values, *holes]
     return columns
 
 
 def validation_matrix(bundle: ModelBundle) -> np.ndarray:
-    return bundle.pipeline.transform(_validation_columns())
+    return bundle.pipeline.transform(_validation_columns(bundle.contract))
 
 
 def _us_per_row(predict: Any, features: np.ndarray, rounds: int = 3) -> float:
@@ -290,6 +297,9 @@ def compile_bundle(
     """
     if not (directory / MODEL_FILE).is_file():
         raise CompileError(f"{directory} is not a bundle directory")
+    if bundle.rules.name == "multiclass":
+        # lleaves aborts the process on a multiclass model: LightGBM serves those.
+        raise CompileError("compiled runtimes take binary and regression models only")
     reasons = []
     for candidate in runtimes_for(runtime):
         reason, level = candidate.missing(), logging.INFO

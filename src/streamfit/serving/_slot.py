@@ -152,7 +152,10 @@ class ModelSlot:
             previous, self.bundle = self.version, bundle  # atomic reference swap
         self._serving(bundle.version, compiled=False)
         self.metrics.swaps.inc()
-        log.info("now %s model v%s (was v%s)", self.role, bundle.version, previous)
+        if previous is None:
+            log.info("now %s model v%s", self.role, bundle.version)
+        else:
+            log.info("now %s model v%s (was v%s)", self.role, bundle.version, previous)
         if self.compile_model:
             self._request_compile(bundle)
         # The old model is gone (or goes with the batch in flight: the compiler thread's next

@@ -51,6 +51,7 @@ from ..batches import handle_isolating
 from ..bundle import BundleError, ModelBundle
 from ..bus import Bus, Consumer, Message, Producer, TransactionalProducer
 from ..config import Settings
+from ..features import request_schema
 from ..health import Health, ServiceLoop
 from ..heap import release_freed_memory
 from ..instance import InstanceSlot
@@ -130,14 +131,12 @@ _CACHED_COMPILE_WAIT_S = 30.0
 def tune_garbage_collector() -> None:
     """For a process whose main work is the predictor's loop, once its model is loaded.
 
-    Each micro-batch allocates thousands of short-lived tuples; CPython's default young
-    collection every 700 allocations traversed them again and again: 13 % of the predictor's
-    CPU in py-spy over Kafka. Collecting the young generation every 50,000 allocations (garbage
-    cycles are still collected, later) answered 20-35 % more requests a second on the same
-    broker. And what exists once the model is loaded (about 330,000 objects: the libraries,
-    the model) lives as long as the process: frozen, a full collection no longer walks it
-    (300-760 ms each on a loaded 2-core machine, a stall of the loop; 0 ms frozen).
-    Process-wide: only a predictor that owns its process does it (``owns_process``)."""
+    Each micro-batch allocates thousands of short-lived objects, which CPython's default young
+    collection (every 700 allocations) walks again and again: it runs every 50,000 instead
+    (cycles are still collected, later). What exists once the model is loaded lives as long as
+    the process: frozen, so that a full collection, a stall of the loop, no longer walks it.
+    The figures: docs/benchmarks/predictor.md. Process-wide: only a predictor that owns its
+    process does it (``owns_process``)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
@@ -478,7 +477,8 @@ class Predictor(ServiceLoop):
             # A value the schema let through but NumPy cannot take (an integer beyond float
             # range): find it row by row, so only its own message fails.
             if parsed.native is not None:
-                parsed = messages.parse_requests(payloads)  # as columns, to take row by row
+                # as columns, to take row by row
+                parsed = messages.parse_requests(payloads, schema=request_schema(bundle.contract))
             probabilities = self._predict_one_by_one(bundle, parsed, requests, producer)
             scored = [i for i, p in enumerate(probabilities) if p is not None]
         shadow = None if scoring is None else scoring.result()
@@ -488,9 +488,9 @@ class Predictor(ServiceLoop):
             ids = [ids[i] for i in scored]
             probabilities = [probabilities[i] for i in scored]
         if shadow is not None and self._canary_percent:
-            ids, values = self._canary_answers(ids, probabilities, version, shadow)
+            ids, values = self._canary_answers(ids, probabilities, bundle, shadow)
         else:
-            values = messages.predictions(ids, probabilities, version, shadow)
+            values = messages.predictions(ids, probabilities, version, shadow, bundle.rules)
         producer.produce_many(self.topics.predictions, values, list(map(str.encode, ids)))
         if shadow is not None:
             self.metrics.shadow_predictions.inc(len(ids))
@@ -499,14 +499,14 @@ class Predictor(ServiceLoop):
     def _canary_answers(
         self,
         ids: list[str],
-        champion: list[float],
-        champion_version: int,
-        challenger: tuple[int, list[float]],
+        champion: list[Any],
+        bundle: ModelBundle,
+        challenger: tuple[int, list[Any]],
     ) -> tuple[list[str], list[bytes]]:
         """Canary mode: the request ids and predictions of a batch whose canary share (a stable
         hash of the id) is answered by the challenger, the rest by the champion; both scores in
         each."""
-        percent = self._canary_percent
+        percent, champion_version = self._canary_percent, bundle.version
         challenger_version, theirs = challenger
         canary = [zlib.crc32(request_id.encode()) % 100 < percent for request_id in ids]
         mine = [i for i, c in enumerate(canary) if not c]
@@ -525,6 +525,7 @@ class Predictor(ServiceLoop):
                 [answers[i] for i in rows],
                 answered_by,
                 (other_version, [scored[i] for i in rows]),
+                bundle.rules,
             )
             out_ids += group
             out += values
@@ -560,16 +561,16 @@ class Predictor(ServiceLoop):
         parsed: messages.RequestBatch,
         requests: list[Message],
         producer: Producer,
-    ) -> list[float | None]:
-        out: list[float | None] = []
+    ) -> list[Any]:
+        out: list[Any] = []
         for row, (request_id, position) in enumerate(
             zip(parsed.ids, parsed.positions, strict=True)
         ):
             one = {name: values[row : row + 1] for name, values in parsed.columns.items()}
             try:
-                probability = float(bundle.predict_columns(one)[0])
-                if not np.isfinite(probability):
-                    raise ValueError("the model returned a non-finite probability")
+                output = bundle.predict_columns(one)[0]
+                if not np.all(np.isfinite(output)):
+                    raise ValueError("the model returned a non-finite output")
             except (OverflowError, ValueError, TypeError) as exc:
                 reason = f"cannot be predicted: {exc}"
                 self._dead_letter(
@@ -577,7 +578,7 @@ class Predictor(ServiceLoop):
                 )
                 out.append(None)
             else:
-                out.append(probability)
+                out.append(output.tolist())
         return out
 
     def _dead_letter(

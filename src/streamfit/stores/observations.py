@@ -49,7 +49,6 @@ import orjson
 import pandas as pd
 import sqlalchemy as sa
 
-from ..data import FEATURE_COLUMNS, NUMERIC_COLUMNS
 from ._sql import copy_rows, create_schema, make_engine, reading, transact, writing
 
 _metadata = sa.MetaData()
@@ -62,10 +61,11 @@ observations_table = sa.Table(
     sa.Column("request_id", sa.Text, nullable=False, unique=True),
     sa.Column("data", sa.LargeBinary),  # the request message as it arrived
     sa.Column("received_at", sa.Float),
+    # The prediction: binary P(positive class), multiclass the class's index, regression the value
     sa.Column("probability", sa.Float),
     sa.Column("model_version", sa.BigInteger),
     sa.Column("predicted_at", sa.Float),
-    sa.Column("label", sa.SmallInteger),
+    sa.Column("label", sa.Float),  # the encoded label: 0/1, a class index or a value
     sa.Column("labelled_at", sa.Float),
     # The shadowed challenger's answer to the same request (streamfit.challenger compares them).
     sa.Column("shadow_version", sa.BigInteger),
@@ -170,7 +170,7 @@ class ObservationBatch:
 
     requests: list[tuple[str, bytes]] = field(default_factory=list)  # (id, raw request JSON)
     predictions: list[tuple[str, float, int]] = field(default_factory=list)  # (id, p, version)
-    labels: list[tuple[str, int]] = field(default_factory=list)  # (id, 0 or 1)
+    labels: list[tuple[str, float]] = field(default_factory=list)  # (id, encoded label)
     # (id, version, probability) of a shadowed challenger, from the same prediction messages
     shadows: list[tuple[str, int, float]] = field(default_factory=list)
 
@@ -647,16 +647,34 @@ def _migrate_sqlite_v1(engine: sa.Engine) -> None:
 
 
 def _frame(rows: Sequence[tuple], extra: list[str]) -> pd.DataFrame:
+    """The requests' data as columns (whatever columns they carry: the store knows no
+    contract; a caller takes the ones it needs), then ``request_id`` and ``extra``. A column of
+    numbers and nulls is float64."""
     records = []
     for request_id, data, *rest in rows:
         record = orjson.loads(data)
         if isinstance(record.get("data"), dict):  # the whole request message, as it arrived
             record = record["data"]
-        record = {name: record.get(name) for name in FEATURE_COLUMNS}
+        record = {name: value for name, value in record.items() if name not in _RESERVED}
         record["request_id"] = request_id
         record.update(zip(extra, rest, strict=True))
         records.append(record)
-    frame = pd.DataFrame.from_records(records, columns=[*FEATURE_COLUMNS, "request_id", *extra])
-    for name in NUMERIC_COLUMNS:
-        frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+    frame = pd.DataFrame.from_records(records)
+    frame = frame.reindex(
+        columns=[*(c for c in frame.columns if c not in _RESERVED), "request_id", *extra]
+    )
+    for name in frame.columns[: -1 - len(extra)]:
+        values = frame[name]
+        if values.dtype == object and values.map(_is_number_or_none).all():
+            frame[name] = pd.to_numeric(values, errors="coerce").astype("float64")
     return frame
+
+
+# Columns of a frame the store fills itself; a request's column of the same name is dropped.
+_RESERVED = frozenset(
+    ("request_id", "label", "probability", "model_version", "labelled_at", "received_at")
+)
+
+
+def _is_number_or_none(value: object) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))

@@ -1,8 +1,9 @@
 """MLflow "models from code" definition of a streamfit model (logged by the MLflow tracker).
 
 MLflow stores this file with the model instead of a pickle; ``load_context`` rebuilds the model
-from the bundle directory logged as the ``bundle`` artifact (LightGBM text + pipeline JSON).
-``predict`` takes raw Adult columns and returns P(income > 50K).
+from the bundle directory logged as the ``bundle`` artifact (LightGBM text, pipeline and
+contract JSON). ``predict`` takes the contract's raw columns and returns the model's outputs:
+binary P(positive class), multiclass one probability per class, regression the value.
 """
 
 from __future__ import annotations

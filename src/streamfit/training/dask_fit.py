@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from ..contract import Contract
 from ..features import FeaturePipeline
 
 if TYPE_CHECKING:
@@ -67,17 +68,21 @@ def read_parquet_window(paths: str | Sequence[str], columns: Sequence[str]) -> d
     return dd.read_parquet(paths, columns=list(columns))
 
 
-def _matrix(part: pd.DataFrame, state: Mapping[str, Any], names: Sequence[str]) -> pd.DataFrame:
-    pipeline = FeaturePipeline.from_dict(state)
+def _matrix(
+    part: pd.DataFrame, state: Mapping[str, Any], contract: str, names: Sequence[str]
+) -> pd.DataFrame:
+    pipeline = FeaturePipeline.from_dict(state, Contract.from_json(contract))
     return pd.DataFrame(pipeline.transform(part), columns=list(names), index=part.index)
 
 
 def features_and_labels(window: dd.DataFrame, pipeline: FeaturePipeline) -> tuple[Any, Any]:
-    """(X, y) as Dask arrays with known chunk sizes, transformed partition by partition."""
+    """(X, y) as Dask arrays with known chunk sizes, transformed partition by partition (the
+    pipeline travels as its JSON state and its contract's JSON)."""
     names = [f"f{i}" for i in range(len(pipeline.feature_names))]
     meta = pd.DataFrame({n: pd.Series(dtype=np.float64) for n in names})
-    matrix = window.map_partitions(_matrix, pipeline.to_dict(), names, meta=meta)
-    labels = window["label"].astype(np.int64)
+    contract = pipeline.contract.to_json()
+    matrix = window.map_partitions(_matrix, pipeline.to_dict(), contract, names, meta=meta)
+    labels = window["label"].astype(np.float64)
     return matrix.to_dask_array(lengths=True), labels.to_dask_array(lengths=True)
 
 
@@ -105,9 +110,9 @@ def fit_model(
     *,
     timeout_s: float,
 ) -> Any:
-    """As :func:`fit`, returning the ``DaskLGBMClassifier`` itself (its cluster predictions)."""
+    """As :func:`fit`, returning the Dask estimator itself (its cluster predictions)."""
     from distributed import wait
-    from lightgbm.dask import DaskLGBMClassifier
+    from lightgbm.dask import DaskLGBMClassifier, DaskLGBMRegressor
 
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
@@ -120,7 +125,9 @@ def fit_model(
     workers = set(client.scheduler_info()["workers"])
     options = dict(params)
     threads = options.pop("num_threads", None)
-    model = DaskLGBMClassifier(
+    # Classifier or regressor: only the wrapper differs; params carry the task's objective.
+    kind = DaskLGBMRegressor if options.get("objective") == "regression" else DaskLGBMClassifier
+    model = kind(
         client=client,
         n_estimators=int(rounds),
         num_threads=threads,

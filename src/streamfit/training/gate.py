@@ -2,7 +2,8 @@
 
 The holdout has two parts, and neither is ever trained on:
 
-* **A fixed slice of adult.data**: a stratified ``holdout_fraction`` of the rows, drawn with a
+* **A fixed slice of the training table**: a ``holdout_fraction`` of the rows (of each class
+  for classification), drawn with a
   constant seed (:data:`HOLDOUT_SEED`, independent of ``Settings.seed``), so it is the same rows
   in every round and no model, old or new, has seen them.
 * **The most recent labelled observations**: the newest ``gate_recent_fraction`` of the labelled
@@ -10,52 +11,38 @@ The holdout has two parts, and neither is ever trained on:
   champion was trained (the champion's round only had the observations before them), so both
   models meet them fresh. The next round trains on them and holds out the newer ones.
 
-The challenger is promoted only if its holdout log loss is at most the champion's plus
-``gate_tolerance``; the first model (no champion, or a champion that no longer loads) is always
-promoted.
+The challenger is promoted only if its contract is backward compatible with the champion's
+(:func:`streamfit.contract.check_backward`: today's producers keep working) and its holdout loss
+(log loss, or RMSE for regression) is at most the champion's plus ``gate_tolerance``; the first
+model (no champion, or a champion that no longer loads) is always promoted.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from ..bundle import BundleError, ModelBundle, ModelStore
-from ..data import FEATURE_COLUMNS
-from .objective import classification_metrics
-
-# Never change: a new seed would move rows that earlier champions trained on into the holdout.
-HOLDOUT_SEED = 20_240_601
-
-
-def split_fixed_holdout(frame: pd.DataFrame, fraction: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, holdout): a stratified ``fraction`` of rows per label, the same rows every time."""
-    if not 0.0 <= fraction < 1.0:
-        raise ValueError(f"holdout fraction must be in [0, 1), got {fraction}")
-    rng = np.random.default_rng(HOLDOUT_SEED)
-    held = np.zeros(len(frame), dtype=bool)
-    labels = frame["label"].to_numpy()
-    for value in (0, 1):
-        rows = np.flatnonzero(labels == value)
-        take = math.ceil(fraction * len(rows))
-        held[rng.permutation(rows)[:take]] = True
-    return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
+from ..contract import check_backward
+from ..datasets import HOLDOUT_SEED, split_fixed_holdout
 
 
 def split_recent(
-    observations: pd.DataFrame | None, fraction: float
+    observations: pd.DataFrame | None, fraction: float, features: Sequence[str]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(train, holdout) of labelled observations, oldest first: the newest ``fraction`` (at
-    least one row when there are any and fraction > 0) is the holdout."""
-    columns = [*FEATURE_COLUMNS, "label"]
+    least one row when there are any and fraction > 0) is the holdout. Only the ``features``
+    and the encoded ``label`` are kept; a feature no request carried is all missing."""
+    columns = [*features, "label"]
     if observations is None or observations.empty:
         empty = pd.DataFrame(columns=columns)
         return empty, empty.copy()
-    frame = observations.loc[observations["label"].notna(), columns].reset_index(drop=True)
-    frame["label"] = frame["label"].astype("int8")
+    labelled = observations.loc[observations["label"].notna()]
+    frame = labelled.reindex(columns=columns).reset_index(drop=True)
+    frame["label"] = frame["label"].astype("float64")
     held = math.ceil(fraction * len(frame)) if fraction > 0 else 0
     cut = len(frame) - held
     return frame.iloc[:cut].reset_index(drop=True), frame.iloc[cut:].reset_index(drop=True)
@@ -72,8 +59,9 @@ class GateDecision:
 
 
 def score(bundle: ModelBundle, holdout: pd.DataFrame) -> dict[str, float]:
-    probabilities = bundle.predict_matrix(bundle.pipeline.transform(holdout))
-    return classification_metrics(holdout["label"].to_numpy(), probabilities)
+    """The task's metrics of ``bundle`` on ``holdout`` (its ``loss`` among them)."""
+    outputs = bundle.predict_matrix(bundle.pipeline.transform(holdout))
+    return bundle.rules.metrics(holdout["label"].to_numpy(), outputs)
 
 
 def decide(
@@ -94,13 +82,21 @@ def decide(
         return GateDecision(
             True, f"champion v{champion_version} unusable ({exc})", mine, None, None, len(holdout)
         )
+    breaking = check_backward(champion.contract, challenger.contract)
+    if breaking:
+        reason = f"refused: its contract breaks v{champion_version}'s producers: " + "; ".join(
+            breaking
+        )
+        return GateDecision(False, reason, mine, None, champion_version, len(holdout))
     theirs = score(champion, holdout)
-    limit = theirs["log_loss"] + tolerance
+    loss = challenger.rules.loss
+    words = loss.replace("_", " ") if loss != "rmse" else "RMSE"
+    limit = theirs[loss] + tolerance
     verdict = (
-        f"holdout log loss {mine['log_loss']:.4f} vs champion v{champion_version} "
-        f"{theirs['log_loss']:.4f} (tolerance {tolerance:g}, {len(holdout)} rows)"
+        f"holdout {words} {mine[loss]:.4f} vs champion v{champion_version} "
+        f"{theirs[loss]:.4f} (tolerance {tolerance:g}, {len(holdout)} rows)"
     )
-    promoted = mine["log_loss"] <= limit
+    promoted = mine[loss] <= limit
     reason = ("promoted: " if promoted else "refused: ") + verdict
     return GateDecision(promoted, reason, mine, theirs, champion_version, len(holdout))
 

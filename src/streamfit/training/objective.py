@@ -1,4 +1,5 @@
-"""The search objective: stratified 3-fold ``lgb.cv`` with early stopping on binary log loss.
+"""The search objective: 3-fold ``lgb.cv`` (stratified for classes) with early stopping on the
+task's loss (log loss, or RMSE for regression).
 
 The Dataset is built once per round and shared by every trial (binning 30k rows is a noticeable
 share of a trial otherwise); the folds are fixed once too, so every trial of a round is scored on
@@ -14,12 +15,10 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import KFold, StratifiedKFold
 
+from ..contract import TaskRules
 from .space import SearchSpace, lightgbm_params
-
-METRIC_KEY = "valid binary_logloss-mean"  # lgb.cv's key names in LightGBM 4
-STD_KEY = "valid binary_logloss-stdv"
 
 
 class TrialPruned(Exception):
@@ -36,7 +35,7 @@ class TrialPruned(Exception):
 
 @dataclass(frozen=True)
 class CVResult:
-    loss: float | None  # CV log loss mean at the best iteration (None when the trial failed)
+    loss: float | None  # CV loss mean at the best iteration (None when the trial failed)
     loss_std: float | None
     rounds: int  # boosting rounds actually reached: the best iteration under early stopping
     duration_s: float
@@ -59,6 +58,7 @@ class CVObjective:
         nfold: int = 3,
         patience: int = 40,
         feature_names: Sequence[str] = (),
+        rules: TaskRules | None = None,
     ) -> None:
         if nfold < 2:
             raise ValueError(f"nfold must be at least 2, got {nfold}")
@@ -70,6 +70,10 @@ class CVObjective:
         self.nfold = nfold
         self.patience = patience
         self.feature_names = list(feature_names)
+        self.task = rules.lightgbm_params() if rules is not None else None
+        metric = rules.lightgbm_metric if rules is not None else "binary_logloss"
+        # lgb.cv's key names in LightGBM 4
+        self.metric_key, self.std_key = f"valid {metric}-mean", f"valid {metric}-stdv"
         self.dataset = lgb.Dataset(
             features,
             labels,
@@ -77,7 +81,10 @@ class CVObjective:
             params={"feature_pre_filter": False, "verbosity": -1, "num_threads": threads},
             free_raw_data=False,
         )
-        splitter = StratifiedKFold(n_splits=nfold, shuffle=True, random_state=seed)
+        stratified = rules is None or rules.stratified
+        splitter = (StratifiedKFold if stratified else KFold)(
+            n_splits=nfold, shuffle=True, random_state=seed
+        )
         self.folds = list(splitter.split(np.zeros(len(labels)), labels))
 
     def __call__(
@@ -91,6 +98,7 @@ class CVObjective:
             threads=self.threads,
             seed=self.seed,
             feature_names=self.feature_names,
+            task=self.task,
         )
         started = time.perf_counter()
         try:
@@ -110,7 +118,7 @@ class CVObjective:
             )
         except (lgb.basic.LightGBMError, ValueError) as exc:
             return CVResult(None, None, 0, time.perf_counter() - started, "failed", str(exc))
-        means, stds = history[METRIC_KEY], history[STD_KEY]
+        means, stds = history[self.metric_key], history[self.std_key]
         # lgb.cv truncates the history at the best iteration when early stopping triggers.
         return CVResult(
             float(means[-1]), float(stds[-1]), len(means), time.perf_counter() - started, "ok"
@@ -129,11 +137,17 @@ def fit_final(
     seed: int = 42,
     feature_names: Sequence[str] = (),
     nfold: int = 3,
+    rules: TaskRules | None = None,
 ) -> lgb.Booster:
     """Refit on every training row with the winner's params, for the rounds it reached in CV
     scaled up to the full data by :func:`refit_rounds`."""
     full, _cap = lightgbm_params(
-        space, params, threads=threads, seed=seed, feature_names=feature_names
+        space,
+        params,
+        threads=threads,
+        seed=seed,
+        feature_names=feature_names,
+        task=rules.lightgbm_params() if rules is not None else None,
     )
     dataset = lgb.Dataset(
         features, labels, categorical_feature=list(categorical), params={"verbosity": -1}
@@ -158,27 +172,10 @@ def refit_rounds(cv_rounds: int, nfold: int = 3) -> int:
     return max(round(int(cv_rounds) * scale), 1)
 
 
-def classification_metrics(labels: np.ndarray, probabilities: np.ndarray) -> dict[str, float]:
-    """AUC, log loss and accuracy (threshold 0.5)."""
-    from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
-
-    labels = np.asarray(labels)
-    probabilities = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-15, 1 - 1e-15)
-    metrics = {
-        "log_loss": float(log_loss(labels, probabilities, labels=[0, 1])),
-        "accuracy": float(accuracy_score(labels, probabilities >= 0.5)),
-    }
-    # AUC needs both classes; a tiny holdout may hold one only.
-    both = len(set(labels.tolist())) > 1
-    metrics["auc"] = float(roc_auc_score(labels, probabilities)) if both else float("nan")
-    return metrics
-
-
 __all__ = [
     "CVObjective",
     "CVResult",
     "TrialPruned",
-    "classification_metrics",
     "fit_final",
     "refit_rounds",
 ]

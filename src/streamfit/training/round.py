@@ -11,9 +11,9 @@ the current one. They are *re-evaluated* on this round's data rather than truste
 scores were measured on other data; their fresh results are told to the optimiser before it
 proposes anything, so its model starts informed. They count as the optimiser's start-up
 trials: with ``n_startup`` (5) or more of them, its model proposes from the next trial on and
-refines around the best of them (measured against drawing 5 random points after them first:
-same trials to target on every seed of the benchmark, no better best, and a 10-trial retrain
-would have no model-based trial left). Warm-start trials count towards ``max_evals``.
+refines around the best of them (random points drawn after them were no better on the
+benchmark, and would leave a 10-trial retrain no model-based trial). Warm-start trials count
+towards ``max_evals``.
 A change to the search space (ranges, dimensions, fixed params) changes the hash and starts cold.
 A cold round (nothing to warm-start from, or ``warm_start=False``) evaluates the space's
 ``start`` point first.
@@ -35,7 +35,6 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,17 +46,12 @@ from threadpoolctl import threadpool_limits
 from .. import promotion
 from ..bundle import BundleError, ModelBundle, ModelStore, bundle_sha256
 from ..config import Settings
-from ..data import FEATURE_COLUMNS, load_adult
+from ..contract import Contract, TaskRules, task_of
+from ..datasets import Dataset, load_dataset
 from ..features import FeaturePipeline
 from ..progress import Progress, as_progress
 from .gate import GateDecision, decide, split_fixed_holdout, split_recent
-from .objective import (
-    CVObjective,
-    CVResult,
-    classification_metrics,
-    fit_final,
-    refit_rounds,
-)
+from .objective import CVObjective, CVResult, fit_final, refit_rounds
 from .optimizers import Optimizer, get_optimizer
 from .space import DEFAULT_SPACE, SearchSpace, lightgbm_params, params_key
 from .study import Announcement, SharedStudy, SharedTrial, is_shared
@@ -83,7 +77,9 @@ class RoundOutcome:
     version: int  # bundle version written by this round
     promoted: bool
     reason: str
-    metrics: dict[str, float]  # adult.test auc/log_loss/accuracy, cv_logloss, holdout_log_loss
+    # the task's test metrics (binary: auc, log_loss, accuracy), cv_logloss (the CV loss,
+    # RMSE for regression) and holdout_<loss>
+    metrics: dict[str, float]
     champion_version: int | None  # after the gate
     duration_s: float
     n_trials: int
@@ -114,9 +110,10 @@ def run_round(
 ) -> RoundOutcome:
     """Run one round (see the module docstring) and return what happened.
 
-    ``new_observations``: labelled observations (raw Adult columns + ``label``, oldest first),
-    added to adult.data; their newest ``gate_recent_fraction`` is held out for the gate.
-    ``base_data`` replaces adult.data (tests and benchmarks use a subsample);
+    ``new_observations``: labelled observations (raw columns + the encoded ``label``, oldest
+    first), added to the data set's training rows (``streamfit.datasets``: the user's table or
+    Adult); their newest ``gate_recent_fraction`` is held out for the gate. ``base_data``
+    replaces the training rows (tests and benchmarks use a subsample);
     ``warm_start=False`` starts cold. ``recent``: the latest requests, labelled or not, that a
     drift-aware round compares with the training data (default: ``new_observations``).
     ``progress`` hears each trial (``update("trials", k, n)`` with its line) and the round's
@@ -163,6 +160,7 @@ class _RoundData:
     observed_holdout: int
     rows: int
     data_hash: str
+    dataset: Dataset
     pipeline: FeaturePipeline
     features: np.ndarray
     labels: np.ndarray
@@ -180,16 +178,24 @@ class _RoundData:
     ) -> _RoundData:
         """``dropped``: the features a leader left out (a trainer joining its search)."""
         # Everything the gate scores on is kept out of training (see gate.py).
-        original = base_data if base_data is not None else _adult("train")
-        original = original[[*FEATURE_COLUMNS, "label"]]
-        fixed_train, fixed_holdout = split_fixed_holdout(original, settings.holdout_fraction)
-        recent_train, recent_holdout = split_recent(new_observations, settings.gate_recent_fraction)
+        dataset = load_dataset(settings)
+        contract = dataset.contract
+        features = list(contract.features)
+        original = base_data if base_data is not None else dataset.train
+        original = original[[*features, "label"]]
+        stratified = task_of(contract).stratified
+        fixed_train, fixed_holdout = split_fixed_holdout(
+            original, settings.holdout_fraction, stratified
+        )
+        recent_train, recent_holdout = split_recent(
+            new_observations, settings.gate_recent_fraction, features
+        )
         train = _concat(fixed_train, recent_train)
         rows, data_hash = data_fingerprint(train)
         current = recent if recent is not None else new_observations
         if dropped is None:
-            dropped = _drifting(settings, fixed_train, current)
-        pipeline = FeaturePipeline(drop=dropped).fit(train)
+            dropped = _drifting(settings, contract, fixed_train, current)
+        pipeline = FeaturePipeline(contract, drop=dropped).fit(train)
         return cls(
             train=train,
             holdout=_concat(fixed_holdout, recent_holdout),
@@ -197,6 +203,7 @@ class _RoundData:
             observed_holdout=len(recent_holdout),
             rows=rows,
             data_hash=data_hash,
+            dataset=dataset,
             pipeline=pipeline,
             features=pipeline.transform(train),
             labels=train["label"].to_numpy(),
@@ -212,7 +219,7 @@ def _labelled_upto(observations: pd.DataFrame | None) -> float | None:
 
 
 def _drifting(
-    settings: Settings, reference: pd.DataFrame, current: pd.DataFrame | None
+    settings: Settings, contract: Contract, reference: pd.DataFrame, current: pd.DataFrame | None
 ) -> list[str]:
     """Features to leave out: per-feature drift score >= ``drop_drifting_features``."""
     threshold = settings.drop_drifting_features
@@ -223,7 +230,7 @@ def _drifting(
     detector = detector_from_settings(settings)
     dropped = drifting_features(reference, current, threshold, detector=detector)
     # Never everything: a model needs a feature; keep the least drifting one.
-    return dropped[:-1] if len(dropped) == len(FEATURE_COLUMNS) else dropped
+    return dropped[:-1] if len(dropped) == len(contract.features) else dropped
 
 
 class _Round:
@@ -246,6 +253,7 @@ class _Round:
         self.tracker = tracker
         self.trials = trials
         self.data = data
+        self.rules: TaskRules = task_of(data.dataset.contract)
         self.progress = as_progress(progress)
         self.say = self.progress.note
         self.store = ModelStore(settings.models_dir, settings.keep_models)
@@ -318,10 +326,8 @@ class _Round:
             promoted=outcome.promoted,
             mlflow_run_id=self.run_id,
         )
-        self.say(
-            f"round {self.round_id} done in {time.perf_counter() - started:.1f}s; "
-            f"tracking took {self.tracker.summary()}"
-        )
+        self.say(f"round {self.round_id} done in {time.perf_counter() - started:.1f}s")
+        log.debug("round %s: tracking took %s", self.round_id, self.tracker.summary())
         return outcome
 
     def _search_refit_gate(self, optimizer: Optimizer) -> RoundOutcome:
@@ -331,9 +337,10 @@ class _Round:
         registry_version = self._publish(bundle, test_labels, test_probabilities)
         version = self.store.save(bundle, registry_version)  # its registry version, if any
         decision = self._gate(bundle, version, registry_version, metrics)
-        metrics["holdout_log_loss"] = decision.challenger["log_loss"]
+        loss = self.rules.loss
+        metrics[f"holdout_{loss}"] = decision.challenger[loss]
         if decision.champion is not None:
-            metrics["champion_holdout_log_loss"] = decision.champion["log_loss"]
+            metrics[f"champion_holdout_{loss}"] = decision.champion[loss]
         self._log_round(params, winner, metrics, decision, version, registry_version)
         return RoundOutcome(
             version=version,
@@ -379,7 +386,14 @@ class _Round:
             if result.status == "ok" and (best is None or result.loss < best[1].loss):
                 best = (suggestion.params, result)
             best_loss = best[1].loss if best else None
-            line = trial_line(suggestion.number, self.max_evals, suggestion.warm, result, best_loss)
+            line = trial_line(
+                suggestion.number,
+                self.max_evals,
+                suggestion.warm,
+                result,
+                best_loss,
+                self.rules.loss,
+            )
             self.progress.update("trials", done, self.max_evals, line)
         if best is None:
             raise TrainingError(f"round {self.round_id}: none of {self.max_evals} trials completed")
@@ -418,6 +432,7 @@ class _Round:
                 study,
                 self.progress,
                 self.settings.pruning,
+                loss=self.rules.loss,
             )
             study.work(evaluate)
             winner = study.best()
@@ -457,15 +472,19 @@ class _Round:
                 threads=threads,
                 seed=self.settings.seed,
                 feature_names=data.pipeline.feature_names,
+                rules=self.rules,
             )
-        test = _adult("test")
+        test = data.dataset.test
         labels = test["label"].to_numpy()
         probabilities = booster.predict(data.pipeline.transform(test), num_threads=threads)
-        test_metrics = classification_metrics(labels, probabilities)
+        test_metrics = self.rules.metrics(labels, probabilities)
+        shown = ", ".join(
+            f"{name.replace('_', ' ')} {test_metrics[name]:.4f}"
+            for name in (self.rules.loss, *self.rules.report)
+        )
         self.say(
             f"refit: {booster.current_iteration()} boosting rounds ({winner.rounds} in CV); "
-            f"adult.test AUC {test_metrics['auc']:.4f}, "
-            f"log loss {test_metrics['log_loss']:.4f}, accuracy {test_metrics['accuracy']:.4f}"
+            f"{data.dataset.name} test rows: {shown}"
         )
         metrics = {
             **test_metrics,
@@ -486,6 +505,7 @@ class _Round:
             threads=settings.train_threads,
             seed=settings.seed,
             feature_names=data.pipeline.feature_names,
+            task=self.rules.lightgbm_params(),
         )
         rounds = refit_rounds(winner.rounds)
         try:
@@ -539,7 +559,7 @@ class _Round:
         """Artifacts, the bundle registered as a model (logged once, tagged with its SHA-256)
         and the ``challenger`` alias; the registry version, or None without a registry."""
         tracker = self.tracker
-        if tracker.wants_artifacts:
+        if tracker.wants_artifacts and self.rules.name == "binary":  # ROC and calibration
             from .artifacts import write_round_artifacts
 
             with tempfile.TemporaryDirectory(prefix="streamfit-artifacts-") as scratch:
@@ -554,8 +574,8 @@ class _Round:
                 tracker.log_artifacts(Path(scratch))
         if tracker.registry is None:
             return None
-        test = _adult("test")
-        example = test[list(FEATURE_COLUMNS)].dropna().head(5).reset_index(drop=True)
+        test = self.data.dataset.test
+        example = test[list(bundle.contract.features)].head(5).reset_index(drop=True)
         output = bundle.predict_matrix(bundle.pipeline.transform(example))
         with tempfile.TemporaryDirectory(prefix="streamfit-bundle-") as scratch:
             # The registered files carry no version: the registry gives it (registry.py).
@@ -620,17 +640,16 @@ class _Round:
         version: int,
         registry_version: int | None,
     ) -> None:
+        loss = self.rules.loss
         logged = {
             "best_cv_logloss": metrics["cv_logloss"],
-            "test_auc": metrics["auc"],
-            "test_log_loss": metrics["log_loss"],
-            "test_accuracy": metrics["accuracy"],
-            "holdout_log_loss": metrics["holdout_log_loss"],
+            **{f"test_{name}": metrics[name] for name in (loss, *self.rules.report)},
+            f"holdout_{loss}": metrics[f"holdout_{loss}"],
             "best_iteration": winner.rounds,
             "n_trials": self.max_evals,
         }
-        if "champion_holdout_log_loss" in metrics:
-            logged["champion_holdout_log_loss"] = metrics["champion_holdout_log_loss"]
+        if f"champion_holdout_{loss}" in metrics:
+            logged[f"champion_holdout_{loss}"] = metrics[f"champion_holdout_{loss}"]
         self.tracker.describe_round(self._description(decision, version))
         self.tracker.log_round(
             params=params,
@@ -664,9 +683,10 @@ class _Round:
         verdict = "promoted" if decision.promoted else "refused"
         text = f"{self._triggered_by()}\n\n**Gate: v{version} {verdict}**: {decision.reason}."
         if decision.champion is not None:
+            loss = self.rules.loss
             text += (
-                f" Holdout log loss {decision.challenger['log_loss']:.4f} against champion "
-                f"v{decision.champion_version}'s {decision.champion['log_loss']:.4f} "
+                f" Holdout {loss.replace('_', ' ')} {decision.challenger[loss]:.4f} against "
+                f"champion v{decision.champion_version}'s {decision.champion[loss]:.4f} "
                 f"({decision.holdout_rows} rows, tolerance {self.settings.gate_tolerance})."
             )
         return text
@@ -681,6 +701,7 @@ def _objective(settings: Settings, data: _RoundData, space: SearchSpace) -> CVOb
         threads=settings.train_threads,
         seed=settings.seed,
         feature_names=data.pipeline.feature_names,
+        rules=task_of(data.dataset.contract),
     )
 
 
@@ -732,6 +753,7 @@ def join_search(
                 study,
                 say,
                 settings.pruning,
+                loss=task_of(data.dataset.contract).loss,
             )
             ran = study.work(evaluate, running=running)
         finally:
@@ -785,15 +807,6 @@ def _sync_champion(settings: Settings, tracker: Tracker) -> None:
 def _concat(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     # Skipping empty frames keeps pandas from warning about all-NA columns changing dtypes.
     return pd.concat([f for f in (first, second) if len(f)] or [first], ignore_index=True)
-
-
-@cache
-def _adult_cached(split: str) -> pd.DataFrame:
-    return load_adult(split)  # type: ignore[arg-type]
-
-
-def _adult(split: str) -> pd.DataFrame:
-    return _adult_cached(split).copy()
 
 
 __all__ = ["TRIGGERS", "RoundOutcome", "TrainingError", "join_search", "run_round"]

@@ -181,7 +181,7 @@ def params_key(params: Mapping[str, Any]) -> str:
     return json.dumps({k: norm(v) for k, v in sorted(params.items())})
 
 
-# Ranges chosen on adult (see benchmarks/training.py and the README): they contain the good
+# Ranges chosen on adult (benchmarks/training.py, docs/benchmarks/training.md): they hold the good
 # region (learning rate 0.03-0.1, 16-48 leaves, colsample 0.4-0.7, little or no bagging) while
 # keeping one 3-fold CV at 1 thread to a few seconds; rates below 0.025 cost 3x the time for
 # <0.001 log loss.
@@ -244,13 +244,18 @@ def lightgbm_params(
     threads: int,
     seed: int,
     feature_names: Sequence[str] = (),
+    task: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], int]:
     """Full LightGBM parameters for a trial and its boosting-round cap.
 
+    ``task``: the task's objective and metric (``TaskRules.lightgbm_params``), over the space's
+    binary ones; ``is_unbalance`` re-weights two classes, so it applies to binary only.
     ``cross_gain_scale`` is not a LightGBM parameter: it becomes ``feature_contri`` (1 for every
     column, the scale for crossed columns, recognised by the ``*`` in their names).
     """
-    full = {**space.fixed, **params, "num_threads": threads, "seed": seed}
+    full = {**space.fixed, **params, **(task or {}), "num_threads": threads, "seed": seed}
+    if full.get("objective") != "binary":
+        full.pop("is_unbalance", None)
     cap = int(full.pop("num_boost_round", 1000))
     if CROSS_GAIN in full:
         scale = float(full.pop(CROSS_GAIN))

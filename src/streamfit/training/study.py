@@ -267,8 +267,11 @@ class SharedTrial:
         study: SharedStudy,
         progress: Progress,
         pruning: bool,
+        *,
+        loss: str = "log_loss",
     ) -> None:
         self.objective = objective
+        self.loss = loss  # the task's loss, for the progress line
         self.store = store
         self.tracker = tracker
         self.round_id = round_id
@@ -309,7 +312,8 @@ class SharedTrial:
         finished, _running = self.study.counts()
         best = self.study.best()
         budget = self.study.budget
-        line = trial_line(trial.number, budget, warm, result, best.value if best else None)
+        best_loss = best.value if best else None
+        line = trial_line(trial.number, budget, warm, result, best_loss, self.loss)
         self.progress.update("trials", min(finished + 1, budget), budget, line)
         if result.status == "pruned":
             trial.set_user_attr(STATUS, "pruned")

@@ -366,13 +366,15 @@ def trial_line(
     warm: bool,
     result: CVResult,
     best: float | None,
+    loss: str = "log_loss",
 ) -> str:
-    """A trial's progress line; ``best``: the round's best CV log loss so far."""
+    """A trial's progress line; ``best``: the round's best CV loss so far."""
     origin = " [warm start]" if warm else ""
+    loss = "logloss" if loss == "log_loss" else loss
     best_text = "-" if best is None else f"{best:.4f}"
     if result.status == "ok":
         return (
-            f"trial {number + 1}/{total}{origin}: cv logloss {result.loss:.4f} "
+            f"trial {number + 1}/{total}{origin}: cv {loss} {result.loss:.4f} "
             f"at {result.rounds} rounds (best {best_text})"
         )
     if result.status == "pruned":

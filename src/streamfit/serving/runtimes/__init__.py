@@ -2,9 +2,8 @@
 
 ``get_runtime(name)`` gives one runtime; ``runtimes_for(setting)`` the runtimes a
 ``model_runtime`` setting tries, in order. ``"auto"`` (the default) tries the fastest first, as
-measured by ``benchmarks/runtimes.py`` (lleaves: 5-8x LightGBM per row on the served model,
-4-10x on a retrained-sized one, the fastest exact runtime at every batch size), and the next
-one when it is not installed or refused.
+measured by ``benchmarks/runtimes.py`` (docs/benchmarks/runtimes.md), and the next one when it
+is not installed or refused.
 """
 
 from __future__ import annotations

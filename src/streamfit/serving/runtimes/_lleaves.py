@@ -2,11 +2,9 @@
 compiler into a shared library the predictor ``dlopen``s.
 
 Only the build (a child process) runs LLVM. lleaves' own loader would link the object file in
-the predictor's memory with llvmlite's JIT: LLVM's start-up (+20 MB) and each engine's copies
-of the object stayed in the predictor's heap, and RSS rose by 13-26 MB at the first promotion
-of a ~960-tree model and kept stepping up at each one after (335 -> 375 MB over five swaps at
-1,500 requests/s). The same machine code in a shared library is file-backed pages, unmapped
-when the model is let go, and predicts as fast (21.0 µs/row on that model, both ways).
+the predictor's memory with llvmlite's JIT, and LLVM's start-up and each engine's copies would
+stay in the predictor's heap. The same machine code in a shared library is file-backed pages,
+unmapped when the model is let go, and predicts as fast (docs/benchmarks/soak.md).
 
 lleaves 1.3 builds with llvmlite's legacy pass manager, which llvmlite 0.45 removed: the
 dependency is pinned below it (pyproject.toml), and a newer llvmlite is reported as missing

@@ -42,7 +42,8 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_RUN_NOTE,
 )
 
-from ...bundle import BUNDLE_FILES, bundle_sha256
+from ...bundle import BUNDLE_FILES, CONTRACT_FILE, bundle_sha256
+from ...contract import Contract
 from ...registry import BUNDLE_ARTIFACT, SHA256_TAG, ModelRegistry
 from ._base import Tracker
 
@@ -188,11 +189,11 @@ class MlflowTracker(Tracker):
         self, bundle_dir: Path, input_example: pd.DataFrame, output_example: Any
     ) -> int | None:
         import lightgbm
-        from mlflow.models import infer_signature
 
         from ... import __version__
 
-        signature = _lenient_numbers(infer_signature(input_example, output_example))
+        contract = Contract.load(bundle_dir / CONTRACT_FILE)
+        signature = contract_signature(contract, output_example)
         with tempfile.TemporaryDirectory(prefix="streamfit-register-") as scratch:
             # The bundle's own files, under the artifact name readers fetch (registry.py); its
             # digest, taken from the very files logged, is the version's sha256 tag.
@@ -264,18 +265,25 @@ class MlflowTracker(Tracker):
         self.client.log_artifact(run_id, str(path), artifact_path)
 
 
-def _lenient_numbers(signature: Any) -> Any:
-    """Numeric columns typed Any: raw Adult read by pandas has int64 columns, and MLflow refuses
-    int64 -> double as unsafe; the feature pipeline converts any number (or None) itself."""
-    from mlflow.models import ModelSignature
-    from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
+def contract_signature(contract: Contract, output_example: Any) -> Any:
+    """The MLflow signature of a contract's model: numbers as double, categories as string
+    (long or boolean for levels of those types), dates as ISO strings, a column optional where
+    the contract lets a request leave it out. Generated, never inferred: a signature has no
+    category type, and inference marks columns optional only when the sample has a gap."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import ColSpec, DataType, Schema
 
-    numeric = {DataType.double, DataType.float, DataType.long, DataType.integer}
+    types = {"integer": DataType.long, "boolean": DataType.boolean}
     columns = [
-        ColSpec(AnyType(), spec.name) if spec.type in numeric else spec
-        for spec in signature.inputs.inputs
+        ColSpec(
+            DataType.double if spec.kind == "numeric" else types.get(spec.type, DataType.string),
+            spec.name,
+            required=spec.required,
+        )
+        for spec in contract.columns
     ]
-    return ModelSignature(inputs=Schema(columns), outputs=signature.outputs)
+    outputs = infer_signature(None, output_example).outputs
+    return ModelSignature(inputs=Schema(columns), outputs=outputs)
 
 
 def _text(value: Any) -> str:

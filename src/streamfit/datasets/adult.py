@@ -1,4 +1,4 @@
-"""The UCI Adult data set, vendored (gzip) inside the package so a fresh clone works offline.
+"""The bundled example: the UCI Adult data set, vendored (gzip) inside the package.
 
 Source: Becker & Kohavi (1996), UCI Machine Learning Repository, CC BY 4.0 (see datasets/README.md).
 """
@@ -7,44 +7,21 @@ from __future__ import annotations
 
 import gzip
 from importlib import resources
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import pandas as pd
 
-NUMERIC_COLUMNS = (
-    "age",
-    "fnlwgt",
-    "education_num",
-    "capital_gain",
-    "capital_loss",
-    "hours_per_week",
-)
-CATEGORICAL_COLUMNS = (
-    "workclass",
-    "education",
-    "marital_status",
-    "occupation",
-    "relationship",
-    "race",
-    "gender",
-    "native_country",
-)
-FEATURE_COLUMNS = (
-    "age",
-    "workclass",
-    "fnlwgt",
-    "education",
-    "education_num",
-    "marital_status",
-    "occupation",
-    "relationship",
-    "race",
-    "gender",
-    "capital_gain",
-    "capital_loss",
-    "hours_per_week",
-    "native_country",
-)
+from ..contract import Contract
+from . import adult_dataset, table_requests
+
+# Adult's contract: inferred from adult.data by ``streamfit contract infer``, then edited as a
+# user would: every column optional (the example has always taken partial rows) and the two
+# crosses of the reference design.
+CONTRACT = Contract.load(Path(str(resources.files("streamfit.datasets") / "adult.contract.json")))
+NUMERIC_COLUMNS = CONTRACT.names("numeric")
+CATEGORICAL_COLUMNS = CONTRACT.names("categorical")
+FEATURE_COLUMNS = CONTRACT.features
 LABEL_COLUMN = "income_bracket"
 POSITIVE_LABEL = ">50K"
 ALL_COLUMNS = (*FEATURE_COLUMNS, LABEL_COLUMN)
@@ -89,3 +66,8 @@ def load_adult(split: Literal["train", "test"] = "train") -> pd.DataFrame:
     for column in NUMERIC_COLUMNS:
         frame[column] = frame[column].astype("float64")
     return frame
+
+
+def requests(count: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``count`` rows of adult.test as request data (the label riding along), cycling."""
+    return table_requests(adult_dataset(), count, seed)
