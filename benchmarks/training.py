@@ -282,6 +282,7 @@ def main(argv: list[str] | None = None) -> int:
         help="PostgreSQL of the shared search (scripts/postgres's by default)",
     )
     parser.add_argument("--copies", type=int, default=4, help="adult.data copies in the Dask fit")
+    parser.add_argument("--parts", default="search,dask", help="with --workers: search, dask")
     args = parser.parse_args(argv)
     if args.workers:
         return _workers(args)
@@ -356,16 +357,23 @@ def _workers(args: argparse.Namespace) -> int:
         "load_before": load,
         "train_threads": 1,
     }
+    parts = set(args.parts.split(","))
     started = time.perf_counter()
-    print(f"shared search, {workers} trainers...", flush=True)
-    results["search"] = distributed.part_search(args.postgres, workers, seeds, args.budget)
-    print(f"Dask fit, {workers} workers...", flush=True)
-    results["dask"] = distributed.part_dask(workers, args.copies, rounds=300)
+    if "search" in parts:
+        print(f"shared search, {workers} trainers...", flush=True)
+        results["search"] = distributed.part_search(args.postgres, workers, seeds, args.budget)
+    if "dask" in parts:
+        print(f"Dask fit, {workers} workers...", flush=True)
+        results["dask"] = distributed.part_dask(workers, args.copies, rounds=300)
     results["wall_s"] = time.perf_counter() - started
     results["load_after"] = Path("/proc/loadavg").read_text().split()[:3] if load else []
     distributed.report(results)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "training-workers.json"
+    if parts != {"search", "dask"} and out.exists():  # a partial run updates its parts only
+        kept = json.loads(out.read_text())
+        rerun = {k: results[k] for k in parts}
+        results = {**kept, **rerun, f"load_{'_'.join(sorted(parts))}_rerun": results["load_after"]}
     out.write_text(json.dumps(results, indent=2, default=float))
     print(f"\nwrote {out}")
     return 0

@@ -128,6 +128,8 @@ def _search_run(postgres: str, workers: int, seed: int, budget: int) -> dict[str
         "wall_s": wall,
         "cpu_s": cpu_s + sum(r["cpu_s"] for r in ran),
         "helper_trials": [r["ran"] for r in ran],
+        "cv_logloss": outcome.metrics["cv_logloss"],
+        "params": outcome.params,
         "test_log_loss": outcome.metrics["log_loss"],
         "test_auc": outcome.metrics["auc"],
         "to_target_s": None if to_target is None else to_target - round_row["started"],
@@ -275,7 +277,12 @@ def part_dask(workers: list[int], copies: int, rounds: int) -> dict[str, Any]:
             before = client.run(_worker_imports)
             started = time.perf_counter()
             dask_fit.fit(
-                client, dask_fit.partitioned(window, k), pipeline, full, rounds, timeout_s=1800
+                client,
+                dask_fit.partitioned(client, window, k),
+                pipeline,
+                full,
+                rounds,
+                timeout_s=1800,
             )
             wall = time.perf_counter() - started
             peaks = client.run(_peak_mb)

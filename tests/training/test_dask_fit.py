@@ -75,7 +75,7 @@ def test_cluster_fit_matches_one_process_and_to_local_predicts_as_the_cluster(cl
     rounds = single.current_iteration()
     with Client(cluster) as client:
         model = dask_fit.fit_model(
-            client, dask_fit.partitioned(train, 2), pipeline, full, rounds, timeout_s=600
+            client, dask_fit.partitioned(client, train, 2), pipeline, full, rounds, timeout_s=600
         )
         features = pipeline.transform(test)
         on_cluster = model.predict_proba(da.from_array(features, chunks=(4000, -1))).compute()

@@ -53,11 +53,16 @@ def connect(address: str, timeout_s: float = 30.0) -> Client:
         raise DaskFitError(f"Dask scheduler {address} unreachable: {exc}") from exc
 
 
-def partitioned(frame: pd.DataFrame, partitions: int) -> dd.DataFrame:
-    """An in-memory window cut into ``partitions`` partitions (one per worker, typically)."""
+def partitioned(client: Client, frame: pd.DataFrame, partitions: int) -> dd.DataFrame:
+    """An in-memory window cut into ``partitions`` partitions scattered over the workers: each
+    worker receives its own rows only (``dd.from_pandas`` would put the whole frame in the task
+    graph, and every worker would hold it)."""
     import dask.dataframe as dd
 
-    return dd.from_pandas(frame.reset_index(drop=True), npartitions=max(1, partitions))
+    frame = frame.reset_index(drop=True)
+    bounds = np.linspace(0, len(frame), max(1, partitions) + 1).astype(int)
+    chunks = [frame.iloc[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    return dd.from_delayed(client.scatter(chunks), meta=frame.iloc[:0], verify_meta=False)
 
 
 def read_parquet_window(paths: str | Sequence[str], columns: Sequence[str]) -> dd.DataFrame:
