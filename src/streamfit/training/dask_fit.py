@@ -166,7 +166,9 @@ def fit_model(
             raise DaskFitError(f"the Dask fit did not finish within {timeout_s:.0f} s")
     if "error" in outcome:
         error = outcome["error"]
-        raise DaskFitError(f"the Dask fit failed ({type(error).__name__}: {error})") from error
+        lost = workers - set(client.scheduler_info()["workers"])
+        why = f"worker(s) lost mid-fit: {', '.join(sorted(lost))}; " if lost else ""
+        raise DaskFitError(f"the Dask fit failed ({why}{type(error).__name__}: {error})") from error
     return model
 
 
