@@ -10,7 +10,7 @@ WORKDIR /opt/streamfit
 # The dependencies exactly as uv.lock pins them (hashes checked), then streamfit itself.
 COPY pyproject.toml uv.lock Makefile ./
 RUN pip install --no-cache-dir "uv==$(sed -n 's/^UV_VERSION := //p' Makefile)" \
-    && uv export --frozen --no-dev --no-emit-project -o /tmp/requirements.txt \
+    && uv export --frozen --no-dev --extra dask --no-emit-project -o /tmp/requirements.txt \
     && uv pip install --system --no-cache --require-hashes -r /tmp/requirements.txt
 COPY setup.py README.md ./
 COPY src ./src

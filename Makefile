@@ -19,7 +19,7 @@ $(UV):
 # --compile-bytecode, as pip does: a service does not compile its dependencies again at every
 # start where PYTHONDONTWRITEBYTECODE is set (recovery is clocked from a replacement's start).
 $(BIN)/streamfit $(VENV)/.installed: pyproject.toml uv.lock setup.py src/streamfit/_native.c | $(UV)
-	$(UV) sync --frozen --quiet --compile-bytecode --python $(PYTHON)
+	$(UV) sync --frozen --quiet --compile-bytecode --extra dask --python $(PYTHON)
 	@touch $(VENV)/.installed
 
 install: $(VENV)/.installed
@@ -60,7 +60,7 @@ dist: | $(UV)
 # the new uv.lock is left for review (git diff uv.lock), whether the suite passed or not.
 upgrade: | $(UV)
 	$(UV) lock --upgrade
-	$(UV) sync --frozen --quiet --compile-bytecode --python $(PYTHON)
+	$(UV) sync --frozen --quiet --compile-bytecode --extra dask --python $(PYTHON)
 	@touch $(VENV)/.installed
 	bash scripts/test $(ARGS)
 

@@ -55,6 +55,7 @@ _SETTING_OPTIONS = (
     "gate_tolerance",
     "train_threads",
     "train_window",
+    "dask_scheduler",
     "request_partitions",
     "drift_window",
     "drift_every",
@@ -160,7 +161,8 @@ def _trials(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trials",
         metavar="URL",
-        help="trial store, an SQLAlchemy URL (default sqlite:///<data dir>/trials.db)",
+        help="trial store, an SQLAlchemy URL (default sqlite:///<data dir>/trials.db); "
+        "a PostgreSQL one with --optimizer optuna: trainers share each round's search",
     )
 
 
@@ -179,6 +181,13 @@ def _training(parser: argparse.ArgumentParser, budget_dest: str) -> None:
         "--train-window",
         type=int,
         help="train on at most the newest N labelled observations (default 200000)",
+    )
+    parser.add_argument(
+        "--dask",
+        dest="dask_scheduler",
+        metavar="ADDRESS",
+        help="fit each round's final model on this Dask cluster, tcp://SCHEDULER:8786 "
+        "(lightgbm.dask; needs the dask extra); default: in this process",
     )
 
 

@@ -90,6 +90,7 @@ class Topics:
     dead_letter: str = "dead_letter"
     labels: str = "labels"
     drift: str = "drift"
+    search: str = "search"  # a round's shared study, announced for the other trainers (study.py)
 
 
 @dataclass(frozen=True)
@@ -183,6 +184,11 @@ class Settings:
     # A round trains on (at most) the newest train_window labelled observations besides
     # adult.data: the cost and memory of a round stay bounded however long the stream runs.
     train_window: int = 200_000
+    # The round's final fit on a Dask cluster (lightgbm.dask, the dask extra): the scheduler's
+    # address, tcp://host:8786; empty: in the trainer's own process. A fit that loses a worker
+    # or outlasts dask_timeout_seconds fails the round (retried, nothing promoted).
+    dask_scheduler: str = ""
+    dask_timeout_seconds: float = 1800.0
 
     # Monitor: drift and performance, computed off the predictor's hot path.
     drift_window: int = 1000  # most recent requests scored per drift check
@@ -317,6 +323,13 @@ class Settings:
                     f"{name} must be an SQLAlchemy URL, sqlite:///path or "
                     f"postgresql+psycopg://user:password@host/db, got {url!r}"
                 )
+        if self.dask_scheduler and "://" not in self.dask_scheduler:
+            raise ConfigError(
+                f"dask_scheduler must be a scheduler address, tcp://host:8786, got "
+                f"{self.dask_scheduler!r}"
+            )
+        if self.dask_timeout_seconds <= 0:
+            raise ConfigError(f"dask_timeout_seconds must be > 0, got {self.dask_timeout_seconds}")
         if self.task not in TASK_CHOICES:
             raise ConfigError(f"task must be one of {TASK_CHOICES}, got {self.task!r}")
         if self.extra_columns not in ("refuse", "ignore"):

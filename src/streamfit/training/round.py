@@ -51,12 +51,13 @@ from ..datasets import Dataset, load_dataset
 from ..features import FeaturePipeline
 from ..progress import Progress, as_progress
 from .gate import GateDecision, decide, split_fixed_holdout, split_recent
-from .objective import CVObjective, CVResult, fit_final
+from .objective import CVObjective, CVResult, fit_final, refit_rounds
 from .optimizers import Optimizer, get_optimizer
-from .space import DEFAULT_SPACE, SearchSpace, params_key
+from .space import DEFAULT_SPACE, SearchSpace, lightgbm_params, params_key
+from .study import Announcement, SharedStudy, SharedTrial, is_shared
 from .tracking import Tracker, get_tracker
 from .tracking._timed import TimedTracker
-from .trials import TrialStore, data_fingerprint
+from .trials import TrialStore, data_fingerprint, record_trial, trial_line
 
 if TYPE_CHECKING:
     from ..bus import Producer
@@ -164,6 +165,7 @@ class _RoundData:
     features: np.ndarray
     labels: np.ndarray
     dropped: list[str] = field(default_factory=list)
+    labelled_upto: float | None = None  # the newest observation's labelled_at, if any
 
     @classmethod
     def build(
@@ -172,7 +174,9 @@ class _RoundData:
         base_data: pd.DataFrame | None,
         new_observations: pd.DataFrame | None,
         recent: pd.DataFrame | None = None,
+        dropped: list[str] | None = None,
     ) -> _RoundData:
+        """``dropped``: the features a leader left out (a trainer joining its search)."""
         # Everything the gate scores on is kept out of training (see gate.py).
         dataset = load_dataset(settings)
         contract = dataset.contract
@@ -189,7 +193,8 @@ class _RoundData:
         train = _concat(fixed_train, recent_train)
         rows, data_hash = data_fingerprint(train)
         current = recent if recent is not None else new_observations
-        dropped = _drifting(settings, contract, fixed_train, current)
+        if dropped is None:
+            dropped = _drifting(settings, contract, fixed_train, current)
         pipeline = FeaturePipeline(contract, drop=dropped).fit(train)
         return cls(
             train=train,
@@ -203,7 +208,14 @@ class _RoundData:
             features=pipeline.transform(train),
             labels=train["label"].to_numpy(),
             dropped=dropped,
+            labelled_upto=_labelled_upto(new_observations),
         )
+
+
+def _labelled_upto(observations: pd.DataFrame | None) -> float | None:
+    if observations is None or observations.empty or "labelled_at" not in observations:
+        return None
+    return float(observations["labelled_at"].max())
 
 
 def _drifting(
@@ -349,75 +361,119 @@ class _Round:
 
     def _search(self, optimizer: Optimizer) -> tuple[dict[str, Any], CVResult]:
         data = self.data
-        objective = CVObjective(
-            data.features,
-            data.labels,
-            data.pipeline.categorical_features,
-            self.space,
-            threads=self.settings.train_threads,
-            seed=self.settings.seed,
-            feature_names=data.pipeline.feature_names,
-            rules=self.rules,
-        )
+        objective = _objective(self.settings, data, self.space)
+        if is_shared(self.settings):
+            return self._shared_search(objective)
         best: tuple[dict[str, Any], CVResult] | None = None
         for done in range(1, self.max_evals + 1):
             suggestion = optimizer.ask()
             callback = optimizer.pruning_callback(suggestion)
             result = objective(suggestion.params, [callback] if callback else [])
             optimizer.tell(suggestion, result.loss, result.status)
-            self.trials.add_trial(
+            record_trial(
+                self.trials,
+                self.tracker,
                 self.round_id,
                 suggestion.number,
                 suggestion.params,
-                loss=result.loss,
-                loss_std=result.loss_std,
-                rounds=result.rounds,
-                duration_s=result.duration_s,
-                status=result.status,
+                result,
                 optimizer=optimizer.name,
+                warm=suggestion.warm,
                 data_rows=data.rows,
                 data_hash=data.data_hash,
                 space_hash=self.space.hash,
-                warm=suggestion.warm,
-            )
-            metrics = {
-                "cv_logloss": result.loss,
-                "cv_logloss_std": result.loss_std,
-                "rounds": result.rounds,
-                "duration_s": result.duration_s,
-                "pruned": float(result.status == "pruned"),
-            }
-            self.tracker.log_trial(
-                suggestion.number,
-                suggestion.params,
-                {k: v for k, v in metrics.items() if v is not None},
             )
             if result.status == "ok" and (best is None or result.loss < best[1].loss):
                 best = (suggestion.params, result)
-            line = _trial_line(
-                suggestion.number, self.max_evals, suggestion.warm, result, best, self.rules.loss
+            best_loss = best[1].loss if best else None
+            line = trial_line(
+                suggestion.number,
+                self.max_evals,
+                suggestion.warm,
+                result,
+                best_loss,
+                self.rules.loss,
             )
             self.progress.update("trials", done, self.max_evals, line)
         if best is None:
             raise TrainingError(f"round {self.round_id}: none of {self.max_evals} trials completed")
         return best
 
+    def _shared_search(self, objective: CVObjective) -> tuple[dict[str, Any], CVResult]:
+        """The round's study, announced for the other trainers to join (``study.py``); the
+        best completed trial of every worker's once the budget is spent."""
+        name = f"streamfit-round-{self.round_id}-{self.data.data_hash}"
+        study = SharedStudy(self.settings, name, self.max_evals, create=True)
+        try:
+            study.enqueue(self.points)
+            announcement = Announcement(
+                study=name,
+                round_id=self.round_id,
+                budget=self.max_evals,
+                data_rows=self.data.rows,
+                data_hash=self.data.data_hash,
+                space_hash=self.space.hash,
+                run_id=self.run_id,
+                dropped=list(self.data.dropped),
+                labelled_upto=self.data.labelled_upto,
+            )
+            if self.producer is not None:
+                self.producer.produce(self.settings.topics.search, announcement.encode())
+                self.producer.flush()
+            self.say(f"search shared as study {name} (trial store's PostgreSQL)")
+            evaluate = SharedTrial(
+                objective,
+                self.trials,
+                self.tracker,
+                self.round_id,
+                self.data.rows,
+                self.data.data_hash,
+                self.space,
+                study,
+                self.progress,
+                self.settings.pruning,
+                loss=self.rules.loss,
+            )
+            study.work(evaluate)
+            winner = study.best()
+            if winner is None:
+                raise TrainingError(
+                    f"round {self.round_id}: none of {self.max_evals} trials completed"
+                )
+            workers = {t.user_attrs.get("worker") for t in study.trials()}
+            self.say(
+                f"search done: {len(study.trials())} trial(s) by {len(workers)} trainer(s), "
+                f"best cv logloss {winner.value:.4f}"
+            )
+            return self.space.snap(winner.params), CVResult(
+                loss=float(winner.value),
+                loss_std=winner.user_attrs.get("loss_std"),
+                rounds=int(winner.user_attrs["rounds"]),
+                duration_s=float(winner.user_attrs.get("duration_s", 0.0)),
+                status="ok",
+            )
+        finally:
+            study.close()
+
     def _refit(
         self, params: dict[str, Any], winner: CVResult
     ) -> tuple[lgb.Booster, np.ndarray, np.ndarray, dict[str, float]]:
         data, threads = self.data, self.settings.train_threads
-        booster = fit_final(
-            data.features,
-            data.labels,
-            data.pipeline.categorical_features,
-            self.space,
-            params,
-            winner.rounds,
-            threads=threads,
-            seed=self.settings.seed,
-            feature_names=data.pipeline.feature_names,
-            rules=self.rules,
-        )
+        if self.settings.dask_scheduler:
+            booster = self._fit_on_cluster(params, winner)
+        else:
+            booster = fit_final(
+                data.features,
+                data.labels,
+                data.pipeline.categorical_features,
+                self.space,
+                params,
+                winner.rounds,
+                threads=threads,
+                seed=self.settings.seed,
+                feature_names=data.pipeline.feature_names,
+                rules=self.rules,
+            )
         test = data.dataset.test
         labels = test["label"].to_numpy()
         probabilities = booster.predict(data.pipeline.transform(test), num_threads=threads)
@@ -436,6 +492,42 @@ class _Round:
             "cv_logloss_std": float(winner.loss_std or 0.0),
         }
         return booster, labels, probabilities, metrics
+
+    def _fit_on_cluster(self, params: dict[str, Any], winner: CVResult) -> lgb.Booster:
+        """The refit by ``lightgbm.dask`` on the ``dask_scheduler``'s workers (dask_fit.py),
+        for the same boosting rounds as the single-process refit (no early stopping there)."""
+        from . import dask_fit
+
+        settings, data = self.settings, self.data
+        full, _cap = lightgbm_params(
+            self.space,
+            params,
+            threads=settings.train_threads,
+            seed=settings.seed,
+            feature_names=data.pipeline.feature_names,
+            task=self.rules.lightgbm_params(),
+        )
+        rounds = refit_rounds(winner.rounds)
+        try:
+            client = dask_fit.connect(settings.dask_scheduler)
+        except dask_fit.DaskFitError as exc:
+            raise TrainingError(f"round {self.round_id}: {exc}") from exc
+        try:
+            workers = max(1, len(client.scheduler_info()["workers"]))
+            self.say(f"refit on the Dask cluster {settings.dask_scheduler} ({workers} workers)")
+            window = dask_fit.partitioned(client, data.train, workers)
+            return dask_fit.fit(
+                client,
+                window,
+                data.pipeline,
+                full,
+                rounds,
+                timeout_s=settings.dask_timeout_seconds,
+            )
+        except dask_fit.DaskFitError as exc:
+            raise TrainingError(f"round {self.round_id}: {exc}") from exc
+        finally:
+            client.close()
 
     def _bundle(
         self,
@@ -600,6 +692,77 @@ class _Round:
         return text
 
 
+def _objective(settings: Settings, data: _RoundData, space: SearchSpace) -> CVObjective:
+    return CVObjective(
+        data.features,
+        data.labels,
+        data.pipeline.categorical_features,
+        space,
+        threads=settings.train_threads,
+        seed=settings.seed,
+        feature_names=data.pipeline.feature_names,
+        rules=task_of(data.dataset.contract),
+    )
+
+
+def join_search(
+    settings: Settings,
+    announcement: Announcement,
+    *,
+    new_observations: pd.DataFrame | None = None,
+    base_data: pd.DataFrame | None = None,
+    tracker: Tracker | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
+    running: Callable[[], bool] = lambda: True,
+) -> int:
+    """Run trials of another trainer's round (its announced study) until its budget is spent;
+    the number of trials run here. Refused (0, logged) when this trainer's training rows differ
+    from the leader's: its trials would score other data."""
+    say = as_progress(progress)
+    with threadpool_limits(limits=settings.train_threads):
+        data = _RoundData.build(
+            settings, base_data, new_observations, dropped=list(announcement.dropped)
+        )
+        if announcement.space_hash != DEFAULT_SPACE.hash:
+            log.warning("not joining study %s: another search space", announcement.study)
+            return 0
+        if data.data_hash != announcement.data_hash:
+            log.warning(
+                "not joining study %s: %d training rows here (hash %s), %d at its leader (%s)",
+                announcement.study,
+                data.rows,
+                data.data_hash,
+                announcement.data_rows,
+                announcement.data_hash,
+            )
+            return 0
+        timed = TimedTracker(tracker if tracker is not None else get_tracker(settings))
+        timed.join_round(announcement.run_id)
+        trials = TrialStore(settings.trials_url)
+        study = SharedStudy(settings, announcement.study, announcement.budget, create=False)
+        try:
+            say.note(f"joining round {announcement.round_id}'s search ({announcement.study})")
+            evaluate = SharedTrial(
+                _objective(settings, data, DEFAULT_SPACE),
+                trials,
+                timed,
+                announcement.round_id,
+                data.rows,
+                data.data_hash,
+                DEFAULT_SPACE,
+                study,
+                say,
+                settings.pruning,
+                loss=task_of(data.dataset.contract).loss,
+            )
+            ran = study.work(evaluate, running=running)
+        finally:
+            study.close()
+            trials.close()
+    say.note(f"round {announcement.round_id}'s search done: {ran} trial(s) run here")
+    return ran
+
+
 def _warm_points(
     settings: Settings, store: ModelStore, trials: TrialStore, space: SearchSpace
 ) -> list[dict[str, Any]]:
@@ -619,27 +782,6 @@ def _warm_points(
         with contextlib.suppress(KeyError, TypeError, ValueError):
             points.append(space.snap(candidate))
     return points
-
-
-def _trial_line(
-    number: int,
-    total: int,
-    warm: bool,
-    result: CVResult,
-    best: tuple[dict[str, Any], CVResult] | None,
-    loss: str = "log_loss",
-) -> str:
-    origin = " [warm start]" if warm else ""
-    loss = "logloss" if loss == "log_loss" else loss
-    best_text = f"{best[1].loss:.4f}" if best else "-"
-    if result.status == "ok":
-        return (
-            f"trial {number + 1}/{total}{origin}: cv {loss} {result.loss:.4f} "
-            f"at {result.rounds} rounds (best {best_text})"
-        )
-    if result.status == "pruned":
-        return f"trial {number + 1}/{total}{origin}: pruned at round {result.rounds}"
-    return f"trial {number + 1}/{total}{origin}: failed ({result.error})"
 
 
 def _sync_champion(settings: Settings, tracker: Tracker) -> None:
@@ -667,4 +809,4 @@ def _concat(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([f for f in (first, second) if len(f)] or [first], ignore_index=True)
 
 
-__all__ = ["TRIGGERS", "RoundOutcome", "TrainingError", "run_round"]
+__all__ = ["TRIGGERS", "RoundOutcome", "TrainingError", "join_search", "run_round"]

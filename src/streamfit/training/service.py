@@ -18,6 +18,11 @@ command again and runs the round. The dead round's version was at most registere
 store unreachable) is not committed either: the trainer retries it with a backoff (5 s, doubling,
 at most 2 min) until it succeeds, and commands arriving meanwhile join the retried round.
 
+With a shared search (``--optimizer optuna`` and a PostgreSQL ``--trials``), the round's
+leader announces its study on the ``search`` topic and the other trainers, standbys included,
+run its trials until the budget is spent (``streamfit.training.study``); only the leader refits,
+gates and promotes.
+
 A thread of the trainer judges the running live comparison, if any (``streamfit.live``), rounds
 or not: every ``live_check_seconds`` it re-reads the labelled pairs and promotes, rejects or
 keeps, announcing through a producer of its own.
@@ -42,6 +47,7 @@ from ..metrics import TrainerMetrics
 from ..progress import LineProgress, Progress
 from ..registry import ModelRegistry
 from ..stores import ObservationStore
+from .study import WORKER, Announcement, is_shared
 
 log = logging.getLogger("streamfit.trainer")
 
@@ -116,6 +122,13 @@ class TrainerService(ServiceLoop):
             )
             producer = self.bus.producer()
             stack.callback(producer.close)
+            # Shared search: the other trainers' rounds, announced on the search topic, are
+            # joined while this trainer has no round of its own (a standby does most of them).
+            search = None
+            if is_shared(self.settings):
+                search = stack.enter_context(
+                    self.bus.consumer([topics.search], group=None, replay=1)
+                )
             judge = threading.Thread(target=self._judge_loop, name="live-judge", daemon=True)
             judge.start()
             stack.callback(judge.join, 10)
@@ -141,6 +154,9 @@ class TrainerService(ServiceLoop):
                     continue
                 if trigger is not None and pending != "retrain":
                     pending = trigger
+                if pending is None and search is not None:
+                    for message in search.poll(10, timeout=0):
+                        self._join(message.value)
                 if pending is None or time.monotonic() < retry_at:
                     continue
                 self.idle.clear()
@@ -155,6 +171,48 @@ class TrainerService(ServiceLoop):
                     log.warning("round retried in %.0f s (the retrain command is kept)", delay)
                     retry_at = time.monotonic() + delay
                     delay = min(delay * 2, _MAX_RETRY_S)
+
+    def _join(self, value: bytes) -> None:
+        """Run trials of another trainer's round until its budget is spent (study.py)."""
+        from .round import join_search
+
+        try:
+            announcement = Announcement.decode(value)
+        except ValueError as exc:
+            log.error("ignoring malformed search announcement %r (%s)", value[:200], exc)
+            return
+        if announcement.leader == WORKER:
+            return  # this trainer's own round
+        self.idle.clear()
+        try:
+            join_search(  # the leader's round counts the trials
+                self.settings,
+                announcement,
+                new_observations=self._rows_of(announcement),
+                progress=_Heartbeat(self.progress, self.health),
+                running=lambda: self.running,
+            )
+        except Exception as exc:  # the leader's round goes on without this trainer's trials
+            log.warning(
+                "could not join round %d's search (%s: %s)",
+                announcement.round_id,
+                type(exc).__name__,
+                str(exc).splitlines()[0][:300] if str(exc) else "",
+            )
+        finally:
+            release_freed_memory()
+            self.idle.set()
+
+    def _rows_of(self, announcement: Announcement) -> Any:
+        """The labelled observations the leader trained on: those labelled up to its newest
+        (labels keep coming after its read), at most ``train_window`` of them. Read with room
+        for the newer ones; were there more, the data hashes differ and the join is refused."""
+        window = self.settings.train_window
+        rows = self.observations.labelled_frame(limit=window + max(1000, window // 10))
+        if announcement.labelled_upto is None or "labelled_at" not in rows:
+            return rows.iloc[0:0]
+        rows = rows[rows["labelled_at"] <= announcement.labelled_upto]
+        return rows.tail(window).reset_index(drop=True)
 
     def _judge_loop(self) -> None:
         """Thread: judge the live comparison every ``live_check_seconds`` while running."""

@@ -31,6 +31,8 @@ from .space import params_key
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from .objective import CVResult
+    from .tracking import Tracker
 
 _metadata = sa.MetaData()
 
@@ -318,6 +320,68 @@ def leaderboard_command(
         store.close()
 
 
+def record_trial(
+    store: TrialStore,
+    tracker: Tracker,
+    round_id: int,
+    number: int,
+    params: Mapping[str, Any],
+    result: CVResult,
+    *,
+    optimizer: str,
+    warm: bool,
+    data_rows: int,
+    data_hash: str,
+    space_hash: str,
+) -> None:
+    """One trial into the trial store and, as a child run of the round, the tracker."""
+    store.add_trial(
+        round_id,
+        number,
+        params,
+        loss=result.loss,
+        loss_std=result.loss_std,
+        rounds=result.rounds,
+        duration_s=result.duration_s,
+        status=result.status,
+        optimizer=optimizer,
+        data_rows=data_rows,
+        data_hash=data_hash,
+        space_hash=space_hash,
+        warm=warm,
+    )
+    metrics = {
+        "cv_logloss": result.loss,
+        "cv_logloss_std": result.loss_std,
+        "rounds": result.rounds,
+        "duration_s": result.duration_s,
+        "pruned": float(result.status == "pruned"),
+    }
+    tracker.log_trial(number, params, {k: v for k, v in metrics.items() if v is not None})
+
+
+def trial_line(
+    number: int,
+    total: int,
+    warm: bool,
+    result: CVResult,
+    best: float | None,
+    loss: str = "log_loss",
+) -> str:
+    """A trial's progress line; ``best``: the round's best CV loss so far."""
+    origin = " [warm start]" if warm else ""
+    loss = "logloss" if loss == "log_loss" else loss
+    best_text = "-" if best is None else f"{best:.4f}"
+    if result.status == "ok":
+        return (
+            f"trial {number + 1}/{total}{origin}: cv {loss} {result.loss:.4f} "
+            f"at {result.rounds} rounds (best {best_text})"
+        )
+    if result.status == "pruned":
+        return f"trial {number + 1}/{total}{origin}: pruned at round {result.rounds}"
+    return f"trial {number + 1}/{total}{origin}: failed ({result.error})"
+
+
 def data_fingerprint(frame: pd.DataFrame) -> tuple[int, str]:
     """(rows, hash) of a training frame: content only, index ignored."""
     import hashlib
@@ -332,4 +396,6 @@ __all__ = [
     "data_fingerprint",
     "format_leaderboard",
     "leaderboard_command",
+    "record_trial",
+    "trial_line",
 ]

@@ -1,7 +1,7 @@
 """Optuna TPE (multivariate, as Optuna 5 defaults) with pruning of unpromising CV runs.
 
 optuna-integration (home of ``LightGBMPruningCallback`` since Optuna 3) is not a dependency, so
-:class:`_PruningCallback` does its job in a few lines: report the CV log loss mean each boosting
+:class:`PruningCallback` does its job in a few lines: report the CV log loss mean each boosting
 round and stop the run when the pruner says so. It raises the objective's own
 :class:`~streamfit.training.objective.TrialPruned`, carrying the last loss and round, so the
 objective stays backend-agnostic; this optimiser then tells Optuna the trial was pruned.
@@ -38,7 +38,41 @@ def _distribution(dimension: Dimension) -> BaseDistribution:
     raise TypeError(f"unsupported dimension {dimension!r}")
 
 
-class _PruningCallback:
+def make_sampler(seed: int, n_startup: int) -> optuna.samplers.BaseSampler:
+    """TPE; with ``constant_liar`` (the default from Optuna 5 on, asked for explicitly) running
+    trials count as bad guesses, so workers sharing one study spread out instead of proposing
+    the same point."""
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup, constant_liar=True)
+
+
+def make_pruner(pruning: bool, n_startup: int) -> optuna.pruners.BasePruner:
+    """Pruning compares partial CV curves at the same boosting round. Curves at different
+    learning rates only separate late, so wait a while (warm-up) before judging, and only once
+    a few trials have run to completion."""
+    if not pruning:
+        return optuna.pruners.NopPruner()
+    return optuna.pruners.MedianPruner(
+        n_startup_trials=n_startup, n_warmup_steps=50, interval_steps=5
+    )
+
+
+def suggest(trial: optuna.Trial, space: SearchSpace) -> dict[str, Any]:
+    """The trial's value of every dimension (an enqueued or retried trial's fixed ones)."""
+    params: dict[str, Any] = {}
+    for d in space:
+        if isinstance(d, LogUniform | Uniform):
+            log = isinstance(d, LogUniform)
+            params[d.name] = trial.suggest_float(d.name, d.low, d.high, log=log)
+        elif isinstance(d, IntStep):
+            params[d.name] = trial.suggest_int(d.name, d.low, d.high, step=d.step)
+        elif isinstance(d, Categorical):
+            params[d.name] = trial.suggest_categorical(d.name, list(d.choices))
+        else:
+            raise TypeError(f"unsupported dimension {d!r}")
+    return params
+
+
+class PruningCallback:
     """LightGBM callback reporting ``valid binary_logloss-mean`` to an Optuna trial."""
 
     order = 30  # after early stopping (order 30 too; ties keep registration order)
@@ -78,20 +112,10 @@ class OptunaOptimizer(Optimizer):
         self.pruning = pruning
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self._distributions = {d.name: _distribution(d) for d in space}
-        # Pruning compares partial CV curves at the same boosting round. Curves at different
-        # learning rates only separate late, so wait a while (warm-up) before judging, and only
-        # once a few trials have run to completion.
-        pruner = (
-            optuna.pruners.MedianPruner(
-                n_startup_trials=n_startup, n_warmup_steps=50, interval_steps=5
-            )
-            if pruning
-            else optuna.pruners.NopPruner()
-        )
         self._study = optuna.create_study(
             direction="minimize",
-            sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup),
-            pruner=pruner,
+            sampler=make_sampler(seed, n_startup),
+            pruner=make_pruner(pruning, n_startup),
         )
 
     def _suggest(self) -> tuple[dict[str, Any], Any]:
@@ -102,8 +126,8 @@ class OptunaOptimizer(Optimizer):
         self._study.enqueue_trial(params)
         return self._study.ask(self._distributions)
 
-    def pruning_callback(self, suggestion: Suggestion) -> _PruningCallback | None:
-        return _PruningCallback(suggestion.handle) if self.pruning else None
+    def pruning_callback(self, suggestion: Suggestion) -> PruningCallback | None:
+        return PruningCallback(suggestion.handle) if self.pruning else None
 
     def _observe(self, suggestion: Suggestion, loss: float | None, status: str) -> None:
         trial = suggestion.handle

@@ -33,6 +33,9 @@ class Tracker(ABC):
     def end_round(self, status: str = "FINISHED") -> None:
         """Close the round's run ("FINISHED" or "FAILED")."""
 
+    def join_round(self, run_id: str | None) -> None:
+        """Log trials under another process's open round (a search shared by trainers)."""
+
     def log_round(
         self,
         params: Mapping[str, Any] | None = None,

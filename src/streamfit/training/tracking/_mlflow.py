@@ -132,6 +132,9 @@ class MlflowTracker(Tracker):
         self.run_id = run.info.run_id
         return self.run_id
 
+    def join_round(self, run_id: str | None) -> None:
+        self.run_id = run_id  # trials become its children; the leader ends it
+
     def log_trial(
         self, number: int, params: Mapping[str, Any], metrics: Mapping[str, float]
     ) -> None:

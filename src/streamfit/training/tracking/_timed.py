@@ -41,6 +41,9 @@ class TimedTracker(Tracker):
         with self.timing("start_round"):
             return self.inner.start_round(name, tags)
 
+    def join_round(self, run_id: str | None) -> None:
+        self.inner.join_round(run_id)
+
     def log_trial(
         self, number: int, params: Mapping[str, Any], metrics: Mapping[str, float]
     ) -> None:
