@@ -11,11 +11,11 @@ import mlflow
 import pandas as pd
 import pytest
 
-from streamfit.bundle import ModelStore
 from streamfit.cli import main
 from streamfit.config import Settings
 from streamfit.contract import Contract
-from streamfit.registry import ModelRegistry
+from streamfit.models.bundle import ModelStore
+from streamfit.models.registry import ModelRegistry
 from tests.data_sets import csv_of, penguins, sklearn_table
 
 

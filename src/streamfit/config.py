@@ -22,7 +22,7 @@ MASK = "***"
 GUARANTEES = ("at-least-once", "exactly-once")
 OPTIMIZERS = ("hyperopt", "skopt", "optuna")
 # offline: the holdout gate promotes (as ever); shadow: the gate's winner is shadowed and the
-# live comparison on labelled traffic decides (streamfit.live); canary: as shadow, but
+# live comparison on labelled traffic decides (streamfit.challengers.live); canary: as shadow, but
 # canary_percent % of requests (a stable hash of request_id) are answered by the challenger.
 PROMOTIONS = ("offline", "shadow", "canary")
 # model_runtime: "auto" tries the compiled runtimes fastest first (streamfit.serving.runtimes,
@@ -216,8 +216,9 @@ class Settings:
     retrain_on_drift: bool = False
 
     # Challengers on live traffic (trainer, predictor, demo: one setting). The sequential test
-    # (streamfit.challenger): level live_alpha, probabilities clipped to [eps, 1 - eps], no
-    # decision before live_min_pairs labelled pairs, the champion kept at live_max_pairs.
+    # (streamfit.challengers.comparison): level live_alpha, probabilities clipped to
+    # [eps, 1 - eps], no decision before live_min_pairs labelled pairs, the champion kept at
+    # live_max_pairs.
     promotion: str = "offline"
     live_alpha: float = 0.05
     live_epsilon: float = 0.01  # probabilities clipped to [eps, 1 - eps] in the live test
@@ -229,7 +230,7 @@ class Settings:
     # its labels come (judged once it answered live_min_pairs requests).
     canary_percent: int = 10
     canary_accuracy_floor: float = 0.6
-    # Operations: /metrics, /healthz and /readyz (see streamfit.health) of each service on a
+    # Operations: /metrics, /healthz and /readyz (see streamfit.ops.health) of each service on a
     # port of its own by default, so that they can all run on one host; 0 = no endpoint.
     metrics_host: str = "0.0.0.0"
     predictor_metrics_port: int = 9471

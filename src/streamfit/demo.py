@@ -17,10 +17,10 @@ from typing import Any
 from .app import run_app
 from .bus import bus_for
 from .config import Settings
-from .health import serving_probes
-from .progress import Progress, as_progress
+from .models.registry import ModelRegistry
+from .ops.health import serving_probes
+from .ops.progress import Progress, as_progress
 from .recording import Recorder
-from .registry import ModelRegistry
 from .serving import Predictor
 from .training.service import TrainerService
 

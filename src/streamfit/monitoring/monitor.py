@@ -25,10 +25,11 @@ import orjson
 import pandas as pd
 
 from ..datasets.adult import FEATURE_COLUMNS
-from ..health import Health
-from ..metrics import MonitorMetrics
+from ..drift.detector import DriftDetector
+from ..drift.report import DriftReport
+from ..ops.health import Health
+from ..ops.metrics import MonitorMetrics
 from ..stores import ObservationStore
-from .drift import DriftDetector
 from .output import OutputDrift
 from .performance import (
     ProbabilityCalibrator,
@@ -37,14 +38,13 @@ from .performance import (
     realised_metrics,
     realised_performance,
 )
-from .report import DriftReport
 from .sequential import AlarmBudget, SequentialScan
 
 if TYPE_CHECKING:
-    from ..bundle import ModelBundle
     from ..bus import Bus, Producer
     from ..config import Settings
     from ..contract import Contract
+    from ..models.bundle import ModelBundle
     from .estimators import PerformanceEstimator
 
 logger = logging.getLogger("streamfit.monitor")

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..bundle import BundleError, ModelBundle
 from ..contract import task_of
 from ..datasets import load_dataset, split_fixed_holdout
-from ..registry import ModelRegistry
+from ..models.bundle import BundleError, ModelBundle
+from ..models.registry import ModelRegistry
 from ..stores import ObservationStore
 from .estimators import PerformanceEstimator, estimator_for
 from .monitor import Monitor
@@ -37,7 +37,7 @@ from .performance import ProbabilityCalibrator
 if TYPE_CHECKING:
     from ..bus import Bus
     from ..config import Settings
-    from ..training.tracking import Tracker
+    from ..tracking import Tracker
 
 log = logging.getLogger("streamfit.monitor")
 
@@ -186,7 +186,7 @@ class ServingRunLog:
     @property
     def tracker(self) -> Tracker:
         if self._tracker is None:
-            from ..training.tracking import get_tracker  # MLflow imports slowly: on first use
+            from ..tracking import get_tracker  # MLflow imports slowly: on first use
 
             self._tracker = get_tracker(self.settings)
         return self._tracker

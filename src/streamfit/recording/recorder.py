@@ -17,7 +17,7 @@ died is delivered again (at-least-once, the outbox's guarantee; the trainer coal
 
 If a batch's transaction fails for an unexpected reason, the batch is recorded again message by
 message and only the offender is dead-lettered, with the database's reason
-(:mod:`streamfit.batches`). When the database cannot be reached the batch waits (backoff)
+(:mod:`streamfit.ops.batches`). When the database cannot be reached the batch waits (backoff)
 instead: nothing is dead-lettered for that.
 
 Several recorders in one consumer group (``recorder_group``) split the partitions; the store
@@ -38,14 +38,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import messages
-from ..batches import handle_isolating
 from ..bus import Bus, Message, Producer
 from ..config import Settings
 from ..datasets import serving_contract
 from ..features import request_schema
-from ..health import Health, ServiceLoop
-from ..instance import InstanceSlot
-from ..metrics import RecorderMetrics
+from ..ops.batches import handle_isolating
+from ..ops.health import Health, ServiceLoop
+from ..ops.instance import InstanceSlot
+from ..ops.metrics import RecorderMetrics
 from ..stores import ObservationBatch, ObservationStore, StoreError, StoreUnavailable
 from ..stores._retention import partition_seconds
 from ._decode import Refused, decode_batch
@@ -67,7 +67,7 @@ _RETAIN_EVERY_S = 60.0
 @dataclass
 class RecorderStats:
     """The loop's own counts (only its thread writes them; the same numbers go to the
-    thread-safe :class:`~streamfit.metrics.RecorderMetrics` that ``/metrics`` serves);
+    thread-safe :class:`~streamfit.ops.metrics.RecorderMetrics` that ``/metrics`` serves);
     ``labelled`` is the store's count after the latest batch."""
 
     batches: int = 0
@@ -235,7 +235,7 @@ class Recorder(ServiceLoop):
         command was queued in the outbox. Raises only :class:`StoreUnavailable`.
 
         Should the transaction fail for another reason, the batch is handled again message by
-        message (:func:`~streamfit.batches.handle_isolating`) and only the offender is
+        message (:func:`~streamfit.ops.batches.handle_isolating`) and only the offender is
         dead-lettered, with the database's reason.
         """
         self.stats.batches += 1

@@ -78,7 +78,8 @@ observations_table = sa.Table(
     sa.Column("predicted_at", sa.Float),
     sa.Column("label", sa.Float),  # the encoded label: 0/1, a class index or a value
     sa.Column("labelled_at", sa.Float),
-    # The shadowed challenger's answer to the same request (streamfit.challenger compares them).
+    # The shadowed challenger's answer to the same request (streamfit.challengers.comparison
+    # compares them).
     sa.Column("shadow_version", sa.BigInteger),
     sa.Column("shadow_probability", sa.Float),
     # When the row was created (its first part recorded), never changed: what retention ages

@@ -42,15 +42,15 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_RUN_NOTE,
 )
 
-from ...bundle import BUNDLE_FILES, CONTRACT_FILE, bundle_sha256
-from ...contract import ColumnSpec, Contract
-from ...registry import BUNDLE_ARTIFACT, SHA256_TAG, ModelRegistry
+from ..contract import ColumnSpec, Contract
+from ..models.bundle import BUNDLE_FILES, CONTRACT_FILE, bundle_sha256
+from ..models.registry import BUNDLE_ARTIFACT, SHA256_TAG, ModelRegistry
 from ._base import Tracker
 
 if TYPE_CHECKING:
     import pandas as pd
 
-MODEL_CODE = Path(__file__).resolve().parents[1] / "_pyfunc_model.py"
+MODEL_CODE = Path(__file__).resolve().parents[1] / "training" / "_pyfunc_model.py"
 _MAX_PARAM_LENGTH = 6000
 # The experiment kind MLflow 3's UI reads to open an experiment on its training runs.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -190,7 +190,7 @@ class MlflowTracker(Tracker):
     ) -> int | None:
         import lightgbm
 
-        from ... import __version__
+        from .. import __version__
 
         contract = Contract.load(bundle_dir / CONTRACT_FILE)
         signature = contract_signature(contract, output_example)
