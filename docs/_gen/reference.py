@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from streamfit import cli, config, metrics
+from streamfit import cli, config
+from streamfit.ops import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from streamfit import metrics
+from streamfit.ops import metrics
 from tests.conftest import REPO
 
 DEPLOY = REPO / "deploy"
