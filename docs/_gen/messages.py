@@ -16,6 +16,7 @@ import msgspec
 
 from streamfit import messages
 from streamfit.config import Topics
+from streamfit.training.study import Announcement
 
 # Where the reader's struct is the contract: topic -> name of the struct in streamfit.messages.
 READER_STRUCTS = {"requests": "_Request", "predictions": "_PredictionIn"}
@@ -39,6 +40,21 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
         "retrain": [
             loads(messages.retrain("every_n_labelled", 251, 250)),
             loads(messages.retrain("manual", 10)),
+        ],
+        "search": [
+            loads(
+                Announcement(
+                    study="round-7",
+                    round_id=7,
+                    budget=10,
+                    data_rows=29_305,
+                    data_hash="3f2a9c",
+                    space_hash="9b1e04",
+                    leader="trainer-host-a-1234",
+                    run_id="4c1d2e",
+                    labelled_upto=1796580000.5,
+                ).encode()
+            )
         ],
         "models": [
             loads(
@@ -192,6 +208,7 @@ def messages_page() -> str:
         "labels": "your app",
         "dead_letter": "predictor, recorder",
         "retrain": "recorder",
+        "search": "trainer (the round's leader, for the others to join its study)",
         "models": "trainer, `init`, `promote`, `rollback`, `shadow`",
         "drift": "monitor",
     }

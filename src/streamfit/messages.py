@@ -18,6 +18,9 @@ models        {"version": int (registry version), "event": "initial"|"promoted"|
                "by"}
 labels        {"request_id": str, "label": a class (binary: or 1/0) or a number; the contract's
                label column's name may stand for "label"}
+search        a round's shared study, from its leader for the other trainers to join:
+               {"study", "round_id", "budget", "data_rows", "data_hash", "space_hash", "leader",
+               "run_id", "dropped", "labelled_upto"} (streamfit.training.study.Announcement)
 drift         {"window_end": int|str, "drift": float (domain classifier), "drifted": bool,
                "features": {name: {"score", "p_value" (corrected), "psi", "drifted"}},
                "sequential": {"drifted", "features": [names], "threshold", "evidence": {name: z}},
