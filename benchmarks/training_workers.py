@@ -278,7 +278,9 @@ def part_dask(workers: list[int], copies: int, rounds: int) -> dict[str, Any]:
             started = time.perf_counter()
             dask_fit.fit(
                 client,
-                dask_fit.partitioned(client, window, k),
+                dask_fit.scattered_matrix(
+                    client, pipeline.transform(window), window["label"].to_numpy(), k
+                ),
                 pipeline,
                 full,
                 rounds,
