@@ -246,7 +246,10 @@ def _one_process(copies: int, rounds: int, results: Any) -> None:
 
 
 def _worker_imports() -> float:
-    import lightgbm  # noqa: F401
+    """Everything a fit task imports, so that the baseline holds the libraries, not data."""
+    import dask.array  # noqa: F401
+    import lightgbm.dask  # noqa: F401
+    import sklearn.preprocessing  # noqa: F401
 
     import streamfit.features  # noqa: F401
 
