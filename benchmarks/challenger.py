@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from streamfit.challenger import LiveComparison, log_loss_differences
+from streamfit.challengers.comparison import LiveComparison, log_loss_differences
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -33,13 +33,14 @@ import numpy as np
 import pandas as pd
 
 from streamfit import messages
-from streamfit.bundle import ModelBundle
 from streamfit.bus import MemoryBus
 from streamfit.config import Settings
 from streamfit.datasets.adult import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, load_adult
 from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.datasets.adult import requests as adult_requests
+from streamfit.drift.detector import _correct
 from streamfit.features import FeaturePipeline
+from streamfit.models.bundle import ModelBundle
 from streamfit.monitoring import (
     AlarmBudget,
     DriftDetector,
@@ -52,7 +53,6 @@ from streamfit.monitoring import (
     estimate_performance,
     realised_metrics,
 )
-from streamfit.monitoring.drift import _correct
 from streamfit.recording import Recorder
 from streamfit.serving import Predictor
 
@@ -560,8 +560,8 @@ def _monitor_process(settings: Settings, log_path: Path) -> subprocess.Popen:
 def register_champion(settings: Settings, bundle: ModelBundle) -> int:
     """Register ``bundle`` in the settings' registry and make it @champion through the one
     promotion path: predictors and the monitor follow the registry, not a local pointer."""
-    from streamfit.promotion import promote
-    from streamfit.training.tracking import get_tracker
+    from streamfit.models.promotion import promote
+    from streamfit.tracking import get_tracker
 
     tracker = get_tracker(settings)
     test = load_adult("test")

@@ -29,7 +29,7 @@ from streamfit.bus import MemoryBus, Message, Producer  # noqa: E402
 from streamfit.config import Settings  # noqa: E402
 from streamfit.datasets.adult import requests as adult_requests  # noqa: E402
 from streamfit.features import request_schema  # noqa: E402
-from streamfit.registry import ModelRegistry  # noqa: E402
+from streamfit.models.registry import ModelRegistry  # noqa: E402
 from streamfit.serving import Predictor  # noqa: E402
 
 

@@ -96,7 +96,7 @@ from streamfit import messages  # noqa: E402
 from streamfit.bus import BusError, Message, Producer, get_bus  # noqa: E402
 from streamfit.config import Settings, Topics  # noqa: E402
 from streamfit.datasets.adult import requests as adult_requests  # noqa: E402
-from streamfit.registry import ModelRegistry  # noqa: E402
+from streamfit.models.registry import ModelRegistry  # noqa: E402
 
 
 # -- the broker ------------------------------------------------------------------------------------
@@ -618,7 +618,7 @@ def metrics_overhead(predictor: Any, batches: list[list[Message]], producer: Pro
     instrumentation's own time, timed alone, over the time without it. CPU time of this
     process, not wall time: on a shared machine the other processes' load moves wall-clock
     pairs by tens of percent."""
-    from streamfit.metrics import NullPredictorMetrics
+    from streamfit.ops.metrics import NullPredictorMetrics
 
     instrumented, bare = predictor.metrics, NullPredictorMetrics()
     pairs, slices = 100, 20
@@ -1040,8 +1040,8 @@ def promote(deployment: Deployment, bundle: Any) -> int:
     """What the trainer does after a winning round: register the bundle (its files and their
     SHA-256), make it the champion and announce it, through the one promotion path."""
     from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
-    from streamfit.promotion import promote as promote_version
-    from streamfit.training.tracking import get_tracker
+    from streamfit.models.promotion import promote as promote_version
+    from streamfit.tracking import get_tracker
 
     settings = deployment.settings
     tracker = get_tracker(settings)

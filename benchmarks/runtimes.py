@@ -52,10 +52,10 @@ EXACT = 1e-6
 
 sys.path.insert(0, str(REPO / "src"))  # run from a fresh clone without installing
 
-from streamfit.bundle import ModelBundle  # noqa: E402
 from streamfit.config import Settings  # noqa: E402
 from streamfit.datasets.adult import load_adult  # noqa: E402
-from streamfit.registry import ModelRegistry  # noqa: E402
+from streamfit.models.bundle import ModelBundle  # noqa: E402
+from streamfit.models.registry import ModelRegistry  # noqa: E402
 from streamfit.serving._compiled import _route_native_logs, validation_matrix  # noqa: E402
 
 Predict = Callable[[np.ndarray], np.ndarray]

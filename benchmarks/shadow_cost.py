@@ -17,13 +17,13 @@ from typing import Any
 import lightgbm as lgb
 
 from streamfit import messages
-from streamfit.bundle import ModelBundle
 from streamfit.bus import MemoryBus, Message, Producer
 from streamfit.config import Settings
 from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.datasets.adult import load_adult
 from streamfit.datasets.adult import requests as adult_requests
 from streamfit.features import FeaturePipeline
+from streamfit.models.bundle import ModelBundle
 from streamfit.serving import Predictor
 from streamfit.serving._compiled import CompileError, compile_bundle, compiled_bundle
 

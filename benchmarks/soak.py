@@ -16,6 +16,10 @@ run; retrains completed (promotions announced on ``models``); the predictor's RS
 promotion is announced (what the swaps before it left); every service's RSS after the last
 round (``after_settle``: the stream over, the last promoted model swapped in and compiled); the
 trainer's peak RSS in each round, beside the rows it trained on.
+With ``--retain`` (the recorder's retention, e.g. ``30s`` for a short run) the observation
+store's rows and bytes are reported at each 10 % too: flat once the first retention applied.
+``--store postgresql`` records into a fresh schema of ``scripts/postgres``'s server (dropped
+afterwards) instead of the SQLite file.
 Prints a table and writes ``benchmarks/results/soak.json``. Needs ``scripts/kafka up`` and
 ``scripts/mlflow up``.
 """
@@ -23,6 +27,7 @@ Prints a table and writes ``benchmarks/results/soak.json``. Needs ``scripts/kafk
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import json
 import os
@@ -77,7 +82,18 @@ class Soak:
             f'experiment = "soak-{suffix}"\nregistered_model = "soak-{suffix}"\n'
             f"[topics]\n{topic_lines}\n"
         )
+        self.schema = ""
+        if args.store == "postgresql":
+            self.schema = f"soak_{suffix}"
+            with _admin(args.postgres) as db:
+                db.exec_driver_sql(f"CREATE SCHEMA {self.schema}")
+            url = f"{args.postgres}?options=-csearch_path%3D{self.schema}"
+            with self.config.open("r+") as config:
+                text = config.read()
+                config.seek(0)
+                config.write(f'store = "{url}"\n' + text)
         self.settings = Settings.load(config_file=self.config, environ={})
+        self.store: Any = None  # opened once the recorder made it: its size at each 10 %
         self.processes: dict[str, subprocess.Popen] = {}
 
     def cli(self, command: str, *extra: str, wait: bool = False) -> subprocess.Popen:
@@ -139,7 +155,20 @@ class Soak:
     def rss(self) -> dict[str, float]:
         return {name: rss_mb(p.pid) for name, p in self.processes.items()}
 
+    def store_size(self) -> dict[str, int]:
+        if self.store is None:
+            from streamfit.stores import ObservationStore
+
+            self.store = ObservationStore(self.settings.store_url)
+        rows, size = self.store.size()
+        return {"rows": rows, "bytes": size}
+
     def stop(self) -> None:
+        if self.store is not None:
+            self.store.close()
+        if self.schema:
+            with _admin(self.args.postgres) as db:
+                db.exec_driver_sql(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -161,7 +190,8 @@ class Soak:
         print(f"initial model ({args.max_evals} trials)...", flush=True)
         self.cli("init", "--max-evals", str(args.max_evals), wait=True)
         self.cli("predictor")
-        self.cli("recorder", "--retrain-every", str(args.retrain_every))
+        retain = ("--retain", args.retain) if args.retain else ()
+        self.cli("recorder", "--retrain-every", str(args.retrain_every), *retain)
         window = ("--train-window", str(args.train_window)) if args.train_window else ()
         self.cli("trainer", "--max-evals", str(args.max_evals), *window)
         if args.noop:
@@ -183,6 +213,7 @@ class Soak:
         marks: list[tuple[float, int]] = []  # (time, answered) at each 10 % of the run
         rss = {"start": self.rss()}
         rss_per_10pct: list[dict[str, float]] = []
+        store_per_10pct: list[dict[str, int]] = []
         sent = 0
         done = threading.Event()
 
@@ -265,13 +296,15 @@ class Soak:
             while next_mark <= 10 and len(answered) >= total * next_mark // 10:
                 marks.append((time.monotonic() - started, len(answered)))
                 rss_per_10pct.append(self.rss())
+                store_per_10pct.append(self.store_size())
                 if next_mark == 1:
                     rss["warm"] = rss_per_10pct[-1]
                 if next_mark == 5:
                     rss["middle"] = rss_per_10pct[-1]
                 print(
                     f"{next_mark * 10:>3} %: {len(answered)} answered at "
-                    f"{marks[-1][0]:.0f} s, RSS {rss_per_10pct[-1]}, promotions {promotions}",
+                    f"{marks[-1][0]:.0f} s, RSS {rss_per_10pct[-1]}, store "
+                    f"{store_per_10pct[-1]}, promotions {promotions}",
                     flush=True,
                 )
                 next_mark += 1
@@ -337,6 +370,10 @@ class Soak:
             "wall_s": round(wall, 1),
             "throughput_per_10pct": throughput,
             "rss_mb": rss,
+            "store": args.store,
+            "retain": args.retain or None,
+            "store_per_10pct": store_per_10pct,
+            "store_after_settle": self.store_size(),
             "rss_mb_per_10pct": rss_per_10pct,
             "predictor_rss_mb_at_promotions": rss_at_promotions,
             "rss_growth_pct_start_to_end": growth,
@@ -352,6 +389,18 @@ class Soak:
                 "jobs while it ran; broker, MLflow and PostgreSQL on the same cores"
             ),
         }
+
+
+@contextlib.contextmanager
+def _admin(url: str) -> Any:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as db:
+            yield db
+    finally:
+        engine.dispose()
 
 
 def table(result: dict[str, Any]) -> str:
@@ -391,6 +440,17 @@ def table(result: dict[str, Any]) -> str:
             + ", ".join(f"{r['peak_rss_mb']:.1f}MB ({r['rows']})" for r in result["trainer_rounds"])
             + f"; full windows, first to last: {result['trainer_peak_growth_pct_full_windows']} %"
         )
+    sizes = result.get("store_per_10pct") or []
+    if len(sizes) == 10:
+        lines.append(
+            f"observation store ({result['store']}, retain {result['retain']}) rows / MB at "
+            + ", ".join(
+                f"{label} {sizes[i]['rows']} / {sizes[i]['bytes'] / 1e6:.1f}"
+                for label, i in (("10 %", 0), ("50 %", 4), ("end", 9))
+            )
+            + "; per 10 %: "
+            + " ".join(str(s["rows"]) for s in sizes)
+        )
     lines += [
         "",
         "throughput per 10 % of the run (answered/s): "
@@ -422,6 +482,11 @@ def main() -> int:
         "--noop",
         action="store_true",
         help="also run the no-op confluent-kafka loop on the stream: its RSS as a yardstick",
+    )
+    parser.add_argument("--retain", default="", help="the recorder's --retain (default: none)")
+    parser.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument(
+        "--postgres", default="postgresql+psycopg://streamfit:streamfit@127.0.0.1:5432/streamfit"
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "soak.json")
     args = parser.parse_args()

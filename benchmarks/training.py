@@ -33,9 +33,9 @@ import pandas as pd
 
 from streamfit.config import Settings
 from streamfit.datasets.adult import load_adult
+from streamfit.tracking import NullTracker
 from streamfit.training.round import RoundOutcome, run_round
 from streamfit.training.space import DEFAULT_SPACE
-from streamfit.training.tracking import NullTracker
 from streamfit.training.trials import TrialStore
 
 RESULTS = Path(__file__).parent / "results"
@@ -181,7 +181,7 @@ def part_mlflow(work: Path, data: pd.DataFrame | None, budget: int) -> dict[str,
     (MLflow and matplotlib already imported)."""
     null = _round(_settings(work / "null"), data, budget, warm_start=False)
     started = time.perf_counter()
-    from streamfit.training.tracking import get_tracker
+    from streamfit.tracking import get_tracker
 
     settings = _settings(work / "mlflow")
     tracker = get_tracker(settings)  # imports MLflow: once per trainer process

@@ -31,11 +31,11 @@ from streamfit.config import Settings
 from streamfit.contract import task_of
 from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
+from streamfit.tracking import NullTracker
 from streamfit.training.objective import fit_final
 from streamfit.training.round import _RoundData, join_search, run_round
 from streamfit.training.space import DEFAULT_SPACE, lightgbm_params
 from streamfit.training.study import Announcement
-from streamfit.training.tracking import NullTracker
 from streamfit.training.trials import TrialStore
 
 TARGET = 0.276  # adult.test log loss (tuned LightGBM's published figure on Adult)

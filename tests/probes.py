@@ -8,7 +8,7 @@ import subprocess
 import urllib.error
 import urllib.request
 
-from streamfit.health import Health
+from streamfit.ops.health import Health
 from tests.conftest import REPO
 
 

@@ -6,8 +6,8 @@ import doctest
 
 import pytest
 
-from streamfit import batches
 from streamfit.bus import MemoryBus, Message, Producer
+from streamfit.ops import batches
 
 
 def _batch(*values: bytes) -> list[Message]:

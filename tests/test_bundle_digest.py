@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from streamfit.bundle import BUNDLE_FILES, BundleError, bundle_sha256
+from streamfit.models.bundle import BUNDLE_FILES, BundleError, bundle_sha256
 from tests.serving.conftest import train_bundle
 
 

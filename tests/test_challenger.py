@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from streamfit.challenger import ConfidenceSequence, LiveComparison, log_loss_differences
+from streamfit.challengers.comparison import (
+    ConfidenceSequence,
+    LiveComparison,
+    log_loss_differences,
+)
 
 
 def _noisy(p: np.ndarray, rng: np.random.Generator, noise: float) -> np.ndarray:

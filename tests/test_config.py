@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streamfit.config import ConfigError, Settings
+from streamfit.config import ConfigError, Retention, Settings
 
 OPTIONS = {
     "security.protocol": "SASL_SSL",
@@ -59,3 +59,13 @@ def test_a_password_file_that_cannot_be_used_is_a_clear_error(tmp_path, content,
         secret.write_text(content)
     with pytest.raises(ConfigError, match=error):
         Settings(bus_options=options, bus_password_file=str(secret))
+
+
+def test_retain_is_a_duration_a_row_count_or_both() -> None:
+    assert Settings().retention == Retention()  # keep everything
+    loaded = Settings.load(environ={"STREAMFIT_RETAIN": "12h,500000"})
+    assert loaded.retention == Retention(seconds=12 * 3600, rows=500_000)
+    assert Settings(retain="2w").retention.seconds == 14 * 86400
+    for bad in ("7 days", "0", "7d,8d", "-5"):
+        with pytest.raises(ConfigError, match="retain must be"):
+            Settings(retain=bad)

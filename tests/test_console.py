@@ -17,9 +17,9 @@ from rich.console import Console
 
 from streamfit.cli import COMMANDS, build_parser
 from streamfit.config import Settings
-from streamfit.console import ConsoleProgress, Terminal
+from streamfit.ops.console import ConsoleProgress, Terminal
+from streamfit.tracking import NullTracker
 from streamfit.training import run_round
-from streamfit.training.tracking import NullTracker
 from tests.conftest import REPO
 
 
@@ -148,7 +148,9 @@ def test_init_with_json_logs_writes_one_json_object_per_line(tmp_path: Path) -> 
     assert error["level"] == "ERROR" and error["message"].startswith("streamfit init: error:")
 
 
-@pytest.mark.parametrize("name", ["streamfit.progress", "streamfit.console", "streamfit.status"])
+@pytest.mark.parametrize(
+    "name", ["streamfit.ops.progress", "streamfit.ops.console", "streamfit.ops.status"]
+)
 def test_doctests(name: str) -> None:
     import doctest
     import importlib

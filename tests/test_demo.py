@@ -16,11 +16,11 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from streamfit.bundle import ModelStore
 from streamfit.cli import COMMANDS, main
 from streamfit.config import Settings
 from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
 from streamfit.demo import mlflow_ui_hint, render_summary
+from streamfit.models.bundle import ModelStore
 from tests.probes import free_port, get, promtool_check, status
 
 

@@ -12,8 +12,8 @@ import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
 from streamfit.bus import Message
-from streamfit.health import Health, ProbeServer, serving_probes
-from streamfit.metrics import (
+from streamfit.ops.health import Health, ProbeServer, serving_probes
+from streamfit.ops.metrics import (
     LATENCY_BUCKETS,
     BatchHistogram,
     MonitorMetrics,

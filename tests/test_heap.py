@@ -12,7 +12,7 @@ from tests.conftest import REPO
 _PRELUDE = """
 import ctypes, sys
 from pathlib import Path
-from streamfit.heap import map_large_blocks, release_freed_memory
+from streamfit.ops.heap import map_large_blocks, release_freed_memory
 
 def rss_mb():
     for line in Path("/proc/self/status").read_text().splitlines():

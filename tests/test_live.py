@@ -20,15 +20,15 @@ import orjson
 import pytest
 
 from streamfit import messages
-from streamfit.bundle import ModelBundle
 from streamfit.bus import Bus, MemoryBus, get_bus
+from streamfit.challengers.live import ComparisonError, start_comparison
 from streamfit.config import Settings, Topics
 from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.datasets.adult import load_adult
 from streamfit.datasets.adult import requests as adult_requests
 from streamfit.demo import _partitions
 from streamfit.features import FeaturePipeline
-from streamfit.live import ComparisonError, start_comparison
+from streamfit.models.bundle import ModelBundle
 from streamfit.recording import Recorder
 from streamfit.serving import Predictor
 from streamfit.stores import Comparison, ComparisonStore

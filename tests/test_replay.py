@@ -9,10 +9,10 @@ import shutil
 import pytest
 
 from streamfit import messages
-from streamfit.bundle import BundleError
 from streamfit.cli import main
 from streamfit.datasets.adult import LABEL_COLUMN, label_to_int
 from streamfit.datasets.adult import requests as adult_requests
+from streamfit.models.bundle import BundleError
 from streamfit.monitoring.replay import ReplayError, replay, replay_command
 from streamfit.stores import ObservationBatch, ObservationStore
 from tests.serving.conftest import Registered, mlflow_settings

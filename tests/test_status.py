@@ -17,11 +17,11 @@ from rich.console import Console
 from streamfit.bus import Message
 from streamfit.cli import main
 from streamfit.config import Settings
-from streamfit.console import render_status
-from streamfit.health import ProbeServer
-from streamfit.metrics import MonitorMetrics, PredictorMetrics, RecorderMetrics, TrainerMetrics
-from streamfit.registry import ModelRegistry
-from streamfit.status import parse_targets, scrape, snapshot, summarise
+from streamfit.models.registry import ModelRegistry
+from streamfit.ops.console import render_status
+from streamfit.ops.health import ProbeServer
+from streamfit.ops.metrics import MonitorMetrics, PredictorMetrics, RecorderMetrics, TrainerMetrics
+from streamfit.ops.status import parse_targets, scrape, snapshot, summarise
 from tests.conftest import REPO
 from tests.probes import ProbedService, free_port
 

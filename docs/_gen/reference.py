@@ -14,7 +14,8 @@ from typing import Any
 
 import yaml
 
-from streamfit import cli, config, metrics
+from streamfit import cli, config
+from streamfit.ops import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -250,7 +251,7 @@ def metrics_page() -> str:
     lines = [
         "# Metrics",
         "",
-        "Generated from `streamfit.metrics` when the site is built: every metric each service"
+        "Generated from `streamfit.ops.metrics` when the site is built: every metric each service"
         " exports on `GET /metrics`, read from the service's own registry (besides the"
         " `process_*` and `python_*` metrics of its process). Names follow Prometheus"
         " conventions: `streamfit_` then the service, `_total` on counters, seconds, ratios"

@@ -21,7 +21,7 @@ from .bus import Bus, BusError
 from .config import Settings
 from .contract import TaskRules, task_of
 from .datasets import load_dataset, table_requests
-from .progress import Progress, as_progress
+from .ops.progress import Progress, as_progress
 
 log = logging.getLogger("streamfit.app")
 

@@ -24,7 +24,7 @@ from .config import (
     ConfigError,
     Settings,
 )
-from .console import LOG_FORMATS, LOG_LEVELS, Terminal, configure_logging
+from .ops.console import LOG_FORMATS, LOG_LEVELS, Terminal, configure_logging
 
 log = logging.getLogger("streamfit")
 
@@ -43,6 +43,7 @@ _SETTING_OPTIONS = (
     "group",
     "instance_id",
     "recorder_group",
+    "retain",
     "store",
     "trials",
     "compile_model",
@@ -509,6 +510,11 @@ def build_parser() -> argparse.ArgumentParser:
     recorder.add_argument(
         "--recorder-group", help="consumer group of the recorders (default streamfit-recorder)"
     )
+    recorder.add_argument(
+        "--retain",
+        help="keep only observations recorded within a duration (7d, 12h) and/or the newest N "
+        "rows (1000000, or 7d,1000000); default: keep everything",
+    )
     _instance_id(recorder)
 
     _drift_aware(trainer)
@@ -644,12 +650,12 @@ def settings_from(args: argparse.Namespace) -> Settings:
 
 
 def _run_service(service: Any, settings: Settings, name: str) -> None:
-    """Run a service loop, with its /metrics, /healthz and /readyz (streamfit.health) on its
+    """Run a service loop, with its /metrics, /healthz and /readyz (streamfit.ops.health) on its
     port; SIGINT/SIGTERM only ask it to stop (``/readyz`` turns 503, then it finishes its batch,
     flushes and commits). The process is the service's: large blocks get mappings of their
     own (streamfit/heap.py), so memory a model swap or a round frees goes back to the system."""
-    from .health import serving_probes
-    from .heap import map_large_blocks
+    from .ops.health import serving_probes
+    from .ops.heap import map_large_blocks
 
     map_large_blocks()
 
@@ -665,7 +671,7 @@ def _run_service(service: Any, settings: Settings, name: str) -> None:
 
 def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     from .demo import ensure_initial_model
-    from .registry import ModelRegistry
+    from .models.registry import ModelRegistry
 
     terminal: Terminal = args.terminal
     _remember_data(settings, args)
@@ -779,7 +785,7 @@ def cmd_leaderboard(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_promote(settings: Settings, args: argparse.Namespace) -> int:
-    from .promotion import breaking_changes, promote
+    from .models.promotion import breaking_changes, promote
 
     breaking = breaking_changes(settings, args.version)
     if breaking and not args.allow_breaking:
@@ -794,7 +800,7 @@ def cmd_promote(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
-    from .promotion import rollback
+    from .models.promotion import rollback
 
     entry = rollback(settings, by="cli")
     args.terminal.say(f"champion is now v{entry.version} (rolled back)")
@@ -802,7 +808,7 @@ def cmd_rollback(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_shadow(settings: Settings, args: argparse.Namespace) -> int:
-    from .live import start_comparison
+    from .challengers.live import start_comparison
 
     comparison = start_comparison(settings, args.version, reason="manual (streamfit shadow)")
     print(
@@ -814,7 +820,7 @@ def cmd_shadow(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_experiments(settings: Settings, args: argparse.Namespace) -> int:
-    from .live import experiments_command
+    from .challengers.live import experiments_command
 
     print(experiments_command(settings, args.format))
     return 0
@@ -885,8 +891,8 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from .console import render_status
-    from .status import default_targets, parse_targets, snapshot
+    from .ops.console import render_status
+    from .ops.status import default_targets, parse_targets, snapshot
 
     if args.interval <= 0:
         raise ValueError("--interval must be > 0")
@@ -950,13 +956,13 @@ def _remember_data(settings: Settings, args: argparse.Namespace) -> None:
 def _print_inference(args: argparse.Namespace, inference: Any) -> None:
     from rich.console import Console
 
-    from .console import render_inference
+    from .ops.console import render_inference
 
     (args.terminal.console or Console(width=160)).print(render_inference(inference))
 
 
 def _show_contract(settings: Settings, args: argparse.Namespace) -> int:
-    from .registry import ModelRegistry
+    from .models.registry import ModelRegistry
 
     registry = ModelRegistry.from_settings(settings)
     entry = registry.get(args.version) if args.version else registry.champion()
@@ -1011,8 +1017,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: table creation...
     # MLflow's loggers then go through ours (one format, JSON too) instead of its own handler.
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
-    from .bundle import BundleError
     from .bus import BusError
+    from .models.bundle import BundleError
     from .stores import StoreError
 
     try:

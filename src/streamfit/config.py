@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -21,7 +22,7 @@ MASK = "***"
 GUARANTEES = ("at-least-once", "exactly-once")
 OPTIMIZERS = ("hyperopt", "skopt", "optuna")
 # offline: the holdout gate promotes (as ever); shadow: the gate's winner is shadowed and the
-# live comparison on labelled traffic decides (streamfit.live); canary: as shadow, but
+# live comparison on labelled traffic decides (streamfit.challengers.live); canary: as shadow, but
 # canary_percent % of requests (a stable hash of request_id) are answered by the challenger.
 PROMOTIONS = ("offline", "shadow", "canary")
 # model_runtime: "auto" tries the compiled runtimes fastest first (streamfit.serving.runtimes,
@@ -37,6 +38,47 @@ METRICS_PORTS = {
 
 class ConfigError(ValueError):
     """A setting is missing or invalid; the message says which and why."""
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How much of the observation store to keep: rows recorded within ``seconds`` and/or the
+    newest ``rows`` rows (None: no bound of that kind). Both given: a row goes when either
+    bound says so.
+
+    >>> Retention.parse("7d"), Retention.parse("12h,1000000").rows, Retention.parse("").bounded
+    (Retention(seconds=604800.0, rows=None), 1000000, False)
+    """
+
+    seconds: float | None = None
+    rows: int | None = None
+
+    @property
+    def bounded(self) -> bool:
+        return self.seconds is not None or self.rows is not None
+
+    @classmethod
+    def parse(cls, text: str) -> Retention:
+        """``"7d"``, ``"12h"``, ``"90m"``, ``"30s"``, ``"2w"`` (a duration), ``"1000000"`` (rows),
+        both comma-separated, or ``""`` (keep everything)."""
+        seconds: float | None = None
+        rows: int | None = None
+        for part in (p.strip().lower() for p in text.split(",") if p.strip()):
+            duration = _DURATION.fullmatch(part)
+            if duration and seconds is None and float(duration[1]) > 0:
+                seconds = float(duration[1]) * _UNIT_S[duration[2]]
+            elif part.isdigit() and rows is None and int(part) > 0:
+                rows = int(part)
+            else:
+                raise ConfigError(
+                    f"retain must be a duration (7d, 12h, 30m, 45s, 2w), a row count "
+                    f"(1000000) or both (7d,1000000), each positive and once, got {text!r}"
+                )
+        return cls(seconds, rows)
 
 
 @dataclass(frozen=True)
@@ -122,6 +164,9 @@ class Settings:
     # Where compiled models are kept, by content (model text, runtime, versions): predictors
     # sharing it build each model once. Empty: <data_dir>/compiled-models.
     compiled_cache: str = ""
+    # Observation store retention, applied by the recorder in the background: a duration
+    # ("7d", "12h"), a row count ("1000000") or both ("7d,1000000"). Empty: keep everything.
+    retain: str = ""
     # Trainer: one consumer group on the one-partition retrain topic (one works, others wait)
     trainer_group: str = "streamfit-trainer"
     max_evals: int = 10
@@ -171,8 +216,9 @@ class Settings:
     retrain_on_drift: bool = False
 
     # Challengers on live traffic (trainer, predictor, demo: one setting). The sequential test
-    # (streamfit.challenger): level live_alpha, probabilities clipped to [eps, 1 - eps], no
-    # decision before live_min_pairs labelled pairs, the champion kept at live_max_pairs.
+    # (streamfit.challengers.comparison): level live_alpha, probabilities clipped to
+    # [eps, 1 - eps], no decision before live_min_pairs labelled pairs, the champion kept at
+    # live_max_pairs.
     promotion: str = "offline"
     live_alpha: float = 0.05
     live_epsilon: float = 0.01  # probabilities clipped to [eps, 1 - eps] in the live test
@@ -184,7 +230,7 @@ class Settings:
     # its labels come (judged once it answered live_min_pairs requests).
     canary_percent: int = 10
     canary_accuracy_floor: float = 0.6
-    # Operations: /metrics, /healthz and /readyz (see streamfit.health) of each service on a
+    # Operations: /metrics, /healthz and /readyz (see streamfit.ops.health) of each service on a
     # port of its own by default, so that they can all run on one host; 0 = no endpoint.
     metrics_host: str = "0.0.0.0"
     predictor_metrics_port: int = 9471
@@ -293,6 +339,7 @@ class Settings:
             raise ConfigError("data needs label (the column to predict) or a contract file")
         if (self.data_table or self.data_query) and "://" not in self.data:
             raise ConfigError("data_table and data_query need data to be a database URL")
+        Retention.parse(self.retain)  # a clear ConfigError now, not when the recorder starts
         if not (self.bus.startswith("memory") or self.bus.startswith("kafka://")):
             raise ConfigError(f"bus must be 'memory://' or 'kafka://host:port', got {self.bus!r}")
 
@@ -374,6 +421,10 @@ class Settings:
         return self.store or f"sqlite:///{self.data_dir.resolve() / 'observations.db'}"
 
     @property
+    def retention(self) -> Retention:
+        return Retention.parse(self.retain)
+
+    @property
     def trials_url(self) -> str:
         if self.trials:
             return self.trials
@@ -453,6 +504,7 @@ __all__ = [
     "METRICS_PORTS",
     "OPTIMIZERS",
     "PROMOTIONS",
+    "Retention",
     "Settings",
     "Topics",
 ]

@@ -17,10 +17,10 @@ from typing import Any
 from .app import run_app
 from .bus import bus_for
 from .config import Settings
-from .health import serving_probes
-from .progress import Progress, as_progress
+from .models.registry import ModelRegistry
+from .ops.health import serving_probes
+from .ops.progress import Progress, as_progress
 from .recording import Recorder
-from .registry import ModelRegistry
 from .serving import Predictor
 from .training.service import TrainerService
 
@@ -147,6 +147,8 @@ def run_demo(
                 ("realised_accuracy", "realised.accuracy"),
                 ("realised_auc", "realised.auc"),
                 ("estimated_accuracy", "estimated.accuracy"),
+                ("realised_rmse", "realised.rmse"),
+                ("estimated_rmse", "estimated.rmse"),
             )
             if key in metrics
         },
@@ -173,7 +175,12 @@ def render_summary(summary: dict[str, Any]) -> str:
     accuracy = summary.get("accuracy")
     judged = [
         f"{name} {monitor[key]:.3f}"
-        for name, key in (("realised", "realised_accuracy"), ("estimated", "estimated_accuracy"))
+        for name, key in (
+            ("realised", "realised_accuracy"),
+            ("estimated", "estimated_accuracy"),
+            ("realised RMSE", "realised_rmse"),
+            ("estimated RMSE", "estimated_rmse"),
+        )
         if monitor.get(key) is not None
     ]
     latency = ", ".join(f"{k} {v:.1f} ms" for k, v in summary.get("latency_ms", {}).items())

@@ -232,7 +232,7 @@ def start_app(target: Deployment, name: str, *args: str):
 
 
 def champion(target: Deployment) -> int:
-    from streamfit.registry import ModelRegistry
+    from streamfit.models.registry import ModelRegistry
 
     entry = ModelRegistry.from_settings(target.settings).champion()
     return entry.version if entry else 0

@@ -17,8 +17,8 @@ import orjson
 import pytest
 
 from streamfit import messages
-from streamfit.promotion import promote
-from streamfit.registry import ModelRegistry
+from streamfit.models.promotion import promote
+from streamfit.models.registry import ModelRegistry
 from streamfit.stores import ObservationStore
 from tests.chaos.conftest import (
     champion,

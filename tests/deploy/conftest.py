@@ -12,7 +12,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from streamfit import metrics
+from streamfit.ops import metrics
 from tests.conftest import REPO
 
 DEPLOY = REPO / "deploy"
@@ -29,7 +29,7 @@ _SUFFIXES = {
 
 
 def exported_names() -> set[str]:
-    """Every sample name any service exports: each metrics class of ``streamfit.metrics`` is
+    """Every sample name any service exports: each metrics class of ``streamfit.ops.metrics`` is
     built on a registry of its own and its families read back (labelled families included,
     whether or not a child exists yet)."""
     names: set[str] = set()

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from streamfit.health import ProbeServer
-from streamfit.metrics import MonitorMetrics, PredictorMetrics, TrainerMetrics
+from streamfit.ops.health import ProbeServer
+from streamfit.ops.metrics import MonitorMetrics, PredictorMetrics, TrainerMetrics
 from tests.conftest import REPO
 from tests.deploy.conftest import ALERTS, alert_rules
 from tests.probes import ProbedService, free_port

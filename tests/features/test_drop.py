@@ -56,7 +56,7 @@ def test_unknown_column_is_rejected() -> None:
 def test_a_saved_bundle_serves_without_the_dropped_column(rows, tmp_path) -> None:
     import lightgbm as lgb
 
-    from streamfit.bundle import ModelBundle
+    from streamfit.models.bundle import ModelBundle
 
     pipe = FeaturePipeline(ADULT, drop=["age"]).fit(rows)
     data = lgb.Dataset(

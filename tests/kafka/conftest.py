@@ -50,8 +50,8 @@ def trained_model(tmp_path_factory, mlflow_server) -> tuple[str, str]:
 def register_copy(settings: Settings, template: tuple[str, str]) -> int:
     """Version 1 of ``settings.registered_model``: the template's champion, same artifacts and
     digest (a registry version is a pointer to them), promoted without an announcement."""
-    from streamfit.promotion import promote
-    from streamfit.registry import SHA256_TAG, ModelRegistry
+    from streamfit.models.promotion import promote
+    from streamfit.models.registry import SHA256_TAG, ModelRegistry
 
     source = ModelRegistry(*template)
     champion = source.client.get_model_version_by_alias(source.name, "champion")
@@ -71,7 +71,7 @@ def register_copy(settings: Settings, template: tuple[str, str]) -> int:
 def copy_of_champion(settings: Settings) -> int:
     """A second registered version with the champion's artifacts and tags, digest included (a
     valid model to switch to)."""
-    from streamfit.registry import ModelRegistry
+    from streamfit.models.registry import ModelRegistry
 
     registry = ModelRegistry.from_settings(settings)
     found = registry.client.get_model_version(registry.name, str(registry.champion().version))

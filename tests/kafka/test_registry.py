@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from streamfit import messages
-from streamfit.promotion import promote
-from streamfit.registry import ModelRegistry
+from streamfit.models.promotion import promote
+from streamfit.models.registry import ModelRegistry
 from tests.serving.conftest import Registered, train_bundle
 
 pytestmark = pytest.mark.kafka

@@ -17,8 +17,8 @@ import pytest
 
 from streamfit.bus import get_bus
 from streamfit.config import Settings, Topics
-from streamfit.instance import SLOTS_DIR
-from streamfit.registry import ModelRegistry
+from streamfit.models.registry import ModelRegistry
+from streamfit.ops.instance import SLOTS_DIR
 from streamfit.stores import ObservationStore
 from tests.kafka.conftest import register_copy
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.kafka
 
 
 def _champion(deployment) -> int:
-    from streamfit.registry import ModelRegistry
+    from streamfit.models.registry import ModelRegistry
 
     entry = ModelRegistry.from_settings(deployment.settings).champion()
     return entry.version if entry else 0
@@ -70,7 +70,7 @@ def test_two_predictors_share_partitions_and_both_follow_a_new_model(deployment)
 
 
 def test_promote_and_rollback_from_the_cli_are_followed_by_a_running_predictor(deployment):
-    from streamfit.registry import ModelRegistry
+    from streamfit.models.registry import ModelRegistry
 
     registry = ModelRegistry.from_settings(deployment.settings)
     original = registry.champion().version

@@ -134,7 +134,7 @@ def test_missing_columns_and_values_are_tolerated(
 
 
 def test_bh_correction_matches_definition() -> None:
-    from streamfit.monitoring.drift import _correct
+    from streamfit.drift.detector import _correct
 
     p = [0.01, 0.04, 0.03, 0.2]
     assert _correct(p, "bh") == pytest.approx(stats.false_discovery_control(p))
@@ -168,7 +168,7 @@ def test_invalid_parameters_are_rejected() -> None:
 
 
 def test_holm_correction_matches_definition() -> None:
-    from streamfit.monitoring.drift import _correct
+    from streamfit.drift.detector import _correct
 
     # Sorted 0.01, 0.03, 0.04, 0.2 times 4, 3, 2, 1, then made monotone: 0.04, 0.09, 0.09, 0.2.
     assert _correct([0.01, 0.04, 0.03, 0.2], "holm") == pytest.approx([0.04, 0.09, 0.09, 0.2])

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from streamfit.drift._binning import Binning
 from streamfit.monitoring import (
     ChiSquaredTest,
     DriftTest,
@@ -16,7 +17,6 @@ from streamfit.monitoring import (
     drift_test_from_dict,
     get_drift_test,
 )
-from streamfit.monitoring._binning import Binning
 
 CASES = [("ks", "numeric"), ("chi2", "numeric"), ("chi2", "categorical"), ("psi", "numeric"),
          ("psi", "categorical")]  # fmt: skip
@@ -124,7 +124,7 @@ def test_chi2_p_values_stay_honest_with_rare_categories() -> None:
 
 
 def test_every_tested_cell_expects_enough_rows() -> None:
-    from streamfit.monitoring._univariate import _pool_sparse_bins
+    from streamfit.drift._univariate import _pool_sparse_bins
 
     reference = np.array([1, 1, 1, 3, 4, 6, 200, 800], dtype=float)
     keep, pooled = _pool_sparse_bins(reference, 1000.0, 5.0)

@@ -12,8 +12,8 @@ from scipy import stats
 
 from streamfit.config import Settings
 from streamfit.datasets.adult import FEATURE_COLUMNS
+from streamfit.drift.detector import _correct
 from streamfit.monitoring import DriftDetector, alarm_budget
-from streamfit.monitoring.drift import _correct
 from streamfit.monitoring.sequential import AlarmBudget, SequentialScan, spans_for
 
 BLOCK = 250  # drift_every: rows new at each check

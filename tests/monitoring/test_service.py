@@ -13,7 +13,7 @@ from streamfit.bus import get_bus
 from streamfit.config import Settings
 from streamfit.monitoring import build_monitor
 from streamfit.stores import ObservationStore
-from streamfit.training.tracking import get_tracker
+from streamfit.tracking import get_tracker
 from tests.monitoring.test_monitor import _observations
 from tests.serving.conftest import Registered, train_bundle
 

@@ -24,3 +24,10 @@ def test_a_wrong_postgresql_password_is_one_line_not_a_traceback(
     assert code == 2 and "password authentication failed" in err
     assert ":wrong@" not in err  # the password is not echoed
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_retain_it_cannot_read_is_refused_in_one_line(capsys, tmp_path) -> None:
+    code = main(["recorder", "--data-dir", str(tmp_path), "--retain", "a week"])
+    err = capsys.readouterr().err
+    assert code == 2 and "retain must be a duration" in err
+    assert len(err.strip().splitlines()) == 1

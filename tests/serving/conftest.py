@@ -8,17 +8,17 @@ from pathlib import Path
 import lightgbm as lgb
 import pytest
 
-from streamfit.bundle import MODEL_FILE, ModelBundle
 from streamfit.bus import MemoryBus
 from streamfit.config import Settings
 from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
 from streamfit.datasets.adult import requests as adult_requests
 from streamfit.features import FeaturePipeline
-from streamfit.promotion import promote
-from streamfit.registry import ModelRegistry
+from streamfit.models.bundle import MODEL_FILE, ModelBundle
+from streamfit.models.promotion import promote
+from streamfit.models.registry import ModelRegistry
 from streamfit.serving import Predictor
-from streamfit.training.tracking import get_tracker
+from streamfit.tracking import get_tracker
 
 
 def train_bundle(rounds: int, rows: int = 4000, seed: int = 0) -> ModelBundle:

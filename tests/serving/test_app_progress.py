@@ -8,8 +8,8 @@ import io
 from rich.console import Console
 
 from streamfit.app import run_app
-from streamfit.console import ConsoleProgress
-from streamfit.progress import LineProgress
+from streamfit.ops.console import ConsoleProgress
+from streamfit.ops.progress import LineProgress
 
 
 def test_the_app_counts_sent_and_answered_as_bars_or_lines(running, settings) -> None:

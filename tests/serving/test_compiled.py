@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from streamfit import messages
-from streamfit.bundle import ModelBundle, ModelStore
 from streamfit.bus import MemoryBus
+from streamfit.models.bundle import ModelBundle, ModelStore
 from streamfit.serving import Predictor, _compiled
 from streamfit.serving._compiled import CompileError, compile_bundle
 from streamfit.serving.runtimes import runtimes_for

@@ -9,7 +9,7 @@ from streamfit import messages
 from streamfit.bus import MemoryBus, Message, Producer
 from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.features import request_schema
-from streamfit.instance import SLOTS_DIR
+from streamfit.ops.instance import SLOTS_DIR
 from streamfit.serving import Predictor
 
 

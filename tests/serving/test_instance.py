@@ -15,14 +15,14 @@ import pytest
 
 from streamfit import messages
 from streamfit.bus import BusFenced, MemoryBus
-from streamfit.instance import InstanceSlot, default_instance
+from streamfit.ops.instance import InstanceSlot, default_instance
 from streamfit.serving import Predictor
 from tests.conftest import REPO
 
 _HOLD = """
 import sys, time
 from pathlib import Path
-from streamfit.instance import InstanceSlot
+from streamfit.ops.instance import InstanceSlot
 with InstanceSlot(Path(sys.argv[1]), "group") as slot:
     print(slot.stable_id, flush=True)
     time.sleep(600)

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 
 from streamfit import messages
-from streamfit.bundle import BUNDLE_FILES, MODEL_FILE, bundle_sha256
+from streamfit.models.bundle import BUNDLE_FILES, MODEL_FILE, bundle_sha256
 from streamfit.serving import Predictor
 from streamfit.serving._compiled import sidecar_file
 from streamfit.serving.runtimes import runtimes_for

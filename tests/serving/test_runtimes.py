@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamfit.bundle import ModelStore
 from streamfit.config import MODEL_RUNTIMES, ConfigError, Settings
 from streamfit.datasets.adult import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, load_adult
+from streamfit.models.bundle import ModelStore
 from streamfit.serving import _compiled
 from streamfit.serving._compiled import CompileError, compile_bundle, compiled_bundle, sidecar_file
 from streamfit.serving.runtimes import AUTO, get_runtime, runtimes_for

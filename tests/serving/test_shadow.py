@@ -12,7 +12,7 @@ from streamfit.bus import Message
 from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.datasets.adult import requests as adult_requests
 from streamfit.features import request_schema
-from streamfit.promotion import end_shadow, promote, start_shadow
+from streamfit.models.promotion import end_shadow, promote, start_shadow
 from streamfit.recording._decode import decode_batch
 from tests.serving.conftest import Running, mlflow_settings, train_bundle
 
@@ -100,7 +100,7 @@ def test_a_predictor_started_mid_test_finds_the_shadow_in_the_registry(store, se
 
 
 def test_the_champion_cannot_shadow_itself(store, settings):
-    from streamfit.bundle import BundleError
+    from streamfit.models.bundle import BundleError
 
     with pytest.raises(BundleError, match="is the champion"):
         start_shadow(settings, 1)

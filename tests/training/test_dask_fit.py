@@ -16,18 +16,18 @@ import pytest
 from distributed import Client, LocalCluster
 
 from streamfit import messages
-from streamfit.bundle import ModelStore
 from streamfit.config import ConfigError, Settings
 from streamfit.contract import task_of
 from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
 from streamfit.datasets.adult import requests as adult_requests
 from streamfit.features import FeaturePipeline
+from streamfit.models.bundle import ModelStore
+from streamfit.tracking import NullTracker
 from streamfit.training import dask_fit
 from streamfit.training.objective import fit_final
 from streamfit.training.round import TrainingError, run_round
 from streamfit.training.space import DEFAULT_SPACE, lightgbm_params
-from streamfit.training.tracking import NullTracker
 from streamfit.training.trials import TrialStore
 from tests.serving.conftest import Running, mlflow_settings
 

@@ -9,13 +9,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from streamfit.bundle import PIPELINE_FILE, ModelStore
 from streamfit.config import Settings
 from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
 from streamfit.features import FeaturePipeline
+from streamfit.models.bundle import PIPELINE_FILE, ModelStore
+from streamfit.tracking import NullTracker
 from streamfit.training.round import run_round
-from streamfit.training.tracking import NullTracker
 
 FULL_WIDTH = FeaturePipeline(ADULT).feature_names
 

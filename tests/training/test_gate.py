@@ -6,10 +6,10 @@ import lightgbm as lgb
 import pandas as pd
 import pytest
 
-from streamfit.bundle import ModelBundle, ModelStore
 from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.datasets.adult import load_adult
 from streamfit.features import FeaturePipeline
+from streamfit.models.bundle import ModelBundle, ModelStore
 from streamfit.training.gate import decide, split_fixed_holdout, split_recent
 
 

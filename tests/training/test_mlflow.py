@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from streamfit.bundle import BUNDLE_FILES, BundleError, ModelStore, bundle_sha256
 from streamfit.config import Settings
 from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
-from streamfit.promotion import promote, rollback
-from streamfit.registry import ModelRegistry
+from streamfit.models.bundle import BUNDLE_FILES, BundleError, ModelStore, bundle_sha256
+from streamfit.models.promotion import promote, rollback
+from streamfit.models.registry import ModelRegistry
 from streamfit.training import leaderboard_command, run_round
 from streamfit.training.round import RoundOutcome
 from streamfit.training.trials import TrialStore

@@ -14,8 +14,8 @@ from mlflow import MlflowClient
 
 from streamfit.config import Settings
 from streamfit.datasets.adult import load_adult
+from streamfit.tracking import get_tracker
 from streamfit.training import run_round
-from streamfit.training.tracking import get_tracker
 
 
 def test_experiment_kind_and_round_descriptions(

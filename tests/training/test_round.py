@@ -6,13 +6,13 @@ import lightgbm as lgb
 import pandas as pd
 import pytest
 
-from streamfit.bundle import ModelStore
 from streamfit.config import Settings
+from streamfit.models.bundle import ModelStore
+from streamfit.tracking import NullTracker
 from streamfit.training.objective import CVObjective, refit_rounds
 from streamfit.training.optimizers import OPTIMIZERS
 from streamfit.training.round import run_round
 from streamfit.training.space import DEFAULT_SPACE, lightgbm_params, params_key
-from streamfit.training.tracking import NullTracker
 from streamfit.training.trials import TrialStore
 
 

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pandas as pd
 import pytest
 
-from streamfit.bundle import ModelStore
 from streamfit.config import Settings
+from streamfit.models.bundle import ModelStore
+from streamfit.tracking import NullTracker
 from streamfit.training.round import run_round
 from streamfit.training.space import DEFAULT_SPACE
-from streamfit.training.tracking import NullTracker
 from streamfit.training.trials import TrialStore, format_leaderboard
 
 

@@ -72,7 +72,7 @@ class Producer(ABC):
     ) -> None:
         """Queue a batch of messages (``values[i]`` keyed by ``keys[i]``), as :meth:`produce`
         does one by one: a hot path's answers, with one Python call per batch instead of one
-        (or, through :func:`streamfit.batches.handle_isolating`, two) per message."""
+        (or, through :func:`streamfit.ops.batches.handle_isolating`, two) per message."""
         if len(values) != len(keys):  # checked first: nothing half-sent
             raise ValueError(f"{len(values)} values but {len(keys)} keys")
         produce = self.produce
@@ -177,7 +177,7 @@ class Bus(ABC):
         round) before the group takes its partitions away; None: the transport's default. A
         member that dies is noticed sooner, by its missing heartbeats, whatever this says.
 
-        ``instance_id``: the member's stable id (:mod:`streamfit.instance`), kept across
+        ``instance_id``: the member's stable id (:mod:`streamfit.ops.instance`), kept across
         restarts: a consumer joining under the id of a dead member takes its partitions at
         once, and one joining under the id of a live member fences it (the fenced one's
         ``poll`` or ``commit`` raises :class:`BusFenced`). None: a member only for its life."""

@@ -4,10 +4,17 @@ and the background monitor that publishes drift events."""
 
 from __future__ import annotations
 
-from ._base import DriftTest, TestResult
-from ._classifier import CLASSIFIERS, DomainClassifier, auc_with_z, drift_score
-from ._univariate import ChiSquaredTest, KSTest, PSITest, drift_test_from_dict, get_drift_test
-from .drift import CORRECTIONS, DriftDetector, drifting_features
+from ..drift._base import DriftTest, TestResult
+from ..drift._classifier import CLASSIFIERS, DomainClassifier, auc_with_z, drift_score
+from ..drift._univariate import (
+    ChiSquaredTest,
+    KSTest,
+    PSITest,
+    drift_test_from_dict,
+    get_drift_test,
+)
+from ..drift.detector import CORRECTIONS, DriftDetector, drifting_features
+from ..drift.report import DriftReport, FeatureDrift
 from .estimators import (
     PerformanceEstimator,
     estimator_for,
@@ -31,7 +38,6 @@ from .performance import (
     realised_performance,
     window_metrics,
 )
-from .report import DriftReport, FeatureDrift
 from .sequential import AlarmBudget, SequentialScan
 from .service import build_monitor
 

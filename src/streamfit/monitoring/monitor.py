@@ -25,10 +25,11 @@ import orjson
 import pandas as pd
 
 from ..datasets.adult import FEATURE_COLUMNS
-from ..health import Health
-from ..metrics import MonitorMetrics
+from ..drift.detector import DriftDetector
+from ..drift.report import DriftReport
+from ..ops.health import Health
+from ..ops.metrics import MonitorMetrics
 from ..stores import ObservationStore
-from .drift import DriftDetector
 from .output import OutputDrift
 from .performance import (
     ProbabilityCalibrator,
@@ -37,14 +38,13 @@ from .performance import (
     realised_metrics,
     realised_performance,
 )
-from .report import DriftReport
 from .sequential import AlarmBudget, SequentialScan
 
 if TYPE_CHECKING:
-    from ..bundle import ModelBundle
     from ..bus import Bus, Producer
     from ..config import Settings
     from ..contract import Contract
+    from ..models.bundle import ModelBundle
     from .estimators import PerformanceEstimator
 
 logger = logging.getLogger("streamfit.monitor")
@@ -68,25 +68,11 @@ def detector_from_settings(
     when given (else Adult's). ``monitor``: for repeated checks, whose feature and classifier
     tests get their share of the window's half of the false-alarm budget
     (:attr:`AlarmBudget.window_tests`, 0.0021 at the default ERT 200 over Adult's features)."""
-    kinds = {}
-    if contract is not None:
-        kinds = {c.name: c.kind for c in contract.columns if c.kind != "datetime"}
     alpha = settings.drift_alpha
     if monitor:
-        alpha = min(alpha, alarm_budget(settings, len(kinds) or None).window_tests)
-    return DriftDetector(
-        list(kinds) if kinds else None,
-        column_kinds=kinds,
-        alpha=alpha,
-        correction=settings.drift_correction,
-        psi_floor=settings.drift_psi_floor,
-        drift_floor=settings.drift_score_floor,
-        classifier=settings.drift_classifier,
-        n_folds=settings.drift_folds,
-        reference_size=settings.drift_reference_rows,
-        current_size=max(settings.drift_window, 10),
-        seed=settings.seed,
-    )
+        n_features = sum(c.kind != "datetime" for c in contract.columns) if contract else None
+        alpha = min(alpha, alarm_budget(settings, n_features or None).window_tests)
+    return DriftDetector.from_settings(settings, contract=contract, alpha=alpha)
 
 
 class Monitor:
@@ -207,10 +193,16 @@ class Monitor:
         metrics = self._metrics(report, window, labelled)
         self._publish(report)
         top = ", ".join(f"{n}={report.features[n].score:.2f}" for n in report.ranking()[:3])
+        shown = {"binary": ("accuracy", "auc"), "multiclass": ("accuracy", "log_loss")}
+        names = shown.get(self.task, ("rmse", "mae"))
+
+        def performance(source: str) -> str:
+            return " ".join(f"{n} {metrics.get(f'{source}.{n}', math.nan):.3f}" for n in names)
+
         logger.info(
             "drift check %d at %d observations: drifted=%s drift=%.3f (p=%.2g) features [%s] "
-            "drifted features %s; realised on last %d labelled: accuracy %.3f AUC %.3f; "
-            "estimated on %d unlabelled: accuracy %.3f AUC %.3f (%.2fs)",
+            "drifted features %s; realised on last %d labelled: %s; "
+            "estimated on %d unlabelled: %s (%.2fs)",
             self.step,
             count,
             report.drifted,
@@ -219,11 +211,9 @@ class Monitor:
             top,
             report.drifted_features,
             metrics.get("realised.n", 0),
-            metrics.get("realised.accuracy", math.nan),
-            metrics.get("realised.auc", math.nan),
+            performance("realised"),
             metrics.get("estimated.n", 0),
-            metrics.get("estimated.accuracy", math.nan),
-            metrics.get("estimated.auc", math.nan),
+            performance("estimated"),
             report.seconds,
         )
         if report.drifted and self.report_dir is not None:
@@ -280,6 +270,19 @@ class Monitor:
         if self.output is None:
             return
         alpha = self.detector.alpha / (len(self.detector.kinds) + 1)
+        if self.task != "binary":  # the task's outputs: class probabilities or values
+            recent = labelled.tail(self.settings.performance_window)
+            if self.task == "multiclass":
+                recent = self.store.labelled_frame(limit=self.settings.performance_window)
+            recent = recent.dropna(subset=["label"])
+            output = self.output.test_output(self._outputs(window), alpha)
+            labels = None
+            if len(recent):
+                labels = self.output.test_labels(
+                    self._outputs(recent), recent["label"].to_numpy(dtype=float), alpha
+                )
+            report.add_output(output, labels)
+            return
         output = self.output.test_output(window["probability"].to_numpy(dtype=float), alpha)
         labelled = labelled.tail(self.settings.performance_window)
         labels = self.output.test_labels(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ..datasets.adult import ALL_COLUMNS, FEATURE_COLUMNS
-from .drift import DriftDetector
+from ..drift.detector import DriftDetector
 
 if TYPE_CHECKING:
     from ..contract import Contract

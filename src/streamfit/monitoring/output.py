@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._univariate import ChiSquaredTest, KSTest, drift_test_from_dict
+from ..drift._univariate import ChiSquaredTest, KSTest, drift_test_from_dict
 from .performance import ProbabilityCalibrator, expected_calibration_error
 
 

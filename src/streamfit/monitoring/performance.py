@@ -31,7 +31,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from ..estimates import EPS, expected_accuracy
+from ..challengers.estimates import EPS, expected_accuracy
 
 METRICS = ("auc", "log_loss", "accuracy", "f1", "ece")
 #: The realised metrics of each task (besides ``n``), as :func:`performance` returns them.

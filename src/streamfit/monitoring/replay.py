@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..registry import ModelRegistry
+from ..models.registry import ModelRegistry
 from ..stores import ObservationStore
 from .performance import realised_metrics, realised_performance
 

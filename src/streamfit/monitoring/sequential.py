@@ -69,7 +69,7 @@ from typing import Any, Self
 import numpy as np
 from scipy import stats
 
-from ._univariate import chi_squared_counts
+from ..drift._univariate import chi_squared_counts
 
 #: Blocks (checks) kept by default: 16 x 250 messages, so a change up to 4,000 messages old
 #: still has a span that starts at it.

@@ -24,20 +24,20 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..bundle import BundleError, ModelBundle
 from ..contract import task_of
 from ..datasets import load_dataset, split_fixed_holdout
-from ..registry import ModelRegistry
+from ..models.bundle import BundleError, ModelBundle
+from ..models.registry import ModelRegistry
 from ..stores import ObservationStore
 from .estimators import PerformanceEstimator, estimator_for
 from .monitor import Monitor
-from .output import OutputDrift
+from .output import OutputDrift, output_drift_for
 from .performance import ProbabilityCalibrator
 
 if TYPE_CHECKING:
     from ..bus import Bus
     from ..config import Settings
-    from ..training.tracking import Tracker
+    from ..tracking import Tracker
 
 log = logging.getLogger("streamfit.monitor")
 
@@ -110,14 +110,15 @@ def champion_calibrator(
 
 
 def champion_output(settings: Settings, bundle: ModelBundle | None) -> OutputDrift | None:
-    """Output and label drift reference: the champion's predictions on the fixed holdout."""
-    if bundle is None or bundle.rules.name != "binary":
+    """Output and label drift reference: the champion's predictions on the fixed holdout (its
+    task's tests: probabilities, classes or values)."""
+    if bundle is None:
         return None
     _, holdout = _fixed_holdout(settings)
     if len(holdout) < 100:
         return None
-    proba = bundle.predict_matrix(bundle.pipeline.transform(holdout))
-    return OutputDrift().fit(proba, holdout["label"].to_numpy())
+    outputs = bundle.predict_matrix(bundle.pipeline.transform(holdout))
+    return output_drift_for(bundle.rules.name).fit(outputs, holdout["label"].to_numpy())
 
 
 def champion_estimator(
@@ -185,7 +186,7 @@ class ServingRunLog:
     @property
     def tracker(self) -> Tracker:
         if self._tracker is None:
-            from ..training.tracking import get_tracker  # MLflow imports slowly: on first use
+            from ..tracking import get_tracker  # MLflow imports slowly: on first use
 
             self._tracker = get_tracker(self.settings)
         return self._tracker

@@ -17,11 +17,15 @@ died is delivered again (at-least-once, the outbox's guarantee; the trainer coal
 
 If a batch's transaction fails for an unexpected reason, the batch is recorded again message by
 message and only the offender is dead-lettered, with the database's reason
-(:mod:`streamfit.batches`). When the database cannot be reached the batch waits (backoff)
+(:mod:`streamfit.ops.batches`). When the database cannot be reached the batch waits (backoff)
 instead: nothing is dead-lettered for that.
 
 Several recorders in one consumer group (``recorder_group``) split the partitions; the store
 makes their concurrent upserts and the retrain counter correct.
+
+With ``retain`` set, a thread of the recorder removes what the store no longer keeps, at start
+and then every few seconds to a minute (:meth:`ObservationStore.retain`: partitions dropped, or
+small deletes), beside the loop and never in its way; a failed pass is retried at the next.
 """
 
 from __future__ import annotations
@@ -34,15 +38,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import messages
-from ..batches import handle_isolating
 from ..bus import Bus, Message, Producer
 from ..config import Settings
 from ..datasets import serving_contract
 from ..features import request_schema
-from ..health import Health, ServiceLoop
-from ..instance import InstanceSlot
-from ..metrics import RecorderMetrics
-from ..stores import ObservationBatch, ObservationStore, StoreUnavailable
+from ..ops.batches import handle_isolating
+from ..ops.health import Health, ServiceLoop
+from ..ops.instance import InstanceSlot
+from ..ops.metrics import RecorderMetrics
+from ..stores import ObservationBatch, ObservationStore, StoreError, StoreUnavailable
+from ..stores._retention import partition_seconds
 from ._decode import Refused, decode_batch
 
 log = logging.getLogger("streamfit.recorder")
@@ -54,12 +59,15 @@ _OUTBOX_SWEEP_S = 10.0
 # How far back a starting recorder looks on the retrain topic for commands already published:
 # far more than one delivery's worth (the thresholds one batch can cross).
 _PUBLISHED_LOOKBACK = 1000
+# Longest time between two retention passes: what a pass leaves behind is what the recorder
+# wrote in that time.
+_RETAIN_EVERY_S = 60.0
 
 
 @dataclass
 class RecorderStats:
     """The loop's own counts (only its thread writes them; the same numbers go to the
-    thread-safe :class:`~streamfit.metrics.RecorderMetrics` that ``/metrics`` serves);
+    thread-safe :class:`~streamfit.ops.metrics.RecorderMetrics` that ``/metrics`` serves);
     ``labelled`` is the store's count after the latest batch."""
 
     batches: int = 0
@@ -72,6 +80,8 @@ class RecorderStats:
     labelled: int = 0
     pending_labels: int = 0  # labels whose request was not seen yet (at the latest sweep)
     store_retries: int = 0
+    retained_rows: int = 0  # rows deleted by retention (rows of dropped partitions not counted)
+    dropped_partitions: int = 0
     started: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, Any]:
@@ -96,7 +106,14 @@ class Recorder(ServiceLoop):
         self.health = Health(self.metrics)
         self.bus = bus
         self.topics = settings.topics
-        self.store = store if store is not None else ObservationStore(settings.store_url)
+        self.retention = settings.retention
+        self.store = (
+            store
+            if store is not None
+            else ObservationStore(
+                settings.store_url, partition_seconds=partition_seconds(self.retention)
+            )
+        )
         self.stats = RecorderStats()
         # What requests and labels look like: the contract of the deployment's data.
         self.schema = request_schema(serving_contract(settings), settings.extra_columns)
@@ -104,10 +121,29 @@ class Recorder(ServiceLoop):
         self.ready = threading.Event()  # set once the loop consumes
         self._wake = threading.Event()  # cuts a backoff short on stop()
         self._queued = False  # the batch being handled queued a retrain command
+        self._retaining = threading.Event()  # set: the retention thread ends
 
     def stop(self) -> None:
         super().stop()
         self._wake.set()  # a backoff in progress ends now
+        self._retaining.set()
+
+    def retain_once(self) -> None:
+        """One retention pass; a database error is logged, and the next pass tries again."""
+        try:
+            retained = self.store.retain(self.retention)
+        except StoreError as exc:
+            log.warning("retention pass failed, next one retries: %s", exc)
+            return
+        self.stats.retained_rows += retained.rows
+        self.stats.dropped_partitions += len(retained.partitions)
+
+    def _retain_in_background(self) -> None:
+        seconds = self.retention.seconds
+        every = _RETAIN_EVERY_S if seconds is None else min(_RETAIN_EVERY_S, max(1.0, seconds / 8))
+        while not self._retaining.is_set():
+            self.retain_once()
+            self._retaining.wait(every)
 
     def _run(self) -> None:
         topics = self.topics
@@ -133,6 +169,15 @@ class Recorder(ServiceLoop):
                 self.settings.retrain_every,
                 slot.stable_id,
             )
+            if self.retention.bounded:
+                self._retaining.clear()
+                retainer = threading.Thread(
+                    target=self._retain_in_background, name="recorder-retention", daemon=True
+                )
+                retainer.start()
+                stack.callback(retainer.join)
+                stack.callback(self._retaining.set)
+                log.info("retention: %s", self.settings.retain)
             self.ready.set()
             # Under a backlog, as many messages per transaction and offset commit as the
             # predictor acknowledges at once: each costs the same few statements and round trips
@@ -190,7 +235,7 @@ class Recorder(ServiceLoop):
         command was queued in the outbox. Raises only :class:`StoreUnavailable`.
 
         Should the transaction fail for another reason, the batch is handled again message by
-        message (:func:`~streamfit.batches.handle_isolating`) and only the offender is
+        message (:func:`~streamfit.ops.batches.handle_isolating`) and only the offender is
         dead-lettered, with the database's reason.
         """
         self.stats.batches += 1

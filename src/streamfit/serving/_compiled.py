@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from ..bundle import MODEL_FILE, ModelBundle, atomic_write_text, canary_row
 from ..contract import Contract
+from ..models.bundle import MODEL_FILE, ModelBundle, atomic_write_text, canary_row
 from .runtimes import AUTO, ModelRuntime, Predict, get_runtime, runtimes_for
 from .runtimes import compiler as compiler  # re-exported: the slot and tests ask it
 

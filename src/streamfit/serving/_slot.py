@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..bundle import BundleError, ModelBundle
-from ..heap import release_freed_memory
-from ..registry import IntegrityError, ModelRegistry, RegisteredBundle
+from ..models.bundle import BundleError, ModelBundle
+from ..models.registry import IntegrityError, ModelRegistry, RegisteredBundle
+from ..ops.heap import release_freed_memory
 from ._compiled import (
     CompileError,
     available_runtimes,
@@ -38,7 +38,7 @@ from ._compiled import (
 from .runtimes import AUTO
 
 if TYPE_CHECKING:
-    from ..metrics import PredictorMetrics
+    from ..ops.metrics import PredictorMetrics
 
 log = logging.getLogger("streamfit.predictor")
 

@@ -9,7 +9,7 @@ in C (``streamfit/_native.c``), or, for a batch with a message of another shape 
 among them), decode and validate every message in one msgspec pass and transform the columns
 with NumPy (a bad message is dead-lettered, never fails its batch; should anything else raise,
 the batch is handled again message by message and only the offender is dead-lettered: see
-:mod:`streamfit.batches`); one call of the compiled model, encode, produce. Then wait
+:mod:`streamfit.ops.batches`); one call of the compiled model, encode, produce. Then wait
 for the broker's acks and commit the consumed offsets (at-least-once) — or commit all of it as
 one Kafka transaction (exactly-once).
 
@@ -47,16 +47,16 @@ from typing import Any
 import numpy as np
 
 from .. import messages
-from ..batches import handle_isolating
-from ..bundle import BundleError, ModelBundle
 from ..bus import Bus, Consumer, Message, Producer, TransactionalProducer
 from ..config import Settings
 from ..features import request_schema
-from ..health import Health, ServiceLoop
-from ..heap import release_freed_memory
-from ..instance import InstanceSlot
-from ..metrics import DEAD_LETTER_CLASSES, REFUSAL_REASONS, PredictorMetrics
-from ..registry import ModelRegistry
+from ..models.bundle import BundleError, ModelBundle
+from ..models.registry import ModelRegistry
+from ..ops.batches import handle_isolating
+from ..ops.health import Health, ServiceLoop
+from ..ops.heap import release_freed_memory
+from ..ops.instance import InstanceSlot
+from ..ops.metrics import DEAD_LETTER_CLASSES, REFUSAL_REASONS, PredictorMetrics
 from ._slot import ModelSlot
 
 log = logging.getLogger("streamfit.predictor")
@@ -144,7 +144,7 @@ def tune_garbage_collector() -> None:
 
 class Predictor(ServiceLoop):
     """``metrics``: where it counts (its own :class:`PredictorMetrics` by default); ``health``
-    tells ``/healthz`` and ``/readyz`` (see :mod:`streamfit.health`)."""
+    tells ``/healthz`` and ``/readyz`` (see :mod:`streamfit.ops.health`)."""
 
     service = "predictor"
 

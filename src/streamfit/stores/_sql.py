@@ -79,18 +79,25 @@ def transact(engine: sa.Engine, work: Callable[[sa.Connection], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def copy_rows(db: sa.Connection, table: sa.Table, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Append ``rows`` (values in the order of ``table``'s columns) to ``table``: PostgreSQL's
-    ``COPY`` (one stream, no statement per row), SQLite's ``executemany``."""
-    columns = ", ".join(db.dialect.identifier_preparer.quote(c.name) for c in table.columns)
+def copy_rows(
+    db: sa.Connection,
+    table: sa.Table,
+    rows: Sequence[tuple[Any, ...]],
+    names: Sequence[str] | None = None,
+) -> None:
+    """Append ``rows`` (values in the order of ``table``'s columns, or of the columns
+    ``names``) to ``table``: PostgreSQL's ``COPY`` (one stream, no statement per row), SQLite's
+    ``executemany``."""
+    filled = list(table.columns) if names is None else [table.c[n] for n in names]
+    columns = ", ".join(db.dialect.identifier_preparer.quote(c.name) for c in filled)
     name = db.dialect.identifier_preparer.format_table(table)
     if db.dialect.name != "postgresql":
-        marks = ", ".join("?" * len(table.columns))
+        marks = ", ".join("?" * len(filled))
         db.exec_driver_sql(f"INSERT INTO {name} ({columns}) VALUES ({marks})", list(rows))
         return
     # Binary: no text to format here and parse there (bytea's hex doubles the data's size).
     statement = f"COPY {name} ({columns}) FROM STDIN (FORMAT BINARY)"
-    types = [c.type.compile(dialect=db.dialect).lower() for c in table.columns]
+    types = [c.type.compile(dialect=db.dialect).lower() for c in filled]
     dbapi = db.dialect.loaded_dbapi
     try:
         with db.connection.dbapi_connection.cursor() as cursor, cursor.copy(statement) as copy:

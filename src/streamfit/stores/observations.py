@@ -16,6 +16,14 @@ command per new threshold in a transactional *outbox*; :meth:`ObservationStore.s
 unsent commands out and marks them sent once the caller has delivered them. A recorder that dies
 anywhere in between neither skips nor repeats a threshold.
 
+:meth:`ObservationStore.retain` keeps the table bounded (``retain``: a duration and/or a row
+count, applied by the recorder): on PostgreSQL a new table is partitioned by ``recorded_at``
+and whole partitions are dropped; on SQLite, and on an unpartitioned PostgreSQL table made by
+an earlier streamfit (kept as it is: it works, retention deletes from it in small batches; to
+partition it, let a new table fill and drop the old), old rows are deleted a few thousand per
+transaction. The counts and the retrain mark stay those of everything recorded
+(:mod:`._retention`).
+
 Any SQLAlchemy URL: ``sqlite:///path/observations.db`` (the embedded default) or
 ``postgresql+psycopg://user:password@host/db`` for services on several machines.
 
@@ -49,6 +57,9 @@ import orjson
 import pandas as pd
 import sqlalchemy as sa
 
+from ..config import Retention
+from . import _retention
+from ._retention import Retained
 from ._sql import copy_rows, create_schema, make_engine, reading, transact, writing
 
 _metadata = sa.MetaData()
@@ -67,9 +78,13 @@ observations_table = sa.Table(
     sa.Column("predicted_at", sa.Float),
     sa.Column("label", sa.Float),  # the encoded label: 0/1, a class index or a value
     sa.Column("labelled_at", sa.Float),
-    # The shadowed challenger's answer to the same request (streamfit.challenger compares them).
+    # The shadowed challenger's answer to the same request (streamfit.challengers.comparison
+    # compares them).
     sa.Column("shadow_version", sa.BigInteger),
     sa.Column("shadow_probability", sa.Float),
+    # When the row was created (its first part recorded), never changed: what retention ages
+    # rows by, and the partition key on PostgreSQL.
+    sa.Column("recorded_at", sa.Float),
 )
 _obs = observations_table.c
 _observed = _obs.data.is_not(None)
@@ -94,6 +109,29 @@ sa.Index(  # pending labels: rows without a request yet (few; counted on every s
     sqlite_where=_obs.data.is_(None),
     postgresql_where=_obs.data.is_(None),
 )
+
+# A new table on PostgreSQL: the same columns, range-partitioned by recorded_at (see
+# stores/_retention.py). A unique index on a partitioned table must hold the partition key, so
+# request_id's is a plain one: the counter's row lock, held from before the merge to the
+# commit, is what keeps one row per request_id there.
+_partitioned_metadata = sa.MetaData()
+_SEQ = sa.Sequence("observations_seq_seq", metadata=_partitioned_metadata)
+partitioned_table = sa.Table(
+    "observations",
+    _partitioned_metadata,
+    sa.Column("seq", sa.BigInteger, _SEQ, server_default=_SEQ.next_value(), nullable=False),
+    sa.Column("request_id", sa.Text, nullable=False),
+    *(c._copy() for c in observations_table.columns if c.name not in ("seq", "request_id")),
+    postgresql_partition_by="RANGE (recorded_at)",
+)
+for _index in list(observations_table.indexes):
+    sa.Index(
+        _index.name,
+        *(partitioned_table.c[c.name] for c in _index.columns),
+        postgresql_where=_index.dialect_options["postgresql"]["where"],
+    )
+sa.Index("observations_request_id", partitioned_table.c.request_id)
+sa.Index("observations_seq", partitioned_table.c.seq)
 
 # Named counters, e.g. the last retrain threshold published ("retrain_mark").
 marks_table = sa.Table(
@@ -139,9 +177,11 @@ _FILLED = (
     "labelled_at",
     "shadow_version",
     "shadow_probability",
+    "recorded_at",
 )
-# The columns whose filling changes a row (a labelled_at only ever comes with its label).
-_PARTS = tuple(name for name in _FILLED if name != "labelled_at")
+# The columns whose filling changes a row (a labelled_at only ever comes with its label; a
+# recorded_at with the row).
+_PARTS = tuple(name for name in _FILLED if name not in ("labelled_at", "recorded_at"))
 _POSITION = {name: at for at, name in enumerate(_FILLED, start=2)}
 
 
@@ -159,6 +199,12 @@ staged_table = sa.Table(
     sa.Column("request_id", sa.Text, nullable=False),
     # Doubles, not Floats: COPY's binary format wants the type's own name (FLOAT is an alias).
     *(sa.Column(name, _double(observations_table.c[name].type)) for name in _FILLED),
+    # What a partitioned table already holds for the request (filled by _lookup_statement):
+    # where its row is (partition key and seq), and whether it has data and a label.
+    sa.Column("old_at", sa.Double),
+    sa.Column("old_seq", sa.BigInteger),
+    sa.Column("had_data", sa.Boolean),
+    sa.Column("had_label", sa.Boolean),
     prefixes=["TEMPORARY"],
     postgresql_on_commit="DELETE ROWS",
 )
@@ -202,11 +248,18 @@ Command = Callable[[int, int], tuple[str, bytes]]
 class ObservationStore:
     """Observations behind SQLAlchemy Core; creates its tables on first use."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, partition_seconds: int | None = None) -> None:
+        """``partition_seconds``: the width of the partitions this store creates (PostgreSQL),
+        by default :func:`_retention.partition_seconds` of keeping everything; a writer with a
+        retention passes that of its retention."""
         self.url = url
         self.engine = make_engine(url)
+        self.partitions: _retention.Partitions | None = None
         if self.engine.dialect.name == "sqlite":
             _migrate_sqlite_v1(self.engine)
+        elif _retention.create_partitioned(self.engine, partitioned_table):  # PostgreSQL
+            width = partition_seconds or _retention.partition_seconds(Retention())
+            self.partitions = _retention.Partitions(self.engine, "observations", width)
         create_schema(self.engine, _metadata)
         _add_shadow_columns(self.engine)
         dialect = self.engine.dialect.name
@@ -218,7 +271,13 @@ class ObservationStore:
             raise ValueError(f"observation store needs SQLite or PostgreSQL, got {dialect!r}")
         self._insert = insert
         self._create_staged = sa.schema.CreateTable(staged_table, if_not_exists=True)
-        self._merge = _merge_statement(insert)
+        # A partitioned table: the request_ids are looked up once (every partition's index)
+        # and the rows then reached by (partition key, seq), one partition each.
+        self._lookup, self._completed, self._merge = (
+            ((), _COMPLETED, _merge_statement(insert))
+            if self.partitions is None
+            else ((_lookup_statement(),), _FOUND_COMPLETED, _partitioned_merge())
+        )
         self._start_counts()
 
     @property
@@ -239,12 +298,15 @@ class ObservationStore:
         multiple of ``every`` labelled observations reached beyond the stored mark."""
         if every < 0 or (every and command is None):
             raise ValueError("record needs every >= 0, and a command when every > 0")
-        rows = _rows(batch, time.time() if now is None else now)
+        now = time.time() if now is None else now
+        rows = _rows(batch, now)
+        if rows and self.partitions is not None:
+            self.partitions.ensure(now)
 
         def work(db: sa.Connection) -> Recorded:
             if rows:  # into this connection's own table: concurrent recorders stage at once
                 db.execute(self._create_staged)
-                copy_rows(db, staged_table, rows)
+                copy_rows(db, staged_table, rows, _STAGED)
             # The counter's row lock serialises concurrent recorders from here to their commit
             # (SQLite's BEGIN IMMEDIATE already does); in READ COMMITTED each statement then
             # sees all that the previous holders wrote, so the rows' states read below are
@@ -254,8 +316,11 @@ class ObservationStore:
             if rows:
                 if db.dialect.name == "postgresql":
                     db.execute(_NESTED_LOOPS)
-                observed, labelled = db.execute(_COMPLETED).one()
-                db.execute(self._merge)
+                for statement in self._lookup:
+                    db.execute(statement)
+                observed, labelled = db.execute(self._completed).one()
+                for statement in self._merge:
+                    db.execute(statement)
                 if db.dialect.name == "sqlite":  # PostgreSQL empties it at commit
                     db.execute(staged_table.delete())
             if observed:
@@ -308,6 +373,35 @@ class ObservationStore:
         _set_mark(db, RETRAIN_MARK, reached)
         return Recorded(labelled, thresholds)
 
+    def retain(self, retention: Retention, now: float | None = None) -> Retained:
+        """Remove the rows ``retention`` no longer keeps (recorded before ``now`` minus its
+        duration, or beyond its newest rows): whole partitions on a partitioned table, else
+        small deletes, each in a short transaction of its own, so a writer is never held up
+        for long. The counts and the retrain mark are left as they are (see _retention)."""
+        now = time.time() if now is None else now
+        if not retention.bounded:
+            return Retained(0, [])
+        if self.partitions is not None:
+            self.partitions.ensure(now)  # the next rows' partition, made off the hot path
+            return _retention.retain_partitions(self.engine, "observations", retention, now)
+        return _retention.retain_rows(self.engine, observations_table, retention, now)
+
+    def size(self) -> tuple[int, int]:
+        """Rows held and bytes on disk (table and indexes; the whole file on SQLite). Counts
+        the rows: for reports, not for a hot path."""
+        with reading(self.engine) as db:
+            rows = db.execute(sa.select(sa.func.count()).select_from(observations_table))
+            rows = rows.scalar_one()
+            if db.dialect.name == "sqlite":
+                pages = db.exec_driver_sql("PRAGMA page_count").scalar_one()
+                size = pages * db.exec_driver_sql("PRAGMA page_size").scalar_one()
+            else:
+                size = db.exec_driver_sql(  # a table not partitioned has no partition tree
+                    "SELECT coalesce(sum(pg_total_relation_size(relid)), "
+                    "pg_total_relation_size('observations')) FROM pg_partition_tree('observations')"
+                ).scalar_one()
+        return int(rows), int(size or 0)
+
     @contextlib.contextmanager
     def sending(self) -> Iterator[list[OutboxMessage]]:
         """The unsent outbox messages, oldest first, marked sent when the block ends normally.
@@ -345,7 +439,8 @@ class ObservationStore:
 
     # -- reading ------------------------------------------------------------------------------
     def count(self, labelled: bool = False) -> int:
-        """Observations (rows with a request); ``labelled``: those that also have a label.
+        """Observations (rows with a request) recorded so far, rows retention removed included;
+        ``labelled``: those that also have a label.
 
         Read from the counts :meth:`record` keeps, so it costs the same on any table size."""
         return self._mark(LABELLED_COUNT if labelled else OBSERVED_COUNT)
@@ -467,21 +562,8 @@ class ObservationStore:
     def recent_frame(self, limit: int) -> pd.DataFrame:
         """The most recent observations (by arrival of the request), labelled or not, oldest
         first."""
-        query = (
-            sa.select(
-                _obs.request_id,
-                _obs.data,
-                _obs.label,
-                _obs.probability,
-                _obs.model_version,
-                _obs.received_at,
-            )
-            .where(_obs.data.is_not(None))
-            .order_by(_obs.received_at.desc(), _obs.seq.desc())
-            .limit(int(limit))
-        )
         with reading(self.engine) as db:
-            rows = [tuple(r) for r in db.execute(query)][::-1]
+            rows = [tuple(r) for r in db.execute(_recent_query(limit))][::-1]
         return _frame(rows, ["label", "probability", "model_version", "received_at"])
 
     def close(self) -> None:
@@ -500,16 +582,41 @@ class ObservationStore:
     ) -> list[tuple]:
         """``columns`` of the labelled observations (the newest ``limit``), oldest first;
         ``predicted``: only those whose prediction is recorded too."""
-        where = sa.and_(_labelled, _obs.probability.is_not(None)) if predicted else _labelled
-        query = (
-            sa.select(*(_obs[name] for name in columns))
-            .where(where)
-            .order_by(_obs.labelled_at.desc(), _obs.seq.desc())
-        )
-        if limit is not None:
-            query = query.limit(int(limit))
+        query = _latest_labelled_query(columns, limit, predicted=predicted)
         with reading(self.engine) as db:
             return [tuple(r) for r in db.execute(query)][::-1]
+
+
+def _latest_labelled_query(
+    columns: list[str], limit: int | None, *, predicted: bool = False
+) -> sa.Select:
+    """The newest labelled observations first: the training window and the monitor's realised
+    metrics, read backwards through the (labelled_at, seq) index of the labelled rows."""
+    where = sa.and_(_labelled, _obs.probability.is_not(None)) if predicted else _labelled
+    query = (
+        sa.select(*(_obs[name] for name in columns))
+        .where(where)
+        .order_by(_obs.labelled_at.desc(), _obs.seq.desc())
+    )
+    return query if limit is None else query.limit(int(limit))
+
+
+def _recent_query(limit: int) -> sa.Select:
+    """The newest observations by arrival of the request, through the (received_at, seq)
+    index: the monitor's drift window."""
+    return (
+        sa.select(
+            _obs.request_id,
+            _obs.data,
+            _obs.label,
+            _obs.probability,
+            _obs.model_version,
+            _obs.received_at,
+        )
+        .where(_obs.data.is_not(None))
+        .order_by(_obs.received_at.desc(), _obs.seq.desc())
+        .limit(int(limit))
+    )
 
 
 def _rows(batch: ObservationBatch, now: float) -> list[tuple[Any, ...]]:
@@ -518,10 +625,13 @@ def _rows(batch: ObservationBatch, now: float) -> list[tuple[Any, ...]]:
     rows: dict[str, list[Any]] = {}
     empty = [None] * len(_FILLED)
 
+    recorded = _POSITION["recorded_at"]
+
     def row(request_id: str) -> list[Any]:
         found = rows.get(request_id)
         if found is None:
             found = rows[request_id] = [len(rows), request_id, *empty]
+            found[recorded] = now
         return found
 
     data, probability, label, shadow = (
@@ -587,9 +697,43 @@ _NESTED_LOOPS = sa.text(
 
 
 _COMPLETED = _completed_statement()
+_STAGED = ("position", "request_id", *_FILLED)
 
 
-def _merge_statement(insert: Any) -> Any:
+def _lookup_statement() -> Any:
+    """Note in each staged row where its request's row is and what it holds: the only
+    statement that probes every partition."""
+    new = staged_table.c
+    return (
+        staged_table.update()
+        .where(_obs.request_id == new.request_id)
+        .values(
+            old_at=_obs.recorded_at,
+            old_seq=_obs.seq,
+            had_data=_obs.data.is_not(None),
+            had_label=_obs.label.is_not(None),
+        )
+    )
+
+
+def _found_completed_statement() -> sa.Select:
+    """:func:`_completed_statement` from what :func:`_lookup_statement` noted."""
+    new = staged_table.c
+    had_data = sa.func.coalesce(new.had_data, False)
+    had_label = sa.func.coalesce(new.had_label, False)
+    observed = sa.and_(new.data.is_not(None), ~had_data)
+    labelled = sa.and_(
+        sa.or_(had_data, new.data.is_not(None)),
+        sa.or_(had_label, new.label.is_not(None)),
+        ~sa.and_(had_data, had_label),
+    )
+    return sa.select(sa.func.count().filter(observed), sa.func.count().filter(labelled))
+
+
+_FOUND_COMPLETED = _found_completed_statement()
+
+
+def _merge_statement(insert: Any) -> tuple[Any, ...]:
     """The staged batch into the observations, in staged order (``seq`` follows arrival)."""
     names = ["request_id", *_FILLED]
     staged = (
@@ -603,16 +747,44 @@ def _merge_statement(insert: Any) -> Any:
     # that would not change is not written at all (a redelivered message costs one index probe).
     fills = {name: sa.func.coalesce(_obs[name], new[name]) for name in _FILLED}
     changes = sa.or_(*(sa.and_(_obs[name].is_(None), new[name].is_not(None)) for name in _PARTS))
-    return statement.on_conflict_do_update(
-        index_elements=[_obs.request_id], set_=fills, where=changes
+    return (
+        statement.on_conflict_do_update(
+            index_elements=[_obs.request_id], set_=fills, where=changes
+        ),
     )
 
 
+def _partitioned_merge() -> tuple[Any, ...]:
+    """The same merge without ON CONFLICT (no unique index to conflict on), after
+    :func:`_lookup_statement`: fill the empty columns of the rows found, each reached in its
+    own partition, then insert the rest in staged order. Exact because the counter's row lock
+    keeps a concurrent recorder out from before the lookup until this transaction commits."""
+    new = staged_table.c
+    fills = {
+        name: sa.func.coalesce(_obs[name], new[name]) for name in _FILLED if name != "recorded_at"
+    }
+    changes = sa.or_(*(sa.and_(_obs[name].is_(None), new[name].is_not(None)) for name in _PARTS))
+    update = (
+        observations_table.update()
+        .where(_obs.recorded_at == new.old_at, _obs.seq == new.old_seq, changes)
+        .values(fills)
+    )
+    names = ["request_id", *_FILLED]
+    staged = (
+        sa.select(*(new[name] for name in names))
+        .where(new.old_seq.is_(None))
+        .order_by(new.position)
+    )
+    return update, observations_table.insert().from_select(names, staged)
+
+
 def _add_shadow_columns(engine: sa.Engine) -> None:
-    """Give an observation table made before shadow scoring its two shadow columns (empty)."""
+    """Give an observation table made before shadow scoring its two shadow columns, and one
+    made before retention its recorded_at (empty: such rows are aged by their other times)."""
     with reading(engine) as db:
         have = {c["name"] for c in sa.inspect(db).get_columns("observations")}
-    missing = [n for n in ("shadow_version", "shadow_probability") if n not in have]
+    added = ("shadow_version", "shadow_probability", "recorded_at")
+    missing = [n for n in added if n not in have]
     if not missing:
         return
     with writing(engine) as db:

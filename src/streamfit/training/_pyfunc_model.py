@@ -19,7 +19,7 @@ from mlflow.pyfunc import PythonModel
 
 class StreamfitModel(PythonModel):
     def load_context(self, context: Any) -> None:
-        from streamfit.bundle import ModelBundle
+        from streamfit.models.bundle import ModelBundle
 
         self.bundle = ModelBundle.load(Path(context.artifacts["bundle"]))
 

@@ -1,4 +1,5 @@
-"""Champion/challenger gate and the holdout it scores on (promotions: ``streamfit.promotion``).
+"""Champion/challenger gate and the holdout it scores on (promotions:
+``streamfit.models.promotion``).
 
 The holdout has two parts, and neither is ever trained on:
 
@@ -25,9 +26,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..bundle import BundleError, ModelBundle, ModelStore
 from ..contract import check_backward
 from ..datasets import HOLDOUT_SEED, split_fixed_holdout
+from ..models.bundle import BundleError, ModelBundle, ModelStore
 
 
 def split_recent(

@@ -43,20 +43,20 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from .. import promotion
-from ..bundle import BundleError, ModelBundle, ModelStore, bundle_sha256
 from ..config import Settings
 from ..contract import Contract, TaskRules, task_of
 from ..datasets import Dataset, load_dataset
 from ..features import FeaturePipeline
-from ..progress import Progress, as_progress
+from ..models import promotion
+from ..models.bundle import BundleError, ModelBundle, ModelStore, bundle_sha256
+from ..ops.progress import Progress, as_progress
+from ..tracking import Tracker, get_tracker
+from ..tracking._timed import TimedTracker
 from .gate import GateDecision, decide, split_fixed_holdout, split_recent
 from .objective import CVObjective, CVResult, fit_final, refit_rounds
 from .optimizers import Optimizer, get_optimizer
 from .space import DEFAULT_SPACE, SearchSpace, lightgbm_params, params_key
 from .study import Announcement, SharedStudy, SharedTrial, is_shared
-from .tracking import Tracker, get_tracker
-from .tracking._timed import TimedTracker
 from .trials import TrialStore, data_fingerprint, record_trial, trial_line
 
 if TYPE_CHECKING:
@@ -225,9 +225,9 @@ def _drifting(
     threshold = settings.drop_drifting_features
     if threshold <= 0 or current is None or len(current) < MIN_DRIFT_ROWS:
         return []
-    from ..monitoring import detector_from_settings, drifting_features  # the monitor's scoring
+    from ..drift.detector import DriftDetector, drifting_features  # SciPy: on first use
 
-    detector = detector_from_settings(settings)
+    detector = DriftDetector.from_settings(settings, contract=contract)
     dropped = drifting_features(reference, current, threshold, detector=detector)
     # Never everything: a model needs a feature; keep the least drifting one.
     return dropped[:-1] if len(dropped) == len(contract.features) else dropped
@@ -602,7 +602,7 @@ class _Round:
             and registry_version is not None
         ):
             # Shadow or canary mode: the gate's winner proves itself on live traffic (live.py).
-            from ..live import shadow_after_gate
+            from ..challengers.live import shadow_after_gate
 
             reason = shadow_after_gate(
                 self.settings,

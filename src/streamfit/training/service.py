@@ -23,9 +23,9 @@ leader announces its study on the ``search`` topic and the other trainers, stand
 run its trials until the budget is spent (``streamfit.training.study``); only the leader refits,
 gates and promotes.
 
-A thread of the trainer judges the running live comparison, if any (``streamfit.live``), rounds
-or not: every ``live_check_seconds`` it re-reads the labelled pairs and promotes, rejects or
-keeps, announcing through a producer of its own.
+A thread of the trainer judges the running live comparison, if any
+(``streamfit.challengers.live``), rounds or not: every ``live_check_seconds`` it re-reads the
+labelled pairs and promotes, rejects or keeps, announcing through a producer of its own.
 """
 
 from __future__ import annotations
@@ -38,14 +38,14 @@ from typing import Any
 
 from .. import messages
 from ..bus import Bus, Message
+from ..challengers.live import LiveJudge
 from ..config import Settings
-from ..health import Health, ServiceLoop
-from ..heap import release_freed_memory
-from ..instance import InstanceSlot
-from ..live import LiveJudge
-from ..metrics import TrainerMetrics
-from ..progress import LineProgress, Progress
-from ..registry import ModelRegistry
+from ..models.registry import ModelRegistry
+from ..ops.health import Health, ServiceLoop
+from ..ops.heap import release_freed_memory
+from ..ops.instance import InstanceSlot
+from ..ops.metrics import TrainerMetrics
+from ..ops.progress import LineProgress, Progress
 from ..stores import ObservationStore
 from .study import WORKER, Announcement, is_shared
 

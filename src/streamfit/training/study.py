@@ -40,10 +40,10 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from ..config import Settings
-    from ..progress import Progress
+    from ..ops.progress import Progress
+    from ..tracking import Tracker
     from .objective import CVObjective
     from .space import SearchSpace
-    from .tracking import Tracker
     from .trials import TrialStore
 
 HEARTBEAT_S = 10  # Optuna warns that very short intervals have crashed workers

@@ -31,8 +31,8 @@ from .space import params_key
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..tracking import Tracker
     from .objective import CVResult
-    from .tracking import Tracker
 
 _metadata = sa.MetaData()
 

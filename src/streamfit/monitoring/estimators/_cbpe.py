@@ -6,7 +6,7 @@ to distrust it.
 * binary: isotonic calibration on the reference, expected accuracy, F1 and ROC AUC (as before);
 * multiclass: per class one-vs-rest, an isotonic map applied only where it lowers the
   cross-validated expected calibration error, rows renormalised; then expected accuracy, macro-F1
-  and log loss (:func:`streamfit.estimates.expected_multiclass`).
+  and log loss (:func:`streamfit.challengers.estimates.expected_multiclass`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from ...estimates import expected_multiclass
+from ...challengers.estimates import expected_multiclass
 from ..performance import ProbabilityCalibrator, estimate_performance
 from ._base import PerformanceEstimator, check_rows
 

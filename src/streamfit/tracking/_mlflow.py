@@ -42,15 +42,15 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_RUN_NOTE,
 )
 
-from ...bundle import BUNDLE_FILES, CONTRACT_FILE, bundle_sha256
-from ...contract import Contract
-from ...registry import BUNDLE_ARTIFACT, SHA256_TAG, ModelRegistry
+from ..contract import ColumnSpec, Contract
+from ..models.bundle import BUNDLE_FILES, CONTRACT_FILE, bundle_sha256
+from ..models.registry import BUNDLE_ARTIFACT, SHA256_TAG, ModelRegistry
 from ._base import Tracker
 
 if TYPE_CHECKING:
     import pandas as pd
 
-MODEL_CODE = Path(__file__).resolve().parents[1] / "_pyfunc_model.py"
+MODEL_CODE = Path(__file__).resolve().parents[1] / "training" / "_pyfunc_model.py"
 _MAX_PARAM_LENGTH = 6000
 # The experiment kind MLflow 3's UI reads to open an experiment on its training runs.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -190,7 +190,7 @@ class MlflowTracker(Tracker):
     ) -> int | None:
         import lightgbm
 
-        from ... import __version__
+        from .. import __version__
 
         contract = Contract.load(bundle_dir / CONTRACT_FILE)
         signature = contract_signature(contract, output_example)
@@ -269,18 +269,23 @@ def contract_signature(contract: Contract, output_example: Any) -> Any:
     """The MLflow signature of a contract's model: numbers as double, categories as string
     (long or boolean for levels of those types), dates as ISO strings, a column optional where
     the contract lets a request leave it out. Generated, never inferred: a signature has no
-    category type, and inference marks columns optional only when the sample has a gap."""
-    from mlflow.models import ModelSignature, infer_signature
-    from mlflow.types.schema import ColSpec, DataType, Schema
+    category type, and inference marks columns optional only when the sample has a gap.
 
-    types = {"integer": DataType.long, "boolean": DataType.boolean}
-    columns = [
-        ColSpec(
-            DataType.double if spec.kind == "numeric" else types.get(spec.type, DataType.string),
-            spec.name,
-            required=spec.required,
+    A numeric column of whole numbers takes any type: pandas reads it as int64, or as float64
+    once a value is missing, and MLflow refuses int64 for a double column (the pipeline
+    converts either)."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types.schema import AnyType, ColSpec, DataType, Schema
+
+    def value_type(spec: ColumnSpec) -> Any:
+        if spec.kind == "numeric":
+            return AnyType() if spec.type == "integer" else DataType.double
+        return {"integer": DataType.long, "boolean": DataType.boolean}.get(
+            spec.type, DataType.string
         )
-        for spec in contract.columns
+
+    columns = [
+        ColSpec(value_type(spec), spec.name, required=spec.required) for spec in contract.columns
     ]
     outputs = infer_signature(None, output_example).outputs
     return ModelSignature(inputs=Schema(columns), outputs=outputs)

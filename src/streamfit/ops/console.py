@@ -7,7 +7,7 @@
   urllib3...) only get through from WARNING up (from INFO up with ``--log-level DEBUG``), and
   their deprecation warnings not at all unless DEBUG.
 * **Progress.** On a terminal with text logs, rich progress bars (:class:`ConsoleProgress`);
-  otherwise plain lines (:class:`~streamfit.progress.LineProgress`): printed with text logs,
+  otherwise plain lines (:class:`~streamfit.ops.progress.LineProgress`): printed with text logs,
   logged (one JSON object each) with JSON logs.
 
 Only the command line calls this: it owns the process's terminal and logging. A program that
@@ -45,7 +45,7 @@ from rich.text import Text
 from .progress import LineProgress, Progress
 
 if TYPE_CHECKING:
-    from .contract import Inference
+    from ..contract import Inference
 
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -205,7 +205,7 @@ class ConsoleProgress(Progress):
 
 
 def render_status(snapshot: dict[str, Any]) -> Table:
-    """One table of ``streamfit.status.snapshot``: a line per service found at each target."""
+    """One table of ``streamfit.ops.status.snapshot``: a line per service found at each target."""
     table = Table(box=box.SIMPLE_HEAD, expand=False, title="streamfit status", title_justify="left")
     for column in ("target", "service", "state", "model", "details"):
         table.add_column(column, overflow="fold")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ...registry import ModelRegistry
+    from ..models.registry import ModelRegistry
 
 
 class Tracker(ABC):

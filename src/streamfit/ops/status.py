@@ -3,7 +3,7 @@
 Pure core: :func:`scrape` fetches one endpoint, :func:`parse_metrics` reads the Prometheus text
 format (prometheus-client's parser), :func:`summarise` turns two successive scrapes of one
 target into a plain dict per service found there (rates and the latency p99 come from the
-difference between the two). ``streamfit.console`` draws it; ``--once --json`` prints it.
+difference between the two). ``streamfit.ops.console`` draws it; ``--once --json`` prints it.
 
 A target is ``host:port`` of a metrics endpoint (``--metrics-port`` of a service). One target
 may hold several services: the demo process serves all four on one port.
@@ -21,7 +21,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .config import METRICS_PORTS, Settings
+from ..config import METRICS_PORTS, Settings
 
 SERVICES = ("predictor", "recorder", "trainer", "monitor")
 # The metric whose presence says a service lives behind a target.

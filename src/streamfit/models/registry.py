@@ -4,10 +4,10 @@ Services share no disk: a model reaches a predictor (or the trainer's gate, or t
 registered version of ``settings.registered_model`` on the tracking server. The trainer logs the
 bundle (``model.txt``, ``pipeline.json``, ``manifest.json``) once, as the ``bundle`` artifact of
 the version's pyfunc model, and tags the version with the bundle's SHA-256
-(:func:`~streamfit.bundle.bundle_sha256`). A reader downloads those files through the tracking
-server (MLflow's artifact download: proxied ``mlflow-artifacts:`` URIs of an ``http://`` server
-and local ``file:`` stores of a SQLite tracking store take the same path) into a cache directory
-of its own, verifies the digest, and only then parses anything.
+(:func:`~streamfit.models.bundle.bundle_sha256`). A reader downloads those files through the
+tracking server (MLflow's artifact download: proxied ``mlflow-artifacts:`` URIs of an
+``http://`` server and local ``file:`` stores of a SQLite tracking store take the same path) into
+a cache directory of its own, verifies the digest, and only then parses anything.
 
 **Versions.** The registry version is the model's version everywhere: predictions carry it, the
 predictors log it, ``models`` events and ``promote``/``rollback`` use it, and the trainer stores
@@ -34,9 +34,9 @@ from typing import TYPE_CHECKING, Any
 from .bundle import BUNDLE_FILES, BundleError, ModelBundle, bundle_sha256
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..config import Settings
 
-log = logging.getLogger("streamfit.registry")
+log = logging.getLogger("streamfit.models.registry")
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"

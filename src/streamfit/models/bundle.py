@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .contract import Contract, ContractError, TaskRules, task_of
-from .features import FeaturePipeline
+from ..contract import Contract, ContractError, TaskRules, task_of
+from ..features import FeaturePipeline
 
 if TYPE_CHECKING:
     import lightgbm as lgb

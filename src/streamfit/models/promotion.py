@@ -25,15 +25,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import messages
+from .. import messages
 from .bundle import BundleError, ModelStore
 from .registry import SHADOW, ModelRegistry, RegisteredBundle
 
 if TYPE_CHECKING:
-    from .bus import Bus, Producer
-    from .config import Settings
+    from ..bus import Bus, Producer
+    from ..config import Settings
 
-log = logging.getLogger("streamfit.promotion")
+log = logging.getLogger("streamfit.models.promotion")
 
 EVENTS = ("initial", "promoted", "rolled_back")
 
@@ -78,7 +78,7 @@ def breaking_changes(
 ) -> list[str]:
     """Why registry ``version``'s contract would break the producers of the champion's
     (:func:`streamfit.contract.check_backward`); empty when it would not, or with no champion."""
-    from .contract import check_backward
+    from ..contract import check_backward
 
     registry = registry or ModelRegistry.from_settings(settings)
     champion = registry.champion()
@@ -181,7 +181,7 @@ def _announce(
         return
     if settings.bus.startswith("memory"):
         return  # a bus of our own, in this process: nobody listens
-    from .bus import bus_for
+    from ..bus import bus_for
 
     built = bus_for(settings)
     try:

@@ -6,7 +6,7 @@
 (:class:`~streamfit.stores.ComparisonStore`). The recorder stores both models' probabilities
 with each observation; as labels arrive, :class:`LiveJudge` (run by the trainers) re-reads the
 labelled pairs from the observation store and runs the sequential test of
-:mod:`streamfit.challenger` on them, in the order they were completed. Its outcome:
+:mod:`streamfit.challengers.comparison` on them, in the order they were completed. Its outcome:
 
 * ``promote``: the challenger is better; its shadowing ends and :func:`promotion.promote` (the
   one way to a new champion) makes it the champion;
@@ -18,7 +18,7 @@ labelled pairs from the observation store and runs the sequential test of
 requests (``canary_percent``; pairs still exist for every request, both orientations are read).
 A worse challenger is then ``rollback`` rather than ``reject`` (the canary ends: all traffic
 back to the champion), and so is one whose label-free estimated accuracy
-(:func:`streamfit.estimates.expected_accuracy`) on the requests it answered falls below
+(:func:`streamfit.challengers.estimates.expected_accuracy`) on the requests it answered falls below
 ``canary_accuracy_floor`` before its labels decide (checked once it answered
 ``live_min_pairs``).
 
@@ -40,18 +40,18 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from .bundle import BundleError
-from .challenger import Evidence, LiveComparison
+from ..models.bundle import BundleError
+from ..models.promotion import end_shadow, promote, start_shadow
+from ..models.registry import ModelRegistry
+from ..stores import Comparison, ComparisonStore, ObservationStore
+from .comparison import Evidence, LiveComparison
 from .estimates import expected_accuracy
-from .promotion import end_shadow, promote, start_shadow
-from .registry import ModelRegistry
-from .stores import Comparison, ComparisonStore, ObservationStore
 
 if TYPE_CHECKING:
-    from .bus import Bus, Producer
-    from .config import Settings
+    from ..bus import Bus, Producer
+    from ..config import Settings
 
-log = logging.getLogger("streamfit.live")
+log = logging.getLogger("streamfit.challengers.live")
 
 
 class ComparisonError(ValueError):

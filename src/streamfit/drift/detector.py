@@ -36,6 +36,7 @@ from ._univariate import PSITest, drift_test_from_dict, get_drift_test
 from .report import DriftReport, FeatureDrift
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..contract import Contract
 
 CORRECTIONS = ("holm", "bonferroni", "bh")
@@ -119,6 +120,30 @@ class DriftDetector:
             classifier, n_folds, n_estimators, n_permutations, seed, n_jobs
         )
         self._cache: dict[str, Any] = {}
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, contract: Contract | None = None, alpha: float | None = None
+    ) -> Self:
+        """An unfitted detector configured by the ``drift_*`` settings, over ``contract``'s
+        numeric and categorical columns when given (else Adult's); ``alpha`` overrides
+        ``drift_alpha`` (the monitor's share of its false-alarm budget)."""
+        kinds = {}
+        if contract is not None:
+            kinds = {c.name: c.kind for c in contract.columns if c.kind != "datetime"}
+        return cls(
+            list(kinds) if kinds else None,
+            column_kinds=kinds,
+            alpha=settings.drift_alpha if alpha is None else alpha,
+            correction=settings.drift_correction,
+            psi_floor=settings.drift_psi_floor,
+            drift_floor=settings.drift_score_floor,
+            classifier=settings.drift_classifier,
+            n_folds=settings.drift_folds,
+            reference_size=settings.drift_reference_rows,
+            current_size=max(settings.drift_window, 10),
+            seed=settings.seed,
+        )
 
     @classmethod
     def for_contract(cls, contract: Contract, **params: Any) -> Self:

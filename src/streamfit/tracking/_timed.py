@@ -12,7 +12,7 @@ from ._base import Tracker
 from ._null import NullTracker
 
 if TYPE_CHECKING:
-    from ...registry import ModelRegistry
+    from ..models.registry import ModelRegistry
 
 
 class TimedTracker(Tracker):

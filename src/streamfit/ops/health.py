@@ -41,11 +41,11 @@ from prometheus_client import (
 )
 from prometheus_client.registry import Collector
 
-from .bus import BusFenced
+from ..bus import BusFenced
 from .instance import taken_over
 from .metrics import ServiceMetrics
 
-log = logging.getLogger("streamfit.health")
+log = logging.getLogger("streamfit.ops.health")
 
 
 class Health:

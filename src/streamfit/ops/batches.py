@@ -29,9 +29,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
-from .bus import Message, Producer
+from ..bus import Message, Producer
 
-log = logging.getLogger("streamfit.batches")
+log = logging.getLogger("streamfit.ops.batches")
 
 
 class _Held(Producer):

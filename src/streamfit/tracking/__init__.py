@@ -12,12 +12,12 @@ from ._base import Tracker
 from ._null import NullTracker
 
 if TYPE_CHECKING:
-    from ...config import Settings
+    from ..config import Settings
 
 
 def get_tracker(target: Settings | str | None = None, settings: Settings | None = None) -> Tracker:
     """Build a tracker from settings, or from a URI (experiment names from ``settings``)."""
-    from ...config import Settings
+    from ..config import Settings
 
     if isinstance(target, Settings):
         settings, target = target, None
