@@ -32,6 +32,7 @@ RUN_NOTES = {
     "challenger-quick.json": "shared, loaded (a quick run)",
     "training.json": "one LightGBM thread, 2 cores shared with other work: wall times are bounds",
     "training-quick.json": "shared (a quick run)",
+    "training-workers.json": "2 cores shared with four engineers' work, load average 6-10",
     "chaos.json": "a fresh-clone CI run with nothing else running",
     "soak.json": "load average 10-28",
     "soak-2m-after.json": "2026-11-27 19:10-19:34, a CI run beside it, load up to 15",

@@ -79,6 +79,22 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
                 )
             ),
         ],
+        "search": [
+            loads(
+                Announcement(
+                    study="streamfit-round-7-3f9a1c2b4d5e6f70",
+                    round_id=7,
+                    budget=10,
+                    data_rows=29304,
+                    data_hash="3f9a1c2b4d5e6f70",
+                    space_hash="a1b2c3d4e5f60718",
+                    leader="trainer-1-4242",
+                    run_id="0f3e" + "0" * 28,
+                    dropped=[],
+                    labelled_upto=1796576486.8,
+                ).encode()
+            )
+        ],
         "drift": [
             messages.drift_event(
                 window_end=4250,
@@ -211,6 +227,7 @@ def messages_page() -> str:
         "search": "trainer (the round's leader, for the others to join its study)",
         "models": "trainer, `init`, `promote`, `rollback`, `shadow`",
         "drift": "monitor",
+        "search": "trainer (a shared search's leader: its round's study, for the others to join)",
     }
     for topic in topics:
         lines.append(

@@ -1,10 +1,11 @@
 """The round's final fit on a Dask cluster (``--dask tcp://scheduler:8786``), by ``lightgbm.dask``.
 
-The training window is a Dask DataFrame of raw columns plus ``label``: the round's own rows cut
-into one partition per worker, or Parquet files read in partitions (:func:`read_parquet_window`).
-Each worker turns its partitions into the model's matrix with the round's fitted feature
-pipeline, shipped as its JSON state: every categorical column gets its integer codes from the
-pipeline's one category list (the one serving uses), never from the partition's own values, and
+A round scatters the matrix it already built for its search, one block per worker
+(:func:`scattered_matrix`). A window too large for the trainer is a Dask DataFrame of raw columns
+plus ``label`` instead (Parquet files read in partitions, :func:`read_parquet_window`): each
+worker turns its partitions into the model's matrix with the round's fitted feature pipeline,
+shipped as its JSON state. Either way every categorical column has its integer codes from the
+pipeline's one category list (the one serving uses), never from a partition's own values, and
 LightGBM is told which columns are categorical. LightGBM's Dask interface has no early stopping,
 so the fit runs the fixed number of boosting rounds the search chose. ``to_local()`` brings back
 a plain Booster: bundle, registry and serving are the same as after a single-process fit.
@@ -65,6 +66,23 @@ def partitioned(client: Client, frame: pd.DataFrame, partitions: int) -> dd.Data
     return dd.from_delayed(client.scatter(chunks), meta=frame.iloc[:0], verify_meta=False)
 
 
+def scattered_matrix(
+    client: Client, features: np.ndarray, labels: np.ndarray, partitions: int
+) -> tuple[Any, Any]:
+    """A matrix the trainer already built (the round's, transformed for its search) as Dask
+    arrays, one block per worker, scattered: floats travel, not the raw columns."""
+    import dask.array as da
+
+    bounds = np.linspace(0, len(labels), max(1, partitions) + 1).astype(int)
+    spans = [(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+    blocks = client.scatter([features[a:b] for a, b in spans])
+    targets = client.scatter([np.asarray(labels[a:b], dtype=np.float64) for a, b in spans])
+    width, kind = features.shape[1], features.dtype
+    x = [da.from_delayed(f, (b - a, width), kind) for f, (a, b) in zip(blocks, spans, strict=True)]
+    y = [da.from_delayed(t, (b - a,), np.float64) for t, (a, b) in zip(targets, spans, strict=True)]
+    return da.concatenate(x), da.concatenate(y)
+
+
 def read_parquet_window(paths: str | Sequence[str], columns: Sequence[str]) -> dd.DataFrame:
     """A window written as Parquet files (one per time partition, say), read lazily: only
     ``columns`` (the raw feature columns and ``label``) leave the files."""
@@ -93,7 +111,7 @@ def features_and_labels(window: dd.DataFrame, pipeline: FeaturePipeline) -> tupl
 
 def fit(
     client: Client,
-    window: dd.DataFrame,
+    window: dd.DataFrame | tuple[Any, Any],
     pipeline: FeaturePipeline,
     params: Mapping[str, Any],
     rounds: int,
@@ -101,14 +119,16 @@ def fit(
     timeout_s: float,
 ) -> lgb.Booster:
     """Train ``rounds`` boosting rounds of ``params`` (full LightGBM parameters) over the
-    cluster's workers and return the local Booster; see the module docstring."""
+    cluster's workers and return the local Booster; see the module docstring. ``window``: raw
+    columns (transformed on the workers by ``pipeline``) or an (X, y) of
+    :func:`scattered_matrix`."""
     model = fit_model(client, window, pipeline, params, rounds, timeout_s=timeout_s)
     return model.to_local().booster_
 
 
 def fit_model(
     client: Client,
-    window: dd.DataFrame,
+    window: dd.DataFrame | tuple[Any, Any],
     pipeline: FeaturePipeline,
     params: Mapping[str, Any],
     rounds: int,
@@ -124,7 +144,10 @@ def fit_model(
     # Dask's helpers (wait, chunk lengths, lightgbm.dask's own waits) look for the current
     # client; ours is not the process-wide default.
     with client.as_current():
-        features, labels = features_and_labels(window, pipeline)
+        if isinstance(window, tuple):
+            features, labels = window
+        else:
+            features, labels = features_and_labels(window, pipeline)
         features, labels = client.persist([features, labels])
         wait([features, labels], timeout=timeout_s)
     workers = set(client.scheduler_info()["workers"])
@@ -180,4 +203,5 @@ __all__ = [
     "fit_model",
     "partitioned",
     "read_parquet_window",
+    "scattered_matrix",
 ]

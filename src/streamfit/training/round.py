@@ -515,7 +515,7 @@ class _Round:
         try:
             workers = max(1, len(client.scheduler_info()["workers"]))
             self.say(f"refit on the Dask cluster {settings.dask_scheduler} ({workers} workers)")
-            window = dask_fit.partitioned(client, data.train, workers)
+            window = dask_fit.scattered_matrix(client, data.features, data.labels, workers)
             return dask_fit.fit(
                 client,
                 window,
