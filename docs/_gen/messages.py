@@ -41,21 +41,6 @@ def _examples() -> dict[str, list[dict[str, Any]]]:
             loads(messages.retrain("every_n_labelled", 251, 250)),
             loads(messages.retrain("manual", 10)),
         ],
-        "search": [
-            loads(
-                Announcement(
-                    study="round-7",
-                    round_id=7,
-                    budget=10,
-                    data_rows=29_305,
-                    data_hash="3f2a9c",
-                    space_hash="9b1e04",
-                    leader="trainer-host-a-1234",
-                    run_id="4c1d2e",
-                    labelled_upto=1796580000.5,
-                ).encode()
-            )
-        ],
         "models": [
             loads(
                 messages.model_ready(
@@ -224,7 +209,6 @@ def messages_page() -> str:
         "labels": "your app",
         "dead_letter": "predictor, recorder",
         "retrain": "recorder",
-        "search": "trainer (the round's leader, for the others to join its study)",
         "models": "trainer, `init`, `promote`, `rollback`, `shadow`",
         "drift": "monitor",
         "search": "trainer (a shared search's leader: its round's study, for the others to join)",
