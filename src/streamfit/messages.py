@@ -420,9 +420,10 @@ def predictions(
     shadowed challenger's version and its probabilities for the same rows. ``rules``: the
     task's, for a multiclass or regression model (``probabilities`` are then its outputs).
 
-    Without a shadow, msgspec writes the probabilities as one JSON list and the native encoder
-    (``_native.c``) copies each number into its message: 0.1 µs a prediction, against 0.3 µs
-    for msgspec message by message, which stays for ids that need escaping."""
+    Without a shadow, msgspec writes a binary model's probabilities as one JSON list and the
+    native encoder (``_native.c``) copies each number into its message, a third of the cost of
+    msgspec message by message, which stays for ids that need escaping (figures: the
+    predictor's benchmark page)."""
     if rules is not None and rules.name != "binary":
         return _task_predictions(ids, probabilities, version, rules, shadow)
     if shadow is None:
