@@ -522,6 +522,14 @@ def build_parser() -> argparse.ArgumentParser:
     drift.add_argument("--reference", type=Path, required=True, help="reference rows (training)")
     drift.add_argument("--current", type=Path, required=True, help="rows to compare with it")
     drift.add_argument(
+        "--contract",
+        type=Path,
+        help="compare the numeric and categorical columns of this contract (`streamfit "
+        "contract show > contract.json` gives the served model's); default: the files' own "
+        "columns (Adult's features in Adult rows)",
+    )
+    drift.add_argument("--columns", nargs="+", metavar="COLUMN", help="compare these columns")
+    drift.add_argument(
         "--json", dest="json_out", type=Path, help="write the drift event (JSON) here"
     )
     drift.add_argument(
@@ -843,9 +851,18 @@ def cmd_monitor(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_drift(settings: Settings, args: argparse.Namespace) -> int:
+    from .contract import Contract
     from .monitoring.offline import drift_command
 
-    code, text = drift_command(args.reference, args.current, args.json_out, args.report_out)
+    contract = Contract.load(args.contract) if args.contract else None
+    code, text = drift_command(
+        args.reference,
+        args.current,
+        args.json_out,
+        args.report_out,
+        columns=args.columns,
+        contract=contract,
+    )
     if code:
         print(f"streamfit drift: {text}", file=sys.stderr)
     else:

@@ -90,9 +90,9 @@ def drift_command(
             wanted, source = list(kinds), "contract"
         elif columns is not None:
             wanted, source = list(columns), "named"
-        elif own_columns:
+        elif own_columns or not set(FEATURE_COLUMNS) & set(map(str, reference_frame.columns)):
             wanted, source = [str(c) for c in reference_frame.columns], "reference file's"
-        else:
+        else:  # rows of the bundled example
             wanted, source = list(FEATURE_COLUMNS), "Adult feature"
         usable = [c for c in wanted if c in reference_frame.columns and c in current_frame.columns]
         if not usable:

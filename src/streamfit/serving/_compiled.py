@@ -297,6 +297,9 @@ def compile_bundle(
     """
     if not (directory / MODEL_FILE).is_file():
         raise CompileError(f"{directory} is not a bundle directory")
+    if bundle.rules.name == "multiclass":
+        # lleaves aborts the process on a multiclass model: LightGBM serves those.
+        raise CompileError("compiled runtimes take binary and regression models only")
     reasons = []
     for candidate in runtimes_for(runtime):
         reason, level = candidate.missing(), logging.INFO
