@@ -731,14 +731,17 @@ def part_e2e(
     noop_commit: int | None = None,
     postgres: str = "",
     records: list[dict[str, Any]] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``count`` waiting requests (``records``' data, Adult's by default) through one
     predictor process, or the no-op loop when ``noop_commit`` is given (see
     :data:`E2E_RUNS`); at-least-once, given the ``postgres`` server: then the recorders over
-    them (:func:`part_recorders`)."""
+    them (:func:`part_recorders`). ``settings``: more of the deployment's settings."""
     noop = noop_commit is not None
     name = "noop" if noop else f"e2e-{guarantee}"
-    deployment = Deployment(work, template, bootstrap, name, guarantee=guarantee)
+    deployment = Deployment(
+        work, template, bootstrap, name, guarantee=guarantee, **(settings or {})
+    )
     try:
         records = records or _records(3)
         preload(deployment, _request_values(count, "b-", records))
@@ -1265,6 +1268,11 @@ def main(argv: list[str] | None = None) -> int:
     data.add_argument(
         "--suite", choices=["your-data"], help="flights (regression, binary) and penguins"
     )
+    data.add_argument(
+        "--lightgbm",
+        action="store_true",
+        help="serve with LightGBM (compile_model = false): no runtime build before or during",
+    )
     args = parser.parse_args(argv)
     if args.data or args.suite:
         return _main_data(parser, args)
@@ -1381,7 +1389,9 @@ def _main_data(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         data = BenchData(name, args.data, args.label, args.task, tuple(args.ignore))
     name = "predictor-data" + ("-quick" if args.quick else "")
     out = args.out or RESULTS / f"{name}.json"
-    return predictor_data.main(data, args.quick, args.rounds, args.port, out)
+    return predictor_data.main(
+        data, args.quick, args.rounds, args.port, out, compile_model=not args.lightgbm
+    )
 
 
 if __name__ == "__main__":

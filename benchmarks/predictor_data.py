@@ -77,9 +77,29 @@ def native_coverage(template: Path, cache: Path, records: list[dict[str, Any]], 
     }
 
 
-def run(sets: list[BenchData], quick: bool, rounds: int, port: str) -> dict[str, Any]:
+def fetch_model(template: Path, compile_model: bool) -> tuple[Path, bool]:
+    """The template's champion fetched into its warm cache, compiled if ``compile_model``:
+    (the cache, whether a compiled runtime serves it)."""
+    if compile_model:
+        cache, _ = warm_model_cache(template)
+        return cache, any((template / "warm" / "compiled-models").rglob("*.so*"))
+    from streamfit.bus import MemoryBus
+    from streamfit.serving import Predictor
+
+    settings = Settings(
+        data_dir=template / "warm", tracking_uri=_uri(template), compile_model=False
+    )
+    champion = ModelRegistry.from_settings(settings).champion()
+    if champion is None or not Predictor(settings, MemoryBus()).swap_to(champion.version):
+        raise RuntimeError(f"no usable champion in the registry of {template}")
+    return settings.model_cache, False
+
+
+def run(
+    sets: list[BenchData], quick: bool, rounds: int, port: str, compile_model: bool
+) -> dict[str, Any]:
     """Every data set's model and requests, then ``rounds`` rounds of :data:`RUNS` per data set;
-    the results by data set."""
+    the results by data set. ``compile_model`` False: LightGBM serves (no background build)."""
     count = 30_000 if quick else 100_000
     out: dict[str, Any] = {"requests_per_run": count, "rounds": rounds, "sets": {}}
     with tempfile.TemporaryDirectory(prefix="streamfit-bench-data-") as tmp:
@@ -89,13 +109,14 @@ def run(sets: list[BenchData], quick: bool, rounds: int, port: str) -> dict[str,
         for data in sets:
             start = time.monotonic()
             template = train_model(work, data.init_args(), data.name)
-            cache, _ = warm_model_cache(template)
+            cache, compiled = fetch_model(template, compile_model)
             records = records_of(template, 20_000, seed=3)
             out["sets"][data.name] = {
                 "data": Path(data.data).name,
                 "label": data.label,
                 "note": data.note,
                 "prepare_s": round(time.monotonic() - start, 1),
+                "served_by": "compiled runtime" if compiled else "LightGBM",
                 **native_coverage(template, cache, records, count),
                 "runs": {name: [] for name in RUNS},
             }
@@ -113,6 +134,7 @@ def run(sets: list[BenchData], quick: bool, rounds: int, port: str) -> dict[str,
                             "at-least-once",
                             noop_commit,
                             records=records,
+                            settings={"compile_model": compile_model},
                         )
                     except Exception as exc:  # a benchmark reports what it could measure
                         print(f"  failed: {exc!r}", flush=True)
@@ -160,7 +182,14 @@ def report(results: dict[str, Any]) -> None:
     print(f"\n{machine['cpus']} CPUs, load average {machine['loadavg']} (at start)")
 
 
-def main(data: BenchData | None, quick: bool, rounds: int | None, port: str, out: Path) -> int:
+def main(
+    data: BenchData | None,
+    quick: bool,
+    rounds: int | None,
+    port: str,
+    out: Path,
+    compile_model: bool = True,
+) -> int:
     """The data-set path of ``benchmarks/predictor.py``: ``data`` alone, else the suite."""
     import json
 
@@ -168,7 +197,8 @@ def main(data: BenchData | None, quick: bool, rounds: int | None, port: str, out
     results: dict[str, Any] = {"mode": "quick" if quick else "full", "machine": _machine()}
     with tempfile.TemporaryDirectory(prefix="streamfit-bench-tables-") as tables:
         sets = [data] if data else suite(Path(tables), quick)
-        results |= run(sets, quick, rounds or (2 if quick else 3), port)
+        results["compile_model"] = compile_model
+        results |= run(sets, quick, rounds or (2 if quick else 3), port, compile_model)
     results["machine_at_end"] = _machine()
     results["wall_s"] = round(time.monotonic() - started, 1)
     report(results)
