@@ -701,6 +701,7 @@ def your_data(figures: Figures) -> str:
                 s["e2e_per_s"],
                 s["noop_per_s"],
                 f"{s['native_batches']}/{s['batches']}",
+                s.get("served_by", "—"),
                 s["note"],
             ]
             for set_name, s in sets.items()
@@ -728,6 +729,7 @@ def your_data(figures: Figures) -> str:
                     "predictions/s",
                     "no-op/s",
                     "native batches",
+                    "served by",
                     "data",
                 ],
                 rows,
@@ -746,7 +748,7 @@ def your_data(figures: Figures) -> str:
                 s["metric"],
                 s["streamfit"],
                 s["lightgbm_defaults"],
-                f"{s['flaml']} ({s['best_estimator']})",
+                f"{s['flaml']:.3g} ({s['best_estimator']})",
                 s["vs_lightgbm_defaults"],
                 s["vs_flaml"],
                 s["flaml_budget_s"],
