@@ -3,6 +3,12 @@ through the real Kafka broker, request-to-prediction latency, a model swap under
 
     python benchmarks/predictor.py [--quick] [--only inprocess,e2e,processes,latency,rss,tradeoff]
                                    [--rounds N]
+    python benchmarks/predictor.py --data SOURCE --label COLUMN [--task T] [--ignore COL...]
+    python benchmarks/predictor.py --suite your-data [--quick]
+
+``--data`` / ``--suite your-data`` (issue 22: flights and penguins) run only the end-to-end
+comparison with the no-op loop, per data set, and say whether the native decoder took every
+batch: see ``benchmarks/predictor_data.py``. Results: ``results/predictor-data[-quick].json``.
 
 Starts the local broker with ``scripts/kafka up`` if none answers (and stops it at exit only if
 it started it), trains one small initial model (``streamfit init --max-evals 2``) unless
@@ -111,13 +117,14 @@ def ensure_broker(port: str) -> str:
     return f"127.0.0.1:{port}"
 
 
-def train_model(work: Path) -> Path:
-    """A data directory with a small initial model (2 trials: its quality is not the point)."""
-    data_dir = work / "template"
-    print("training the initial model (streamfit init --max-evals 2)...", flush=True)
+def train_model(work: Path, data_args: list[str] | None = None, name: str = "template") -> Path:
+    """A data directory with a small initial model (2 trials: its quality is not the point),
+    on Adult or on the data set ``data_args`` names (``streamfit init --data ...`` flags)."""
+    data_dir = work / name
+    print(f"training the initial model of {name} (streamfit init --max-evals 2)...", flush=True)
     subprocess.run(
         [sys.executable, "-m", "streamfit.cli", "init", "--data-dir", str(data_dir)]
-        + ["--max-evals", "2", "--log-level", "WARNING"],
+        + ["--max-evals", "2", "--log-level", "WARNING", *(data_args or [])],
         check=True,
         capture_output=True,
         cwd=REPO,
@@ -723,15 +730,20 @@ def part_e2e(
     guarantee: str,
     noop_commit: int | None = None,
     postgres: str = "",
+    records: list[dict[str, Any]] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``count`` waiting requests through one predictor process, or the no-op loop when
-    ``noop_commit`` is given (see :data:`E2E_RUNS`); at-least-once, given the ``postgres``
-    server: then the recorders over them (:func:`part_recorders`)."""
+    """``count`` waiting requests (``records``' data, Adult's by default) through one
+    predictor process, or the no-op loop when ``noop_commit`` is given (see
+    :data:`E2E_RUNS`); at-least-once, given the ``postgres`` server: then the recorders over
+    them (:func:`part_recorders`). ``settings``: more of the deployment's settings."""
     noop = noop_commit is not None
     name = "noop" if noop else f"e2e-{guarantee}"
-    deployment = Deployment(work, template, bootstrap, name, guarantee=guarantee)
+    deployment = Deployment(
+        work, template, bootstrap, name, guarantee=guarantee, **(settings or {})
+    )
     try:
-        records = _records(3)
+        records = records or _records(3)
         preload(deployment, _request_values(count, "b-", records))
         receiver = Receiver(deployment)
         if noop:
@@ -1246,7 +1258,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, help="default: results/predictor.json (predictor-quick.json --quick)"
     )
+    data = parser.add_argument_group(
+        "any data set (issue 22; benchmarks/predictor_data.py): e2e_vs_noop per data set"
+    )
+    data.add_argument("--data", help="a CSV or Parquet file (with --label)")
+    data.add_argument("--label", help="the column to predict")
+    data.add_argument("--task", default="auto", help="auto, binary, multiclass or regression")
+    data.add_argument("--ignore", nargs="+", default=[], metavar="COLUMN")
+    data.add_argument(
+        "--suite", choices=["your-data"], help="flights (regression, binary) and penguins"
+    )
+    data.add_argument(
+        "--lightgbm",
+        action="store_true",
+        help="serve with LightGBM (compile_model = false): no runtime build before or during",
+    )
     args = parser.parse_args(argv)
+    if args.data or args.suite:
+        return _main_data(parser, args)
     parts = [p for p in args.only.split(",") if p]
     unknown = set(parts) - set(ALL_PARTS)
     if unknown:
@@ -1345,6 +1374,24 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
     print(f"\nwrote {args.out} ({results['wall_s']} s)")
     return 0
+
+
+def _main_data(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``--data``/``--suite``: the predictor against the no-op loop per data set."""
+    import predictor_data
+    from bench_data import BenchData
+
+    if args.data and not args.label:
+        parser.error("--data needs --label")
+    data = None
+    if args.data:
+        name = Path(args.data).stem
+        data = BenchData(name, args.data, args.label, args.task, tuple(args.ignore))
+    name = "predictor-data" + ("-quick" if args.quick else "")
+    out = args.out or RESULTS / f"{name}.json"
+    return predictor_data.main(
+        data, args.quick, args.rounds, args.port, out, compile_model=not args.lightgbm
+    )
 
 
 if __name__ == "__main__":

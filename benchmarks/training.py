@@ -8,6 +8,14 @@ round times per optimiser (with and without pruning), and MLflow's overhead on a
 by K trainers on PostgreSQL (``scripts/postgres``) against one, and the fit on a Dask cluster of K
 workers against one process; writes benchmarks/results/training-workers.json.
 
+
+    python benchmarks/training.py --data SOURCE --label COLUMN [--task T] [--ignore COL...]
+    python benchmarks/training.py --suite your-data [--quick]
+
+``--data`` / ``--suite your-data`` (issue 22) compare, per data set, the initial model's test
+metric with LightGBM's defaults and FLAML on the same budget and split; see
+``benchmarks/training_data.py``; results in ``results/training-data[-quick].json``.
+
 Prints a table per part and writes benchmarks/results/training.json (``--quick``:
 training-quick.json, tiny budgets on a subsample, a smoke test only). Everything goes through
 ``run_round``, the services' entry point. LightGBM uses one thread (``train_threads=1``), as in
@@ -283,9 +291,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--copies", type=int, default=4, help="adult.data copies in the Dask fit")
     parser.add_argument("--parts", default="search,dask", help="with --workers: search, dask")
+    _data_arguments(parser)
     args = parser.parse_args(argv)
     if args.workers:
         return _workers(args)
+    if args.data or args.suite:
+        return _main_data(parser, args)
     parts = set(args.only.split(","))
     full = load_adult("train")
     if args.quick:
@@ -377,6 +388,36 @@ def _workers(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(results, indent=2, default=float))
     print(f"\nwrote {out}")
     return 0
+
+
+# -- any data set (issue 22): benchmarks/training_data.py ---------------------------------------
+def _data_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group(
+        "any data set (issue 22; benchmarks/training_data.py): streamfit's initial model beside "
+        "LightGBM's defaults and FLAML on the same budget"
+    )
+    data.add_argument("--data", help="a CSV or Parquet file (with --label)")
+    data.add_argument("--label", help="the column to predict")
+    data.add_argument("--task", default="auto", help="auto, binary, multiclass or regression")
+    data.add_argument("--ignore", nargs="+", default=[], metavar="COLUMN")
+    data.add_argument(
+        "--suite", choices=["your-data"], help="penguins, breast_cancer, diabetes, flights"
+    )
+    data.add_argument("--max-evals", type=int, help="streamfit's budget (default init_max_evals)")
+
+
+def _main_data(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``--data``/``--suite``: per data set, streamfit's initial model, LightGBM, FLAML."""
+    import training_data
+    from bench_data import BenchData
+
+    if args.data and not args.label:
+        parser.error("--data needs --label")
+    data = None
+    if args.data:
+        data = BenchData(Path(args.data).stem, args.data, args.label, args.task, tuple(args.ignore))
+    out = RESULTS / ("training-data-quick.json" if args.quick else "training-data.json")
+    return training_data.main(data, args.quick, args.max_evals, out)
 
 
 if __name__ == "__main__":

@@ -678,7 +678,113 @@ def chaos(figures: Figures) -> str:
     )
 
 
+# ---------------------------------------------------------------------------------- your data
+
+
+def _newest(*names: str) -> str | None:
+    """The first of ``names`` that exists in the results (the full run before the quick one)."""
+    return next((n for n in names if (RESULTS / n).exists()), None)
+
+
+def your_data(figures: Figures) -> str:
+    """Issue 22: the predictor against the no-op loop per data set; the initial model against
+    LightGBM's defaults and FLAML on the same budget."""
+    parts: list[str] = []
+    name = _newest("predictor-data.json", "predictor-data-quick.json")
+    if name:
+        data = load(name)
+        sets = data["sets"]
+        rows = [
+            [
+                set_name,
+                s["task"],
+                s["e2e_vs_noop"],
+                s["e2e_per_s"],
+                s["noop_per_s"],
+                f"{s['native_batches']}/{s['batches']}",
+                s.get("served_by", "—"),
+                s["note"],
+            ]
+            for set_name, s in sets.items()
+        ]
+
+        def bars(axes: Any) -> None:
+            names = list(sets)
+            axes.barh(names, [sets[n]["e2e_vs_noop"] or 0 for n in names], color="#3f6ea6")
+            axes.axvline(0.8, color="#b03a2e", linestyle="--", label="target 0.8")
+            axes.invert_yaxis()
+            axes.set_xlabel("predictor / no-op loop, at-least-once (median over rounds)")
+            axes.legend(loc="lower right")
+
+        parts += [
+            f"### Predictor (`{name}`)",
+            "",
+            machine(name)
+            + f" {data['requests_per_run']:,} waiting requests per run, {data['rounds']} rounds.",
+            "",
+            table(
+                [
+                    "data set",
+                    "task",
+                    "e2e_vs_noop",
+                    "predictions/s",
+                    "no-op/s",
+                    "native batches",
+                    "served by",
+                    "data",
+                ],
+                rows,
+            ),
+            "",
+            figures.plot("benchmarks/your-data-e2e.png", bars, "e2e_vs_noop per data set"),
+            "",
+        ]
+    name = _newest("training-data.json", "training-data-quick.json")
+    if name:
+        data = load(name)
+        rows = [
+            [
+                set_name,
+                s["task"],
+                s["metric"],
+                s["streamfit"],
+                s["lightgbm_defaults"],
+                f"{s['flaml']:.3g} ({s['best_estimator']})",
+                s["vs_lightgbm_defaults"],
+                s["vs_flaml"],
+                s["flaml_budget_s"],
+                s["note"] or f"{s['train_rows']:,} training rows",
+            ]
+            for set_name, s in data["sets"].items()
+            if "error" not in s
+        ]
+        parts += [
+            f"### Training (`{name}`)",
+            "",
+            machine(name),
+            "",
+            table(
+                [
+                    "data set",
+                    "task",
+                    "metric",
+                    "streamfit",
+                    "LightGBM defaults",
+                    "FLAML (best learner)",
+                    "vs defaults",
+                    "vs FLAML",
+                    "budget (s)",
+                    "data",
+                ],
+                rows,
+            ),
+            "",
+        ]
+    return "\n".join(parts)
+
+
 SECTIONS: dict[str, Callable[[Figures], str]] = {
+    "your_data": your_data,
     "predictor": predictor,
     "soak": soak,
     "drift": drift,
