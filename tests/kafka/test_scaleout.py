@@ -17,6 +17,8 @@ import pytest
 
 from streamfit.bus import get_bus
 from streamfit.config import Settings, Topics
+from streamfit.contract import task_of
+from streamfit.datasets.adult import CONTRACT
 from streamfit.models.registry import ModelRegistry
 from streamfit.ops.instance import SLOTS_DIR
 from streamfit.stores import ObservationStore
@@ -26,6 +28,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 REQUESTS = 600
 RETRAIN_EVERY = 200
+ADULT_RULES = task_of(CONTRACT)  # the app sends each label as Adult has it: ">50K", "<=50K"
 SERVICES = ("predictor-1", "predictor-2", "recorder", "trainer-1", "trainer-2", "monitor", "app")
 
 
@@ -228,7 +231,8 @@ def test_every_service_on_a_machine_of_its_own(machines):
     rows = m.store.labelled_frame()
     assert len(rows) == REQUESTS and set(rows["request_id"]) == requests
     assert rows["probability"].between(0, 1).all() and rows["model_version"].notna().all()
-    assert dict(zip(rows["request_id"], rows["label"], strict=True)) == labels
+    encoded = {request_id: ADULT_RULES.encode_label(label) for request_id, label in labels.items()}
+    assert dict(zip(rows["request_id"], rows["label"], strict=True)) == encoded  # 1.0: ">50K"
     assert m.store.count() == REQUESTS and m.store.pending_labels() == 0
 
     # every retrain threshold was published once and every round has finished
