@@ -76,10 +76,14 @@ def test_bad_input_exits_non_zero_with_one_line(
     assert code == 2 and captured.out == ""
     assert captured.err.strip() == f"streamfit drift: error: {missing}: no such file"
 
-    other = tmp_path / "other.csv"
-    pd.DataFrame({"x": [1, 2]}).to_csv(other, index=False)
-    assert main(["drift", "--reference", str(other), "--current", str(other)]) == 2
+    other, third = tmp_path / "other.csv", tmp_path / "third.csv"
+    pd.DataFrame({"x": range(20)}).to_csv(other, index=False)
+    pd.DataFrame({"y": range(20)}).to_csv(third, index=False)
+    assert main(["drift", "--reference", str(other), "--current", str(third)]) == 2
     assert "no usable columns" in capsys.readouterr().err
+    pd.DataFrame({"x": [1, 2]}).to_csv(third, index=False)
+    assert main(["drift", "--reference", str(other), "--current", str(third)]) == 2
+    assert "too few rows to compare: 20 and 2" in capsys.readouterr().err
 
 
 def test_help_and_the_drift_aware_flags(capsys: pytest.CaptureFixture[str]) -> None:

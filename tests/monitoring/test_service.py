@@ -100,7 +100,12 @@ def test_the_champion_comes_from_the_registry_not_a_local_pointer(
     monitor = build_monitor(monitor_settings, get_bus(None), track=False)
     assert monitor.refresh.version == version and monitor.calibrator is not None
     cached = monitor_settings.model_cache / f"v{version:06d}"
-    assert {p.name for p in cached.iterdir()} == {"model.txt", "pipeline.json", "manifest.json"}
+    assert {p.name for p in cached.iterdir()} == {
+        "contract.json",
+        "model.txt",
+        "pipeline.json",
+        "manifest.json",
+    }
     assert not (tmp_path / "monitor" / "models").exists()
     newer = _champion(monitor_settings, None)
     monitor.run_once(force=True)

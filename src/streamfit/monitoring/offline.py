@@ -63,6 +63,9 @@ def _read_csv(path: Path, header: str | None) -> pd.DataFrame:
     )
 
 
+MIN_ROWS = 10  # the domain classifier's folds need a few rows of each side
+
+
 def drift_command(
     reference: Path,
     current: Path,
@@ -99,6 +102,12 @@ def drift_command(
             raise InputError(
                 f"no usable columns: {reference} and {current} share none of the {source} "
                 f"columns ({', '.join(wanted)})"
+            )
+        rows = min(len(reference_frame), len(current_frame))
+        if rows < MIN_ROWS:
+            raise InputError(
+                f"too few rows to compare: {len(reference_frame)} and {len(current_frame)} "
+                f"(at least {MIN_ROWS} in each file)"
             )
         try:
             detector = DriftDetector(usable, column_kinds=kinds).fit(reference_frame)
