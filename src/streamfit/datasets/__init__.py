@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,9 @@ def split(frame: pd.DataFrame, contract: Contract, name: str = "data") -> Datase
             rows[spec.name] = rows[spec.name].astype(str).where(rows[spec.name].notna(), None)
     rows = rows[list(contract.features)]
     rows["label"] = labels[labelled]
-    test = _test_rows(rows["label"].to_numpy(), rules.stratified)
+    test = _held_rows(
+        rows["label"].to_numpy(), TEST_FRACTION, SPLIT_SEED, rules.stratified, math.floor
+    )
     train = rows[~test].reset_index(drop=True)
     return Dataset(name, contract, train, rows[test].reset_index(drop=True), int((~labelled).sum()))
 
@@ -182,20 +185,20 @@ def split_fixed_holdout(
     rows every time."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"holdout fraction must be in [0, 1), got {fraction}")
-    rng = np.random.default_rng(HOLDOUT_SEED)
-    held = np.zeros(len(frame), dtype=bool)
-    labels = frame["label"].to_numpy()
-    groups = [labels == value for value in np.unique(labels)] if stratified else [labels == labels]
-    for group in groups:
-        rows = np.flatnonzero(group)
-        take = math.ceil(fraction * len(rows))
-        held[rng.permutation(rows)[:take]] = True
+    held = _held_rows(frame["label"].to_numpy(), fraction, HOLDOUT_SEED, stratified, math.ceil)
     return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
 
 
-def _test_rows(labels: np.ndarray, stratified: bool) -> np.ndarray:
-    """The same rows every time: ``TEST_FRACTION`` of each class (or of all rows)."""
-    rng = np.random.default_rng(SPLIT_SEED)
+def _held_rows(
+    labels: np.ndarray,
+    fraction: float,
+    seed: int,
+    stratified: bool,
+    rounding: Callable[[float], int],
+) -> np.ndarray:
+    """A mask of the same rows every time (a fixed ``seed``): ``rounding(fraction * n)`` rows
+    of each class (``stratified``), or of all rows."""
+    rng = np.random.default_rng(seed)
     held = np.zeros(len(labels), dtype=bool)
     groups = (
         [np.flatnonzero(labels == value) for value in np.unique(labels)]
@@ -203,8 +206,7 @@ def _test_rows(labels: np.ndarray, stratified: bool) -> np.ndarray:
         else [np.arange(len(labels))]
     )
     for rows in groups:
-        take = math.floor(TEST_FRACTION * len(rows))
-        held[rng.permutation(rows)[:take]] = True
+        held[rng.permutation(rows)[: rounding(fraction * len(rows))]] = True
     return held
 
 

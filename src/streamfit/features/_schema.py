@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from ..contract import ColumnSpec, Contract
+from ..contract import ColumnSpec, Contract, task_of
 
 _VALUE_TYPES: dict[str, Any] = {
     "integer": int,
@@ -41,6 +41,7 @@ class RequestSchema:
         if extra_columns not in ("refuse", "ignore"):
             raise ValueError(f"extra_columns must be 'refuse' or 'ignore', got {extra_columns!r}")
         self.contract = contract
+        self.rules = task_of(contract)  # how its labels read (the recorder's, once per schema)
         self.ignore_extra = extra_columns == "ignore"
         self._specs = {spec.name: spec for spec in contract.columns}
         self._riders = frozenset((contract.label, *contract.unused_columns))

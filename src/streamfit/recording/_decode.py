@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from .. import messages
 from ..bus import Message
 from ..config import Topics
-from ..contract import task_of
 from ..features import RequestSchema
 from ..stores import ObservationBatch
 
@@ -46,7 +45,7 @@ def decode_batch(batch: list[Message], topics: Topics, schema: RequestSchema) ->
     """Split ``batch`` by topic and decode each message by ``schema``'s contract; keep arrival
     order within a topic."""
     out = Decoded()
-    rules = task_of(schema.contract)
+    rules = schema.rules
     requests = [m for m in batch if m.topic == topics.requests]
     if requests:
         _requests(requests, out, schema)
@@ -70,7 +69,7 @@ def decode_batch(batch: list[Message], topics: Topics, schema: RequestSchema) ->
 
 def _requests(requests: list[Message], out: Decoded, schema: RequestSchema) -> None:
     label_column = schema.contract.label
-    rules = task_of(schema.contract)
+    rules = schema.rules
     parsed = messages.parse_requests(
         [m.value for m in requests], columns=(label_column,), schema=schema
     )
