@@ -25,10 +25,17 @@ Decisions worth knowing:
   principal and what it was refused, at once: no retry fixes it. A client that speaks plaintext
   to a TLS listener is refused too (librdkafka hints at it; the broker just closes the socket).
   Topics a principal may not create are left to the admin (``scripts/kafka up --secure``).
+* A static member (``group.instance.id``) fenced by its own rejoin, not by a twin, rejoins:
+  librdkafka gives up a session the broker did not answer for ``session.timeout.ms`` (a broker
+  restart that long), rejoins under a new member id and then reports the old session's commit
+  fenced as a fatal error. A twin shows as another member id holding the instance id while this
+  consumer still has its own.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import logging
 import re
 import time
@@ -253,7 +260,9 @@ class KafkaBus(Bus):
             # poll this often is given up after as long without a heartbeat too.
             session_ms = int(config.get("session.timeout.ms", _SESSION_TIMEOUT_MS))
             config["session.timeout.ms"] = min(session_ms, interval_ms)
-        return _KafkaConsumer(config, topics, group, self.principal, instance_id=instance_id)
+        return _KafkaConsumer(
+            config, topics, group, self.principal, instance_id=instance_id, holder=self._holder
+        )
 
     def ensure_topics(self, partitions: dict[str, int]) -> None:
         for name, count in partitions.items():
@@ -266,6 +275,23 @@ class KafkaBus(Bus):
         self._admin = None
 
     # -- internals ------------------------------------------------------------------------------
+    def _holder(self, group: str, instance_id: str, timeout: float = 30.0) -> str | None:
+        """The member id that holds ``instance_id`` in ``group``, "" if none does; None if the
+        group cannot be described within ``timeout`` (a broker still starting)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                futures = self._admin_client().describe_consumer_groups([group], request_timeout=5)
+                description = futures[group].result(timeout=10)
+            except (KafkaException, concurrent.futures.TimeoutError):
+                time.sleep(0.5)
+                continue
+            for member in description.members:
+                if member.group_instance_id == instance_id:
+                    return member.member_id
+            return ""
+        return None
+
     def _config(
         self, *layers: dict[str, Any], reporter: _ErrorReporter | None = None
     ) -> dict[str, Any]:
@@ -600,6 +626,10 @@ class _KafkaTransactionalProducer(_KafkaProducer, TransactionalProducer):
         raise BusError(f"Kafka {what} kept failing with retriable errors")
 
 
+class _Rejoined(Exception):
+    """A consumer replaced its own fenced session: what it polled but did not commit is dropped."""
+
+
 class _KafkaConsumer(Consumer):
     def __init__(
         self,
@@ -610,15 +640,23 @@ class _KafkaConsumer(Consumer):
         replay: int = 0,
         *,
         instance_id: str | None = None,
+        holder: Callable[[str, str], str | None] | None = None,
     ) -> None:
         self._group = group
         self._group_id = str(config.get("group.id", ""))
         self._instance_id = instance_id
+        self._holder = holder
+        self._config = config
         self._topics = list(topics)
         self._principal = principal
         self._closed = False
         # (topic, partition) -> offset after the last message poll() returned, not committed yet.
         self._offsets: dict[tuple[str, int], int] = {}
+        self._start(config, topics, group, replay)
+
+    def _start(
+        self, config: dict[str, Any], topics: list[str], group: str | None, replay: int
+    ) -> None:
         try:
             self._consumer = confluent_kafka.Consumer(config)
         except KafkaException as exc:
@@ -673,6 +711,12 @@ class _KafkaConsumer(Consumer):
             return []
         if max_messages < 1:
             raise ValueError(f"max_messages must be >= 1, got {max_messages}")
+        try:
+            return self._poll(max_messages, timeout)
+        except _Rejoined:
+            return []
+
+    def _poll(self, max_messages: int, timeout: float) -> list[Message]:
         deadline = time.monotonic() + timeout
         while True:
             batch = self._convert(self._consumer.consume(max_messages, 0))
@@ -717,7 +761,7 @@ class _KafkaConsumer(Consumer):
         if _refused(error):
             raise _refusal(self._principal, error, "read")
         if self._fenced(error):
-            raise self._fencing(error)
+            self._rejoin_unless_twin(error)
         if error.fatal() or code in _FATAL_FOR_CONSUMER:
             raise BusError(f"Kafka consumer error {_describe(error)}")
         log.warning("Kafka consumer: %s", _describe(error))
@@ -729,6 +773,31 @@ class _KafkaConsumer(Consumer):
             return True
         fatal = error.code() == KafkaError._FATAL or error.fatal()
         return fatal and bool(self._instance_id) and "group.instance.id" in error.str()
+
+    def _rejoin_unless_twin(self, error: KafkaError) -> None:
+        """Raise :class:`BusFenced` if another live member holds this one's instance id; else
+        (this member's own rejoin fenced its old session) start a new consumer in its place and
+        raise :class:`_Rejoined`. Offsets not committed yet are delivered again (at-least-once)."""
+        try:
+            own = self._consumer.memberid() or ""  # "" once librdkafka gave up the session
+        except RuntimeError:
+            own = ""
+        holder = self._holder(self._group_id, self._instance_id or "") if self._holder else None
+        if holder is None or (own and holder and holder != own):
+            raise self._fencing(error)
+        log.warning(
+            "Kafka consumer of group %r: this member's session lapsed (%s); rejoining as %r, "
+            "uncommitted messages will be delivered again",
+            self._group_id,
+            _describe(error),
+            self._instance_id,
+        )
+        # A fatal consumer may refuse to leave: the new one replaces it anyway.
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self._consumer.close()
+        self._offsets.clear()
+        self._start(self._config, self._topics, self._group, 0)
+        raise _Rejoined
 
     def _fencing(self, error: KafkaError) -> BusFenced:
         return BusFenced(
@@ -780,7 +849,10 @@ class _KafkaConsumer(Consumer):
             except KafkaException as exc:
                 error = exc.args[0]
                 if self._fenced(error):
-                    raise self._fencing(error) from exc
+                    try:
+                        self._rejoin_unless_twin(error)
+                    except _Rejoined:
+                        return
                 if error.code() in _REBALANCING:
                     log.warning(
                         "Kafka offset commit refused during a rebalance (%s): "
