@@ -116,8 +116,6 @@ def live_settings(request, tmp_path: Path, mlflow_server: str) -> Iterator[tuple
         tmp_path,
         mlflow_server,
         promotion="shadow",
-        live_min_pairs=50,
-        live_max_pairs=1500,
         live_check_seconds=0.2,
         retrain_every=10**9,  # no rounds: the judge alone
         compile_model=False,  # the compiled path is test_shadow's; CPU is shared here

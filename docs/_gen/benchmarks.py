@@ -483,10 +483,37 @@ def challenger(figures: Figures) -> str:
                 rows,
             ),
             "",
+            *_challenger_defaults(data.get("defaults")),
             table(["shadow scoring in process", "figure"], shadow_rows),
             "",
         ]
     )
+
+
+def _challenger_defaults(defaults: dict[str, Any] | None) -> list[str]:
+    if not defaults:
+        return []
+    names = {
+        "one_point_better": "one accuracy point better",
+        "one_point_worse": "one accuracy point worse",
+        "clearly_worse": "clearly worse",
+        "equal": "equal",
+    }
+    rows = [
+        [
+            f"{label}: {defaults[key]['wanted']}",
+            f"{100 * defaults[key]['rate']:.1f} %",
+            f"{100 * defaults[key]['wrong_rate']:.1f} %",
+            defaults[key]["median_pairs"],
+        ]
+        for key, label in names.items()
+        if key in defaults
+    ]
+    header = (
+        f"at the shipped settings ({defaults['runs']} runs per case, α = {defaults['alpha']}, "
+        f"{defaults['min_pairs']}..{defaults['max_pairs']} pairs)"
+    )
+    return [table([header, "rate", "the opposite decision", "median pairs"], rows), ""]
 
 
 # --------------------------------------------------------------------------------- runtimes

@@ -1017,6 +1017,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # its INFO lines: table creation...
     # MLflow's loggers then go through ours (one format, JSON too) instead of its own handler.
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
+    # MLflow's client retries a request 7 times with doubling backoff and waits 120 s for each
+    # answer: minutes before a round learns its tracking server is gone. The trainer keeps the
+    # retrain command and retries the round itself, so fail fast: 3 retries (1, 2, 4 s), 30 s.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
     from .bus import BusError
     from .models.bundle import BundleError
     from .stores import StoreError

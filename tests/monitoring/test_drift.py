@@ -11,10 +11,13 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
+from streamfit.config import Settings
 from streamfit.monitoring import (
     DomainClassifier,
     DriftDetector,
+    alarm_budget,
     auc_with_z,
+    detector_from_settings,
     drift_score,
     drifting_features,
 )
@@ -24,7 +27,14 @@ from .conftest import SHIFTS
 
 @pytest.fixture(scope="module")
 def detector(reference: pd.DataFrame) -> DriftDetector:
-    return DriftDetector(reference_size=3000).fit(reference)
+    """The monitor's own detector: the default settings, at its share of the false-alarm budget
+    (about 0.002, not drift_alpha's 0.01), on windows of the default 1,000 rows."""
+    return detector_from_settings(Settings(), monitor=True).fit(reference)
+
+
+def test_the_detector_here_is_the_monitors(detector: DriftDetector) -> None:
+    assert detector.alpha == pytest.approx(alarm_budget(Settings()).window_tests)
+    assert detector.alpha < Settings().drift_alpha
 
 
 def test_drift_formula_on_fold_aucs() -> None:
@@ -189,8 +199,8 @@ def test_a_ten_point_share_change_is_caught_without_a_floor(
     share = male.mean()
     weights = np.where(male, (share - 0.10) / share, (1 - share + 0.10) / (1 - share))
     window = adult_test.sample(1000, weights=weights, random_state=12).reset_index(drop=True)
-    calibrated = DriftDetector(classifier_null_runs=0, reference_size=2000).fit(reference)
-    report = calibrated.score(window)
+    monitors = detector_from_settings(Settings(), monitor=True)
+    report = monitors.fit(reference).score(window)
     assert report.features["gender"].drifted and report.ranking()[0] == "gender"
     assert report.features["gender"].psi < 0.1
     assert report.features["gender"].reason.startswith("shifted: p = ")

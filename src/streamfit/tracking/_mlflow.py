@@ -22,7 +22,6 @@ Decisions:
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -74,9 +73,6 @@ class MlflowTracker(Tracker):
         self.registered_model = registered_model
         # The fluent API (log_model, register_model) reads the process-wide URI.
         mlflow.set_tracking_uri(uri)
-        # log_model validates the input example by reloading the model, which draws a
-        # download progress bar per round into the trainer's log otherwise.
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         self.client = MlflowClient(tracking_uri=uri)
         self.run_id: str | None = None
         self._registry: ModelRegistry | None = None
