@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -35,12 +34,6 @@ class ProbedService:
     def __init__(self, metrics: object) -> None:
         self.metrics = metrics
         self.health = Health(metrics)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def promtool_check(exposition: bytes) -> None:

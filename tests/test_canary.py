@@ -16,7 +16,8 @@ import pytest
 
 from streamfit.config import ConfigError, Settings
 from tests import test_live
-from tests.test_live import _bundle, _run, _wait
+from tests.harness import wait_until
+from tests.test_live import _bundle, _run
 
 live_settings = test_live.live_settings  # the same services on both buses, canary settings
 
@@ -43,7 +44,7 @@ def _all_answered(live) -> None:
         live._read(0.2)
         return {a["request_id"] for a in live.seen}
 
-    _wait(lambda: answered() >= set(live.sent), "every request answered", timeout=120)
+    wait_until(lambda: answered() >= set(live.sent), 120, "every request answered", every=0.05)
     assert live.predictor.stats.dead_letters == 0
 
 
@@ -77,7 +78,7 @@ def test_a_worse_canary_is_rolled_back(request, live_settings, mlflow_server):
     share = sum(a["model_version"] == challenger for a in during) / len(during)
     assert 0.5 * PERCENT / 100 < share < 1.5 * PERCENT / 100
     # Rolled back: the canary ends, every later request is the champion's.
-    _wait(lambda: live.predictor.shadow_version is None, "the canary ending")
+    wait_until(lambda: live.predictor.shadow_version is None, 60, "the canary ending", every=0.05)
     assert models.champion() == champion and models.registry.shadow() is None
     _send(live, 200)
     _all_answered(live)
@@ -101,7 +102,7 @@ def test_a_canary_below_its_estimated_accuracy_floor_is_rolled_back_before_label
     assert decided.decision == "rollback"
     assert "estimated accuracy" in decided.reason and "below the floor" in decided.reason
     _check_split(live, champion, challenger)
-    _wait(lambda: live.predictor.shadow_version is None, "the canary ending")
+    wait_until(lambda: live.predictor.shadow_version is None, 60, "the canary ending", every=0.05)
     assert models.champion() == champion
     _all_answered(live)
 
@@ -118,8 +119,13 @@ def test_a_better_canary_is_promoted(request, live_settings, mlflow_server):
     )
     assert decided.decision == "promote" and decided.lower > 0
     _check_split(live, champion, challenger)
-    _wait(lambda: models.champion() == challenger, "the promotion")
-    _wait(lambda: live.predictor.model_version == challenger, "the predictor following")
+    wait_until(lambda: models.champion() == challenger, 60, "the promotion", every=0.05)
+    wait_until(
+        lambda: live.predictor.model_version == challenger,
+        60,
+        "the predictor following",
+        every=0.05,
+    )
     _send(live, 100)
     _all_answered(live)
     after = [a for a in live.seen if a["request_id"].startswith("9-")]

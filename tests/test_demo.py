@@ -21,7 +21,8 @@ from streamfit.config import Settings
 from streamfit.datasets.adult import FEATURE_COLUMNS, load_adult
 from streamfit.demo import mlflow_ui_hint, render_summary
 from streamfit.models.bundle import ModelStore
-from tests.probes import free_port, get, promtool_check, status
+from tests.harness import free_port
+from tests.probes import get, promtool_check, status
 
 
 class Scrapes(threading.Thread):

@@ -33,6 +33,7 @@ from streamfit.recording import Recorder
 from streamfit.serving import Predictor
 from streamfit.stores import Comparison, ComparisonStore
 from streamfit.training.service import TrainerService
+from tests.harness import wait_until
 from tests.serving.conftest import Registered, mlflow_settings
 
 
@@ -137,13 +138,6 @@ def live_settings(request, tmp_path: Path, mlflow_server: str) -> Iterator[tuple
     bus.close()
 
 
-def _wait(condition, what: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not in time"
-        time.sleep(0.05)
-
-
 def _run(request_close, settings, bus, mlflow_server, champion, challenger, **changes):
     """Champion and challenger registered, the services running, the challenger's comparison
     started (shadow or canary, as ``settings.promotion``), requests streamed until it is
@@ -157,7 +151,9 @@ def _run(request_close, settings, bus, mlflow_server, champion, challenger, **ch
     request_close(live.close)
     started = start_comparison(settings, challenger_version, bus=bus, reason="test")
     assert started.champion == champion_version and started.decision == "running"
-    _wait(lambda: live.predictor.shadow_version == challenger_version, "shadowing")
+    wait_until(
+        lambda: live.predictor.shadow_version == challenger_version, 60, "shadowing", every=0.05
+    )
     live.stream(6000, live.decided)
     decided = live.decided()
     assert decided is not None
@@ -180,14 +176,14 @@ def test_a_worse_challenger_is_rejected_and_never_answers(request, live_settings
     assert live.seen and all(a["model_version"] == champion for a in live.seen)
     assert any(a.get("shadow", {}).get("version") == challenger for a in live.seen)
     # Acted upon (after the decision was recorded): shadowing ended, the run tagged.
-    _wait(lambda: live.predictor.shadow_version is None, "shadowing ending")
+    wait_until(lambda: live.predictor.shadow_version is None, 60, "shadowing ending", every=0.05)
     assert models.champion() == champion and models.registry.shadow() is None
     run_id = models.registry.get(challenger).run_id
 
     def tagged():
         return models.registry.client.get_run(run_id).data.tags.get("live_decision")
 
-    _wait(lambda: tagged() == "reject", "the decision on the challenger's run")
+    wait_until(lambda: tagged() == "reject", 60, "the decision on the challenger's run", every=0.05)
     run = models.registry.client.get_run(run_id)
     assert run.data.metrics["live_pairs"] == decided.pairs
 
@@ -203,8 +199,13 @@ def test_a_better_challenger_is_promoted_then_answers(request, live_settings, ml
         _bundle(80, 10000, seed=2),
     )
     assert decided.decision == "promote" and decided.lower > 0
-    _wait(lambda: models.champion() == challenger, "the promotion")
-    _wait(lambda: live.predictor.model_version == challenger, "the predictor following")
+    wait_until(lambda: models.champion() == challenger, 60, "the promotion", every=0.05)
+    wait_until(
+        lambda: live.predictor.model_version == challenger,
+        60,
+        "the predictor following",
+        every=0.05,
+    )
     assert live.predictor.shadow_version is None
 
     def after():  # answers to the requests sent now (older ones may still be arriving)

@@ -23,7 +23,8 @@ from streamfit.ops.health import ProbeServer
 from streamfit.ops.metrics import MonitorMetrics, PredictorMetrics, RecorderMetrics, TrainerMetrics
 from streamfit.ops.status import parse_targets, scrape, snapshot, summarise
 from tests.conftest import REPO
-from tests.probes import ProbedService, free_port
+from tests.harness import free_port
+from tests.probes import ProbedService
 
 
 def test_the_core_reads_a_running_endpoint_between_two_scrapes() -> None:

@@ -15,7 +15,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,13 +173,6 @@ def chaos_report() -> ChaosReport:
     return REPORT
 
 
-def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-
-
 class Tail:
     """Every message on ``topic`` from its creation on, read by a broadcast consumer: for each
     one, its ``request_id``, when it was produced (its CreateTime, Unix time) and when this
@@ -229,13 +222,6 @@ def start_app(target: Deployment, name: str, *args: str):
     summary = target.root / f"{name}.json"
     app = target.start("app", *args, "--summary-json", str(summary), "--timeout", "240", name=name)
     return app, summary
-
-
-def champion(target: Deployment) -> int:
-    from streamfit.models.registry import ModelRegistry
-
-    entry = ModelRegistry.from_settings(target.settings).champion()
-    return entry.version if entry else 0
 
 
 def lenient_env() -> dict[str, str]:

@@ -20,13 +20,8 @@ from streamfit import messages
 from streamfit.models.promotion import promote
 from streamfit.models.registry import ModelRegistry
 from streamfit.stores import ObservationStore
-from tests.chaos.conftest import (
-    champion,
-    lenient_env,
-    restart_own_broker,
-    start_app,
-    wait_until,
-)
+from tests.chaos.conftest import lenient_env, restart_own_broker, start_app
+from tests.harness import champion, free_port, wait_until
 from tests.kafka.conftest import copy_of_champion
 from tests.serving.conftest import Registered, train_bundle
 
@@ -212,10 +207,7 @@ class Gate:
     def __init__(self, target: str) -> None:
         host, port = target.removeprefix("http://").rsplit(":", 1)
         self.target = (host, int(port))
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._listener: socket.socket | None = None
         self._connections: list[socket.socket] = []

@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from streamfit.bus import Consumer
-from tests.chaos.conftest import start_app, wait_until
+from tests.chaos.conftest import start_app
+from tests.harness import wait_until
 
 pytestmark = pytest.mark.kafka
 

@@ -23,11 +23,10 @@ from tests.chaos.conftest import (
     CATCH_UP_S,
     SEEDS,
     Tail,
-    champion,
     lenient_env,
     start_app,
-    wait_until,
 )
+from tests.harness import champion, wait_until
 
 pytestmark = pytest.mark.kafka
 

@@ -19,7 +19,8 @@ from streamfit.ops.health import ProbeServer
 from streamfit.ops.metrics import MonitorMetrics, PredictorMetrics, TrainerMetrics
 from tests.conftest import REPO
 from tests.deploy.conftest import ALERTS, alert_rules
-from tests.probes import ProbedService, free_port
+from tests.harness import free_port
+from tests.probes import ProbedService
 
 
 def _get(url: str) -> dict:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import pytest
 from streamfit.bus import get_bus
 from streamfit.config import Settings, Topics
 from tests.conftest import REPO, service_up
+from tests.harness import wait_until
 
 
 @pytest.fixture(scope="session")
@@ -147,15 +147,13 @@ class Deployment:
         return Path(process.log_path).read_text()  # type: ignore[attr-defined]
 
     def wait_for_log(self, process: subprocess.Popen, text: str, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.log(process):
-            if process.poll() is not None:
-                raise AssertionError(f"process exited: {self.log(process)[-3000:]}")
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{text!r} not logged in {timeout}s: {self.log(process)[-3000:]}"
-                )
-            time.sleep(0.2)
+        wait_until(
+            lambda: text in self.log(process),
+            timeout,
+            f"{text!r} logged",
+            log=lambda: self.log(process),
+            process=process,
+        )
 
     def group_members(self, group: str) -> dict[str, int]:
         """member id -> partitions assigned in ``group``, from Kafka's own consumer-groups

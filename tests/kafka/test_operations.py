@@ -16,20 +16,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import REPO
-from tests.probes import free_port, get, promtool_check, status
+from tests.harness import free_port, wait_until
+from tests.probes import get, promtool_check, status
 
 pytestmark = pytest.mark.kafka
 
 SERVICES = ("predictor", "recorder", "trainer", "monitor")
-
-
-def wait_until(condition, timeout: float, what: str, process=None, deployment=None) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"{what}: process exited: {deployment.log(process)[-3000:]}")
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def samples(port: int, name: str) -> list:
@@ -104,8 +96,8 @@ def test_every_service_answers_its_probes_and_prometheus_scrapes_them(deployment
             lambda name=name: status(f"http://127.0.0.1:{ports[name]}/readyz") == 200,
             300,
             f"{name} ready",
-            processes[name],
-            deployment,
+            log=lambda name=name: deployment.log(processes[name]),
+            process=processes[name],
         )
     for name, port in ports.items():
         base = f"http://127.0.0.1:{port}"
@@ -162,7 +154,13 @@ def test_sigterm_stops_a_predictor_within_5_s_readyz_first_and_loses_nothing(dep
     port = free_port()
     first = start_service(deployment, "predictor", port, name="predictor-1")
     readyz = f"http://127.0.0.1:{port}/readyz"
-    wait_until(lambda: status(readyz) == 200, 300, "the predictor ready", first, deployment)
+    wait_until(
+        lambda: status(readyz) == 200,
+        300,
+        "the predictor ready",
+        log=lambda: deployment.log(first),
+        process=first,
+    )
     summary_path = deployment.root / "app.json"
     app = deployment.start(
         "app", "--count", "1500", "--rate", "250", "--summary-json", str(summary_path), name="app"

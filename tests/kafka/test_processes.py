@@ -13,6 +13,7 @@ import urllib.request
 import pytest
 
 from streamfit.serving.processes import PORT_STEP
+from tests.harness import wait_until
 
 pytestmark = pytest.mark.kafka
 
@@ -40,11 +41,13 @@ def _children(deployment, parent) -> list[int]:
 
 
 def _wait_for_consumers(deployment, parent, count: int, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while deployment.log(parent).count("predictor consuming") < count:
-        assert parent.poll() is None, deployment.log(parent)[-3000:]
-        assert time.monotonic() < deadline, deployment.log(parent)[-3000:]
-        time.sleep(0.2)
+    wait_until(
+        lambda: deployment.log(parent).count("predictor consuming") >= count,
+        timeout,
+        f"{count} predictor processes consuming",
+        log=lambda: deployment.log(parent),
+        process=parent,
+    )
 
 
 def _alive(pid: int) -> bool:

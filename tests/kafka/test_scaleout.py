@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -22,6 +22,8 @@ from streamfit.datasets.adult import CONTRACT
 from streamfit.models.registry import ModelRegistry
 from streamfit.ops.instance import SLOTS_DIR
 from streamfit.stores import ObservationStore
+from tests import harness
+from tests.harness import wait_until
 from tests.kafka.conftest import register_copy
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -30,13 +32,6 @@ REQUESTS = 600
 RETRAIN_EVERY = 200
 ADULT_RULES = task_of(CONTRACT)  # the app sends each label as Adult has it: ">50K", "<=50K"
 SERVICES = ("predictor-1", "predictor-2", "recorder", "trainer-1", "trainer-2", "monitor", "app")
-
-
-def _wait(condition: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f}s waiting for {what}"
-        time.sleep(0.3)
 
 
 class Machines:
@@ -90,24 +85,19 @@ class Machines:
         return (self.logs / f"{name}.log").read_text()
 
     def wait_for_log(self, name: str, text: str, timeout: float = 120) -> None:
-        process = self.processes[name]
-
-        def logged() -> bool:
-            if text in self.log(name):
-                return True
-            assert process.poll() is None, f"{name} exited: {self.log(name)[-3000:]}"
-            return False
-
-        _wait(logged, timeout, f"{name} to log {text!r}: {self.log(name)[-2000:]}")
+        wait_until(
+            lambda: text in self.log(name),
+            timeout,
+            f"{name} to log {text!r}",
+            every=0.3,
+            log=lambda: self.log(name),
+            process=self.processes[name],
+        )
 
     def kill(self, name: str) -> None:
         process = self.processes[name]
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-
-    def champion(self) -> int:
-        entry = self.registry.champion()
-        return entry.version if entry else 0
 
     def retrain_done(self) -> bool:
         """Every retrain command published so far has had its round (offset committed)."""
@@ -201,7 +191,7 @@ def test_every_service_on_a_machine_of_its_own(machines):
     )
 
     # SIGKILL the recorder mid-stream, then start it again on its own data directory
-    _wait(lambda: m.store.count() >= 150, 60, "150 recorded observations")
+    wait_until(lambda: m.store.count() >= 150, 60, "150 recorded observations", every=0.3)
     m.kill("recorder")
     assert m.store.count() < REQUESTS  # killed mid-stream
     m.start("recorder", "recorder", *recorder_options)
@@ -211,7 +201,7 @@ def test_every_service_on_a_machine_of_its_own(machines):
         working = [n for n in ("trainer-1", "trainer-2") if "retraining (" in m.log(n)]
         return working[0] if working else None
 
-    _wait(worker, 120, "a trainer to start a round")
+    wait_until(worker, 120, "a trainer to start a round", every=0.3)
     killed = worker()
     standby = "trainer-2" if killed == "trainer-1" else "trainer-1"
     m.wait_for_log(killed, "trial 1/2")  # mid-round: searching
@@ -224,7 +214,9 @@ def test_every_service_on_a_machine_of_its_own(machines):
     assert summary["answered"] == REQUESTS and summary["lost"] == 0
 
     # every request, prediction and label is in the store, nothing lost across the kills
-    _wait(lambda: m.store.count(labelled=True) == REQUESTS, 60, "every label recorded")
+    wait_until(
+        lambda: m.store.count(labelled=True) == REQUESTS, 60, "every label recorded", every=0.3
+    )
     requests = {r["request_id"] for r in m.topic_messages(m.topics.requests, REQUESTS)}
     labels = {r["request_id"]: r["label"] for r in m.topic_messages(m.topics.labels, REQUESTS)}
     assert len(requests) == REQUESTS and set(labels) == requests
@@ -236,10 +228,15 @@ def test_every_service_on_a_machine_of_its_own(machines):
     assert m.store.count() == REQUESTS and m.store.pending_labels() == 0
 
     # every retrain threshold was published once and every round has finished
-    _wait(lambda: m.store.retrain_mark() == REQUESTS // RETRAIN_EVERY, 60, "the last threshold")
-    _wait(lambda: m.store.unsent() == 0, 60, "the retrain commands to be delivered")
-    _wait(m.retrain_done, 300, "the standby trainer to finish every round")
-    champion = m.champion()
+    wait_until(
+        lambda: m.store.retrain_mark() == REQUESTS // RETRAIN_EVERY,
+        60,
+        "the last threshold",
+        every=0.3,
+    )
+    wait_until(lambda: m.store.unsent() == 0, 60, "the retrain commands to be delivered", every=0.3)
+    wait_until(m.retrain_done, 300, "the standby trainer to finish every round", every=0.3)
+    champion = harness.champion(m)
     assert champion > 1
     assert f"round done: v{champion} promoted" in m.log(standby)
     # the killed round's version, if it registered one, was never champion

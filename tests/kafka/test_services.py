@@ -10,23 +10,10 @@ import pytest
 
 from streamfit import messages
 from tests.conftest import REPO
+from tests.harness import champion, wait_until
 from tests.kafka.conftest import copy_of_champion
 
 pytestmark = pytest.mark.kafka
-
-
-def _champion(deployment) -> int:
-    from streamfit.models.registry import ModelRegistry
-
-    entry = ModelRegistry.from_settings(deployment.settings).champion()
-    return entry.version if entry else 0
-
-
-def _wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 def test_end_to_end_with_separate_processes(deployment):
@@ -42,8 +29,8 @@ def test_end_to_end_with_separate_processes(deployment):
     assert set(first["model_versions"]) == {"1"}
     # 300 labelled observations recorded asked for retrains; a new champion is announced and
     # served
-    _wait(lambda: _champion(deployment) > 1, 300, "a promoted retrained model")
-    deployment.wait_for_log(predictor, f"now serving model v{_champion(deployment)}")
+    wait_until(lambda: champion(deployment) > 1, 300, "a promoted retrained model", every=0.5)
+    deployment.wait_for_log(predictor, f"now serving model v{champion(deployment)}")
     second = deployment.run_app("--count", "50", "--rate", "50")
     assert second["answered"] == 50 and second["lost"] == 0
     assert all(int(v) > 1 for v in second["model_versions"])
@@ -64,9 +51,9 @@ def test_two_predictors_share_partitions_and_both_follow_a_new_model(deployment)
     deployment.wait_for_log(trainer, "trainer waiting")
     with deployment.bus().producer() as producer:
         producer.produce(deployment.topics.retrain, messages.retrain("test", 0))
-    _wait(lambda: _champion(deployment) > 1, 300, "a promoted model")
+    wait_until(lambda: champion(deployment) > 1, 300, "a promoted model", every=0.5)
     for process in (first, second):
-        deployment.wait_for_log(process, f"now serving model v{_champion(deployment)}")
+        deployment.wait_for_log(process, f"now serving model v{champion(deployment)}")
 
 
 def test_promote_and_rollback_from_the_cli_are_followed_by_a_running_predictor(deployment):
@@ -86,7 +73,7 @@ def test_promote_and_rollback_from_the_cli_are_followed_by_a_running_predictor(d
 
     rolled_back = deployment.start("rollback", name="rollback")
     assert rolled_back.wait(timeout=120) == 0, deployment.log(rolled_back)
-    assert _champion(deployment) == original
+    assert champion(deployment) == original
     deployment.wait_for_log(predictor, f"now serving model v{original} (was v{copy})")
 
     missing = deployment.start("promote", "999", name="promote-missing")

@@ -9,7 +9,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 import uuid
 
 import numpy as np
@@ -21,6 +20,7 @@ import sqlalchemy as sa
 from streamfit.bus import get_bus
 from streamfit.config import Settings, Topics
 from tests.conftest import REPO
+from tests.harness import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -106,7 +106,12 @@ def test_your_table_is_served_and_retrained_over_kafka(
             ("recorder", "recorder consuming"),
             ("trainer", "trainer waiting"),
         ):
-            _wait(lambda s=service, t=text: t in logs[s].read_text(), 120, f"{service} to start")
+            wait_until(
+                lambda s=service, t=text: t in logs[s].read_text(),
+                120,
+                f"{service} to start",
+                every=0.5,
+            )
         # 300 requests over the 100 test rows (each thrice), labels riding along.
         summary_file = tmp_path / "app.json"
         app = streamfit(
@@ -125,10 +130,11 @@ def test_your_table_is_served_and_retrained_over_kafka(
         summary = json.loads(summary_file.read_text())
         assert summary["answered"] == 300 and summary["lost"] == 0
         assert summary["mae"] is not None and summary["accuracy"] is None
-        _wait(
+        wait_until(
             lambda: re.search(r"round done: v\d+ promoted", logs["trainer"].read_text()),
             300,
             "a retrained model promoted",
+            every=0.5,
         )
         # Predictions in the regression format, read from the start by a group of its own.
         reader = f"reader-{suffix}"
@@ -148,10 +154,3 @@ def test_your_table_is_served_and_retrained_over_kafka(
     schema = json.loads(show.stdout)
     assert schema["properties"]["size"]["type"] == "number"
     assert schema["additionalProperties"] is False
-
-
-def _wait(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)

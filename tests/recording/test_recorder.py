@@ -12,7 +12,8 @@ from streamfit import messages
 from streamfit.bus import BusFenced
 from streamfit.recording import Recorder
 from streamfit.stores import ObservationBatch, ObservationStore
-from tests.recording.conftest import Stream, wait_for
+from tests.harness import wait_until
+from tests.recording.conftest import Stream
 
 pytestmark = pytest.mark.kafka
 
@@ -44,9 +45,11 @@ def test_requests_predictions_and_labels_join_in_all_three_orders(stream: Stream
             stream.send(*_parts(request_id)[order[step]])
         for request_id, order in orders.items():
             field = _FIELD[order[step]]
-            wait_for(
+            wait_until(
                 lambda r=request_id, f=field: (stream.store.get(r) or {}).get(f) is not None,
+                60,
                 f"{order[step]} of {request_id}",
+                every=0.05,
             )
     for request_id in orders:
         row = stream.store.get(request_id)
@@ -67,8 +70,8 @@ def test_duplicates_count_once_and_a_retrain_goes_out_at_each_threshold(stream: 
         stream.send("requests", *(_request(i) for i in ids))
         stream.send("predictions", *(messages.prediction(i, 0.5, 1) for i in ids))
         stream.send("labels", *(messages.label(i, i.endswith("1")) for i in ids))
-    wait_for(lambda: stream.store.count(labelled=True) == 35, "35 labelled")
-    wait_for(lambda: stream.store.unsent() == 0, "the outbox delivered")
+    wait_until(lambda: stream.store.count(labelled=True) == 35, 60, "35 labelled", every=0.05)
+    wait_until(lambda: stream.store.unsent() == 0, 60, "the outbox delivered", every=0.05)
     assert stream.store.count() == 35 and stream.store.pending_labels() == 0
     commands = stream.read("retrain", 3)
     assert [c["threshold"] for c in commands] == [10, 20, 30]
@@ -78,7 +81,7 @@ def test_duplicates_count_once_and_a_retrain_goes_out_at_each_threshold(stream: 
     more = [f"e{i}" for i in range(5)]
     stream.send("requests", *(_request(i, 60) for i in more))
     stream.send("labels", *(messages.label(i, 0) for i in more))
-    wait_for(lambda: stream.store.count(labelled=True) == 40, "40 labelled")
+    wait_until(lambda: stream.store.count(labelled=True) == 40, 60, "40 labelled", every=0.05)
     assert [c["threshold"] for c in stream.read("retrain", 4)] == [10, 20, 30, 40]
     assert stream.store.retrain_mark() == 4
 
@@ -86,10 +89,10 @@ def test_duplicates_count_once_and_a_retrain_goes_out_at_each_threshold(stream: 
 def test_labels_for_unseen_requests_stay_pending_and_visible(stream: Stream) -> None:
     stream.start()
     stream.send("labels", *(messages.label(f"ghost{i}", 1) for i in range(3)))
-    wait_for(lambda: stream.store.pending_labels() == 3, "3 pending labels")
+    wait_until(lambda: stream.store.pending_labels() == 3, 60, "3 pending labels", every=0.05)
     assert stream.store.count() == 0 and stream.store.count(labelled=True) == 0
     stream.send("requests", _request("ghost1"))
-    wait_for(lambda: stream.store.count(labelled=True) == 1, "ghost1 joined")
+    wait_until(lambda: stream.store.count(labelled=True) == 1, 60, "ghost1 joined", every=0.05)
     assert stream.store.pending_labels() == 2
     assert stream.read("dead_letter", 0, quiet=0.5) == []  # pending is not an error
 
@@ -101,7 +104,7 @@ def test_a_bad_label_and_a_bad_request_are_dead_lettered_with_the_reason(stream:
     stream.send("requests", b"\xff not even UTF-8", key="b3")
     stream.send("requests", _request("good"))
     stream.send("labels", messages.label("good", 0))
-    wait_for(lambda: stream.store.count(labelled=True) == 1, "the good one")
+    wait_until(lambda: stream.store.count(labelled=True) == 1, 60, "the good one", every=0.05)
     letters = sorted(stream.read("dead_letter", 3), key=lambda d: d.get("request_id", "~"))
     assert [d.get("request_id") for d in letters] == ["b1", "b2", None]
     assert "'label' must be '<=50K' or '>50K' (or 1 for" in letters[0]["error"]
@@ -109,7 +112,7 @@ def test_a_bad_label_and_a_bad_request_are_dead_lettered_with_the_reason(stream:
     assert letters[2]["error"] == "invalid request: invalid UTF-8 at byte 0"
     assert {d["service"] for d in letters} == {"recorder"}
     assert stream.store.get("b1") is None and stream.store.get("b2") is None
-    wait_for(lambda: recorder.stats.dead_letters == 3, "the recorder's count")
+    wait_until(lambda: recorder.stats.dead_letters == 3, 60, "the recorder's count", every=0.05)
 
 
 def test_an_offender_the_database_refuses_is_dead_lettered_alone(stream: Stream) -> None:
@@ -118,12 +121,14 @@ def test_an_offender_the_database_refuses_is_dead_lettered_alone(stream: Stream)
     stream.send("predictions", messages.prediction("k0", 0.5, 2**63))  # beyond any integer
     stream.send("predictions", *(messages.prediction(f"k{i}", 0.5, 1) for i in range(1, 5)))
     recorder = stream.start()
-    wait_for(lambda: recorder.stats.dead_letters == 1, "the offender dead-lettered")
+    wait_until(
+        lambda: recorder.stats.dead_letters == 1, 60, "the offender dead-lettered", every=0.05
+    )
     (letter,) = stream.read("dead_letter", 1)
     assert letter["request_id"] == "k0" and letter["error"].startswith(
         "unexpected error: StoreError"
     )
-    wait_for(lambda: stream.store.count() == 5, "every request")
+    wait_until(lambda: stream.store.count() == 5, 60, "every request", every=0.05)
     assert stream.store.get("k0")["probability"] is None
     assert all(stream.store.get(f"k{i}")["model_version"] == 1 for i in range(1, 5))
 
@@ -134,8 +139,8 @@ def test_two_recorders_in_one_group_share_the_work(stream: Stream) -> None:
     stream.send("requests", *(_request(i) for i in ids))
     stream.send("predictions", *(messages.prediction(i, 0.5, 1) for i in ids))
     stream.send("labels", *(messages.label(i, 1) for i in ids))
-    wait_for(lambda: stream.store.count(labelled=True) == 60, "60 labelled")
-    wait_for(lambda: stream.store.unsent() == 0, "the outbox delivered")
+    wait_until(lambda: stream.store.count(labelled=True) == 60, 60, "60 labelled", every=0.05)
+    wait_until(lambda: stream.store.unsent() == 0, 60, "the outbox delivered", every=0.05)
     assert sorted(c["threshold"] for c in stream.read("retrain", 6)) == list(range(10, 61, 10))
     assert first.stats.requests + second.stats.requests >= 60
 
@@ -159,14 +164,16 @@ def test_a_recorder_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
     send(first_half)
     args = ("--retrain-every", str(every), "--max-batch", "20")
     first = stream.start_process(*args)
-    wait_for(lambda: stream.store.count(labelled=True) >= 60, "a first part recorded", 120)
+    wait_until(
+        lambda: stream.store.count(labelled=True) >= 60, 120, "a first part recorded", every=0.05
+    )
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=30)
     assert "recorder stopped" not in stream.log(first)  # killed, not stopped
     send(second_half)
     second = stream.start_process(*args)
-    wait_for(lambda: _complete(stream) == total, f"{total} complete rows", 180)
-    wait_for(lambda: stream.store.unsent() == 0, "the outbox delivered")
+    wait_until(lambda: _complete(stream) == total, 180, f"{total} complete rows", every=0.05)
+    wait_until(lambda: stream.store.unsent() == 0, 60, "the outbox delivered", every=0.05)
     second.send_signal(signal.SIGTERM)
     assert second.wait(timeout=30) == 0, stream.log(second)
     store = stream.store
@@ -219,7 +226,7 @@ def test_two_live_recorders_given_one_instance_id_the_older_stops_and_says_why(
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    wait_for(lambda: older.health.ready, "the older recorder in its group", 60)
+    wait_until(lambda: older.health.ready, 60, "the older recorder in its group", every=0.05)
     newer = stream.start(instance_id="twin", data_dir=tmp_path / "newer")
     thread.join(60)
     assert not thread.is_alive(), "the fenced recorder went on"
@@ -250,9 +257,9 @@ def test_rows_older_than_retain_go_at_the_next_pass_while_recording_goes_on(
     for chunk in (new[:50], new[50:]):
         stream.send("requests", *(_request(i) for i in chunk))
         stream.send("labels", *(messages.label(i, 0) for i in chunk))
-    wait_for(lambda: stream.store.count(labelled=True) == 400, "400 labelled")
-    wait_for(lambda: stream.store.size()[0] == 100, "the old rows gone")
+    wait_until(lambda: stream.store.count(labelled=True) == 400, 60, "400 labelled", every=0.05)
+    wait_until(lambda: stream.store.size()[0] == 100, 60, "the old rows gone", every=0.05)
     assert all(stream.store.get(i)["label"] == 0 for i in new)
     assert stream.store.pending_labels() == 0 and stream.store.retrain_mark() == 40
-    wait_for(lambda: stream.store.unsent() == 0, "the outbox delivered")
+    wait_until(lambda: stream.store.unsent() == 0, 60, "the outbox delivered", every=0.05)
     assert [c["threshold"] for c in stream.read("retrain", 40)] == list(range(10, 401, 10))

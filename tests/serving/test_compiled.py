@@ -19,6 +19,7 @@ from streamfit.serving import Predictor, _compiled
 from streamfit.serving._compiled import CompileError, compile_bundle
 from streamfit.serving.runtimes import runtimes_for
 from tests.conftest import skip_or_fail_in_ci
+from tests.harness import wait_until
 from tests.serving.conftest import Running, train_bundle
 
 
@@ -70,7 +71,9 @@ def test_a_build_past_its_time_bound_is_abandoned_with_its_compilers(local):
         building.clear()
         watcher.join()
     assert sessions  # the watcher saw the build child
-    _wait_until(lambda: _processes_in_sessions(sessions) == [], 10.0)  # no gcc left compiling
+    wait_until(  # no gcc left compiling
+        lambda: _processes_in_sessions(sessions) == [], 10.0, "no gcc left", every=0.05
+    )
     assert sorted(p.name for p in directory.iterdir() if "model." in p.name) == ["model.txt"]
     built = compile_bundle(bundle, directory, runtime="tl2cgen")
     assert built.compiled and built.max_abs_diff <= _compiled.TOLERANCE
@@ -132,7 +135,12 @@ def test_predictor_serves_the_compiled_model_with_its_version(
         # a new model: LightGBM serves it at once, its compiled copy follows
         new_version = store.save(train_bundle(rounds=20, seed=2))
         service.send("models", messages.model_ready(new_version, "promoted"))
-        _wait_until(lambda: predictor.model_version == new_version and predictor.serving_compiled)
+        wait_until(
+            lambda: predictor.model_version == new_version and predictor.serving_compiled,
+            120.0,
+            "the new model served compiled",
+            every=0.05,
+        )
         service.send("requests", messages.request("after", requests_data[0]))
         answer = _predictions(service.collect(1))[0]
         assert answer["model_version"] == new_version
@@ -226,15 +234,6 @@ def test_refused_compile_keeps_lightgbm(settings, store, monkeypatch, caplog):
     _wait_compiled(predictor)
     assert not predictor.serving_compiled and predictor.stats.compile_refusals == 1
     assert "model v1 stays on LightGBM: mismatch" in caplog.text
-
-
-def _wait_until(condition, timeout: float = 120.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_a_library_already_built_serves_from_the_first_request(settings, store, tmp_path):

@@ -6,7 +6,6 @@ carrying a pickle and code beside its files (never downloaded, never run)."""
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import orjson
@@ -16,14 +15,8 @@ from streamfit.models.bundle import BUNDLE_FILES, MODEL_FILE, bundle_sha256
 from streamfit.serving import Predictor
 from streamfit.serving._compiled import sidecar_file
 from streamfit.serving.runtimes import runtimes_for
+from tests.harness import wait_until
 from tests.serving.conftest import Running, train_bundle
-
-
-def _wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def _answer(running: Running, request_id: str, row: dict) -> dict:
@@ -54,7 +47,9 @@ def test_an_event_digest_matching_altered_files_is_refused_the_registrys_wins(
             bad, "promoted", model_uri=f"models:/{store.registry.name}/{bad}", sha256=forged
         ),
     )
-    _wait_for(lambda: running.predictor.stats.refused_models == 1)
+    wait_until(
+        lambda: running.predictor.stats.refused_models == 1, 30, "the model refused", every=0.02
+    )
     assert running.predictor.stats.integrity_refusals == 1
     assert _answer(running, "still-v1", requests_data[0])["model_version"] == 1
 
@@ -64,7 +59,9 @@ def test_an_event_digest_disagreeing_with_the_registry_does_not_refuse_a_good_bu
 ):
     good = store.save(train_bundle(rounds=7, seed=2))
     running.send("models", messages.model_ready(good, "promoted", sha256="0" * 64))
-    _wait_for(lambda: running.predictor.model_version == good)
+    wait_until(
+        lambda: running.predictor.model_version == good, 30, "the good model served", every=0.02
+    )
     assert running.predictor.stats.integrity_refusals == 0
     assert _answer(running, "on-good", requests_data[0])["model_version"] == good
 
@@ -75,11 +72,15 @@ def test_an_event_without_a_digest_is_checked_against_the_registry_tag(
     bad = store.save(train_bundle(rounds=5))
     _tamper(store, bad)
     running.send("models", orjson.dumps({"version": bad, "event": "promoted"}))
-    _wait_for(lambda: running.predictor.stats.refused_models == 1)
+    wait_until(
+        lambda: running.predictor.stats.refused_models == 1, 30, "the model refused", every=0.02
+    )
     assert running.predictor.stats.integrity_refusals == 1
     good = store.save(train_bundle(rounds=6, seed=3))
     running.send("models", orjson.dumps({"version": good, "event": "promoted"}))
-    _wait_for(lambda: running.predictor.model_version == good)
+    wait_until(
+        lambda: running.predictor.model_version == good, 30, "the good model served", every=0.02
+    )
     assert _answer(running, "on-good", requests_data[0])["model_version"] == good
 
 

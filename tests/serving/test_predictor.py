@@ -12,14 +12,8 @@ from streamfit import messages
 from streamfit.bus import MemoryBus
 from streamfit.serving import Predictor
 from streamfit.serving import predictor as predictor_module
+from tests.harness import wait_until
 from tests.serving.conftest import Running, train_bundle
-
-
-def _wait_for(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def _predictions(batch, topic="predictions"):
@@ -45,7 +39,12 @@ def test_hot_swap_switches_the_version_predictions_carry(running, requests_data,
     assert _predictions(running.collect(1))[0]["model_version"] == 1
     new_version = store.save(train_bundle(rounds=30, seed=1))
     running.send("models", messages.model_ready(new_version, "promoted"))
-    _wait_for(lambda: running.predictor.model_version == new_version)
+    wait_until(
+        lambda: running.predictor.model_version == new_version,
+        20,
+        "the new model served",
+        every=0.02,
+    )
     running.send("requests", messages.request("after", requests_data[1]))
     answer = _predictions(running.collect(1))[0]
     assert answer["request_id"] == "after" and answer["model_version"] == new_version
@@ -60,7 +59,9 @@ def test_tampered_bundle_is_refused_and_old_model_keeps_serving(running, request
     # bytes changed after registration, where the tracking server keeps them
     store.artifact_file(bad).write_text("this is not a LightGBM model")
     running.send("models", messages.model_ready(bad, "promoted"))
-    _wait_for(lambda: running.predictor.stats.refused_models == 1)
+    wait_until(
+        lambda: running.predictor.stats.refused_models == 1, 20, "the model refused", every=0.02
+    )
     assert running.predictor.stats.integrity_refusals == 1
     running.send("requests", messages.request("still-served", requests_data[0]))
     answer = _predictions(running.collect(1))[0]
@@ -72,7 +73,9 @@ def test_bundle_whose_features_do_not_match_is_refused(running, store):
     bundle.pipeline.numeric.pop("age")  # pipeline now disagrees with the model's feature count
     bad = store.save(bundle)
     running.send("models", messages.model_ready(bad, "promoted"))
-    _wait_for(lambda: running.predictor.stats.refused_models == 1)
+    wait_until(
+        lambda: running.predictor.stats.refused_models == 1, 20, "the model refused", every=0.02
+    )
     assert running.predictor.model_version == 1
 
 
@@ -205,7 +208,8 @@ def test_a_backlog_is_answered_in_micro_batches_acknowledged_together(
         # every micro-batch is timed once (the last of a poll with its acknowledgement)
         timed = predictor.metrics.value("streamfit_predictor_batch_seconds_count")
         assert timed == len(predictor.micro_batches)
-        _wait_for(lambda: trims)  # idle polls: caught up, so the heap is trimmed once
+        # idle polls: caught up, so the heap is trimmed once
+        wait_until(lambda: trims, 20, "the heap trimmed", every=0.02)
         assert len(trims) == 1
     finally:
         predictor.stop()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import orjson
 import pytest
 
@@ -14,19 +12,13 @@ from streamfit.datasets.adult import requests as adult_requests
 from streamfit.features import request_schema
 from streamfit.models.promotion import end_shadow, promote, start_shadow
 from streamfit.recording._decode import decode_batch
+from tests.harness import wait_until
 from tests.serving.conftest import Running, mlflow_settings, train_bundle
 
 
 @pytest.fixture
 def settings(tmp_path, mlflow_server):
     return mlflow_settings(tmp_path, mlflow_server, linger_ms=1, promotion="shadow")
-
-
-def _wait_for(condition, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def _answers(running: Running, count: int) -> list[dict]:
@@ -38,7 +30,12 @@ def test_the_champion_answers_and_the_challenger_is_recorded_beside_it(
 ):
     challenger = store.save(train_bundle(rounds=40, seed=3))
     start_shadow(settings, challenger, bus=running.bus, reason="test")
-    _wait_for(lambda: running.predictor.shadow_version == challenger)
+    wait_until(
+        lambda: running.predictor.shadow_version == challenger,
+        30,
+        "the challenger shadowed",
+        every=0.02,
+    )
     assert running.predictor.wait_for_compile(600)
     # Both models compiled, when a C compiler is there (as the champion alone would be).
     compiled = running.predictor.serving_compiled
@@ -71,19 +68,31 @@ def test_the_champion_answers_and_the_challenger_is_recorded_beside_it(
 def test_shadowing_ends_on_its_event_and_on_promotion(running, requests_data, store, settings):
     first = store.save(train_bundle(rounds=20, seed=4))
     start_shadow(settings, first, bus=running.bus)
-    _wait_for(lambda: running.predictor.shadow_version == first)
+    wait_until(
+        lambda: running.predictor.shadow_version == first,
+        30,
+        "the first challenger shadowed",
+        every=0.02,
+    )
     end_shadow(settings, first, bus=running.bus, reason="rejected")
-    _wait_for(lambda: running.predictor.shadow_version is None)
+    wait_until(lambda: running.predictor.shadow_version is None, 30, "shadowing ended", every=0.02)
     running.send("requests", messages.request("plain", requests_data[0]))
     assert "shadow" not in _answers(running, 1)[0]  # no shadow: the message as before
 
     second = store.save(train_bundle(rounds=30, seed=5))
     start_shadow(settings, second, bus=running.bus)
-    _wait_for(lambda: running.predictor.shadow_version == second)
+    wait_until(
+        lambda: running.predictor.shadow_version == second,
+        30,
+        "the second challenger shadowed",
+        every=0.02,
+    )
     assert store.registry.shadow().version == second
     promote(settings, second, bus=running.bus, reason="live test")
-    _wait_for(lambda: running.predictor.model_version == second)
-    _wait_for(lambda: running.predictor.shadow_version is None)
+    wait_until(
+        lambda: running.predictor.model_version == second, 30, "the second one served", every=0.02
+    )
+    wait_until(lambda: running.predictor.shadow_version is None, 30, "shadowing ended", every=0.02)
     running.send("requests", messages.request("promoted", requests_data[1]))
     answer = _answers(running, 1)[0]
     assert answer["model_version"] == second and "shadow" not in answer

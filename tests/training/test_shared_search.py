@@ -21,7 +21,8 @@ from streamfit.config import Settings
 from streamfit.training.space import DEFAULT_SPACE
 from streamfit.training.study import CLAIM, GRACE_S, HEARTBEAT_S, SharedStudy, optuna_url
 from streamfit.training.trials import TrialStore
-from tests.chaos.conftest import champion, lenient_env, wait_until
+from tests.chaos.conftest import lenient_env
+from tests.harness import champion, wait_until
 from tests.kafka import conftest as kafka_fixtures
 
 deployment = kafka_fixtures.deployment
