@@ -98,9 +98,9 @@ def test_broker_restart_mid_stream_loses_nothing(deployment):
     deployment.wait_for_log(app, "answered ")  # mid-stream: it is connected and sending
     kafka = REPO / "scripts" / "kafka"
     subprocess.run([kafka, "down"], check=True, timeout=120)
-    # Down for longer than the group's 45 s session (with the restart's own half minute):
-    # librdkafka gives up the session and the predictor must rejoin under its instance id.
-    time.sleep(15)
+    # Down for longer than the group's 45 s session: librdkafka gives the session up, and the
+    # predictor must rejoin under its instance id (not stop, taking itself for a twin).
+    time.sleep(50)
     subprocess.run([kafka, "up"], check=True, timeout=300)
     summary = deployment.app_summary(app, deployment.root / "restart.json", timeout=400)
     assert summary["sent"] == 3000
