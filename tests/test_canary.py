@@ -12,9 +12,14 @@ from __future__ import annotations
 
 import zlib
 
+import lightgbm as lgb
 import pytest
 
 from streamfit.config import ConfigError, Settings
+from streamfit.datasets.adult import CONTRACT as ADULT
+from streamfit.datasets.adult import load_adult
+from streamfit.features import FeaturePipeline
+from streamfit.models.bundle import ModelBundle
 from tests import test_live
 from tests.harness import wait_until
 from tests.test_live import _bundle, _run
@@ -87,17 +92,32 @@ def test_a_worse_canary_is_rolled_back(request, live_settings, mlflow_server):
     assert not any("shadow" in a for a in after)
 
 
+def _coin_flip() -> ModelBundle:
+    """A challenger that learned nothing and knows it: every probability about 0.5 (one tree,
+    a vanishing learning rate, no start from the base rate), so its estimated accuracy is too."""
+    frame = load_adult("train").sample(2000, random_state=5)
+    pipeline = FeaturePipeline(ADULT).fit(frame)
+    data = lgb.Dataset(
+        pipeline.transform(frame), frame["label"], categorical_feature=pipeline.categorical_features
+    )
+    params = {
+        "objective": "binary",
+        "verbose": -1,
+        "num_threads": 1,
+        "learning_rate": 1e-6,
+        "boost_from_average": False,
+    }
+    return ModelBundle(lgb.train(params, data, num_boost_round=1), pipeline, {})
+
+
 def test_a_canary_below_its_estimated_accuracy_floor_is_rolled_back_before_labels(
     request, live_settings, mlflow_server
 ):
+    """At the default floor (0.6): a challenger answering about 0.5 to everything."""
     settings, bus = live_settings
+    assert _canary(settings).canary_accuracy_floor == Settings().canary_accuracy_floor == 0.6
     live, models, decided, champion, challenger = _run(
-        request.addfinalizer,
-        _canary(settings, canary_accuracy_floor=0.99),  # no model is that sure of itself
-        bus,
-        mlflow_server,
-        _bundle(60, 8000),
-        _bundle(60, 8000, shuffled=True),
+        request.addfinalizer, _canary(settings), bus, mlflow_server, _bundle(60, 8000), _coin_flip()
     )
     assert decided.decision == "rollback"
     assert "estimated accuracy" in decided.reason and "below the floor" in decided.reason
