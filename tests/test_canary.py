@@ -22,7 +22,7 @@ from streamfit.features import FeaturePipeline
 from streamfit.models.bundle import ModelBundle
 from tests import test_live
 from tests.harness import wait_until
-from tests.test_live import _bundle, _run
+from tests.test_live import _bundle, _run, promoted_and_followed
 
 live_settings = test_live.live_settings  # the same services on both buses, canary settings
 
@@ -139,13 +139,7 @@ def test_a_better_canary_is_promoted(request, live_settings, mlflow_server):
     )
     assert decided.decision == "promote" and decided.lower > 0
     _check_split(live, champion, challenger)
-    wait_until(lambda: models.champion() == challenger, 60, "the promotion", every=0.05)
-    wait_until(
-        lambda: live.predictor.model_version == challenger,
-        60,
-        "the predictor following",
-        every=0.05,
-    )
+    promoted_and_followed(live, models, challenger)
     _send(live, 100)
     _all_answered(live)
     after = [a for a in live.seen if a["request_id"].startswith("9-")]

@@ -138,6 +138,17 @@ def live_settings(request, tmp_path: Path, mlflow_server: str) -> Iterator[tuple
     bus.close()
 
 
+def promoted_and_followed(live: Live, models: Registered, version: int) -> None:
+    """``version`` becomes the champion and the running predictor serves it."""
+    wait_until(lambda: models.champion() == version, 60, "the promotion", every=0.05)
+    wait_until(
+        lambda: live.predictor.model_version == version,
+        60,
+        "the predictor following",
+        every=0.05,
+    )
+
+
 def _run(request_close, settings, bus, mlflow_server, champion, challenger, **changes):
     """Champion and challenger registered, the services running, the challenger's comparison
     started (shadow or canary, as ``settings.promotion``), requests streamed until it is
@@ -199,13 +210,7 @@ def test_a_better_challenger_is_promoted_then_answers(request, live_settings, ml
         _bundle(80, 10000, seed=2),
     )
     assert decided.decision == "promote" and decided.lower > 0
-    wait_until(lambda: models.champion() == challenger, 60, "the promotion", every=0.05)
-    wait_until(
-        lambda: live.predictor.model_version == challenger,
-        60,
-        "the predictor following",
-        every=0.05,
-    )
+    promoted_and_followed(live, models, challenger)
     assert live.predictor.shadow_version is None
 
     def after():  # answers to the requests sent now (older ones may still be arriving)
