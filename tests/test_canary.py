@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import zlib
 
-import lightgbm as lgb
 import pytest
 
 from streamfit.config import ConfigError, Settings
-from streamfit.datasets.adult import CONTRACT as ADULT
-from streamfit.datasets.adult import load_adult
-from streamfit.features import FeaturePipeline
 from streamfit.models.bundle import ModelBundle
 from tests import test_live
 from tests.harness import wait_until
@@ -95,19 +91,7 @@ def test_a_worse_canary_is_rolled_back(request, live_settings, mlflow_server):
 def _coin_flip() -> ModelBundle:
     """A challenger that learned nothing and knows it: every probability about 0.5 (one tree,
     a vanishing learning rate, no start from the base rate), so its estimated accuracy is too."""
-    frame = load_adult("train").sample(2000, random_state=5)
-    pipeline = FeaturePipeline(ADULT).fit(frame)
-    data = lgb.Dataset(
-        pipeline.transform(frame), frame["label"], categorical_feature=pipeline.categorical_features
-    )
-    params = {
-        "objective": "binary",
-        "verbose": -1,
-        "num_threads": 1,
-        "learning_rate": 1e-6,
-        "boost_from_average": False,
-    }
-    return ModelBundle(lgb.train(params, data, num_boost_round=1), pipeline, {})
+    return _bundle(1, 2000, seed=5, learning_rate=1e-6, boost_from_average=False)
 
 
 def test_a_canary_below_its_estimated_accuracy_floor_is_rolled_back_before_labels(

@@ -37,7 +37,9 @@ from tests.harness import wait_until
 from tests.serving.conftest import Registered, mlflow_settings
 
 
-def _bundle(rounds: int, rows: int, seed: int = 0, shuffled: bool = False) -> ModelBundle:
+def _bundle(
+    rounds: int, rows: int, seed: int = 0, shuffled: bool = False, **params: object
+) -> ModelBundle:
     frame = load_adult("train").sample(rows, random_state=seed)
     labels = frame["label"].to_numpy()
     if shuffled:  # a model of noise: it learned nothing about the label
@@ -46,7 +48,7 @@ def _bundle(rounds: int, rows: int, seed: int = 0, shuffled: bool = False) -> Mo
     data = lgb.Dataset(
         pipeline.transform(frame), labels, categorical_feature=pipeline.categorical_features
     )
-    params = {"objective": "binary", "verbose": -1, "num_threads": 1, "seed": seed}
+    params = {"objective": "binary", "verbose": -1, "num_threads": 1, "seed": seed, **params}
     return ModelBundle(lgb.train(params, data, num_boost_round=rounds), pipeline, {})
 
 

@@ -10,11 +10,15 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from streamfit.bus import get_bus
 from streamfit.config import Settings
 from streamfit.datasets.adult import FEATURE_COLUMNS
 from streamfit.drift.detector import _correct
 from streamfit.monitoring import DriftDetector, alarm_budget
+from streamfit.monitoring.monitor import Monitor
 from streamfit.monitoring.sequential import AlarmBudget, SequentialScan, spans_for
+from streamfit.stores import ObservationStore
+from tests.monitoring.test_monitor import _observations
 
 BLOCK = 250  # drift_every: rows new at each check
 
@@ -164,11 +168,6 @@ def _first_alarm_after_change(
     """The real Monitor, on the default settings (window 1,000, a check every 250 requests, ERT
     200), fed ``blocks`` through a SQLite observation store: requests from the first drifted one
     (block ``change``) to its first alarm after it, None if it never alarmed there."""
-    from streamfit.bus import get_bus
-    from streamfit.monitoring.monitor import Monitor
-    from streamfit.stores import ObservationStore
-    from tests.monitoring.test_monitor import _observations
-
     settings = Settings(data_dir=tmp_path)
     assert (settings.drift_window, settings.drift_every) == (1000, BLOCK)
     store = ObservationStore(settings.store_url)

@@ -652,24 +652,25 @@ class _KafkaConsumer(Consumer):
         self._closed = False
         # (topic, partition) -> offset after the last message poll() returned, not committed yet.
         self._offsets: dict[tuple[str, int], int] = {}
-        self._start(config, topics, group, replay)
+        self._start(replay)
 
-    def _start(
-        self, config: dict[str, Any], topics: list[str], group: str | None, replay: int
-    ) -> None:
+    def _start(self, replay: int = 0) -> None:
+        """A librdkafka consumer on ``self._config``: joined to the group, or assigned every
+        partition ``replay`` messages before its end (a broadcast consumer)."""
         try:
-            self._consumer = confluent_kafka.Consumer(config)
+            self._consumer = confluent_kafka.Consumer(self._config)
         except KafkaException as exc:
             raise _raise_from(exc, "cannot create a Kafka consumer") from exc
         try:
-            if group is None:
-                self._assign_at_end(topics, replay)
+            if self._group is None:
+                self._assign_at_end(self._topics, replay)
             else:
-                self._consumer.subscribe(topics, on_revoke=self._on_revoke)
+                self._consumer.subscribe(self._topics, on_revoke=self._on_revoke)
         except BaseException as exc:
             self._consumer.close()
             if isinstance(exc, KafkaException):
-                raise _raise_from(exc, f"cannot start a Kafka consumer of {topics}") from exc
+                what = f"cannot start a Kafka consumer of {self._topics}"
+                raise _raise_from(exc, what) from exc
             raise
 
     def _assign_at_end(self, topics: list[str], replay: int = 0, timeout: float = 30.0) -> None:
@@ -796,7 +797,7 @@ class _KafkaConsumer(Consumer):
         with contextlib.suppress(KafkaException, RuntimeError):
             self._consumer.close()
         self._offsets.clear()
-        self._start(self._config, self._topics, self._group, 0)
+        self._start()
         raise _Rejoined
 
     def _fencing(self, error: KafkaError) -> BusFenced:
