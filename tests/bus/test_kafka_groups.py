@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from confluent_kafka import KafkaError
 
 from streamfit.bus import BusFenced, get_bus
+from streamfit.bus._kafka import _Rejoined
 from tests.bus.test_contract import drain, publish, unique
 
 pytestmark = pytest.mark.kafka
@@ -82,4 +84,37 @@ def test_two_live_members_with_one_instance_id_the_older_is_fenced_and_says_so(
                 while time.monotonic() < deadline:
                     older.poll(1, timeout=0.5)
                     older.commit()
+    bus.close()
+
+
+def test_a_member_fenced_while_it_still_holds_its_own_id_rejoins_and_goes_on(
+    kafka_bootstrap: str,
+) -> None:
+    """The broker away for longer than the session: librdkafka rejoins under a new member id,
+    then reports the old session's commit as FENCED_INSTANCE_ID, as it would for a twin. The
+    group's record shows no other member under the id, so the consumer starts again instead of
+    stopping; what it had polled but not committed comes again. (Driven here by handing the
+    consumer that error: a broker outage that long is tests/kafka/test_services.py's.)"""
+    bus = get_bus(f"kafka://{kafka_bootstrap}")
+    topic, group = unique("lapsed"), unique("group")
+    bus.ensure_topics({topic: 1})
+    with (
+        bus.producer() as producer,
+        bus.consumer([topic], group=group, instance_id="solo") as member,
+    ):
+        publish(producer, topic, [b"one"])
+        assert [m.value for m in drain(member, 1)] == [b"one"]
+        member.commit()
+        publish(producer, topic, [b"two"])
+        assert [m.value for m in drain(member, 1)] == [b"two"]  # polled, not committed
+        fenced = KafkaError(
+            KafkaError.FENCED_INSTANCE_ID,
+            "Commit failed: Broker: Static consumer fenced by other consumer with same "
+            "group.instance.id",
+            fatal=True,
+        )
+        with pytest.raises(_Rejoined):  # poll() turns it into an empty batch
+            member._handle_error(fenced)
+        assert [m.value for m in drain(member, 1, timeout=TAKEOVER_S)] == [b"two"]
+        member.commit()
     bus.close()
