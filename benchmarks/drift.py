@@ -279,7 +279,7 @@ def sequential(
     detector: DriftDetector, test: pd.DataFrame, settings: Settings, runs: int, ert_checks: int
 ) -> dict:
     """The monitor's alarm on simulated streams, check by check as ``Monitor.run_once`` makes it
-    (``detector`` is the monitor's: ``detector_from_settings(settings, monitor=True)``): the
+    (``detector`` is the monitor's: ``detector_from_settings(settings, ADULT, monitor=True)``): the
     window's feature tests (Holm, at the detector's share of the budget) on the last
     ``drift_window`` rows, or only those since the last alarm (the restart), and the change scan
     on the block of ``drift_every`` new rows; after an alarm from either, both restart. Left out
@@ -291,7 +291,7 @@ def sequential(
     * delay: a 5-point fall of the share of men from a random point after 2,000 messages,
       messages from the change to the first alarm (capped at 10,000)."""
     every, size = settings.drift_every, settings.drift_window
-    budget = alarm_budget(settings)
+    budget = alarm_budget(settings, ADULT)
     five_points = share_weights(test, "gender", "Male", -0.05)
 
     class Stream:
@@ -398,7 +398,7 @@ def timing(detector: DriftDetector, test: pd.DataFrame, reference: pd.DataFrame)
     detector.feature_p_values(window)
     tests_only = time.thread_time() - cpu
     cpu = time.thread_time()
-    DriftDetector().fit(reference)
+    DriftDetector.for_contract(ADULT).fit(reference)
     return {
         "cpu_seconds_1000_median": statistics.median(seconds),
         "cpu_seconds_1000_max": max(seconds),
@@ -680,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
     reference = fit_rows.reset_index(drop=True)
     REFERENCE_FOR_NANNY[:] = [reference]
     settings = Settings(drift_window=1000, drift_every=250)
-    detector = detector_from_settings(settings).fit(reference)
+    detector = detector_from_settings(settings, ADULT).fit(reference)
 
     started = time.perf_counter()
     predict = train_model(fit_rows)
@@ -716,7 +716,7 @@ def main(argv: list[str] | None = None) -> int:
         results["estimation"] = estimation(test, predict, calibrator, 100, 2000)
     if args.only != "windows":
         print("sequential monitor ...", file=sys.stderr, flush=True)
-        monitor_detector = detector_from_settings(settings, monitor=True).fit(reference)
+        monitor_detector = detector_from_settings(settings, ADULT, monitor=True).fit(reference)
         results["sequential"] = sequential(monitor_detector, test, settings, runs, ert_checks)
     previous = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     if args.only is not None:  # the other part's figures stay, from their own run

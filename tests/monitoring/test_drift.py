@@ -12,6 +12,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold
 
 from streamfit.config import Settings
+from streamfit.datasets.adult import CONTRACT, FEATURE_COLUMNS
 from streamfit.monitoring import (
     DomainClassifier,
     DriftDetector,
@@ -29,11 +30,11 @@ from .conftest import SHIFTS
 def detector(reference: pd.DataFrame) -> DriftDetector:
     """The monitor's own detector: the default settings, at its share of the false-alarm budget
     (about 0.002, not drift_alpha's 0.01), on windows of the default 1,000 rows."""
-    return detector_from_settings(Settings(), monitor=True).fit(reference)
+    return detector_from_settings(Settings(), CONTRACT, monitor=True).fit(reference)
 
 
 def test_the_detector_here_is_the_monitors(detector: DriftDetector) -> None:
-    assert detector.alpha == pytest.approx(alarm_budget(Settings()).window_tests)
+    assert detector.alpha == pytest.approx(alarm_budget(Settings(), CONTRACT).window_tests)
     assert detector.alpha < Settings().drift_alpha
 
 
@@ -156,7 +157,12 @@ def test_thresholder_drops_exactly_the_drifting_feature(
 ) -> None:
     window = adult_test.sample(1000, random_state=7).copy()
     window["hours_per_week"] *= 1.5
-    assert drifting_features(reference, window, threshold=0.2) == ["hours_per_week"]
+    assert drifting_features(
+        reference,
+        window,
+        0.2,
+        detector=DriftDetector.for_contract(CONTRACT, classifier_null_runs=0),
+    ) == ["hours_per_week"]
 
 
 def test_report_renders_chart_and_html(detector: DriftDetector, adult_test: pd.DataFrame) -> None:
@@ -170,11 +176,11 @@ def test_report_renders_chart_and_html(detector: DriftDetector, adult_test: pd.D
 
 def test_invalid_parameters_are_rejected() -> None:
     with pytest.raises(ValueError, match="alpha"):
-        DriftDetector(alpha=2)
+        DriftDetector(FEATURE_COLUMNS, alpha=2)
     with pytest.raises(ValueError, match="classifier"):
-        DriftDetector(classifier="svm")
+        DriftDetector(FEATURE_COLUMNS, classifier="svm")
     with pytest.raises(RuntimeError, match="not fitted"):
-        DriftDetector().score(pd.DataFrame({"age": [1.0]}))
+        DriftDetector(FEATURE_COLUMNS).score(pd.DataFrame({"age": [1.0]}))
 
 
 def test_holm_correction_matches_definition() -> None:
@@ -199,11 +205,13 @@ def test_a_ten_point_share_change_is_caught_without_a_floor(
     share = male.mean()
     weights = np.where(male, (share - 0.10) / share, (1 - share + 0.10) / (1 - share))
     window = adult_test.sample(1000, weights=weights, random_state=12).reset_index(drop=True)
-    monitors = detector_from_settings(Settings(), monitor=True)
+    monitors = detector_from_settings(Settings(), CONTRACT, monitor=True)
     report = monitors.fit(reference).score(window)
     assert report.features["gender"].drifted and report.ranking()[0] == "gender"
     assert report.features["gender"].psi < 0.1
     assert report.features["gender"].reason.startswith("shifted: p = ")
-    floored = DriftDetector(classifier_null_runs=0, reference_size=2000, psi_floor=0.1)
+    floored = DriftDetector.for_contract(
+        CONTRACT, classifier_null_runs=0, reference_size=2000, psi_floor=0.1
+    )
     gender = floored.fit(reference).score(window).features["gender"]
     assert not gender.drifted and "under the stated floor 0.1" in gender.reason

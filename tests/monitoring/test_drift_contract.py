@@ -12,6 +12,7 @@ import pytest
 
 from streamfit.config import Settings
 from streamfit.contract import ColumnSpec, Contract, infer
+from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.monitoring import DriftDetector, alarm_budget, detector_from_settings
 from streamfit.monitoring.offline import drift_command
 
@@ -79,10 +80,12 @@ def test_datetime_columns_are_left_out() -> None:
 
 def test_the_monitor_s_budget_counts_the_contract_s_features(contract: Contract) -> None:
     settings = Settings()
-    detector = detector_from_settings(settings, monitor=True, contract=contract)
+    detector = detector_from_settings(settings, contract, monitor=True)
     assert detector.features == list(contract.features)
-    assert detector.alpha == pytest.approx(alarm_budget(settings, 7).window_tests)
-    assert alarm_budget(settings, 7).output_test > alarm_budget(settings).output_test  # 14
+    budget = alarm_budget(settings, contract)
+    assert (budget.ert, budget.n_features) == (settings.drift_ert, 7)
+    assert detector.alpha == pytest.approx(budget.window_tests)
+    assert budget.output_test > alarm_budget(settings, ADULT).output_test  # 7 against 14
 
 
 def test_drift_command_on_contract_named_or_own_columns(

@@ -11,6 +11,7 @@ import pandas as pd
 
 from streamfit.bus import Bus
 from streamfit.config import Settings, Topics
+from streamfit.datasets.adult import CONTRACT
 from streamfit.monitoring import Monitor
 from streamfit.stores import ObservationStore
 from tests.monitoring.test_monitor import _observations
@@ -32,7 +33,7 @@ def test_drifted_window_is_published_on_the_drift_topic(
     shifted = adult_test.iloc[:400].copy()
     shifted["hours_per_week"] = shifted["hours_per_week"] * 1.5
     store.record(_observations(shifted, 0, version=1, labelled=False))
-    monitor = Monitor(settings, bus, reference, store=store)
+    monitor = Monitor(settings, bus, reference, contract=CONTRACT, store=store)
     report = monitor.run_once()
     monitor.close()
     assert report is not None and report.drifted

@@ -12,7 +12,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score
 
 from streamfit.bus import get_bus
 from streamfit.config import Settings
-from streamfit.datasets.adult import FEATURE_COLUMNS
+from streamfit.datasets.adult import CONTRACT, FEATURE_COLUMNS
 from streamfit.messages import DRIFT_EVENT_KEYS as EVENT_KEYS
 from streamfit.monitoring import OutputDrift
 from streamfit.monitoring.monitor import Monitor
@@ -63,6 +63,7 @@ def test_checks_publish_events_and_metrics(
         settings,
         bus,
         reference,
+        contract=CONTRACT,
         store=store,
         log_metrics=lambda metrics, step: logged.append((metrics, step)),
         report_dir=settings.data_dir / "charts",
@@ -113,7 +114,7 @@ def test_after_an_alarm_the_window_holds_only_newer_requests(
     # The restart (AlarmBudget.window_rows): no request takes part in two alarms, so one stretch
     # of shifted requests raises one alarm, not one at every check whose window still holds it.
     store = ObservationStore(settings.store_url)
-    monitor = Monitor(settings, get_bus(None), reference, store=store)
+    monitor = Monitor(settings, get_bus(None), reference, contract=CONTRACT, store=store)
     shifted = adult_test.iloc[:400].copy()
     shifted["age"] = shifted["age"] + 25
     store.record(_observations(shifted, 0, version=1, labelled=False))
@@ -136,7 +137,7 @@ def test_thread_publishes_and_stops(
     bus = get_bus(None)
     drift_topic = bus.consumer([settings.topics.drift], group="test")
     store = ObservationStore(settings.store_url)
-    with Monitor(settings, bus, reference, store=store) as monitor:
+    with Monitor(settings, bus, reference, contract=CONTRACT, store=store) as monitor:
         store.record(_observations(adult_test.iloc[:350], 0, version=1, labelled=False))
         messages = drift_topic.poll(1, timeout=20)
     assert not monitor.running and not monitor._thread.is_alive()
@@ -153,11 +154,11 @@ def test_a_new_monitor_resumes_after_the_last_published_check(
     drift_topic = bus.consumer([settings.topics.drift], group="test")
     store = ObservationStore(settings.store_url)
     store.record(_observations(adult_test.iloc[:350], 0, version=1, labelled=False))
-    with Monitor(settings, bus, reference, store=store):
+    with Monitor(settings, bus, reference, contract=CONTRACT, store=store):
         first = drift_topic.poll(1, timeout=20)
     assert orjson.loads(first[0].value)["window_end"] == 350
     # A replacement (the first one killed) finds that check on the topic and does not repeat it.
-    replacement = Monitor(settings, bus, reference, store=store)
+    replacement = Monitor(settings, bus, reference, contract=CONTRACT, store=store)
     with replacement:
         assert drift_topic.poll(1, timeout=1) == []
         store.record(_observations(adult_test.iloc[350:650], 350, version=1, labelled=False))
@@ -166,7 +167,7 @@ def test_a_new_monitor_resumes_after_the_last_published_check(
     # A store started afresh (fewer observations than the last check): checks start over.
     fresh = ObservationStore(f"sqlite:///{settings.data_dir / 'fresh.db'}")
     fresh.record(_observations(adult_test.iloc[:320], 0, version=1, labelled=False))
-    with Monitor(settings, bus, reference, store=fresh):
+    with Monitor(settings, bus, reference, contract=CONTRACT, store=fresh):
         again = drift_topic.poll(1, timeout=20)
     assert orjson.loads(again[0].value)["window_end"] == 320
 
@@ -182,7 +183,7 @@ def test_a_resumed_monitor_keeps_the_restart_of_the_last_alarm(
     producer = bus.producer()
     producer.produce(settings.topics.drift, orjson.dumps({"window_end": 350, "drifted": drifted}))
     producer.flush()
-    monitor = Monitor(settings, bus, reference, store=store)
+    monitor = Monitor(settings, bus, reference, contract=CONTRACT, store=store)
     assert monitor._resume_point() == 350
     assert monitor.alarm_count == (350 if drifted else 0)
 

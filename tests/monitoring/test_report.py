@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from streamfit.datasets.adult import CONTRACT
 from streamfit.monitoring import DriftDetector, OutputDrift
 from streamfit.monitoring.sequential import SequentialScan
 
@@ -47,7 +48,9 @@ def _render(page: Path, tmp_path: Path) -> str:
 def test_chromium_renders_every_section(
     reference: pd.DataFrame, adult_test: pd.DataFrame, tmp_path: Path
 ) -> None:
-    detector = DriftDetector(reference_size=2000, classifier_null_runs=0).fit(reference)
+    detector = DriftDetector.for_contract(
+        CONTRACT, reference_size=2000, classifier_null_runs=0
+    ).fit(reference)
     window = adult_test.sample(800, random_state=9).reset_index(drop=True)
     window["hours_per_week"] = window["hours_per_week"] * 1.3
     report = detector.score(window, window_end=800)

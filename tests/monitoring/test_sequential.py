@@ -12,7 +12,7 @@ from scipy import stats
 
 from streamfit.bus import get_bus
 from streamfit.config import Settings
-from streamfit.datasets.adult import FEATURE_COLUMNS
+from streamfit.datasets.adult import CONTRACT, FEATURE_COLUMNS
 from streamfit.drift.detector import _correct
 from streamfit.monitoring import DriftDetector, alarm_budget
 from streamfit.monitoring.monitor import Monitor
@@ -26,7 +26,7 @@ BLOCK = 250  # drift_every: rows new at each check
 @pytest.fixture(scope="module")
 def detector(adult_train: pd.DataFrame) -> DriftDetector:
     # The monitor's reference is the served model's training data: all of adult.data here.
-    return DriftDetector(classifier_null_runs=0).fit(adult_train)
+    return DriftDetector.for_contract(CONTRACT, classifier_null_runs=0).fit(adult_train)
 
 
 def _share_weights(frame: pd.DataFrame, feature: str, category: str, points: float) -> np.ndarray:
@@ -79,7 +79,7 @@ def test_the_budget_adds_up_to_one_false_alarm_per_ert_checks() -> None:
     assert budget.window_tests + 3 * budget.output_test == pytest.approx(budget.window)
     assert budget.window + budget.scan == pytest.approx(1 / budget.ert)
     # The default: twice the target of 100, so 1,000 checks expect at most 5 false alarms.
-    default = alarm_budget(Settings())
+    default = alarm_budget(Settings(), CONTRACT)
     assert default.ert == 200 and default.n_features == len(FEATURE_COLUMNS)
     assert 1000 * (default.window + default.scan) == pytest.approx(5)
     # The restart: after an alarm the window holds only the requests that came after it.
@@ -171,7 +171,7 @@ def _first_alarm_after_change(
     settings = Settings(data_dir=tmp_path)
     assert (settings.drift_window, settings.drift_every) == (1000, BLOCK)
     store = ObservationStore(settings.store_url)
-    monitor = Monitor(settings, get_bus(None), reference, store=store)
+    monitor = Monitor(settings, get_bus(None), reference, contract=CONTRACT, store=store)
     for index, block in enumerate(blocks):
         store.record(_observations(block, index * BLOCK, version=1, labelled=False))
         report = monitor.run_once()

@@ -27,6 +27,21 @@ POSITIVE_LABEL = ">50K"
 ALL_COLUMNS = (*FEATURE_COLUMNS, LABEL_COLUMN)
 
 
+def headerless_columns(frame: pd.DataFrame) -> list[str] | None:
+    """Adult's column names for a frame read from adult.data or adult.test, whose first row was
+    taken for a header (none of Adult's names, Adult's width); None for any other frame."""
+    if set(FEATURE_COLUMNS) & set(map(str, frame.columns)):
+        return None
+    if frame.shape[1] not in (len(FEATURE_COLUMNS), len(ALL_COLUMNS)):
+        return None
+    return list(ALL_COLUMNS)[: frame.shape[1]]
+
+
+def contract_of_rows(frame: pd.DataFrame) -> Contract | None:
+    """Adult's contract for rows of the example (any of its features), else None."""
+    return CONTRACT if set(FEATURE_COLUMNS) & set(map(str, frame.columns)) else None
+
+
 def label_to_int(value: object) -> int | None:
     """Map a raw income bracket (``'>50K'``, ``'<=50K.'``) or a 0/1 label to 0/1, else None."""
     if isinstance(value, bool):

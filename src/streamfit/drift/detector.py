@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..datasets.adult import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, NUMERIC_COLUMNS
 from ._base import DriftTest
 from ._binning import Binning, _as_float, _as_text
 from ._classifier import CLASSIFIERS, DomainClassifier, binned_feature_scores
@@ -48,14 +47,14 @@ MAX_LEVELS_FOR_COUNTS = 20
 class DriftDetector:
     """Fit on reference rows, then ``score(window)`` returns a :class:`DriftReport`.
 
-    ``features``: the columns to test (default: Adult's, the bundled example); ``column_kinds``:
-    ``numeric`` or ``categorical`` per column, where the dtype alone would mislead (a category
-    coded as integers). :meth:`for_contract` takes both from a model's feature contract.
+    ``features``: the columns to test; ``column_kinds``: ``numeric`` or ``categorical`` per
+    column, where the dtype alone would mislead (a category coded as integers).
+    :meth:`for_contract` takes both from a model's feature contract.
     """
 
     def __init__(
         self,
-        features: Sequence[str] | None = None,
+        features: Sequence[str],
         *,
         column_kinds: Mapping[str, str] | None = None,
         alpha: float = 0.01,
@@ -91,7 +90,7 @@ class DriftDetector:
         unknown = sorted({k for k in kinds.values() if k not in ("numeric", "categorical")})
         if unknown:
             raise ValueError(f"column kinds must be numeric or categorical, got {unknown}")
-        self.features = list(features) if features is not None else None
+        self.features = list(features)
         self.column_kinds = kinds
         self.alpha = alpha
         self.correction = correction
@@ -123,17 +122,13 @@ class DriftDetector:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, contract: Contract | None = None, alpha: float | None = None
+        cls, settings: Settings, contract: Contract, *, alpha: float | None = None
     ) -> Self:
         """An unfitted detector configured by the ``drift_*`` settings, over ``contract``'s
-        numeric and categorical columns when given (else Adult's); ``alpha`` overrides
-        ``drift_alpha`` (the monitor's share of its false-alarm budget)."""
-        kinds = {}
-        if contract is not None:
-            kinds = {c.name: c.kind for c in contract.columns if c.kind != "datetime"}
-        return cls(
-            list(kinds) if kinds else None,
-            column_kinds=kinds,
+        numeric and categorical columns; ``alpha`` overrides ``drift_alpha`` (the monitor's
+        share of its false-alarm budget)."""
+        return cls.for_contract(
+            contract,
             alpha=settings.drift_alpha if alpha is None else alpha,
             correction=settings.drift_correction,
             psi_floor=settings.drift_psi_floor,
@@ -157,11 +152,10 @@ class DriftDetector:
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, reference: pd.DataFrame) -> Self:
-        names = self.features or [c for c in FEATURE_COLUMNS if c in reference.columns]
-        names = [n for n in names if n in reference.columns]
+        names = [n for n in self.features if n in reference.columns]
         if not names:
             raise ValueError("the reference has none of the feature columns")
-        self.kinds = {n: self.column_kinds.get(n) or _kind(reference[n], n) for n in names}
+        self.kinds = {n: self.column_kinds.get(n) or _kind(reference[n]) for n in names}
         self.fitted_tests, self.fitted_psi = {}, {}
         for name, kind in self.kinds.items():
             test_name, params = self._test_for(reference[name], kind)
@@ -396,6 +390,8 @@ class DriftDetector:
         keys = ("kinds", "fitted_tests", "fitted_psi", "sample", "classifier_null_scale")
         fitted = {k: state.pop(k) for k in keys if k in state}
         n_reference = state.pop("n_reference")
+        if state.get("features") is None:  # saved before the columns were always named
+            state["features"] = list(fitted.get("kinds", {}))
         detector = cls(**state)
         detector.__dict__.update(fitted)
         detector.n_reference = n_reference
@@ -406,19 +402,15 @@ def drifting_features(
     reference: pd.DataFrame,
     current: pd.DataFrame,
     threshold: float = 0.6,
-    features: Sequence[str] | None = None,
     *,
-    detector: DriftDetector | None = None,
-    **detector_params: Any,
+    detector: DriftDetector,
 ) -> list[str]:
-    """Features whose per-feature drift score reaches ``threshold`` (MLBox's drift thresholder).
+    """Features whose per-feature drift score reaches ``threshold`` (MLBox's drift thresholder),
+    scored by ``detector`` (unfitted) fitted on ``reference``.
 
     The trainer leaves these out for a drift-aware retrain. MLBox's default threshold is 0.6.
-    ``detector``: an unfitted detector to score with (else one built from ``detector_params``).
     """
-    # Only the per-feature scores are read: the classifier's null calibration is not needed.
-    params = {"classifier_null_runs": 0, **detector_params}
-    detector = (detector or DriftDetector(features, **params)).fit(reference)
+    detector.fit(reference)
     report = detector.score(current)
     return [n for n in report.ranking() if _ge(report.features[n].score, threshold)]
 
@@ -427,12 +419,8 @@ def _ge(value: float, threshold: float) -> bool:
     return not math.isnan(value) and value >= threshold
 
 
-def _kind(column: pd.Series, name: str) -> str:
-    """A column's kind when none is declared: Adult's own lists, else the dtype."""
-    if name in NUMERIC_COLUMNS:
-        return "numeric"
-    if name in CATEGORICAL_COLUMNS:
-        return "categorical"
+def _kind(column: pd.Series) -> str:
+    """A column's kind when none is declared: numbers are numeric, anything else categorical."""
     return "numeric" if pd.api.types.is_numeric_dtype(column) else "categorical"
 
 

@@ -24,7 +24,6 @@ import numpy as np
 import orjson
 import pandas as pd
 
-from ..datasets.adult import FEATURE_COLUMNS
 from ..drift.detector import DriftDetector
 from ..drift.report import DriftReport
 from ..ops.health import Health
@@ -55,24 +54,24 @@ LogMetrics = Callable[[dict[str, float], int], None]
 _FOLLOW_EVERY_S = 10.0
 
 
-def alarm_budget(settings: Settings, n_features: int | None = None) -> AlarmBudget:
-    """The monitor's false-alarm budget: ``drift_ert`` checks between false alarms, over
-    ``n_features`` watched features (default: Adult's; see :class:`AlarmBudget`)."""
-    return AlarmBudget(settings.drift_ert, n_features or len(FEATURE_COLUMNS))
+def alarm_budget(settings: Settings, contract: Contract) -> AlarmBudget:
+    """The monitor's false-alarm budget: ``drift_ert`` checks between false alarms, over the
+    contract's watched (numeric and categorical) columns; see :class:`AlarmBudget`."""
+    watched = sum(c.kind in ("numeric", "categorical") for c in contract.columns)
+    return AlarmBudget(settings.drift_ert, watched)
 
 
 def detector_from_settings(
-    settings: Settings, *, monitor: bool = False, contract: Contract | None = None
+    settings: Settings, contract: Contract, *, monitor: bool = False
 ) -> DriftDetector:
-    """An unfitted detector configured by the ``drift_*`` settings, over ``contract``'s columns
-    when given (else Adult's). ``monitor``: for repeated checks, whose feature and classifier
-    tests get their share of the window's half of the false-alarm budget
-    (:attr:`AlarmBudget.window_tests`, 0.0021 at the default ERT 200 over Adult's features)."""
+    """An unfitted detector configured by the ``drift_*`` settings, over ``contract``'s columns.
+    ``monitor``: for repeated checks, whose feature and classifier tests get their share of the
+    window's half of the false-alarm budget (:attr:`AlarmBudget.window_tests`, 0.0021 at the
+    default ERT 200 over Adult's 14 features)."""
     alpha = settings.drift_alpha
     if monitor:
-        n_features = sum(c.kind != "datetime" for c in contract.columns) if contract else None
-        alpha = min(alpha, alarm_budget(settings, n_features or None).window_tests)
-    return DriftDetector.from_settings(settings, contract=contract, alpha=alpha)
+        alpha = min(alpha, alarm_budget(settings, contract).window_tests)
+    return DriftDetector.from_settings(settings, contract, alpha=alpha)
 
 
 class Monitor:
@@ -92,6 +91,7 @@ class Monitor:
         bus: Bus,
         reference_frame: pd.DataFrame,
         *,
+        contract: Contract,
         store: ObservationStore | None = None,
         log_metrics: LogMetrics | None = None,
         log_artifact: Callable[[Path], None] | None = None,
@@ -101,12 +101,11 @@ class Monitor:
         history: int = 100_000,
         refresh: Callable[[Monitor], None] | None = None,
         metrics: MonitorMetrics | None = None,
-        contract: Contract | None = None,
         model: ModelBundle | None = None,
         estimator: PerformanceEstimator | None = None,
     ) -> None:
         self.settings = settings
-        self.contract = contract  # the served model's columns (None: Adult's)
+        self.contract = contract  # the served model's columns and task
         self.metrics = metrics if metrics is not None else MonitorMetrics()
         # A check on a big window takes seconds to minutes: only a loop silent far longer is
         # stuck.
@@ -122,7 +121,7 @@ class Monitor:
         self.report_dir = Path(report_dir) if report_dir is not None else None
         self.history = history  # labelled rows kept for per-version metrics
         self.refresh = refresh
-        self.detector = detector_from_settings(settings, monitor=True, contract=contract).fit(
+        self.detector = detector_from_settings(settings, contract, monitor=True).fit(
             reference_frame
         )
         self.sequential = SequentialScan(self.detector.reference_counts, settings.drift_ert)
@@ -145,7 +144,7 @@ class Monitor:
         ``contract``: the new model's, when its columns changed."""
         if contract is not None:
             self.contract = contract
-        detector = detector_from_settings(self.settings, monitor=True, contract=self.contract)
+        detector = detector_from_settings(self.settings, self.contract, monitor=True)
         detector = detector.fit(reference_frame)
         with self._lock:
             self.detector = detector
@@ -328,7 +327,7 @@ class Monitor:
 
     @property
     def task(self) -> str:
-        return self.contract.task if self.contract is not None else "binary"
+        return self.contract.task
 
     def _task_metrics(self, window: pd.DataFrame, recent: pd.DataFrame) -> dict[str, float]:
         """Multiclass and regression: realised metrics over the latest labelled rows, and the

@@ -1,5 +1,6 @@
 """``streamfit drift``: compare two files of rows, outside any stream: over a model's contract
-columns, over named columns, over every column the files share, or (by default) over Adult's.
+columns, over named columns, or (by default) over every column the files share; rows of the
+bundled example are compared over its contract.
 
 The verdict is information, not failure: the exit code is 0 whether or not the data drifted,
 and 2 only for input the command cannot use (missing or unreadable file, no feature columns).
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ..datasets.adult import ALL_COLUMNS, FEATURE_COLUMNS
+from ..datasets import adult
 from ..drift.detector import DriftDetector
 
 if TYPE_CHECKING:
@@ -36,13 +37,10 @@ def read_table(path: Path) -> pd.DataFrame:
             frame = pd.read_parquet(path)
         else:
             frame = _read_csv(path, header="infer")
-            if not set(FEATURE_COLUMNS) & set(map(str, frame.columns)) and frame.shape[1] in (
-                len(FEATURE_COLUMNS),
-                len(ALL_COLUMNS),
-            ):
-                # adult.data / adult.test have no header row: name the columns by position.
+            names = adult.headerless_columns(frame)
+            if names is not None:  # adult.data / adult.test have no header row
                 frame = _read_csv(path, header=None)
-                frame.columns = list(ALL_COLUMNS)[: frame.shape[1]]
+                frame.columns = names
     except InputError:
         raise
     except Exception as exc:  # pandas raises many kinds for unreadable files
@@ -79,24 +77,25 @@ def drift_command(
     """Score ``current`` against ``reference``; return (exit code, text to print).
 
     The columns compared: ``contract``'s numeric and categorical ones (of their declared
-    kinds), else ``columns``, else with ``own_columns`` every column both files have, else
-    Adult's features. ``json_out`` receives the drift event (same shape as on the ``drift``
-    topic); ``report_out`` an HTML page with the per-feature chart.
+    kinds), else ``columns``, else every column both files have (with ``own_columns``, even in
+    rows of the bundled example, otherwise compared over its contract). ``json_out`` receives
+    the drift event (same shape as on the ``drift`` topic); ``report_out`` an HTML page with
+    the per-feature chart.
     """
-    kinds: dict[str, str] = {}
-    if contract is not None:
-        kinds = {c.name: c.kind for c in contract.columns if c.kind != "datetime"}
     try:
         reference_frame = read_table(reference)
         current_frame = read_table(current)
+        if contract is None and columns is None and not own_columns:
+            contract = adult.contract_of_rows(reference_frame)
+        kinds: dict[str, str] = {}
+        if contract is not None:
+            kinds = {c.name: c.kind for c in contract.columns if c.kind != "datetime"}
         if kinds:
             wanted, source = list(kinds), "contract"
         elif columns is not None:
             wanted, source = list(columns), "named"
-        elif own_columns or not set(FEATURE_COLUMNS) & set(map(str, reference_frame.columns)):
+        else:
             wanted, source = [str(c) for c in reference_frame.columns], "reference file's"
-        else:  # rows of the bundled example
-            wanted, source = list(FEATURE_COLUMNS), "Adult feature"
         usable = [c for c in wanted if c in reference_frame.columns and c in current_frame.columns]
         if not usable:
             raise InputError(

@@ -227,7 +227,7 @@ def _drifting(
         return []
     from ..drift.detector import DriftDetector, drifting_features  # SciPy: on first use
 
-    detector = DriftDetector.from_settings(settings, contract=contract)
+    detector = DriftDetector.from_settings(settings, contract)
     dropped = drifting_features(reference, current, threshold, detector=detector)
     # Never everything: a model needs a feature; keep the least drifting one.
     return dropped[:-1] if len(dropped) == len(contract.features) else dropped
