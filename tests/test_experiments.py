@@ -1,4 +1,5 @@
-"""`streamfit experiments`: the live comparisons from the store, as a table or JSON."""
+"""`streamfit experiments`: the live comparisons from the store and the challengers the gate
+refused from the trial store, as a table or JSON."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from streamfit import messages
 from streamfit.cli import main
 from streamfit.config import Settings
 from streamfit.stores import ComparisonStore, ObservationBatch, ObservationStore
+from streamfit.training.trials import TrialStore
 
 
 def test_experiments_lists_running_and_decided_comparisons(tmp_path, capsys) -> None:
@@ -58,9 +60,62 @@ def test_experiments_lists_running_and_decided_comparisons(tmp_path, capsys) -> 
     assert "running" in table[2] and table[2].endswith("0.767 vs 0.827 on 3")
 
 
+def test_experiments_lists_the_challengers_the_gate_refused_with_the_reason(
+    tmp_path, capsys
+) -> None:
+    settings = Settings(data_dir=tmp_path)
+    trials = TrialStore(settings.trials_url)
+    breaks = "refused: its contract breaks v1's producers: column 'colour' becomes required (new)"
+    for version, promoted, reason in (
+        (1, True, "first model"),
+        (2, False, breaks),
+        (3, False, "shadowed against v1 on live traffic; gate promoted: holdout ..."),
+    ):
+        round_id = trials.begin_round(
+            trigger="retrain", optimizer="hyperopt", data_rows=9, data_hash="d", space_hash="s"
+        )
+        trials.finish_round(
+            round_id,
+            "done",
+            model_version=version,
+            promoted=promoted,
+            gate_reason=reason,
+            compared_with=None if version == 1 else 1,
+        )
+    trials.close()
+    comparisons = ComparisonStore(settings.store_url)
+    comparisons.start(settings.registered_model, champion=1, challenger=3, policy="shadow")
+    comparisons.close()
+
+    assert main(["experiments", "--data-dir", str(tmp_path), "--format", "json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(e["stage"], e["challenger"], e["decision"]) for e in listed] == [
+        ("gate", 2, "refused"),
+        ("live", 3, "running"),
+    ]
+    refused = listed[0]
+    assert (refused["round"], refused["champion"], refused["trigger"]) == (2, 1, "retrain")
+    assert refused["reason"] == breaks
+
+    assert main(["experiments", "--data-dir", str(tmp_path)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[1].split()[:4] == ["1", "v3", "v1", "running"]
+    at = table.index("refused by the gate:")
+    assert table[at + 1].split() == ["round", "challenger", "champion", "reason"]
+    assert table[at + 2].split()[:3] == ["2", "v2", "v1"]
+    assert table[at + 2].endswith(
+        "its contract breaks v1's producers: column 'colour' becomes required (new)"
+    )
+    assert len(table) == at + 3
+
+
 def test_experiments_with_none_yet(tmp_path, capsys) -> None:
     assert main(["experiments", "--data-dir", str(tmp_path), "--format", "json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+    assert main(["experiments", "--data-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == (
+        "no challenger of 'streamfit-model' compared on live traffic or refused by the gate yet\n"
+    )
 
 
 def test_shadow_without_a_champion_is_one_clear_error(tmp_path, capsys) -> None:

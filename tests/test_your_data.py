@@ -1,6 +1,7 @@
 """Your data, not Adult's: `streamfit demo --data` on a multiclass and a regression table, in
 process, through the real command line and MLflow; a retrained model whose contract would break
-today's producers is refused by the gate, and promoted only when asked."""
+today's producers is refused by the gate, listed with the reason by `streamfit experiments`, and
+promoted only when asked."""
 
 from __future__ import annotations
 
@@ -95,25 +96,48 @@ def test_a_regression_table_answers_values(tmp_path: Path) -> None:
     assert 0 < monitor["realised_rmse"] < 100 and 0 < monitor["estimated_rmse"] < 100
 
 
-def test_a_retrain_that_makes_a_column_required_is_refused_and_promoted_only_when_asked(
+def test_a_retrain_that_adds_a_required_column_is_refused_and_promoted_only_when_asked(
     penguin_demo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """A new required column (and an optional one made required) would break today's
+    producers: the gate refuses the retrained model, the trainer says why, `streamfit
+    experiments` lists it with that reason, and only `promote --allow-breaking` makes it the
+    champion."""
     root, _ = penguin_demo
     data_dir = root / "data"
+    data = tmp_path / "penguins.csv"
+    pd.read_csv(penguins()).assign(colony=lambda f: f["island"]).to_csv(data, index=False)
     contract = json.loads((data_dir / "contract.json").read_text())
     for column in contract["columns"]:
         if column["name"] == "sex":
             column["required"] = True
+    island = next(c for c in contract["columns"] if c["name"] == "island")
+    contract["columns"].append({**island, "name": "colony", "required": True})
     edited = tmp_path / "contract.json"
     edited.write_text(json.dumps(contract))
     before = ModelRegistry.from_settings(Settings(data_dir=data_dir)).champion().version
-    args = ["--data-dir", str(data_dir), "--contract", str(edited), "--max-evals", "2"]
-    assert main(["init", "--force", *args]) == 0
+    args = ["--data-dir", str(data_dir), "--data", str(data), "--contract", str(edited)]
+    assert main(["init", "--force", *args, "--max-evals", "2"]) == 0
     said = capsys.readouterr().out
-    assert "refused: its contract breaks" in said and "column 'sex' becomes required" in said
+    breaks = (
+        f"its contract breaks v{before}'s producers: column 'sex' becomes required (optional "
+        "today); column 'colony' becomes required (new)"
+    )
+    assert f"refused: {breaks}" in said
     registry = ModelRegistry.from_settings(Settings(data_dir=data_dir))
     assert registry.champion().version == before
     latest = max(int(v.version) for v in registry.client.search_model_versions())
+
+    assert main(["experiments", "--data-dir", str(data_dir), "--format", "json"]) == 0
+    refused = [e for e in json.loads(capsys.readouterr().out) if e["stage"] == "gate"]
+    # the demo's retrains may have been refused too (a worse holdout loss): this one is last
+    assert (refused[-1]["challenger"], refused[-1]["champion"]) == (latest, before)
+    assert refused[-1]["reason"] == f"refused: {breaks}"
+    assert main(["experiments", "--data-dir", str(data_dir)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "refused by the gate:" in table
+    assert table[-1].split()[1:3] == [f"v{latest}", f"v{before}"] and table[-1].endswith(breaks)
+
     assert main(["promote", str(latest), "--data-dir", str(data_dir)]) == 2
     assert "--allow-breaking" in capsys.readouterr().err
     assert main(["promote", str(latest), "--allow-breaking", "--data-dir", str(data_dir)]) == 0

@@ -563,7 +563,13 @@ def build_parser() -> argparse.ArgumentParser:
     shadow.add_argument("version", type=int, help="registry version of the challenger")
     _promotion(shadow)
     experiments = commands.add_parser(
-        "experiments", help="the live comparisons of challengers, running and decided"
+        "experiments",
+        help="what became of each challenger: its live comparison, running or decided, or the "
+        "gate's refusal and its reason",
+        description="Lists the live comparisons (shadow, canary) from the store and every "
+        "challenger the trainer's gate refused (a worse holdout loss, or a contract that breaks "
+        "today's producers) from the trial store: its round, version, the champion it was "
+        "compared with and the reason.",
     )
     experiments.add_argument("--format", choices=("table", "json"), default="table")
     replay = commands.add_parser(
@@ -628,7 +634,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("demo", demo),
     ):
         _probes(command, service)
-    for command in (init, trainer, demo, leaderboard, promote, rollback):
+    for command in (init, trainer, demo, leaderboard, promote, rollback, experiments):
         _trials(command)
     for command in (init, trainer, recorder, app, demo, monitor):
         _data(command)
@@ -820,7 +826,7 @@ def cmd_shadow(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_experiments(settings: Settings, args: argparse.Namespace) -> int:
-    from .challengers.live import experiments_command
+    from .training.experiments import experiments_command
 
     print(experiments_command(settings, args.format))
     return 0

@@ -7,13 +7,14 @@ from collections.abc import Iterator
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
 from streamfit.config import Settings
 from streamfit.models.bundle import ModelStore
 from streamfit.tracking import NullTracker
 from streamfit.training.round import run_round
 from streamfit.training.space import DEFAULT_SPACE
-from streamfit.training.trials import TrialStore, format_leaderboard
+from streamfit.training.trials import TrialStore, format_leaderboard, rounds_table
 
 
 @pytest.fixture
@@ -92,6 +93,66 @@ def test_champion_history_leaves_rolled_back_versions_out(trials: TrialStore) ->
     assert [c["version"] for c in trials.champion_history()] == [1, 2]
 
 
+def test_the_gate_refusals_are_the_rounds_it_refused_with_their_reason(trials: TrialStore) -> None:
+    first, shadowed, refused, failed = (_round(trials) for _ in range(4))
+    trials.finish_round(first, "done", model_version=1, promoted=True, gate_reason="first model")
+    trials.finish_round(
+        shadowed,
+        "done",
+        model_version=2,
+        promoted=False,
+        gate_reason="shadowed against v1 on live traffic; gate promoted: holdout ...",
+        compared_with=1,
+    )
+    reason = "refused: its contract breaks v1's producers: column 'x' becomes required (new)"
+    trials.finish_round(
+        refused, "done", model_version=3, promoted=False, gate_reason=reason, compared_with=1
+    )
+    trials.finish_round(failed, "failed")
+    [row] = trials.refused()
+    assert (row["round_id"], row["model_version"], row["compared_with"]) == (refused, 3, 1)
+    assert row["gate_reason"] == reason
+
+
+def test_a_rounds_table_of_an_earlier_version_gets_the_gate_columns(store_url: str) -> None:
+    """A trial database made before the store kept the gate's reason: the columns are added
+    (by two stores opening it at once), its rounds kept, and a new round's reason recorded."""
+    old = sa.MetaData()
+    sa.Table(
+        "rounds",
+        old,
+        *(sa.Column(c.name, c.type, primary_key=c.primary_key) for c in rounds_table.columns
+          if c.name not in ("gate_reason", "compared_with")),
+    )  # fmt: skip
+    engine = sa.create_engine(store_url)
+    with engine.begin() as db:
+        old.create_all(db)
+        db.execute(
+            old.tables["rounds"].insert().values(
+                started=1.0, trigger="initial", optimizer="hyperopt", data_rows=10,
+                data_hash="d", space_hash="s1", status="done", model_version=1, promoted=True,
+            )
+        )  # fmt: skip
+    engine.dispose()
+    stores: list[TrialStore] = []
+    threads = [threading.Thread(target=lambda: stores.append(TrialStore(store_url))) for _ in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    a, b = stores
+    [kept] = a.rounds()
+    assert (kept["model_version"], kept["gate_reason"], kept["compared_with"]) == (1, None, None)
+    later = _round(a)
+    a.finish_round(
+        later, "done", model_version=2, promoted=False, gate_reason="refused: worse",
+        compared_with=1,
+    )  # fmt: skip
+    assert [(r["round_id"], r["gate_reason"]) for r in b.refused()] == [(later, "refused: worse")]
+    a.close()
+    b.close()
+
+
 def test_two_stores_on_one_database_see_each_others_rows(store_url: str) -> None:
     """Trainers on several machines share one trial database; tables created concurrently."""
     stores: list[TrialStore] = []
@@ -117,6 +178,7 @@ def test_a_round_records_its_trials_in_the_configured_store(
     store = TrialStore(store_url)
     assert [t["round_id"] for t in store.trials()] == [outcome.round_id] * 2
     assert store.rounds()[0]["model_version"] == outcome.version
+    assert store.rounds()[0]["gate_reason"] == outcome.reason == "first model"
     assert ModelStore(settings.models_dir).champion() == outcome.version
     assert set(store.trials()[0]["params"]) == set(DEFAULT_SPACE.names)
     store.close()

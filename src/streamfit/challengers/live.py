@@ -35,7 +35,6 @@ not shadowed (the round says so).
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -300,23 +299,23 @@ class LiveJudge:
         self.comparisons.close()
 
 
-def experiments_command(settings: Settings, output: str = "table") -> str:
-    """``streamfit experiments``: every live comparison of the registered model, oldest first,
-    as a table or as JSON (a list of objects, each with its ``decision``)."""
+def live_comparisons(settings: Settings) -> list[dict[str, Any]]:
+    """Every live comparison of the registered model, oldest first, each with its label-free
+    estimated accuracies (see :func:`_label_free`): what ``streamfit experiments`` lists."""
     store = ComparisonStore(settings.store_url)
     observations = ObservationStore(settings.store_url)
     try:
-        found = [
+        return [
             c.as_dict() | _label_free(c, observations, settings.live_max_pairs)
             for c in store.list(settings.registered_model)
         ]
     finally:
         store.close()
         observations.close()
-    if output == "json":
-        return json.dumps(found, indent=2)
-    if not found:
-        return f"no live comparison of {settings.registered_model!r} yet"
+
+
+def comparisons_table(found: list[dict[str, Any]]) -> str:
+    """:func:`live_comparisons` as an aligned table with a note on its columns."""
     header = (
         "id", "challenger", "champion", "decision", "pairs", "estimate", "interval", "took",
         "est. accuracy",
@@ -347,13 +346,18 @@ def experiments_command(settings: Settings, output: str = "table") -> str:
                 accuracy,
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines) + (
+    return aligned(rows) + (
         "\n(estimate, interval: log loss per request, champion minus challenger; > 0: the "
         "challenger is better. est. accuracy: label-free, champion vs challenger on the latest "
         "requests both scored, running comparisons only; shown, never decides)"
     )
+
+
+def aligned(rows: list[tuple[str, ...]]) -> str:
+    """Rows of cells (the header first) as left-aligned columns two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _label_free(comparison: Comparison, store: ObservationStore, limit: int) -> dict[str, Any]:
@@ -392,7 +396,9 @@ def _explain(evidence: Evidence) -> str:
 __all__ = [
     "ComparisonError",
     "LiveJudge",
-    "experiments_command",
+    "aligned",
+    "comparisons_table",
+    "live_comparisons",
     "shadow_after_gate",
     "start_comparison",
 ]

@@ -6,7 +6,7 @@ built from a URL (``--store``). The trial store lives with the trainer (``traini
 
 from __future__ import annotations
 
-from ._sql import StoreError, StoreUnavailable, create_schema, make_engine
+from ._sql import StoreError, StoreUnavailable, add_columns, create_schema, make_engine
 from .comparisons import Comparison, ComparisonStore
 from .observations import (
     ObservationBatch,
@@ -24,6 +24,7 @@ __all__ = [
     "Recorded",
     "StoreError",
     "StoreUnavailable",
+    "add_columns",
     "create_schema",
     "make_engine",
 ]

@@ -59,6 +59,27 @@ def create_schema(engine: sa.Engine, metadata: sa.MetaData) -> None:
         metadata.create_all(db)
 
 
+def add_columns(engine: sa.Engine, table: sa.Table, names: Sequence[str]) -> None:
+    """Give ``table``, made by an earlier version without them, its nullable columns ``names``
+    (empty in the rows it has). Checked under the write lock, so services upgrading together
+    add each column once."""
+    with reading(engine) as db:
+        have = {c["name"] for c in sa.inspect(db).get_columns(table.name)}
+    if have.issuperset(names):
+        return
+    quote = engine.dialect.identifier_preparer.quote
+    with writing(engine) as db:
+        if engine.dialect.name == "postgresql":
+            db.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        have = {c["name"] for c in sa.inspect(db).get_columns(table.name)}
+        for name in names:
+            if name not in have:
+                kind = table.c[name].type.compile(dialect=engine.dialect)
+                db.exec_driver_sql(
+                    f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(name)} {kind}"
+                )
+
+
 @contextlib.contextmanager
 def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
     """One write transaction (``BEGIN IMMEDIATE`` on SQLite): committed on success."""

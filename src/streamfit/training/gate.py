@@ -49,6 +49,9 @@ def split_recent(
     return frame.iloc[:cut].reset_index(drop=True), frame.iloc[cut:].reset_index(drop=True)
 
 
+REFUSED = "refused: "  # how the reason of every refusal starts (the trial store finds them so)
+
+
 @dataclass(frozen=True)
 class GateDecision:
     promoted: bool
@@ -85,7 +88,7 @@ def decide(
         )
     breaking = check_backward(champion.contract, challenger.contract)
     if breaking:
-        reason = f"refused: its contract breaks v{champion_version}'s producers: " + "; ".join(
+        reason = f"{REFUSED}its contract breaks v{champion_version}'s producers: " + "; ".join(
             breaking
         )
         return GateDecision(False, reason, mine, None, champion_version, len(holdout))
@@ -98,12 +101,13 @@ def decide(
         f"{theirs[loss]:.4f} (tolerance {tolerance:g}, {len(holdout)} rows)"
     )
     promoted = mine[loss] <= limit
-    reason = ("promoted: " if promoted else "refused: ") + verdict
+    reason = ("promoted: " if promoted else REFUSED) + verdict
     return GateDecision(promoted, reason, mine, theirs, champion_version, len(holdout))
 
 
 __all__ = [
     "HOLDOUT_SEED",
+    "REFUSED",
     "GateDecision",
     "decide",
     "score",

@@ -92,6 +92,7 @@ class RoundOutcome:
     tracking_s: float = 0.0  # time spent in the tracker: MLflow's overhead
     tracking_breakdown: dict[str, float] = field(default_factory=dict)  # per tracker call
     dropped_features: list[str] = field(default_factory=list)  # left out for drifting
+    compared_with: int | None = None  # the champion the gate compared the challenger with
 
 
 def run_round(
@@ -325,6 +326,8 @@ class _Round:
             model_version=outcome.version,
             promoted=outcome.promoted,
             mlflow_run_id=self.run_id,
+            gate_reason=outcome.reason,
+            compared_with=outcome.compared_with,
         )
         self.say(f"round {self.round_id} done in {time.perf_counter() - started:.1f}s")
         log.debug("round %s: tracking took %s", self.round_id, self.tracker.summary())
@@ -357,6 +360,7 @@ class _Round:
             mlflow_run_id=self.run_id,
             registry_version=registry_version,
             dropped_features=list(self.data.dropped),
+            compared_with=decision.champion_version,
         )
 
     def _search(self, optimizer: Optimizer) -> tuple[dict[str, Any], CVResult]:

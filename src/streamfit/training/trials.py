@@ -1,8 +1,9 @@
 """Every trial of every round, kept in one SQLAlchemy database (SQLite by default).
 
-Three tables: ``rounds`` (one row per training round; its id is the round id everywhere),
-``trials`` (one row per evaluated parameter set) and ``champions`` (promotion history, used by
-rollback). Any SQLAlchemy URL works, e.g. ``postgresql+psycopg://...`` for several trainers.
+Three tables: ``rounds`` (one row per training round; its id is the round id everywhere; the
+gate's decision with its reason and the champion it compared with), ``trials`` (one row per
+evaluated parameter set) and ``champions`` (promotion history, used by rollback). Any SQLAlchemy
+URL works, e.g. ``postgresql+psycopg://...`` for several trainers.
 
 >>> store = TrialStore("sqlite://")
 >>> rid = store.begin_round(trigger="manual", optimizer="hyperopt", data_rows=10,
@@ -26,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import sqlalchemy as sa
 
-from ..stores import create_schema, make_engine
+from ..stores import add_columns, create_schema, make_engine
+from .gate import REFUSED
 from .space import params_key
 
 if TYPE_CHECKING:
@@ -51,7 +53,10 @@ rounds_table = sa.Table(
     sa.Column("model_version", sa.Integer),
     sa.Column("promoted", sa.Boolean),
     sa.Column("mlflow_run_id", sa.String(64)),
+    sa.Column("gate_reason", sa.Text),  # as the trainer logs it: "gate: vN <reason>"
+    sa.Column("compared_with", sa.Integer),  # the champion's version the gate compared with
 )
+_ADDED_ROUND_COLUMNS = ("gate_reason", "compared_with")  # added on open to older databases
 
 trials_table = sa.Table(
     "trials",
@@ -108,6 +113,7 @@ class TrialStore:
         # PostgreSQL: tables created under a lock (trainers may start together).
         self.engine = make_engine(url)
         create_schema(self.engine, _metadata)
+        add_columns(self.engine, rounds_table, _ADDED_ROUND_COLUMNS)
 
     # -- rounds ---------------------------------------------------------------------------------
     def begin_round(
@@ -139,6 +145,18 @@ class TrialStore:
         with self.engine.connect() as db:
             rows = db.execute(rounds_table.select().order_by(rounds_table.c.round_id))
             return [dict(r._mapping) for r in rows]
+
+    def refused(self) -> list[dict[str, Any]]:
+        """The rounds whose challenger the gate refused, oldest first (rounds recorded before
+        the store kept the gate's reason are not among them)."""
+        r = rounds_table.c
+        query = (
+            rounds_table.select()
+            .where(r.promoted.is_(False), r.gate_reason.startswith(REFUSED, autoescape=True))
+            .order_by(r.round_id)
+        )
+        with self.engine.connect() as db:
+            return [dict(row._mapping) for row in db.execute(query)]
 
     # -- trials ---------------------------------------------------------------------------------
     def add_trial(
