@@ -10,9 +10,11 @@ written to ``benchmarks/results/chaos.json`` (``STREAMFIT_CHAOS_REPORT`` picks a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ import pytest
 
 from streamfit.bus import Bus, get_bus
 from tests.conftest import REPO
+from tests.harness import free_port
 from tests.kafka import conftest as kafka_fixtures
 from tests.kafka.conftest import Deployment
 
@@ -265,3 +268,48 @@ def deployment_on_own_broker(tmp_path, own_broker, trained_model):  # noqa: F811
     )
     yield own
     own.stop_all()
+
+
+class OwnPostgres:
+    """A PostgreSQL server of one test's own (``scripts/postgres`` on a free port, its cluster
+    under ``~/.cache/streamfit/postgres-PORT``), for faults that stop it; the shared server on
+    5432 is never touched."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.env = {**os.environ, "STREAMFIT_POSTGRES_PORT": str(self.port)}
+        home = Path(os.environ.get("STREAMFIT_POSTGRES_HOME", Path.home() / ".cache/streamfit"))
+        self.state_dir = home / f"postgres-{self.port}"
+        self.url = f"postgresql+psycopg://streamfit:streamfit@127.0.0.1:{self.port}/streamfit"
+
+    def run(self, command: str) -> None:
+        done = subprocess.run(
+            [REPO / "scripts" / "postgres", command],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if done.returncode != 0:
+            raise AssertionError(f"scripts/postgres {command} on {self.port}: {done.stderr}")
+
+    def up(self) -> None:
+        self.run("up")
+
+    def down(self) -> None:
+        """A fast shutdown: open transactions roll back, connections are cut."""
+        self.run("down")
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[OwnPostgres]:
+    """A private PostgreSQL server, started; stopped and its cluster removed afterwards (as root
+    the cluster belongs to the ``postgres`` OS user: root removes it all the same)."""
+    server = OwnPostgres()
+    try:
+        server.up()
+        yield server
+    finally:
+        with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
+            server.down()
+        shutil.rmtree(server.state_dir, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Faults other than a kill: the broker restarting during a promotion, a full disk under the
-predictor's model cache and under the recorder's store, a bundle truncated after it was
-registered, the tracking server unreachable during a round, and a model event from 2100."""
+predictor's model cache and under the recorder's store, PostgreSQL restarted under the
+recorder, a bundle truncated after it was registered, the tracking server unreachable during a
+round, and a model event from 2100."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from pathlib import Path
 
 import orjson
 import pytest
+import sqlalchemy as sa
 
 from streamfit import messages
 from streamfit.models.promotion import promote
 from streamfit.models.registry import ModelRegistry
 from streamfit.stores import ObservationStore
+from streamfit.stores.observations import observations_table
 from tests.chaos.conftest import lenient_env, restart_own_broker, start_app
 from tests.harness import champion, free_port, wait_until
 from tests.kafka.conftest import copy_of_champion
@@ -169,6 +172,56 @@ def test_a_full_disk_under_the_recorders_store(deployment, chaos_report):
     )
     assert recorded == 300
     assert [d for d in dead if d.get("service") == "recorder"] == []
+
+
+# -- PostgreSQL restarted mid-stream (a server of the test's own) ------------------------------
+@pytest.mark.postgres
+def test_postgres_restarted_under_the_recorder(deployment, own_postgres, chaos_report):
+    """PostgreSQL stopped (fast shutdown: the open transaction rolls back, connections are cut)
+    while requests and late labels keep coming, down for a few seconds, started again: the
+    recorder says the store is unavailable, waits, resumes, and the store ends with every
+    request once. Recovery is clocked from the server answering again to the first request the
+    recorder recorded after it."""
+    count = 2000
+    store = ObservationStore(own_postgres.url)
+    engine = sa.create_engine(own_postgres.url)
+    ids = sa.select(sa.func.count(), sa.func.count(sa.distinct(observations_table.c.request_id)))
+    predictor = deployment.start("predictor")
+    recorder = deployment.start("recorder", "--store", own_postgres.url)
+    deployment.wait_for_log(predictor, "predictor consuming")
+    deployment.wait_for_log(recorder, "recorder consuming")
+    app, summary_path = start_app(
+        deployment, "app", "--count", str(count), "--rate", "200", "--label-delay", "0.5"
+    )
+    wait_until(lambda: store.count() >= 300, 120, "300 recorded")
+    store.close()  # its pooled connections die with the server
+    own_postgres.down()
+    deployment.wait_for_log(recorder, "observation store unavailable")
+    time.sleep(5.0)  # requests keep coming while the store is down
+    own_postgres.up()
+    back = time.monotonic()
+    before = store.count()  # what was recorded before the server stopped
+    wait_until(lambda: store.count() > before, 120, "a request recorded after the restart")
+    recovery = time.monotonic() - back
+    summary = deployment.app_summary(app, summary_path, timeout=400)
+    try:
+        wait_until(lambda: store.count(labelled=True) == count, 180, "every labelled observation")
+        recorded, labelled = store.count(), store.count(labelled=True)
+        with engine.connect() as db:
+            rows, distinct = db.execute(ids.where(observations_table.c.data.is_not(None))).one()
+    finally:
+        store.close()
+        engine.dispose()
+    chaos_report.add(
+        "PostgreSQL restarted under the recorder",
+        requests=summary["sent"],
+        lost=summary["sent"] - distinct,
+        duplicates=rows - distinct,
+        recovery_s=recovery,
+    )
+    assert summary["sent"] == count and summary["lost"] == 0
+    assert recorded == labelled == rows == distinct == count
+    assert recorder.poll() is None  # it waited and resumed
 
 
 # -- a bundle truncated after registration ------------------------------------------------------

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from streamfit import messages
 from streamfit.bus import BusFenced
@@ -14,6 +15,7 @@ from streamfit.recording import Recorder
 from streamfit.stores import ObservationBatch, ObservationStore
 from tests.harness import wait_until
 from tests.recording.conftest import Stream
+from tests.stores.conftest import Cut
 
 pytestmark = pytest.mark.kafka
 
@@ -188,6 +190,32 @@ def test_a_recorder_killed_mid_stream_loses_nothing_and_counts_nothing_twice(
 def _complete(stream: Stream) -> int:
     """Rows with request, prediction and label."""
     return int(stream.store.labelled_outcomes()["probability"].notna().sum())
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("where", ["COMMIT", "UPDATE outbox"])
+def test_a_connection_cut_while_recording_or_delivering_is_waited_out(
+    stream: Stream, postgres_url: str, where: str
+) -> None:
+    """PostgreSQL cuts the recorder's connection (a server restarting): at the batch's commit,
+    or while the outbox is being marked sent after the commit. Either way the recorder says the
+    store is unavailable, waits, and carries on: every observation recorded once, the retrain
+    command published (again, if the cut came after the broker had it: at-least-once)."""
+    recorder = stream.start()  # retrain every 10 labelled observations
+    admin = sa.create_engine(postgres_url)
+    cut = Cut(recorder.store.engine, admin, where)
+    ids = [f"c{i}" for i in range(10)]
+    for kind in ("request", "prediction", "label"):
+        topic = _parts(ids[0])[kind][0]
+        stream.send(topic, *(_parts(i)[kind][1] for i in ids))
+    try:
+        wait_until(lambda: recorder.stats.retrains_sent == 1, 60, "the retrain command sent")
+    finally:
+        admin.dispose()
+    assert cut.done and recorder.stats.store_retries >= 1
+    assert recorder.health.alive and recorder.running
+    assert _complete(stream) == stream.store.count(labelled=True) == 10
+    assert {c["threshold"] for c in stream.read("retrain", 1)} == {10}
 
 
 def test_a_starting_recorder_first_delivers_what_was_left_unsent(stream: Stream) -> None:

@@ -17,8 +17,10 @@ died is delivered again (at-least-once, the outbox's guarantee; the trainer coal
 
 If a batch's transaction fails for an unexpected reason, the batch is recorded again message by
 message and only the offender is dead-lettered, with the database's reason
-(:mod:`streamfit.ops.batches`). When the database cannot be reached the batch waits (backoff)
-instead: nothing is dead-lettered for that.
+(:mod:`streamfit.ops.batches`). When the database cannot be reached (a server restarting cuts
+the connection at any statement, the commit included) the batch waits (backoff) instead, in step
+2 or in step 3, its offsets uncommitted: nothing is dead-lettered for that, the loop carries on
+once the database answers, and a transaction cut before its commit committed nothing.
 
 Several recorders in one consumer group (``recorder_group``) split the partitions; the store
 makes their concurrent upserts and the retrain counter correct.
@@ -34,8 +36,10 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from .. import messages
 from ..bus import Bus, Message, Producer
@@ -51,6 +55,7 @@ from ..stores._retention import partition_seconds
 from ._decode import Refused, decode_batch
 
 log = logging.getLogger("streamfit.recorder")
+T = TypeVar("T")
 
 _MAX_BACKOFF_S = 30.0
 # How often a recorder looks for outbox messages another recorder queued but never delivered
@@ -201,10 +206,8 @@ class Recorder(ServiceLoop):
                         except StoreUnavailable as exc:  # the next sweep tries again
                             log.warning("outbox not swept, store unavailable: %s", exc)
                     continue
-                queued = self._record_until_done(batch, producer)
-                if queued is None:  # stopped while the database was unreachable
-                    break
-                self.deliver(producer, outbox=queued or sweep)
+                if not self._record_and_deliver(batch, producer, sweep=sweep):
+                    break  # stopped while the database was unreachable: the batch comes again
                 consumer.commit()  # only now does the batch count as done
             self.health.stopping()
             log.info(
@@ -215,12 +218,27 @@ class Recorder(ServiceLoop):
         self.store.close()
 
     # -- one batch ------------------------------------------------------------------------------
-    def _record_until_done(self, batch: list[Message], producer: Producer) -> bool | None:
-        """:meth:`handle` the batch, waiting out an unreachable database; None if stopped."""
+    def _record_and_deliver(self, batch: list[Message], producer: Producer, *, sweep: bool) -> bool:
+        """:meth:`handle` the batch, then :meth:`deliver` its dead letters and outbox (with
+        ``sweep``, the outbox even if the batch queued nothing), each step waiting out an
+        unreachable database: a server restarting cuts the connection at any statement, in
+        either step. False if stopped meanwhile (the offsets stay uncommitted: the batch comes
+        again, and changes nothing already recorded)."""
+        queued = self._waiting_for_the_store(partial(self.handle, batch, producer))
+        if queued is None:
+            return False
+        outbox = queued or sweep
+        return (
+            self._waiting_for_the_store(partial(self.deliver, producer, outbox=outbox)) is not None
+        )
+
+    def _waiting_for_the_store(self, work: Callable[[], T]) -> T | None:
+        """``work()``, again after a backoff for as long as the database cannot be reached;
+        None if stopped meanwhile."""
         delay = 0.5
         while True:
             try:
-                return self.handle(batch, producer)
+                return work()
             except StoreUnavailable as exc:
                 self.stats.store_retries += 1
                 self.metrics.store_retries.inc()
@@ -277,13 +295,14 @@ class Recorder(ServiceLoop):
 
     def deliver(
         self, producer: Producer, *, outbox: bool, published: frozenset[bytes] = frozenset()
-    ) -> None:
+    ) -> int:
         """Flush what was produced (dead letters); with ``outbox``, send the unsent outbox
         messages too, except those whose key is ``published`` already, and mark them sent once
-        the broker has acknowledged them (and refresh the pending-labels count)."""
+        the broker has acknowledged them (and refresh the pending-labels count). Returns how
+        many outbox messages it marked sent."""
         if not outbox:
             producer.flush()
-            return
+            return 0
         with self.store.sending() as unsent:
             for message in unsent:
                 if message.key not in published:
@@ -298,6 +317,7 @@ class Recorder(ServiceLoop):
         self.metrics.retrain_commands.inc(len(unsent))
         if unsent:
             log.info("published %d retrain command(s)", len(unsent))
+        return len(unsent)
 
     def _published_keys(self) -> frozenset[bytes]:
         """The keys (thresholds) of the last retrain commands on the topic."""

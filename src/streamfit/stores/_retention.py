@@ -152,6 +152,8 @@ class Partitions:
                     f"FOR VALUES FROM ({lo}) TO ({hi})"
                 )
         except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:  # the database is gone, not just this partition
+                raise
             log.warning("partition %s not created (%s): its rows go to the default", name, exc.orig)
             self._retry_at = time.monotonic() + _RETRY_S
             return
