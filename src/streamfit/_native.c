@@ -28,7 +28,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { KIND_NUMBER, KIND_CATEGORY, KIND_IGNORED };
+/* A category is matched by its text (KIND_CATEGORY: a JSON string's, for a column of strings)
+ * or by its token (KIND_TOKEN: a number's text or true/false, for a column of numbers or
+ * booleans, whose levels the table holds as JSON spells them: 2007 as "2007", True as "true"). */
+enum { KIND_NUMBER, KIND_CATEGORY, KIND_TOKEN, KIND_IGNORED };
 
 typedef struct {
     char *text; /* NULL: an empty slot */
@@ -43,6 +46,7 @@ typedef struct {
     Py_ssize_t column; /* output column of a number or a category */
     Entry *table;      /* a category's codes: open addressing over a power-of-two size */
     size_t mask;
+    int integers;  /* a token column whose table spells every integer with a code (see init) */
     int successor; /* the field whose key followed this one's last time */
 } Field;
 
@@ -146,6 +150,19 @@ static int read_string(Cursor *c, const char **text, Py_ssize_t *size) {
 
 static inline int is_digit(const Cursor *c) {
     return c->p < c->end && *c->p >= '0' && *c->p <= '9';
+}
+
+/* A JSON number's text that is an integer in the one spelling Python gives it (str(int)):
+ * digits after an optional minus, not -0 (leading zeros are not JSON: read_number declines). */
+static int is_plain_integer(const char *text, const char *end) {
+    int negative = text < end && *text == '-';
+    text += negative;
+    if (text == end || (negative && *text == '0'))
+        return 0;
+    for (; text < end; text++)
+        if (*text < '0' || *text > '9')
+            return 0;
+    return 1;
 }
 
 /* A JSON number as msgspec and NumPy make it a float64 (see the top of this file); 0: declined. */
@@ -270,6 +287,21 @@ static int read_data(RowDecoder *self, Cursor *c, double *row) {
                 row[field->column] = entry->text != NULL ? entry->code : NAN;
                 break;
             }
+            case KIND_TOKEN: {
+                /* Matched by spelling. Unmatched, msgspec decides (a string, 2007.0 for the
+                 * level 2007, 1 for true...), unless it is an integer in a column that spells
+                 * every integer having a code: then no level equals it, it is unseen. */
+                const char *token = c->p;
+                if (!(take_word(c, "true", 4) || take_word(c, "false", 5) ||
+                      read_number(c, &ignored)))
+                    return 0;
+                const Entry *entry = find_slot(field, token, c->p - token);
+                if (entry->text != NULL)
+                    row[field->column] = entry->code;
+                else if (!(field->integers && is_plain_integer(token, c->p)))
+                    return 0;
+                break;
+            }
             default: /* a scalar the model never sees, such as the true label in demo mode */
                 if (!(read_string(c, &text, &text_size) || take_word(c, "true", 4) ||
                       take_word(c, "false", 5) || read_number(c, &ignored)))
@@ -382,41 +414,66 @@ static int text_of(PyObject *object, char **text, Py_ssize_t *size) {
     return 1;
 }
 
-static int add_categories(Field *field, PyObject *categories) {
-    PyObject *sequence = PySequence_Fast(categories, "categories must be a sequence of str");
-    if (sequence == NULL)
+/* A category's table from a dict {spelling: code}; a code may be NaN (a spelling known to
+ * match no level: missing). */
+static int add_categories(Field *field, PyObject *spellings) {
+    if (!PyDict_Check(spellings)) {
+        PyErr_SetString(PyExc_TypeError, "a category's spellings must be a dict {str: code}");
         return 0;
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(sequence);
+    }
     size_t slots = 8;
-    while (slots < (size_t)count * 2)
+    while (slots < (size_t)PyDict_GET_SIZE(spellings) * 2)
         slots *= 2;
     field->table = PyMem_Calloc(slots, sizeof(Entry));
     field->mask = slots - 1;
     if (field->table == NULL) {
-        Py_DECREF(sequence);
         PyErr_NoMemory();
         return 0;
     }
-    for (Py_ssize_t code = 0; code < count; code++) {
+    PyObject *key, *value;
+    Py_ssize_t at = 0;
+    while (PyDict_Next(spellings, &at, &key, &value)) {
         Py_ssize_t size;
-        const char *text = PyUnicode_AsUTF8AndSize(PySequence_Fast_GET_ITEM(sequence, code), &size);
-        if (text == NULL) {
-            Py_DECREF(sequence);
+        const char *text = PyUnicode_Check(key) ? PyUnicode_AsUTF8AndSize(key, &size) : NULL;
+        double code = PyFloat_AsDouble(value);
+        if (text == NULL || (code == -1.0 && PyErr_Occurred())) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "a category's spellings must be str");
             return 0;
         }
-        Entry *entry = find_slot(field, text, size);
+        Entry *entry = find_slot(field, text, size); /* a dict's keys are distinct */
+        entry->text = copy_text(text, size);
         if (entry->text == NULL) {
-            entry->text = copy_text(text, size);
-            if (entry->text == NULL) {
-                Py_DECREF(sequence);
-                PyErr_NoMemory();
-                return 0;
-            }
-            entry->size = size;
+            PyErr_NoMemory();
+            return 0;
         }
-        entry->code = (double)code; /* a repeated category keeps its last code, as a dict would */
+        entry->size = size;
+        entry->code = code;
     }
-    Py_DECREF(sequence);
+    return 1;
+}
+
+/* Each name of ``names`` (a sequence of str) a category field: its kind made ``kind``, or its
+ * ``integers`` set. */
+static int mark_categories(RowDecoder *self, PyObject *names, int kind, int integers) {
+    Py_ssize_t count = names == NULL ? 0 : PySequence_Size(names);
+    if (count < 0)
+        return 0;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *name = PySequence_GetItem(names, i);
+        const char *text = name != NULL && PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+        int index = text == NULL ? -1 : find_field(self, text, (Py_ssize_t)strlen(text), 0);
+        Py_XDECREF(name);
+        Field *field = index < 0 ? NULL : &self->fields[index];
+        if (field == NULL || field->kind != (integers ? KIND_TOKEN : KIND_CATEGORY)) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, integers ? "integers must be tokens"
+                                                           : "tokens must be categories");
+            return 0;
+        }
+        field->kind = kind;
+        field->integers |= integers;
+    }
     return 1;
 }
 
@@ -437,17 +494,18 @@ static void RowDecoder_dealloc(RowDecoder *self) {
 }
 
 static int RowDecoder_init(RowDecoder *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"id_key", "data_key", "numbers", "categories", "ignored", "width",
-                               "required", NULL};
+    static char *keywords[] = {"id_key",  "data_key", "numbers", "categories", "ignored",
+                               "width",   "required", "tokens",  "integers",   NULL};
     PyObject *id_key, *data_key, *numbers, *categories, *ignored, *required = NULL;
+    PyObject *tokens = NULL, *integers = NULL;
     Py_ssize_t width;
     if (self->fields != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "RowDecoder is initialised once");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UUOOOn|O:RowDecoder", keywords, &id_key,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "UUOOOn|OOO:RowDecoder", keywords, &id_key,
                                      &data_key, &numbers, &categories, &ignored, &width,
-                                     &required))
+                                     &required, &tokens, &integers))
         return -1;
     if (!text_of(id_key, &self->id_key, &self->id_size) ||
         !text_of(data_key, &self->data_key, &self->data_size))
@@ -479,7 +537,7 @@ static int RowDecoder_init(RowDecoder *self, PyObject *args, PyObject *kwargs) {
             field->column = i;
             name = PySequence_GetItem(numbers, i);
         } else if (i < number_count + category_count) {
-            /* (name, categories), a category's code being its index */
+            /* (name, {spelling: code}) */
             field->kind = KIND_CATEGORY;
             field->column = i;
             pair = PySequence_GetItem(categories, i - number_count);
@@ -517,6 +575,9 @@ static int RowDecoder_init(RowDecoder *self, PyObject *args, PyObject *kwargs) {
         }
         self->required |= 1ULL << index;
     }
+    if (!mark_categories(self, tokens, KIND_TOKEN, 0) ||
+        !mark_categories(self, integers, KIND_TOKEN, 1))
+        return -1;
     return 0;
 }
 
@@ -534,8 +595,13 @@ static PyTypeObject RowDecoderType = {
     .tp_basicsize = sizeof(RowDecoder),
     .tp_dealloc = (destructor)RowDecoder_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "RowDecoder(id_key, data_key, numbers, categories, ignored, width, required=())\n\n"
-              "Decodes {id_key: str, data_key: {column: value}} requests into matrix rows.",
+    .tp_doc = "RowDecoder(id_key, data_key, numbers, categories, ignored, width, required=(),\n"
+              "           tokens=(), integers=())\n\n"
+              "Decodes {id_key: str, data_key: {column: value}} requests into matrix rows.\n"
+              "categories: (name, {spelling: code}) pairs; a category is a JSON string, matched\n"
+              "by its text (unmatched: NaN), or, named in tokens, a number or true/false matched\n"
+              "by its JSON text (unmatched: declined, but for an integer in a column named in\n"
+              "integers, whose spellings then hold every integer that has a code: NaN).",
     .tp_methods = RowDecoder_methods,
     .tp_init = (initproc)RowDecoder_init,
     .tp_new = PyType_GenericNew,

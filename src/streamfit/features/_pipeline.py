@@ -18,10 +18,12 @@ from collections.abc import Mapping, Sequence
 from itertools import repeat
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from .._native import RowDecoder
 from ..contract import Contract
+from ._schema import decoded_type
 
 DATE_PARTS = ("year", "month", "day", "weekday", "hour")
 NATIVE_FIELD_LIMIT = 64  # the native decoder tracks a request's keys in one 64-bit mask
@@ -178,23 +180,32 @@ class FeaturePipeline:
         this pipeline's raw columns, for :meth:`transform_raw` (see ``streamfit/_native.c``): its
         ``decode(values, raw)`` fills ``raw``'s rows and returns the ids, or None when a
         message needs the full decoder (msgspec). None when the contract has dates (parsed in
-        Python), levels that are not text, or more columns than the decoder tracks. The label
-        and the contract's unused columns may ride along, never read; a required column absent
-        or null sends the message to msgspec, which words the reason."""
+        Python) or more columns than the decoder tracks.
+
+        It matches a category by how the JSON spells it (:func:`_spellings`): a string by its
+        text, a number or a boolean by its JSON text (the level 2007 as ``2007``, True as
+        ``true``), each with the code this pipeline gives the value msgspec reads from it, so
+        both paths agree; an unknown spelling (``2007.0``, ``1`` for a boolean) sends the
+        message to msgspec, but for an integer of a column of numbers: unseen, as here. The
+        label and the contract's unused columns may ride along, never read; a required column
+        absent or null sends the message to msgspec, which words the reason."""
         contract = self.contract
         ignored = [contract.label, *contract.unused_columns]
-        textual = all(isinstance(v, str) for levels in self.categories.values() for v in levels)
-        too_many = len(self.raw_columns) + len(ignored) > NATIVE_FIELD_LIMIT
-        if self.datetime_columns or too_many or not textual:
+        if self.datetime_columns or len(self.raw_columns) + len(ignored) > NATIVE_FIELD_LIMIT:
             return None
+        types = {name: decoded_type(contract.column(name)) for name in self.categorical_columns}
+        tokens = [name for name, kind in types.items() if kind is not str]
+        spellings = [(name, _spellings(self._index[name], kind)) for name, kind in types.items()]
         return RowDecoder(
             id_key=id_key,
             data_key=data_key,
             numbers=self.numeric_columns,
-            categories=[(name, self.categories[name]) for name in self.categorical_columns],
+            categories=spellings,
             ignored=ignored,
             width=self.raw_width,
             required=[spec.name for spec in contract.columns if spec.required],
+            tokens=tokens,
+            integers=[name for name in tokens if types[name] is not bool],
         )
 
     @property
@@ -274,6 +285,31 @@ def _sources(name: str) -> set[str]:
 def _is_level(value: Any) -> bool:
     """A value that can be a category's level: text, a boolean or a whole number."""
     return isinstance(value, str | bool | int) and not isinstance(value, float)
+
+
+def _spellings(index: Mapping[Any, float], decoded: Any) -> dict[str, float]:
+    """How requests spell a category's values (the native decoder's table), each with the code
+    of the value msgspec decodes from it (``index.get``, NaN for none), as the Python path gives
+    it. A column of strings: its text levels. Of numbers or booleans (``decoded``, msgspec's
+    type): each level's JSON text, ``true`` and ``false``, and every integer that has a code as
+    ``str(int)`` spells it (1 for the level True, 2007 for 2007.0): so an integer spelled so and
+    not listed is equal to no level. A spelling msgspec refuses for the type is left out."""
+    if decoded is str:
+        return {level: code for level, code in index.items() if isinstance(level, str)}
+    texts = {"true", "false"}
+    for level in index:
+        if isinstance(level, float) and math.isfinite(level):
+            texts.add(msgspec.json.encode(level).decode())
+        if isinstance(level, int) or isinstance(level, float) and level.is_integer():
+            texts.add(str(int(level)))
+    spellings = {}
+    for text in texts:
+        try:
+            value = msgspec.json.decode(text, type=decoded)
+        except msgspec.ValidationError:
+            continue
+        spellings[text] = index.get(value, math.nan)
+    return spellings
 
 
 def _date_parts(values: Sequence[Any] | np.ndarray | None, rows: int) -> np.ndarray:

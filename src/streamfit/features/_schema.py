@@ -96,9 +96,14 @@ def request_schema(contract: Contract, extra_columns: str = "refuse") -> Request
     return RequestSchema(contract, extra_columns)
 
 
+def decoded_type(spec: ColumnSpec) -> Any:
+    """The type msgspec decodes a column's values into (null aside): a numeric column takes any
+    JSON number, whatever the type of its training values; a category its type's values."""
+    return int | float if spec.kind == "numeric" else _VALUE_TYPES[spec.type]
+
+
 def _field(spec: ColumnSpec, attribute: str) -> tuple[Any, ...]:
-    # A numeric column takes any JSON number, whatever the type of its training values.
-    value_type = int | float if spec.kind == "numeric" else _VALUE_TYPES[spec.type]
+    value_type = decoded_type(spec)
     if spec.required:
         return (attribute, value_type, msgspec.field(name=spec.name))
     return (attribute, value_type | None, msgspec.field(default=None, name=spec.name))
