@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from streamfit import messages
 from streamfit._native import encode_predictions
+from streamfit.contract import ColumnSpec, Contract
 from streamfit.datasets.adult import CATEGORICAL_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS, load_adult
 from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.features import FeaturePipeline, request_schema
@@ -50,7 +51,7 @@ def _assert_as_reference(values: list[bytes], pipeline: FeaturePipeline) -> bool
     native = messages._decode_natively(values, pipeline)
     if native is None:
         return False
-    reference = messages.parse_requests(values, schema=SCHEMA)
+    reference = messages.parse_requests(values, schema=request_schema(pipeline.contract))
     assert reference.rejected == []
     ids, matrix = native
     assert ids == reference.ids
@@ -164,6 +165,136 @@ def test_a_challengers_pipeline_gets_its_own_codes(pipeline):
     for each in (pipeline, other):
         assert np.array_equal(_bits(batch.features(each)), _bits(each.transform(reference.columns)))
     assert not np.array_equal(batch.features(pipeline), batch.features(other), equal_nan=True)
+
+
+# Categories that are not text (issue 22): a year and sizes of numbers, a boolean, beside text;
+# the year crossed with the boolean, so the codes reach the crosses too.
+LEVELS = Contract(
+    "binary",
+    "y",
+    (
+        ColumnSpec("x", "numeric", "float", required=False),
+        ColumnSpec("year", "categorical", "integer", levels=(2007, 2008, 2009)),
+        ColumnSpec("flag", "categorical", "boolean", required=False, levels=(True, False)),
+        ColumnSpec("size", "categorical", "float", required=False, levels=(0, 1, 2.5, 1e16, 3.0)),
+        ColumnSpec("island", "categorical", "string", required=False, levels=("Dream", "Biscoe")),
+    ),
+    classes=(0, 1),
+    positive_class=1,
+    crosses=(("year", "flag"),),
+)
+# Spellings of a level, of another value of the column's type, of a value msgspec refuses for it.
+YEARS = ["2007", "2008", "2009", "2010", "1", "0", "-0", "-2007", "2007.0", "2.007e3", "20070e-1",
+         '"2007"', "true", "123456789012345678901234567890", "1e400"]  # fmt: skip
+FLAGS = ["true", "false", "1", "0", "1.0", '"true"', "null"]
+SIZES = ["0", "-0", "0.0", "1", "1.0", "2.5", "2.50", "25e-1", "1e16", "1e+16", "10000000000000000", "3", "3.0",
+         "-1", "4", "0.1", "true", '"1"', "null"]  # fmt: skip
+ISLANDS = ['"Dream"', '"Biscoe"', '"Torgersen"', '""', "2007", "null"]
+
+
+@pytest.fixture(scope="module")
+def leveled():
+    rows = 12
+    return FeaturePipeline(LEVELS, min_cross_count=1).fit(
+        {
+            "x": [float(i) for i in range(rows)],
+            "year": [2007, 2008, 2009] * 4,
+            "flag": [True, False, None] * 4,
+            "size": [0, 1, 2.5, 10**16, None, 3.0] * 2,
+            "island": ["Dream", "Biscoe", "Dream", None] * 3,
+        }
+    )
+
+
+@st.composite
+def leveled_texts(draw: st.DrawFn, ordinary: bool = False) -> bytes:
+    """Requests of LEVELS: with ``ordinary``, only what producers send (levels, unseen integers
+    and text, null, absent optional columns), else any spelling, valid for msgspec or not."""
+    integers = st.integers(-(10**20), 10**20).map(str)
+    if ordinary:
+        choices = {
+            "x": st.sampled_from(["1.5", "-3", "null"]),
+            "year": st.sampled_from(["2007", "2008", "2009", "2010"]) | integers,
+            "flag": st.sampled_from(["true", "false", "null"]),
+            "size": st.sampled_from(["1", "2.5", "1e16", "3", "null"]) | integers,
+            "island": st.text("abcDXYZ -", max_size=12).map(json.dumps) | st.just("null"),
+            "y": st.sampled_from(["0", "1", "null"]),
+        }
+    else:
+        floats = st.floats(allow_nan=False, allow_infinity=False).map(repr)
+        choices = {
+            "x": st.sampled_from(["1.5", "null", "true"]),
+            "year": st.sampled_from([*YEARS, "null"]) | integers,
+            "flag": st.sampled_from(FLAGS),
+            "size": st.sampled_from(SIZES) | integers | floats,
+            "island": st.sampled_from(ISLANDS),
+            "y": st.sampled_from(["0", "1", "null", '"yes"']),
+        }
+    fields = [
+        f'"{name}":{draw(SPACE)}{draw(choices[name])}'
+        for name in draw(st.permutations(list(choices)))
+        if name == "year" and ordinary or draw(st.integers(0, 4))  # else absent
+    ]
+    request_id = json.dumps(draw(st.text("abc-0123", min_size=1, max_size=8)))
+    return f'{{"request_id": {request_id}, "data": {{{", ".join(fields)}}}}}'.encode()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(leveled_texts(), min_size=1, max_size=4))
+def test_categories_of_numbers_and_booleans_decode_natively_as_the_reference(leveled, values):
+    """Any spelling of a year, a size or a flag: decoded natively as msgspec and the pipeline
+    decode it, or declined (and then decoded, or refused, by the reference alone)."""
+    _assert_as_reference(values, leveled)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(leveled_texts(ordinary=True), min_size=1, max_size=20))
+def test_ordinary_requests_of_such_categories_stay_on_the_native_path(leveled, values):
+    """Levels, unseen integers (a new year), booleans, text, null: the C decoder takes them."""
+    assert _assert_as_reference(values, leveled)
+
+
+def test_a_category_is_its_level_s_code_whatever_its_type(leveled):
+    decoder = leveled.row_decoder("request_id", "data")
+    assert decoder is not None
+    data = '{"year": 2008, "flag": false, "size": 2.5, "island": "Biscoe"}'
+    unseen = '{"year": 1999, "flag": null, "size": 7, "island": "Torgersen"}'
+    raw = np.empty((2, leveled.raw_width))
+    ids = decoder.decode([f'{{"request_id": "{i}", "data": {d}}}'.encode() for i, d in
+                          (("a", data), ("b", unseen))], raw)  # fmt: skip
+    assert ids == ["a", "b"]
+    levels = [leveled.categories[name] for name in leveled.categorical_columns]
+    assert raw[0, 1:5].tolist() == [
+        levels[0].index(2008),
+        levels[1].index(False),
+        levels[2].index(2.5),
+        levels[3].index("Biscoe"),
+    ]
+    assert np.isnan(raw[1, 1:5]).all()
+
+
+@pytest.mark.parametrize(
+    ("data", "outcome"),
+    [
+        ('{"year": 2007.0}', "column 'year' must be an integer, got float"),
+        ('{"year": "2007"}', "column 'year' must be an integer, got str"),
+        ('{"year": 2007, "flag": 1}', "column 'flag' must be true or false, got int"),
+        ('{"year": 2007, "island": 2007}', "column 'island' must be a string, got int"),
+        ('{"year": -0}', "r"),  # 0 as it is not spelt: decoded by msgspec
+        ('{"year": 2007, "size": 2.50}', "r"),  # 2.5: the reference's code
+        ('{"year": 2007, "size": 1.0}', "r"),  # 1.0 == 1: the level 1's code, as a dict says
+    ],
+)
+def test_a_spelling_the_table_lacks_goes_to_the_reference(leveled, data, outcome):
+    value = f'{{"request_id": "r", "data": {data}}}'.encode()
+    assert messages._decode_natively([value], leveled) is None
+    batch = messages.parse_requests([value], leveled)
+    assert batch.ids + [str(e) for _, e in batch.rejected] == [outcome]
+    if batch.ids:
+        reference = messages.parse_requests([value], schema=request_schema(LEVELS))
+        assert np.array_equal(
+            batch.features(leveled), leveled.transform(reference.columns), equal_nan=True
+        )
 
 
 def _reference_predictions(ids, probabilities, version):

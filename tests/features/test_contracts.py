@@ -16,8 +16,8 @@ from streamfit.features import FeaturePipeline, request_schema
 from tests.data_sets import penguins, sklearn_table
 
 
-def _fitted(frame: pd.DataFrame, label: str):
-    contract = infer(frame, label).contract
+def _fitted(frame: pd.DataFrame, label: str, categorical=()):
+    contract = infer(frame, label, categorical=categorical).contract
     dataset = split(frame, contract)
     return contract, dataset, FeaturePipeline(contract).fit(dataset.train)
 
@@ -28,12 +28,18 @@ def _requests(frame: pd.DataFrame, columns) -> list[bytes]:
 
 
 @pytest.mark.parametrize(
-    ("table", "label"),
-    [("penguins", "species"), ("breast_cancer", "target"), ("diabetes", "target")],
+    ("table", "label", "categorical"),
+    [
+        ("penguins", "species", ()),
+        ("penguins", "species", ("year",)),  # levels 2007-2009: numbers, not text (issue 22)
+        ("breast_cancer", "target", ()),
+        ("diabetes", "target", ()),
+    ],
 )
-def test_numbers_and_categories_decode_natively_as_msgspec_does(table, label) -> None:
+def test_numbers_and_categories_decode_natively_as_msgspec_does(table, label, categorical) -> None:
     frame = pd.read_csv(penguins()) if table == "penguins" else sklearn_table(table)
-    contract, dataset, pipeline = _fitted(frame, label)
+    contract, dataset, pipeline = _fitted(frame, label, categorical)
+    assert all(contract.column(name).levels == (2007, 2008, 2009) for name in categorical)
     values = _requests(dataset.test, contract.features)
     native = messages.parse_requests(values, pipeline)
     assert native.native is not None, "a contract of numbers and categories stays on the C path"
