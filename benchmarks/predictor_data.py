@@ -33,7 +33,7 @@ from predictor import (
 from streamfit import messages
 from streamfit.config import Settings
 from streamfit.datasets import load_dataset, table_requests
-from streamfit.registry import ModelRegistry
+from streamfit.models.registry import ModelRegistry
 
 # The runs of a round per data set: name -> the no-op loop's acknowledgement (as in E2E_RUNS:
 # 1 = per predictor micro-batch), None for the predictor itself.
