@@ -69,7 +69,8 @@ def promote(
         version, event, model_uri=entry.model_uri, sha256=entry.sha256, reason=reason, **details
     )
     _announce(settings, payload, bus, producer)
-    log.info("champion is now v%s (%s%s)", version, event, f": {reason}" if reason else "")
+    detail = reason.removeprefix(f"{event}: ")  # the gate's reason starts with its verdict
+    log.info("champion is now v%s (%s%s)", version, event, f": {detail}" if detail else "")
     return entry
 
 
