@@ -195,7 +195,7 @@ def _build_in_child(
     killed with every gcc it started if it outlives ``timeout_s``; its output is kept for the
     error message only."""
     command = [sys.executable, "-m", _BUILD_MODULE, runtime.name, str(model_file), str(library)]
-    command.append(str(threads))
+    command += [str(threads), str(os.getpid())]  # the build dies with this process
     child = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
     )
