@@ -68,7 +68,7 @@ def _curve(settings: Settings, round_id: int) -> list[float | None]:
     best, curve = None, []
     for trial in TrialStore(settings.trials_url).trials(round_id):
         if trial["status"] == "ok":
-            best = trial["cv_logloss"] if best is None else min(best, trial["cv_logloss"])
+            best = trial["cv_loss"] if best is None else min(best, trial["cv_loss"])
         curve.append(best)
     return curve
 
@@ -90,7 +90,7 @@ def part_init(work: Path, data: pd.DataFrame | None, budget: int) -> dict[str, A
         "auc": outcome.metrics["auc"],
         "log_loss": outcome.metrics["log_loss"],
         "accuracy": outcome.metrics["accuracy"],
-        "cv_logloss": outcome.metrics["cv_logloss"],
+        "cv_loss": outcome.metrics["cv_loss"],
         "best_iteration": outcome.best_iteration,
         "wall_s": outcome.duration_s,
         "params": outcome.params,
@@ -174,7 +174,7 @@ def part_speed(work: Path, data: pd.DataFrame | None, budget: int) -> list[dict[
                 "wall_s": outcome.duration_s,
                 "search_s": sum(t["duration_s"] for t in trials),
                 "pruned": sum(t["status"] == "pruned" for t in trials),
-                "cv_logloss": outcome.metrics["cv_logloss"],
+                "cv_loss": outcome.metrics["cv_loss"],
                 "auc": outcome.metrics["auc"],
                 "log_loss": outcome.metrics["log_loss"],
             }
@@ -229,7 +229,7 @@ def report(results: dict[str, Any]) -> None:
         print(
             f"\nInitial champion ({r['budget']} trials, {r['optimizer']}): adult.test AUC "
             f"{r['auc']:.4f}, log loss {r['log_loss']:.4f}, accuracy {r['accuracy']:.4f}; "
-            f"CV {r['cv_logloss']:.4f}; {r['wall_s']:.0f}s"
+            f"CV {r['cv_loss']:.4f}; {r['wall_s']:.0f}s"
         )
     if "warm" in results:
         w = results["warm"]
@@ -260,7 +260,7 @@ def report(results: dict[str, Any]) -> None:
         for r in results["speed"]:
             print(
                 f"{r['optimizer']:<20} {r['trials']:>6} {r['wall_s']:>7.0f} {r['pruned']:>6} "
-                f"{r['cv_logloss']:>7.4f} {r['auc']:>7.4f} {r['log_loss']:>7.4f}"
+                f"{r['cv_loss']:>7.4f} {r['auc']:>7.4f} {r['log_loss']:>7.4f}"
             )
     if "mlflow" in results:
         m = results["mlflow"]

@@ -128,7 +128,7 @@ def _search_run(postgres: str, workers: int, seed: int, budget: int) -> dict[str
         "wall_s": wall,
         "cpu_s": cpu_s + sum(r["cpu_s"] for r in ran),
         "helper_trials": [r["ran"] for r in ran],
-        "cv_logloss": outcome.metrics["cv_logloss"],
+        "cv_loss": outcome.metrics["cv_loss"],
         "params": outcome.params,
         "test_log_loss": outcome.metrics["log_loss"],
         "test_auc": outcome.metrics["auc"],
@@ -143,9 +143,9 @@ def _time_to_target(settings: Settings, trials: list[dict[str, Any]]) -> float |
     features, labels = data.pipeline.transform(test), test["label"].to_numpy()
     best = None
     for trial in sorted(trials, key=lambda t: t["created"]):
-        if trial["status"] != "ok" or (best is not None and trial["cv_logloss"] >= best):
+        if trial["status"] != "ok" or (best is not None and trial["cv_loss"] >= best):
             continue
-        best = trial["cv_logloss"]
+        best = trial["cv_loss"]
         booster = fit_final(
             data.features,
             data.labels,

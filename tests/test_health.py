@@ -43,7 +43,7 @@ def exercised_services() -> dict[str, ProbedService]:
     trainer = TrainerMetrics()
     trainer.rounds.labels("retrain", "refused").inc()
     trainer.round_seconds.observe(12.5)
-    trainer.last_cv_log_loss.set(0.29)
+    trainer.last_cv_loss.set(0.29)
     monitor = MonitorMetrics()
     monitor.feature_drift_score.labels("age").set(0.4)
     monitor.accuracy.labels("realised").set(0.85)

@@ -591,7 +591,7 @@ def training(figures: Figures) -> str:
             s["trials"],
             round(s["wall_s"]),
             s.get("pruned", 0),
-            round(s["cv_logloss"], 4),
+            round(s["cv_loss"], 4),
             round(s["auc"], 4),
         ]
         for s in data.get("speed", [])
@@ -619,7 +619,7 @@ def training(figures: Figures) -> str:
                 ],
                 [
                     "CV log loss, boosting rounds in CV",
-                    f"{init['cv_logloss']:.4f}, {init['best_iteration']}",
+                    f"{init['cv_loss']:.4f}, {init['best_iteration']}",
                 ],
                 ["wall (s)", round(init["wall_s"])],
             ],

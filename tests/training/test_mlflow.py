@@ -25,6 +25,7 @@ from streamfit.models.registry import ModelRegistry
 from streamfit.training import leaderboard_command, run_round
 from streamfit.training.round import RoundOutcome
 from streamfit.training.trials import TrialStore
+from tests.data_sets import csv_of, sklearn_table
 
 
 @dataclass
@@ -72,7 +73,7 @@ def test_parent_and_child_runs(rounds: Rounds) -> None:
     assert tags["gate"] == ("promoted" if rounds.second.promoted else "refused")
     assert tags["gate_reason"] == rounds.second.reason
     metrics = parent.data.metrics
-    for name in ("best_cv_logloss", "test_auc", "test_log_loss", "test_accuracy"):
+    for name in ("best_cv_log_loss", "test_auc", "test_log_loss", "test_accuracy"):
         assert name in metrics
     assert metrics["test_auc"] == pytest.approx(rounds.second.metrics["auc"])
     assert parent.data.params["num_leaves"] == str(rounds.second.params["num_leaves"])
@@ -86,7 +87,7 @@ def test_parent_and_child_runs(rounds: Rounds) -> None:
     } <= artifacts
     for child in children:
         assert child.info.status == "FINISHED"
-        assert {"cv_logloss", "rounds"} <= set(child.data.metrics)
+        assert {"cv_log_loss", "rounds"} <= set(child.data.metrics)
         assert "learning_rate" in child.data.params
         assert client.list_artifacts(child.info.run_id) == []
     # One logged model per round, none per trial.
@@ -168,7 +169,7 @@ def test_leaderboard_command_matches_the_store(rounds: Rounds) -> None:
     store = TrialStore(settings.trials_url)
     best = store.leaderboard(limit=4)
     rows = list(csv.DictReader(io.StringIO(leaderboard_command(settings, limit=4, fmt="csv"))))
-    assert [float(r["cv_logloss"]) for r in rows] == [t["cv_logloss"] for t in best]
+    assert [float(r["cv_loss"]) for r in rows] == [t["cv_loss"] for t in best]
     assert [int(r["rounds"]) for r in rows] == [t["rounds"] for t in best]
     assert [json.loads(r["params"]) for r in rows] == [t["params"] for t in best]
     as_json = json.loads(
@@ -178,8 +179,8 @@ def test_leaderboard_command_matches_the_store(rounds: Rounds) -> None:
     assert len(as_json) == len(store.leaderboard(round_id=rounds.first.round_id))
     assert leaderboard_command(settings, optimizer="skopt") == "no trials recorded"
     table = leaderboard_command(settings, limit=2)
-    assert table.splitlines()[0].split()[:4] == ["round_id", "number", "optimizer", "cv_logloss"]
-    assert f"{best[0]['cv_logloss']:.5f}" in table.splitlines()[1]
+    assert table.splitlines()[0].split()[:4] == ["round_id", "number", "optimizer", "cv_loss"]
+    assert f"{best[0]['cv_loss']:.5f}" in table.splitlines()[1]
     with pytest.raises(ValueError, match="format"):
         leaderboard_command(settings, fmt="xml")
 
@@ -194,6 +195,29 @@ def test_round_progress_and_mlflow_overhead_are_reported(
     )
     assert any(line.startswith("trial 2/2: cv logloss") for line in lines)
     assert 0 < outcome.tracking_s < outcome.duration_s
+
+
+def test_a_regression_round_logs_its_cv_loss_as_rmse(tmp_path: Path) -> None:
+    """The CV loss is the task's: RMSE for regression, logged as ``best_cv_rmse`` beside the
+    round's test and holdout RMSE, ``cv_rmse`` on each trial, ``cv_loss`` in the trial store."""
+    data = csv_of(sklearn_table("diabetes"), tmp_path, "diabetes")
+    settings = Settings(data_dir=tmp_path / "d", seed=2, data=str(data), label="target")
+    lines: list[str] = []
+    outcome = run_round(settings, trigger="initial", max_evals=2, progress=lines.append)
+    client = MlflowClient(tracking_uri=settings.mlflow_uri)
+    metrics = client.get_run(outcome.mlflow_run_id).data.metrics
+    assert metrics["best_cv_rmse"] == pytest.approx(outcome.metrics["cv_loss"])
+    assert {"test_rmse", "holdout_rmse"} <= set(metrics)
+    assert not any("log" in name for name in metrics)
+    experiment = client.get_experiment_by_name("streamfit")
+    children = client.search_runs(
+        [experiment.experiment_id], f"tags.mlflow.parentRunId = '{outcome.mlflow_run_id}'"
+    )
+    assert len(children) == 2 and all("cv_rmse" in c.data.metrics for c in children)
+    store = TrialStore(settings.trials_url)
+    assert store.leaderboard(limit=1)[0]["cv_loss"] == outcome.metrics["cv_loss"]
+    store.close()
+    assert any(line.startswith("trial 2/2: cv rmse") for line in lines)
 
 
 def test_predictors_sharing_a_cache_fetch_the_same_version_at_once(rounds: Rounds) -> None:

@@ -57,7 +57,7 @@ def test_trials_record_rounds_reached_and_refit_uses_the_winners(
         assert trial["status"] == "ok"
         # Early stopping decides: the rounds reached stay within the searched cap.
         assert 1 <= trial["rounds"] <= trial["params"]["num_boost_round"]
-    winner = min(trials, key=lambda t: t["cv_logloss"])
+    winner = min(trials, key=lambda t: t["cv_loss"])
     assert outcome.best_iteration == winner["rounds"]
     bundle = ModelStore(settings.models_dir).load(outcome.version)
     # Binary: one tree per round; the refit scales the CV rounds up to the full row count.

@@ -13,8 +13,8 @@ from streamfit.config import Settings
 from streamfit.models.bundle import ModelStore
 from streamfit.tracking import NullTracker
 from streamfit.training.round import run_round
-from streamfit.training.space import DEFAULT_SPACE
-from streamfit.training.trials import TrialStore, format_leaderboard, rounds_table
+from streamfit.training.space import DEFAULT_SPACE, params_key
+from streamfit.training.trials import TrialStore, format_leaderboard, rounds_table, trials_table
 
 
 @pytest.fixture
@@ -65,8 +65,8 @@ def test_leaderboard_filters_and_orders_by_loss(trials: TrialStore) -> None:
     _trial(trials, first, 1, 0.30)
     _trial(trials, first, 2, 0.20, status="pruned")
     _trial(trials, second, 0, 0.35, optimizer="optuna")
-    assert [t["cv_logloss"] for t in trials.leaderboard()] == [0.30, 0.35, 0.40]
-    assert [t["cv_logloss"] for t in trials.leaderboard(round_id=first)] == [0.30, 0.40]
+    assert [t["cv_loss"] for t in trials.leaderboard()] == [0.30, 0.35, 0.40]
+    assert [t["cv_loss"] for t in trials.leaderboard(round_id=first)] == [0.30, 0.40]
     assert [t["round_id"] for t in trials.leaderboard(optimizer="optuna")] == [second]
     assert len(trials.leaderboard(limit=1)) == 1
     assert "params of the best" in format_leaderboard(trials.leaderboard())
@@ -80,8 +80,6 @@ def test_warm_start_points_are_the_best_distinct_ones_of_the_space(trials: Trial
     _trial(trials, round_id, 2, 0.10, space_hash="other")
     assert trials.warm_start_points("s1", 5) == [{"num_leaves": 16}, {"num_leaves": 8}]
     assert trials.warm_start_points("s1", 1) == [{"num_leaves": 16}]
-    from streamfit.training.space import params_key
-
     skip = [params_key({"num_leaves": 16})]
     assert trials.warm_start_points("s1", 5, exclude=skip) == [{"num_leaves": 8}]
 
@@ -153,6 +151,57 @@ def test_a_rounds_table_of_an_earlier_version_gets_the_gate_columns(store_url: s
     b.close()
 
 
+def test_a_trials_table_of_an_earlier_version_gets_the_task_neutral_loss_columns(
+    store_url: str,
+) -> None:
+    """A trial database made when the CV loss columns were ``cv_logloss``/``cv_logloss_std``
+    (whatever the task): they are renamed ``cv_loss``/``cv_loss_std`` (by two stores opening it
+    at once), its trials kept, and the leaderboard and warm starts read them with new ones."""
+    old_names = {"cv_loss": "cv_logloss", "cv_loss_std": "cv_logloss_std"}
+    old = sa.MetaData()
+    for table in (rounds_table, trials_table):
+        sa.Table(
+            table.name,
+            old,
+            *(sa.Column(old_names.get(c.name, c.name), c.type, primary_key=c.primary_key)
+              for c in table.columns),
+        )  # fmt: skip
+    engine = sa.create_engine(store_url)
+    with engine.begin() as db:
+        old.create_all(db)
+        db.execute(
+            old.tables["rounds"].insert().values(
+                started=1.0, trigger="initial", optimizer="hyperopt", data_rows=10,
+                data_hash="d", space_hash="s1", status="done",
+            )
+        )  # fmt: skip
+        db.execute(
+            old.tables["trials"].insert().values(
+                round_id=1, number=0, optimizer="hyperopt", params='{"num_leaves": 8}',
+                params_key=params_key({"num_leaves": 8}), cv_logloss=0.30, cv_logloss_std=0.02,
+                rounds=40, duration_s=0.5, status="ok", warm=False, data_rows=10, data_hash="d",
+                space_hash="s1", created=1.0,
+            )
+        )  # fmt: skip
+    engine.dispose()
+    stores: list[TrialStore] = []
+    threads = [threading.Thread(target=lambda: stores.append(TrialStore(store_url))) for _ in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    a, b = stores
+    [kept] = a.trials()
+    assert (kept["cv_loss"], kept["cv_loss_std"], kept["params"]) == (0.30, 0.02, {"num_leaves": 8})
+    assert "cv_logloss" not in kept
+    _trial(b, _round(b), 1, 0.20)
+    assert [t["cv_loss"] for t in a.leaderboard()] == [0.20, 0.30]
+    assert a.warm_start_points("s1", 5) == [{"num_leaves": 16}, {"num_leaves": 8}]
+    a.close()
+    b.close()
+    TrialStore(store_url).close()  # opening an upgraded database again changes nothing
+
+
 def test_two_stores_on_one_database_see_each_others_rows(store_url: str) -> None:
     """Trainers on several machines share one trial database; tables created concurrently."""
     stores: list[TrialStore] = []
@@ -163,7 +212,7 @@ def test_two_stores_on_one_database_see_each_others_rows(store_url: str) -> None
         thread.join()
     a, b = stores
     _trial(a, _round(a), 0, 0.25)
-    assert [t["cv_logloss"] for t in b.leaderboard()] == [0.25]
+    assert [t["cv_loss"] for t in b.leaderboard()] == [0.25]
     a.close()
     b.close()
 

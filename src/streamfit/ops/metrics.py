@@ -73,10 +73,12 @@ name                                               type       labels / meaning
 ``streamfit_trainer_retrain_commands_total``       counter    retrain commands received
 ``streamfit_trainer_drift_alarms_total``           counter    drift events with drifted=true
 ``streamfit_trainer_champion_version``             gauge      registry version of @champion
-``streamfit_trainer_last_cv_log_loss``             gauge      the last round's best CV log loss
+``streamfit_trainer_last_cv_loss``                 gauge      the last round's best CV loss:
+                                                              log loss, or RMSE for regression
 ``streamfit_trainer_last_holdout_log_loss``        gauge      its challenger's gate holdout
                                                               log loss
-``streamfit_trainer_last_test_auc``                gauge      its AUC on adult.test
+``streamfit_trainer_last_test_auc``                gauge      its AUC on the data set's test
+                                                              rows (binary tasks only)
 ``streamfit_trainer_last_round_timestamp_seconds``  gauge     when the last round ended
 ``streamfit_trainer_last_promotion_timestamp_seconds``  gauge  when it last promoted a model
 ``streamfit_trainer_ready``                        gauge      1 while ``/readyz`` answers 200
@@ -447,9 +449,9 @@ class TrainerMetrics(ServiceMetrics):
             "Registry version of @champion after the last round.",
             registry=r,
         )
-        self.last_cv_log_loss = Gauge(
-            "streamfit_trainer_last_cv_log_loss",
-            "The last round's best cross-validated log loss.",
+        self.last_cv_loss = Gauge(
+            "streamfit_trainer_last_cv_loss",
+            "The last round's best cross-validated loss: log loss, or RMSE for regression.",
             registry=r,
         )
         self.last_holdout_log_loss = Gauge(
@@ -459,7 +461,8 @@ class TrainerMetrics(ServiceMetrics):
         )
         self.last_test_auc = Gauge(
             "streamfit_trainer_last_test_auc",
-            "The last round's challenger AUC on adult.test.",
+            "The last round's challenger AUC on the data set's test rows (binary tasks only: "
+            "multiclass and regression rounds have no AUC and leave it as it was).",
             registry=r,
         )
         self.last_round = Gauge(

@@ -273,7 +273,7 @@ def _trainer(read: _Reader, unix_time: float) -> dict[str, Any]:
         "last_round_age_s": read.age("streamfit_trainer_last_round_timestamp_seconds", unix_time),
         "refused_in_a_row": refused,
         "champion_version": read.integer("streamfit_trainer_champion_version") or None,
-        "last_cv_log_loss": read.value("streamfit_trainer_last_cv_log_loss") or None,
+        "last_cv_loss": read.value("streamfit_trainer_last_cv_loss") or None,
         "last_holdout_log_loss": read.value("streamfit_trainer_last_holdout_log_loss") or None,
         "last_test_auc": read.value("streamfit_trainer_last_test_auc") or None,
     }

@@ -6,7 +6,14 @@ built from a URL (``--store``). The trial store lives with the trainer (``traini
 
 from __future__ import annotations
 
-from ._sql import StoreError, StoreUnavailable, add_columns, create_schema, make_engine
+from ._sql import (
+    StoreError,
+    StoreUnavailable,
+    add_columns,
+    create_schema,
+    make_engine,
+    rename_columns,
+)
 from .comparisons import Comparison, ComparisonStore
 from .observations import (
     ObservationBatch,
@@ -27,4 +34,5 @@ __all__ = [
     "add_columns",
     "create_schema",
     "make_engine",
+    "rename_columns",
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -77,6 +77,26 @@ def add_columns(engine: sa.Engine, table: sa.Table, names: Sequence[str]) -> Non
                 kind = table.c[name].type.compile(dialect=engine.dialect)
                 db.exec_driver_sql(
                     f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(name)} {kind}"
+                )
+
+
+def rename_columns(engine: sa.Engine, table: sa.Table, names: Mapping[str, str]) -> None:
+    """Give ``table``'s columns named ``old`` by an earlier version their ``new`` names (each
+    ``old: new`` of ``names``), rows kept. Checked under the write lock, so services upgrading
+    together rename each column once."""
+    with reading(engine) as db:
+        have = {c["name"] for c in sa.inspect(db).get_columns(table.name)}
+    if not have.intersection(names):
+        return
+    quote = engine.dialect.identifier_preparer.quote
+    with writing(engine) as db:
+        if engine.dialect.name == "postgresql":
+            db.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+        have = {c["name"] for c in sa.inspect(db).get_columns(table.name)}
+        for old, new in names.items():
+            if old in have and new not in have:
+                db.exec_driver_sql(
+                    f"ALTER TABLE {quote(table.name)} RENAME COLUMN {quote(old)} TO {quote(new)}"
                 )
 
 

@@ -35,7 +35,7 @@ def write_round_artifacts(
         _calibration(directory / "calibration_curve.png", labels, probabilities, plt),
     ]
     ranked = sorted(
-        (t for t in trials if t["status"] == "ok"), key=lambda t: (t["cv_logloss"], t["number"])
+        (t for t in trials if t["status"] == "ok"), key=lambda t: (t["cv_loss"], t["number"])
     )
     leaderboard = directory / "leaderboard.csv"
     leaderboard.write_text(format_leaderboard(ranked, "csv"))
@@ -47,7 +47,7 @@ def _history(path: Path, trials: Sequence[Mapping[str, Any]], plt: Any) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     best, best_line = math.inf, []
     for t in trials:
-        loss = t["cv_logloss"]
+        loss = t["cv_loss"]
         if t["status"] == "ok" and loss is not None:
             best = min(best, loss)
         best_line.append(best if math.isfinite(best) else np.nan)
@@ -59,15 +59,15 @@ def _history(path: Path, trials: Sequence[Mapping[str, Any]], plt: Any) -> Path:
     }
     seen: set[str] = set()
     for t in trials:
-        if t["cv_logloss"] is None or t["status"] == "failed":
+        if t["cv_loss"] is None or t["status"] == "failed":
             continue
         color, label = styles[(t["status"], bool(t["warm"]))]
         ax.scatter(
-            t["number"], t["cv_logloss"], color=color, s=18, label=None if label in seen else label
+            t["number"], t["cv_loss"], color=color, s=18, label=None if label in seen else label
         )
         seen.add(label)
     ax.plot(range(len(trials)), best_line, color="black", lw=1.2, label="best so far")
-    ok = [t["cv_logloss"] for t in trials if t["status"] == "ok" and t["cv_logloss"] is not None]
+    ok = [t["cv_loss"] for t in trials if t["status"] == "ok" and t["cv_loss"] is not None]
     if ok:  # zoom on the interesting band, not on one disastrous trial
         low, high = min(ok), float(np.quantile(ok, 0.9))
         ax.set_ylim(low - 0.002, high + 0.002 + 0.1 * (high - low))
@@ -86,11 +86,11 @@ def _parallel(
 ) -> Path:
     """Each completed trial is a line across the dimensions (scaled to [0, 1], log where the
     space is log-uniform), coloured by CV log loss: dark = good."""
-    done = [t for t in trials if t["status"] == "ok" and t["cv_logloss"] is not None]
+    done = [t for t in trials if t["status"] == "ok" and t["cv_loss"] is not None]
     fig, ax = plt.subplots(figsize=(10, 4.5))
     names = space.names
     if done:
-        losses = np.array([t["cv_logloss"] for t in done])
+        losses = np.array([t["cv_loss"] for t in done])
         order = np.argsort(-losses)  # draw the best last, on top
         cmap = plt.get_cmap("viridis")
         span = max(float(np.quantile(losses, 0.9) - losses.min()), 1e-9)

@@ -77,8 +77,8 @@ class RoundOutcome:
     version: int  # bundle version written by this round
     promoted: bool
     reason: str
-    # the task's test metrics (binary: auc, log_loss, accuracy), cv_logloss (the CV loss,
-    # RMSE for regression) and holdout_<loss>
+    # the task's test metrics (binary: auc, log_loss, accuracy), cv_loss (the CV loss: log
+    # loss, or RMSE for regression), cv_loss_std and holdout_<loss>
     metrics: dict[str, float]
     champion_version: int | None  # after the gate
     duration_s: float
@@ -386,6 +386,7 @@ class _Round:
                 data_rows=data.rows,
                 data_hash=data.data_hash,
                 space_hash=self.space.hash,
+                loss=self.rules.loss,
             )
             if result.status == "ok" and (best is None or result.loss < best[1].loss):
                 best = (suggestion.params, result)
@@ -447,7 +448,7 @@ class _Round:
             workers = {t.user_attrs.get("worker") for t in study.trials()}
             self.say(
                 f"search done: {len(study.trials())} trial(s) by {len(workers)} trainer(s), "
-                f"best cv logloss {winner.value:.4f}"
+                f"best cv {self.rules.loss.replace('_', ' ')} {winner.value:.4f}"
             )
             return self.space.snap(winner.params), CVResult(
                 loss=float(winner.value),
@@ -492,8 +493,8 @@ class _Round:
         )
         metrics = {
             **test_metrics,
-            "cv_logloss": float(winner.loss),
-            "cv_logloss_std": float(winner.loss_std or 0.0),
+            "cv_loss": float(winner.loss),
+            "cv_loss_std": float(winner.loss_std or 0.0),
         }
         return booster, labels, probabilities, metrics
 
@@ -646,7 +647,7 @@ class _Round:
     ) -> None:
         loss = self.rules.loss
         logged = {
-            "best_cv_logloss": metrics["cv_logloss"],
+            f"best_cv_{loss}": metrics["cv_loss"],
             **{f"test_{name}": metrics[name] for name in (loss, *self.rules.report)},
             f"holdout_{loss}": metrics[f"holdout_{loss}"],
             "best_iteration": winner.rounds,

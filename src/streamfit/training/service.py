@@ -301,7 +301,7 @@ class TrainerService(ServiceLoop):
         if outcome.champion_version is not None:
             metrics.champion_version.set(outcome.champion_version)
         for gauge, key in (
-            (metrics.last_cv_log_loss, "cv_logloss"),
+            (metrics.last_cv_loss, "cv_loss"),
             (metrics.last_holdout_log_loss, "holdout_log_loss"),
             (metrics.last_test_auc, "auc"),
         ):

@@ -304,6 +304,7 @@ class SharedTrial:
             data_rows=self.data_rows,
             data_hash=self.data_hash,
             space_hash=self.space.hash,
+            loss=self.loss,
         )
         trial.set_user_attr("rounds", result.rounds)
         trial.set_user_attr("duration_s", result.duration_s)

@@ -11,7 +11,7 @@ URL works, e.g. ``postgresql+psycopg://...`` for several trainers.
 >>> _ = store.add_trial(rid, 0, {"a": 1}, loss=0.3, loss_std=0.01, rounds=42, duration_s=1.0,
 ...                     status="ok", optimizer="hyperopt", data_rows=10, data_hash="abc",
 ...                     space_hash="s1")
->>> [(r["round_id"], r["cv_logloss"], r["rounds"]) for r in store.leaderboard()]
+>>> [(r["round_id"], r["cv_loss"], r["rounds"]) for r in store.leaderboard()]
 [(1, 0.3, 42)]
 """
 
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import sqlalchemy as sa
 
-from ..stores import add_columns, create_schema, make_engine
+from ..stores import add_columns, create_schema, make_engine, rename_columns
 from .gate import REFUSED
 from .space import params_key
 
@@ -67,8 +67,8 @@ trials_table = sa.Table(
     sa.Column("optimizer", sa.String(32), nullable=False),
     sa.Column("params", sa.Text, nullable=False),  # JSON
     sa.Column("params_key", sa.Text, nullable=False),  # canonical JSON, for de-duplication
-    sa.Column("cv_logloss", sa.Float),
-    sa.Column("cv_logloss_std", sa.Float),
+    sa.Column("cv_loss", sa.Float),  # the task's CV loss: log loss, or RMSE for regression
+    sa.Column("cv_loss_std", sa.Float),
     sa.Column("rounds", sa.Integer, nullable=False),  # boosting rounds reached
     sa.Column("duration_s", sa.Float, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),  # ok | pruned | failed
@@ -78,6 +78,8 @@ trials_table = sa.Table(
     sa.Column("space_hash", sa.String(64), nullable=False, index=True),
     sa.Column("created", sa.Float, nullable=False),
 )
+# renamed on open in older databases, whose names said log loss whatever the task
+_RENAMED_TRIAL_COLUMNS = {"cv_logloss": "cv_loss", "cv_logloss_std": "cv_loss_std"}
 
 champions_table = sa.Table(
     "champions",
@@ -93,8 +95,8 @@ LEADERBOARD_COLUMNS = (
     "round_id",
     "number",
     "optimizer",
-    "cv_logloss",
-    "cv_logloss_std",
+    "cv_loss",
+    "cv_loss_std",
     "rounds",
     "duration_s",
     "status",
@@ -114,6 +116,7 @@ class TrialStore:
         self.engine = make_engine(url)
         create_schema(self.engine, _metadata)
         add_columns(self.engine, rounds_table, _ADDED_ROUND_COLUMNS)
+        rename_columns(self.engine, trials_table, _RENAMED_TRIAL_COLUMNS)
 
     # -- rounds ---------------------------------------------------------------------------------
     def begin_round(
@@ -184,8 +187,8 @@ class TrialStore:
                     optimizer=optimizer,
                     params=json.dumps(dict(params)),
                     params_key=params_key(params),
-                    cv_logloss=loss,
-                    cv_logloss_std=loss_std,
+                    cv_loss=loss,
+                    cv_loss_std=loss_std,
                     rounds=rounds,
                     duration_s=duration_s,
                     status=status,
@@ -213,12 +216,12 @@ class TrialStore:
         limit: int | None = 10,
         space_hash: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Best completed trials (lowest CV log loss first)."""
+        """Best completed trials (lowest CV loss first: log loss, or RMSE for regression)."""
         t = trials_table
         query = (
             t.select()
-            .where(t.c.status == "ok", t.c.cv_logloss.is_not(None))
-            .order_by(t.c.cv_logloss, t.c.trial_id)
+            .where(t.c.status == "ok", t.c.cv_loss.is_not(None))
+            .order_by(t.c.cv_loss, t.c.trial_id)
         )
         if round_id is not None:
             query = query.where(t.c.round_id == round_id)
@@ -243,8 +246,8 @@ class TrialStore:
         t = trials_table
         query = (
             sa.select(t.c.params, t.c.params_key)
-            .where(t.c.status == "ok", t.c.space_hash == space_hash, t.c.cv_logloss.is_not(None))
-            .order_by(t.c.cv_logloss, t.c.trial_id)
+            .where(t.c.status == "ok", t.c.space_hash == space_hash, t.c.cv_loss.is_not(None))
+            .order_by(t.c.cv_loss, t.c.trial_id)
         )
         with self.engine.connect() as db:
             for params, key in db.execute(query):
@@ -308,7 +311,7 @@ def format_leaderboard(rows: Sequence[Mapping[str, Any]], fmt: str = "table") ->
         return out.getvalue()
     if not flat:
         return "no trials recorded"
-    shown = [c for c in LEADERBOARD_COLUMNS if c not in ("params", "cv_logloss_std")]
+    shown = [c for c in LEADERBOARD_COLUMNS if c not in ("params", "cv_loss_std")]
     cells = [[_cell(r[c]) for c in shown] for r in flat]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(shown)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(shown, widths, strict=True))]
@@ -351,8 +354,10 @@ def record_trial(
     data_rows: int,
     data_hash: str,
     space_hash: str,
+    loss: str,
 ) -> None:
-    """One trial into the trial store and, as a child run of the round, the tracker."""
+    """One trial into the trial store and, as a child run of the round, the tracker (its
+    metrics ``cv_<loss>``, ``loss`` the task's: ``log_loss`` or ``rmse``)."""
     store.add_trial(
         round_id,
         number,
@@ -369,8 +374,8 @@ def record_trial(
         warm=warm,
     )
     metrics = {
-        "cv_logloss": result.loss,
-        "cv_logloss_std": result.loss_std,
+        f"cv_{loss}": result.loss,
+        f"cv_{loss}_std": result.loss_std,
         "rounds": result.rounds,
         "duration_s": result.duration_s,
         "pruned": float(result.status == "pruned"),
