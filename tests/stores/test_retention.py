@@ -16,7 +16,9 @@ from streamfit.stores import ObservationBatch, ObservationStore, _retention
 from streamfit.stores.observations import observations_table
 
 DAY = 86400.0
-NOW = time.time()
+# 18:00 UTC of the latest day that has passed it: PostgreSQL drops whole day-wide partitions,
+# so a bound of half a day removes yesterday's rows only late in the day (from noon on).
+NOW = (time.time() - 0.75 * DAY) // DAY * DAY + 0.75 * DAY
 WEEK = Retention(seconds=7 * DAY)
 
 
