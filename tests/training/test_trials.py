@@ -44,6 +44,30 @@ def _trial(store: TrialStore, round_id: int, number: int, loss: float | None, **
     return store.add_trial(round_id, number, {"num_leaves": 8 * (number + 1)}, loss=loss, **values)
 
 
+def _earlier(store_url: str, old: sa.MetaData, rows: dict[str, dict]) -> tuple[TrialStore, ...]:
+    """Tables of an earlier layout (``old``) holding ``rows`` (a row per table name), then two
+    stores opened on them at once, as services upgrading together do."""
+    engine = sa.create_engine(store_url)
+    with engine.begin() as db:
+        old.create_all(db)
+        for table, row in rows.items():
+            db.execute(old.tables[table].insert().values(**row))
+    engine.dispose()
+    stores: list[TrialStore] = []
+    threads = [threading.Thread(target=lambda: stores.append(TrialStore(store_url))) for _ in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return tuple(stores)
+
+
+OLD_ROUND = dict(
+    started=1.0, trigger="initial", optimizer="hyperopt", data_rows=10, data_hash="d",
+    space_hash="s1", status="done",
+)  # fmt: skip
+
+
 def test_rounds_and_trials_round_trip(trials: TrialStore) -> None:
     first, second = _round(trials), _round(trials, optimizer="optuna")
     assert (first, second) == (1, 2)
@@ -122,23 +146,7 @@ def test_a_rounds_table_of_an_earlier_version_gets_the_gate_columns(store_url: s
         *(sa.Column(c.name, c.type, primary_key=c.primary_key) for c in rounds_table.columns
           if c.name not in ("gate_reason", "compared_with")),
     )  # fmt: skip
-    engine = sa.create_engine(store_url)
-    with engine.begin() as db:
-        old.create_all(db)
-        db.execute(
-            old.tables["rounds"].insert().values(
-                started=1.0, trigger="initial", optimizer="hyperopt", data_rows=10,
-                data_hash="d", space_hash="s1", status="done", model_version=1, promoted=True,
-            )
-        )  # fmt: skip
-    engine.dispose()
-    stores: list[TrialStore] = []
-    threads = [threading.Thread(target=lambda: stores.append(TrialStore(store_url))) for _ in "ab"]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    a, b = stores
+    a, b = _earlier(store_url, old, {"rounds": OLD_ROUND | dict(model_version=1, promoted=True)})
     [kept] = a.rounds()
     assert (kept["model_version"], kept["gate_reason"], kept["compared_with"]) == (1, None, None)
     later = _round(a)
@@ -166,31 +174,13 @@ def test_a_trials_table_of_an_earlier_version_gets_the_task_neutral_loss_columns
             *(sa.Column(old_names.get(c.name, c.name), c.type, primary_key=c.primary_key)
               for c in table.columns),
         )  # fmt: skip
-    engine = sa.create_engine(store_url)
-    with engine.begin() as db:
-        old.create_all(db)
-        db.execute(
-            old.tables["rounds"].insert().values(
-                started=1.0, trigger="initial", optimizer="hyperopt", data_rows=10,
-                data_hash="d", space_hash="s1", status="done",
-            )
-        )  # fmt: skip
-        db.execute(
-            old.tables["trials"].insert().values(
-                round_id=1, number=0, optimizer="hyperopt", params='{"num_leaves": 8}',
-                params_key=params_key({"num_leaves": 8}), cv_logloss=0.30, cv_logloss_std=0.02,
-                rounds=40, duration_s=0.5, status="ok", warm=False, data_rows=10, data_hash="d",
-                space_hash="s1", created=1.0,
-            )
-        )  # fmt: skip
-    engine.dispose()
-    stores: list[TrialStore] = []
-    threads = [threading.Thread(target=lambda: stores.append(TrialStore(store_url))) for _ in "ab"]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    a, b = stores
+    trial = dict(
+        round_id=1, number=0, optimizer="hyperopt", params='{"num_leaves": 8}',
+        params_key=params_key({"num_leaves": 8}), cv_logloss=0.30, cv_logloss_std=0.02,
+        rounds=40, duration_s=0.5, status="ok", warm=False, data_rows=10, data_hash="d",
+        space_hash="s1", created=1.0,
+    )  # fmt: skip
+    a, b = _earlier(store_url, old, {"rounds": OLD_ROUND, "trials": trial})
     [kept] = a.trials()
     assert (kept["cv_loss"], kept["cv_loss_std"], kept["params"]) == (0.30, 0.02, {"num_leaves": 8})
     assert "cv_logloss" not in kept

@@ -61,43 +61,46 @@ def create_schema(engine: sa.Engine, metadata: sa.MetaData) -> None:
 
 def add_columns(engine: sa.Engine, table: sa.Table, names: Sequence[str]) -> None:
     """Give ``table``, made by an earlier version without them, its nullable columns ``names``
-    (empty in the rows it has). Checked under the write lock, so services upgrading together
-    add each column once."""
-    with reading(engine) as db:
-        have = {c["name"] for c in sa.inspect(db).get_columns(table.name)}
-    if have.issuperset(names):
-        return
+    (empty in the rows it has)."""
     quote = engine.dialect.identifier_preparer.quote
-    with writing(engine) as db:
-        if engine.dialect.name == "postgresql":
-            db.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-        have = {c["name"] for c in sa.inspect(db).get_columns(table.name)}
-        for name in names:
-            if name not in have:
-                kind = table.c[name].type.compile(dialect=engine.dialect)
-                db.exec_driver_sql(
-                    f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(name)} {kind}"
-                )
+
+    def statements(have: set[str]) -> list[str]:
+        return [
+            f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(name)} "
+            f"{table.c[name].type.compile(dialect=engine.dialect)}"
+            for name in names
+            if name not in have
+        ]
+
+    _upgrade(engine, table.name, statements)
 
 
 def rename_columns(engine: sa.Engine, table: sa.Table, names: Mapping[str, str]) -> None:
     """Give ``table``'s columns named ``old`` by an earlier version their ``new`` names (each
-    ``old: new`` of ``names``), rows kept. Checked under the write lock, so services upgrading
-    together rename each column once."""
-    with reading(engine) as db:
-        have = {c["name"] for c in sa.inspect(db).get_columns(table.name)}
-    if not have.intersection(names):
-        return
+    ``old: new`` of ``names``), rows kept."""
     quote = engine.dialect.identifier_preparer.quote
+
+    def statements(have: set[str]) -> list[str]:
+        return [
+            f"ALTER TABLE {quote(table.name)} RENAME COLUMN {quote(old)} TO {quote(new)}"
+            for old, new in names.items()
+            if old in have and new not in have
+        ]
+
+    _upgrade(engine, table.name, statements)
+
+
+def _upgrade(engine: sa.Engine, table: str, statements: Callable[[set[str]], list[str]]) -> None:
+    """Run the ``ALTER TABLE`` statements that ``statements(the table's column names)`` asks
+    for, asked again under the schema's write lock, so services upgrading together alter once."""
+    with reading(engine) as db:
+        if not statements({c["name"] for c in sa.inspect(db).get_columns(table)}):
+            return
     with writing(engine) as db:
         if engine.dialect.name == "postgresql":
             db.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-        have = {c["name"] for c in sa.inspect(db).get_columns(table.name)}
-        for old, new in names.items():
-            if old in have and new not in have:
-                db.exec_driver_sql(
-                    f"ALTER TABLE {quote(table.name)} RENAME COLUMN {quote(old)} TO {quote(new)}"
-                )
+        for statement in statements({c["name"] for c in sa.inspect(db).get_columns(table)}):
+            db.exec_driver_sql(statement)
 
 
 @contextlib.contextmanager
