@@ -10,16 +10,21 @@ import logging
 import sys
 from pathlib import Path
 
+import lightgbm as lgb
 import numpy as np
+import pandas as pd
 import pytest
 
 from streamfit.config import MODEL_RUNTIMES, ConfigError, Settings
+from streamfit.contract import infer, task_of
 from streamfit.datasets.adult import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, load_adult
-from streamfit.models.bundle import ModelStore
+from streamfit.features import FeaturePipeline
+from streamfit.models.bundle import ModelBundle, ModelStore
 from streamfit.serving import _compiled
 from streamfit.serving._compiled import CompileError, compile_bundle, compiled_bundle, sidecar_file
 from streamfit.serving.runtimes import AUTO, get_runtime, runtimes_for
 from tests.conftest import skip_or_fail_in_ci
+from tests.data_sets import penguins
 from tests.serving.conftest import train_bundle
 
 RUNTIMES = MODEL_RUNTIMES[1:]  # every runtime, "auto" aside
@@ -80,6 +85,39 @@ def test_runtime_equals_lightgbm_with_missing_values_and_unseen_categories(runti
     assert meta["key"] == _compiled.cache_key(bundle, runtime) and meta["runtime"] == runtime.name
     again = compile_bundle(local.load(version), directory, runtime=runtime.name)
     assert not again.compiled and again.max_abs_diff <= _compiled.TOLERANCE
+
+
+def _penguin_bundle() -> ModelBundle:
+    """A small multiclass model: palmerpenguins' species, three classes."""
+    frame = pd.read_csv(penguins())
+    contract = infer(frame, "species").contract
+    pipeline = FeaturePipeline(contract).fit(frame)
+    rules = task_of(contract)
+    data = lgb.Dataset(
+        pipeline.transform(frame),
+        rules.encode_labels(frame["species"].tolist()),
+        categorical_feature=pipeline.categorical_features,
+    )
+    params = {**rules.lightgbm_params(), "verbose": -1, "num_threads": 1, "seed": 0}
+    return ModelBundle(lgb.train(params, data, num_boost_round=20), pipeline, {"data_rows": 344})
+
+
+def test_a_multiclass_model_is_compiled_by_the_runtimes_that_take_it(runtime, tmp_path):
+    """tl2cgen serves a multiclass model, a row of class probabilities each, as LightGBM;
+    lleaves, which aborts on one, declines it with the reason."""
+    store = ModelStore(tmp_path / "local", keep=5)
+    version = store.save(_penguin_bundle())
+    bundle, directory = store.load(version), store.path(version)
+    if runtime.refuses("multiclass"):
+        with pytest.raises(CompileError, match="multiclass"):
+            compile_bundle(bundle, directory, runtime=runtime.name)
+        return
+    compiled = compile_bundle(bundle, directory, runtime=runtime.name)
+    assert compiled.max_abs_diff <= _compiled.TOLERANCE
+    features = bundle.pipeline.transform(pd.read_csv(penguins()))
+    got = compiled_bundle(bundle, compiled).predict_matrix(features)
+    assert got.shape == (len(features), 3)
+    np.testing.assert_allclose(got, bundle.booster.predict(features), rtol=0, atol=1e-9)
 
 
 def test_corrupted_library_is_rebuilt(runtime, local):

@@ -297,12 +297,9 @@ def compile_bundle(
     """
     if not (directory / MODEL_FILE).is_file():
         raise CompileError(f"{directory} is not a bundle directory")
-    if bundle.rules.name == "multiclass":
-        # lleaves aborts the process on a multiclass model: LightGBM serves those.
-        raise CompileError("compiled runtimes take binary and regression models only")
     reasons = []
     for candidate in runtimes_for(runtime):
-        reason, level = candidate.missing(), logging.INFO
+        reason, level = candidate.missing() or candidate.refuses(bundle.rules.name), logging.INFO
         if reason is None:
             try:
                 return _compile_with(candidate, bundle, directory, libraries, threads, timeout_s)

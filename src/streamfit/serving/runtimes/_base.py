@@ -37,6 +37,11 @@ class ModelRuntime(ABC):
         None when it can. Checked before any build is started."""
         return None
 
+    def refuses(self, task: str) -> str | None:
+        """Why this runtime does not take models of ``task`` (binary, multiclass,
+        regression), or None when it does."""
+        return None
+
     def versions(self) -> dict[str, str]:
         """The tool versions a library depends on: part of its cache key."""
         return {}
@@ -47,8 +52,9 @@ class ModelRuntime(ABC):
 
     @abstractmethod
     def load(self, library: Path, model_file: Path) -> Predict:
-        """Load a built library: a function from a float64 matrix (rows x features) to one
-        probability per row, single-threaded."""
+        """Load a built library: a function from a float64 matrix (rows x features) to what
+        LightGBM's ``predict`` gives (a value per row; rows x classes for a multiclass model),
+        single-threaded."""
 
 
 def compiler() -> str | None:

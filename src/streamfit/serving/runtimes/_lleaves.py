@@ -36,6 +36,11 @@ class LleavesRuntime(ModelRuntime):
     name = "lleaves"
     library_file = "model.lleaves.so"
 
+    def refuses(self, task: str) -> str | None:
+        if task == "multiclass":
+            return "lleaves 1.3 aborts the process on a multiclass model"
+        return None
+
     def missing(self) -> str | None:
         # Asked in the predictor: found by the package metadata, without importing llvmlite
         # (which would load LLVM into a process that never runs it).

@@ -64,6 +64,7 @@ class Tl2cgenRuntime(ModelRuntime):
 
         def predict(features: np.ndarray) -> np.ndarray:
             matrix = tl2cgen.DMatrix(np.ascontiguousarray(features, dtype=np.float64))
-            return predictor.predict(matrix).reshape(-1)
+            out = predictor.predict(matrix).reshape(len(features), -1)  # rows x (1 or classes)
+            return out[:, 0] if out.shape[1] == 1 else out
 
         return predict
