@@ -50,7 +50,7 @@ def test_the_core_reads_a_running_endpoint_between_two_scrapes() -> None:
     trainer.last_promotion.set(now - 300)
     trainer.last_round.set(now - 60)
     trainer.champion_version.set(3)
-    trainer.last_holdout_log_loss.set(0.2841)
+    trainer.last_holdout_loss.set(0.2841)
     monitor.checks.inc()
     monitor.drift_score.set(0.71)
     monitor.drifted.set(1)
@@ -78,7 +78,7 @@ def test_the_core_reads_a_running_endpoint_between_two_scrapes() -> None:
     training = state["services"]["trainer"]
     assert training["last_decision"] == "refused" and training["refused_in_a_row"] == 1
     assert training["rounds"] == {"promoted": 1, "refused": 1, "failed": 0}
-    assert training["champion_version"] == 3 and training["last_holdout_log_loss"] == 0.2841
+    assert training["champion_version"] == 3 and training["last_holdout_loss"] == 0.2841
     watching = state["services"]["monitor"]
     assert watching["drifted"] and watching["drift_score"] == 0.71
     assert list(watching["drifting_features"]) == ["age", "hours_per_week", "education"]

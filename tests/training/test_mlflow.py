@@ -208,6 +208,8 @@ def test_a_regression_round_logs_its_cv_loss_as_rmse(tmp_path: Path) -> None:
     metrics = client.get_run(outcome.mlflow_run_id).data.metrics
     assert metrics["best_cv_rmse"] == pytest.approx(outcome.metrics["cv_loss"])
     assert {"test_rmse", "holdout_rmse"} <= set(metrics)
+    # what the trainer's holdout gauge shows, whatever the task
+    assert outcome.metrics["holdout_loss"] == metrics["holdout_rmse"]
     assert not any("log" in name for name in metrics)
     experiment = client.get_experiment_by_name("streamfit")
     children = client.search_runs(

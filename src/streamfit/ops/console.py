@@ -283,8 +283,8 @@ def _trainer_line(state: dict[str, Any]) -> tuple[str, str]:
     rounds = state["rounds"]
     decision = state["last_decision"] or "no round yet"
     return _number(state["champion_version"], "champion v{}", "no champion"), (
-        f"last round: {decision} ({_duration(state['last_round_age_s'])} ago), holdout log "
-        f"loss {_number(state['last_holdout_log_loss'], '{:.4f}')}  rounds "
+        f"last round: {decision} ({_duration(state['last_round_age_s'])} ago), holdout "
+        f"loss {_number(state['last_holdout_loss'], '{:.4f}')}  rounds "
         f"{rounds['promoted']} promoted / {rounds['refused']} refused / {rounds['failed']} "
         f"failed  refused in a row {state['refused_in_a_row']}"
     )

@@ -75,8 +75,8 @@ name                                               type       labels / meaning
 ``streamfit_trainer_champion_version``             gauge      registry version of @champion
 ``streamfit_trainer_last_cv_loss``                 gauge      the last round's best CV loss:
                                                               log loss, or RMSE for regression
-``streamfit_trainer_last_holdout_log_loss``        gauge      its challenger's gate holdout
-                                                              log loss
+``streamfit_trainer_last_holdout_loss``            gauge      its challenger's gate holdout
+                                                              loss (log loss, or RMSE)
 ``streamfit_trainer_last_test_auc``                gauge      its AUC on the data set's test
                                                               rows (binary tasks only)
 ``streamfit_trainer_last_round_timestamp_seconds``  gauge     when the last round ended
@@ -454,9 +454,10 @@ class TrainerMetrics(ServiceMetrics):
             "The last round's best cross-validated loss: log loss, or RMSE for regression.",
             registry=r,
         )
-        self.last_holdout_log_loss = Gauge(
-            "streamfit_trainer_last_holdout_log_loss",
-            "The last round's challenger log loss on the gate holdout.",
+        self.last_holdout_loss = Gauge(
+            "streamfit_trainer_last_holdout_loss",
+            "The last round's challenger loss on the gate holdout: log loss, or RMSE for "
+            "regression.",
             registry=r,
         )
         self.last_test_auc = Gauge(

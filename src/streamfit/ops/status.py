@@ -274,7 +274,7 @@ def _trainer(read: _Reader, unix_time: float) -> dict[str, Any]:
         "refused_in_a_row": refused,
         "champion_version": read.integer("streamfit_trainer_champion_version") or None,
         "last_cv_loss": read.value("streamfit_trainer_last_cv_loss") or None,
-        "last_holdout_log_loss": read.value("streamfit_trainer_last_holdout_log_loss") or None,
+        "last_holdout_loss": read.value("streamfit_trainer_last_holdout_loss") or None,
         "last_test_auc": read.value("streamfit_trainer_last_test_auc") or None,
     }
 

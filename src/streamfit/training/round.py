@@ -78,7 +78,7 @@ class RoundOutcome:
     promoted: bool
     reason: str
     # the task's test metrics (binary: auc, log_loss, accuracy), cv_loss (the CV loss: log
-    # loss, or RMSE for regression), cv_loss_std and holdout_<loss>
+    # loss, or RMSE for regression), cv_loss_std, and holdout_<loss> also as holdout_loss
     metrics: dict[str, float]
     champion_version: int | None  # after the gate
     duration_s: float
@@ -341,7 +341,7 @@ class _Round:
         version = self.store.save(bundle, registry_version)  # its registry version, if any
         decision = self._gate(bundle, version, registry_version, metrics)
         loss = self.rules.loss
-        metrics[f"holdout_{loss}"] = decision.challenger[loss]
+        metrics[f"holdout_{loss}"] = metrics["holdout_loss"] = decision.challenger[loss]
         if decision.champion is not None:
             metrics[f"champion_holdout_{loss}"] = decision.champion[loss]
         self._log_round(params, winner, metrics, decision, version, registry_version)

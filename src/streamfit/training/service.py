@@ -302,7 +302,7 @@ class TrainerService(ServiceLoop):
             metrics.champion_version.set(outcome.champion_version)
         for gauge, key in (
             (metrics.last_cv_loss, "cv_loss"),
-            (metrics.last_holdout_log_loss, "holdout_log_loss"),
+            (metrics.last_holdout_loss, "holdout_loss"),
             (metrics.last_test_auc, "auc"),
         ):
             if key in outcome.metrics:
