@@ -53,6 +53,11 @@ def _earlier(store_url: str, old: sa.MetaData, rows: dict[str, dict]) -> tuple[T
         for table, row in rows.items():
             db.execute(old.tables[table].insert().values(**row))
     engine.dispose()
+    return _opened_together(store_url)
+
+
+def _opened_together(store_url: str) -> tuple[TrialStore, ...]:
+    """Two stores opened on one database at once (their tables created concurrently)."""
     stores: list[TrialStore] = []
     threads = [threading.Thread(target=lambda: stores.append(TrialStore(store_url))) for _ in "ab"]
     for thread in threads:
@@ -194,13 +199,7 @@ def test_a_trials_table_of_an_earlier_version_gets_the_task_neutral_loss_columns
 
 def test_two_stores_on_one_database_see_each_others_rows(store_url: str) -> None:
     """Trainers on several machines share one trial database; tables created concurrently."""
-    stores: list[TrialStore] = []
-    threads = [threading.Thread(target=lambda: stores.append(TrialStore(store_url))) for _ in "ab"]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    a, b = stores
+    a, b = _opened_together(store_url)
     _trial(a, _round(a), 0, 0.25)
     assert [t["cv_loss"] for t in b.leaderboard()] == [0.25]
     a.close()
