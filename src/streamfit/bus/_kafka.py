@@ -38,6 +38,7 @@ import concurrent.futures
 import contextlib
 import logging
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -626,6 +627,23 @@ class _KafkaTransactionalProducer(_KafkaProducer, TransactionalProducer):
         raise BusError(f"Kafka {what} kept failing with retriable errors")
 
 
+def _close_aside(consumer: confluent_kafka.Consumer, wait_s: float = 5.0) -> None:
+    """Close a fenced consumer without waiting on it for long: librdkafka never starts closing
+    a consumer with a fatal error, and the client's close() then waits for ever (the same hang
+    confluent-kafka-go fixed in its #1588). Its replacement takes over either way; a close
+    still waiting after ``wait_s`` is left to a daemon thread."""
+
+    def close() -> None:
+        with contextlib.suppress(KafkaException, RuntimeError):
+            consumer.close()
+
+    closer = threading.Thread(target=close, name="fenced-consumer-close", daemon=True)
+    closer.start()
+    closer.join(wait_s)
+    if closer.is_alive():
+        log.warning("the fenced Kafka consumer did not close in %g s: left behind", wait_s)
+
+
 class _Rejoined(Exception):
     """A consumer replaced its own fenced session: what it polled but did not commit is dropped."""
 
@@ -793,9 +811,7 @@ class _KafkaConsumer(Consumer):
             _describe(error),
             self._instance_id,
         )
-        # A fatal consumer may refuse to leave: the new one replaces it anyway.
-        with contextlib.suppress(KafkaException, RuntimeError):
-            self._consumer.close()
+        _close_aside(self._consumer)
         self._offsets.clear()
         self._start()
         raise _Rejoined
