@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from ..models.bundle import BundleError
 from ..models.promotion import end_shadow, promote, start_shadow
 from ..models.registry import ModelRegistry
+from ..ops.table import aligned
 from ..stores import Comparison, ComparisonStore, ObservationStore
 from .comparison import Evidence, LiveComparison
 from .estimates import expected_accuracy
@@ -353,13 +354,6 @@ def comparisons_table(found: list[dict[str, Any]]) -> str:
     )
 
 
-def aligned(rows: list[tuple[str, ...]]) -> str:
-    """Rows of cells (the header first) as left-aligned columns two spaces apart."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
-
-
 def _label_free(comparison: Comparison, store: ObservationStore, limit: int) -> dict[str, Any]:
     """A running comparison's label-free estimated accuracy of both models on the latest
     ``limit`` requests both scored (None for a decided one: its labels had the last word)."""
@@ -396,7 +390,6 @@ def _explain(evidence: Evidence) -> str:
 __all__ = [
     "ComparisonError",
     "LiveJudge",
-    "aligned",
     "comparisons_table",
     "live_comparisons",
     "shadow_after_gate",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..models.registry import ModelRegistry
+from ..ops.table import aligned
 from ..stores import ObservationStore
 from .performance import realised_metrics, realised_performance
 
@@ -126,9 +127,7 @@ def replay_command(
     for v, m in result.metrics.items():
         role = " (champion)" if v == result.champion else ""
         rows.append((f"v{v}{role}", str(m["n"]), *(f"{m[k]:.4f}" for k in REPLAY_METRICS)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines) + (
+    return aligned(rows) + (
         f"\n(re-scored {result.rows} labelled requests recorded in the slice; log loss: lower "
         "is better)"
     )

@@ -18,7 +18,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..challengers.live import aligned, comparisons_table, live_comparisons
+from ..challengers.live import comparisons_table, live_comparisons
+from ..ops.table import aligned
 from .gate import REFUSED
 from .trials import TrialStore
 
