@@ -224,6 +224,44 @@ def test_postgres_restarted_under_the_recorder(deployment, own_postgres, chaos_r
     assert recorder.poll() is None  # it waited and resumed
 
 
+@pytest.mark.postgres
+def test_a_recorder_started_before_postgresql_waits_for_it(deployment, own_postgres):
+    """The database is down when the recorder starts (a host booting, services started
+    together): the recorder says the store is unavailable and waits, its offsets uncommitted,
+    instead of exiting; once the server is up it records every request sent meanwhile."""
+    count = 300
+    own_postgres.down()
+    recorder = deployment.start("recorder", "--store", own_postgres.url)
+    deployment.wait_for_log(recorder, "observation store unavailable")
+    predictor = deployment.start("predictor")
+    deployment.wait_for_log(predictor, "predictor consuming")
+    app, summary_path = start_app(deployment, "app", "--count", str(count), "--rate", "200")
+    summary = deployment.app_summary(app, summary_path, timeout=400)
+    assert summary["answered"] == count and recorder.poll() is None
+    own_postgres.up()
+    deployment.wait_for_log(recorder, "recorder consuming")
+    store = ObservationStore(own_postgres.url)
+    try:
+        wait_until(lambda: store.count() == count, 120, "every request recorded")
+    finally:
+        store.close()
+    assert recorder.poll() is None
+
+
+@pytest.mark.postgres
+def test_a_recorder_the_database_refuses_exits_with_the_reason(deployment, postgres_url):
+    """A wrong password is not a server still starting: one line with the server's reason, exit
+    2, no waiting."""
+    wrong = sa.engine.make_url(postgres_url).set(password="not-the-password")
+    url = wrong.render_as_string(hide_password=False)
+    recorder = deployment.start("recorder", "--store", url)
+    wait_until(lambda: recorder.poll() is not None, 60, "the recorder to exit")
+    log = deployment.log(recorder)
+    assert recorder.returncode == 2
+    assert "password authentication failed" in log and "Traceback" not in log
+    assert "observation store unavailable" not in log
+
+
 # -- a bundle truncated after registration ------------------------------------------------------
 def test_a_truncated_bundle_is_never_served(deployment, mlflow_server, chaos_report):
     predictor = deployment.start("predictor")

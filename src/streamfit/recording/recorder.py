@@ -21,6 +21,8 @@ message and only the offender is dead-lettered, with the database's reason
 the connection at any statement, the commit included) the batch waits (backoff) instead, in step
 2 or in step 3, its offsets uncommitted: nothing is dead-lettered for that, the loop carries on
 once the database answers, and a transaction cut before its commit committed nothing.
+A recorder started while its PostgreSQL server is down waits for it the same way; a server
+that refuses it (a wrong password or database) ends it with the server's reason.
 
 Several recorders in one consumer group (``recorder_group``) split the partitions; the store
 makes their concurrent upserts and the retrain counter correct.
@@ -50,7 +52,13 @@ from ..ops.batches import handle_isolating
 from ..ops.health import Health, ServiceLoop
 from ..ops.instance import InstanceSlot
 from ..ops.metrics import RecorderMetrics
-from ..stores import ObservationBatch, ObservationStore, StoreError, StoreUnavailable
+from ..stores import (
+    ObservationBatch,
+    ObservationStore,
+    StoreError,
+    StoreUnavailable,
+    worth_waiting_for,
+)
 from ..stores._retention import partition_seconds
 from ._decode import Refused, decode_batch
 
@@ -112,13 +120,7 @@ class Recorder(ServiceLoop):
         self.bus = bus
         self.topics = settings.topics
         self.retention = settings.retention
-        self.store = (
-            store
-            if store is not None
-            else ObservationStore(
-                settings.store_url, partition_seconds=partition_seconds(self.retention)
-            )
-        )
+        self._store = store  # else opened by run(), once the database answers
         self.stats = RecorderStats()
         # What requests and labels look like: the contract of the deployment's data.
         self.schema = request_schema(serving_contract(settings), settings.extra_columns)
@@ -127,6 +129,26 @@ class Recorder(ServiceLoop):
         self._wake = threading.Event()  # cuts a backoff short on stop()
         self._queued = False  # the batch being handled queued a retrain command
         self._retaining = threading.Event()  # set: the retention thread ends
+
+    @property
+    def store(self) -> ObservationStore:
+        """The observation store: the one given, else ``settings.store_url`` once running."""
+        if self._store is None:
+            raise RuntimeError("the recorder opens its observation store when it runs")
+        return self._store
+
+    def _open_store(self) -> ObservationStore:
+        """``settings.store_url``'s store. One whose server does not answer yet raises
+        :class:`StoreUnavailable` (:meth:`_run` waits for it: a recorder started before its
+        database, as a host boots, records once it is up); one that refused the recorder (a
+        wrong password or database, an SQLite file it cannot open) ends it with the reason."""
+        url = self.settings.store_url
+        try:
+            return ObservationStore(url, partition_seconds=partition_seconds(self.retention))
+        except StoreUnavailable as exc:
+            if worth_waiting_for(url, exc):
+                raise
+            raise StoreError(str(exc)) from exc
 
     def stop(self) -> None:
         super().stop()
@@ -154,6 +176,10 @@ class Recorder(ServiceLoop):
         topics = self.topics
         subscribed = [topics.requests, topics.predictions, topics.labels]
         group = self.settings.recorder_group
+        if self._store is None:
+            self._store = self._waiting_for_the_store(self._open_store)
+            if self._store is None:
+                return  # stopped while waiting
         with contextlib.ExitStack() as stack:
             # A replacement joins under the same id and takes the partitions over at once.
             slot = stack.enter_context(

@@ -13,6 +13,7 @@ from ._sql import (
     create_schema,
     make_engine,
     rename_columns,
+    worth_waiting_for,
 )
 from .comparisons import Comparison, ComparisonStore
 from .observations import (
@@ -35,4 +36,5 @@ __all__ = [
     "create_schema",
     "make_engine",
     "rename_columns",
+    "worth_waiting_for",
 ]

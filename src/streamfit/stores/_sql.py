@@ -38,6 +38,20 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached or refused the connection."""
 
 
+# What a PostgreSQL server answers while it starts, stops or is full: waiting cures these.
+_PASSING_REFUSALS = ("starting up", "shutting down", "in recovery mode", "too many clients")
+
+
+def worth_waiting_for(url: str, exc: StoreUnavailable) -> bool:
+    """Whether a store that could not be opened may open later: a PostgreSQL server that does
+    not answer yet (or is starting, stopping, full), not one that refused these credentials or
+    this database (its ``FATAL`` reason), nor an SQLite file that cannot be opened."""
+    if sa.engine.make_url(url).get_backend_name() != "postgresql":
+        return False
+    reason = str(exc)
+    return "FATAL:" not in reason or any(passing in reason for passing in _PASSING_REFUSALS)
+
+
 def make_engine(url: str) -> sa.Engine:
     """An engine for ``url`` with the settings above (no connection is opened yet)."""
     parsed = sa.engine.make_url(url)
