@@ -459,14 +459,26 @@ def _task_predictions(
     shadow: tuple[int, Sequence[Any]] | None,
 ) -> list[bytes]:
     """Multiclass ``label`` and ``probabilities`` {class: p}, or regression ``value``."""
-    encoded = []
-    for row, request_id in enumerate(ids):
-        record = {"request_id": request_id, **rules.prediction(outputs[row])}
-        record["model_version"] = version
-        if shadow is not None:
-            record["shadow"] = {"version": shadow[0], **rules.prediction(shadow[1][row])}
-        encoded.append(orjson.dumps(record))
-    return encoded
+    fields = rules.predictions(np.asarray(outputs))
+    if shadow is None:
+        return [
+            orjson.dumps({"request_id": request_id, **row, "model_version": version})
+            for request_id, row in zip(ids, fields, strict=True)
+        ]
+    shadow_version, shadow_outputs = shadow
+    return [
+        orjson.dumps(
+            {
+                "request_id": request_id,
+                **row,
+                "model_version": version,
+                "shadow": {"version": shadow_version, **theirs},
+            }
+        )
+        for request_id, row, theirs in zip(
+            ids, fields, rules.predictions(np.asarray(shadow_outputs)), strict=True
+        )
+    ]
 
 
 def request(request_id: str, data: dict[str, Any]) -> bytes:

@@ -67,18 +67,22 @@ def test_a_model_of_the_tasks_objective_is_scored_by_its_loss_and_report(rules) 
         else (np.full(len(outputs), outputs.mean()))
     )
     assert metrics[rules.loss] < rules.metrics(targets, constant)[rules.loss]
-    published = rules.prediction(outputs[0])
-    assert published and "request_id" not in published
+    published = rules.predictions(outputs)
+    assert len(published) == len(outputs) and "request_id" not in published[0]
 
 
 def test_each_task_publishes_its_own_fields() -> None:
     binary, multiclass, regression = (task_of(CONTRACTS[t]) for t in CONTRACTS)
-    assert binary.prediction(0.75) == {"probability": 0.75, "label": 1}
-    assert multiclass.prediction([0.2, 0.5, 0.3]) == {
-        "label": "b",
-        "probabilities": {"a": 0.2, "b": 0.5, "c": 0.3},
-    }
-    assert regression.prediction(np.float64(4.25)) == {"value": 4.25}
+    assert binary.predictions(np.array([0.75, 0.25])) == [
+        {"probability": 0.75, "label": 1},
+        {"probability": 0.25, "label": 0},
+    ]
+    # On a tie, the first of the likeliest classes.
+    assert multiclass.predictions(np.array([[0.2, 0.5, 0.3], [0.4, 0.2, 0.4]])) == [
+        {"label": "b", "probabilities": {"a": 0.2, "b": 0.5, "c": 0.3}},
+        {"label": "a", "probabilities": {"a": 0.4, "b": 0.2, "c": 0.4}},
+    ]
+    assert regression.predictions(np.array([4.25])) == [{"value": 4.25}]
 
 
 def test_outputs_of_another_task_are_refused() -> None:

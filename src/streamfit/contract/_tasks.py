@@ -49,9 +49,10 @@ class TaskRules(ABC):
         """``loss`` and the ``report`` metrics of a model's outputs against encoded targets."""
 
     @abstractmethod
-    def prediction(self, output: Any) -> dict[str, Any]:
-        """The fields of a published prediction for one row's output (without the request id
-        and the model version)."""
+    def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        """The fields of each published prediction for a batch's outputs, a row each (without
+        the request id and the model version). Whole batches at once: it is the predictor's
+        hot path."""
 
     def encode_labels(self, values: Sequence[Any]) -> np.ndarray:
         """:meth:`encode_label` over a column; NaN where a value is not a label."""
@@ -128,9 +129,11 @@ class BinaryRules(_Classes):
         metrics["auc"] = float(roc_auc_score(targets, outputs)) if both else math.nan
         return metrics
 
-    def prediction(self, output: Any) -> dict[str, Any]:
-        probability = float(output)
-        return {"probability": probability, "label": int(probability >= 0.5)}
+    def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        return [
+            {"probability": probability, "label": int(probability >= 0.5)}
+            for probability in np.asarray(outputs, dtype=np.float64).tolist()
+        ]
 
     def check_output(self, output: np.ndarray) -> str | None:
         if output.ndim != 1 or not np.all((output >= 0) & (output <= 1)):
@@ -169,13 +172,14 @@ class MulticlassRules(_Classes):
             "macro_f1": float(f1_score(targets, chosen, labels=classes, average="macro")),
         }
 
-    def prediction(self, output: Any) -> dict[str, Any]:
-        row = [float(p) for p in output]
-        best = max(range(len(row)), key=row.__getitem__)
-        return {
-            "label": self.contract.classes[best],
-            "probabilities": {str(c): p for c, p in zip(self.contract.classes, row, strict=True)},
-        }
+    def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        outputs = np.asarray(outputs, dtype=np.float64)
+        classes = self.contract.classes
+        names = [str(c) for c in classes]
+        return [
+            {"label": classes[best], "probabilities": dict(zip(names, row, strict=True))}
+            for row, best in zip(outputs.tolist(), outputs.argmax(axis=1).tolist(), strict=True)
+        ]
 
     def check_output(self, output: np.ndarray) -> str | None:
         if output.ndim != 2 or output.shape[1] != len(self.contract.classes):
@@ -218,8 +222,8 @@ class RegressionRules(TaskRules):
             "r2": r2,
         }
 
-    def prediction(self, output: Any) -> dict[str, Any]:
-        return {"value": float(output)}
+    def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+        return [{"value": value} for value in np.asarray(outputs, dtype=np.float64).tolist()]
 
 
 _RULES: dict[str, type[TaskRules]] = {
