@@ -404,6 +404,11 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
         "--suite", choices=["your-data"], help="penguins, breast_cancer, diabetes, flights"
     )
     data.add_argument("--max-evals", type=int, help="streamfit's budget (default init_max_evals)")
+    data.add_argument(
+        "--repeats", type=int, default=1, help="each on the rows in N orders: medians of N"
+    )
+    data.add_argument("--sets", help="with --suite: the data sets to run, e.g. penguins,diabetes")
+    data.add_argument("--out", type=Path, help="default: results/training-data[-quick].json")
 
 
 def _main_data(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -416,8 +421,11 @@ def _main_data(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
     data = None
     if args.data:
         data = BenchData(Path(args.data).stem, args.data, args.label, args.task, tuple(args.ignore))
-    out = RESULTS / ("training-data-quick.json" if args.quick else "training-data.json")
-    return training_data.main(data, args.quick, args.max_evals, out)
+    out = args.out or RESULTS / ("training-data-quick.json" if args.quick else "training-data.json")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    sets = args.sets.split(",") if args.sets else None
+    return training_data.main(data, args.quick, args.max_evals, out, args.repeats, sets)
 
 
 if __name__ == "__main__":
