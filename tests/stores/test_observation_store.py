@@ -439,6 +439,26 @@ def test_sqlite_file_of_the_previous_schema_is_migrated(tmp_path) -> None:
     assert (store.count(labelled=True), store.pending_labels()) == (1, 1)
 
 
+def test_a_table_made_before_shadow_scoring_and_retention_gains_their_columns(
+    store_url: str,
+) -> None:
+    """An observation table of an earlier version (unpartitioned, without the two shadow
+    columns and recorded_at) keeps its rows and gets the columns when a store opens it."""
+    engine = sa.create_engine(store_url)
+    with engine.begin() as db:
+        observations_table.create(db)
+        for name in ("shadow_version", "shadow_probability", "recorded_at"):
+            db.exec_driver_sql(f"ALTER TABLE observations DROP COLUMN {name}")
+        db.execute(observations_table.insert().values(request_id="old", data=_request("old")))
+    engine.dispose()
+    store = ObservationStore(store_url)
+    store.record(ObservationBatch(predictions=[("old", 0.5, 1)], shadows=[("old", 2, 0.25)]))
+    row = store.get("old")
+    assert row is not None and (row["shadow_version"], row["shadow_probability"]) == (2, 0.25)
+    assert row["data"] == _request("old") and store.count() == 1
+    store.close()
+
+
 def test_the_module_example_runs() -> None:
     import doctest
 

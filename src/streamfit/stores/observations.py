@@ -60,7 +60,7 @@ import sqlalchemy as sa
 from ..config import Retention
 from . import _retention
 from ._retention import Retained
-from ._sql import copy_rows, create_schema, make_engine, reading, transact, writing
+from ._sql import add_columns, copy_rows, create_schema, make_engine, reading, transact, writing
 
 _metadata = sa.MetaData()
 _BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite autoincrements INTEGER
@@ -781,19 +781,7 @@ def _partitioned_merge() -> tuple[Any, ...]:
 def _add_shadow_columns(engine: sa.Engine) -> None:
     """Give an observation table made before shadow scoring its two shadow columns, and one
     made before retention its recorded_at (empty: such rows are aged by their other times)."""
-    with reading(engine) as db:
-        have = {c["name"] for c in sa.inspect(db).get_columns("observations")}
-    added = ("shadow_version", "shadow_probability", "recorded_at")
-    missing = [n for n in added if n not in have]
-    if not missing:
-        return
-    with writing(engine) as db:
-        for name in missing:
-            kind = "BIGINT" if name == "shadow_version" else "DOUBLE PRECISION"
-            if engine.dialect.name == "sqlite":
-                kind = "INTEGER" if name == "shadow_version" else "FLOAT"
-            if_missing = "IF NOT EXISTS " if engine.dialect.name == "postgresql" else ""
-            db.exec_driver_sql(f"ALTER TABLE observations ADD COLUMN {if_missing}{name} {kind}")
+    add_columns(engine, observations_table, ("shadow_version", "shadow_probability", "recorded_at"))
 
 
 def _migrate_sqlite_v1(engine: sa.Engine) -> None:
