@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 import sqlalchemy as sa
 
+from ..ops.table import aligned
 from ..stores import add_columns, create_schema, make_engine, rename_columns
 from .gate import REFUSED
 from .space import params_key
@@ -312,12 +313,8 @@ def format_leaderboard(rows: Sequence[Mapping[str, Any]], fmt: str = "table") ->
     if not flat:
         return "no trials recorded"
     shown = [c for c in LEADERBOARD_COLUMNS if c not in ("params", "cv_loss_std")]
-    cells = [[_cell(r[c]) for c in shown] for r in flat]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(shown)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(shown, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    lines.append("params of the best: " + flat[0]["params"])
-    return "\n".join(lines)
+    table = aligned([shown, *([_cell(r[c]) for c in shown] for r in flat)])
+    return f"{table}\nparams of the best: {flat[0]['params']}"
 
 
 def _cell(value: Any) -> str:
