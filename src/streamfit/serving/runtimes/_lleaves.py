@@ -24,6 +24,12 @@ import numpy as np
 from ._base import ModelRuntime, Predict, SharedLibrary, check_elf_file, compiler
 
 _ENTRY = "forest_root"  # lleaves' default name for the compiled forest
+# Up to this many leaves, the trees are inlined into their blocks' functions (lleaves' default):
+# Adult's champion (344 trees, 8,256 leaves) then predicts 1.5x faster for a build of 10 s
+# instead of 2. Beyond it LLVM's time grows much faster than the model: flights' 300 trees of 56
+# leaves built in 117 s inlined and in 10 s not, and predicted no faster; its 1,470 trees did not
+# build inlined within the 600 s bound, and in 49 s not (docs/benchmarks/runtimes.md).
+_INLINED_LEAVES = 10_000
 # (rows, probabilities, first row, end row): the GIL is released during the call
 _FOREST = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32)
 
@@ -66,7 +72,9 @@ class LleavesRuntime(ModelRuntime):
         # lleaves loads an existing cache file instead of compiling: start from none.
         objects.unlink(missing_ok=True)
         try:
-            lleaves.Model(model_file=str(model_file)).compile(cache=str(objects))
+            lleaves.Model(model_file=str(model_file)).compile(
+                cache=str(objects), finline=inlines(model_file)
+            )
             command = [compiler() or "gcc", "-shared", "-o", str(library), str(objects), "-lm"]
             linked = subprocess.run(command, capture_output=True, text=True)
             if linked.returncode != 0:
@@ -77,6 +85,13 @@ class LleavesRuntime(ModelRuntime):
     def load(self, library: Path, model_file: Path) -> Predict:
         check_elf_file(library)  # dlopen of a truncated library dies of SIGBUS
         return _CompiledForest(library)
+
+
+def inlines(model_file: Path) -> bool:
+    """Whether lleaves inlines this LightGBM text model's trees: up to ``_INLINED_LEAVES``."""
+    with model_file.open() as model:
+        leaves = sum(int(line[11:]) for line in model if line.startswith("num_leaves="))
+    return leaves <= _INLINED_LEAVES
 
 
 class _CompiledForest:
