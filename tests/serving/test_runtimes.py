@@ -120,29 +120,31 @@ def test_a_multiclass_model_is_compiled_by_the_runtimes_that_take_it(runtime, tm
     np.testing.assert_allclose(got, bundle.booster.predict(features), rtol=0, atol=1e-9)
 
 
-def test_lleaves_builds_a_forest_beyond_its_inlining_bound_without_inlining(tmp_path):
-    """A forest of more leaves than lleaves inlines (flights' kind, whose inlined build does not
-    finish within the build's bound) is built with each tree a function of its own, and
-    predicts as LightGBM; a smaller one is inlined, as lleaves does by default."""
-    from streamfit.serving.runtimes._lleaves import _INLINED_LEAVES, inlines
+def test_lleaves_inlines_small_trees_and_builds_large_ones_each_a_function_of_its_own(tmp_path):
+    """Trees of more leaves than lleaves inlines (flights' kind, whose inlined build does not
+    finish within the build's bound) are built each a function of its own, and predict as
+    LightGBM; trees of LightGBM's default size are inlined, as lleaves does by default."""
+    from streamfit.serving.runtimes._lleaves import _INLINED_TREE_LEAVES, inlines
 
     runtime = get_runtime("lleaves")
     if runtime.missing():
         skip_or_fail_in_ci(f"lleaves cannot run here: {runtime.missing()}")
     rng = np.random.default_rng(0)
     features = rng.normal(size=(4000, 8))
-    target = features @ rng.normal(size=8) + rng.normal(size=4000)
-    params = {"num_leaves": 64, "min_data_in_leaf": 2, "verbose": -1, "num_threads": 1}
-    booster = lgb.train(params, lgb.Dataset(features, target), num_boost_round=170)
-    small, model_file = tmp_path / "small.txt", tmp_path / "model.txt"
-    booster.save_model(small, num_iteration=_INLINED_LEAVES // 64)
-    booster.save_model(model_file)
-    assert sum(tree["num_leaves"] for tree in booster.dump_model()["tree_info"]) > _INLINED_LEAVES
-    assert inlines(small) and not inlines(model_file)
-    library = tmp_path / "model.lleaves.so"
+    data = lgb.Dataset(features, features @ rng.normal(size=8) + rng.normal(size=4000))
+    boosters = {}
+    for leaves in (_INLINED_TREE_LEAVES, 2 * _INLINED_TREE_LEAVES):
+        params = {"num_leaves": leaves, "min_data_in_leaf": 2, "verbose": -1, "num_threads": 1}
+        boosters[leaves] = booster = lgb.train(params, data, num_boost_round=60)
+        booster.save_model(tmp_path / f"model-{leaves}.txt")
+    large = boosters[2 * _INLINED_TREE_LEAVES]
+    assert all(tree["num_leaves"] == 64 for tree in large.dump_model()["tree_info"])
+    assert inlines(tmp_path / f"model-{_INLINED_TREE_LEAVES}.txt")
+    assert not inlines(tmp_path / f"model-{2 * _INLINED_TREE_LEAVES}.txt")
+    model_file, library = tmp_path / f"model-{2 * _INLINED_TREE_LEAVES}.txt", tmp_path / "lib.so"
     runtime.build(model_file, library, threads=1)
     predict = runtime.load(library, model_file)
-    np.testing.assert_allclose(predict(features), booster.predict(features), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(predict(features), large.predict(features), rtol=0, atol=1e-9)
 
 
 def test_corrupted_library_is_rebuilt(runtime, local):

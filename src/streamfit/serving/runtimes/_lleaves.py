@@ -24,12 +24,13 @@ import numpy as np
 from ._base import ModelRuntime, Predict, SharedLibrary, check_elf_file, compiler
 
 _ENTRY = "forest_root"  # lleaves' default name for the compiled forest
-# Up to this many leaves, the trees are inlined into their blocks' functions (lleaves' default):
-# Adult's champion (344 trees, 8,256 leaves) then predicts 1.5x faster for a build of 10 s
-# instead of 2. Beyond it LLVM's time grows much faster than the model: flights' 300 trees of 56
-# leaves built in 117 s inlined and in 10 s not, and predicted no faster; its 1,470 trees did not
-# build inlined within the 600 s bound, and in 49 s not (docs/benchmarks/runtimes.md).
-_INLINED_LEAVES = 10_000
+# lleaves inlines 34 trees into each block's function, and LLVM's time per block grows about as
+# the cube of the trees' size: Adult's champion (344 trees of 24 leaves) builds inlined in 10 s
+# and predicts 1.5x faster than not inlined (built in 2 s); flights' 300 trees of 56 leaves built
+# in 117 s inlined, in 10 s not, and predicted no faster inlined; its 1,470 trees did not build
+# inlined within the 600 s bound, and in 49 s not (docs/benchmarks/runtimes.md). So trees of up
+# to this many leaves on average (LightGBM's default is 31) are inlined.
+_INLINED_TREE_LEAVES = 32
 # (rows, probabilities, first row, end row): the GIL is released during the call
 _FOREST = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32)
 
@@ -88,10 +89,11 @@ class LleavesRuntime(ModelRuntime):
 
 
 def inlines(model_file: Path) -> bool:
-    """Whether lleaves inlines this LightGBM text model's trees: up to ``_INLINED_LEAVES``."""
+    """Whether lleaves inlines this LightGBM text model's trees: trees of at most
+    ``_INLINED_TREE_LEAVES`` leaves on average."""
     with model_file.open() as model:
-        leaves = sum(int(line[11:]) for line in model if line.startswith("num_leaves="))
-    return leaves <= _INLINED_LEAVES
+        leaves = [int(line[11:]) for line in model if line.startswith("num_leaves=")]
+    return sum(leaves) <= _INLINED_TREE_LEAVES * len(leaves)
 
 
 class _CompiledForest:
