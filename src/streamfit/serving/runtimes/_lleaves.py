@@ -24,12 +24,10 @@ import numpy as np
 from ._base import ModelRuntime, Predict, SharedLibrary, check_elf_file, compiler
 
 _ENTRY = "forest_root"  # lleaves' default name for the compiled forest
-# lleaves inlines 34 trees into each block's function, and LLVM's time per block grows about as
-# the cube of the trees' size: Adult's champion (344 trees of 24 leaves) builds inlined in 10 s
-# and predicts 1.5x faster than not inlined (built in 2 s); flights' 300 trees of 56 leaves built
-# in 117 s inlined, in 10 s not, and predicted no faster inlined; its 1,470 trees did not build
-# inlined within the 600 s bound, and in 49 s not (docs/benchmarks/runtimes.md). So trees of up
-# to this many leaves on average (LightGBM's default is 31) are inlined.
+# lleaves inlines each block of 34 trees into one function, and LLVM's time for a block grows
+# far faster than its trees' size: trees of up to this many leaves on average (LightGBM's default
+# is 31) are inlined; larger ones are built each a function of its own, which predicts as fast for
+# them and builds in a fraction of the time (figures: docs/benchmarks/runtimes.md).
 _INLINED_TREE_LEAVES = 32
 # (rows, probabilities, first row, end row): the GIL is released during the call
 _FOREST = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32)
