@@ -459,7 +459,7 @@ def _task_predictions(
     shadow: tuple[int, Sequence[Any]] | None,
 ) -> list[bytes]:
     """Multiclass ``label`` and ``probabilities`` {class: p}, or regression ``value``."""
-    fields = rules.predictions(np.asarray(outputs))
+    fields = rules.predictions(outputs)
     if shadow is None:
         return [
             orjson.dumps({"request_id": request_id, **row, "model_version": version})
@@ -476,7 +476,7 @@ def _task_predictions(
             }
         )
         for request_id, row, theirs in zip(
-            ids, fields, rules.predictions(np.asarray(shadow_outputs)), strict=True
+            ids, fields, rules.predictions(shadow_outputs), strict=True
         )
     ]
 

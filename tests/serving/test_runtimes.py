@@ -132,16 +132,14 @@ def test_lleaves_inlines_small_trees_and_builds_large_ones_each_a_function_of_it
     rng = np.random.default_rng(0)
     features = rng.normal(size=(4000, 8))
     data = lgb.Dataset(features, features @ rng.normal(size=8) + rng.normal(size=4000))
-    boosters = {}
-    for leaves in (_INLINED_TREE_LEAVES, 2 * _INLINED_TREE_LEAVES):
+    files, large_leaves = {}, 2 * _INLINED_TREE_LEAVES
+    for leaves in (_INLINED_TREE_LEAVES, large_leaves):
         params = {"num_leaves": leaves, "min_data_in_leaf": 2, "verbose": -1, "num_threads": 1}
-        boosters[leaves] = booster = lgb.train(params, data, num_boost_round=60)
-        booster.save_model(tmp_path / f"model-{leaves}.txt")
-    large = boosters[2 * _INLINED_TREE_LEAVES]
-    assert all(tree["num_leaves"] == 64 for tree in large.dump_model()["tree_info"])
-    assert inlines(tmp_path / f"model-{_INLINED_TREE_LEAVES}.txt")
-    assert not inlines(tmp_path / f"model-{2 * _INLINED_TREE_LEAVES}.txt")
-    model_file, library = tmp_path / f"model-{2 * _INLINED_TREE_LEAVES}.txt", tmp_path / "lib.so"
+        large = lgb.train(params, data, num_boost_round=60)
+        large.save_model(files.setdefault(leaves, tmp_path / f"model-{leaves}.txt"))
+    assert all(tree["num_leaves"] == large_leaves for tree in large.dump_model()["tree_info"])
+    assert inlines(files[_INLINED_TREE_LEAVES]) and not inlines(files[large_leaves])
+    model_file, library = files[large_leaves], tmp_path / "model.lleaves.so"
     runtime.build(model_file, library, threads=1)
     predict = runtime.load(library, model_file)
     np.testing.assert_allclose(predict(features), large.predict(features), rtol=0, atol=1e-9)

@@ -49,7 +49,7 @@ class TaskRules(ABC):
         """``loss`` and the ``report`` metrics of a model's outputs against encoded targets."""
 
     @abstractmethod
-    def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+    def predictions(self, outputs: np.ndarray | Sequence[Any]) -> list[dict[str, Any]]:
         """The fields of each published prediction for a batch's outputs, a row each (without
         the request id and the model version). Whole batches at once: it is the predictor's
         hot path."""
@@ -129,7 +129,7 @@ class BinaryRules(_Classes):
         metrics["auc"] = float(roc_auc_score(targets, outputs)) if both else math.nan
         return metrics
 
-    def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+    def predictions(self, outputs: np.ndarray | Sequence[Any]) -> list[dict[str, Any]]:
         return [
             {"probability": probability, "label": int(probability >= 0.5)}
             for probability in np.asarray(outputs, dtype=np.float64).tolist()
@@ -172,7 +172,7 @@ class MulticlassRules(_Classes):
             "macro_f1": float(f1_score(targets, chosen, labels=classes, average="macro")),
         }
 
-    def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+    def predictions(self, outputs: np.ndarray | Sequence[Any]) -> list[dict[str, Any]]:
         outputs = np.asarray(outputs, dtype=np.float64)
         classes = self.contract.classes
         names = [str(c) for c in classes]
@@ -222,7 +222,7 @@ class RegressionRules(TaskRules):
             "r2": r2,
         }
 
-    def predictions(self, outputs: np.ndarray) -> list[dict[str, Any]]:
+    def predictions(self, outputs: np.ndarray | Sequence[Any]) -> list[dict[str, Any]]:
         return [{"value": value} for value in np.asarray(outputs, dtype=np.float64).tolist()]
 
 

@@ -1,4 +1,4 @@
-"""Plain-text tables for the commands that print one (experiments, replay)."""
+"""Plain-text tables for the commands that print one (experiments, leaderboard, replay)."""
 
 from __future__ import annotations
 
