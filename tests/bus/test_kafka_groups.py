@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -10,6 +12,7 @@ from confluent_kafka import KafkaError
 from streamfit.bus import BusFenced, get_bus
 from streamfit.bus._kafka import _Rejoined
 from tests.bus.test_contract import drain, publish, unique
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.kafka
 
@@ -118,3 +121,35 @@ def test_a_member_fenced_while_it_still_holds_its_own_id_rejoins_and_goes_on(
         assert [m.value for m in drain(member, 1, timeout=TAKEOVER_S)] == [b"two"]
         member.commit()
     bus.close()
+
+
+def test_asking_who_holds_an_instance_id_across_a_broker_restart_does_not_end_the_asker(
+    kafka_bootstrap: str,
+) -> None:
+    """A fenced member asks the group who holds its instance id right after a broker restart.
+    librdkafka's admin client aborts its process when a request timed out while the broker was
+    away and the broker then comes back (librdkafka #4605): the question is asked so that it
+    cannot take the asking service down, and it is answered once the broker is back."""
+    bus = get_bus(f"kafka://{kafka_bootstrap}")
+    topic, group = unique("holder"), unique("group")
+    bus.ensure_topics({topic: 1})
+    with bus.producer() as producer:
+        publish(producer, topic, [b"one"])
+    with bus.consumer([topic], group=group, instance_id="solo") as member:
+        assert drain(member, 1)  # joined; a static member stays in the group once closed
+        held = member._consumer.memberid()
+    bus.close()
+    kafka = REPO / "scripts" / "kafka"
+    subprocess.run([kafka, "down"], check=True, timeout=120)
+    try:
+        ask = "import sys; from streamfit.bus import get_bus; "
+        ask += "print(get_bus(sys.argv[1])._holder(sys.argv[2], 'solo'))"
+        asker = subprocess.Popen(
+            [sys.executable, "-c", ask, bus.url, group], stdout=subprocess.PIPE, text=True
+        )
+        time.sleep(8)  # its requests time out while the broker is away
+    finally:
+        subprocess.run([kafka, "up"], check=True, timeout=300)
+    out, _ = asker.communicate(timeout=120)
+    assert asker.returncode == 0, f"the asker died (exit {asker.returncode})"
+    assert out.strip() == held

@@ -168,6 +168,21 @@ class Deployment:
         rows = (line.split() for line in out.splitlines())
         return {fields[1]: int(fields[-1]) for fields in rows if fields[:1] == [group]}
 
+    def messages_in(self, topic: str) -> int:
+        """How many messages ``topic`` holds: the sum of its partitions' end offsets."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "offsets-reader"})
+        try:
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            ends = (
+                consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in partitions
+            )
+            return sum(ends)
+        finally:
+            consumer.close()
+
     def bus(self):
         return get_bus(self.settings.bus)
 

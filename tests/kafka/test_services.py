@@ -103,9 +103,17 @@ def test_broker_restart_mid_stream_loses_nothing(deployment):
     time.sleep(50)
     subprocess.run([kafka, "up"], check=True, timeout=300)
     summary = deployment.app_summary(app, deployment.root / "restart.json", timeout=400)
+
+    def story() -> str:  # evaluated on failure only: the predictor's log, topic and group
+        lines = deployment.log(predictor).splitlines()
+        quiet = [line for line in lines if "Kafka broker at" not in line]  # the outage's
+        answers = deployment.messages_in(deployment.topics.predictions)
+        members = deployment.group_members(deployment.settings.group)
+        return "\n".join([*quiet[-30:], f"{answers} predictions on the topic; members {members}"])
+
+    assert predictor.poll() is None, story()  # the predictor rode it out
     assert summary["sent"] == 3000
-    assert summary["answered"] == 3000 and summary["lost"] == 0
-    assert predictor.poll() is None  # the predictor rode it out
+    assert summary["answered"] == 3000 and summary["lost"] == 0, story()
 
 
 def test_plain_kafka_clients_get_predictions(deployment):

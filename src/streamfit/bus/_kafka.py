@@ -34,7 +34,6 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
 import logging
 import re
@@ -60,6 +59,7 @@ from ._base import (
     Producer,
     TransactionalProducer,
 )
+from ._group_holder import group_holder
 
 log = logging.getLogger(__name__)
 _librdkafka_log = logging.getLogger(__name__ + ".librdkafka")
@@ -276,22 +276,10 @@ class KafkaBus(Bus):
         self._admin = None
 
     # -- internals ------------------------------------------------------------------------------
-    def _holder(self, group: str, instance_id: str, timeout: float = 30.0) -> str | None:
+    def _holder(self, group: str, instance_id: str) -> str | None:
         """The member id that holds ``instance_id`` in ``group``, "" if none does; None if the
-        group cannot be described within ``timeout`` (a broker still starting)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                futures = self._admin_client().describe_consumer_groups([group], request_timeout=5)
-                description = futures[group].result(timeout=10)
-            except (KafkaException, concurrent.futures.TimeoutError):
-                time.sleep(0.5)
-                continue
-            for member in description.members:
-                if member.group_instance_id == instance_id:
-                    return member.member_id
-            return ""
-        return None
+        group cannot be described (asked in a child process: see :mod:`._group_holder`)."""
+        return group_holder(self.bootstrap, self.options, group, instance_id)
 
     def _config(
         self, *layers: dict[str, Any], reporter: _ErrorReporter | None = None
@@ -797,12 +785,7 @@ class _KafkaConsumer(Consumer):
         """Raise :class:`BusFenced` if another live member holds this one's instance id; else
         (this member's own rejoin fenced its old session) start a new consumer in its place and
         raise :class:`_Rejoined`. Offsets not committed yet are delivered again (at-least-once)."""
-        try:
-            own = self._consumer.memberid() or ""  # "" once librdkafka gave up the session
-        except RuntimeError:
-            own = ""
-        holder = self._holder(self._group_id, self._instance_id or "") if self._holder else None
-        if holder is None or (own and holder and holder != own):
+        if self._twin_holds_my_id():
             raise self._fencing(error)
         log.warning(
             "Kafka consumer of group %r: this member's session lapsed (%s); rejoining as %r, "
@@ -815,6 +798,23 @@ class _KafkaConsumer(Consumer):
         self._offsets.clear()
         self._start()
         raise _Rejoined
+
+    def _twin_holds_my_id(self, looks: int = 3, apart_s: float = 1.0) -> bool:
+        """Whether the group shows another member id than this consumer's under its instance id,
+        at each of a few looks: librdkafka's own rejoin may be moving this consumer to a new
+        member id meanwhile. A group that cannot be described (a broker still starting) shows no
+        twin: a wrong rejoin costs a few messages delivered again; a wrong stop, the service."""
+        for look in range(looks):
+            if look:
+                time.sleep(apart_s)
+            holder = self._holder(self._group_id, self._instance_id or "") if self._holder else ""
+            try:
+                own = self._consumer.memberid() or ""  # "" once librdkafka gave up the session
+            except RuntimeError:
+                own = ""
+            if not (holder and own) or holder == own:
+                return False
+        return True
 
     def _fencing(self, error: KafkaError) -> BusFenced:
         return BusFenced(
