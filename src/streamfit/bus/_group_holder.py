@@ -27,14 +27,18 @@ def group_holder(
 ) -> str | None:
     """The member id that holds ``instance_id`` in ``group``, "" if none does; None if the
     group cannot be described within ``timeout`` (a broker still starting)."""
+    question = {
+        "bootstrap": bootstrap,
+        "options": options,
+        "group": group,
+        "instance_id": instance_id,
+    }
     deadline = time.monotonic() + timeout
     while (remaining := deadline - time.monotonic()) > 0:
-        request = {"bootstrap": bootstrap, "options": options, "group": group}
-        request |= {"instance_id": instance_id, "timeout": remaining}
         try:
             child = subprocess.run(
                 [sys.executable, "-m", __name__],
-                input=json.dumps(request, default=str),
+                input=json.dumps({**question, "timeout": remaining}, default=str),
                 capture_output=True,
                 text=True,
                 timeout=remaining + _CHILD_GRACE_S,
