@@ -2,11 +2,13 @@
 
 The request decoder against msgspec then the pipeline: what it decodes, it decodes bit for bit
 as the reference does; what it declines, the reference decodes or rejects (so no message is ever
-judged by the native decoder alone). The prediction encoder: byte for byte msgspec's messages."""
+judged by the native decoder alone). The prediction encoder: byte for byte msgspec's messages
+(binary) or the Python writer's (every task), which say what the task's rules say."""
 
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -14,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamfit import messages
-from streamfit._native import encode_predictions
-from streamfit.contract import ColumnSpec, Contract
+from streamfit._native import encode_rows
+from streamfit.contract import ColumnSpec, Contract, task_of
 from streamfit.datasets.adult import CATEGORICAL_COLUMNS, LABEL_COLUMN, NUMERIC_COLUMNS, load_adult
 from streamfit.datasets.adult import CONTRACT as ADULT
 from streamfit.features import FeaturePipeline, request_schema
@@ -23,6 +25,7 @@ from tests.fuzz.cases import CORPUS
 from tests.fuzz.cases import requests as hostile_requests
 
 SCHEMA = request_schema(ADULT)
+SIZE = ColumnSpec("size", "numeric", "float")
 
 # Number texts where a decoder could round differently from msgspec and NumPy: exact in int64 or
 # not, Clinger's fast path or strtod, subnormal, the largest double, a negative zero.
@@ -303,6 +306,10 @@ def _reference_predictions(ids, probabilities, version):
     ]
 
 
+def _plain(ids):
+    return all(i.isascii() and i.isprintable() and not set(i) & {'"', "\\"} for i in ids)
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.lists(st.tuples(st.text(max_size=30), st.floats()), max_size=30),
@@ -311,19 +318,66 @@ def _reference_predictions(ids, probabilities, version):
 def test_predictions_are_encoded_byte_for_byte_as_msgspec_encodes_them(rows, version):
     ids = [i for i, _ in rows]
     probabilities = [p for _, p in rows]
-    plain = all(i.isascii() and i.isprintable() and not set(i) & {'"', "\\"} for i in ids)
     reference = _reference_predictions(ids, probabilities, version)
     assert messages.predictions(ids, probabilities, version) == reference
-    native = encode_predictions(ids, probabilities, messages._encode(probabilities), version)
+    keys, tails = messages._layout(np.array(probabilities, dtype=float), version, None)
+    native = encode_rows(ids, messages._encode(probabilities), keys, tails)
     # Ids that JSON must escape are msgspec's to write: declined.
-    assert native == (reference if plain else None)
+    assert native == (reference if _plain(ids) else None)
+
+
+CLASSES = st.lists(
+    st.one_of(st.text(max_size=12), st.integers(-(2**40), 2**40)),
+    min_size=2,
+    max_size=6,
+    unique=True,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data(), CLASSES, st.integers(0, 2**62))
+def test_every_task_s_predictions_say_what_its_rules_say(data, classes, version):
+    """Multiclass and regression: the native encoder writes what the Python writer writes, byte
+    for byte, and each message, read back, is the request id, the task's fields
+    (``rules.predictions``) and the version."""
+    contracts = {
+        "multiclass": Contract("multiclass", "y", (SIZE,), classes=tuple(classes)),
+        "regression": Contract("regression", "y", (SIZE,)),
+    }
+    ids = data.draw(st.lists(st.text(max_size=20), max_size=20))
+    for task, contract in contracts.items():
+        rules = task_of(contract)
+        shape = (len(ids), len(classes)) if task == "multiclass" else (len(ids),)
+        numbers = st.floats(0, 1) if task == "multiclass" else st.floats(-1e300, 1e300)
+        outputs = np.array(
+            data.draw(st.lists(numbers, min_size=math.prod(shape), max_size=math.prod(shape))),
+            dtype=float,
+        ).reshape(shape)
+        encoded = messages.predictions(ids, outputs, version, rules=rules)
+        keys, tails = messages._layout(outputs, version, rules)
+        flat = outputs.ravel().tolist()
+        written = messages._encode_rows(ids, flat, keys, tails)
+        assert encoded == written
+        native = encode_rows(ids, messages._encode(flat), keys, tails)
+        assert native == (written if _plain(ids) else None)
+        expected = [
+            {"request_id": i, **fields, "model_version": version}
+            for i, fields in zip(ids, rules.predictions(outputs), strict=True)
+        ]
+        assert [json.loads(value) for value in encoded] == expected
 
 
 def test_the_encoder_declines_input_not_as_described():
-    ids, probabilities = ["a", "b"], [0.25, 0.75]
+    ids, keys, tails = ["a", "b"], [b',"p":'], [b"}", b"}"]
     for texts in (b"[0.25]", b"[0.25,0.75,1.0]", b"0.25,0.75", b"[0.25,0.75]x", b"[0.25,]"):
-        assert encode_predictions(ids, probabilities, texts, 1) is None
-    assert encode_predictions(ids, [0.25, 1], b"[0.25,1]", 1) is None  # not a float
-    assert encode_predictions([], [], b"[]", 1) == []
-    with pytest.raises(ValueError, match="as many"):
-        encode_predictions(ids, [0.5], b"[0.5]", 1)
+        assert encode_rows(ids, texts, keys, tails) is None
+    assert encode_rows(ids, b"[1,2,3,4]", [b',"a":', b',"b":'], tails) == [
+        b'{"request_id":"a","a":1,"b":2}',
+        b'{"request_id":"b","a":3,"b":4}',
+    ]
+    assert encode_rows(ids, b"[1,2,3]", [b',"a":', b',"b":'], tails) is None
+    assert encode_rows([], b"[]", keys, []) == []
+    with pytest.raises(ValueError, match="a tail for each id"):
+        encode_rows(ids, b"[0.5,0.5]", keys, [b"}"])
+    with pytest.raises(TypeError, match="bytes"):
+        encode_rows(ids, b"[0.5,0.5]", ["p"], tails)

@@ -1,5 +1,5 @@
 /* The predictor's hot path in C: requests from JSON bytes straight into the feature matrix's raw
- * columns (RowDecoder), and predictions into JSON (encode_predictions).
+ * columns (RowDecoder), and predictions into JSON (encode_rows).
  *
  * Why native: msgspec decodes and checks each request into Python objects, and the pipeline then
  * turns those objects into a float matrix: together 2 to 3 us a request, more than the compiled
@@ -607,57 +607,76 @@ static PyTypeObject RowDecoderType = {
     .tp_new = PyType_GenericNew,
 };
 
-/* encode_predictions(ids, probabilities, texts, version): see its docstring. */
-static PyObject *encode_predictions(PyObject *module, PyObject *args) {
+/* encode_rows(ids, texts, keys, tails): see its docstring. A prediction is a row of up to
+ * MAX_WIDTH numbers (a binary model's probability, a regression's value, or a class's each). */
+#define MAX_WIDTH 64
+static PyObject *encode_rows(PyObject *module, PyObject *args) {
     (void)module;
-    PyObject *id_sequence, *probability_sequence, *values = NULL;
+    PyObject *id_sequence, *key_sequence, *tail_sequence, *values = NULL;
+    PyObject *ids = NULL, *keys = NULL, *tails = NULL;
     const char *texts;
     Py_ssize_t texts_size;
-    long long version;
-    if (!PyArg_ParseTuple(args, "OOy#L:encode_predictions", &id_sequence, &probability_sequence,
-                          &texts, &texts_size, &version))
+    if (!PyArg_ParseTuple(args, "Oy#OO:encode_rows", &id_sequence, &texts, &texts_size,
+                          &key_sequence, &tail_sequence))
         return NULL;
-    PyObject *ids = PySequence_Fast(id_sequence, "ids must be a sequence");
-    PyObject *probabilities =
-        ids == NULL ? NULL : PySequence_Fast(probability_sequence, "probabilities too");
-    if (probabilities == NULL)
+    ids = PySequence_Fast(id_sequence, "ids must be a sequence");
+    keys = ids == NULL ? NULL : PySequence_Fast(key_sequence, "keys must be a sequence");
+    tails = keys == NULL ? NULL : PySequence_Fast(tail_sequence, "tails must be a sequence");
+    if (tails == NULL)
         goto fail;
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(ids);
-    if (PySequence_Fast_GET_SIZE(probabilities) != count) {
-        PyErr_SetString(PyExc_ValueError, "as many probabilities as ids, please");
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(ids), width = PySequence_Fast_GET_SIZE(keys);
+    if (PySequence_Fast_GET_SIZE(tails) != count || width == 0) {
+        PyErr_SetString(PyExc_ValueError, "a tail for each id, and at least one key, please");
         goto fail;
     }
-    char version_text[24];
-    int version_size = snprintf(version_text, sizeof version_text, "%lld", version);
-    static const char ID[] = "{\"request_id\":\"", PROBABILITY[] = "\",\"probability\":",
-                      LABEL[] = ",\"label\":", VERSION[] = ",\"model_version\":";
+    Py_ssize_t keys_size = 0;
+    for (Py_ssize_t k = 0; k < width; k++) {
+        PyObject *key = PySequence_Fast_GET_ITEM(keys, k);
+        if (!PyBytes_CheckExact(key)) {
+            PyErr_SetString(PyExc_TypeError, "keys must be bytes");
+            goto fail;
+        }
+        keys_size += PyBytes_GET_SIZE(key);
+    }
+    static const char ID[] = "{\"request_id\":\"";
     Cursor c = {texts, texts + texts_size};
     if (!take(&c, '['))
+        goto decline;
+    const char *numbers[MAX_WIDTH];
+    Py_ssize_t sizes[MAX_WIDTH];
+    if (width > MAX_WIDTH) /* a model of that many classes: the Python writer's */
         goto decline;
     values = PyList_New(count);
     if (values == NULL)
         goto fail;
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *id = PySequence_Fast_GET_ITEM(ids, i);
-        PyObject *probability = PySequence_Fast_GET_ITEM(probabilities, i);
-        if (!PyUnicode_CheckExact(id) || !PyUnicode_IS_ASCII(id) || !PyFloat_CheckExact(probability))
+        PyObject *tail = PySequence_Fast_GET_ITEM(tails, i);
+        if (!PyUnicode_CheckExact(id) || !PyUnicode_IS_ASCII(id))
             goto decline;
+        if (!PyBytes_CheckExact(tail)) {
+            PyErr_SetString(PyExc_TypeError, "tails must be bytes");
+            goto fail;
+        }
         const char *id_text = (const char *)PyUnicode_DATA(id);
         Py_ssize_t id_size = PyUnicode_GET_LENGTH(id);
         for (Py_ssize_t at = 0; at < id_size; at++)
             if (STOPS_STRING[(unsigned char)id_text[at]]) /* an id msgspec would escape */
                 goto decline;
-        const char *number = c.p;
-        while (c.p < c.end && *c.p != ',' && *c.p != ']')
+        Py_ssize_t size = (Py_ssize_t)(sizeof ID - 1) + id_size + 1 + keys_size +
+                          PyBytes_GET_SIZE(tail);
+        for (Py_ssize_t k = 0; k < width; k++) {
+            const char *number = c.p;
+            while (c.p < c.end && *c.p != ',' && *c.p != ']')
+                c.p++;
+            sizes[k] = c.p - number;
+            numbers[k] = number;
+            int last = i == count - 1 && k == width - 1;
+            if (c.p == c.end || sizes[k] == 0 || (*c.p == ']') != last)
+                goto decline;
             c.p++;
-        Py_ssize_t number_size = c.p - number;
-        if (c.p == c.end || number_size == 0 || (*c.p == ']') != (i == count - 1))
-            goto decline;
-        c.p++;
-        char label = PyFloat_AS_DOUBLE(probability) >= 0.5 ? '1' : '0';
-        Py_ssize_t size = (Py_ssize_t)(sizeof ID - 1) + id_size + (Py_ssize_t)(sizeof PROBABILITY - 1) +
-                          number_size + (Py_ssize_t)(sizeof LABEL - 1) + 1 +
-                          (Py_ssize_t)(sizeof VERSION - 1) + version_size + 1;
+            size += sizes[k];
+        }
         PyObject *value = PyBytes_FromStringAndSize(NULL, size);
         if (value == NULL)
             goto fail;
@@ -669,39 +688,43 @@ static PyObject *encode_predictions(PyObject *module, PyObject *args) {
     } while (0)
         PUT(ID, sizeof ID - 1);
         PUT(id_text, id_size);
-        PUT(PROBABILITY, sizeof PROBABILITY - 1);
-        PUT(number, number_size);
-        PUT(LABEL, sizeof LABEL - 1);
-        *out++ = label;
-        PUT(VERSION, sizeof VERSION - 1);
-        PUT(version_text, version_size);
-        *out = '}';
+        *out++ = '"';
+        for (Py_ssize_t k = 0; k < width; k++) {
+            PyObject *key = PySequence_Fast_GET_ITEM(keys, k);
+            PUT(PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key));
+            PUT(numbers[k], sizes[k]);
+        }
+        PUT(PyBytes_AS_STRING(tail), PyBytes_GET_SIZE(tail));
 #undef PUT
         PyList_SET_ITEM(values, i, value);
     }
     if ((count == 0 && !take(&c, ']')) || c.p != c.end)
         goto decline;
     Py_DECREF(ids);
-    Py_DECREF(probabilities);
+    Py_DECREF(keys);
+    Py_DECREF(tails);
     return values;
 decline:
     Py_XDECREF(values);
     Py_XDECREF(ids);
-    Py_XDECREF(probabilities);
+    Py_XDECREF(keys);
+    Py_XDECREF(tails);
     Py_RETURN_NONE;
 fail:
     Py_XDECREF(values);
     Py_XDECREF(ids);
-    Py_XDECREF(probabilities);
+    Py_XDECREF(keys);
+    Py_XDECREF(tails);
     return NULL;
 }
 
 static PyMethodDef module_methods[] = {
-    {"encode_predictions", encode_predictions, METH_VARARGS,
-     "encode_predictions(ids, probabilities, texts, version) -> list[bytes] | None\n\n"
-     "Each prediction's JSON, byte for byte as msgspec writes it (see streamfit.messages):\n"
-     "texts is msgspec's JSON of the probabilities list, whose numbers are copied as they are.\n"
-     "None when an id needs escaping, or the input is not as described."},
+    {"encode_rows", encode_rows, METH_VARARGS,
+     "encode_rows(ids, texts, keys, tails) -> list[bytes] | None\n\n"
+     "One JSON object per id: {\"request_id\":\"<id>\" then, for each of the row's numbers, its\n"
+     "key (bytes) and the number's text as it is in texts, then the row's tail (bytes).\n"
+     "texts is msgspec's JSON of the rows' numbers, row after row, len(keys) a row. None\n"
+     "when an id needs escaping, or the input is not as described."},
     {NULL, NULL, 0, NULL},
 };
 

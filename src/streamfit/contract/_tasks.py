@@ -177,7 +177,7 @@ class MulticlassRules(_Classes):
         classes = self.contract.classes
         names = [str(c) for c in classes]
         return [
-            {"label": classes[best], "probabilities": dict(zip(names, row, strict=True))}
+            {"probabilities": dict(zip(names, row, strict=True)), "label": classes[best]}
             for row, best in zip(outputs.tolist(), outputs.argmax(axis=1).tolist(), strict=True)
         ]
 
