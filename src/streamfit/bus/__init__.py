@@ -14,6 +14,7 @@ from ._base import (
     DeliveryError,
     Message,
     Producer,
+    TransactionAborted,
     TransactionalProducer,
 )
 from ._memory import MemoryBus
@@ -32,6 +33,7 @@ __all__ = [
     "Message",
     "MemoryBus",
     "Producer",
+    "TransactionAborted",
     "TransactionalProducer",
     "bus_for",
     "get_bus",

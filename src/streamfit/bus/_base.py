@@ -32,6 +32,14 @@ class DeliveryError(BusError):
     """A produced message was not acknowledged by the transport."""
 
 
+class TransactionAborted(DeliveryError):
+    """A transaction failed midway (a broker restart, a coordinator that moved, a call that
+    never returned) and was dropped: nothing of it shows to read_committed readers, unless the
+    broker had already taken its commit. Either way its input is consumed again, by a consumer
+    opened anew at the committed offsets once :meth:`TransactionalProducer.init` has returned
+    (the broker has then finished or aborted the dropped transaction)."""
+
+
 class BusUnavailable(BusError):
     """The transport could not be reached (after retries)."""
 
@@ -139,6 +147,10 @@ class TransactionalProducer(Producer):
     once, so read_committed readers need not wait for it to time out). The earlier one's next
     ``commit_with`` raises :class:`BusFenced`.
     """
+
+    def init(self) -> None:
+        """Be ready for a transaction: done by :meth:`Bus.transactional_producer`, and again
+        after :class:`TransactionAborted` before the input is read anew."""
 
     @abstractmethod
     def begin(self) -> None: ...

@@ -57,6 +57,7 @@ from ._base import (
     DeliveryError,
     Message,
     Producer,
+    TransactionAborted,
     TransactionalProducer,
 )
 from ._group_holder import group_holder
@@ -119,6 +120,11 @@ _MESSAGE_TIMEOUT_MS = 120_000
 # A newer producer with this transactional id fenced this one (librdkafka's own code, and the
 # broker's, which it may pass on).
 _FENCED = {KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH}
+# A transaction's messages purged by its abort (or its producer's) are not delivery failures.
+_PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
+# How long past its own timeout a transactional call may take before its producer is left behind.
+_TRANSACTION_MARGIN_S = 15.0
+_INIT_ATTEMPTS = 5
 
 _PRODUCER_DEFAULTS: dict[str, Any] = {
     "enable.idempotence": True,
@@ -458,7 +464,8 @@ class _KafkaProducer(Producer):
         self._refused: BusRefused | None = None
         self._fenced = False  # a newer producer of its transactional id took over
         try:
-            self._producer = confluent_kafka.Producer(config | {"on_delivery": self._on_delivery})
+            self._config = config | {"on_delivery": self._on_delivery}
+            self._producer = confluent_kafka.Producer(self._config)
         except KafkaException as exc:
             raise _raise_from(exc, "cannot create a Kafka producer") from exc
         self._since_poll = 0
@@ -535,8 +542,16 @@ class _KafkaProducer(Producer):
 class _KafkaTransactionalProducer(_KafkaProducer, TransactionalProducer):
     """One transaction at a time: ``begin``, ``produce``..., then ``commit_with`` or ``abort``.
 
-    After ``abort`` the consumer's position is still past the input of the aborted transaction:
-    close it and open a new one to get that input again (its offsets were not committed).
+    A transactional call that fails is not retried: retried after timing out during a broker
+    outage, librdkafka's ``commit_transaction`` and ``send_offsets_to_transaction`` were seen to
+    block for good once the broker was back, past their own timeout. Such a call, or one that
+    does not return within its timeout and a margin, drops the transaction: the librdkafka
+    producer is left behind (destroyed by a daemon thread, where a blocked call may keep it) and
+    a new one of the same transactional id takes its place, and :class:`TransactionAborted` says
+    so. The new one's ``init_transactions`` fences the old one, and the broker finishes or
+    aborts what it left open. After an abort, ``TransactionAborted`` or not, the consumer's
+    position is past the dropped transaction's input: close it and open a new one, after
+    :meth:`init`, to get that input again (its offsets were not committed).
     """
 
     def __init__(self, config: dict[str, Any], principal: str) -> None:
@@ -547,14 +562,25 @@ class _KafkaTransactionalProducer(_KafkaProducer, TransactionalProducer):
 
     def init(self) -> None:
         """``init_transactions``: fences any earlier producer of this transactional id and has
-        the broker abort its open transaction (once; :meth:`begin` does it if not done)."""
-        if not self._initialised:
-            self._call(self._producer.init_transactions, self._timeout, what="init_transactions")
-            self._initialised = True
+        the broker end its open transaction (once; :meth:`begin` does it if not done)."""
+        for attempt in range(1, _INIT_ATTEMPTS + 1):
+            if self._initialised:
+                return
+            try:
+                self._call("init_transactions", self._timeout)
+                self._initialised = True
+            except TransactionAborted as exc:
+                if attempt == _INIT_ATTEMPTS:
+                    raise
+                log.warning("%s, retrying", exc)
+                time.sleep(0.5)
 
     def begin(self) -> None:
         self.init()
-        self._call(self._producer.begin_transaction, what="begin_transaction")
+        try:
+            self._producer.begin_transaction()  # local: no broker involved
+        except KafkaException as exc:
+            raise _raise_from(exc, "begin_transaction failed") from exc
 
     def commit_with(self, consumer: Consumer) -> None:
         if not isinstance(consumer, _KafkaConsumer):
@@ -562,15 +588,14 @@ class _KafkaTransactionalProducer(_KafkaProducer, TransactionalProducer):
         offsets = consumer._pending_offsets()
         if offsets:
             metadata = consumer._consumer.consumer_group_metadata()
-            self._call(
-                self._producer.send_offsets_to_transaction,
-                offsets,
-                metadata,
-                self._timeout,
-                what="send_offsets_to_transaction",
-            )
-        self._call(self._producer.commit_transaction, self._timeout, what="commit_transaction")
+            self._call("send_offsets_to_transaction", offsets, metadata, self._timeout)
+        self._call("commit_transaction", self._timeout)
         consumer._offsets.clear()
+
+    def _on_delivery(self, error: KafkaError | None, message: Any) -> None:
+        if error is not None and error.code() in _PURGED:
+            return  # dropped with its transaction, whose input comes again
+        super()._on_delivery(error, message)
 
     def close(self) -> None:
         if self._fenced:  # nothing of a fenced producer will ever be delivered
@@ -578,41 +603,77 @@ class _KafkaTransactionalProducer(_KafkaProducer, TransactionalProducer):
         super().close()
 
     def abort(self) -> None:
-        self._call(self._producer.abort_transaction, self._timeout, what="abort_transaction")
+        self._call("abort_transaction", self._timeout)
 
-    def _call(self, method: Callable[..., object], *args: object, what: str) -> None:
-        for _attempt in range(5):
-            try:
-                method(*args)
-                return
-            except KafkaException as exc:
-                error = exc.args[0]
-                if error.code() in _FENCED:
-                    self._fenced = True
-                    raise BusFenced(
-                        f"transactional id {self._transactional_id!r} was taken over by a newer "
-                        f"producer ({what}: {_describe(error)})"
-                    ) from exc
-                if _refused(error):
-                    raise _refusal(
-                        self._principal,
-                        error,
-                        f"use transactional id {self._transactional_id!r} ({what})",
-                    ) from exc
-                if error.retriable():
-                    log.warning("Kafka %s failed (%s), retrying", what, _describe(error))
-                    time.sleep(0.5)
-                    continue
-                if error.txn_requires_abort():
-                    try:
-                        self._producer.abort_transaction(self._timeout)
-                    except KafkaException:
-                        log.exception("Kafka abort_transaction after a failed %s", what)
-                    raise _raise_from(
-                        exc, f"{what} failed; transaction aborted", DeliveryError
-                    ) from exc
-                raise _raise_from(exc, f"{what} failed") from exc
-        raise BusError(f"Kafka {what} kept failing with retriable errors")
+    def _call(self, what: str, *args: object) -> None:
+        """The librdkafka producer's ``what``, bounded by its timeout and a margin."""
+        bound = self._timeout + _TRANSACTION_MARGIN_S
+        exc = _bounded(getattr(self._producer, what), args, bound, f"kafka-{what}")
+        if exc is None:
+            return
+        if isinstance(exc, TimeoutError):
+            self._start_over()
+            raise TransactionAborted(
+                f"Kafka {what} did not return in {bound:g} s: "
+                "the transaction is dropped, a new producer takes over"
+            )
+        if not isinstance(exc, KafkaException):
+            raise exc
+        error = exc.args[0]
+        if error.code() in _FENCED:
+            self._fenced = True
+            raise BusFenced(
+                f"transactional id {self._transactional_id!r} was taken over by a newer "
+                f"producer ({what}: {_describe(error)})"
+            ) from exc
+        if _refused(error):
+            raise _refusal(
+                self._principal,
+                error,
+                f"use transactional id {self._transactional_id!r} ({what})",
+            ) from exc
+        if what == "init_transactions" and error.retriable():
+            # Nothing to drop yet, and librdkafka takes the same call again.
+            raise TransactionAborted(f"Kafka {what} failed: {_describe(error)}") from exc
+        if error.fatal() or error.retriable() or error.txn_requires_abort():
+            self._start_over()
+            raise TransactionAborted(
+                f"Kafka {what} failed ({_describe(error)}): the transaction is dropped, "
+                "a new producer takes over"
+            ) from exc
+        raise _raise_from(exc, f"{what} failed") from exc
+
+    def _start_over(self) -> None:
+        """Leave this librdkafka producer behind and make a new one of the same transactional
+        id, to be initialised (:meth:`init`)."""
+        left = [self._producer]
+        self._producer = confluent_kafka.Producer(self._config)
+        self._initialised = False
+        self._failed, self._first_failure, self._since_poll = 0, "", 0
+        # Its last reference dropped there: librdkafka's destroy may wait on the broker.
+        threading.Thread(target=left.clear, name="kafka-producer-left", daemon=True).start()
+
+
+def _bounded(
+    call: Callable[..., object], args: tuple[object, ...], seconds: float, name: str
+) -> BaseException | None:
+    """``call(*args)`` in a daemon thread: None, what it raised (without its traceback, whose
+    frames would keep the call's objects alive), or a :class:`TimeoutError` if it is still
+    running after ``seconds`` (it is then left to run)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            call(*args)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc.with_traceback(None))
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return outcome[0] if outcome else TimeoutError(name)
 
 
 def _close_aside(consumer: confluent_kafka.Consumer, wait_s: float = 5.0) -> None:

@@ -11,7 +11,9 @@ with NumPy (a bad message is dead-lettered, never fails its batch; should anythi
 the batch is handled again message by message and only the offender is dead-lettered: see
 :mod:`streamfit.ops.batches`); one call of the compiled model, encode, produce. Then wait
 for the broker's acks and commit the consumed offsets (at-least-once) — or commit all of it as
-one Kafka transaction (exactly-once).
+one Kafka transaction (exactly-once). A transaction the broker's absence cut is dropped, never
+retried: the predictor starts over from the committed offsets once the broker answers (see
+:class:`~streamfit.bus.TransactionAborted`).
 
 The model lives in a :class:`~streamfit.serving._slot.ModelSlot`: at start-up it serves the
 registry's ``@champion``; a watcher thread hands it each ``models`` event (version, model URI,
@@ -41,13 +43,22 @@ import operator
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from .. import messages
-from ..bus import Bus, Consumer, Message, Producer, TransactionalProducer
+from ..bus import (
+    Bus,
+    BusUnavailable,
+    Consumer,
+    Message,
+    Producer,
+    TransactionAborted,
+    TransactionalProducer,
+)
 from ..config import Settings
 from ..features import request_schema
 from ..models.bundle import BundleError, ModelBundle
@@ -126,6 +137,8 @@ _STATUS_EVERY_S = 1.0
 # Bound on the wait for a compiled library already built (loading and checking it takes about
 # a second; a slow disk or a loaded machine may take more).
 _CACHED_COMPILE_WAIT_S = 30.0
+# Longest wait between two tries to start over after a dropped transaction (the broker away).
+_START_OVER_BACKOFF_S = 10.0
 
 
 def tune_garbage_collector() -> None:
@@ -365,11 +378,14 @@ class Predictor(ServiceLoop):
             )
             watcher.start()
             stack.callback(self._shadow_pool.shutdown)
-            consumer = stack.enter_context(
-                self.bus.consumer(
+
+            def open_requests() -> Consumer:
+                return self.bus.consumer(
                     [self.topics.requests], group=settings.group, instance_id=slot.stable_id
                 )
-            )
+
+            consumer = open_requests()
+            stack.callback(lambda: consumer.close())  # the one open at the end
             if self.owns_process:
                 tune_garbage_collector()
             log.info(
@@ -405,9 +421,18 @@ class Predictor(ServiceLoop):
                     polled += consumer.poll(settings.max_batch - len(polled), timeout=linger)
                     started = time.perf_counter()  # the linger is waiting, not work
                 if isinstance(producer, TransactionalProducer):
-                    producer.begin()
-                    started = self._process_micro_batches(polled, producer, started)
-                    producer.commit_with(consumer)
+                    try:
+                        producer.begin()
+                        started = self._process_micro_batches(polled, producer, started)
+                        producer.commit_with(consumer)
+                    except TransactionAborted as exc:
+                        log.warning("%s; its %d requests come again", exc, len(polled))
+                        consumer.close()
+                        reopened = self._start_over(producer, open_requests)
+                        if reopened is None:
+                            break  # stopped meanwhile
+                        consumer = reopened
+                        continue
                 else:
                     started = self._process_micro_batches(polled, producer, started)
                     producer.flush()  # every prediction acknowledged ...
@@ -416,6 +441,26 @@ class Predictor(ServiceLoop):
                 self.metrics.batch_seconds.observe(time.perf_counter() - started)
             self.health.stopping()
             watcher.join(timeout=2)
+
+    def _start_over(
+        self, producer: TransactionalProducer, open_requests: Callable[[], Consumer]
+    ) -> Consumer | None:
+        """After a dropped transaction: the producer ready again (the broker has then ended
+        the dropped one, committed or not), then a new requests consumer, which starts at the
+        committed offsets; waits for the broker meanwhile. None if stopped first."""
+        delay = 1.0
+        while self.running:
+            self.health.beat()  # waiting for the broker is not being stuck
+            try:
+                producer.init()
+                return open_requests()
+            except (TransactionAborted, BusUnavailable) as exc:
+                log.warning(
+                    "starting over once the broker answers (%s): retrying in %g s", exc, delay
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, _START_OVER_BACKOFF_S)
+        return None
 
     def _process_micro_batches(
         self, polled: list[Message], producer: Producer, started: float
