@@ -249,6 +249,28 @@ def test_a_recorder_started_before_postgresql_waits_for_it(deployment, own_postg
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("service", "ready"),
+    [
+        ("trainer", "trainer waiting for retrain commands"),
+        ("monitor", "monitor: checking"),
+    ],
+)
+def test_a_service_started_before_postgresql_waits_for_it(deployment, own_postgres, service, ready):
+    """Services started together, the database last: the trainer and the monitor wait for
+    their store, as the recorder does, instead of exiting, and start once the server is up."""
+    own_postgres.down()
+    args = ("--no-tracking",) if service == "monitor" else ()
+    process = deployment.start(service, "--store", own_postgres.url, *args)
+    deployment.wait_for_log(process, "store unavailable", timeout=120)
+    time.sleep(3.0)
+    assert process.poll() is None, deployment.log(process)[-3000:]
+    own_postgres.up()
+    deployment.wait_for_log(process, ready, timeout=180)
+    assert process.poll() is None
+
+
+@pytest.mark.postgres
 def test_a_recorder_the_database_refuses_exits_with_the_reason(deployment, postgres_url):
     """A wrong password is not a server still starting: one line with the server's reason, exit
     2, no waiting."""

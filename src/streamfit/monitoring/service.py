@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from ..contract import task_of
 from ..datasets import load_dataset, split_fixed_holdout
 from ..models.bundle import BundleError, ModelBundle
 from ..models.registry import ModelRegistry
-from ..stores import ObservationStore
+from ..stores import ObservationStore, when_up
 from .estimators import PerformanceEstimator, estimator_for
 from .monitor import Monitor
 from .output import OutputDrift, output_drift_for
@@ -222,7 +223,8 @@ def build_monitor(
 ) -> Monitor:
     """A monitor on ``settings``' observation store that follows the champion and, with
     ``track``, logs to the serving model's MLflow run (``tracker`` overrides MLflow)."""
-    observations = ObservationStore(settings.store_url)
+    # Started with or before its database (a host booting): waits for it, as the recorder.
+    observations = when_up(partial(ObservationStore, settings.store_url), settings.store_url)
     served = ServedModel(settings)
     follow = FollowChampion(settings, observations, served)
     sink = ServingRunLog(settings, served, tracker) if track else None

@@ -13,6 +13,7 @@ from ._sql import (
     create_schema,
     make_engine,
     rename_columns,
+    when_up,
     worth_waiting_for,
 )
 from .comparisons import Comparison, ComparisonStore
@@ -36,5 +37,6 @@ __all__ = [
     "create_schema",
     "make_engine",
     "rename_columns",
+    "when_up",
     "worth_waiting_for",
 ]

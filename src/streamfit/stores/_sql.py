@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -24,6 +25,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 
 T = TypeVar("T")
+log = logging.getLogger("streamfit.stores")
 
 _RETRYABLE_SQLSTATES = {"40P01", "40001"}  # deadlock detected, serialization failure
 _ATTEMPTS = 5
@@ -50,6 +52,23 @@ def worth_waiting_for(url: str, exc: StoreUnavailable) -> bool:
         return False
     reason = str(exc)
     return "FATAL:" not in reason or any(passing in reason for passing in _PASSING_REFUSALS)
+
+
+def when_up(open_store: Callable[[], T], url: str, *, longest_wait_s: float = 30.0) -> T:
+    """``open_store()``, again after a backoff for as long as the PostgreSQL server at ``url``
+    does not answer yet (:func:`worth_waiting_for`): a service started with or before its
+    database, as a host boots, starts once the database is up. A refusal (these credentials,
+    this database) or an SQLite file that cannot be opened raises at once."""
+    delay = 0.5
+    while True:
+        try:
+            return open_store()
+        except StoreUnavailable as exc:
+            if not worth_waiting_for(url, exc):
+                raise
+            log.warning("store unavailable (%s): retrying in %.1f s", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, longest_wait_s)
 
 
 def make_engine(url: str) -> sa.Engine:

@@ -34,6 +34,7 @@ import contextlib
 import logging
 import threading
 import time
+from functools import partial
 from typing import Any
 
 from .. import messages
@@ -46,7 +47,7 @@ from ..ops.heap import release_freed_memory
 from ..ops.instance import InstanceSlot
 from ..ops.metrics import TrainerMetrics
 from ..ops.progress import LineProgress, Progress
-from ..stores import ObservationStore
+from ..stores import ObservationStore, when_up
 from .study import WORKER, Announcement, is_shared
 
 log = logging.getLogger("streamfit.trainer")
@@ -83,7 +84,10 @@ class TrainerService(ServiceLoop):
         self.health = Health(self.metrics, stall_s=_STALL_S)
         self.bus = bus
         self.progress = progress if progress is not None else LineProgress(log.info)
-        self.observations = ObservationStore(settings.store_url)
+        # Started with or before its database (a host booting): waits for it, as the recorder.
+        self.observations = when_up(
+            partial(ObservationStore, settings.store_url), settings.store_url
+        )
         self.registry = ModelRegistry.from_settings(settings)
         self.running = False
         self.ready = threading.Event()
