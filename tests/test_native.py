@@ -367,6 +367,17 @@ def test_every_task_s_predictions_say_what_its_rules_say(data, classes, version)
         assert [json.loads(value) for value in encoded] == expected
 
 
+def test_a_batch_with_no_prediction_left_encodes_to_nothing():
+    """Every row of a batch dead-lettered: no outputs at all, whatever the task's shape."""
+    for contract in (
+        Contract("multiclass", "y", (SIZE,), classes=("a", "b")),
+        Contract("regression", "y", (SIZE,)),
+        None,
+    ):
+        rules = None if contract is None else task_of(contract)
+        assert messages.predictions([], [], 1, rules=rules) == []
+
+
 def test_the_encoder_declines_input_not_as_described():
     ids, keys, tails = ["a", "b"], [b',"p":'], [b"}", b"}"]
     for texts in (b"[0.25]", b"[0.25,0.75,1.0]", b"0.25,0.75", b"[0.25,0.75]x", b"[0.25,]"):

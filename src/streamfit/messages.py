@@ -425,6 +425,8 @@ def predictions(
     the cost of building and encoding an object a message (figures: the predictor's benchmark
     page). Ids that JSON must escape are written by :func:`_encode_rows` instead, byte for byte
     the same."""
+    if not ids:
+        return []
     if shadow is not None:
         if rules is not None and rules.name != "binary":
             return _task_shadowed(ids, probabilities, version, rules, shadow)
