@@ -9,12 +9,24 @@ import time
 import pytest
 from confluent_kafka import KafkaError
 
-from streamfit.bus import BusFenced, get_bus
+from streamfit.bus import Bus, BusFenced, get_bus
 from streamfit.bus._kafka import _Rejoined
 from tests.bus.test_contract import drain, publish, unique
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.kafka
+
+
+def _seeded(
+    kafka_bootstrap: str, prefix: str, values: list[bytes], partitions: int = 1
+) -> tuple[Bus, str, str]:
+    """A bus, a new topic of ``partitions`` holding ``values``, and a new group's name."""
+    bus = get_bus(f"kafka://{kafka_bootstrap}")
+    topic = unique(prefix)
+    bus.ensure_topics({topic: partitions})
+    with bus.producer() as producer:
+        publish(producer, topic, values)
+    return bus, topic, unique("group")
 
 
 @pytest.mark.parametrize(("interval_s", "evicted"), [(7.0, True), (120.0, False)])
@@ -26,11 +38,7 @@ def test_a_member_working_longer_than_its_poll_interval_loses_its_messages(
     the commit holds (the trainer asks for hours, Kafka's default is 5 minutes). A poll interval
     below the session timeout (45 s) shortens the session to match: librdkafka refuses one
     longer than the interval."""
-    bus = get_bus(f"kafka://{kafka_bootstrap}")
-    topic, group = unique("long-work"), unique("group")
-    bus.ensure_topics({topic: 1})
-    with bus.producer() as producer:
-        publish(producer, topic, [b"retrain"])
+    bus, topic, group = _seeded(kafka_bootstrap, "long-work", [b"retrain"])
     with bus.consumer([topic], group=group, max_poll_interval_s=interval_s) as worker:
         assert [m.value for m in drain(worker, 1)] == [b"retrain"]
         time.sleep(12)  # the long round, no poll meanwhile
@@ -51,11 +59,7 @@ def test_a_member_joining_under_the_id_of_a_gone_one_takes_its_partitions_at_onc
     """Static membership: a member that is gone without leaving (killed; a static member's close
     does not leave either) keeps its partitions for the session timeout, unless a replacement
     joins under its instance id: that one gets them at once, with the committed offsets."""
-    bus = get_bus(f"kafka://{kafka_bootstrap}")
-    topic, group = unique("static"), unique("group")
-    bus.ensure_topics({topic: 3})
-    with bus.producer() as producer:
-        publish(producer, topic, [b"one", b"two", b"three"])
+    bus, topic, group = _seeded(kafka_bootstrap, "static", [b"one", b"two", b"three"], partitions=3)
     with bus.consumer([topic], group=group, instance_id="member-0") as first:
         assert sorted(m.value for m in drain(first, 3)) == [b"one", b"three", b"two"]
         first.commit()
@@ -73,11 +77,7 @@ def test_a_member_joining_under_the_id_of_a_gone_one_takes_its_partitions_at_onc
 def test_two_live_members_with_one_instance_id_the_older_is_fenced_and_says_so(
     kafka_bootstrap: str,
 ) -> None:
-    bus = get_bus(f"kafka://{kafka_bootstrap}")
-    topic, group = unique("twins"), unique("group")
-    bus.ensure_topics({topic: 1})
-    with bus.producer() as producer:
-        publish(producer, topic, [b"first"])
+    bus, topic, group = _seeded(kafka_bootstrap, "twins", [b"first"])
     with bus.consumer([topic], group=group, instance_id="twin") as older:
         assert [m.value for m in drain(older, 1)] == [b"first"]
         with bus.consumer([topic], group=group, instance_id="twin") as newer:
@@ -130,11 +130,7 @@ def test_asking_who_holds_an_instance_id_across_a_broker_restart_does_not_end_th
     librdkafka's admin client aborts its process when a request timed out while the broker was
     away and the broker then comes back (librdkafka #4605): the question is asked so that it
     cannot take the asking service down, and it is answered once the broker is back."""
-    bus = get_bus(f"kafka://{kafka_bootstrap}")
-    topic, group = unique("holder"), unique("group")
-    bus.ensure_topics({topic: 1})
-    with bus.producer() as producer:
-        publish(producer, topic, [b"one"])
+    bus, topic, group = _seeded(kafka_bootstrap, "holder", [b"one"])
     with bus.consumer([topic], group=group, instance_id="solo") as member:
         assert drain(member, 1)  # joined; a static member stays in the group once closed
         held = member._consumer.memberid()

@@ -563,17 +563,19 @@ class _KafkaTransactionalProducer(_KafkaProducer, TransactionalProducer):
     def init(self) -> None:
         """``init_transactions``: fences any earlier producer of this transactional id and has
         the broker end its open transaction (once; :meth:`begin` does it if not done)."""
+        if self._initialised:
+            return
         for attempt in range(1, _INIT_ATTEMPTS + 1):
-            if self._initialised:
-                return
             try:
                 self._call("init_transactions", self._timeout)
-                self._initialised = True
             except TransactionAborted as exc:
                 if attempt == _INIT_ATTEMPTS:
                     raise
                 log.warning("%s, retrying", exc)
                 time.sleep(0.5)
+            else:
+                self._initialised = True
+                return
 
     def begin(self) -> None:
         self.init()

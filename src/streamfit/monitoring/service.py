@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -224,7 +223,7 @@ def build_monitor(
     """A monitor on ``settings``' observation store that follows the champion and, with
     ``track``, logs to the serving model's MLflow run (``tracker`` overrides MLflow)."""
     # Started with or before its database (a host booting): waits for it, as the recorder.
-    observations = when_up(partial(ObservationStore, settings.store_url), settings.store_url)
+    observations = when_up(settings.store_url, ObservationStore)
     served = ServedModel(settings)
     follow = FollowChampion(settings, observations, served)
     sink = ServingRunLog(settings, served, tracker) if track else None

@@ -54,21 +54,21 @@ def worth_waiting_for(url: str, exc: StoreUnavailable) -> bool:
     return "FATAL:" not in reason or any(passing in reason for passing in _PASSING_REFUSALS)
 
 
-def when_up(open_store: Callable[[], T], url: str, *, longest_wait_s: float = 30.0) -> T:
-    """``open_store()``, again after a backoff for as long as the PostgreSQL server at ``url``
-    does not answer yet (:func:`worth_waiting_for`): a service started with or before its
-    database, as a host boots, starts once the database is up. A refusal (these credentials,
-    this database) or an SQLite file that cannot be opened raises at once."""
+def when_up(url: str, open_store: Callable[[str], T]) -> T:
+    """``open_store(url)``, again after a backoff (up to 30 s) for as long as the PostgreSQL
+    server at ``url`` does not answer yet (:func:`worth_waiting_for`): a service started with or
+    before its database, as a host boots, starts once the database is up. A refusal (these
+    credentials, this database) or an SQLite file that cannot be opened raises at once."""
     delay = 0.5
     while True:
         try:
-            return open_store()
+            return open_store(url)
         except StoreUnavailable as exc:
             if not worth_waiting_for(url, exc):
                 raise
             log.warning("store unavailable (%s): retrying in %.1f s", exc, delay)
             time.sleep(delay)
-            delay = min(delay * 2, longest_wait_s)
+            delay = min(delay * 2, 30.0)
 
 
 def make_engine(url: str) -> sa.Engine:

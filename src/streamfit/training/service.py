@@ -34,7 +34,6 @@ import contextlib
 import logging
 import threading
 import time
-from functools import partial
 from typing import Any
 
 from .. import messages
@@ -85,9 +84,7 @@ class TrainerService(ServiceLoop):
         self.bus = bus
         self.progress = progress if progress is not None else LineProgress(log.info)
         # Started with or before its database (a host booting): waits for it, as the recorder.
-        self.observations = when_up(
-            partial(ObservationStore, settings.store_url), settings.store_url
-        )
+        self.observations = when_up(settings.store_url, ObservationStore)
         self.registry = ModelRegistry.from_settings(settings)
         self.running = False
         self.ready = threading.Event()
