@@ -807,7 +807,75 @@ def your_data(figures: Figures) -> str:
             ),
             "",
         ]
-    return "\n".join(parts)
+    return "\n".join(parts + model_size(figures))
+
+
+def model_size(figures: Figures) -> list[str]:
+    """The predictor serving the first k trees of one model, and the regression grid."""
+    parts: list[str] = []
+    if (RESULTS / "model-size.json").exists():
+        data = load("model-size.json")
+        sets = data["sets"]
+        rows = [
+            [
+                set_name,
+                trees,
+                size["e2e_vs_noop"],
+                size["e2e_per_s"],
+                size["test_metric"],
+                f"{size['test_metric'] / s['sizes'][str(s['trees'])]['test_metric']:.3f}",
+            ]
+            for set_name, s in sets.items()
+            for trees, size in s["sizes"].items()
+        ]
+
+        def lines(axes: Any) -> None:
+            for set_name, s in sets.items():
+                trees = [int(k) for k in s["sizes"]]
+                axes.plot(
+                    trees, [v["e2e_vs_noop"] for v in s["sizes"].values()], "o-", label=set_name
+                )
+            axes.axhline(0.8, color="#b03a2e", linestyle="--", label="target 0.8")
+            axes.set_xlabel("trees served (the first k of the initial model)")
+            axes.set_ylabel("predictor / no-op loop")
+            axes.legend(loc="upper right")
+
+        parts += [
+            "### The model's size (`model-size.json`)",
+            "",
+            machine("model-size.json")
+            + f" {data['requests_per_run']:,} waiting requests per run, {data['rounds']} rounds.",
+            "",
+            table(
+                ["data set", "trees", "e2e_vs_noop", "predictions/s", "test loss", "vs all trees"],
+                rows,
+            ),
+            "",
+            figures.plot("benchmarks/model-size.png", lines, "e2e_vs_noop by trees served"),
+            "",
+        ]
+    if (RESULTS / "model-size-grid.json").exists():
+        data = load("model-size-grid.json")
+        rows = [
+            [
+                trees,
+                f"{best['learning_rate']}, {best['leaves']}",
+                f"{best['rmse']:.4f}",
+                best["us_per_row"],
+                best["initial_model_us_per_row"],
+            ]
+            for trees, best in data["best"].items()
+        ]
+        headers = ["trees", "best rate, leaves", "test RMSE", "µs/row", "initial model's µs/row"]
+        parts += [
+            "### Smaller regression models (`model-size-grid.json`)",
+            "",
+            machine("model-size-grid.json"),
+            "",
+            table(headers, rows),
+            "",
+        ]
+    return parts
 
 
 SECTIONS: dict[str, Callable[[Figures], str]] = {
