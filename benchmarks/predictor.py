@@ -119,9 +119,10 @@ def ensure_broker(port: str) -> str:
 
 def train_model(work: Path, data_args: list[str] | None = None, name: str = "template") -> Path:
     """A data directory with a small initial model (2 trials: its quality is not the point),
-    on Adult or on the data set ``data_args`` names (``streamfit init --data ...`` flags)."""
+    on Adult or on the data set ``data_args`` names (``streamfit init --data ...`` flags; a
+    ``--max-evals`` among them overrides the 2)."""
     data_dir = work / name
-    print(f"training the initial model of {name} (streamfit init --max-evals 2)...", flush=True)
+    print(f"training the initial model of {name} (streamfit init)...", flush=True)
     subprocess.run(
         [sys.executable, "-m", "streamfit.cli", "init", "--data-dir", str(data_dir)]
         + ["--max-evals", "2", "--log-level", "WARNING", *(data_args or [])],
@@ -190,12 +191,15 @@ def ensure_postgres(port: str) -> str:
 
 
 def _machine() -> dict[str, Any]:
-    """What the figures were measured on: CPUs, Python, and the load (other users included)."""
-    return {
+    """What the figures were measured on: CPUs, Python, the load (other users included), and
+    the settings given to streamfit through the environment (STREAMFIT_*), if any."""
+    found = {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
+    environment = {k: v for k, v in os.environ.items() if k.startswith("STREAMFIT_")}
+    return found | ({"environment": environment} if environment else {})
 
 
 def _rss_mb(pid: int) -> tuple[float, float]:
@@ -1273,6 +1277,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="serve with LightGBM (compile_model = false): no runtime build before or during",
     )
+    data.add_argument(
+        "--init-max-evals",
+        type=int,
+        default=2,
+        metavar="N",
+        help="the initial model's search budget (default 2: the predictor is measured; 30, "
+        "streamfit's default, serves the model users get)",
+    )
     args = parser.parse_args(argv)
     if args.data or args.suite:
         return _main_data(parser, args)
@@ -1390,7 +1402,13 @@ def _main_data(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
     name = "predictor-data" + ("-quick" if args.quick else "")
     out = args.out or RESULTS / f"{name}.json"
     return predictor_data.main(
-        data, args.quick, args.rounds, args.port, out, compile_model=not args.lightgbm
+        data,
+        args.quick,
+        args.rounds,
+        args.port,
+        out,
+        compile_model=not args.lightgbm,
+        init_max_evals=args.init_max_evals,
     )
 
 

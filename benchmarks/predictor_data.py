@@ -1,7 +1,8 @@
 """``benchmarks/predictor.py --data`` / ``--suite your-data``: the predictor's end-to-end
 throughput against the no-op confluent-kafka loop on any data set (issue 22).
 
-Per data set: a small initial model (``streamfit init --data ... --max-evals 2``), requests made
+Per data set: an initial model (``streamfit init --data ... --max-evals 2``, or
+``--init-max-evals``: the search budget's effect on the model's size is its cost), requests made
 from its test rows (``streamfit.datasets.table_requests``, label removed), then in each round,
 for every data set one after the other on the same broker: the no-op loop, then the predictor
 at-least-once, over the same waiting requests. ``e2e_vs_noop`` is the median over rounds of the
@@ -68,6 +69,7 @@ def native_coverage(template: Path, cache: Path, records: list[dict[str, Any]], 
     native = sum(messages.parse_requests(b, bundle.pipeline).native is not None for b in batches)
     decoder = bundle.pipeline.row_decoder("request_id", "data")
     return {
+        "trees": bundle.booster.num_trees(),
         "native_batches": native,
         "batches": len(batches),
         "native_all": native == len(batches),
@@ -96,19 +98,31 @@ def fetch_model(template: Path, compile_model: bool) -> tuple[Path, bool]:
 
 
 def run(
-    sets: list[BenchData], quick: bool, rounds: int, port: str, compile_model: bool
+    sets: list[BenchData],
+    quick: bool,
+    rounds: int,
+    port: str,
+    compile_model: bool,
+    init_max_evals: int = 2,
 ) -> dict[str, Any]:
-    """Every data set's model and requests, then ``rounds`` rounds of :data:`RUNS` per data set;
-    the results by data set. ``compile_model`` False: LightGBM serves (no background build)."""
+    """Every data set's model (``init_max_evals`` trials) and requests, then ``rounds`` rounds
+    of :data:`RUNS` per data set; the results by data set. ``compile_model`` False: LightGBM
+    serves (no background build)."""
     count = 30_000 if quick else 200_000  # as Adult's runs: a 100,000 run lasts about a second
-    out: dict[str, Any] = {"requests_per_run": count, "rounds": rounds, "sets": {}}
+    out: dict[str, Any] = {
+        "requests_per_run": count,
+        "rounds": rounds,
+        "init_max_evals": init_max_evals,
+        "sets": {},
+    }
     with tempfile.TemporaryDirectory(prefix="streamfit-bench-data-") as tmp:
         work = Path(tmp)
         bootstrap = ensure_broker(port)
         prepared = {}
         for data in sets:
             start = time.monotonic()
-            template = train_model(work, data.init_args(), data.name)
+            budget = ["--max-evals", str(init_max_evals)]
+            template = train_model(work, [*data.init_args(), *budget], data.name)
             cache, compiled = fetch_model(template, compile_model)
             records = records_of(template, 20_000, seed=3)
             out["sets"][data.name] = {
@@ -189,6 +203,7 @@ def main(
     port: str,
     out: Path,
     compile_model: bool = True,
+    init_max_evals: int = 2,
 ) -> int:
     """The data-set path of ``benchmarks/predictor.py``: ``data`` alone, else the suite."""
     import json
@@ -198,7 +213,8 @@ def main(
     with tempfile.TemporaryDirectory(prefix="streamfit-bench-tables-") as tables:
         sets = [data] if data else suite(Path(tables), quick)
         results["compile_model"] = compile_model
-        results |= run(sets, quick, rounds or (2 if quick else 5), port, compile_model)
+        rounds = rounds or (2 if quick else 5)
+        results |= run(sets, quick, rounds, port, compile_model, init_max_evals)
     results["machine_at_end"] = _machine()
     results["wall_s"] = round(time.monotonic() - started, 1)
     report(results)

@@ -69,3 +69,10 @@ def test_retain_is_a_duration_a_row_count_or_both() -> None:
     for bad in ("7 days", "0", "7d,8d", "-5"):
         with pytest.raises(ConfigError, match="retain must be"):
             Settings(retain=bad)
+
+
+def test_max_boost_rounds_is_a_bound_or_zero_for_none() -> None:
+    assert Settings().max_boost_rounds == 0
+    assert Settings.load(environ={"STREAMFIT_MAX_BOOST_ROUNDS": "600"}).max_boost_rounds == 600
+    with pytest.raises(ConfigError, match="max_boost_rounds must be >= 0"):
+        Settings(max_boost_rounds=-1)

@@ -69,6 +69,8 @@ def machine(name: str) -> str:
             parts.append(f"at the end {_loads(found['load_average_end'])}")
         if found.get("note"):
             parts.append(found["note"])
+        if found.get("environment"):
+            parts.append(" ".join(f"{k}={v}" for k, v in found["environment"].items()))
     for key, value in data.items():
         if key.endswith("machine_load") and isinstance(value, str):
             parts.append(value)

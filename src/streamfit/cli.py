@@ -55,6 +55,7 @@ _SETTING_OPTIONS = (
     "gate_tolerance",
     "train_threads",
     "train_window",
+    "max_boost_rounds",
     "dask_scheduler",
     "request_partitions",
     "drift_window",
@@ -181,6 +182,13 @@ def _training(parser: argparse.ArgumentParser, budget_dest: str) -> None:
         "--train-window",
         type=int,
         help="train on at most the newest N labelled observations (default 200000)",
+    )
+    parser.add_argument(
+        "--max-boost-rounds",
+        type=int,
+        metavar="N",
+        help="at most N boosting rounds in a trained model: bounds what a prediction costs "
+        "(default 0: as many as improve the cross-validated loss)",
     )
     parser.add_argument(
         "--dask",

@@ -184,6 +184,10 @@ class Settings:
     # A round trains on (at most) the newest train_window labelled observations besides
     # adult.data: the cost and memory of a round stay bounded however long the stream runs.
     train_window: int = 200_000
+    # At most this many boosting rounds (a tree each; one per class for multiclass) in a trained
+    # model, searched and refitted within the bound: a larger model predicts better for longer
+    # but costs the predictor more per request (docs/benchmarks/your-data.md). 0: no bound.
+    max_boost_rounds: int = 0
     # The round's final fit on a Dask cluster (lightgbm.dask, the dask extra): the scheduler's
     # address, tcp://host:8786; empty: in the trainer's own process. A fit that loses a worker
     # or outlasts dask_timeout_seconds fails the round (retried, nothing promoted).
@@ -261,8 +265,8 @@ class Settings:
         for name in ("holdout_fraction", "gate_recent_fraction"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if self.gate_tolerance < 0 or self.warm_start_top_k < 0:
-            raise ConfigError("gate_tolerance and warm_start_top_k must be >= 0")
+        if self.gate_tolerance < 0 or self.warm_start_top_k < 0 or self.max_boost_rounds < 0:
+            raise ConfigError("gate_tolerance, warm_start_top_k and max_boost_rounds must be >= 0")
         for name in ("drift_window", "drift_every", "drift_reference_rows", "performance_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

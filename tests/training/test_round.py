@@ -9,7 +9,7 @@ import pytest
 from streamfit.config import Settings
 from streamfit.models.bundle import ModelStore
 from streamfit.tracking import NullTracker
-from streamfit.training.objective import CVObjective, refit_rounds
+from streamfit.training.objective import CVObjective, cv_rounds_within, refit_rounds
 from streamfit.training.optimizers import OPTIMIZERS
 from streamfit.training.round import run_round
 from streamfit.training.space import DEFAULT_SPACE, lightgbm_params, params_key
@@ -64,6 +64,18 @@ def test_trials_record_rounds_reached_and_refit_uses_the_winners(
     assert bundle.booster.num_trees() == refit_rounds(winner["rounds"])
     assert bundle.manifest["best_iteration"] == winner["rounds"]
     assert bundle.manifest["params"] == winner["params"]
+
+
+def test_max_boost_rounds_bounds_the_search_and_the_model(
+    settings: Settings, adult_small: pd.DataFrame
+) -> None:
+    settings = settings.replace(max_boost_rounds=40)
+    outcome = _round(settings, adult_small, evals=3)
+    trials = TrialStore(settings.trials_url).trials(outcome.round_id)
+    # Every trial is searched within the bound, and it binds: the best models are larger.
+    assert max(t["rounds"] for t in trials) == cv_rounds_within(40) == 32
+    bundle = ModelStore(settings.models_dir).load(outcome.version)
+    assert bundle.booster.num_trees() == refit_rounds(outcome.best_iteration) <= 40
 
 
 def test_cv_objective_reports_the_best_iteration_not_the_cap(adult_small: pd.DataFrame) -> None:

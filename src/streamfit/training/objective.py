@@ -8,6 +8,7 @@ exactly the same splits and their losses compare fairly.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class CVObjective:
         patience: int = 40,
         feature_names: Sequence[str] = (),
         rules: TaskRules | None = None,
+        max_boost_rounds: int = 0,
     ) -> None:
         if nfold < 2:
             raise ValueError(f"nfold must be at least 2, got {nfold}")
@@ -70,6 +72,8 @@ class CVObjective:
         self.nfold = nfold
         self.patience = patience
         self.feature_names = list(feature_names)
+        # The CV rounds whose refit stays within max_boost_rounds (0: the space's cap only).
+        self.max_cv_rounds = cv_rounds_within(max_boost_rounds, nfold) if max_boost_rounds else 0
         self.task = rules.lightgbm_params() if rules is not None else None
         metric = rules.lightgbm_metric if rules is not None else "binary_logloss"
         # lgb.cv's key names in LightGBM 4
@@ -100,6 +104,8 @@ class CVObjective:
             feature_names=self.feature_names,
             task=self.task,
         )
+        if self.max_cv_rounds:
+            cap = min(cap, self.max_cv_rounds)
         started = time.perf_counter()
         try:
             history = lgb.cv(
@@ -138,9 +144,10 @@ def fit_final(
     feature_names: Sequence[str] = (),
     nfold: int = 3,
     rules: TaskRules | None = None,
+    max_boost_rounds: int = 0,
 ) -> lgb.Booster:
     """Refit on every training row with the winner's params, for the rounds it reached in CV
-    scaled up to the full data by :func:`refit_rounds`."""
+    scaled up to the full data by :func:`refit_rounds` (at most ``max_boost_rounds``)."""
     full, _cap = lightgbm_params(
         space,
         params,
@@ -152,11 +159,13 @@ def fit_final(
     dataset = lgb.Dataset(
         features, labels, categorical_feature=list(categorical), params={"verbosity": -1}
     )
-    return lgb.train(full, dataset, num_boost_round=refit_rounds(rounds, nfold))
+    rounds = refit_rounds(rounds, nfold, max_boost_rounds)
+    return lgb.train(full, dataset, num_boost_round=rounds)
 
 
-def refit_rounds(cv_rounds: int, nfold: int = 3) -> int:
-    """Boosting rounds for the refit on all rows, from the best iteration of ``nfold``-fold CV.
+def refit_rounds(cv_rounds: int, nfold: int = 3, max_boost_rounds: int = 0) -> int:
+    """Boosting rounds for the refit on all rows, from the best iteration of ``nfold``-fold CV,
+    at most ``max_boost_rounds`` (0: no bound).
 
     Each CV model trained on ``(nfold - 1) / nfold`` of the rows, and with more rows the same
     learning rate keeps improving for longer, so the refit takes more rounds: the square root of
@@ -165,17 +174,32 @@ def refit_rounds(cv_rounds: int, nfold: int = 3) -> int:
     splits, the space's start point) gave held-out log loss 0.27511 unscaled, 0.27483 at x1.1,
     0.27472 at x1.25 and 0.27479 at x1.5, AUC flat up to x1.25 and lower at x1.5.
 
-    >>> refit_rounds(281), refit_rounds(281, nfold=5), refit_rounds(0)
-    (344, 314, 1)
+    >>> refit_rounds(281), refit_rounds(281, nfold=5), refit_rounds(0), refit_rounds(281, 3, 300)
+    (344, 314, 1, 300)
     """
-    scale = (nfold / (nfold - 1)) ** 0.5
-    return max(round(int(cv_rounds) * scale), 1)
+    rounds = max(round(int(cv_rounds) * _refit_scale(nfold)), 1)
+    return min(rounds, max_boost_rounds) if max_boost_rounds else rounds
+
+
+def cv_rounds_within(max_boost_rounds: int, nfold: int = 3) -> int:
+    """The most CV rounds whose refit (:func:`refit_rounds`) stays within ``max_boost_rounds``:
+    the search then looks for the best model of that size, not a larger one cut short.
+
+    >>> cv_rounds_within(600), refit_rounds(cv_rounds_within(600)), cv_rounds_within(1)
+    (489, 599, 1)
+    """
+    return max(math.floor(max_boost_rounds / _refit_scale(nfold)), 1)
+
+
+def _refit_scale(nfold: int) -> float:
+    return (nfold / (nfold - 1)) ** 0.5
 
 
 __all__ = [
     "CVObjective",
     "CVResult",
     "TrialPruned",
+    "cv_rounds_within",
     "fit_final",
     "refit_rounds",
 ]

@@ -478,6 +478,7 @@ class _Round:
                 seed=self.settings.seed,
                 feature_names=data.pipeline.feature_names,
                 rules=self.rules,
+                max_boost_rounds=self.settings.max_boost_rounds,
             )
         test = data.dataset.test
         labels = test["label"].to_numpy()
@@ -512,7 +513,7 @@ class _Round:
             feature_names=data.pipeline.feature_names,
             task=self.rules.lightgbm_params(),
         )
-        rounds = refit_rounds(winner.rounds)
+        rounds = refit_rounds(winner.rounds, max_boost_rounds=settings.max_boost_rounds)
         try:
             client = dask_fit.connect(settings.dask_scheduler)
         except dask_fit.DaskFitError as exc:
@@ -707,6 +708,7 @@ def _objective(settings: Settings, data: _RoundData, space: SearchSpace) -> CVOb
         seed=settings.seed,
         feature_names=data.pipeline.feature_names,
         rules=task_of(data.dataset.contract),
+        max_boost_rounds=settings.max_boost_rounds,
     )
 
 
