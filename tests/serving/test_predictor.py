@@ -233,3 +233,30 @@ def test_only_a_predictor_owning_its_process_tunes_the_garbage_collector(setting
         service.stop()
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_stop_cuts_short_the_wait_for_a_broker_that_stays_away(settings):
+    """After a dropped transaction the predictor retries ``init`` with a growing backoff; a
+    stop during that backoff ends it at once rather than after the wait."""
+    from streamfit.bus import TransactionAborted
+
+    attempts: list[float] = []
+
+    class BrokerAway:
+        def init(self) -> None:
+            attempts.append(time.monotonic())
+            raise TransactionAborted("the broker is away")
+
+    predictor = Predictor(settings, MemoryBus())
+    predictor.running = True
+    outcome: list = []
+    thread = threading.Thread(
+        target=lambda: outcome.append(predictor._start_over(BrokerAway(), lambda: None))
+    )
+    thread.start()
+    wait_until(lambda: len(attempts) >= 2, 10, "a second attempt")  # now in a 2 s backoff
+    stopped = time.monotonic()
+    predictor.stop()
+    thread.join(5)
+    assert not thread.is_alive() and outcome == [None]
+    assert time.monotonic() - stopped < 0.5 and len(attempts) == 2
