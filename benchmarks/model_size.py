@@ -39,11 +39,10 @@ from predictor import (
     _machine,
     _uri,
     ensure_broker,
-    part_e2e,
     train_model,
     warm_model_cache,
 )
-from predictor_data import _ratios, records_of
+from predictor_data import _ratios, one_run, records_of
 
 from streamfit.config import Settings
 from streamfit.datasets import load_dataset
@@ -175,20 +174,7 @@ def measure(
         for round_ in range(rounds):
             for name, noop_commit in (("noop", 1), ("at-least-once", None)):
                 print(f"  round {round_ + 1}/{rounds}: {name}...", flush=True)
-                try:
-                    result = part_e2e(
-                        template,
-                        work,
-                        bootstrap,
-                        count,
-                        "at-least-once",
-                        noop_commit,
-                        records=records,
-                    )
-                except Exception as exc:  # a benchmark reports what it could measure
-                    print(f"  failed: {exc!r}", flush=True)
-                    result = {"error": repr(exc)}
-                runs[name].append(result)
+                runs[name].append(one_run(template, work, bootstrap, count, noop_commit, records))
         ratios = _ratios(runs, rounds)
         print(f"  e2e_vs_noop {ratios['e2e_vs_noop']}, test {loss_name} {metrics[loss_name]}")
         entry = {"test_metric": metrics[loss_name], "metrics": metrics, "runs": runs}

@@ -139,25 +139,47 @@ def run(
             for name, (template, records) in prepared.items():
                 for run_name, noop_commit in RUNS.items():
                     print(f"round {round_ + 1}/{rounds}: {name}, {run_name}...", flush=True)
-                    try:
-                        result = part_e2e(
-                            template,
-                            work,
-                            bootstrap,
-                            count,
-                            "at-least-once",
-                            noop_commit,
-                            records=records,
-                            settings={"compile_model": compile_model},
-                        )
-                    except Exception as exc:  # a benchmark reports what it could measure
-                        print(f"  failed: {exc!r}", flush=True)
-                        result = {"error": repr(exc)}
-                    result["loadavg"] = [round(x, 2) for x in os.getloadavg()]
+                    result = one_run(
+                        template,
+                        work,
+                        bootstrap,
+                        count,
+                        noop_commit,
+                        records,
+                        {"compile_model": compile_model},
+                    )
                     out["sets"][name]["runs"][run_name].append(result)
     for entry in out["sets"].values():
         entry |= _ratios(entry["runs"], rounds)
     return out
+
+
+def one_run(
+    template: Path,
+    work: Path,
+    bootstrap: str,
+    count: int,
+    noop_commit: int | None,
+    records: list[dict[str, Any]],
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One at-least-once run over ``count`` waiting requests of ``records``: the no-op loop
+    given ``noop_commit``, else the predictor; with the load average at its end."""
+    try:
+        result = part_e2e(
+            template,
+            work,
+            bootstrap,
+            count,
+            "at-least-once",
+            noop_commit,
+            records=records,
+            settings=settings,
+        )
+    except Exception as exc:  # a benchmark reports what it could measure
+        print(f"  failed: {exc!r}", flush=True)
+        result = {"error": repr(exc)}
+    return result | {"loadavg": [round(x, 2) for x in os.getloadavg()]}
 
 
 def _ratios(runs: dict[str, list[dict[str, Any]]], rounds: int) -> dict[str, Any]:
