@@ -76,6 +76,7 @@ def test_max_boost_rounds_bounds_the_search_and_the_model(
     assert max(t["rounds"] for t in trials) == cv_rounds_within(40) == 32
     bundle = ModelStore(settings.models_dir).load(outcome.version)
     assert bundle.booster.num_trees() == refit_rounds(outcome.best_iteration) <= 40
+    assert bundle.manifest["max_boost_rounds"] == 40
 
 
 def test_cv_objective_reports_the_best_iteration_not_the_cap(adult_small: pd.DataFrame) -> None:

@@ -307,6 +307,7 @@ class _Round:
                 "warm_start_points": str(len(self.points)),
                 "drop_drifting_features": str(settings.drop_drifting_features),
                 "dropped_features": ",".join(data.dropped),
+                "max_boost_rounds": str(settings.max_boost_rounds),
             },
         )
         try:
@@ -555,6 +556,7 @@ class _Round:
             "space_hash": self.space.hash,
             "dropped_features": list(self.data.dropped),
             "drop_drifting_features": self.settings.drop_drifting_features,
+            "max_boost_rounds": self.settings.max_boost_rounds,
             "mlflow_run_id": self.run_id,
         }
         return ModelBundle(booster, self.data.pipeline, manifest)
