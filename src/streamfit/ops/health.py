@@ -139,20 +139,31 @@ class Service(Protocol):
 class ServiceLoop:
     """A long-running service's loop and its probes: :meth:`run` marks it started and finished
     around :meth:`_run`, which loops while ``running``; :meth:`stop` turns ``/readyz`` 503 and
-    asks the loop to finish its work and return (safe from a signal handler). A group member
-    fenced by another under its id stops with the one line of :func:`~.instance.taken_over`."""
+    asks the loop to finish its work and return (safe from a signal handler), cutting short any
+    :meth:`pause` under way. A group member fenced by another under its id stops with the one
+    line of :func:`~.instance.taken_over`."""
 
     health: Health
     running: bool = False
     service = "service"  # its name, in that line
     stable_id: str | None = None  # its group member id, once it holds its slot (instance.py)
 
+    def __init__(self) -> None:
+        self._stopped = threading.Event()  # set by stop(): a pause() under way ends
+
     def stop(self) -> None:
         self.health.stopping()
         self.running = False
+        self._stopped.set()
+
+    def pause(self, seconds: float) -> bool:
+        """Wait ``seconds`` (a backoff), or less if :meth:`stop` is called meanwhile; whether
+        the service is still running."""
+        return not self._stopped.wait(seconds) and self.running
 
     def run(self) -> None:
         self.running = True
+        self._stopped.clear()
         self.health.starting()
         try:
             self._run()

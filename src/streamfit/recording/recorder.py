@@ -114,6 +114,7 @@ class Recorder(ServiceLoop):
         *,
         metrics: RecorderMetrics | None = None,
     ) -> None:
+        super().__init__()
         self.settings = settings
         self.metrics = metrics if metrics is not None else RecorderMetrics()
         self.health = Health(self.metrics)
@@ -126,7 +127,6 @@ class Recorder(ServiceLoop):
         self.schema = request_schema(serving_contract(settings), settings.extra_columns)
         self.running = False
         self.ready = threading.Event()  # set once the loop consumes
-        self._wake = threading.Event()  # cuts a backoff short on stop()
         self._queued = False  # the batch being handled queued a retrain command
         self._retaining = threading.Event()  # set: the retention thread ends
 
@@ -152,7 +152,6 @@ class Recorder(ServiceLoop):
 
     def stop(self) -> None:
         super().stop()
-        self._wake.set()  # a backoff in progress ends now
         self._retaining.set()
 
     def retain_once(self) -> None:
@@ -270,7 +269,7 @@ class Recorder(ServiceLoop):
                 self.metrics.store_retries.inc()
                 self.health.beat()  # waiting for the database is not being stuck
                 log.warning("observation store unavailable (%s): retrying in %.1f s", exc, delay)
-                if not self.running or self._wake.wait(delay):
+                if not self.pause(delay):
                     return None
                 delay = min(delay * 2, _MAX_BACKOFF_S)
 

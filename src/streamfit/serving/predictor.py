@@ -170,6 +170,7 @@ class Predictor(ServiceLoop):
         metrics: PredictorMetrics | None = None,
         owns_process: bool = False,
     ) -> None:
+        super().__init__()
         self.settings = settings
         # The process is this predictor's (`streamfit predictor`): its garbage collector is
         # tuned for the loop before it consumes (see tune_garbage_collector).
@@ -181,7 +182,6 @@ class Predictor(ServiceLoop):
         self.health = Health(self.metrics)
         self.running = False
         self.ready = threading.Event()  # set once the loop consumes
-        self._wake = threading.Event()  # cuts a start-over's backoff short on stop()
         self.slot = ModelSlot(
             ModelRegistry.from_settings(settings),
             settings.model_cache,
@@ -349,10 +349,6 @@ class Predictor(ServiceLoop):
             self.end_shadow(version)  # a promoted challenger is no longer its own shadow
 
     # -- the loop -----------------------------------------------------------------------------
-    def stop(self) -> None:
-        super().stop()
-        self._wake.set()  # a start-over's backoff in progress ends now
-
     def _run(self) -> None:
         settings = self.settings
         linger = settings.linger_ms / 1000
@@ -463,7 +459,7 @@ class Predictor(ServiceLoop):
                 log.warning(
                     "starting over once the broker answers (%s): retrying in %g s", exc, delay
                 )
-                if self._wake.wait(delay):
+                if not self.pause(delay):
                     break
                 delay = min(delay * 2, _START_OVER_BACKOFF_S)
         return None

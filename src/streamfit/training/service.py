@@ -76,6 +76,7 @@ class TrainerService(ServiceLoop):
         progress: Progress | None = None,
     ) -> None:
         """``progress`` hears each round's trials (default: log lines)."""
+        super().__init__()
         self.settings = settings
         self.metrics = metrics if metrics is not None else TrainerMetrics()
         # Ready once it waits for commands: a standby trainer (no partition of the one-partition
