@@ -45,7 +45,7 @@ from predictor import (
 from predictor_data import _ratios, one_run, records_of
 
 from streamfit.config import Settings
-from streamfit.datasets import load_dataset
+from streamfit.datasets import Dataset, load_dataset
 from streamfit.models.bundle import ModelBundle
 from streamfit.models.registry import ModelRegistry
 from streamfit.tracking import get_tracker
@@ -54,15 +54,18 @@ from streamfit.tracking import get_tracker
 GRID = ((0.1, 0.2, 0.3), (31, 63, 127, 255))
 
 
-def serve_first_trees(template: Path, full: ModelBundle, trees: int) -> int:
+def registry_of(template: Path) -> ModelRegistry:
+    return ModelRegistry.from_settings(Settings(data_dir=template, tracking_uri=_uri(template)))
+
+
+def serve_first_trees(template: Path, dataset: Dataset, full: ModelBundle, trees: int) -> None:
     """Register the first ``trees`` trees of ``full`` as a new version and make it champion."""
     import lightgbm as lgb
 
     booster = lgb.Booster(model_str=full.booster.model_to_string(num_iteration=trees))
     bundle = ModelBundle(booster, full.pipeline, {**full.manifest, "trees": trees})
-    settings = Settings(data_dir=template, tracking_uri=_uri(template))
-    tracker = get_tracker(settings)
-    example = load_dataset(settings).test[list(full.contract.features)].head(5)
+    tracker = get_tracker(Settings(data_dir=template, tracking_uri=_uri(template)))
+    example = dataset.test[list(full.contract.features)].head(5)
     with tempfile.TemporaryDirectory(prefix="streamfit-bench-trees-") as scratch:
         bundle.save(Path(scratch))
         tracker.start_round(f"first {trees} trees", {"benchmark": "model_size"})
@@ -73,15 +76,14 @@ def serve_first_trees(template: Path, full: ModelBundle, trees: int) -> int:
         finally:
             tracker.end_round()
     assert version is not None
-    ModelRegistry.from_settings(settings).make_champion(version)
-    return version
+    registry_of(template).make_champion(version)
 
 
-def test_metric(template: Path, bundle: ModelBundle) -> dict[str, float]:
-    """The task's metrics of ``bundle`` on its data set's test rows."""
-    dataset = load_dataset(Settings(data_dir=template))
+def test_metrics(dataset: Dataset, bundle: ModelBundle, trees: int) -> dict[str, float]:
+    """The task's metrics of the first ``trees`` trees of ``bundle`` on the test rows."""
     targets = dataset.test["label"].to_numpy(float)  # encoded as the model was trained on
-    outputs = bundle.predict_matrix(bundle.pipeline.transform(dataset.test))
+    features = bundle.pipeline.transform(dataset.test)
+    outputs = bundle.booster.predict(features, num_iteration=trees, num_threads=1)
     return {k: round(float(v), 5) for k, v in bundle.rules.metrics(targets, outputs).items()}
 
 
@@ -134,13 +136,14 @@ def grid(template: Path, full: ModelBundle, sizes: list[int]) -> dict[str, Any]:
     return out
 
 
-def initial_model(work: Path, data: BenchData) -> tuple[Path, ModelBundle]:
-    """``streamfit init --max-evals 2`` on ``data``: (its data directory, the champion)."""
+def initial_model(work: Path, data: BenchData) -> tuple[Path, int, ModelBundle]:
+    """``streamfit init --max-evals 2`` on ``data``: its data directory, the champion's
+    registry version and the champion."""
     template = train_model(work, data.init_args(), data.name)
-    registry = ModelRegistry.from_settings(Settings(data_dir=template, tracking_uri=_uri(template)))
+    registry = registry_of(template)
     champion = registry.champion()
     assert champion is not None
-    return template, registry.load(champion, work / f"{data.name}-cache")[0]
+    return template, champion.version, registry.load(champion, work / f"{data.name}-cache")[0]
 
 
 def measure(
@@ -151,25 +154,20 @@ def measure(
     rounds: int,
     count: int,
 ) -> dict[str, Any]:
-    template, full = initial_model(work, data)
-    registry = ModelRegistry.from_settings(Settings(data_dir=template, tracking_uri=_uri(template)))
-    champion = registry.champion()
-    assert champion is not None
-    total = full.booster.num_trees() // max(full.booster.num_model_per_iteration(), 1)
+    template, version, full = initial_model(work, data)
+    dataset = load_dataset(Settings(data_dir=template))
+    total = full.booster.current_iteration()
     records = records_of(template, 20_000, seed=3)
     loss_name = "log_loss" if full.rules.name != "regression" else "rmse"
     out: dict[str, Any] = {"task": full.rules.name, "note": data.note, "trees": total, "sizes": {}}
     for trees in [k for k in sizes if k < total] + [total]:
         if trees < total:
-            serve_first_trees(template, full, trees)
+            serve_first_trees(template, dataset, full, trees)
         else:
-            registry.make_champion(champion.version)
+            registry_of(template).make_champion(version)
         print(f"{data.name}: the first {trees} of {total} trees, compiling...", flush=True)
         warm_model_cache(template)
-        served = registry.champion()
-        assert served is not None
-        bundle, _ = registry.load(served, work / f"{data.name}-cache")
-        metrics = test_metric(template, bundle)
+        metrics = test_metrics(dataset, full, trees)
         runs: dict[str, list[dict[str, Any]]] = {"noop": [], "at-least-once": []}
         for round_ in range(rounds):
             for name, noop_commit in (("noop", 1), ("at-least-once", None)):
@@ -228,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         sets = flights_sets(work / "tables", 50_000, with_time=False)
         if args.grid:
-            template, full = initial_model(work, sets[0])
-            results |= {"set": sets[0].name, "trees": full.booster.num_trees()}
+            template, _, full = initial_model(work, sets[0])
+            results |= {"set": sets[0].name, "trees": full.booster.current_iteration()}
             results |= grid(template, full, sizes)
         else:
             bootstrap = ensure_broker(args.port)
